@@ -1,0 +1,627 @@
+/* A server-side HTTP/1.1 connection. See http_conn.h.
+ *
+ * States: HEAD (reading a request head; no coroutine), HANDLER (a handler
+ * runs; the transport is read only when it reads the body), DRAIN (the
+ * handler left body bytes unread: they are read and dropped, up to a limit,
+ * so the connection can carry the next request), CLOSED.
+ *
+ * Small responses are gathered in c->out and written when the handler waits,
+ * when no complete request follows in the input buffer, or when out grows
+ * past a bound, so pipelined responses leave in one write. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_conn.h"
+
+enum { B_NONE, B_LENGTH, B_CHUNKED };
+enum { R_NONE, R_STREAMING, R_DONE };
+enum { FR_LENGTH, FR_CHUNKED, FR_CLOSE, FR_NOBODY };
+enum { T_NONE, T_KEEPALIVE, T_HEADER, T_DRAIN };
+
+#define OUT_FLUSH 16384 /* write out once this much is gathered */
+#define SMALL_BODY 4096 /* bodies up to this are copied into out */
+
+void rill_http_limits_default(rill_http_limits_t *l) {
+  l->max_header_bytes = 16384;
+  l->max_headers = 100;
+  l->max_body_bytes = (uint64_t)1 << 30;
+  l->header_timeout_ms = 30000;
+  l->body_timeout_ms = 60000;
+  l->keepalive_timeout_ms = 60000;
+  l->send_timeout_ms = 60000;
+  l->drain_bytes = 256 * 1024;
+}
+
+static void conn_process(rill_http_conn_t *c);
+static void conn_drain(rill_http_conn_t *c);
+static void conn_close(rill_http_conn_t *c, int abort);
+
+/* ---- output ---- */
+
+static int out_reserve(rill_http_conn_t *c, size_t n) {
+  if (c->olen + n <= c->ocap) return 0;
+  size_t cap = c->ocap ? c->ocap : 512;
+  while (cap < c->olen + n) cap *= 2;
+  char *o = realloc(c->out, cap);
+  if (o == NULL) return UV_ENOMEM;
+  c->out = o;
+  c->ocap = cap;
+  return 0;
+}
+
+static void out_put(rill_http_conn_t *c, const char *p, size_t n) {
+  memcpy(c->out + c->olen, p, n);
+  c->olen += n;
+}
+
+#define OUT_LIT(c, s) out_put((c), (s), sizeof(s) - 1)
+
+/* Writes out and bufs together; returns the transport's verdict. */
+static int out_write(rill_http_conn_t *c, const uv_buf_t *extra, unsigned nextra) {
+  uv_buf_t bufs[4];
+  unsigned n = 0;
+  if (c->olen) bufs[n++] = uv_buf_init(c->out, (unsigned)c->olen);
+  for (unsigned i = 0; i < nextra; i++)
+    if (extra[i].len) bufs[n++] = extra[i];
+  c->olen = 0;
+  if (n == 0) return c->werr;
+  if (c->werr) return c->werr;
+  int r = c->t->vt->write(c->t, bufs, n);
+  if (r < 0 && r != RILL_EAGAIN) c->werr = r;
+  return r;
+}
+
+void rill_http_conn_flush(rill_http_conn_t *c) {
+  if (c->olen && c->state != RILL_CONN_CLOSED) out_write(c, NULL, 0);
+}
+
+/* ---- timers ---- */
+
+static void timer_cb(uv_timer_t *h) {
+  rill_http_conn_t *c = h->data;
+  int kind = c->timer_kind;
+  c->timer_kind = T_NONE;
+  if (kind == T_HEADER && c->head.fed > 0) {
+    static const char msg[] =
+        "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    if (out_reserve(c, sizeof(msg)) == 0) OUT_LIT(c, msg);
+  }
+  rill__log(c->w, RILL_LOG_DEBUG, "http: closing a connection: %s timeout",
+            kind == T_HEADER ? "header" : kind == T_DRAIN ? "body" : "keep-alive");
+  conn_close(c, 0);
+}
+
+static void timer_set(rill_http_conn_t *c, int kind, unsigned ms) {
+  if (c->timer_kind == kind) return;
+  c->timer_kind = kind;
+  uv_timer_start(&c->timer, timer_cb, ms, 0);
+}
+
+static void timer_clear(rill_http_conn_t *c) {
+  if (c->timer_kind == T_NONE) return;
+  c->timer_kind = T_NONE;
+  uv_timer_stop(&c->timer);
+}
+
+/* ---- errors ---- */
+
+/* Answers a bad request with status and closes the connection. */
+static void conn_error(rill_http_conn_t *c, int status, const char *why) {
+  rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
+  char line[64], num[20];
+  size_t ll = rill_http_status_line(line, status), dl;
+  const char *date = rill__date_line(c->w, &dl);
+  size_t wl = strlen(why);
+  size_t nl = rill_http_u64(num, wl + 1);
+  if (out_reserve(c, ll + dl + nl + wl + 128) == 0) {
+    out_put(c, line, ll);
+    out_put(c, date, dl);
+    OUT_LIT(c, "Content-Type: text/plain\r\nConnection: close\r\nContent-Length: ");
+    out_put(c, num, nl);
+    OUT_LIT(c, "\r\n\r\n");
+    out_put(c, why, wl);
+    OUT_LIT(c, "\n");
+  }
+  c->resp = R_DONE;
+  conn_close(c, 0);
+}
+
+/* ---- the request body, as a stream ---- */
+
+static int body_fail(rill_http_conn_t *c, int err) {
+  if (c->body_err == 0) c->body_err = err;
+  c->close_after = 1;
+  return c->body_err;
+}
+
+static void send_continue(rill_http_conn_t *c) {
+  static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  c->continue_sent = 1;
+  if (out_reserve(c, sizeof(msg)) == 0) {
+    OUT_LIT(c, msg);
+    out_write(c, NULL, 0);
+  }
+}
+
+static int body_peek(rill_stream_t *bs, const char **p, size_t *n) {
+  rill_http_conn_t *c = bs->data;
+  *p = NULL;
+  *n = 0;
+  if (c->body_err) return c->body_err;
+  if (c->body_mode == B_NONE || c->body_done) return RILL_EOF;
+  if (c->continue_pending && !c->continue_sent) send_continue(c);
+  const char *tp;
+  size_t tn;
+  int r = c->t->vt->peek(c->t, &tp, &tn);
+  if (r < 0) return body_fail(c, r == RILL_EOF ? RILL_ECLOSED : r);
+  if (c->body_mode == B_LENGTH) {
+    *p = tp;
+    *n = tn < c->body_left ? tn : (size_t)c->body_left;
+    return 0;
+  }
+  while (c->chunk.state != RILL_CHUNK_DATA) {
+    if (tn == 0) return 0;
+    ssize_t k = rill_chunked_frame(&c->chunk, tp, tn);
+    if (k < 0) {
+      rill__log(c->w, RILL_LOG_DEBUG, "http: bad chunked body: %s", c->chunk.error);
+      return body_fail(c, RILL_EPROTO);
+    }
+    c->t->vt->consume(c->t, (size_t)k);
+    tp += k;
+    tn -= (size_t)k;
+    if (c->chunk.state == RILL_CHUNK_DONE) {
+      c->body_done = 1;
+      return RILL_EOF;
+    }
+    if (c->chunk.state == RILL_CHUNK_DATA) {
+      uint64_t max = c->srv->limits.max_body_bytes;
+      if (max && c->body_read + c->chunk.remaining > max) return body_fail(c, RILL_EBODY);
+    }
+  }
+  *p = tp;
+  *n = tn < c->chunk.remaining ? tn : (size_t)c->chunk.remaining;
+  return 0;
+}
+
+static void body_consume(rill_stream_t *bs, size_t n) {
+  rill_http_conn_t *c = bs->data;
+  c->t->vt->consume(c->t, n);
+  c->body_read += n;
+  if (c->body_mode == B_LENGTH) {
+    c->body_left -= n;
+    if (c->body_left == 0) c->body_done = 1;
+  } else {
+    rill_chunked_took(&c->chunk, n);
+  }
+}
+
+static int body_fill(rill_stream_t *bs) {
+  rill_http_conn_t *c = bs->data;
+  if (c->body_err) return c->body_err;
+  if (c->body_done || c->body_mode == B_NONE) return RILL_EOF;
+  c->body_waiting = 1;
+  int r = c->t->vt->fill(c->t);
+  if (r < 0) {
+    c->body_waiting = 0;
+    return body_fail(c, r == RILL_EOF ? RILL_ECLOSED : r);
+  }
+  return 0;
+}
+
+static void body_close(rill_stream_t *bs) {}
+
+static const rill_stream_vt body_vt = {
+    "request body", body_peek, body_consume, body_fill, NULL, NULL, body_close, NULL,
+};
+
+/* ---- reading requests ---- */
+
+static void transport_cb(rill_stream_t *t, int status) {
+  rill_http_conn_t *c = t->data;
+  switch (c->state) {
+  case RILL_CONN_HEAD:
+    conn_process(c);
+    break;
+  case RILL_CONN_HANDLER:
+    if (c->body_waiting) {
+      c->body_waiting = 0;
+      if (c->body.fill_cb) c->body.fill_cb(&c->body, status);
+    }
+    break;
+  case RILL_CONN_DRAIN:
+    conn_drain(c);
+    break;
+  }
+}
+
+static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
+  const rill_http_limits_t *lim = &c->srv->limits;
+  if (hl > c->hcap) {
+    char *b = realloc(c->hbuf, hl);
+    if (b == NULL) {
+      conn_close(c, 1);
+      return;
+    }
+    c->hbuf = b;
+    c->hcap = hl;
+  }
+  memcpy(c->hbuf, p, hl);
+  c->hlen = hl;
+  c->t->vt->consume(c->t, hl);
+  timer_clear(c);
+
+  unsigned f = c->head.flags;
+  c->body_mode = B_NONE;
+  c->body_left = c->body_read = 0;
+  c->body_err = 0;
+  c->body_done = c->body_waiting = c->continue_pending = c->continue_sent = 0;
+  if (f & RILL_HTTP_CHUNKED) {
+    c->body_mode = B_CHUNKED;
+    rill_chunked_free(&c->chunk);
+    rill_chunked_init(&c->chunk, lim->max_header_bytes);
+  } else if ((f & RILL_HTTP_LENGTH) && c->head.content_length > 0) {
+    if (lim->max_body_bytes && c->head.content_length > lim->max_body_bytes) {
+      conn_error(c, 413, "request body too large");
+      return;
+    }
+    c->body_mode = B_LENGTH;
+    c->body_left = c->head.content_length;
+  }
+  c->continue_pending = (f & RILL_HTTP_CONTINUE) && c->body_mode != B_NONE;
+  c->keepalive = (f & RILL_HTTP_KEEPALIVE) != 0;
+  c->is_head = c->head.method == HTTP_HEAD;
+  /* Nothing after a CONNECT or an upgrade is HTTP; the WebSocket layer takes
+   * the stream over itself. */
+  c->close_after = c->head.method == HTTP_CONNECT;
+  c->resp = R_NONE;
+  c->resp_left = 0;
+
+  rill_stream_t *b = &c->body;
+  b->reader = b->writer = NULL;
+  b->rop = RILL_ROP_NONE;
+  b->acclen = 0;
+  b->timeout_ms = (int)lim->body_timeout_ms;
+  c->state = RILL_CONN_HANDLER;
+  c->nreq++;
+  c->srv->on_request(c);
+}
+
+static void conn_process(rill_http_conn_t *c) {
+  const rill_http_limits_t *lim = &c->srv->limits;
+  rill_stream_t *t = c->t;
+  const char *p;
+  size_t n;
+  int r = t->vt->peek(t, &p, &n);
+  if (r < 0) {
+    conn_close(c, 0); /* the peer closed between requests, or mid-head */
+    return;
+  }
+  if (n > 0) {
+    ssize_t hl = rill_http_head_parse(&c->head, p, n, lim->max_header_bytes);
+    if (hl < 0) {
+      conn_error(c, c->head.err_status, c->head.err_reason);
+      return;
+    }
+    if (hl > 0) {
+      dispatch(c, p, (size_t)hl);
+      return;
+    }
+    timer_set(c, T_HEADER, lim->header_timeout_ms);
+  } else if (c->timer_kind == T_NONE) {
+    if (c->nreq == 0)
+      timer_set(c, T_HEADER, lim->header_timeout_ms);
+    else
+      timer_set(c, T_KEEPALIVE, lim->keepalive_timeout_ms);
+  }
+  rill_http_conn_flush(c);
+  r = t->vt->fill(t);
+  if (r < 0) conn_close(c, 0);
+}
+
+static void next_request(rill_http_conn_t *c) {
+  c->state = RILL_CONN_HEAD;
+  timer_clear(c);
+  rill_http_head_reset(&c->head);
+  conn_process(c);
+}
+
+static void conn_drain(rill_http_conn_t *c) {
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r = body_peek(&c->body, &p, &n);
+    if (r == RILL_EOF) {
+      next_request(c);
+      return;
+    }
+    if (r < 0) {
+      conn_close(c, 0);
+      return;
+    }
+    if (n == 0) break;
+    if (c->body_read + n > c->srv->limits.drain_bytes) {
+      conn_close(c, 0);
+      return;
+    }
+    body_consume(&c->body, n);
+  }
+  timer_set(c, T_DRAIN, c->srv->limits.body_timeout_ms);
+  rill_http_conn_flush(c);
+  if (body_fill(&c->body) < 0) conn_close(c, 0);
+}
+
+/* The current request is over: go on to the next, drain, or close. */
+static void end_request(rill_http_conn_t *c) {
+  rill__stream_detach(&c->body);
+  c->gen++;
+  if (c->werr || c->close_after || !c->keepalive) {
+    conn_close(c, 0);
+    return;
+  }
+  if (c->body_mode != B_NONE && !c->body_done) {
+    c->state = RILL_CONN_DRAIN;
+    conn_drain(c);
+    return;
+  }
+  next_request(c);
+}
+
+void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
+  if (c->state != RILL_CONN_HANDLER) return;
+  if (!ok) {
+    if (c->resp == R_NONE) {
+      conn_error(c, 500, "internal server error");
+    } else {
+      c->olen = 0; /* a response cut short: the peer must not take it as whole */
+      conn_close(c, 1);
+    }
+    return;
+  }
+  if (c->resp != R_DONE) rill_http_finish(c, 200, NULL, 0);
+  end_request(c);
+}
+
+/* ---- responses ---- */
+
+static int digits_only(const char *v, size_t n, uint64_t *out) {
+  uint64_t x = 0;
+  if (n == 0 || n > 19) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return 0;
+    x = x * 10 + (uint64_t)(v[i] - '0');
+  }
+  *out = x;
+  return 1;
+}
+
+/* Builds the head into out. length < 0: the body streams, framing from the
+ * headers or chunked. */
+static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                      int64_t length) {
+  uint64_t user_len = 0;
+  int has_len = 0, has_date = 0;
+  size_t need = 0;
+  for (size_t i = 0; i < nh; i++) {
+    const rill_hdr_t *x = &h[i];
+    if (x->nlen == 0) return UV_EINVAL;
+    for (size_t j = 0; j < x->nlen; j++)
+      if (!rill_http_tchar((unsigned char)x->name[j])) return UV_EINVAL;
+    for (size_t j = 0; j < x->vlen; j++) {
+      unsigned char ch = (unsigned char)x->value[j];
+      if (ch == '\r' || ch == '\n' || ch == 0) return UV_EINVAL;
+    }
+    need += x->nlen + x->vlen + 4;
+    switch (x->name[0] | 0x20) {
+    case 'c':
+      if (rill_http_name_is(x->name, x->nlen, "content-length")) {
+        if (!digits_only(x->value, x->vlen, &user_len)) return UV_EINVAL;
+        has_len = 1;
+      } else if (rill_http_name_is(x->name, x->nlen, "connection")) {
+        if (rill_http_name_is(x->value, x->vlen, "close")) c->close_after = 1;
+      }
+      break;
+    case 'd':
+      if (rill_http_name_is(x->name, x->nlen, "date")) has_date = 1;
+      break;
+    }
+  }
+  if (status < 100 || status > 999) return UV_EINVAL;
+  int nobody = status < 200 || status == 204 || status == 304;
+  if (nobody)
+    c->framing = FR_NOBODY;
+  else if (length >= 0) {
+    c->framing = FR_LENGTH;
+    c->resp_left = (uint64_t)length;
+  } else if (has_len) {
+    c->framing = FR_LENGTH;
+    c->resp_left = user_len;
+  } else if (c->head.minor >= 1) {
+    c->framing = FR_CHUNKED;
+  } else {
+    c->framing = FR_CLOSE;
+    c->close_after = 1;
+  }
+  /* A body we cannot drain means no next request on this connection. */
+  if (!c->body_done && c->body_mode != B_NONE &&
+      ((c->continue_pending && !c->continue_sent) ||
+       (c->body_mode == B_LENGTH && c->body_left > c->srv->limits.drain_bytes)))
+    c->close_after = 1;
+  int keep = c->keepalive && !c->close_after;
+
+  size_t dl;
+  const char *date = rill__date_line(c->w, &dl);
+  if (out_reserve(c, need + dl + 160)) return UV_ENOMEM;
+  c->olen += rill_http_status_line(c->out + c->olen, status);
+  if (!has_date) out_put(c, date, dl);
+  for (size_t i = 0; i < nh; i++) {
+    const rill_hdr_t *x = &h[i];
+    char first = (char)(x->name[0] | 0x20);
+    if ((first == 'c' && (rill_http_name_is(x->name, x->nlen, "content-length") ||
+                          rill_http_name_is(x->name, x->nlen, "connection"))) ||
+        (first == 't' && rill_http_name_is(x->name, x->nlen, "transfer-encoding")))
+      continue;
+    out_put(c, x->name, x->nlen);
+    OUT_LIT(c, ": ");
+    out_put(c, x->value, x->vlen);
+    OUT_LIT(c, "\r\n");
+  }
+  if (c->framing == FR_LENGTH) {
+    OUT_LIT(c, "Content-Length: ");
+    c->olen += rill_http_u64(c->out + c->olen, c->resp_left);
+    OUT_LIT(c, "\r\n");
+  } else if (c->framing == FR_CHUNKED) {
+    OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
+  }
+  if (!keep)
+    OUT_LIT(c, "Connection: close\r\n");
+  else if (c->head.minor == 0)
+    OUT_LIT(c, "Connection: keep-alive\r\n");
+  OUT_LIT(c, "\r\n");
+  return 0;
+}
+
+/* A request whose body broke the protocol is answered with 400 (or 413),
+ * whatever the handler meant to send: its framing cannot be trusted. */
+static int body_broken(rill_http_conn_t *c) {
+  if (c->body_err != RILL_EPROTO && c->body_err != RILL_EBODY) return 0;
+  int status = c->body_err == RILL_EBODY ? 413 : 400;
+  const char *why = status == 413 ? "request body too large" : "invalid chunked body";
+  rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
+  char line[64];
+  size_t ll = rill_http_status_line(line, status);
+  if (out_reserve(c, ll + 80) == 0) {
+    out_put(c, line, ll);
+    OUT_LIT(c, "Content-Length: 0\r\nConnection: close\r\n\r\n");
+  }
+  c->resp = R_DONE;
+  c->close_after = 1;
+  out_write(c, NULL, 0);
+  return 1;
+}
+
+int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                      const char *body, size_t len) {
+  if (c->resp != R_NONE) return UV_EBUSY;
+  if (body_broken(c)) return 0;
+  int r = build_head(c, status, h, nh, (int64_t)len);
+  if (r) return r;
+  c->resp = R_DONE;
+  if (c->is_head || c->framing == FR_NOBODY || len == 0) {
+    if (c->olen > OUT_FLUSH) return out_write(c, NULL, 0);
+    return c->werr;
+  }
+  if (len <= SMALL_BODY) {
+    if (out_reserve(c, len)) return UV_ENOMEM;
+    out_put(c, body, len);
+    if (c->olen > OUT_FLUSH) return out_write(c, NULL, 0);
+    return c->werr;
+  }
+  uv_buf_t b = uv_buf_init((char *)body, (unsigned)len);
+  return out_write(c, &b, 1);
+}
+
+int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                    const char *data, size_t len) {
+  if (c->resp == R_DONE) return UV_EBUSY;
+  if (c->resp == R_NONE) {
+    if (body_broken(c)) return RILL_ECLOSED;
+    int r = build_head(c, status, h, nh, -1);
+    if (r) return r;
+    c->resp = R_STREAMING;
+  }
+  if (c->is_head || c->framing == FR_NOBODY || len == 0) return out_write(c, NULL, 0);
+  if (c->framing == FR_LENGTH) {
+    if (len > c->resp_left) return RILL_EBODY;
+    c->resp_left -= len;
+  }
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+  if (c->framing == FR_CHUNKED) {
+    if (out_reserve(c, 20)) return UV_ENOMEM;
+    c->olen += rill_http_hex(c->out + c->olen, len);
+    OUT_LIT(c, "\r\n");
+    bufs[n++] = uv_buf_init("\r\n", 2);
+  }
+  return out_write(c, bufs, n);
+}
+
+int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh) {
+  if (c->resp == R_DONE) return 0;
+  if (c->resp == R_NONE) return rill_http_respond(c, status, h, nh, "", 0);
+  c->resp = R_DONE;
+  if (c->framing == FR_CHUNKED && !c->is_head) {
+    if (out_reserve(c, 5)) return UV_ENOMEM;
+    OUT_LIT(c, "0\r\n\r\n");
+  } else if (c->framing == FR_LENGTH && c->resp_left > 0 && !c->is_head) {
+    rill__log(c->w, RILL_LOG_WARN,
+              "http: response ended %llu bytes short of its Content-Length; closing",
+              (unsigned long long)c->resp_left);
+    c->close_after = 1;
+  }
+  return c->werr;
+}
+
+/* ---- life and death ---- */
+
+static void conn_freed(uv_handle_t *h) {
+  rill_http_conn_t *c = h->data;
+  rill_http_server_t *srv = c->srv;
+  rill_http_head_free(&c->head);
+  rill_chunked_free(&c->chunk);
+  free(c->body.acc);
+  if (c->body.sep != c->body.sep_small) free(c->body.sep);
+  free(c->hbuf);
+  free(c->out);
+  free(c);
+  if (--srv->refs == 0 && srv->on_free) srv->on_free(srv);
+}
+
+static void conn_close(rill_http_conn_t *c, int abort) {
+  if (c->state == RILL_CONN_CLOSED) return;
+  if (!abort) rill_http_conn_flush(c);
+  c->state = RILL_CONN_CLOSED;
+  rill__stream_detach(&c->body);
+  if (c->srv->on_close) c->srv->on_close(c);
+  rill_stream_t *t = c->t;
+  rill__stream_detach(t);
+  t->fill_cb = NULL;
+  t->drain_cb = NULL;
+  if (abort)
+    t->vt->abort(t);
+  else
+    t->vt->close(t);
+  rill__obj_unlink(&c->obj);
+  uv_close((uv_handle_t *)&c->timer, conn_freed);
+}
+
+static void conn_destroy(rill_obj_t *o) {
+  rill_http_conn_t *c = rill__container_of(o, rill_http_conn_t, obj);
+  conn_close(c, 1);
+}
+
+rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) {
+  rill_http_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->srv = srv;
+  c->w = srv->w;
+  c->t = t;
+  c->ref = -1;
+  srv->refs++;
+  rill_http_head_init(&c->head, HTTP_REQUEST, srv->limits.max_headers);
+  rill__stream_init(&c->body, &body_vt, c->w);
+  c->body.data = c;
+  t->data = c;
+  t->fill_cb = transport_cb;
+  t->timeout_ms = (int)srv->limits.send_timeout_ms;
+  uv_timer_init(c->w->loop, &c->timer);
+  c->timer.data = c;
+  rill__obj_link(c->w, &c->obj, conn_destroy);
+  c->state = RILL_CONN_HEAD;
+  conn_process(c);
+  return c;
+}
+
+const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c) {
+  return c->body_mode == B_CHUNKED && c->body_done ? &c->chunk : NULL;
+}

@@ -1,0 +1,104 @@
+/* A server-side HTTP/1.1 connection over any rill stream: reads request heads
+ * (with limits and timeouts), offers the request body as a stream, frames the
+ * response, and carries keep-alive, pipelining and draining. No Lua: the
+ * layer above starts a handler in on_request and reports its end with
+ * rill_http_conn_handler_done(). */
+#ifndef RILL_HTTP_CONN_H
+#define RILL_HTTP_CONN_H
+
+#include "http1.h"
+#include "rill_int.h"
+
+typedef struct {
+  size_t max_header_bytes;       /* request line + fields; 431 past it */
+  unsigned max_headers;          /* field count; 431 past it */
+  uint64_t max_body_bytes;       /* 413 past it; 0: no limit */
+  unsigned header_timeout_ms;    /* from the first byte to the end of the head */
+  unsigned body_timeout_ms;      /* the longest wait for body bytes */
+  unsigned keepalive_timeout_ms; /* idle between requests */
+  unsigned send_timeout_ms;      /* the longest a response write waits */
+  size_t drain_bytes;            /* unread body thrown away to keep the connection */
+} rill_http_limits_t;
+
+void rill_http_limits_default(rill_http_limits_t *l);
+
+typedef struct rill_http_server_s rill_http_server_t;
+typedef struct rill_http_conn_s rill_http_conn_t;
+
+struct rill_http_server_s {
+  rill_worker_t *w;
+  rill_http_limits_t limits;
+  void (*on_request)(rill_http_conn_t *c); /* a head arrived: start a handler */
+  void (*on_close)(rill_http_conn_t *c);   /* the connection is going */
+  void (*on_free)(rill_http_server_t *s);  /* the last reference went */
+  void *data;
+  int refs; /* the owner's, plus one per connection */
+};
+
+typedef struct {
+  const char *name;
+  size_t nlen;
+  const char *value;
+  size_t vlen;
+} rill_hdr_t;
+
+enum { RILL_CONN_HEAD, RILL_CONN_HANDLER, RILL_CONN_DRAIN, RILL_CONN_CLOSED };
+
+struct rill_http_conn_s {
+  rill_obj_t obj;
+  rill_http_server_t *srv;
+  rill_worker_t *w;
+  rill_stream_t *t; /* the transport */
+  uv_timer_t timer;
+  int timer_kind;
+  int state;
+  unsigned gen;  /* counts requests; a request's objects carry its number */
+  unsigned nreq;
+
+  rill_http_head_t head;
+  char *hbuf; /* the current request's head, copied out of the stream */
+  size_t hlen, hcap;
+
+  /* the request body, a stream */
+  rill_stream_t body;
+  int body_mode;
+  uint64_t body_left, body_read;
+  rill_chunked_t chunk;
+  int body_err;
+  unsigned body_done : 1, body_waiting : 1, continue_pending : 1, continue_sent : 1;
+
+  /* the response */
+  int resp; /* none, streaming, done */
+  int framing;
+  uint64_t resp_left;
+  unsigned keepalive : 1, close_after : 1, is_head : 1;
+  int werr;
+  char *out; /* head and framing bytes not yet written */
+  size_t olen, ocap;
+
+  void *data; /* the layer above's */
+  int ref;
+};
+
+/* Takes over the transport t and starts reading the first request. */
+rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t);
+/* The handler of the current request ended; ok is 0 if it raised. */
+void rill_http_conn_handler_done(rill_http_conn_t *c, int ok);
+/* Writes out buffered response bytes (called when the handler waits). */
+void rill_http_conn_flush(rill_http_conn_t *c);
+
+/* Responses. status and headers are used only while the head is unsent.
+ * Each returns 0, RILL_EAGAIN (the bytes are queued above the high-water mark:
+ * wait for the transport's drain), UV_EINVAL for a bad header name or value,
+ * UV_EBUSY if the response has started (respond) or ended (write), RILL_EBODY
+ * for more bytes than Content-Length, or a transport error. */
+int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                      const char *body, size_t len);
+int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                    const char *data, size_t len);
+int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
+
+/* The chunked decoder once the body has ended (for its trailers), or NULL. */
+const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c);
+
+#endif

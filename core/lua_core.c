@@ -1,0 +1,512 @@
+/* The rill.core module: time, light threads, timers, raw TCP listeners and
+ * connections, logging. lua/rill/init.lua builds the public `rill` table on
+ * top of it. Every function here has the worker as its first upvalue. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lua_core.h"
+#include "lua_stream.h"
+#include "rill_sched.h"
+#include "tcp.h"
+
+#define THREAD_MT "rill.thread"
+#define TIMER_MT "rill.timer"
+#define LISTENER_MT "rill.listener"
+
+/* ---- time ---- */
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
+  return 1;
+}
+
+static int l_time(lua_State *L) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  return 1;
+}
+
+static int sleep_done(rill_task_t *t) {
+  return 0;
+}
+
+static int l_sleep(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  lua_Number ms = luaL_checknumber(L, 1);
+  rill_task_t *t = rill__task_check(w, L);
+  rill__task_wait(t, ms < 0 ? 0 : ms > 2e9 ? 2000000000 : (int)ms, sleep_done, NULL);
+  return lua_yield(L, 0);
+}
+
+/* ---- light threads: rill.spawn / rill.wait ---- */
+
+typedef struct {
+  rill_task_t *t;      /* while running */
+  rill_task_t *waiter; /* a task in rill.wait() on this thread */
+  int self_ref;        /* keeps the userdata alive while the thread runs */
+  int res_ref;         /* {n = count, ...}: the results, once done */
+  int done, ok;
+} lthread_ud;
+
+/* Pushes ok and the results of a finished thread onto L. */
+static int thread_push_results(lua_State *L, lthread_ud *th) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, th->res_ref);
+  lua_getfield(L, -1, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushboolean(L, th->ok);
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, -1 - i, i);
+  lua_remove(L, -2 - n);
+  return n + 1;
+}
+
+static void thread_done(rill_task_t *t, int status) {
+  lua_State *co = t->co;
+  lthread_ud *th = t->done_data;
+  int n = status == 0 ? lua_gettop(co) : 1;
+  lua_createtable(co, n, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(co, status == 0 ? i : -2);
+    lua_rawseti(co, -2, i);
+  }
+  lua_pushinteger(co, n);
+  lua_setfield(co, -2, "n");
+  th->res_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  th->done = 1;
+  th->ok = status == 0;
+  th->t = NULL;
+  rill_task_t *wt = th->waiter;
+  if (wt) {
+    th->waiter = NULL;
+    rill__task_wake(wt, thread_push_results(wt->co, th));
+  }
+  luaL_unref(co, LUA_REGISTRYINDEX, th->self_ref);
+  th->self_ref = LUA_NOREF;
+}
+
+static int l_spawn(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  rill_task_t *t = rill__task_new(w, "thread");
+  if (t == NULL) return luaL_error(L, "out of memory");
+  lthread_ud *th = lua_newuserdata(L, sizeof(*th));
+  memset(th, 0, sizeof(*th));
+  th->res_ref = LUA_NOREF;
+  th->t = t;
+  luaL_getmetatable(L, THREAD_MT);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  th->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_insert(L, 1); /* th, fn, args... */
+  lua_xmove(L, t->co, nargs + 1);
+  t->done = thread_done;
+  t->done_data = th;
+  rill__task_start(t, nargs);
+  return 1;
+}
+
+static int wait_cancel(rill_task_t *t) {
+  lthread_ud *th = t->wait_obj;
+  th->waiter = NULL;
+  lua_pushnil(t->co);
+  lua_pushliteral(t->co, "timeout");
+  return 2;
+}
+
+static int l_wait(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  lthread_ud *th = luaL_checkudata(L, 1, THREAD_MT);
+  lua_Number ms = luaL_optnumber(L, 2, -1);
+  if (th->done) return thread_push_results(L, th);
+  rill_task_t *t = rill__task_check(w, L);
+  if (th->t == t) return luaL_error(L, "a thread cannot wait for itself");
+  if (th->waiter) return luaL_error(L, "thread already has a waiter");
+  th->waiter = t;
+  rill__task_wait(t, ms < 0 ? -1 : (int)ms, wait_cancel, th);
+  return lua_yield(L, 0);
+}
+
+static int thread_gc(lua_State *L) {
+  lthread_ud *th = luaL_checkudata(L, 1, THREAD_MT);
+  if (th->res_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, th->res_ref);
+  th->res_ref = LUA_NOREF;
+  return 0;
+}
+
+static int thread_status(lua_State *L) {
+  lthread_ud *th = luaL_checkudata(L, 1, THREAD_MT);
+  lua_pushstring(L, !th->done ? "running" : th->ok ? "done" : "failed");
+  return 1;
+}
+
+/* ---- timers: rill.timer(ms, fn [, repeat_ms]) ---- */
+
+typedef struct ltimer_s {
+  rill_obj_t obj;
+  uv_timer_t h;
+  rill_worker_t *w;
+  int fn_ref;
+  int active;
+  struct ltimer_s **ud;
+} ltimer_t;
+
+static void ltimer_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void ltimer_stop(ltimer_t *tm) {
+  if (!tm->active) return;
+  tm->active = 0;
+  if (tm->ud) *tm->ud = NULL;
+  if (tm->w->L && !tm->w->stopping) luaL_unref(tm->w->L, LUA_REGISTRYINDEX, tm->fn_ref);
+  rill__obj_unlink(&tm->obj);
+  uv_close((uv_handle_t *)&tm->h, ltimer_closed);
+}
+
+static void ltimer_destroy(rill_obj_t *o) {
+  ltimer_t *tm = rill__container_of(o, ltimer_t, obj);
+  ltimer_stop(tm);
+}
+
+static void ltimer_cb(uv_timer_t *h) {
+  ltimer_t *tm = h->data;
+  rill_worker_t *w = tm->w;
+  rill_task_t *t = rill__task_new(w, "timer");
+  if (t) lua_rawgeti(t->co, LUA_REGISTRYINDEX, tm->fn_ref);
+  if (uv_timer_get_repeat(h) == 0) ltimer_stop(tm);
+  if (t) rill__task_start(t, 0);
+}
+
+static int l_timer(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  lua_Number ms = luaL_checknumber(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_Number rep = luaL_optnumber(L, 3, 0);
+  ltimer_t *tm = calloc(1, sizeof(*tm));
+  if (tm == NULL) return luaL_error(L, "out of memory");
+  tm->w = w;
+  uv_timer_init(w->loop, &tm->h);
+  tm->h.data = tm;
+  lua_pushvalue(L, 2);
+  tm->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  tm->active = 1;
+  rill__obj_link(w, &tm->obj, ltimer_destroy);
+  uv_timer_start(&tm->h, ltimer_cb, ms < 0 ? 0 : (uint64_t)ms, rep <= 0 ? 0 : (uint64_t)rep);
+  ltimer_t **ud = lua_newuserdata(L, sizeof(*ud));
+  *ud = tm;
+  tm->ud = ud;
+  luaL_getmetatable(L, TIMER_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int timer_cancel(lua_State *L) {
+  ltimer_t **ud = luaL_checkudata(L, 1, TIMER_MT);
+  int was = *ud != NULL;
+  if (*ud) ltimer_stop(*ud);
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+static int timer_gc(lua_State *L) {
+  ltimer_t **ud = luaL_checkudata(L, 1, TIMER_MT);
+  if (*ud) (*ud)->ud = NULL; /* a timer nobody holds still fires */
+  return 0;
+}
+
+/* ---- raw TCP: rill.listen{...} ---- */
+
+typedef struct {
+  rill_listener_t *l;
+} llistener_ud;
+
+typedef struct {
+  rill_worker_t *w;
+  int handler_ref;
+} llistener_t;
+
+static void conn_task_done(rill_task_t *t, int status) {
+  /* The handler returned: close its socket unless it did. */
+  int ref = (int)(intptr_t)t->done_data;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, ref);
+  lstream_ud *ud = lua_touserdata(t->co, -1);
+  lua_pop(t->co, 1);
+  luaL_unref(t->co, LUA_REGISTRYINDEX, ref);
+  if (ud && ud->s) {
+    rill_stream_t *s = ud->s;
+    rill__stream_detach(s);
+    if (status != 0)
+      s->vt->abort(s);
+    else
+      s->vt->close(s);
+  }
+}
+
+static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
+  llistener_t *ll = l->data;
+  rill_worker_t *w = ll->w;
+  rill_task_t *t = rill__task_new(w, "connection handler");
+  rill_stream_t *s = rill__uvstream_stream(u);
+  if (t == NULL) {
+    s->vt->abort(s);
+    return;
+  }
+  lua_State *co = t->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, ll->handler_ref);
+  rill__lstream_push(co, s, 1);
+  lua_pushvalue(co, -1);
+  t->done_data = (void *)(intptr_t)luaL_ref(co, LUA_REGISTRYINDEX);
+  t->done = conn_task_done;
+  rill__task_start(t, 1);
+}
+
+static void raw_listener_free(rill_listener_t *l) {
+  llistener_t *ll = l->data;
+  rill__listener_forget_ud(l);
+  if (ll->w->L && !ll->w->stopping) luaL_unref(ll->w->L, LUA_REGISTRYINDEX, ll->handler_ref);
+  free(ll);
+}
+
+static const char *opt_string(lua_State *L, int t, const char *k, const char *def) {
+  lua_getfield(L, t, k);
+  const char *v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static lua_Number opt_number(lua_State *L, int t, const char *k, lua_Number def) {
+  lua_getfield(L, t, k);
+  lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+int rill__push_listener(lua_State *L, rill_listener_t *l) {
+  llistener_ud *ud = lua_newuserdata(L, sizeof(*ud));
+  ud->l = l;
+  l->ud = ud;
+  luaL_getmetatable(L, LISTENER_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int l_listen(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *host = opt_string(L, 1, "host", "127.0.0.1");
+  int port = (int)opt_number(L, 1, "port", 0);
+  int backlog = (int)opt_number(L, 1, "backlog", 511);
+  unsigned maxc = (unsigned)opt_number(L, 1, "max_connections", 16384);
+  lua_getfield(L, 1, "handler");
+  luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
+  llistener_t *ll = calloc(1, sizeof(*ll));
+  if (ll == NULL) return luaL_error(L, "out of memory");
+  ll->w = w;
+  ll->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rill_listener_t *l;
+  int r = rill__listen(w, host, port, backlog, maxc, raw_accept, ll, &l);
+  if (r) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ll->handler_ref);
+    free(ll);
+    lua_pushnil(L);
+    lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
+    return 2;
+  }
+  l->on_free = raw_listener_free;
+  return rill__push_listener(L, l);
+}
+
+void rill__listener_forget_ud(rill_listener_t *l) {
+  llistener_ud *ud = l->ud;
+  if (ud) ud->l = NULL;
+  l->ud = NULL;
+}
+
+/* Listener userdata methods; the listener behind may be raw or HTTP. */
+static llistener_ud *check_listener(lua_State *L) {
+  return luaL_checkudata(L, 1, LISTENER_MT);
+}
+
+static int listener_close(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  if (ud->l) rill__listener_close(ud->l);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int listener_addr(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  if (ud->l == NULL) return luaL_error(L, "listener is closed");
+  char host[64];
+  int port = rill__listener_addr(ud->l, host, sizeof(host));
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int listener_port(lua_State *L) {
+  listener_addr(L);
+  return 1;
+}
+
+static int listener_connections(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  lua_pushinteger(L, ud->l ? (lua_Integer)ud->l->nconns : 0);
+  return 1;
+}
+
+static int listener_gc(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  if (ud->l) rill__listener_forget_ud(ud->l); /* it goes on serving */
+  return 0;
+}
+
+/* ---- rill.connect(host, port [, timeout_ms]) ---- */
+
+static void connect_done(void *data, int status, rill_uvstream_t *u) {
+  rill_task_t *t = data;
+  if (status < 0) {
+    lua_pushnil(t->co);
+    lua_pushstring(t->co, rill__errmsg(status));
+    rill__task_wake(t, 2);
+    return;
+  }
+  rill__lstream_push(t->co, rill__uvstream_stream(u), 1);
+  rill__task_wake(t, 1);
+}
+
+static int connect_cancel(rill_task_t *t) {
+  rill__connect_cancel(t->wait_obj);
+  lua_pushnil(t->co);
+  lua_pushliteral(t->co, "timeout");
+  return 2;
+}
+
+static int l_connect(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  lua_Number ms = luaL_optnumber(L, 3, -1);
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+  rill_task_t *t = rill__task_check(w, L);
+  rill_connect_t *c;
+  int r = rill__connect(w, host, (int)port, connect_done, t, &c);
+  if (r) {
+    lua_pushnil(L);
+    lua_pushstring(L, rill__errmsg(r));
+    return 2;
+  }
+  rill__task_wait(t, ms < 0 ? -1 : (int)ms, connect_cancel, c);
+  return lua_yield(L, 0);
+}
+
+/* ---- logging and the loop ---- */
+
+static int l_log(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+  int level = luaL_checkoption(L, 1, NULL, levels);
+  const char *msg = luaL_checkstring(L, 2);
+  rill__log(w, level, "%s", msg);
+  return 0;
+}
+
+static int l_set_log_level(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+  w->log_level = luaL_checkoption(L, 1, NULL, levels);
+  return 0;
+}
+
+static int l_exit(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  w->exit_code = (int)luaL_optinteger(L, 1, 0);
+  uv_stop(w->loop);
+  if (w->current && w->current->co == L) {
+    rill__task_wait(w->current, -1, NULL, NULL);
+    return lua_yield(L, 0);
+  }
+  return 0;
+}
+
+static int l_worker_id(lua_State *L) {
+  lua_pushinteger(L, rill__upworker(L)->id);
+  return 1;
+}
+
+static int l_collect_handles(lua_State *L) {
+  /* For tests: how many handles keep the loop alive. */
+  lua_pushinteger(L, (lua_Integer)rill__upworker(L)->loop->active_handles);
+  return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"now", l_now},
+    {"time", l_time},
+    {"sleep", l_sleep},
+    {"spawn", l_spawn},
+    {"wait", l_wait},
+    {"timer", l_timer},
+    {"listen", l_listen},
+    {"connect", l_connect},
+    {"log", l_log},
+    {"set_log_level", l_set_log_level},
+    {"exit", l_exit},
+    {"worker_id", l_worker_id},
+    {"active_handles", l_collect_handles},
+    {NULL, NULL},
+};
+
+static void new_mt(lua_State *L, const char *name, const luaL_Reg *m, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_newtable(L);
+  luaL_register(L, NULL, m);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs) {
+  for (; funcs->name; funcs++) {
+    lua_pushlightuserdata(L, w);
+    lua_pushcclosure(L, funcs->func, 1);
+    lua_setfield(L, -2, funcs->name);
+  }
+}
+
+int rill__open_core(lua_State *L) {
+  rill_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
+  static const luaL_Reg thread_m[] = {{"status", thread_status}, {NULL, NULL}};
+  static const luaL_Reg timer_m[] = {{"cancel", timer_cancel}, {NULL, NULL}};
+  static const luaL_Reg listener_m[] = {{"close", listener_close},
+                                        {"port", listener_port},
+                                        {"address", listener_addr},
+                                        {"connections", listener_connections},
+                                        {NULL, NULL}};
+  new_mt(L, THREAD_MT, thread_m, thread_gc);
+  new_mt(L, TIMER_MT, timer_m, timer_gc);
+  new_mt(L, LISTENER_MT, listener_m, listener_gc);
+  rill__lstream_open(L);
+
+  lua_newtable(L);
+  rill__register(L, w, core_funcs);
+  rill__open_http(L, w);
+  rill__open_process(L, w);
+  luaL_getmetatable(L, RILL_STREAM_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "stream_methods");
+  lua_pop(L, 1);
+  lua_pushstring(L, RILL_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,25 @@
+/* Opening the rill.core module and the pieces other files add to it. */
+#ifndef RILL_LUA_CORE_H
+#define RILL_LUA_CORE_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "rill_int.h"
+#include "tcp.h"
+
+/* luaopen for rill.core; its first upvalue is the worker. */
+int rill__open_core(lua_State *L);
+/* Sets funcs into the table on top, each with w as its upvalue. */
+void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs);
+/* Pushes a "rill.listener" userdata for l. */
+int rill__push_listener(lua_State *L, rill_listener_t *l);
+void rill__listener_forget_ud(rill_listener_t *l);
+
+/* Creates w's Lua state: libraries, rill.core preloaded, module path. */
+int rill__lua_setup(rill_worker_t *w, const char *luadir);
+
+void rill__open_http(lua_State *L, rill_worker_t *w);
+void rill__open_process(lua_State *L, rill_worker_t *w);
+
+#endif

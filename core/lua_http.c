@@ -1,0 +1,367 @@
+/* The Lua face of the HTTP server: listeners, and the primitives the request
+ * and response objects of lua/rill/http.lua are built on.
+ *
+ * Each request runs in a task that starts `dispatch(handler, conn, gen)`;
+ * conn is one userdata per connection, gen the request's number on it, which
+ * every method checks so that a request's objects die with the request. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "http_conn.h"
+#include "lua_core.h"
+#include "lua_stream.h"
+#include "rill_sched.h"
+#include "tcp.h"
+
+#define CONN_MT "rill.http.conn"
+
+typedef struct {
+  rill_http_conn_t *c;
+} lconn_ud;
+
+typedef struct {
+  rill_http_server_t srv;
+  int handler_ref;
+  int dispatch_ref;
+} lhttp_t;
+
+/* ---- the server ---- */
+
+static void http_task_done(rill_task_t *t, int status) {
+  rill_http_conn_handler_done(t->done_data, status == 0);
+}
+
+static void http_task_yield(rill_task_t *t) {
+  rill_http_conn_flush(t->done_data);
+}
+
+static void on_request(rill_http_conn_t *c) {
+  lhttp_t *lh = c->srv->data;
+  rill_task_t *t = rill__task_new(c->w, "request handler");
+  if (t == NULL) {
+    rill_http_conn_handler_done(c, 0);
+    return;
+  }
+  lua_State *co = t->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
+  if (c->ref == -1) {
+    lconn_ud *ud = lua_newuserdata(co, sizeof(*ud));
+    ud->c = c;
+    luaL_getmetatable(co, CONN_MT);
+    lua_setmetatable(co, -2);
+    lua_pushvalue(co, -1);
+    c->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    c->data = ud;
+  } else {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
+  }
+  lua_pushinteger(co, c->gen);
+  t->done = http_task_done;
+  t->done_data = c;
+  t->yield_cb = http_task_yield;
+  rill__task_start(t, 3);
+}
+
+static void on_close(rill_http_conn_t *c) {
+  lconn_ud *ud = c->data;
+  if (ud) ud->c = NULL;
+  c->data = NULL;
+  if (c->ref != -1 && c->w->L) luaL_unref(c->w->L, LUA_REGISTRYINDEX, c->ref);
+  c->ref = -1;
+}
+
+static void on_free(rill_http_server_t *srv) {
+  lhttp_t *lh = srv->data;
+  lua_State *L = srv->w->L;
+  if (L) {
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
+  }
+  free(lh);
+}
+
+static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
+  lhttp_t *lh = l->data;
+  rill__uvstream_owned(u);
+  rill_stream_t *s = rill__uvstream_stream(u);
+  if (rill_http_conn_new(&lh->srv, s) == NULL) s->vt->abort(s);
+}
+
+static void listener_free(rill_listener_t *l) {
+  lhttp_t *lh = l->data;
+  rill__listener_forget_ud(l);
+  if (--lh->srv.refs == 0) on_free(&lh->srv);
+}
+
+static lua_Number opt_num(lua_State *L, const char *k, lua_Number def) {
+  lua_getfield(L, 1, k);
+  lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static unsigned opt_ms(lua_State *L, const char *k, unsigned def_ms) {
+  lua_Number s = opt_num(L, k, (lua_Number)def_ms / 1000.0);
+  if (s < 0) s = 0;
+  return s * 1000 > 4e9 ? 4000000000u : (unsigned)(s * 1000);
+}
+
+/* core.http_listen{host=, port=, handler=, dispatch=, limits...} */
+static int l_http_listen(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "host");
+  const char *host = luaL_optstring(L, -1, "127.0.0.1");
+  lua_pop(L, 1);
+  int port = (int)opt_num(L, "port", 8080);
+  int backlog = (int)opt_num(L, "backlog", 511);
+  unsigned maxc = (unsigned)opt_num(L, "max_connections", 16384);
+
+  lhttp_t *lh = calloc(1, sizeof(*lh));
+  if (lh == NULL) return luaL_error(L, "out of memory");
+  rill_http_limits_t *lim = &lh->srv.limits;
+  rill_http_limits_default(lim);
+  lim->max_header_bytes = (size_t)opt_num(L, "max_header_bytes", (lua_Number)lim->max_header_bytes);
+  lim->max_headers = (unsigned)opt_num(L, "max_headers", lim->max_headers);
+  lim->max_body_bytes = (uint64_t)opt_num(L, "max_body_bytes", (lua_Number)lim->max_body_bytes);
+  lim->drain_bytes = (size_t)opt_num(L, "drain_bytes", (lua_Number)lim->drain_bytes);
+  lim->header_timeout_ms = opt_ms(L, "header_timeout", lim->header_timeout_ms);
+  lim->body_timeout_ms = opt_ms(L, "body_timeout", lim->body_timeout_ms);
+  lim->keepalive_timeout_ms = opt_ms(L, "keepalive_timeout", lim->keepalive_timeout_ms);
+  lim->send_timeout_ms = opt_ms(L, "send_timeout", lim->send_timeout_ms);
+  if (lim->max_header_bytes < 64) lim->max_header_bytes = 64;
+  if (lim->max_headers < 1) lim->max_headers = 1;
+
+  lua_getfield(L, 1, "handler");
+  lua_getfield(L, 1, "dispatch");
+  if (!lua_isfunction(L, -2) || !lua_isfunction(L, -1)) {
+    free(lh);
+    return luaL_argerror(L, 1, "handler and dispatch must be functions");
+  }
+  lh->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lh->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lh->srv.w = w;
+  lh->srv.on_request = on_request;
+  lh->srv.on_close = on_close;
+  lh->srv.on_free = on_free;
+  lh->srv.data = lh;
+  lh->srv.refs = 1;
+
+  rill_listener_t *l;
+  int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);
+  if (r) {
+    on_free(&lh->srv);
+    lua_pushnil(L);
+    lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
+    return 2;
+  }
+  l->on_free = listener_free;
+  return rill__push_listener(L, l);
+}
+
+/* ---- request primitives ---- */
+
+static rill_http_conn_t *check(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  rill_http_conn_t *c = ud->c;
+  lua_Integer gen = luaL_checkinteger(L, 2);
+  if (c == NULL || c->state != RILL_CONN_HANDLER || c->gen != (unsigned)gen)
+    luaL_error(L, "the request is over");
+  return c;
+}
+
+/* conn:reqline(gen) → method, target, minor version */
+static int l_reqline(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_pushstring(L, llhttp_method_name((llhttp_method_t)c->head.method));
+  lua_pushlstring(L, c->hbuf + c->head.url_off, c->head.url_len);
+  lua_pushinteger(L, c->head.minor);
+  return 3;
+}
+
+/* Pushes a table of the fields: lower-case names; a repeated field's values
+ * in an array, in order. */
+static void push_fields(lua_State *L, const char *base, const rill_http_field_t *f,
+                        unsigned n) {
+  lua_createtable(L, 0, (int)n);
+  char small[64];
+  for (unsigned i = 0; i < n; i++) {
+    const char *name = base + f[i].name_off;
+    size_t nl = f[i].name_len;
+    char *lo = nl <= sizeof(small) ? small : lua_newuserdata(L, nl);
+    for (size_t j = 0; j < nl; j++) {
+      char ch = name[j];
+      lo[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    lua_pushlstring(L, lo, nl);
+    if (lo != small) lua_remove(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    int type = lua_type(L, -1);
+    if (type == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, base + f[i].value_off, f[i].value_len);
+      lua_rawset(L, -3);
+    } else if (type == LUA_TSTRING) {
+      lua_createtable(L, 2, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, base + f[i].value_off, f[i].value_len);
+      lua_rawseti(L, -2, 2);
+      lua_rawset(L, -3);
+    } else {
+      lua_pushlstring(L, base + f[i].value_off, f[i].value_len);
+      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+      lua_pop(L, 2);
+    }
+  }
+}
+
+static int l_headers(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  push_fields(L, c->hbuf, c->head.fields, c->head.nfields);
+  return 1;
+}
+
+/* conn:raw_headers(gen) → {name, value, name, value, ...} as received */
+static int l_raw_headers(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_createtable(L, (int)c->head.nfields * 2, 0);
+  for (unsigned i = 0; i < c->head.nfields; i++) {
+    const rill_http_field_t *f = &c->head.fields[i];
+    lua_pushlstring(L, c->hbuf + f->name_off, f->name_len);
+    lua_rawseti(L, -2, (int)i * 2 + 1);
+    lua_pushlstring(L, c->hbuf + f->value_off, f->value_len);
+    lua_rawseti(L, -2, (int)i * 2 + 2);
+  }
+  return 1;
+}
+
+static int l_body(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  if (c->body.ud) return luaL_error(L, "the body stream was taken already");
+  rill__lstream_push(L, &c->body, 0);
+  return 1;
+}
+
+/* conn:trailers(gen) → table, or nil before the end of a chunked body */
+static int l_trailers(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  const rill_chunked_t *ch = rill_http_conn_chunk(c);
+  if (ch == NULL) return 0;
+  rill_http_field_t f[64];
+  int n = rill_chunked_trailers(ch, f, 64);
+  if (n < 0) n = 0;
+  push_fields(L, ch->trailers, f, (unsigned)n);
+  return 1;
+}
+
+static int l_peer(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  char host[64];
+  int port = rill__stream_addr(c->t, 1, host, sizeof(host));
+  if (port < 0) return 0;
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* Reads {name, value, ...} at idx into h (small, or a userdata pushed on the
+ * stack when larger). The strings stay referenced by the table. */
+static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
+                       rill_hdr_t **out) {
+  *out = small;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = lua_objlen(L, idx) / 2;
+  rill_hdr_t *h = small;
+  if (n > nsmall) h = lua_newuserdata(L, n * sizeof(*h));
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (int)(2 * i + 1));
+    lua_rawgeti(L, idx, (int)(2 * i + 2));
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "header names and values must be strings");
+    h[i].name = lua_tolstring(L, -2, &h[i].nlen);
+    h[i].value = lua_tolstring(L, -1, &h[i].vlen);
+    lua_pop(L, 2);
+  }
+  *out = h;
+  return n;
+}
+
+static int result(lua_State *L, rill_http_conn_t *c, rill_task_t *t, int r) {
+  switch (r) {
+  case UV_EINVAL:
+    return luaL_error(L, "invalid status, header name or header value");
+  case UV_EBUSY:
+    return luaL_error(L, "the response has already %s", c->resp == 2 ? "ended" : "started");
+  case RILL_EBODY:
+    return luaL_error(L, "more body bytes than the Content-Length header announced");
+  default:
+    return rill__lstream_write_result(L, t, c->t, r);
+  }
+}
+
+/* conn:respond(gen, status, headers, body) */
+static int l_respond(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_task_t *t = rill__task_check(c->w, L);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 5, "", &len);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, c, t, rill_http_respond(c, status, h, nh, body, len));
+}
+
+/* conn:write(gen, status, headers, data) */
+static int l_write(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_task_t *t = rill__task_check(c->w, L);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t len;
+  const char *data = luaL_checklstring(L, 5, &len);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, c, t, rill_http_write(c, status, h, nh, data, len));
+}
+
+/* conn:finish(gen, status, headers) */
+static int l_finish(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_task_t *t = rill__task_check(c->w, L);
+  int status = (int)luaL_checkinteger(L, 3);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, c, t, rill_http_finish(c, status, h, nh));
+}
+
+static int conn_tostring(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_pushfstring(L, "rill.http.conn: %p%s", (void *)ud, ud->c ? "" : " (closed)");
+  return 1;
+}
+
+void rill__open_http(lua_State *L, rill_worker_t *w) {
+  static const luaL_Reg funcs[] = {{"http_listen", l_http_listen}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"reqline", l_reqline}, {"headers", l_headers}, {"raw_headers", l_raw_headers},
+      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
+      {"respond", l_respond}, {"write", l_write},       {"finish", l_finish},
+      {NULL, NULL},
+  };
+  rill__register(L, w, funcs);
+  luaL_newmetatable(L, CONN_MT);
+  lua_pushliteral(L, CONN_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, conn_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_register(L, NULL, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

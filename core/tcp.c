@@ -1,0 +1,247 @@
+/* TCP listeners and outgoing connections. See tcp.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tcp.h"
+
+static void listener_unref(rill_listener_t *l);
+static void listener_accept(rill_listener_t *l);
+
+static void listener_closed(uv_handle_t *h) {
+  rill_listener_t *l = h->data;
+  listener_unref(l);
+}
+
+static void listener_unref(rill_listener_t *l) {
+  if (--l->refs > 0) return;
+  if (l->on_free) l->on_free(l);
+  free(l);
+}
+
+static void conn_freed(void *arg) {
+  rill_listener_t *l = arg;
+  l->nconns--;
+  if (l->paused && !l->closing && l->nconns < l->max_conns) {
+    /* A connection was waiting in the kernel's queue; take it now. */
+    l->paused = 0;
+    listener_accept(l);
+  }
+  listener_unref(l);
+}
+
+static void listener_accept(rill_listener_t *l) {
+  rill_uvstream_t *u = rill__uvstream_new(l->w, UV_TCP);
+  if (u == NULL) return;
+  if (uv_accept((uv_stream_t *)&l->h, rill__uvstream_handle(u)) != 0) {
+    rill__uvstream_discard(u);
+    return;
+  }
+  uv_tcp_nodelay((uv_tcp_t *)rill__uvstream_handle(u), 1);
+  l->nconns++;
+  l->refs++;
+  rill__uvstream_on_free(u, conn_freed, l);
+  l->on_accept(l, u);
+}
+
+static void connection_cb(uv_stream_t *server, int status) {
+  rill_listener_t *l = server->data;
+  if (status < 0) {
+    rill__log(l->w, RILL_LOG_WARN, "accept: %s", rill__errmsg(status));
+    return;
+  }
+  if (l->nconns >= l->max_conns) {
+    /* Leave it to the kernel's queue; libuv stops polling until we accept. */
+    if (!l->paused) rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
+    l->paused = 1;
+    return;
+  }
+  listener_accept(l);
+}
+
+static void listener_destroy(rill_obj_t *o) {
+  rill_listener_t *l = rill__container_of(o, rill_listener_t, obj);
+  rill__listener_close(l);
+}
+
+static int resolve(uv_loop_t *loop, const char *host, int port, struct sockaddr_storage *ss) {
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  uv_getaddrinfo_t req;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  int r = uv_getaddrinfo(loop, &req, NULL, host, NULL, &hints); /* synchronous */
+  if (r) return r;
+  memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  uv_freeaddrinfo(req.addrinfo);
+  return 0;
+}
+
+int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
+                 unsigned max_conns, rill_accept_cb cb, void *data, rill_listener_t **out) {
+  struct sockaddr_storage ss;
+  int r = resolve(w->loop, host, port, &ss);
+  if (r) return r;
+  rill_listener_t *l = calloc(1, sizeof(*l));
+  if (l == NULL) return UV_ENOMEM;
+  l->w = w;
+  l->on_accept = cb;
+  l->data = data;
+  l->max_conns = max_conns ? max_conns : 1u << 30;
+  l->refs = 1;
+  uv_tcp_init(w->loop, &l->h);
+  l->h.data = l;
+  r = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
+  if (r) {
+    uv_close((uv_handle_t *)&l->h, listener_closed);
+    return r;
+  }
+  rill__obj_link(w, &l->obj, listener_destroy);
+  *out = l;
+  return 0;
+}
+
+int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(a, host, hostlen);
+    return ntohs(a->sin6_port);
+  }
+  const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+  uv_ip4_name(a, host, hostlen);
+  return ntohs(a->sin_port);
+}
+
+int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getsockname(&l->h, (struct sockaddr *)&ss, &len) != 0) return -1;
+  return rill__sockaddr_str((struct sockaddr *)&ss, host, hostlen);
+}
+
+void rill__listener_close(rill_listener_t *l) {
+  if (l->closing) return;
+  l->closing = 1;
+  rill__obj_unlink(&l->obj);
+  uv_close((uv_handle_t *)&l->h, listener_closed);
+}
+
+/* ---- connect ---- */
+
+struct rill_connect_s {
+  rill_worker_t *w;
+  uv_getaddrinfo_t gai;
+  uv_connect_t creq;
+  struct addrinfo *ai, *cur;
+  rill_uvstream_t *u;
+  rill_connect_cb cb;
+  void *data;
+  int port;
+  int last_err;
+  unsigned resolving : 1, connecting : 1, cancelled : 1;
+};
+
+static void connect_next(rill_connect_t *c);
+
+static void connect_finish(rill_connect_t *c, int status, rill_uvstream_t *u) {
+  if (c->ai) uv_freeaddrinfo(c->ai);
+  if (!c->cancelled) c->cb(c->data, status, u);
+  else if (u)
+    rill__uvstream_discard(u);
+  free(c);
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  rill_connect_t *c = req->data;
+  c->connecting = 0;
+  if (status == 0 && !c->cancelled) {
+    uv_tcp_nodelay((uv_tcp_t *)rill__uvstream_handle(c->u), 1);
+    connect_finish(c, 0, c->u);
+    return;
+  }
+  if (c->u) rill__uvstream_discard(c->u);
+  c->u = NULL;
+  if (c->cancelled) {
+    connect_finish(c, UV_ECANCELED, NULL);
+    return;
+  }
+  c->last_err = status;
+  c->cur = c->cur->ai_next;
+  connect_next(c);
+}
+
+static void connect_next(rill_connect_t *c) {
+  for (; c->cur; c->cur = c->cur->ai_next) {
+    struct addrinfo *a = c->cur;
+    if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+    struct sockaddr_storage ss;
+    memcpy(&ss, a->ai_addr, a->ai_addrlen);
+    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)c->port);
+    c->u = rill__uvstream_new(c->w, UV_TCP);
+    if (c->u == NULL) break;
+    c->creq.data = c;
+    int r = uv_tcp_connect(&c->creq, (uv_tcp_t *)rill__uvstream_handle(c->u),
+                           (struct sockaddr *)&ss, connect_cb);
+    if (r == 0) {
+      c->connecting = 1;
+      return;
+    }
+    rill__uvstream_discard(c->u);
+    c->u = NULL;
+    c->last_err = r;
+  }
+  connect_finish(c, c->last_err ? c->last_err : UV_EAI_NONAME, NULL);
+}
+
+static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  rill_connect_t *c = req->data;
+  c->resolving = 0;
+  c->ai = res;
+  if (c->cancelled || status < 0) {
+    connect_finish(c, c->cancelled ? UV_ECANCELED : status, NULL);
+    return;
+  }
+  c->cur = res;
+  connect_next(c);
+}
+
+int rill__connect(rill_worker_t *w, const char *host, int port, rill_connect_cb cb,
+                  void *data, rill_connect_t **out) {
+  rill_connect_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return UV_ENOMEM;
+  c->w = w;
+  c->cb = cb;
+  c->data = data;
+  c->port = port;
+  c->gai.data = c;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  char portstr[16];
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  int r = uv_getaddrinfo(w->loop, &c->gai, gai_cb, host, portstr, &hints);
+  if (r) {
+    free(c);
+    return r;
+  }
+  c->resolving = 1;
+  *out = c;
+  return 0;
+}
+
+void rill__connect_cancel(rill_connect_t *c) {
+  if (c->cancelled) return;
+  c->cancelled = 1;
+  if (c->resolving) {
+    uv_cancel((uv_req_t *)&c->gai); /* gai_cb still runs, with UV_ECANCELED */
+  } else if (c->connecting) {
+    rill__uvstream_discard(c->u); /* connect_cb runs with UV_ECANCELED */
+    c->u = NULL;
+  }
+}

@@ -1,0 +1,169 @@
+/* A worker: one uv loop, one Lua state, the objects that live on them, a pool
+ * of input buffers and the formatted Date header. One thread runs one worker. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lua.h>
+
+#include "rill_int.h"
+#include "rill_sched.h"
+
+void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
+  o->destroy = destroy;
+  o->next = w->objs.next;
+  o->prev = &w->objs;
+  w->objs.next->prev = o;
+  w->objs.next = o;
+}
+
+void rill__obj_unlink(rill_obj_t *o) {
+  if (o->next == NULL) return;
+  o->prev->next = o->next;
+  o->next->prev = o->prev;
+  o->next = o->prev = NULL;
+}
+
+rill_worker_t *rill__worker_new(uv_loop_t *loop) {
+  rill_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return NULL;
+  if (loop == NULL) {
+    loop = malloc(sizeof(*loop));
+    if (loop == NULL || uv_loop_init(loop) != 0) {
+      free(loop);
+      free(w);
+      return NULL;
+    }
+    w->own_loop = 1;
+  }
+  w->loop = loop;
+  w->objs.next = w->objs.prev = &w->objs;
+  w->log_level = RILL_LOG_INFO;
+  w->maxbufs = 32;
+  w->bufs = calloc(w->maxbufs, sizeof(char *));
+  w->scratch = malloc(RILL_BUF_SIZE);
+  w->date_sec = -1;
+  w->ref_http_dispatch = -1; /* LUA_NOREF */
+  if (w->bufs == NULL || w->scratch == NULL || rill__sched_init(w) != 0) {
+    free(w->bufs);
+    free(w->scratch);
+    if (w->own_loop) {
+      uv_loop_close(loop);
+      free(loop);
+    }
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+static void close_stray_cb(uv_handle_t *h) {}
+
+static void close_stray(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) uv_close(h, close_stray_cb);
+}
+
+void rill__worker_free(rill_worker_t *w) {
+  w->stopping = 1;
+  /* Destroying an object may create none, but may unlink others; take the
+   * head each time. */
+  while (w->objs.next != &w->objs) {
+    rill_obj_t *o = w->objs.next;
+    rill__obj_unlink(o);
+    o->destroy(o);
+  }
+  rill__sched_close(w);
+  uv_run(w->loop, UV_RUN_DEFAULT);
+  if (w->L) {
+    lua_close(w->L);
+    w->L = NULL;
+  }
+  /* Handles the host created on our loop are its own business; ours are all
+   * closed by now. A loop we own must end empty. */
+  if (w->own_loop) {
+    uv_walk(w->loop, close_stray, NULL);
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(w->loop);
+    free(w->loop);
+  }
+  rill__sched_free(w);
+  for (unsigned i = 0; i < w->nbufs; i++) free(w->bufs[i]);
+  free(w->bufs);
+  free(w->scratch);
+  free(w);
+}
+
+char *rill__buf_get(rill_worker_t *w) {
+  if (w->nbufs > 0) return w->bufs[--w->nbufs];
+  return malloc(RILL_BUF_SIZE);
+}
+
+void rill__buf_put(rill_worker_t *w, char *buf) {
+  if (buf == NULL) return;
+  if (w->nbufs < w->maxbufs)
+    w->bufs[w->nbufs++] = buf;
+  else
+    free(buf);
+}
+
+const char *rill__date_line(rill_worker_t *w, size_t *len) {
+  time_t now = time(NULL);
+  if ((int64_t)now != w->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    w->date_len = strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    w->date_sec = (int64_t)now;
+  }
+  *len = w->date_len;
+  return w->date;
+}
+
+static const char *level_names[] = {"error", "warn", "info", "debug"};
+
+void rill__log(rill_worker_t *w, int level, const char *fmt, ...) {
+  if (w != NULL && level > w->log_level) return;
+  char when[32];
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+  char msg[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  /* One fprintf per line, so that lines of several workers do not mix. */
+  fprintf(stderr, "%s.%03ldZ [%s] [w%d] %s\n", when, ts.tv_nsec / 1000000,
+          level_names[level], w ? w->id : 0, msg);
+}
+
+const char *rill__errmsg(int err) {
+  static __thread char buf[128];
+  switch (err) {
+  case UV_ETIMEDOUT:
+    return "timeout";
+  case RILL_ECLOSED:
+  case UV_EOF:
+    return "closed";
+  case RILL_ETOOLONG:
+    return "too long";
+  case RILL_EBODY:
+    return "body too large";
+  case RILL_EPROTO:
+    return "protocol error";
+  default:
+    snprintf(buf, sizeof(buf), "%s: %s", uv_err_name(err), uv_strerror(err));
+    return buf;
+  }
+}
+
+const char *rill_strerror(int err) {
+  return rill__errmsg(err);
+}
+
+const char *rill_version(void) {
+  return RILL_VERSION_STRING;
+}

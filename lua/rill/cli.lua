@@ -1,0 +1,146 @@
+-- The command line: rill serve | run | test | version.
+local rill = require "rill"
+local http = require "rill.http"
+
+local M = {}
+
+local usage = [[
+usage: rill serve APP.lua [--listen HOST:PORT]... [options]
+       rill run SCRIPT.lua [ARGS...]
+       rill test [PATH...]
+       rill version
+
+serve options (sizes in bytes, times in seconds):
+  --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable
+  --workers N               worker threads (only 1 for now)
+  --max-connections N       per worker (default 16384)
+  --max-header-bytes N      request line and fields (default 16384)
+  --max-headers N           header fields (default 100)
+  --max-body-bytes N        request body, 0 for no limit (default 1 GiB)
+  --header-timeout S        to receive a request head (default 30)
+  --body-timeout S          longest wait for body bytes (default 60)
+  --keepalive-timeout S     idle connection between requests (default 60)
+  --send-timeout S          longest a response write waits (default 60)
+  --log-level LEVEL         error, warn, info or debug (default info)
+]]
+
+local function die(msg)
+  io.stderr:write("rill: ", msg, "\n")
+  return 2
+end
+
+local flag_keys = {
+  ["--max-connections"] = "max_connections",
+  ["--max-header-bytes"] = "max_header_bytes",
+  ["--max-headers"] = "max_headers",
+  ["--max-body-bytes"] = "max_body_bytes",
+  ["--header-timeout"] = "header_timeout",
+  ["--body-timeout"] = "body_timeout",
+  ["--keepalive-timeout"] = "keepalive_timeout",
+  ["--send-timeout"] = "send_timeout",
+}
+
+-- Loads an app file; returns its handler or nil and a message naming the file.
+function M.load_app(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local ok, app = pcall(chunk)
+  if not ok then return nil, path .. ": " .. tostring(app) end
+  local h = http.handler(app)
+  if not h then
+    return nil, path .. ": must return a handler function or a router, not " .. type(app)
+  end
+  return h
+end
+
+local function serve(args)
+  local app_path
+  local listens, opts = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local v = args[i + 1]
+    if a == "--listen" then
+      if not v then return die("--listen needs HOST:PORT") end
+      listens[#listens + 1] = v
+      i = i + 2
+    elseif flag_keys[a] then
+      local n = tonumber(v)
+      if not n or n < 0 then return die(a .. " needs a number") end
+      opts[flag_keys[a]] = n
+      i = i + 2
+    elseif a == "--workers" then
+      local n = tonumber(v)
+      if not n or n < 1 then return die("--workers needs a number") end
+      if n > 1 then rill.log("warn", "--workers: one worker for now") end
+      i = i + 2
+    elseif a == "--log-level" then
+      local ok = pcall(rill.set_log_level, v)
+      if not ok then return die("--log-level: error, warn, info or debug") end
+      i = i + 2
+    elseif a:sub(1, 2) == "--" then
+      return die("unknown option " .. a .. "\n" .. usage)
+    elseif not app_path then
+      app_path = a
+      i = i + 1
+    else
+      return die("unexpected argument " .. a)
+    end
+  end
+  if not app_path then return die("serve needs an app file\n" .. usage) end
+  local handler, err = M.load_app(app_path)
+  if not handler then
+    io.stderr:write("rill: ", err, "\n")
+    return 1
+  end
+  if #listens == 0 then listens[1] = "127.0.0.1:8080" end
+  for _, addr in ipairs(listens) do
+    local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
+    if not host then return die("bad --listen address " .. addr) end
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.host, o.port, o.handler = host, tonumber(port), handler
+    local l, lerr = http.listen(o)
+    if not l then
+      io.stderr:write("rill: ", lerr, "\n")
+      return 1
+    end
+    local h, p = l:address()
+    rill.log("info", ("serving %s on http://%s:%d"):format(app_path, h, p))
+  end
+end
+
+local function run(args)
+  local path = args[1]
+  if not path then return die("run needs a script\n" .. usage) end
+  local chunk, err = loadfile(path)
+  if not chunk then
+    io.stderr:write("rill: ", err, "\n")
+    return 1
+  end
+  local a = {[0] = path}
+  for i = 2, #args do a[i - 1] = args[i] end
+  _G.arg = a
+  return chunk(unpack(a, 1, #a))
+end
+
+function M.main(cmd, ...)
+  local args = {...}
+  if cmd == "serve" then
+    return serve(args)
+  elseif cmd == "run" then
+    return run(args)
+  elseif cmd == "test" then
+    return require("rill.test").run(args)
+  elseif cmd == "version" or cmd == "--version" then
+    print("rill " .. rill.version .. " (" .. jit.version .. ")")
+    return 0
+  elseif cmd == "help" or cmd == "--help" or cmd == "-h" then
+    io.stdout:write(usage)
+    return 0
+  end
+  io.stderr:write(usage)
+  return 2
+end
+
+return M

@@ -1,0 +1,287 @@
+-- HTTP/1.1 server: the request and response objects handlers see, built on
+-- the connection primitives of rill.core (lua_http.c).
+--
+--   rill.http.listen{host = "127.0.0.1", port = 8080, handler = function(req, res)
+--     res:header("Content-Type", "text/plain")
+--     res:send("Hello, world!")
+--   end}
+local core = require "rill.core"
+
+local byte, char, concat, find, gsub, lower, sub, tonumber, tostring, type =
+  string.byte, string.char, table.concat, string.find, string.gsub, string.lower,
+  string.sub, tonumber, tostring, type
+local rawget, rawset, remove, setmetatable, select = rawget, rawset, table.remove,
+  setmetatable, select
+
+local http = {}
+
+-- ---- helpers ----
+
+local function unhex(h)
+  return char(tonumber(h, 16))
+end
+
+-- Decodes %XX escapes (and "+" as space when form is true).
+function http.unescape(s, form)
+  if form then s = gsub(s, "+", " ") end
+  return (gsub(s, "%%(%x%x)", unhex))
+end
+
+-- Parses "a=1&b=2&a=3" into {a = {"1", "3"}, b = "2"}; a key with no "=" is true.
+function http.parse_query(qs)
+  local t = {}
+  if qs == nil or qs == "" then return t end
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k then
+      k, v = http.unescape(k, true), http.unescape(v, true)
+    else
+      k, v = http.unescape(pair, true), true
+    end
+    local old = t[k]
+    if old == nil then
+      t[k] = v
+    elseif type(old) == "table" then
+      old[#old + 1] = v
+    else
+      t[k] = {old, v}
+    end
+  end
+  return t
+end
+
+-- Header tables: lower-case keys, looked up case-insensitively.
+local Headers = {
+  __index = function(t, k)
+    if type(k) ~= "string" then return nil end
+    local l = lower(k)
+    if l ~= k then return rawget(t, l) end
+  end,
+}
+http.Headers = Headers
+
+-- ---- requests ----
+
+local Request = {}
+local getters = {}
+
+local function reqline(req)
+  local m, target, minor = req._c:reqline(req._g)
+  rawset(req, "method", m)
+  rawset(req, "target", target)
+  rawset(req, "version", minor == 1 and "1.1" or "1.0")
+end
+
+function getters.method(req) reqline(req) return req.method end
+function getters.target(req) reqline(req) return req.target end
+function getters.version(req) reqline(req) return req.version end
+
+local function split_target(req)
+  local t = req.target
+  local q = find(t, "?", 1, true)
+  local path = q and sub(t, 1, q - 1) or t
+  if byte(path, 1) ~= 47 then -- absolute-form: drop scheme and authority
+    path = path:match("^%a[%w+.-]*://[^/]*(.*)$") or path
+    if path == "" then path = "/" end
+  end
+  rawset(req, "path", path)
+  rawset(req, "query_string", q and sub(t, q + 1) or "")
+end
+
+function getters.path(req) split_target(req) return req.path end
+function getters.query_string(req) split_target(req) return req.query_string end
+
+function getters.query(req)
+  local q = http.parse_query(req.query_string)
+  rawset(req, "query", q)
+  return q
+end
+
+function getters.headers(req)
+  local h = setmetatable(req._c:headers(req._g), Headers)
+  rawset(req, "headers", h)
+  return h
+end
+
+function getters.raw_headers(req)
+  local h = req._c:raw_headers(req._g)
+  rawset(req, "raw_headers", h)
+  return h
+end
+
+function getters.body(req)
+  local b = req._c:body(req._g)
+  rawset(req, "body", b)
+  return b
+end
+
+function getters.trailers(req) -- nil until a chunked body has ended
+  local t = req._c:trailers(req._g)
+  if t then
+    setmetatable(t, Headers)
+    rawset(req, "trailers", t)
+  end
+  return t
+end
+
+local function peer(req)
+  local host, port = req._c:peer(req._g)
+  rawset(req, "remote_addr", host)
+  rawset(req, "remote_port", port)
+end
+
+function getters.remote_addr(req) peer(req) return req.remote_addr end
+function getters.remote_port(req) peer(req) return req.remote_port end
+
+function getters.params(req)
+  local p = {}
+  rawset(req, "params", p)
+  return p
+end
+
+local req_mt = {
+  __name = "rill.http.request",
+  __index = function(req, k)
+    local g = getters[k]
+    if g then return g(req) end
+    return Request[k]
+  end,
+  __tostring = function(req) return "rill.http.request: " .. req.method .. " " .. req.target end,
+}
+
+-- req:header(name): a header's value (repeated ones as an array), any case.
+function Request:header(name)
+  return self.headers[name]
+end
+
+-- ---- responses ----
+
+local Response = {}
+Response.__index = Response
+Response.__name = "rill.http.response"
+
+-- res:status(code) sets the status and returns res; res:status() reads it.
+function Response:status(code)
+  if code == nil then return self._status end
+  if self.headers_sent then error("the response head has been sent already", 2) end
+  self._status = code
+  return self
+end
+
+local function drop(h, lname)
+  for i = #h - 1, 1, -2 do
+    if lower(h[i]) == lname then
+      remove(h, i + 1)
+      remove(h, i)
+    end
+  end
+end
+
+-- res:header(name, value) sets a header (replacing one of the same name; a
+-- table value gives one line per element); res:header(name) reads it.
+function Response:header(name, value)
+  local h = self._h
+  if value == nil then
+    local lname = lower(name)
+    for i = 1, #h, 2 do
+      if lower(h[i]) == lname then return h[i + 1] end
+    end
+    return nil
+  end
+  if self.headers_sent then error("the response head has been sent already", 2) end
+  if #h > 0 then drop(h, lower(name)) end
+  if type(value) == "table" then
+    for i = 1, #value do
+      h[#h + 1] = name
+      h[#h + 1] = tostring(value[i])
+    end
+  else
+    h[#h + 1] = name
+    h[#h + 1] = tostring(value)
+  end
+  return self
+end
+
+-- res:add_header(name, value) adds a line, keeping others of the same name.
+function Response:add_header(name, value)
+  if self.headers_sent then error("the response head has been sent already", 2) end
+  local h = self._h
+  h[#h + 1] = name
+  h[#h + 1] = tostring(value)
+  return self
+end
+
+-- res:write(data): streams a piece of the body; the head goes with the first.
+-- Without a Content-Length header the body is chunked (HTTP/1.1) or ends with
+-- the connection (HTTP/1.0). Waits while the client is slow.
+function Response:write(data, ...)
+  if select("#", ...) > 0 then data = concat({data, ...}) end
+  self.headers_sent = true
+  return self._c:write(self._g, self._status, self._h, tostring(data))
+end
+
+-- res:send(body): the whole response, with a Content-Length.
+function Response:send(body)
+  if self.headers_sent then error("the response head has been sent already", 2) end
+  self.headers_sent = true
+  self.finished = true
+  return self._c:respond(self._g, self._status, self._h, body and tostring(body) or "")
+end
+
+-- res:finish(): ends the response (an empty one if nothing was sent).
+function Response:finish()
+  if self.finished then return true end
+  self.headers_sent = true
+  self.finished = true
+  return self._c:finish(self._g, self._status, self._h)
+end
+
+Response.close = Response.finish
+
+-- ---- the server ----
+
+-- Runs in a fresh (or pooled) coroutine for each request.
+local function dispatch(handler, conn, gen)
+  local res = setmetatable({_c = conn, _g = gen, _status = 200, _h = {},
+    headers_sent = false, finished = false}, Response)
+  handler(setmetatable({_c = conn, _g = gen, res = res}, req_mt), res)
+  if not res.finished then
+    res.finished = true
+    res.headers_sent = true
+    conn:finish(gen, res._status, res._h)
+  end
+end
+
+-- A handler is a function(req, res), or an object with a handle method or a
+-- __call metamethod (a router).
+function http.handler(app)
+  if type(app) == "function" then return app end
+  if type(app) == "table" then
+    if type(app.handle) == "function" then
+      return function(req, res) return app:handle(req, res) end
+    end
+    local mt = getmetatable(app)
+    if mt and mt.__call then
+      return function(req, res) return app(req, res) end
+    end
+  end
+  return nil
+end
+
+-- rill.http.listen{host=, port=, handler=, backlog=, max_connections=,
+--   max_header_bytes=, max_headers=, max_body_bytes=, drain_bytes=,
+--   header_timeout=, body_timeout=, keepalive_timeout=, send_timeout= (seconds)}
+-- → listener (listener:port(), listener:close()) or nil, err.
+function http.listen(opts)
+  local h = http.handler(opts.handler)
+  if not h then error("handler must be a function or a router", 2) end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.handler = h
+  o.dispatch = dispatch
+  return core.http_listen(o)
+end
+
+http.Request = Request
+http.Response = Response
+return http

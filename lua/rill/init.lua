@@ -1,0 +1,87 @@
+-- rill: the public Lua API. The C core is rill.core; this module names its
+-- pieces, adds the stream helpers written in Lua, and loads the rest lazily
+-- (rill.http, rill.router).
+local core = require "rill.core"
+
+local concat, select, tostring = table.concat, select, tostring
+
+local rill = {
+  version = core.version,
+  now = core.now,       -- monotonic milliseconds
+  time = core.time,     -- wall clock seconds since the epoch
+  sleep = core.sleep,   -- rill.sleep(ms)
+  timer = core.timer,   -- rill.timer(ms, fn [, repeat_ms]) → timer:cancel()
+  spawn = core.spawn,   -- rill.spawn(fn, ...) → thread
+  wait = core.wait,     -- rill.wait(thread [, timeout_ms]) → true, ... | false, err
+  listen = core.listen, -- raw TCP: rill.listen{host=, port=, handler=function(sock)}
+  connect = core.connect, -- rill.connect(host, port [, timeout_ms]) → stream
+  exec = core.exec,     -- rill.exec{"cmd", "arg", stdin=, stdout=, stderr=, env=, cwd=}
+  exit = core.exit,
+  worker_id = core.worker_id,
+  set_log_level = core.set_log_level,
+  yield = coroutine.yield, -- let other threads run; resumes on the next loop turn
+}
+
+-- rill.log(level, ...): "error", "warn", "info" or "debug"; the rest joined
+-- with spaces.
+function rill.log(level, ...)
+  local n = select("#", ...)
+  local parts = {...}
+  for i = 1, n do parts[i] = tostring(parts[i]) end
+  core.log(level, concat(parts, " ", 1, n))
+end
+
+-- Stream helpers shared by every stream (sockets, pipes, bodies).
+local S = core.stream_methods
+
+-- Reads to the end; fails with "too large" past limit bytes (default 1 MiB).
+function S:read_all(limit)
+  limit = limit or 1048576
+  local parts, n = {}, 0
+  while true do
+    local chunk, err, partial = self:read_some(65536)
+    if not chunk then
+      if err then return nil, err, partial end
+      break
+    end
+    n = n + #chunk
+    if n > limit then return nil, "too large" end
+    parts[#parts + 1] = chunk
+  end
+  return concat(parts)
+end
+
+-- for line in s:lines([max]): lines without their "\n"; the last one may lack
+-- it. A read error is raised.
+function S:lines(max)
+  return function()
+    local line, err, partial = self:read_until("\n", max)
+    if line then return line end
+    if err == "closed" and partial then return partial end
+    if err then error(err, 2) end
+    return nil
+  end
+end
+
+-- for chunk in s:chunks([max]): the bytes as they arrive. A read error is
+-- raised.
+function S:chunks(max)
+  return function()
+    local chunk, err = self:read_some(max)
+    if err then error(err, 2) end
+    return chunk
+  end
+end
+
+local lazy = { http = "rill.http", router = "rill.router" }
+
+return setmetatable(rill, {
+  __index = function(t, k)
+    local name = lazy[k]
+    if not name then return nil end
+    local m = require(name)
+    if k == "router" then m = m.new end
+    rawset(t, k, m)
+    return m
+  end,
+})

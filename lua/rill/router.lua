@@ -1,0 +1,194 @@
+-- A router: routes by method and path pattern, with middleware.
+--
+--   local app = rill.router()
+--   app:use(function(req, res, next) res:header("X-Served-By", "rill") return next() end)
+--   app:get("/users/:id", function(req, res) res:send("user " .. req.params.id) end)
+--   app:get("/static/*path", ...)   -- "*name" takes the rest of the path
+--
+-- Patterns are matched segment by segment: static segments first, then
+-- ":param", then "*rest". No route → 404; a route without the method → 405
+-- with Allow. HEAD falls back to GET. Parameter values are percent-decoded.
+local http = require "rill.http"
+
+local find, sub, byte, concat, sort = string.find, string.sub, string.byte, table.concat,
+  table.sort
+local unescape = http.unescape
+
+local Router = {}
+Router.__index = Router
+Router.__name = "rill.router"
+
+local function new_node()
+  return {static = {}, param = nil, param_name = nil, rest = nil, rest_name = nil,
+    handlers = nil}
+end
+
+local M = {}
+
+function M.new()
+  return setmetatable({tree = new_node(), middleware = {}}, Router)
+end
+
+-- "/" has no segments; "/a/b" has "a", "b"; "/a/" has "a", "".
+local function segments(pattern)
+  local segs = {}
+  if pattern == "/" then return segs end
+  local pos = 2
+  while true do
+    local slash = find(pattern, "/", pos, true)
+    segs[#segs + 1] = sub(pattern, pos, (slash or #pattern + 1) - 1)
+    if not slash then return segs end
+    pos = slash + 1
+  end
+end
+
+-- app:route(method, pattern, fn): method "*" matches any method.
+function Router:route(method, pattern, fn)
+  assert(type(pattern) == "string" and byte(pattern, 1) == 47, "pattern must start with /")
+  assert(type(fn) == "function", "handler must be a function")
+  local node = self.tree
+  local segs = segments(pattern)
+  for i, seg in ipairs(segs) do
+    local c = byte(seg, 1)
+    if c == 58 then -- ":name"
+      local name = sub(seg, 2)
+      if node.param and node.param_name ~= name then
+        error("conflicting parameter names :" .. node.param_name .. " and :" .. name, 2)
+      end
+      node.param = node.param or new_node()
+      node.param_name = name
+      node = node.param
+    elseif c == 42 then -- "*name": the rest of the path
+      if i ~= #segs then error("* must be the last segment of " .. pattern, 2) end
+      node.rest = node.rest or new_node()
+      node.rest_name = sub(seg, 2) ~= "" and sub(seg, 2) or "rest"
+      node = node.rest
+    else
+      local child = node.static[seg]
+      if not child then
+        child = new_node()
+        node.static[seg] = child
+      end
+      node = child
+    end
+  end
+  node.handlers = node.handlers or {}
+  node.handlers[method] = fn
+  return self
+end
+
+for _, m in ipairs({"get", "post", "put", "delete", "patch", "head", "options"}) do
+  local M_ = m:upper()
+  Router[m] = function(self, pattern, fn) return self:route(M_, pattern, fn) end
+end
+
+function Router:any(pattern, fn)
+  return self:route("*", pattern, fn)
+end
+
+-- app:use([prefix,] fn): fn(req, res, next) runs before the route for paths
+-- under prefix (default "/"); it calls next() to go on.
+function Router:use(prefix, fn)
+  if fn == nil then prefix, fn = "/", prefix end
+  assert(type(fn) == "function", "middleware must be a function")
+  if #prefix > 1 and sub(prefix, -1) == "/" then prefix = sub(prefix, 1, -2) end
+  self.middleware[#self.middleware + 1] = {prefix = prefix, fn = fn}
+  return self
+end
+
+-- Matches the segments of path from position pos against node, filling
+-- params. Static segments win over parameters, parameters over a rest match;
+-- a dead end backtracks.
+local function match(node, path, pos, params)
+  local len = #path
+  if pos > len + 1 then
+    if node.handlers then return node end
+    local rest = node.rest
+    if rest and rest.handlers then
+      params[node.rest_name] = ""
+      return rest
+    end
+    return nil
+  end
+  local slash = find(path, "/", pos, true)
+  local seg = sub(path, pos, (slash or len + 1) - 1)
+  local nextpos = slash and slash + 1 or len + 2
+  local child = node.static[seg]
+  if child then
+    local found = match(child, path, nextpos, params)
+    if found then return found end
+  end
+  if node.param and seg ~= "" then
+    local found = match(node.param, path, nextpos, params)
+    if found then
+      params[node.param_name] = unescape(seg)
+      return found
+    end
+  end
+  local rest = node.rest
+  if rest and rest.handlers then
+    params[node.rest_name] = unescape(sub(path, pos))
+    return rest
+  end
+  return nil
+end
+
+local function allow(node)
+  local methods, seen = {}, {}
+  for m in pairs(node.handlers) do
+    if m == "*" then return nil end
+    methods[#methods + 1] = m
+    seen[m] = true
+  end
+  if seen.GET and not seen.HEAD then methods[#methods + 1] = "HEAD" end
+  sort(methods)
+  return concat(methods, ", ")
+end
+
+local function final(node, req, res)
+  if not node then
+    res:status(404):header("Content-Type", "text/plain")
+    return res:send("Not Found\n")
+  end
+  local h = node.handlers
+  local m = req.method
+  local fn = h[m] or (m == "HEAD" and h.GET) or h["*"]
+  if not fn then
+    res:status(405):header("Content-Type", "text/plain"):header("Allow", allow(node))
+    return res:send("Method Not Allowed\n")
+  end
+  return fn(req, res)
+end
+
+local function under(prefix, path)
+  if prefix == "/" then return true end
+  local n = #prefix
+  if sub(path, 1, n) ~= prefix then return false end
+  local c = byte(path, n + 1)
+  return c == nil or c == 47
+end
+
+function Router:handle(req, res)
+  local path = req.path
+  local params = {}
+  local node = match(self.tree, path, path == "/" and 3 or 2, params)
+  req.params = params
+  local mw = self.middleware
+  if #mw == 0 then return final(node, req, res) end
+  local i = 0
+  local function nxt()
+    i = i + 1
+    local m = mw[i]
+    while m and not under(m.prefix, path) do
+      i = i + 1
+      m = mw[i]
+    end
+    if m then return m.fn(req, res, nxt) end
+    return final(node, req, res)
+  end
+  return nxt()
+end
+
+Router.__call = Router.handle
+
+return M
