@@ -103,7 +103,16 @@ static int on_value(llhttp_t *p, const char *at, size_t len) {
 }
 
 static int on_value_complete(llhttp_t *p) {
-  H(p)->cur = 0;
+  rill_http_head_t *h = H(p);
+  rill_http_field_t *f = &h->fields[h->nfields - 1];
+  if (h->cur != 2) f->value_len = 0; /* an empty value: no span was seen */
+  /* llhttp leaves trailing whitespace in; it is not part of the value. */
+  while (f->value_len > 0) {
+    char ch = h->base[f->value_off + f->value_len - 1];
+    if (ch != ' ' && ch != '\t') break;
+    f->value_len--;
+  }
+  h->cur = 0;
   return 0;
 }
 

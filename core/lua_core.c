@@ -196,6 +196,7 @@ static int l_timer(lua_State *L) {
   tm->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   tm->active = 1;
   rill__obj_link(w, &tm->obj, ltimer_destroy);
+  uv_update_time(w->loop);
   uv_timer_start(&tm->h, ltimer_cb, ms < 0 ? 0 : (uint64_t)ms, rep <= 0 ? 0 : (uint64_t)rep);
   ltimer_t **ud = lua_newuserdata(L, sizeof(*ud));
   *ud = tm;

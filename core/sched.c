@@ -129,7 +129,12 @@ void rill__task_wait(rill_task_t *t, int timeout_ms, rill_task_cancel_cb cancel,
   t->state = RILL_TASK_WAITING;
   t->cancel = cancel;
   t->wait_obj = obj;
-  if (timeout_ms >= 0) uv_timer_start(&t->timer, task_timeout_cb, (uint64_t)timeout_ms, 0);
+  if (timeout_ms >= 0) {
+    /* The loop's clock is read once per turn; a long turn would shorten the
+     * deadline. */
+    uv_update_time(t->w->loop);
+    uv_timer_start(&t->timer, task_timeout_cb, (uint64_t)timeout_ms, 0);
+  }
 }
 
 void rill__task_wake(rill_task_t *t, int nres) {
