@@ -35,6 +35,7 @@ void rill_http_limits_default(rill_http_limits_t *l) {
 static void conn_process(rill_http_conn_t *c);
 static void conn_drain(rill_http_conn_t *c);
 static void conn_close(rill_http_conn_t *c, int abort);
+static int body_broken(rill_http_conn_t *c);
 
 /* ---- output ---- */
 
@@ -369,7 +370,9 @@ static void end_request(rill_http_conn_t *c) {
 void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
   if (c->state != RILL_CONN_HANDLER) return;
   if (!ok) {
-    if (c->resp == R_NONE) {
+    if (c->resp == R_NONE && body_broken(c)) {
+      conn_close(c, 0); /* the handler failed on a broken body: 400, not 500 */
+    } else if (c->resp == R_NONE) {
       conn_error(c, 500, "internal server error");
     } else {
       c->olen = 0; /* a response cut short: the peer must not take it as whole */
@@ -480,9 +483,41 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   return 0;
 }
 
+/* Looks through the chunked body bytes already buffered, without taking
+ * them, for a framing error: a request whose framing is broken is answered
+ * with 400 even when the handler did not read its body. */
+static void check_buffered_body(rill_http_conn_t *c) {
+  if (c->body_mode != B_CHUNKED || c->body_done || c->body_err) return;
+  const char *p;
+  size_t n;
+  if (c->t->vt->peek(c->t, &p, &n) != 0) return;
+  rill_chunked_t scan = c->chunk;
+  scan.trailers = NULL;
+  scan.tlen = scan.tcap = 0;
+  while (n > 0 && scan.state != RILL_CHUNK_DONE) {
+    if (scan.state == RILL_CHUNK_DATA) {
+      size_t k = n < scan.remaining ? n : (size_t)scan.remaining;
+      rill_chunked_took(&scan, k);
+      p += k;
+      n -= k;
+      continue;
+    }
+    ssize_t k = rill_chunked_frame(&scan, p, n);
+    if (k < 0) {
+      rill__log(c->w, RILL_LOG_DEBUG, "http: bad chunked body: %s", scan.error);
+      body_fail(c, RILL_EPROTO);
+      break;
+    }
+    p += k;
+    n -= (size_t)k;
+  }
+  rill_chunked_free(&scan);
+}
+
 /* A request whose body broke the protocol is answered with 400 (or 413),
  * whatever the handler meant to send: its framing cannot be trusted. */
 static int body_broken(rill_http_conn_t *c) {
+  check_buffered_body(c);
   if (c->body_err != RILL_EPROTO && c->body_err != RILL_EBODY) return 0;
   int status = c->body_err == RILL_EBODY ? 413 : 400;
   const char *why = status == 413 ? "request body too large" : "invalid chunked body";

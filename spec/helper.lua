@@ -1,0 +1,167 @@
+-- Shared fixtures for the specs: servers in this process or in a child
+-- `rill serve`, raw socket clients, child processes, memory readings.
+local rill = require "rill"
+
+local helper = {}
+
+-- The rill binary under test (ctest sets RILL_BIN; `rill test` by hand runs
+-- from the source tree).
+helper.bin = os.getenv("RILL_BIN") or "./build/rill"
+
+-- Runs argv to completion; returns exit code, stdout, stderr. opts.input is
+-- written to its stdin; opts.timeout (ms) kills it.
+function helper.run(argv, opts)
+  opts = opts or {}
+  local spec = {stdout = "pipe", stderr = "pipe", stdin = opts.input and "pipe" or "null",
+    env = opts.env, cwd = opts.cwd}
+  for i, a in ipairs(argv) do spec[i] = a end
+  local p = assert(rill.exec(spec))
+  local out, err
+  local t_out = rill.spawn(function() return p.stdout:read_all(256 * 1024 * 1024) end)
+  local t_err = rill.spawn(function() return p.stderr:read_all(16 * 1024 * 1024) end)
+  if opts.input then
+    p.stdin:write(opts.input)
+    p.stdin:close()
+  end
+  local code, sig = p:wait(opts.timeout or 60000)
+  if code == nil and sig == "timeout" then
+    p:kill(9)
+    code, sig = p:wait()
+  end
+  local _
+  _, out = rill.wait(t_out)
+  _, err = rill.wait(t_err)
+  return code, out or "", err or "", sig
+end
+
+-- curl with -sS and the given arguments; returns code, stdout, stderr.
+function helper.curl(...)
+  return helper.run({"curl", "-sS", "--max-time", "60", ...})
+end
+
+-- Starts an HTTP server in this process; returns its listener and port.
+function helper.listen(handler, opts)
+  local o = {host = "127.0.0.1", port = 0, handler = handler}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local l = assert(rill.http.listen(o))
+  return l, l:port()
+end
+
+-- Starts `rill serve app [args]` on a free port; returns a server object with
+-- port, pid and stop(). The port is read from its log line.
+function helper.serve(app, args)
+  local argv = {helper.bin, "serve", app, "--listen", "127.0.0.1:0"}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local spec = {stdout = "null", stderr = "pipe"}
+  for i, a in ipairs(argv) do spec[i] = a end
+  local p = assert(rill.exec(spec))
+  p.stderr:settimeout(10000)
+  local log = {}
+  local port
+  while not port do
+    local line, err = p.stderr:read_until("\n")
+    if not line then
+      error("rill serve did not start (" .. tostring(err) .. "): " .. table.concat(log, "\n"))
+    end
+    log[#log + 1] = line
+    port = tonumber(line:match("on http://[^:]+:(%d+)"))
+  end
+  p.stderr:settimeout(nil)
+  -- Keep reading its log so that it never blocks on a full pipe.
+  local reader = rill.spawn(function()
+    while true do
+      local line = p.stderr:read_until("\n", 1e6)
+      if not line then return end
+      log[#log + 1] = line
+    end
+  end)
+  local srv = {port = port, pid = p.pid, proc = p, log = log}
+  function srv.stop()
+    p:kill(15)
+    local code, sig = p:wait(10000)
+    if code == nil and sig == "timeout" then
+      p:kill(9)
+      code, sig = p:wait()
+    end
+    rill.wait(reader, 2000)
+    return code, sig
+  end
+  function srv.logtext() return table.concat(log, "\n") end
+  return srv
+end
+
+-- Memory of a process, from /proc: current and peak resident set, in bytes.
+function helper.rss(pid)
+  local f = assert(io.open("/proc/" .. pid .. "/status"))
+  local s = f:read("*a")
+  f:close()
+  local rss = tonumber(s:match("VmRSS:%s*(%d+)")) * 1024
+  local hwm = tonumber(s:match("VmHWM:%s*(%d+)")) * 1024
+  return rss, hwm
+end
+
+-- Connects to 127.0.0.1:port with a 10 s timeout on each operation.
+function helper.connect(port)
+  local s = assert(rill.connect("127.0.0.1", port, 5000))
+  s:settimeout(10000)
+  return s
+end
+
+-- Sends data on a new connection and reads until the server closes it (or
+-- the timeout, default 5 s); returns everything read and how it ended.
+function helper.raw(port, data, timeout)
+  local s = helper.connect(port)
+  s:settimeout(timeout or 5000)
+  assert(s:write(data))
+  local parts = {}
+  local why
+  while true do
+    local chunk, err = s:read_some()
+    if not chunk then
+      why = err or "closed"
+      break
+    end
+    parts[#parts + 1] = chunk
+  end
+  s:close()
+  return table.concat(parts), why
+end
+
+-- Reads one HTTP response from s: status, headers (lower-case keys), body.
+-- Handles Content-Length and chunked bodies.
+function helper.read_response(s)
+  local line, err = s:read_until("\r\n")
+  if not line then return nil, err end
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  local headers = {}
+  while true do
+    local h = assert(s:read_until("\r\n"))
+    if h == "" then break end
+    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
+    headers[k:lower()] = v
+  end
+  local body
+  if headers["content-length"] then
+    body = s:read(tonumber(headers["content-length"]))
+  elseif headers["transfer-encoding"] == "chunked" then
+    local parts = {}
+    while true do
+      local size = tonumber(assert(s:read_until("\r\n")), 16)
+      if size == 0 then
+        assert(s:read_until("\r\n"))
+        break
+      end
+      parts[#parts + 1] = s:read(size)
+      assert(s:read(2) == "\r\n")
+    end
+    body = table.concat(parts)
+  end
+  return status, headers, body
+end
+
+-- The path of a file in the source tree.
+function helper.path(rel)
+  return rel
+end
+
+return helper

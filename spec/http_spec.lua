@@ -1,0 +1,519 @@
+-- The HTTP/1.1 server: requests and responses, streaming bodies, keep-alive,
+-- pipelining, limits, timeouts, and every request-smuggling shape. Driven by
+-- curl and by raw sockets.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local function url(port, path)
+  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
+end
+
+-- Counts the status lines in a raw response stream.
+local function statuses(raw)
+  local t = {}
+  for code in raw:gmatch("HTTP/1%.1 (%d%d%d) ") do t[#t + 1] = tonumber(code) end
+  return t
+end
+
+describe("http server", function()
+  local l
+  after_each(function()
+    if l then l:close() end
+    l = nil
+  end)
+
+  describe("requests", function()
+    it("exposes method, path, decoded query, headers and peer address", function()
+      local seen
+      local port
+      l, port = helper.listen(function(req, res)
+        seen = {method = req.method, path = req.path, query = req.query, target = req.target,
+          ua = req.headers["User-Agent"], multi = req.headers["x-multi"],
+          addr = req.remote_addr, version = req.version}
+        res:send("ok")
+      end)
+      local code, out = helper.curl("-H", "X-Multi: one", "-H", "X-Multi: two",
+        url(port, "/a/b?x=1&y=hello%20world&x=2&flag"))
+      assert.equal(0, code)
+      assert.equal("ok", out)
+      assert.equal("GET", seen.method)
+      assert.equal("/a/b", seen.path)
+      assert.equal("/a/b?x=1&y=hello%20world&x=2&flag", seen.target)
+      assert.same({x = {"1", "2"}, y = "hello world", flag = true}, seen.query)
+      assert.matches("^curl/", seen.ua)
+      assert.same({"one", "two"}, seen.multi)
+      assert.equal("127.0.0.1", seen.addr)
+      assert.equal("1.1", seen.version)
+    end)
+
+    it("streams a Content-Length body to the handler", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:send(#assert(req.body:read_all(1e7)) .. " bytes")
+      end)
+      local code, out = helper.run({"curl", "-sS", "--data-binary", "@-", url(port, "/up")},
+        {input = string.rep("z", 300000)})
+      assert.equal(0, code)
+      assert.equal("300000 bytes", out)
+    end)
+
+    it("decodes a chunked body (RFC 9112 example) and exposes its trailers", function()
+      local port
+      local body, trailers
+      l, port = helper.listen(function(req, res)
+        body = req.body:read_all()
+        trailers = req.trailers
+        res:send("ok")
+      end)
+      local raw = helper.raw(port, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" ..
+        "Connection: close\r\n\r\n" ..
+        "4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Checksum: abc\r\n\r\n")
+      assert.matches("^HTTP/1.1 200 OK", raw)
+      assert.equal("Wikipedia in\r\n\r\nchunks.", body)
+      assert.equal("abc", trailers["x-checksum"])
+    end)
+
+    it("reads body lines and chunks with the iterators", function()
+      local port
+      local lines = {}
+      l, port = helper.listen(function(req, res)
+        for line in req.body:lines() do lines[#lines + 1] = line end
+        res:send(#lines .. "")
+      end)
+      local code, out = helper.curl("--data-binary", "a\nbb\n\nccc", url(port, "/"))
+      assert.equal("4", out)
+      assert.same({"a", "bb", "", "ccc"}, lines)
+    end)
+
+    it("limits read_all", function()
+      local port
+      local err
+      l, port = helper.listen(function(req, res)
+        local data
+        data, err = req.body:read_all(1000)
+        res:status(data and 200 or 413):send(err)
+      end)
+      local code, out = helper.curl("-w", "%{http_code}", "--data-binary", string.rep("q", 5000),
+        url(port))
+      assert.equal("too large413", out)
+    end)
+  end)
+
+  describe("responses", function()
+    it("send() gives a Content-Length; headers are set, replaced and added", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:status(201)
+        res:header("X-One", "1")
+        res:header("x-one", "2")
+        res:add_header("Set-Cookie", "a=1")
+        res:add_header("Set-Cookie", "b=2")
+        res:send("created")
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1.1 201 Created\r\n", raw)
+      assert.matches("\r\nx%-one: 2\r\n", raw)
+      assert.not_matches("X%-One: 1", raw)
+      assert.matches("\r\nSet%-Cookie: a=1\r\nSet%-Cookie: b=2\r\n", raw)
+      assert.matches("\r\nContent%-Length: 7\r\n", raw)
+      assert.matches("\r\nDate: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT\r\n", raw)
+      assert.matches("\r\n\r\ncreated$", raw)
+    end)
+
+    it("write() streams chunked on HTTP/1.1 and close-delimited on HTTP/1.0", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:write("part one, ")
+        rill.sleep(10)
+        res:write("part two")
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\nTransfer%-Encoding: chunked\r\n", raw)
+      assert.matches("\r\n\r\na\r\npart one, \r\n8\r\npart two\r\n0\r\n\r\n$", raw)
+      raw = helper.raw(port, "GET / HTTP/1.0\r\n\r\n")
+      assert.not_matches("Transfer%-Encoding", raw)
+      assert.not_matches("Content%-Length", raw)
+      assert.matches("\r\n\r\npart one, part two$", raw)
+    end)
+
+    it("streams under a Content-Length the handler set", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:header("Content-Length", "6")
+        res:write("abc")
+        res:write("def")
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\nContent%-Length: 6\r\n", raw)
+      assert.matches("\r\n\r\nabcdef$", raw)
+      assert.not_matches("chunked", raw)
+    end)
+
+    it("answers HEAD without a body", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("twelve bytes") end)
+      local raw = helper.raw(port, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local head, rest = raw:match("^(.-\r\n\r\n)(.*)$")
+      assert.matches("Content%-Length: 12", head)
+      assert.matches("^HTTP/1.1 200 OK", rest)
+      assert.matches("twelve bytes$", rest)
+    end)
+
+    it("sends an empty 200 when the handler returns without answering", function()
+      local port
+      l, port = helper.listen(function(req, res) end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1.1 200 OK\r\n.*Content%-Length: 0\r\n", raw)
+    end)
+
+    it("rejects header injection", function()
+      local port
+      local ok, err
+      l, port = helper.listen(function(req, res)
+        res:header("X-Bad", "a\r\nInjected: yes")
+        ok, err = pcall(res.send, res, "x")
+        res:status(400)
+        res._h = {}
+        res.headers_sent = false
+        res:send("refused")
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.is_false(ok)
+      assert.matches("invalid", err)
+      assert.not_matches("Injected", raw)
+    end)
+  end)
+
+  describe("connections", function()
+    it("keeps a connection alive across requests", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send(req.path) end)
+      local s = helper.connect(port)
+      for i = 1, 3 do
+        s:write("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+        local status, _, body = helper.read_response(s)
+        assert.equal(200, status)
+        assert.equal("/" .. i, body)
+      end
+      s:write("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local status, h = helper.read_response(s)
+      assert.equal("close", h.connection)
+      assert.is_nil(s:read_some())
+      s:close()
+    end)
+
+    it("answers pipelined requests in order, one at a time", function()
+      local port
+      local running, overlap = 0, false
+      l, port = helper.listen(function(req, res)
+        running = running + 1
+        if running > 1 then overlap = true end
+        rill.sleep(req.path == "/1" and 50 or 5)
+        running = running - 1
+        res:send(req.path)
+      end)
+      local raw = helper.raw(port, "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n" ..
+        "GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.is_false(overlap)
+      local bodies = {}
+      for b in raw:gmatch("\r\n\r\n(/%d)") do bodies[#bodies + 1] = b end
+      assert.same({"/1", "/2", "/3"}, bodies)
+    end)
+
+    it("answers Expect: 100-continue when the handler reads the body", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send(req.body:read_all()) end)
+      local s = helper.connect(port)
+      s:write("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+      assert.equal("HTTP/1.1 100 Continue", s:read_until("\r\n"))
+      assert.equal("", s:read_until("\r\n"))
+      s:write("hello")
+      local status, _, body = helper.read_response(s)
+      assert.equal(200, status)
+      assert.equal("hello", body)
+      s:close()
+    end)
+
+    it("does not send 100 Continue when the handler answers without reading", function()
+      local port
+      l, port = helper.listen(function(req, res) res:status(403):send("no") end)
+      local s = helper.connect(port)
+      s:write("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+      local status, h = helper.read_response(s)
+      assert.equal(403, status)
+      assert.equal("close", h.connection)
+      assert.is_nil(s:read_some())
+      s:close()
+    end)
+
+    it("drains a small unread body and serves the next request", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send(req.path) end)
+      local s = helper.connect(port)
+      s:write("POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789" ..
+        "POST /2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" ..
+        "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n")
+      for i = 1, 3 do
+        local status, _, body = helper.read_response(s)
+        assert.equal(200, status)
+        assert.equal("/" .. i, body)
+      end
+      s:close()
+    end)
+
+    it("closes after the response when an unread body is too large to drain", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("early") end, {drain_bytes = 1000})
+      local s = helper.connect(port)
+      s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+      local status, h, body = helper.read_response(s)
+      assert.equal(200, status)
+      assert.equal("early", body)
+      assert.equal("close", h.connection)
+      s:close()
+    end)
+
+    it("serves many connections at once", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        rill.sleep(20)
+        res:send(req.path)
+      end)
+      local threads = {}
+      for i = 1, 100 do
+        threads[i] = rill.spawn(function()
+          local s = helper.connect(port)
+          s:write("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+          local _, _, body = helper.read_response(s)
+          s:close()
+          return body
+        end)
+      end
+      for i = 1, 100 do
+        local ok, body = rill.wait(threads[i])
+        assert.is_true(ok)
+        assert.equal("/" .. i, body)
+      end
+    end)
+  end)
+
+  describe("handler errors", function()
+    it("answer 500 and leave the server serving", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.path == "/boom" then error("handler failed on purpose") end
+        res:send("fine")
+      end)
+      local code, out = helper.curl("-w", " %{http_code}", url(port, "/boom"))
+      assert.matches("500$", out)
+      code, out = helper.curl(url(port, "/ok"))
+      assert.equal("fine", out)
+    end)
+
+    it("cut the connection when the response had started", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:write("partial")
+        rill.sleep(10)
+        error("failed mid-response on purpose")
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.matches("7\r\npartial\r\n", raw)
+      assert.not_matches("0\r\n\r\n$", raw) -- no last chunk: the client sees it cut
+    end)
+  end)
+
+  describe("limits", function()
+    it("431 for a head larger than max_header_bytes", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end, {max_header_bytes = 1024})
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 2000) ..
+        "\r\n\r\n")
+      assert.same({431}, statuses(raw))
+    end)
+
+    it("414 for a request target larger than max_header_bytes", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end, {max_header_bytes = 1024})
+      local raw = helper.raw(port, "GET /" .. string.rep("u", 2000) .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.same({414}, statuses(raw))
+    end)
+
+    it("431 for more header fields than max_headers", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end, {max_headers = 10})
+      local head = {"GET / HTTP/1.1\r\nHost: x\r\n"}
+      for i = 1, 20 do head[#head + 1] = "X-" .. i .. ": v\r\n" end
+      local raw = helper.raw(port, table.concat(head) .. "\r\n")
+      assert.same({431}, statuses(raw))
+    end)
+
+    it("413 for a Content-Length over max_body_bytes, before the handler runs", function()
+      local port
+      local ran = false
+      l, port = helper.listen(function(req, res) ran = true end, {max_body_bytes = 1000})
+      local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+      assert.same({413}, statuses(raw))
+      assert.is_false(ran)
+    end)
+
+    it("413 for a chunked body that grows over max_body_bytes", function()
+      local port
+      local err
+      l, port = helper.listen(function(req, res)
+        local _
+        _, err = req.body:read_all(1e6)
+        res:send("handler's answer")
+      end, {max_body_bytes = 1000})
+      local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "400\r\n" .. string.rep("a", 1024) .. "\r\n0\r\n\r\n")
+      assert.equal("body too large", err)
+      assert.same({413}, statuses(raw))
+    end)
+
+    it("408 when the head does not arrive within header_timeout", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end, {header_timeout = 0.2})
+      local t0 = rill.now()
+      local raw, why = helper.raw(port, "GET / HTTP/1.1\r\nHost:", 3000)
+      assert.same({408}, statuses(raw))
+      assert.equal("closed", why)
+      assert.is_true(rill.now() - t0 < 2000)
+    end)
+
+    it("closes an idle keep-alive connection after keepalive_timeout", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end, {keepalive_timeout = 0.2})
+      local s = helper.connect(port)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, helper.read_response(s))
+      local t0 = rill.now()
+      assert.is_nil(s:read_some())
+      assert.is_true(rill.now() - t0 < 2000)
+      s:close()
+    end)
+
+    it("ends a body read with 'timeout' after body_timeout", function()
+      local port
+      local got, err, partial
+      l, port = helper.listen(function(req, res)
+        got, err, partial = req.body:read(10)
+        res:status(408):send("slow")
+      end, {body_timeout = 0.2})
+      local s = helper.connect(port)
+      s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+      local status = helper.read_response(s)
+      assert.equal(408, status)
+      assert.is_nil(got)
+      assert.equal("timeout", err)
+      assert.equal("abc", partial)
+      s:close()
+    end)
+
+    it("holds a response writer while the client does not read, then times it out",
+      function()
+        local port
+        local wrote, err = 0, nil
+        l, port = helper.listen(function(req, res)
+          local block = string.rep("d", 65536)
+          while true do
+            local ok, e = res:write(block)
+            if not ok then
+              err = e
+              return
+            end
+            wrote = wrote + #block
+          end
+        end, {send_timeout = 0.5})
+        local s = helper.connect(port)
+        s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        rill.sleep(1500)
+        assert.equal("timeout", err)
+        assert.is_true(wrote < 32 * 1024 * 1024, "wrote " .. wrote)
+        s:close()
+      end)
+  end)
+
+  -- RFC 9112 §6.3 and §11.2: each of these must get a 4xx and a closed
+  -- connection; the request pipelined behind it must not be served.
+  describe("rejects request smuggling shapes:", function()
+    local port
+    local served
+    before_each(function()
+      served = {}
+      l, port = helper.listen(function(req, res)
+        served[#served + 1] = req.path
+        res:send("served " .. req.path)
+      end)
+    end)
+
+    local function rejects(name, head, status)
+      it(name, function()
+        local raw, why = helper.raw(port, head ..
+          "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        local got = statuses(raw)
+        assert.equal(1, #got, "responses: " .. raw)
+        assert.equal(status or 400, got[1])
+        assert.matches("\r\nConnection: close\r\n", raw)
+        assert.equal("closed", why)
+        for _, p in ipairs(served) do assert.not_equal("/smuggled", p) end
+      end)
+    end
+
+    rejects("Content-Length with Transfer-Encoding",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    rejects("Transfer-Encoding with Content-Length",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n")
+    rejects("conflicting Content-Lengths",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc")
+    rejects("a Content-Length list",
+      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc")
+    rejects("a Transfer-Encoding whose last coding is not chunked",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n")
+    rejects("a Transfer-Encoding that is not chunked",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+    rejects("a Transfer-Encoding that only resembles chunked",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n")
+    rejects("a transfer coding we do not implement before chunked",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501)
+    rejects("Transfer-Encoding in HTTP/1.0",
+      "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    rejects("a chunk size that is not hex",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    rejects("a negative chunk size",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n")
+    rejects("a chunk size with a 0x prefix",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n")
+    rejects("an overflowing chunk size",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n")
+    rejects("a chunk longer than its size",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n")
+    rejects("a bare LF in chunk framing",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n")
+    rejects("obs-fold",
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n")
+    rejects("whitespace before the colon",
+      "GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nabcde")
+    rejects("a NUL byte in a field",
+      "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n")
+    rejects("a control byte in a field",
+      "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\1b\r\n\r\n")
+    rejects("a bare LF line ending",
+      "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n")
+    rejects("a missing Host in HTTP/1.1",
+      "GET / HTTP/1.1\r\nX-A: b\r\n\r\n")
+    rejects("two Host fields",
+      "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+    rejects("an oversized head",
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 20000) .. "\r\n\r\n", 431)
+    rejects("an unsupported HTTP version",
+      "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505)
+
+    it("and keeps serving other clients while rejecting", function()
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+      assert.same({400}, statuses(raw))
+      local code, out = helper.curl(url(port, "/after"))
+      assert.equal("served /after", out)
+    end)
+  end)
+end)
