@@ -26,8 +26,10 @@ int rill_http_name_is(const char *name, size_t len, const char *lo) {
 }
 
 static int value_is(const char *v, size_t len, const char *lo) {
-  while (len && (*v == ' ' || *v == '\t')) v++, len--;
-  while (len && (v[len - 1] == ' ' || v[len - 1] == '\t')) len--;
+  while (len && (*v == ' ' || *v == '\t'))
+    v++, len--;
+  while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+    len--;
   return rill_http_name_is(v, len, lo);
 }
 
@@ -177,9 +179,11 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
   if (h->major != 1) return fail(h, 505, "HTTP version not supported");
 
   /* obs-fold: a line of the head that starts with whitespace. */
-  for (const char *p = buf, *end = buf + h->head_len; (p = memchr(p, '\n', (size_t)(end - p)));) {
+  for (const char *p = buf, *end = buf + h->head_len;
+       (p = memchr(p, '\n', (size_t)(end - p)));) {
     p++;
-    if (p < end && (*p == ' ' || *p == '\t')) return fail(h, 400, "obsolete line folding");
+    if (p < end && (*p == ' ' || *p == '\t'))
+      return fail(h, 400, "obsolete line folding");
   }
 
   int hosts = 0, tes = 0, te_ok = 1;
@@ -214,7 +218,8 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
 
   if (pf & F_TRANSFER_ENCODING) {
     if (h->minor == 0) return fail(h, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    if (!(pf & F_CHUNKED)) return fail(h, 400, "Transfer-Encoding does not end in chunked");
+    if (!(pf & F_CHUNKED))
+      return fail(h, 400, "Transfer-Encoding does not end in chunked");
     if (!te_ok || tes != 1) return fail(h, 501, "unsupported transfer coding");
     h->flags |= RILL_HTTP_CHUNKED;
   } else if (pf & F_CONTENT_LENGTH) {
@@ -268,7 +273,8 @@ ssize_t rill_http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
   if (e == HPE_OK) {
     h->fed = end;
     if (end >= max_bytes) {
-      if (!h->url_done && h->type == HTTP_REQUEST) return fail(h, 414, "request target too long");
+      if (!h->url_done && h->type == HTTP_REQUEST)
+        return fail(h, 414, "request target too long");
       return fail(h, 431, "header section too large");
     }
     return 0;
@@ -433,16 +439,19 @@ int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsig
     const char *eol = memchr(t + i, '\n', n - i);
     size_t end = eol ? (size_t)(eol - t) - 1 : n; /* before the CR */
     size_t j = i;
-    while (j < end && rill_http_tchar((unsigned char)t[j])) j++;
+    while (j < end && rill_http_tchar((unsigned char)t[j]))
+      j++;
     if (j == i || j >= end || t[j] != ':') return -1;
     if (count == max) return -1;
     rill_http_field_t *f = &out[count++];
     f->name_off = (uint32_t)i;
     f->name_len = (uint32_t)(j - i);
     j++;
-    while (j < end && (t[j] == ' ' || t[j] == '\t')) j++;
+    while (j < end && (t[j] == ' ' || t[j] == '\t'))
+      j++;
     size_t vend = end;
-    while (vend > j && (t[vend - 1] == ' ' || t[vend - 1] == '\t')) vend--;
+    while (vend > j && (t[vend - 1] == ' ' || t[vend - 1] == '\t'))
+      vend--;
     for (size_t k = j; k < vend; k++) {
       unsigned char ch = (unsigned char)t[k];
       if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return -1;
@@ -458,41 +467,76 @@ int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsig
 
 const char *rill_http_reason(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 417: return "Expectation Failed";
-  case 426: return "Upgrade Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
+  case 100:
+    return "Continue";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 206:
+    return "Partial Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 411:
+    return "Length Required";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 415:
+    return "Unsupported Media Type";
+  case 417:
+    return "Expectation Failed";
+  case 426:
+    return "Upgrade Required";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "Unknown";
   }
 }
 
@@ -517,7 +561,8 @@ size_t rill_http_u64(char *out, uint64_t v) {
     tmp[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
   return n;
 }
 
@@ -529,6 +574,7 @@ size_t rill_http_hex(char *out, uint64_t v) {
     tmp[n++] = digits[v & 15];
     v >>= 4;
   } while (v);
-  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
   return n;
 }

@@ -17,20 +17,20 @@ typedef struct {
 
 enum {
   RILL_HTTP_CHUNKED = 1 << 0,
-  RILL_HTTP_LENGTH = 1 << 1,     /* Content-Length given */
-  RILL_HTTP_KEEPALIVE = 1 << 2,  /* the connection may carry another message */
-  RILL_HTTP_CONTINUE = 1 << 3,   /* Expect: 100-continue */
-  RILL_HTTP_UPGRADE = 1 << 4,    /* Connection: upgrade with Upgrade: */
-  RILL_HTTP_EOF_BODY = 1 << 5,   /* response body delimited by close */
+  RILL_HTTP_LENGTH = 1 << 1,    /* Content-Length given */
+  RILL_HTTP_KEEPALIVE = 1 << 2, /* the connection may carry another message */
+  RILL_HTTP_CONTINUE = 1 << 3,  /* Expect: 100-continue */
+  RILL_HTTP_UPGRADE = 1 << 4,   /* Connection: upgrade with Upgrade: */
+  RILL_HTTP_EOF_BODY = 1 << 5,  /* response body delimited by close */
 };
 
 #define RILL_HTTP_INLINE_FIELDS 24
 
 typedef struct {
   llhttp_t parser;
-  const char *base; /* the head's first byte, during a parse call */
-  size_t fed;       /* bytes llhttp has seen */
-  uint32_t url_off, url_len;     /* request target */
+  const char *base;                /* the head's first byte, during a parse call */
+  size_t fed;                      /* bytes llhttp has seen */
+  uint32_t url_off, url_len;       /* request target */
   uint32_t reason_off, reason_len; /* response reason phrase */
   rill_http_field_t *fields;
   unsigned nfields, cap, max;
@@ -90,7 +90,7 @@ typedef struct {
   int state;
   uint64_t remaining; /* payload bytes left in the current chunk */
   unsigned digits;
-  size_t line; /* bytes in the current chunk-size line */
+  size_t line;    /* bytes in the current chunk-size line */
   char *trailers; /* the trailer section, raw, once DONE */
   size_t tlen, tcap, tmax;
   const char *error;

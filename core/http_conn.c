@@ -42,7 +42,8 @@ static int body_broken(rill_http_conn_t *c);
 static int out_reserve(rill_http_conn_t *c, size_t n) {
   if (c->olen + n <= c->ocap) return 0;
   size_t cap = c->ocap ? c->ocap : 512;
-  while (cap < c->olen + n) cap *= 2;
+  while (cap < c->olen + n)
+    cap *= 2;
   char *o = realloc(c->out, cap);
   if (o == NULL) return UV_ENOMEM;
   c->out = o;
@@ -88,7 +89,9 @@ static void timer_cb(uv_timer_t *h) {
     if (out_reserve(c, sizeof(msg)) == 0) OUT_LIT(c, msg);
   }
   rill__log(c->w, RILL_LOG_DEBUG, "http: closing a connection: %s timeout",
-            kind == T_HEADER ? "header" : kind == T_DRAIN ? "body" : "keep-alive");
+            kind == T_HEADER  ? "header"
+            : kind == T_DRAIN ? "body"
+                              : "keep-alive");
   conn_close(c, 0);
 }
 

@@ -52,7 +52,7 @@ struct rill_http_conn_s {
   uv_timer_t timer;
   int timer_kind;
   int state;
-  unsigned gen;  /* counts requests; a request's objects carry its number */
+  unsigned gen; /* counts requests; a request's objects carry its number */
   unsigned nreq;
 
   rill_http_head_t head;

@@ -59,7 +59,8 @@ static int thread_push_results(lua_State *L, lthread_ud *th) {
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   lua_pushboolean(L, th->ok);
-  for (int i = 1; i <= n; i++) lua_rawgeti(L, -1 - i, i);
+  for (int i = 1; i <= n; i++)
+    lua_rawgeti(L, -1 - i, i);
   lua_remove(L, -2 - n);
   return n + 1;
 }
@@ -197,7 +198,8 @@ static int l_timer(lua_State *L) {
   tm->active = 1;
   rill__obj_link(w, &tm->obj, ltimer_destroy);
   uv_update_time(w->loop);
-  uv_timer_start(&tm->h, ltimer_cb, ms < 0 ? 0 : (uint64_t)ms, rep <= 0 ? 0 : (uint64_t)rep);
+  uv_timer_start(&tm->h, ltimer_cb, ms < 0 ? 0 : (uint64_t)ms,
+                 rep <= 0 ? 0 : (uint64_t)rep);
   ltimer_t **ud = lua_newuserdata(L, sizeof(*ud));
   *ud = tm;
   tm->ud = ud;
@@ -269,7 +271,8 @@ static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
 static void raw_listener_free(rill_listener_t *l) {
   llistener_t *ll = l->data;
   rill__listener_forget_ud(l);
-  if (ll->w->L && !ll->w->stopping) luaL_unref(ll->w->L, LUA_REGISTRYINDEX, ll->handler_ref);
+  if (ll->w->L && !ll->w->stopping)
+    luaL_unref(ll->w->L, LUA_REGISTRYINDEX, ll->handler_ref);
   free(ll);
 }
 

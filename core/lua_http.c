@@ -125,9 +125,11 @@ static int l_http_listen(lua_State *L) {
   if (lh == NULL) return luaL_error(L, "out of memory");
   rill_http_limits_t *lim = &lh->srv.limits;
   rill_http_limits_default(lim);
-  lim->max_header_bytes = (size_t)opt_num(L, "max_header_bytes", (lua_Number)lim->max_header_bytes);
+  lim->max_header_bytes =
+      (size_t)opt_num(L, "max_header_bytes", (lua_Number)lim->max_header_bytes);
   lim->max_headers = (unsigned)opt_num(L, "max_headers", lim->max_headers);
-  lim->max_body_bytes = (uint64_t)opt_num(L, "max_body_bytes", (lua_Number)lim->max_body_bytes);
+  lim->max_body_bytes =
+      (uint64_t)opt_num(L, "max_body_bytes", (lua_Number)lim->max_body_bytes);
   lim->drain_bytes = (size_t)opt_num(L, "drain_bytes", (lua_Number)lim->drain_bytes);
   lim->header_timeout_ms = opt_ms(L, "header_timeout", lim->header_timeout_ms);
   lim->body_timeout_ms = opt_ms(L, "body_timeout", lim->body_timeout_ms);
@@ -298,7 +300,8 @@ static int result(lua_State *L, rill_http_conn_t *c, rill_task_t *t, int r) {
   case UV_EINVAL:
     return luaL_error(L, "invalid status, header name or header value");
   case UV_EBUSY:
-    return luaL_error(L, "the response has already %s", c->resp == 2 ? "ended" : "started");
+    return luaL_error(L, "the response has already %s",
+                      c->resp == 2 ? "ended" : "started");
   case RILL_EBODY:
     return luaL_error(L, "more body bytes than the Content-Length header announced");
   default:
@@ -349,7 +352,7 @@ static int conn_tostring(lua_State *L) {
 void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"http_listen", l_http_listen}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline}, {"headers", l_headers}, {"raw_headers", l_raw_headers},
+      {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish},
       {NULL, NULL},

@@ -97,7 +97,8 @@ static int l_exec(lua_State *L) {
   int envt = lua_gettop(L);
   if (lua_istable(L, envt)) {
     int n = 0;
-    for (lua_pushnil(L); lua_next(L, envt); lua_pop(L, 1)) n++;
+    for (lua_pushnil(L); lua_next(L, envt); lua_pop(L, 1))
+      n++;
     lua_newtable(L); /* anchors the "K=V" strings */
     int anchor = lua_gettop(L);
     env = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
@@ -237,7 +238,8 @@ static int proc_gc(lua_State *L) {
 
 void rill__open_process(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"exec", l_exec}, {NULL, NULL}};
-  static const luaL_Reg methods[] = {{"wait", proc_wait}, {"kill", proc_kill}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"wait", proc_wait}, {"kill", proc_kill}, {NULL, NULL}};
   rill__register(L, w, funcs);
   luaL_newmetatable(L, PROCESS_MT);
   lua_pushcfunction(L, proc_gc);

@@ -34,7 +34,8 @@ static rill_stream_t *check_open(lua_State *L, int idx) {
 static int acc_append(rill_stream_t *s, const char *p, size_t n) {
   if (s->acclen + n > s->acccap) {
     size_t cap = s->acccap ? s->acccap : 256;
-    while (cap < s->acclen + n) cap *= 2;
+    while (cap < s->acclen + n)
+      cap *= 2;
     char *a = realloc(s->acc, cap);
     if (a == NULL) return UV_ENOMEM;
     s->acc = a;
@@ -83,7 +84,8 @@ static ssize_t find_sep(rill_stream_t *s, const char *p, size_t n) {
   for (; i < al; i++) {
     size_t inacc = al - i;
     if (i + sl > al + n) return -1;
-    if (memcmp(s->acc + i, s->sep, inacc) == 0 && memcmp(p, s->sep + inacc, sl - inacc) == 0)
+    if (memcmp(s->acc + i, s->sep, inacc) == 0 &&
+        memcmp(p, s->sep + inacc, sl - inacc) == 0)
       return (ssize_t)i;
   }
   const char *f = memmem(p, n, s->sep, sl);
@@ -123,7 +125,8 @@ static int rop_step(rill_stream_t *s, lua_State *L) {
         ssize_t f = find_sep(s, p, n);
         if (f >= 0) {
           size_t at = (size_t)f;
-          size_t used = at + s->seplen - s->acclen; /* bytes of p up to the separator's end */
+          size_t used =
+              at + s->seplen - s->acclen; /* bytes of p up to the separator's end */
           if (at > s->rop_n) return rop_fail(s, L, RILL_ETOOLONG);
           if (at <= s->acclen) {
             lua_pushlstring(L, s->acc, at);

@@ -21,12 +21,12 @@ typedef struct rill_task_s rill_task_t;
 typedef struct rill_stream_s rill_stream_t;
 typedef struct rill_obj_s rill_obj_t;
 
-#define RILL_BUF_SIZE 65536       /* a pooled input buffer */
-#define RILL_WRITE_HIGH 65536     /* queued bytes above which a writer waits */
-#define RILL_WRITE_LOW 16384      /* ... until the queue falls to this */
+#define RILL_BUF_SIZE 65536   /* a pooled input buffer */
+#define RILL_WRITE_HIGH 65536 /* queued bytes above which a writer waits */
+#define RILL_WRITE_LOW 16384  /* ... until the queue falls to this */
 
-#define rill__container_of(ptr, type, field)                                   \
-  ((type *)((char *)(ptr) - offsetof(type, field)))
+#define rill__container_of(ptr, type, field)                                             \
+  ((type *)((char *)(ptr)-offsetof(type, field)))
 
 /* ---- objects ------------------------------------------------------------
  * Every C object that owns libuv handles is linked into its worker's list, so
@@ -54,7 +54,7 @@ struct rill_worker_s {
   int exit_code;
 
   /* scheduler (sched.c) */
-  rill_task_t *current;                /* the task running now, or NULL */
+  rill_task_t *current;                 /* the task running now, or NULL */
   rill_task_t *ready_head, *ready_tail; /* woken, to resume in this turn */
   rill_task_t *defer_head, *defer_tail; /* yielded, to resume next turn */
   int draining;
@@ -137,8 +137,8 @@ struct rill_stream_s {
   rill_task_t *reader, *writer;
   int timeout_ms; /* -1: none */
   int rop;
-  size_t rop_n;   /* max for SOME and UNTIL, count for EXACT */
-  char *sep;      /* UNTIL: the separator (points at sep_small or the heap) */
+  size_t rop_n; /* max for SOME and UNTIL, count for EXACT */
+  char *sep;    /* UNTIL: the separator (points at sep_small or the heap) */
   size_t seplen;
   char sep_small[16];
   char *acc; /* bytes taken from the stream for a read not yet complete */
@@ -152,7 +152,8 @@ void rill__stream_detach(rill_stream_t *s);
 
 /* uv streams (TCP sockets and pipes) as rill streams: stream.c */
 typedef struct rill_uvstream_s rill_uvstream_t;
-rill_uvstream_t *rill__uvstream_new(rill_worker_t *w, int kind /* UV_TCP | UV_NAMED_PIPE */);
+rill_uvstream_t *rill__uvstream_new(rill_worker_t *w,
+                                    int kind /* UV_TCP | UV_NAMED_PIPE */);
 uv_stream_t *rill__uvstream_handle(rill_uvstream_t *u);
 rill_stream_t *rill__uvstream_stream(rill_uvstream_t *u);
 /* Frees a stream whose handle was never opened (e.g. a failed accept). */

@@ -85,8 +85,8 @@ int rill__lua_setup(rill_worker_t *w, const char *luadir) {
   lua_pop(L, 1);
   const char *extra = getenv("RILL_LUA_PATH");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s%s%s/?.lua;%s/?/init.lua;%s", extra ? extra : "", extra ? ";" : "",
-                  luadir, luadir, lua_tostring(L, -1));
+  lua_pushfstring(L, "%s%s%s/?.lua;%s/?/init.lua;%s", extra ? extra : "",
+                  extra ? ";" : "", luadir, luadir, lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 2);
   return 0;
@@ -145,7 +145,8 @@ int rill_main(int argc, char **argv) {
     rill__worker_free(w);
     return 1;
   }
-  for (int i = 1; i < argc; i++) lua_pushstring(t->co, argv[i]);
+  for (int i = 1; i < argc; i++)
+    lua_pushstring(t->co, argv[i]);
   t->done = main_done;
   rill__task_start(t, argc - 1);
   uv_run(w->loop, UV_RUN_DEFAULT);

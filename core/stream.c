@@ -175,7 +175,8 @@ static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   if (u->werr) return u->werr;
   if (u->closing || u->shut_sent) return RILL_ECLOSED;
   size_t total = 0, done = 0;
-  for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
+  for (unsigned i = 0; i < nbufs; i++)
+    total += bufs[i].len;
   if (total == 0) return 0;
   if (u->queued == 0) {
     int r = uv_try_write(&u->h.stream, bufs, nbufs);
@@ -330,7 +331,8 @@ static void uvs_abort(rill_stream_t *s) {
 }
 
 static const rill_stream_vt uvs_vt = {
-    "socket", uvs_peek, uvs_consume, uvs_fill, uvs_write, uvs_shutdown, uvs_close, uvs_abort,
+    "socket",  uvs_peek,     uvs_consume, uvs_fill,
+    uvs_write, uvs_shutdown, uvs_close,   uvs_abort,
 };
 
 static void uvs_destroy(rill_obj_t *o) {

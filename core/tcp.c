@@ -52,7 +52,8 @@ static void connection_cb(uv_stream_t *server, int status) {
   }
   if (l->nconns >= l->max_conns) {
     /* Leave it to the kernel's queue; libuv stops polling until we accept. */
-    if (!l->paused) rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
+    if (!l->paused)
+      rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
     l->paused = 1;
     return;
   }
@@ -64,7 +65,8 @@ static void listener_destroy(rill_obj_t *o) {
   rill__listener_close(l);
 }
 
-static int resolve(uv_loop_t *loop, const char *host, int port, struct sockaddr_storage *ss) {
+static int resolve(uv_loop_t *loop, const char *host, int port,
+                   struct sockaddr_storage *ss) {
   if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
   if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
   uv_getaddrinfo_t req;
@@ -82,7 +84,8 @@ static int resolve(uv_loop_t *loop, const char *host, int port, struct sockaddr_
 }
 
 int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
-                 unsigned max_conns, rill_accept_cb cb, void *data, rill_listener_t **out) {
+                 unsigned max_conns, rill_accept_cb cb, void *data,
+                 rill_listener_t **out) {
   struct sockaddr_storage ss;
   int r = resolve(w->loop, host, port, &ss);
   if (r) return r;
@@ -96,7 +99,8 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   uv_tcp_init(w->loop, &l->h);
   l->h.data = l;
   r = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
-  if (r == 0) r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
   if (r) {
     uv_close((uv_handle_t *)&l->h, listener_closed);
     return r;
@@ -150,7 +154,8 @@ static void connect_next(rill_connect_t *c);
 
 static void connect_finish(rill_connect_t *c, int status, rill_uvstream_t *u) {
   if (c->ai) uv_freeaddrinfo(c->ai);
-  if (!c->cancelled) c->cb(c->data, status, u);
+  if (!c->cancelled)
+    c->cb(c->data, status, u);
   else if (u)
     rill__uvstream_discard(u);
   free(c);

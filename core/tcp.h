@@ -24,7 +24,8 @@ struct rill_listener_s {
 /* Binds host:port (port 0: any free port) and listens. Returns 0 and *out, or
  * a negative error. */
 int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
-                 unsigned max_conns, rill_accept_cb cb, void *data, rill_listener_t **out);
+                 unsigned max_conns, rill_accept_cb cb, void *data,
+                 rill_listener_t **out);
 /* The bound port and address ("127.0.0.1"). */
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen);
 /* Stops listening; the memory goes when the last connection has ended. */

@@ -89,7 +89,8 @@ void rill__worker_free(rill_worker_t *w) {
     free(w->loop);
   }
   rill__sched_free(w);
-  for (unsigned i = 0; i < w->nbufs; i++) free(w->bufs[i]);
+  for (unsigned i = 0; i < w->nbufs; i++)
+    free(w->bufs[i]);
   free(w->bufs);
   free(w->scratch);
   free(w);
@@ -113,7 +114,8 @@ const char *rill__date_line(rill_worker_t *w, size_t *len) {
   if ((int64_t)now != w->date_sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    w->date_len = strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    w->date_len =
+        strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     w->date_sec = (int64_t)now;
   }
   *len = w->date_len;

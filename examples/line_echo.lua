@@ -2,7 +2,7 @@
 --   rill run examples/line_echo.lua [PORT]      then: nc 127.0.0.1 7000
 local rill = require "rill"
 
-local port = tonumber(arg[1]) or 7000
+local port = tonumber(arg[1]) or 7000 -- 0: any free port
 
 local function serve(sock)
   sock:settimeout(60000)

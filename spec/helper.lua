@@ -47,13 +47,12 @@ function helper.listen(handler, opts)
   return l, l:port()
 end
 
--- Starts `rill serve app [args]` on a free port; returns a server object with
--- port, pid and stop(). The port is read from its log line.
-function helper.serve(app, args)
-  local argv = {helper.bin, "serve", app, "--listen", "127.0.0.1:0"}
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  local spec = {stdout = "null", stderr = "pipe"}
-  for i, a in ipairs(argv) do spec[i] = a end
+-- Starts a child rill (argv after the binary) and waits for the log line
+-- that names its port ("127.0.0.1:PORT"); returns a server object with port,
+-- pid, stop() and logtext().
+function helper.start(argv)
+  local spec = {helper.bin, stdout = "null", stderr = "pipe"}
+  for _, a in ipairs(argv) do spec[#spec + 1] = a end
   local p = assert(rill.exec(spec))
   p.stderr:settimeout(10000)
   local log = {}
@@ -61,10 +60,12 @@ function helper.serve(app, args)
   while not port do
     local line, err = p.stderr:read_until("\n")
     if not line then
-      error("rill serve did not start (" .. tostring(err) .. "): " .. table.concat(log, "\n"))
+      p:kill(9)
+      p:wait()
+      error("rill did not start (" .. tostring(err) .. "): " .. table.concat(log, "\n"))
     end
     log[#log + 1] = line
-    port = tonumber(line:match("on http://[^:]+:(%d+)"))
+    port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
   end
   p.stderr:settimeout(nil)
   -- Keep reading its log so that it never blocks on a full pipe.
@@ -89,6 +90,16 @@ function helper.serve(app, args)
   function srv.logtext() return table.concat(log, "\n") end
   return srv
 end
+
+-- Starts `rill serve app --listen 127.0.0.1:0 [args]`.
+function helper.serve(app, args)
+  local argv = {"serve", app, "--listen", "127.0.0.1:0"}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return helper.start(argv)
+end
+
+-- True under AddressSanitizer, where memory figures mean nothing.
+helper.sanitized = os.getenv("RILL_SANITIZED") == "1"
 
 -- Memory of a process, from /proc: current and peak resident set, in bytes.
 function helper.rss(pid)
@@ -157,11 +168,6 @@ function helper.read_response(s)
     body = table.concat(parts)
   end
   return status, headers, body
-end
-
--- The path of a file in the source tree.
-function helper.path(rel)
-  return rel
 end
 
 return helper

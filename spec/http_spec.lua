@@ -172,14 +172,15 @@ describe("http server", function()
       l, port = helper.listen(function(req, res)
         res:header("X-Bad", "a\r\nInjected: yes")
         ok, err = pcall(res.send, res, "x")
-        res:status(400)
+        -- the head was refused, so nothing went out: answer cleanly
         res._h = {}
-        res.headers_sent = false
-        res:send("refused")
+        res.headers_sent, res.finished = false, false
+        res:status(400):send("refused")
       end)
       local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
       assert.is_false(ok)
       assert.matches("invalid", err)
+      assert.matches("^HTTP/1.1 400", raw)
       assert.not_matches("Injected", raw)
     end)
   end)

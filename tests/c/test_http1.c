@@ -55,8 +55,8 @@ static int dechunk(const char *in, size_t n, size_t step, char *out, size_t *out
   return c->state == RILL_CHUNK_DONE ? 0 : 1;
 }
 
-static void chunk_ok(const char *name, const char *in, const char *want, const char *trailers,
-                     size_t want_rest) {
+static void chunk_ok(const char *name, const char *in, const char *want,
+                     const char *trailers, size_t want_rest) {
   size_t n = strlen(in);
   for (size_t step = 1; step <= n; step++) {
     char out[1024];
@@ -66,10 +66,10 @@ static void chunk_ok(const char *name, const char *in, const char *want, const c
     int r = dechunk(in, n, step, out, &ol, &rest, &err, &c);
     CHECK(r == 0, "%s (step %zu): not decoded: %s", name, step, err ? err : "incomplete");
     if (r == 0) {
-      CHECK(ol == strlen(want) && memcmp(out, want, ol) == 0, "%s (step %zu): payload %.*s",
-            name, step, (int)ol, out);
-      CHECK(rest == want_rest, "%s (step %zu): %zu bytes left, want %zu", name, step, rest,
-            want_rest);
+      CHECK(ol == strlen(want) && memcmp(out, want, ol) == 0,
+            "%s (step %zu): payload %.*s", name, step, (int)ol, out);
+      CHECK(rest == want_rest, "%s (step %zu): %zu bytes left, want %zu", name, step,
+            rest, want_rest);
       size_t tl = trailers ? strlen(trailers) : 0;
       CHECK(c.tlen == tl && (tl == 0 || memcmp(c.trailers, trailers, tl) == 0),
             "%s (step %zu): trailers %.*s", name, step, (int)c.tlen, c.trailers);
@@ -95,9 +95,12 @@ static void test_chunked(void) {
   /* RFC 9112 §7.1: chunks, the last chunk, the trailer section, CRLF. */
   chunk_ok("basic", "4\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n\r\n",
            "Wikipedia in\r\n\r\nchunks.", NULL, 0);
-  chunk_ok("upper hex, leading zeros", "000A\r\n0123456789\r\n00\r\n\r\n", "0123456789", NULL, 0);
-  chunk_ok("extensions", "5;name=value;q=\"a b\"\r\nhello\r\n0;last\r\n\r\n", "hello", NULL, 0);
-  chunk_ok("whitespace before an extension", "5 ;x\r\nhello\r\n0\r\n\r\n", "hello", NULL, 0);
+  chunk_ok("upper hex, leading zeros", "000A\r\n0123456789\r\n00\r\n\r\n", "0123456789",
+           NULL, 0);
+  chunk_ok("extensions", "5;name=value;q=\"a b\"\r\nhello\r\n0;last\r\n\r\n", "hello",
+           NULL, 0);
+  chunk_ok("whitespace before an extension", "5 ;x\r\nhello\r\n0\r\n\r\n", "hello", NULL,
+           0);
   chunk_ok("trailers", "3\r\nabc\r\n0\r\nExpires: never\r\nX-Sum: 7\r\n\r\n", "abc",
            "Expires: never\r\nX-Sum: 7\r\n", 0);
   chunk_ok("empty body", "0\r\n\r\n", "", NULL, 0);
@@ -127,7 +130,8 @@ static void test_chunked(void) {
   int nf = rill_chunked_trailers(&c, f, 8);
   CHECK(nf == 2, "trailers: %d fields", nf);
   if (nf == 2) {
-    CHECK(f[1].name_len == 3 && memcmp(c.trailers + f[1].name_off, "B-C", 3) == 0, "name");
+    CHECK(f[1].name_len == 3 && memcmp(c.trailers + f[1].name_off, "B-C", 3) == 0,
+          "name");
     CHECK(f[1].value_len == 3 && memcmp(c.trailers + f[1].value_off, "two", 3) == 0,
           "value trimmed");
   }
@@ -145,7 +149,8 @@ static void test_chunked(void) {
 /* ---- request heads ---- */
 
 /* Parses in, fed step bytes at a time. Returns the head length or -1. */
-static ssize_t parse_n(rill_http_head_t *h, const char *in, size_t n, size_t step, size_t max) {
+static ssize_t parse_n(rill_http_head_t *h, const char *in, size_t n, size_t step,
+                       size_t max) {
   rill_http_head_init(h, HTTP_REQUEST, 100);
   for (size_t avail = step < n ? step : n;; avail = avail + step < n ? avail + step : n) {
     ssize_t r = rill_http_head_parse(h, in, avail, max);
@@ -189,27 +194,47 @@ static void test_heads(void) {
   head_ok("simple", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", RILL_HTTP_KEEPALIVE);
   head_ok("chunked", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
           RILL_HTTP_CHUNKED);
-  head_ok("length", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", RILL_HTTP_LENGTH);
-  head_ok("expect", "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
-          RILL_HTTP_CONTINUE);
+  head_ok("length", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+          RILL_HTTP_LENGTH);
+  head_ok(
+      "expect",
+      "PUT /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+      RILL_HTTP_CONTINUE);
   head_ok("http/1.0 without Host", "GET / HTTP/1.0\r\n\r\n", 0);
   head_ok("absolute form", "GET http://a/b?c HTTP/1.1\r\nHost: a\r\n\r\n", 0);
   head_ok("options *", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0);
-  head_ok("upgrade", "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-          RILL_HTTP_UPGRADE);
+  head_ok(
+      "upgrade",
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+      RILL_HTTP_UPGRADE);
   head_ok("empty value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", 0);
 
   /* RFC 9112 §6.1, §6.3: framing that allows smuggling. */
-  head_bad("CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
-  head_bad("TE and CL", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400);
-  head_bad("two CLs", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400);
+  head_bad("CL and TE",
+           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: "
+           "chunked\r\n\r\n",
+           400);
+  head_bad("TE and CL",
+           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+           "3\r\n\r\n",
+           400);
+  head_bad("two CLs",
+           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+           400);
   head_bad("CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", 400);
   head_bad("CL sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", 400);
-  head_bad("TE not chunked last", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
-  head_bad("TE unknown", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400);
-  head_bad("TE xchunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400);
-  head_bad("TE gzip, chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
-  head_bad("TE twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+  head_bad("TE not chunked last",
+           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
+  head_bad("TE unknown", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+           400);
+  head_bad("TE xchunked",
+           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400);
+  head_bad("TE gzip, chunked",
+           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
+  head_bad("TE twice",
+           "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+           "chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+           400);
   head_bad("TE in 1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
   head_bad("obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400);
   head_bad("obs-fold tab", "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", 400);
@@ -232,22 +257,25 @@ static void test_heads(void) {
   char line[400];
   snprintf(line, sizeof(line), "GET /%.*s HTTP/1.1\r\nHost: a\r\n\r\n", 250, big);
   rill_http_head_t h;
-  CHECK(parse(&h, line, strlen(line), 100) == -1 && h.err_status == 414, "long target: %d",
-        h.err_status);
+  CHECK(parse(&h, line, strlen(line), 100) == -1 && h.err_status == 414,
+        "long target: %d", h.err_status);
   rill_http_head_free(&h);
   snprintf(line, sizeof(line), "GET / HTTP/1.1\r\nHost: a\r\nX: %.*s\r\n\r\n", 250, big);
-  CHECK(parse(&h, line, 7, 100) == -1 && h.err_status == 431, "long field: %d", h.err_status);
+  CHECK(parse(&h, line, 7, 100) == -1 && h.err_status == 431, "long field: %d",
+        h.err_status);
   rill_http_head_free(&h);
   /* Too many fields */
   char many[4096] = "GET / HTTP/1.1\r\nHost: a\r\n";
-  for (int i = 0; i < 120; i++) snprintf(many + strlen(many), 64, "X-%d: v\r\n", i);
+  for (int i = 0; i < 120; i++)
+    snprintf(many + strlen(many), 64, "X-%d: v\r\n", i);
   strcat(many, "\r\n");
-  CHECK(parse(&h, many, strlen(many), 16384) == -1 && h.err_status == 431, "many fields: %d",
-        h.err_status);
+  CHECK(parse(&h, many, strlen(many), 16384) == -1 && h.err_status == 431,
+        "many fields: %d", h.err_status);
   rill_http_head_free(&h);
 
   /* Fields come back as offsets into the head. */
-  const char *two = "GET /p?q=1 HTTP/1.1\r\nHost: example\r\nX-A: one\r\nx-a:  two \r\n\r\nrest";
+  const char *two =
+      "GET /p?q=1 HTTP/1.1\r\nHost: example\r\nX-A: one\r\nx-a:  two \r\n\r\nrest";
   ssize_t r = parse(&h, two, 5, 16384);
   CHECK(r == (ssize_t)strlen(two) - 4, "head length %zd", r);
   CHECK(h.nfields == 3, "fields %u", h.nfields);

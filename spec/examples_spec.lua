@@ -1,0 +1,150 @@
+-- The examples, run as a user would: `rill serve` / `rill run` in a child
+-- process, driven by curl and raw sockets. Memory is read from /proc.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local MB = 1024 * 1024
+
+describe("examples", function()
+  it("hello.lua answers GET / with Hello, world!", function()
+    local srv = helper.serve("examples/hello.lua")
+    local code, out = helper.curl("-i", ("http://127.0.0.1:%d/"):format(srv.port))
+    assert.equal(0, code)
+    assert.matches("^HTTP/1.1 200 OK\r\n", out)
+    assert.matches("\r\n\r\nHello, world!$", out)
+    assert.equal(0, srv.stop())
+  end)
+
+  describe("echo.lua", function()
+    local srv
+    setup(function() srv = helper.serve("examples/echo.lua") end)
+    teardown(function() assert.equal(0, srv.stop()) end)
+
+    local function url(path) return ("http://127.0.0.1:%d%s"):format(srv.port, path) end
+
+    it("answers GET /", function()
+      local _, out = helper.curl(url("/"))
+      assert.matches("^rill echo", out)
+    end)
+
+    it("counts a chunked 1 GiB upload with the server's peak RSS under 40 MB", function()
+      local code, out, err = helper.run({"bash", "-c",
+        "curl -sS -T - " .. url("/count") .. " < <(head -c 1073741824 /dev/zero)"},
+        {timeout = 300000})
+      assert.equal(0, code, err)
+      assert.equal("1073741824\n", out)
+      if not helper.sanitized then
+        local _, peak = helper.rss(srv.pid)
+        assert.is_true(peak < 40 * MB, ("peak RSS %.1f MB"):format(peak / MB))
+      end
+    end)
+
+    it("counts a Content-Length upload", function()
+      local code, out = helper.run({"curl", "-sS", "--data-binary", "@-", url("/count")},
+        {input = string.rep("x", 1000001)})
+      assert.equal("1000001\n", out)
+    end)
+
+    it("POST /echo returns its first bytes while the body is still being sent", function()
+      local s = helper.connect(srv.port)
+      s:write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n" ..
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+      -- The rest of the body has not been sent: the echo must already flow.
+      local status = s:read_until("\r\n")
+      assert.equal("HTTP/1.1 200 OK", status)
+      local headers = assert(s:read_until("\r\n\r\n"))
+      assert.matches("Transfer%-Encoding: chunked", headers)
+      assert.equal("5", s:read_until("\r\n"))
+      assert.equal("hello", s:read(5))
+      s:write("6\r\n world\r\n0\r\n\r\n")
+      local rest = "\r\n6\r\n world\r\n0\r\n\r\n"
+      assert.equal(rest, s:read(#rest))
+      s:close()
+    end)
+
+    it("streams GET /stream?n=N without a Content-Length", function()
+      local _, out = helper.curl("-i", url("/stream?n=3"))
+      assert.matches("Transfer%-Encoding: chunked", out)
+      assert.matches("\r\n\r\nline 1\nline 2\nline 3\n$", out)
+    end)
+
+    it("holds memory flat for a client that asks for 10 million lines and reads nothing",
+      function()
+        local s = helper.connect(srv.port)
+        s:write("GET /stream?n=10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        local peak_seen = 0
+        for _ = 1, 10 do
+          rill.sleep(200)
+          local rss = helper.rss(srv.pid)
+          if rss > peak_seen then peak_seen = rss end
+          -- others are served meanwhile
+          local code, out = helper.curl(url("/"))
+          assert.equal(0, code)
+          assert.matches("^rill echo", out)
+        end
+        if not helper.sanitized then
+          assert.is_true(peak_seen < 40 * MB, ("RSS %.1f MB"):format(peak_seen / MB))
+        end
+        -- The writer is held: only a few MB (kernel buffers) left the server.
+        local got = 0
+        s:settimeout(200)
+        while true do
+          local chunk = s:read_some(1 * MB)
+          if not chunk then break end
+          got = got + #chunk
+          if got > 64 * MB then break end
+        end
+        assert.is_true(got < 64 * MB, "the server did not wait for the reader")
+        s:close()
+      end)
+  end)
+
+  it("line_echo.lua echoes lines over raw TCP", function()
+    local srv = helper.start({"run", "examples/line_echo.lua", "0"})
+    local s = helper.connect(srv.port)
+    s:write("first line\nsecond")
+    assert.equal("first line", s:read_until("\n"))
+    s:write(" line\n")
+    assert.equal("second line", s:read_until("\n"))
+    s:write(string.rep("z", 9000) .. "\n")
+    assert.equal("error: line too long", s:read_until("\n"))
+    assert.is_nil(s:read_some())
+    s:close()
+    assert.equal(0, srv.stop())
+  end)
+
+  it("lenprefix.lua answers 4-byte length-prefixed messages", function()
+    local srv = helper.start({"run", "examples/lenprefix.lua", "0"})
+    local s = helper.connect(srv.port)
+    local function frame(msg)
+      local n = #msg
+      return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+        math.floor(n / 256) % 256, n % 256) .. msg
+    end
+    -- two messages in one write, then one split across writes
+    s:write(frame("abc") .. frame(""))
+    assert.equal(frame("cba"), s:read(7))
+    assert.equal(frame(""), s:read(4))
+    local big = string.rep("0123456789", 20000)
+    local f = frame(big)
+    s:write(f:sub(1, 3))
+    rill.sleep(10)
+    s:write(f:sub(4, 100000))
+    rill.sleep(10)
+    s:write(f:sub(100001))
+    assert.equal(frame(big:reverse()), s:read(#f))
+    s:close()
+    assert.equal(0, srv.stop())
+  end)
+
+  it("rill serve reports an app that does not load, with file and line", function()
+    local f = assert(io.open("/tmp/rill_bad_app.lua", "w"))
+    f:write("return function(req, res)\n  res:send(\nend\n")
+    f:close()
+    local code, _, err = helper.run({helper.bin, "serve", "/tmp/rill_bad_app.lua",
+      "--listen", "127.0.0.1:0"})
+    assert.equal(1, code)
+    assert.matches("rill_bad_app.lua:3:", err)
+    os.remove("/tmp/rill_bad_app.lua")
+  end)
+end)
