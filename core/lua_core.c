@@ -395,7 +395,14 @@ static int l_connect(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
-  lua_Number ms = luaL_optnumber(L, 3, -1);
+  lua_Number ms = -1;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "timeout");
+    ms = luaL_optnumber(L, -1, -1);
+    lua_pop(L, 1);
+  } else {
+    ms = luaL_optnumber(L, 3, -1);
+  }
   luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
   rill_task_t *t = rill__task_check(w, L);
   rill_connect_t *c;

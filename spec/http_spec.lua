@@ -274,6 +274,30 @@ describe("http server", function()
       s:close()
     end)
 
+    it("holds connections past max_connections in the kernel's queue", function()
+      local port
+      l, port = helper.listen(function(req, res) res:send(req.path) end,
+        {max_connections = 2})
+      local a, b = helper.connect(port), helper.connect(port)
+      a:write("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+      b:write("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, helper.read_response(a))
+      assert.equal(200, helper.read_response(b))
+      assert.equal(2, l:connections())
+      local c = helper.connect(port) -- the kernel completes the handshake
+      c:settimeout(300)
+      c:write("GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, err = helper.read_response(c)
+      assert.is_nil(status)
+      assert.equal("timeout", err)
+      a:close()
+      c:settimeout(5000)
+      local _, _, body = helper.read_response(c)
+      assert.equal("/c", body)
+      b:close()
+      c:close()
+    end)
+
     it("serves many connections at once", function()
       local port
       l, port = helper.listen(function(req, res)

@@ -14,7 +14,7 @@ local rill = {
   spawn = core.spawn,   -- rill.spawn(fn, ...) → thread
   wait = core.wait,     -- rill.wait(thread [, timeout_ms]) → true, ... | false, err
   listen = core.listen, -- raw TCP: rill.listen{host=, port=, handler=function(sock)}
-  connect = core.connect, -- rill.connect(host, port [, timeout_ms]) → stream
+  connect = core.connect, -- rill.connect(host, port [, {timeout = ms} | ms]) → stream
   exec = core.exec,     -- rill.exec{"cmd", "arg", stdin=, stdout=, stderr=, env=, cwd=}
   exit = core.exit,
   worker_id = core.worker_id,
