@@ -215,7 +215,11 @@ static int body_fill(rill_stream_t *bs) {
 static void body_close(rill_stream_t *bs) {}
 
 static const rill_stream_vt body_vt = {
-    "request body", body_peek, body_consume, body_fill, NULL, NULL, body_close, NULL,
+    .name = "request body",
+    .peek = body_peek,
+    .consume = body_consume,
+    .fill = body_fill,
+    .close = body_close,
 };
 
 /* ---- reading requests ---- */

@@ -11,6 +11,7 @@
 #include "lua_stream.h"
 #include "rill_sched.h"
 #include "tcp.h"
+#include "tls.h"
 
 #define THREAD_MT "rill.thread"
 #define TIMER_MT "rill.timer"
@@ -231,6 +232,7 @@ typedef struct {
 typedef struct {
   rill_worker_t *w;
   int handler_ref;
+  rill_tls_conf_t *tls; /* NULL for plain TCP */
 } llistener_t;
 
 static void conn_task_done(rill_task_t *t, int status) {
@@ -250,11 +252,9 @@ static void conn_task_done(rill_task_t *t, int status) {
   }
 }
 
-static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
-  llistener_t *ll = l->data;
-  rill_worker_t *w = ll->w;
-  rill_task_t *t = rill__task_new(w, "connection handler");
-  rill_stream_t *s = rill__uvstream_stream(u);
+/* Starts the handler of a connection whose stream is ready. */
+static void raw_start(llistener_t *ll, rill_stream_t *s) {
+  rill_task_t *t = rill__task_new(ll->w, "connection handler");
   if (t == NULL) {
     s->vt->abort(s);
     return;
@@ -266,6 +266,29 @@ static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
   t->done_data = (void *)(intptr_t)luaL_ref(co, LUA_REGISTRYINDEX);
   t->done = conn_task_done;
   rill__task_start(t, 1);
+}
+
+static void raw_handshake_done(rill_stream_t *s, int status, void *data) {
+  if (status != 0) {
+    rill__log(s->w, RILL_LOG_DEBUG, "TLS: %s", rill__stream_errmsg(s, status));
+    s->vt->abort(s);
+    return;
+  }
+  raw_start(data, s);
+}
+
+static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
+  llistener_t *ll = l->data;
+  rill_stream_t *s = rill__uvstream_stream(u);
+  if (ll->tls == NULL) {
+    raw_start(ll, s);
+    return;
+  }
+  /* TLS: the handshake runs in C; the handler starts once it is done. */
+  s = rill__tls_new(ll->tls, s, NULL);
+  if (s == NULL) return;
+  int r = rill__tls_handshake(s, raw_handshake_done, ll);
+  if (r != RILL_EAGAIN) raw_handshake_done(s, r, ll);
 }
 
 static void raw_listener_free(rill_listener_t *l) {
@@ -308,14 +331,28 @@ static int l_listen(lua_State *L) {
   unsigned maxc = (unsigned)opt_number(L, 1, "max_connections", 16384);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
+  rill_tls_conf_t *tls = NULL;
+  lua_getfield(L, 1, "tls");
+  if (!lua_isnil(L, -1) && lua_toboolean(L, -1)) {
+    char err[256];
+    tls = rill__ltls_conf(L, w, -1, 1, NULL, err, sizeof(err));
+    if (tls == NULL) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+  }
+  lua_pop(L, 1);
   llistener_t *ll = calloc(1, sizeof(*ll));
   if (ll == NULL) return luaL_error(L, "out of memory");
   ll->w = w;
+  ll->tls = tls;
   ll->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rill_listener_t *l;
   int r = rill__listen(w, host, port, backlog, maxc, raw_accept, ll, &l);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, ll->handler_ref);
+    rill__tls_conf_unref(tls);
     free(ll);
     lua_pushnil(L);
     lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
@@ -370,49 +407,129 @@ static int listener_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- rill.connect(host, port [, timeout_ms]) ---- */
+/* ---- rill.connect(host, port [, opts]) ---- */
+
+typedef struct {
+  rill_task_t *t;
+  rill_connect_t *c;    /* while connecting */
+  rill_stream_t *tls;   /* while in the TLS handshake */
+  rill_tls_conf_t *conf;
+  char *server_name;
+} lconnect_t;
+
+static void lconnect_free(lconnect_t *lc) {
+  rill__tls_conf_unref(lc->conf);
+  free(lc->server_name);
+  free(lc);
+}
+
+static void connect_tls_done(rill_stream_t *s, int status, void *data) {
+  lconnect_t *lc = data;
+  rill_task_t *t = lc->t;
+  lconnect_free(lc);
+  if (status != 0) {
+    lua_pushnil(t->co);
+    lua_pushstring(t->co, rill__stream_errmsg(s, status));
+    s->vt->abort(s);
+    rill__task_wake(t, 2);
+    return;
+  }
+  rill__lstream_push(t->co, s, 1);
+  rill__task_wake(t, 1);
+}
 
 static void connect_done(void *data, int status, rill_uvstream_t *u) {
-  rill_task_t *t = data;
+  lconnect_t *lc = data;
+  rill_task_t *t = lc->t;
+  lc->c = NULL;
   if (status < 0) {
+    lconnect_free(lc);
     lua_pushnil(t->co);
     lua_pushstring(t->co, rill__errmsg(status));
     rill__task_wake(t, 2);
     return;
   }
-  rill__lstream_push(t->co, rill__uvstream_stream(u), 1);
-  rill__task_wake(t, 1);
+  rill_stream_t *s = rill__uvstream_stream(u);
+  if (lc->conf == NULL) {
+    lconnect_free(lc);
+    rill__lstream_push(t->co, s, 1);
+    rill__task_wake(t, 1);
+    return;
+  }
+  s = rill__tls_new(lc->conf, s, lc->server_name);
+  if (s == NULL) {
+    lconnect_free(lc);
+    lua_pushnil(t->co);
+    lua_pushliteral(t->co, "out of memory");
+    rill__task_wake(t, 2);
+    return;
+  }
+  lc->tls = s;
+  int r = rill__tls_handshake(s, connect_tls_done, lc);
+  if (r != RILL_EAGAIN) connect_tls_done(s, r, lc);
 }
 
 static int connect_cancel(rill_task_t *t) {
-  rill__connect_cancel(t->wait_obj);
+  lconnect_t *lc = t->wait_obj;
+  if (lc->c) {
+    rill__connect_cancel(lc->c);
+  } else if (lc->tls) {
+    lc->tls->vt->abort(lc->tls); /* its handshake callback will not run */
+  }
+  lconnect_free(lc);
   lua_pushnil(t->co);
   lua_pushliteral(t->co, "timeout");
   return 2;
 }
 
+/* rill.connect(host, port [, {timeout = ms, tls = true | {...}} | timeout_ms]) */
 static int l_connect(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   lua_Number ms = -1;
+  rill_tls_conf_t *conf = NULL;
+  const char *name = host;
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+  rill_task_t *t = rill__task_check(w, L);
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "timeout");
     ms = luaL_optnumber(L, -1, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 3, "tls");
+    if (lua_toboolean(L, -1)) {
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "server_name");
+        if (lua_isstring(L, -1)) name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+      }
+      char err[256];
+      conf = rill__ltls_conf(L, w, -1, 0, NULL, err, sizeof(err));
+      if (conf == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+      }
+    }
+    lua_pop(L, 2);
   } else {
     ms = luaL_optnumber(L, 3, -1);
   }
-  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-  rill_task_t *t = rill__task_check(w, L);
-  rill_connect_t *c;
-  int r = rill__connect(w, host, (int)port, connect_done, t, &c);
+  lconnect_t *lc = calloc(1, sizeof(*lc));
+  if (lc == NULL) {
+    rill__tls_conf_unref(conf);
+    return luaL_error(L, "out of memory");
+  }
+  lc->t = t;
+  lc->conf = conf;
+  lc->server_name = strdup(name);
+  int r = rill__connect(w, host, (int)port, connect_done, lc, &lc->c);
   if (r) {
+    lconnect_free(lc);
     lua_pushnil(L);
     lua_pushstring(L, rill__errmsg(r));
     return 2;
   }
-  rill__task_wait(t, ms < 0 ? -1 : (int)ms, connect_cancel, c);
+  rill__task_wait(t, ms < 0 ? -1 : (int)ms, connect_cancel, lc);
   return lua_yield(L, 0);
 }
 
@@ -513,6 +630,7 @@ int rill__open_core(lua_State *L) {
   rill__register(L, w, core_funcs);
   rill__open_http(L, w);
   rill__open_process(L, w);
+  rill__open_tls(L, w);
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "stream_methods");

@@ -20,6 +20,14 @@ void rill__listener_forget_ud(rill_listener_t *l);
 int rill__lua_setup(rill_worker_t *w, const char *luadir);
 
 void rill__open_http(lua_State *L, rill_worker_t *w);
+void rill__open_tls(lua_State *L, rill_worker_t *w);
+
+struct rill_tls_conf_s;
+/* A TLS configuration from the Lua options at idx (see lua_tls.c), or NULL
+ * with a message in err. */
+struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int server,
+                                        const char *const *default_alpn, char *err,
+                                        size_t errlen);
 void rill__open_process(lua_State *L, rill_worker_t *w);
 
 #endif

@@ -15,6 +15,7 @@
 #include "lua_stream.h"
 #include "rill_sched.h"
 #include "tcp.h"
+#include "tls.h"
 
 #define CONN_MT "rill.http.conn"
 
@@ -26,6 +27,7 @@ typedef struct {
   rill_http_server_t srv;
   int handler_ref;
   int dispatch_ref;
+  rill_tls_conf_t *tls; /* NULL for plain HTTP */
 } lhttp_t;
 
 /* ---- the server ---- */
@@ -81,6 +83,7 @@ static void on_free(rill_http_server_t *srv) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
   }
+  rill__tls_conf_unref(lh->tls);
   free(lh);
 }
 
@@ -88,6 +91,8 @@ static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
   lhttp_t *lh = l->data;
   rill__uvstream_owned(u);
   rill_stream_t *s = rill__uvstream_stream(u);
+  /* Over TLS the connection's first read drives the handshake. */
+  if (lh->tls && (s = rill__tls_new(lh->tls, s, NULL)) == NULL) return;
   if (rill_http_conn_new(&lh->srv, s) == NULL) s->vt->abort(s);
 }
 
@@ -146,6 +151,19 @@ static int l_http_listen(lua_State *L) {
   }
   lh->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lh->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, 1, "tls");
+  if (lua_toboolean(L, -1)) {
+    static const char *const http_alpn[] = {"http/1.1", NULL};
+    char err[256];
+    lh->tls = rill__ltls_conf(L, w, -1, 1, http_alpn, err, sizeof(err));
+    if (lh->tls == NULL) {
+      on_free(&lh->srv);
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+  }
+  lua_pop(L, 1);
   lh->srv.w = w;
   lh->srv.on_request = on_request;
   lh->srv.on_close = on_close;

@@ -70,7 +70,7 @@ static int rop_fail(rill_stream_t *s, lua_State *L, int err) {
     }
   }
   lua_pushnil(L);
-  lua_pushstring(L, rill__errmsg(err));
+  lua_pushstring(L, rill__stream_errmsg(s, err));
   if (s->acclen == 0) return 2;
   lua_pushlstring(L, s->acc, s->acclen);
   return 3;
@@ -246,7 +246,7 @@ static void lstream_drain_cb(rill_stream_t *s, int status) {
   int n = 1;
   if (status < 0) {
     lua_pushnil(t->co);
-    lua_pushstring(t->co, rill__errmsg(status));
+    lua_pushstring(t->co, rill__stream_errmsg(s, status));
     n = 2;
   } else {
     lua_pushboolean(t->co, 1);
@@ -276,7 +276,7 @@ int rill__lstream_write_result(lua_State *L, rill_task_t *t, rill_stream_t *s, i
   }
   if (r == RILL_EAGAIN) return rill__lstream_wait_drain(L, t, s);
   lua_pushnil(L);
-  lua_pushstring(L, rill__errmsg(r));
+  lua_pushstring(L, rill__stream_errmsg(s, r));
   return 2;
 }
 
@@ -444,4 +444,13 @@ void rill__lstream_open(lua_State *L) {
   luaL_register(L, NULL, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+void rill__lstream_rebind(void *udp, rill_stream_t *s) {
+  lstream_ud *ud = udp;
+  if (ud->s) ud->s->ud = NULL;
+  ud->s = s;
+  s->ud = ud;
+  s->fill_cb = lstream_fill_cb;
+  s->drain_cb = lstream_drain_cb;
 }

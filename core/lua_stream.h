@@ -18,6 +18,9 @@ void rill__lstream_open(lua_State *L);
  * layer's unless the stream's owner set its own. */
 void rill__lstream_push(lua_State *L, rill_stream_t *s, int owns);
 rill_stream_t *rill__lstream_check(lua_State *L, int idx);
+/* Points the userdata ud at s instead (starttls: the same Lua object now
+ * reads and writes through TLS). */
+void rill__lstream_rebind(void *ud, rill_stream_t *s);
 void rill__lstream_fill_cb(rill_stream_t *s, int status);
 void rill__lstream_drain_cb(rill_stream_t *s, int status);
 /* For writers of their own (HTTP responses): returns results for a

@@ -75,8 +75,7 @@ struct rill_worker_s {
   size_t date_len;
   int64_t date_sec;
 
-  /* Lua references kept by the core (registry refs) */
-  int ref_http_dispatch;
+  void *tls; /* TLS state (tls.c): random generator, ticket keys, CA cache */
 };
 
 rill_worker_t *rill__worker_new(uv_loop_t *loop);
@@ -119,6 +118,8 @@ typedef struct rill_stream_vt_s {
   void (*close)(rill_stream_t *s);
   /* Closes at once, dropping queued data (a TCP reset where possible). */
   void (*abort)(rill_stream_t *s);
+  /* Optional: a message for err more precise than rill__errmsg's, or NULL. */
+  const char *(*strerror)(rill_stream_t *s, int err);
 } rill_stream_vt;
 
 /* A pending read of the Lua layer (lua_stream.c), kept here so that any
@@ -163,6 +164,10 @@ void rill__uvstream_discard(rill_uvstream_t *u);
 int rill__stream_addr(rill_stream_t *s, int peer, char *host, size_t hostlen);
 /* Takes the stream off the worker's object list: its owner closes it. */
 void rill__uvstream_owned(rill_uvstream_t *u);
+/* The same for any stream (a no-op for those not on the list). */
+void rill__stream_owned(rill_stream_t *s);
+/* The message Lua sees for err on s. */
+const char *rill__stream_errmsg(rill_stream_t *s, int err);
 /* Sets a callback run once the stream and its handle are gone. */
 void rill__uvstream_on_free(rill_uvstream_t *u, void (*cb)(void *), void *arg);
 

@@ -331,8 +331,14 @@ static void uvs_abort(rill_stream_t *s) {
 }
 
 static const rill_stream_vt uvs_vt = {
-    "socket",  uvs_peek,     uvs_consume, uvs_fill,
-    uvs_write, uvs_shutdown, uvs_close,   uvs_abort,
+    .name = "socket",
+    .peek = uvs_peek,
+    .consume = uvs_consume,
+    .fill = uvs_fill,
+    .write = uvs_write,
+    .shutdown = uvs_shutdown,
+    .close = uvs_close,
+    .abort = uvs_abort,
 };
 
 static void uvs_destroy(rill_obj_t *o) {
@@ -404,4 +410,13 @@ int rill__stream_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
 
 void rill__uvstream_owned(rill_uvstream_t *u) {
   rill__obj_unlink(&u->obj);
+}
+
+void rill__stream_owned(rill_stream_t *s) {
+  if (s->vt == &uvs_vt) rill__uvstream_owned(U(s));
+}
+
+const char *rill__stream_errmsg(rill_stream_t *s, int err) {
+  const char *m = s->vt->strerror ? s->vt->strerror(s, err) : NULL;
+  return m ? m : rill__errmsg(err);
 }

@@ -10,6 +10,7 @@
 
 #include "rill_int.h"
 #include "rill_sched.h"
+#include "tls.h"
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
   o->destroy = destroy;
@@ -45,7 +46,6 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   w->bufs = calloc(w->maxbufs, sizeof(char *));
   w->scratch = malloc(RILL_BUF_SIZE);
   w->date_sec = -1;
-  w->ref_http_dispatch = -1; /* LUA_NOREF */
   if (w->bufs == NULL || w->scratch == NULL || rill__sched_init(w) != 0) {
     free(w->bufs);
     free(w->scratch);
@@ -89,6 +89,7 @@ void rill__worker_free(rill_worker_t *w) {
     free(w->loop);
   }
   rill__sched_free(w);
+  rill__tls_worker_free(w);
   for (unsigned i = 0; i < w->nbufs; i++)
     free(w->bufs[i]);
   free(w->bufs);

@@ -5,13 +5,20 @@ local http = require "rill.http"
 local M = {}
 
 local usage = [[
-usage: rill serve APP.lua [--listen HOST:PORT]... [options]
+usage: rill serve APP.lua [--listen HOST:PORT]... [--tls-cert F --tls-key F]... [options]
        rill run SCRIPT.lua [ARGS...]
        rill test [PATH...]
        rill version
 
 serve options (sizes in bytes, times in seconds):
   --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable
+  --listen-tls HOST:PORT    an HTTPS address; repeatable (with --listen-tls, the
+                            --listen addresses stay plain; without, certificates
+                            make every --listen address HTTPS)
+  --tls-cert FILE           PEM certificate (chain); repeatable, paired in order
+  --tls-key FILE            with --tls-key; the first pair is the default, the
+                            others are chosen by SNI
+  --handshake-timeout S     TLS handshake (default 10)
   --workers N               worker threads (only 1 for now)
   --max-connections N       per worker (default 16384)
   --max-header-bytes N      request line and fields (default 16384)
@@ -38,6 +45,7 @@ local flag_keys = {
   ["--body-timeout"] = "body_timeout",
   ["--keepalive-timeout"] = "keepalive_timeout",
   ["--send-timeout"] = "send_timeout",
+  ["--handshake-timeout"] = "handshake_timeout",
 }
 
 -- Loads an app file; returns its handler or nil and a message naming the file.
@@ -55,7 +63,7 @@ end
 
 local function serve(args)
   local app_path
-  local listens, opts = {}, {}
+  local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
     local a = args[i]
@@ -63,6 +71,11 @@ local function serve(args)
     if a == "--listen" then
       if not v then return die("--listen needs HOST:PORT") end
       listens[#listens + 1] = v
+      i = i + 2
+    elseif a == "--listen-tls" or a == "--tls-cert" or a == "--tls-key" then
+      if not v then return die(a .. " needs a value") end
+      local list = a == "--listen-tls" and tls_listens or a == "--tls-cert" and certs or keys
+      list[#list + 1] = v
       i = i + 2
     elseif flag_keys[a] then
       local n = tonumber(v)
@@ -93,20 +106,31 @@ local function serve(args)
     io.stderr:write("rill: ", err, "\n")
     return 1
   end
-  if #listens == 0 then listens[1] = "127.0.0.1:8080" end
-  for _, addr in ipairs(listens) do
+  if #certs ~= #keys then return die("give one --tls-key for each --tls-cert") end
+  if #tls_listens > 0 and #certs == 0 then return die("--listen-tls needs --tls-cert and --tls-key") end
+  local tls
+  if #certs > 0 then
+    tls = {handshake_timeout = opts.handshake_timeout}
+    for n = 1, #certs do tls[n] = {cert = certs[n], key = keys[n]} end
+  end
+  local addrs = {}
+  if #listens == 0 and #tls_listens == 0 then listens[1] = "127.0.0.1:8080" end
+  for _, a in ipairs(listens) do addrs[#addrs + 1] = {a, #tls_listens == 0 and tls or nil} end
+  for _, a in ipairs(tls_listens) do addrs[#addrs + 1] = {a, tls} end
+  for _, spec in ipairs(addrs) do
+    local addr = spec[1]
     local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
-    if not host then return die("bad --listen address " .. addr) end
+    if not host then return die("bad listen address " .. addr) end
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
-    o.host, o.port, o.handler = host, tonumber(port), handler
+    o.host, o.port, o.handler, o.tls = host, tonumber(port), handler, spec[2]
     local l, lerr = http.listen(o)
     if not l then
       io.stderr:write("rill: ", lerr, "\n")
       return 1
     end
     local h, p = l:address()
-    rill.log("info", ("serving %s on http://%s:%d"):format(app_path, h, p))
+    rill.log("info", ("serving %s on %s://%s:%d"):format(app_path, spec[2] and "https" or "http", h, p))
   end
 end
 

@@ -1,0 +1,216 @@
+/* The Lua face of TLS: options tables into configurations, sock:starttls(),
+ * sock:alpn() and sock:tls_info(). Listeners and connect() use
+ * rill__ltls_conf() for their `tls` option. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lua_core.h"
+#include "lua_stream.h"
+#include "rill_sched.h"
+#include "tls.h"
+
+#define MAX_ALPN 8
+#define MAX_PAIRS 32
+
+static void read_alpn(lua_State *L, int t, const char **alpn) {
+  alpn[0] = NULL;
+  lua_getfield(L, t, "alpn");
+  if (lua_istable(L, -1)) {
+    int n = (int)lua_objlen(L, -1);
+    if (n > MAX_ALPN) n = MAX_ALPN;
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, -1, i + 1);
+      alpn[i] = lua_tostring(L, -1); /* anchored by the options table */
+      lua_pop(L, 1);
+      alpn[i + 1] = NULL;
+    }
+  } else if (lua_isstring(L, -1)) {
+    alpn[0] = lua_tostring(L, -1);
+    alpn[1] = NULL;
+  }
+  lua_pop(L, 1);
+}
+
+static unsigned read_timeout(lua_State *L, int t) {
+  lua_getfield(L, t, "handshake_timeout");
+  lua_Number s = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  return s > 0 ? (unsigned)(s * 1000) : 0;
+}
+
+static int read_pair(lua_State *L, int t, rill_tls_pair_t *p) {
+  lua_getfield(L, t, "cert");
+  lua_getfield(L, t, "key");
+  p->cert = lua_tostring(L, -2);
+  p->key = lua_tostring(L, -1);
+  lua_pop(L, 2);
+  return p->cert && p->key;
+}
+
+/* Builds a configuration from the options at idx: for a server {cert=, key=}
+ * or a list of them (plus alpn=, handshake_timeout=); for a client true or
+ * {verify=, ca=, alpn=, handshake_timeout=}. default_alpn applies when the
+ * options name none. Returns NULL with a message in err. */
+rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int server,
+                                 const char *const *default_alpn, char *err, size_t errlen) {
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  const char *alpn[MAX_ALPN + 1] = {NULL};
+  unsigned timeout = 0;
+  rill_tls_conf_t *c = NULL;
+  if (lua_istable(L, idx)) {
+    read_alpn(L, idx, alpn);
+    timeout = read_timeout(L, idx);
+  }
+  const char *const *use_alpn = alpn[0] ? alpn : default_alpn;
+  if (server) {
+    rill_tls_pair_t pairs[MAX_PAIRS];
+    size_t n = 0;
+    if (!lua_istable(L, idx)) {
+      snprintf(err, errlen, "tls must be {cert = FILE, key = FILE} or a list of them");
+      return NULL;
+    }
+    if (read_pair(L, idx, &pairs[0])) {
+      n = 1;
+    } else {
+      size_t len = lua_objlen(L, idx);
+      for (size_t i = 0; i < len && n < MAX_PAIRS; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (lua_istable(L, -1) && read_pair(L, lua_gettop(L), &pairs[n])) n++;
+        lua_pop(L, 1);
+      }
+    }
+    if (n == 0) {
+      snprintf(err, errlen, "tls needs cert and key files");
+      return NULL;
+    }
+    if (rill__tls_server_conf(w, pairs, n, use_alpn, timeout, &c, err, errlen) != 0) return NULL;
+    return c;
+  }
+  int verify = 1;
+  const char *ca = NULL;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "verify");
+    if (lua_isboolean(L, -1)) verify = lua_toboolean(L, -1);
+    lua_getfield(L, idx, "ca");
+    ca = lua_tostring(L, -1);
+    lua_pop(L, 2);
+  }
+  if (rill__tls_client_conf(w, ca, verify, use_alpn, timeout, &c, err, errlen) != 0) return NULL;
+  return c;
+}
+
+/* ---- sock:starttls(opts) ---- */
+
+static void starttls_done(rill_stream_t *s, int status, void *data) {
+  rill_task_t *t = data;
+  if (status == 0) {
+    lua_pushboolean(t->co, 1);
+    rill__task_wake(t, 1);
+    return;
+  }
+  lua_pushnil(t->co);
+  lua_pushstring(t->co, rill__stream_errmsg(s, status));
+  rill__task_wake(t, 2);
+}
+
+static int starttls_cancel(rill_task_t *t) {
+  /* The handshake has its own deadline; this only runs if the task is
+   * cancelled some other way. */
+  lua_pushnil(t->co);
+  lua_pushliteral(t->co, "timeout");
+  return 2;
+}
+
+/* sock:starttls([opts]) → true | nil, err. A client unless opts has cert/key
+ * (or server = true); opts.server_name names the peer for SNI and the
+ * certificate check. */
+static int l_starttls(lua_State *L) {
+  lstream_ud *ud = luaL_checkudata(L, 1, RILL_STREAM_MT);
+  rill_stream_t *s = ud->s;
+  if (s == NULL) return luaL_error(L, "attempt to use a closed stream");
+  rill_task_t *t = rill__task_check(s->w, L);
+  if (s->reader || s->writer) return luaL_error(L, "starttls while a read or write waits");
+  if (rill__tls_is(s)) return luaL_error(L, "the stream is TLS already");
+  int server = 0;
+  const char *name = NULL;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "server");
+    lua_getfield(L, 2, "cert");
+    server = lua_toboolean(L, -2) || !lua_isnil(L, -1);
+    lua_getfield(L, 2, "server_name");
+    name = lua_tostring(L, -1);
+    lua_pop(L, 3);
+  }
+  char err[256];
+  rill_tls_conf_t *c = rill__ltls_conf(L, s->w, 2, server, NULL, err, sizeof(err));
+  if (c == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  s->ud = NULL;
+  rill_stream_t *ts = rill__tls_new(c, s, server ? NULL : name);
+  rill__tls_conf_unref(c);
+  if (ts == NULL) {
+    ud->s = NULL;
+    return luaL_error(L, "out of memory");
+  }
+  rill__lstream_rebind(ud, ts);
+  int r = rill__tls_handshake(ts, starttls_done, t);
+  if (r == RILL_EAGAIN) {
+    rill__task_wait(t, -1, starttls_cancel, ts);
+    return lua_yield(L, 0);
+  }
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, rill__stream_errmsg(ts, r));
+  return 2;
+}
+
+static int l_alpn(lua_State *L) {
+  rill_stream_t *s = rill__lstream_check(L, 1);
+  const char *a = rill__tls_alpn(s);
+  if (a == NULL) return 0;
+  lua_pushstring(L, a);
+  return 1;
+}
+
+/* sock:tls_info() → {version=, cipher=, alpn=, server_name=} or nil */
+static int l_tls_info(lua_State *L) {
+  rill_stream_t *s = rill__lstream_check(L, 1);
+  if (!rill__tls_is(s)) return 0;
+  lua_createtable(L, 0, 4);
+  const char *v;
+  if ((v = rill__tls_version(s))) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, "version");
+  }
+  if ((v = rill__tls_cipher(s))) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, "cipher");
+  }
+  if ((v = rill__tls_alpn(s))) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, "alpn");
+  }
+  if ((v = rill__tls_sni(s))) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, "server_name");
+  }
+  return 1;
+}
+
+void rill__open_tls(lua_State *L, rill_worker_t *w) {
+  static const luaL_Reg methods[] = {
+      {"starttls", l_starttls}, {"alpn", l_alpn}, {"tls_info", l_tls_info}, {NULL, NULL}};
+  luaL_getmetatable(L, RILL_STREAM_MT);
+  lua_getfield(L, -1, "__index");
+  luaL_register(L, NULL, methods);
+  lua_pop(L, 2);
+}

@@ -1,0 +1,763 @@
+/* TLS streams over rill streams, with mbedTLS 2.28. See tls.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
+
+#include "tls.h"
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#error "rill reads plaintext out of mbedTLS 2.x's record buffer; port tls.c for 3.x"
+#endif
+
+#define SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#define RECORD 16384        /* plaintext gathered into one record */
+#define SESSION_CACHE 64    /* client sessions kept for resumption */
+
+/* TLS 1.2, ECDHE key exchange, AEAD ciphers only. */
+static const int suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    0,
+};
+
+/* ---- per-worker state ---- */
+
+typedef struct ca_s {
+  struct ca_s *next;
+  char *path;
+  mbedtls_x509_crt crt;
+} ca_t;
+
+typedef struct session_s {
+  struct session_s *next;
+  char *key; /* "name:port" or the server name */
+  mbedtls_ssl_session s;
+} session_t;
+
+typedef struct {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_ssl_ticket_context ticket;
+  int ticket_ready;
+  ca_t *cas;
+  session_t *sessions;
+  unsigned nsessions;
+} tls_worker_t;
+
+static tls_worker_t *worker_tls(rill_worker_t *w) {
+  if (w->tls) return w->tls;
+  tls_worker_t *tw = calloc(1, sizeof(*tw));
+  if (tw == NULL) return NULL;
+  mbedtls_entropy_init(&tw->entropy);
+  mbedtls_ctr_drbg_init(&tw->drbg);
+  mbedtls_ssl_ticket_init(&tw->ticket);
+  static const char pers[] = "rill worker";
+  if (mbedtls_ctr_drbg_seed(&tw->drbg, mbedtls_entropy_func, &tw->entropy,
+                            (const unsigned char *)pers, sizeof(pers) - 1) != 0) {
+    mbedtls_ctr_drbg_free(&tw->drbg);
+    mbedtls_entropy_free(&tw->entropy);
+    free(tw);
+    return NULL;
+  }
+  w->tls = tw;
+  return tw;
+}
+
+void rill__tls_worker_free(rill_worker_t *w) {
+  tls_worker_t *tw = w->tls;
+  if (tw == NULL) return;
+  for (ca_t *c = tw->cas, *next; c; c = next) {
+    next = c->next;
+    mbedtls_x509_crt_free(&c->crt);
+    free(c->path);
+    free(c);
+  }
+  for (session_t *s = tw->sessions, *next; s; s = next) {
+    next = s->next;
+    mbedtls_ssl_session_free(&s->s);
+    free(s->key);
+    free(s);
+  }
+  mbedtls_ssl_ticket_free(&tw->ticket);
+  mbedtls_ctr_drbg_free(&tw->drbg);
+  mbedtls_entropy_free(&tw->entropy);
+  free(tw);
+  w->tls = NULL;
+}
+
+/* A CA chain is parsed once per worker and file. */
+static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err, size_t errlen) {
+  for (ca_t *c = tw->cas; c; c = c->next)
+    if (strcmp(c->path, path) == 0) return &c->crt;
+  ca_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  mbedtls_x509_crt_init(&c->crt);
+  int r = mbedtls_x509_crt_parse_file(&c->crt, path);
+  if (r < 0 || c->crt.version == 0) {
+    char msg[128];
+    mbedtls_strerror(r, msg, sizeof(msg));
+    snprintf(err, errlen, "cannot load CA certificates %s: %s", path, msg);
+    mbedtls_x509_crt_free(&c->crt);
+    free(c);
+    return NULL;
+  }
+  c->path = strdup(path);
+  c->next = tw->cas;
+  tw->cas = c;
+  return &c->crt;
+}
+
+static session_t *session_find(tls_worker_t *tw, const char *key) {
+  for (session_t *s = tw->sessions; s; s = s->next)
+    if (strcmp(s->key, key) == 0) return s;
+  return NULL;
+}
+
+static void session_save(tls_worker_t *tw, const char *key, mbedtls_ssl_context *ssl) {
+  session_t *s = session_find(tw, key);
+  if (s == NULL) {
+    if (tw->nsessions >= SESSION_CACHE) return;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) return;
+    s->key = strdup(key);
+    mbedtls_ssl_session_init(&s->s);
+    s->next = tw->sessions;
+    tw->sessions = s;
+    tw->nsessions++;
+  } else {
+    mbedtls_ssl_session_free(&s->s);
+    mbedtls_ssl_session_init(&s->s);
+  }
+  mbedtls_ssl_get_session(ssl, &s->s);
+}
+
+/* ---- configurations ---- */
+
+typedef struct {
+  mbedtls_x509_crt crt;
+  mbedtls_pk_context key;
+} cert_t;
+
+struct rill_tls_conf_s {
+  int refs;
+  int server;
+  rill_worker_t *w;
+  mbedtls_ssl_config conf;
+  cert_t *certs;
+  size_t ncerts;
+  const char **alpn;
+  unsigned timeout_ms;
+};
+
+void rill__tls_conf_ref(rill_tls_conf_t *c) {
+  c->refs++;
+}
+
+void rill__tls_conf_unref(rill_tls_conf_t *c) {
+  if (c == NULL || --c->refs > 0) return;
+  mbedtls_ssl_config_free(&c->conf);
+  for (size_t i = 0; i < c->ncerts; i++) {
+    mbedtls_x509_crt_free(&c->certs[i].crt);
+    mbedtls_pk_free(&c->certs[i].key);
+  }
+  free(c->certs);
+  if (c->alpn) {
+    for (size_t i = 0; c->alpn[i]; i++) free((char *)c->alpn[i]);
+    free(c->alpn);
+  }
+  free(c);
+}
+
+static int copy_alpn(rill_tls_conf_t *c, const char *const *alpn) {
+  if (alpn == NULL || alpn[0] == NULL) return 0;
+  size_t n = 0;
+  while (alpn[n]) n++;
+  c->alpn = calloc(n + 1, sizeof(char *));
+  if (c->alpn == NULL) return UV_ENOMEM;
+  for (size_t i = 0; i < n; i++) c->alpn[i] = strdup(alpn[i]);
+  return mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn) == 0 ? 0 : UV_EINVAL;
+}
+
+static rill_tls_conf_t *conf_new(rill_worker_t *w, int server, unsigned timeout_ms) {
+  tls_worker_t *tw = worker_tls(w);
+  if (tw == NULL) return NULL;
+  rill_tls_conf_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->refs = 1;
+  c->server = server;
+  c->w = w;
+  c->timeout_ms = timeout_ms ? timeout_ms : 10000;
+  mbedtls_ssl_config_init(&c->conf);
+  if (mbedtls_ssl_config_defaults(&c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                  MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) {
+    rill__tls_conf_unref(c);
+    return NULL;
+  }
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &tw->drbg);
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  return c;
+}
+
+/* Does host match the certificate name pattern (a "*." wildcard takes one
+ * label)? Case-insensitive. */
+static int name_matches(const char *pat, size_t plen, const char *host, size_t hlen) {
+  if (plen > 2 && pat[0] == '*' && pat[1] == '.') {
+    const char *dot = memchr(host, '.', hlen);
+    if (dot == NULL || dot == host) return 0;
+    size_t rest = hlen - (size_t)(dot - host);
+    return rest == plen - 1 && strncasecmp(dot, pat + 1, rest) == 0;
+  }
+  return plen == hlen && strncasecmp(pat, host, hlen) == 0;
+}
+
+static int cert_matches(const mbedtls_x509_crt *crt, const char *host, size_t hlen) {
+  const mbedtls_x509_sequence *san = &crt->subject_alt_names;
+  int has_dns = 0;
+  for (; san && san->buf.p; san = san->next) {
+    if (san->buf.tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME)) continue;
+    has_dns = 1;
+    if (name_matches((const char *)san->buf.p, san->buf.len, host, hlen)) return 1;
+  }
+  if (has_dns) return 0;
+  for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next)
+    if (n->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 &&
+        name_matches((const char *)n->val.p, n->val.len, host, hlen))
+      return 1;
+  return 0;
+}
+
+static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name, size_t len);
+
+static int sni_cb(void *p, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+  rill_tls_conf_t *c = p;
+  sni_remember(ssl, name, len);
+  for (size_t i = 0; i < c->ncerts; i++)
+    if (cert_matches(&c->certs[i].crt, (const char *)name, len))
+      return mbedtls_ssl_set_hs_own_cert(ssl, &c->certs[i].crt, &c->certs[i].key);
+  return 0; /* an unknown name gets the default certificate */
+}
+
+int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t n,
+                          const char *const *alpn, unsigned handshake_timeout_ms,
+                          rill_tls_conf_t **out, char *err, size_t errlen) {
+  if (n == 0) {
+    snprintf(err, errlen, "TLS needs a certificate and a key");
+    return UV_EINVAL;
+  }
+  rill_tls_conf_t *c = conf_new(w, 1, handshake_timeout_ms);
+  if (c == NULL) {
+    snprintf(err, errlen, "cannot set up TLS");
+    return UV_ENOMEM;
+  }
+  c->certs = calloc(n, sizeof(cert_t));
+  if (c->certs == NULL) {
+    rill__tls_conf_unref(c);
+    return UV_ENOMEM;
+  }
+  char msg[128];
+  for (size_t i = 0; i < n; i++) {
+    cert_t *ct = &c->certs[i];
+    mbedtls_x509_crt_init(&ct->crt);
+    mbedtls_pk_init(&ct->key);
+    c->ncerts = i + 1;
+    int r = mbedtls_x509_crt_parse_file(&ct->crt, pairs[i].cert);
+    if (r != 0) {
+      mbedtls_strerror(r, msg, sizeof(msg));
+      snprintf(err, errlen, "cannot load certificate %s: %s", pairs[i].cert, msg);
+      rill__tls_conf_unref(c);
+      return UV_EINVAL;
+    }
+    r = mbedtls_pk_parse_keyfile(&ct->key, pairs[i].key, NULL);
+    if (r != 0) {
+      mbedtls_strerror(r, msg, sizeof(msg));
+      snprintf(err, errlen, "cannot load key %s: %s", pairs[i].key, msg);
+      rill__tls_conf_unref(c);
+      return UV_EINVAL;
+    }
+    if (mbedtls_pk_check_pair(&ct->crt.pk, &ct->key) != 0) {
+      snprintf(err, errlen, "key %s does not match certificate %s", pairs[i].key, pairs[i].cert);
+      rill__tls_conf_unref(c);
+      return UV_EINVAL;
+    }
+  }
+  mbedtls_ssl_conf_own_cert(&c->conf, &c->certs[0].crt, &c->certs[0].key);
+  if (n > 1) mbedtls_ssl_conf_sni(&c->conf, sni_cb, c);
+  else
+    mbedtls_ssl_conf_sni(&c->conf, sni_cb, c); /* only to remember the name asked for */
+  tls_worker_t *tw = w->tls;
+  if (!tw->ticket_ready) {
+    if (mbedtls_ssl_ticket_setup(&tw->ticket, mbedtls_ctr_drbg_random, &tw->drbg,
+                                 MBEDTLS_CIPHER_AES_256_GCM, 86400) == 0)
+      tw->ticket_ready = 1;
+  }
+  if (tw->ticket_ready)
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &tw->ticket);
+  if (copy_alpn(c, alpn) != 0) {
+    snprintf(err, errlen, "bad ALPN protocol list");
+    rill__tls_conf_unref(c);
+    return UV_EINVAL;
+  }
+  *out = c;
+  return 0;
+}
+
+int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
+                          const char *const *alpn, unsigned handshake_timeout_ms,
+                          rill_tls_conf_t **out, char *err, size_t errlen) {
+  rill_tls_conf_t *c = conf_new(w, 0, handshake_timeout_ms);
+  if (c == NULL) {
+    snprintf(err, errlen, "cannot set up TLS");
+    return UV_ENOMEM;
+  }
+  if (verify) {
+    mbedtls_x509_crt *ca = ca_chain(w->tls, ca_file ? ca_file : SYSTEM_CA, err, errlen);
+    if (ca == NULL) {
+      rill__tls_conf_unref(c);
+      return UV_EINVAL;
+    }
+    mbedtls_ssl_conf_ca_chain(&c->conf, ca, NULL);
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  } else {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+  }
+  if (copy_alpn(c, alpn) != 0) {
+    snprintf(err, errlen, "bad ALPN protocol list");
+    rill__tls_conf_unref(c);
+    return UV_EINVAL;
+  }
+  *out = c;
+  return 0;
+}
+
+/* ---- the stream ---- */
+
+enum { S_HANDSHAKE, S_OPEN };
+
+typedef struct {
+  rill_stream_t base;
+  rill_obj_t obj;
+  rill_tls_conf_t *conf;
+  rill_stream_t *lower;
+  mbedtls_ssl_context ssl;
+  uv_timer_t timer; /* the handshake's deadline */
+  int state;
+  int err;
+  char errmsg[200];
+  char *session_key; /* clients: where to keep the session */
+  char sni[256];
+  char *stage; /* plaintext waiting to become a record */
+  size_t staged;
+  rill_tls_handshake_cb hs_cb;
+  void *hs_data;
+  unsigned want : 1, lower_full : 1, drain_wait : 1, closing : 1, timer_on : 1, read_eof : 1;
+} tls_t;
+
+#define T(s) rill__container_of((s), tls_t, base)
+
+static const rill_stream_vt tls_vt;
+
+static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+  tls_t *t = ssl->p_bio;
+  if (len >= sizeof(t->sni)) len = sizeof(t->sni) - 1;
+  memcpy(t->sni, name, len);
+  t->sni[len] = 0;
+}
+
+/* mbedTLS pulls record bytes: exactly what it asks for, never more. */
+static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
+  tls_t *t = ctx;
+  const char *p;
+  size_t n;
+  int r = t->lower->vt->peek(t->lower, &p, &n);
+  if (r == RILL_EOF) return 0;
+  if (r < 0) return MBEDTLS_ERR_NET_RECV_FAILED;
+  if (n == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (n > len) n = len;
+  memcpy(buf, p, n);
+  t->lower->vt->consume(t->lower, n);
+  return (int)n;
+}
+
+/* The lower stream takes every record; past its high-water mark we note it
+ * and make our writer wait for its drain. */
+static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
+  tls_t *t = ctx;
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  int r = t->lower->vt->write(t->lower, &b, 1);
+  if (r == RILL_EAGAIN) {
+    t->lower_full = 1;
+    return (int)len;
+  }
+  if (r < 0) return MBEDTLS_ERR_NET_SEND_FAILED;
+  return (int)len;
+}
+
+/* Records a failure, with a message for Lua. */
+static int tls_fail(tls_t *t, int mbed, int err) {
+  if (t->err) return t->err;
+  t->err = err;
+  if (mbed == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+    char info[160];
+    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+    if (n > 0 && info[n - 1] == '\n') info[n - 1] = 0;
+    char *nl = strchr(info, '\n');
+    if (nl) *nl = 0;
+    snprintf(t->errmsg, sizeof(t->errmsg), "certificate verify failed: %s", info);
+  } else if (mbed) {
+    char m[160];
+    mbedtls_strerror(mbed, m, sizeof(m));
+    snprintf(t->errmsg, sizeof(t->errmsg), "TLS: %s", m);
+  }
+  if (t->timer_on) {
+    uv_timer_stop(&t->timer);
+    t->timer_on = 0;
+  }
+  return err;
+}
+
+static const char *tls_strerror(rill_stream_t *s, int err) {
+  tls_t *t = T(s);
+  if (err == t->err && t->errmsg[0]) return t->errmsg;
+  return NULL;
+}
+
+/* One step of the handshake. Returns 0 once done, RILL_EAGAIN when it waits
+ * for the lower stream, or an error. */
+static int hs_step(tls_t *t) {
+  if (t->err) return t->err;
+  if (t->state == S_OPEN) return 0;
+  int r = mbedtls_ssl_handshake(&t->ssl);
+  if (r == 0) {
+    t->state = S_OPEN;
+    if (t->timer_on) {
+      uv_timer_stop(&t->timer);
+      t->timer_on = 0;
+    }
+    if (t->session_key) session_save(t->conf->w->tls, t->session_key, &t->ssl);
+    return 0;
+  }
+  if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+    int f = t->lower->vt->fill(t->lower);
+    if (f < 0) return tls_fail(t, 0, f == RILL_EOF ? RILL_ECLOSED : f);
+    return RILL_EAGAIN;
+  }
+  rill__log(t->base.w, RILL_LOG_DEBUG, "TLS handshake failed: -0x%04x", (unsigned)-r);
+  return tls_fail(t, r, RILL_EPROTO);
+}
+
+static void hs_finish(tls_t *t, int status) {
+  rill_tls_handshake_cb cb = t->hs_cb;
+  t->hs_cb = NULL;
+  if (cb) cb(&t->base, status, t->hs_data);
+}
+
+static void timer_cb(uv_timer_t *h) {
+  tls_t *t = h->data;
+  t->timer_on = 0;
+  if (t->state != S_HANDSHAKE || t->err) return;
+  rill__log(t->base.w, RILL_LOG_DEBUG, "TLS handshake timed out");
+  tls_fail(t, 0, UV_ETIMEDOUT);
+  snprintf(t->errmsg, sizeof(t->errmsg), "TLS handshake timeout");
+  if (t->hs_cb) {
+    hs_finish(t, UV_ETIMEDOUT);
+  } else if (t->want && t->base.fill_cb) {
+    t->want = 0;
+    t->base.fill_cb(&t->base, UV_ETIMEDOUT);
+  }
+}
+
+static void lower_fill_cb(rill_stream_t *lower, int status) {
+  tls_t *t = lower->data;
+  if (t->state == S_HANDSHAKE && t->hs_cb) {
+    int r = hs_step(t);
+    if (r != RILL_EAGAIN) hs_finish(t, r);
+    return;
+  }
+  if (t->want && t->base.fill_cb) {
+    t->want = 0;
+    t->base.fill_cb(&t->base, status);
+  }
+}
+
+static void lower_drain_cb(rill_stream_t *lower, int status) {
+  tls_t *t = lower->data;
+  t->lower_full = 0;
+  if (t->drain_wait) {
+    t->drain_wait = 0;
+    if (t->base.drain_cb) t->base.drain_cb(&t->base, status);
+  }
+}
+
+static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
+  tls_t *t = T(s);
+  *p = NULL;
+  *n = 0;
+  if (t->err) return t->err;
+  if (t->read_eof) return RILL_EOF;
+  if (t->state == S_HANDSHAKE) {
+    int r = hs_step(t);
+    if (r == RILL_EAGAIN) return 0;
+    if (r < 0) return r;
+  }
+  for (;;) {
+    if (t->ssl.in_offt != NULL && t->ssl.in_msglen > 0) {
+      *p = (const char *)t->ssl.in_offt;
+      *n = t->ssl.in_msglen;
+      return 0;
+    }
+    /* A read of length 0 decrypts the next record in place and leaves its
+     * plaintext at in_offt. */
+    unsigned char dummy;
+    int r = mbedtls_ssl_read(&t->ssl, &dummy, 0);
+    if (r == 0 && t->ssl.in_offt != NULL) continue;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
+    /* mbedTLS reports the end of the lower stream as a read of 0 bytes. */
+    if (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == MBEDTLS_ERR_SSL_CONN_EOF) {
+      t->read_eof = 1; /* we may still write: a half-close, as with TCP */
+      return RILL_EOF;
+    }
+    if (r == MBEDTLS_ERR_NET_RECV_FAILED) {
+      const char *lp;
+      size_t ln;
+      int lr = t->lower->vt->peek(t->lower, &lp, &ln);
+      return tls_fail(t, 0, lr < 0 ? lr : RILL_ECLOSED);
+    }
+    return tls_fail(t, r, RILL_EPROTO);
+  }
+}
+
+static void tls_consume(rill_stream_t *s, size_t n) {
+  tls_t *t = T(s);
+  /* What mbedtls_ssl_read() does after copying n bytes out. */
+  t->ssl.in_msglen -= n;
+  if (t->ssl.in_msglen == 0) {
+    t->ssl.in_offt = NULL;
+    t->ssl.keep_current_message = 0;
+  } else {
+    t->ssl.in_offt += n;
+  }
+}
+
+static int tls_fill(rill_stream_t *s) {
+  tls_t *t = T(s);
+  if (t->err) return t->err;
+  if (t->read_eof) return RILL_EOF;
+  t->want = 1;
+  /* Let mbedTLS take what the lower stream holds first: a record may be
+   * complete already (the caller peeks again), else the lower stream is
+   * empty after this and must be filled. */
+  const char *p;
+  size_t n;
+  int r = tls_peek(s, &p, &n);
+  if (r < 0) {
+    t->want = 0;
+    return r;
+  }
+  if (n > 0) return 0;
+  r = t->lower->vt->fill(t->lower);
+  if (r < 0) {
+    t->want = 0;
+    return r == RILL_EOF ? RILL_EOF : r;
+  }
+  return 0;
+}
+
+static int flush_stage(tls_t *t, const char *p, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    int r = mbedtls_ssl_write(&t->ssl, (const unsigned char *)p + off, len - off);
+    if (r < 0) return tls_fail(t, r, r == MBEDTLS_ERR_NET_SEND_FAILED ? RILL_ECLOSED : RILL_EPROTO);
+    off += (size_t)r;
+  }
+  return 0;
+}
+
+static int tls_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
+  tls_t *t = T(s);
+  if (t->err) return t->err;
+  if (t->state != S_OPEN || t->closing) return RILL_ECLOSED;
+  for (unsigned i = 0; i < nbufs; i++) {
+    const char *p = bufs[i].base;
+    size_t len = bufs[i].len;
+    while (len > 0) {
+      if (t->staged == 0 && len >= RECORD) {
+        /* Whole records straight from the caller's bytes. */
+        size_t whole = len - len % RECORD;
+        int r = flush_stage(t, p, whole);
+        if (r) return r;
+        p += whole;
+        len -= whole;
+        continue;
+      }
+      if (t->stage == NULL && (t->stage = malloc(RECORD)) == NULL) return UV_ENOMEM;
+      size_t take = RECORD - t->staged < len ? RECORD - t->staged : len;
+      memcpy(t->stage + t->staged, p, take);
+      t->staged += take;
+      p += take;
+      len -= take;
+      if (t->staged == RECORD) {
+        t->staged = 0;
+        int r = flush_stage(t, t->stage, RECORD);
+        if (r) return r;
+      }
+    }
+  }
+  if (t->staged) {
+    size_t n = t->staged;
+    t->staged = 0;
+    int r = flush_stage(t, t->stage, n);
+    if (r) return r;
+  }
+  if (t->lower_full) {
+    t->drain_wait = 1;
+    return RILL_EAGAIN;
+  }
+  return 0;
+}
+
+static int tls_shutdown(rill_stream_t *s) {
+  tls_t *t = T(s);
+  if (t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
+  return t->lower->vt->shutdown ? t->lower->vt->shutdown(t->lower) : 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  tls_t *t = h->data;
+  mbedtls_ssl_free(&t->ssl);
+  rill__tls_conf_unref(t->conf);
+  free(t->stage);
+  free(t->session_key);
+  free(t->base.acc);
+  if (t->base.sep != t->base.sep_small) free(t->base.sep);
+  free(t);
+}
+
+static void tls_release(tls_t *t, int abort) {
+  if (t->closing) return;
+  t->closing = 1;
+  t->hs_cb = NULL;
+  rill__obj_unlink(&t->obj);
+  rill_stream_t *lower = t->lower;
+  if (!abort && t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
+  lower->fill_cb = NULL;
+  lower->drain_cb = NULL;
+  lower->data = NULL;
+  if (abort || t->err)
+    lower->vt->abort(lower);
+  else
+    lower->vt->close(lower);
+  uv_close((uv_handle_t *)&t->timer, timer_closed);
+}
+
+static void tls_close(rill_stream_t *s) {
+  tls_release(T(s), 0);
+}
+
+static void tls_abort(rill_stream_t *s) {
+  tls_release(T(s), 1);
+}
+
+static const rill_stream_vt tls_vt = {
+    .name = "tls",
+    .peek = tls_peek,
+    .consume = tls_consume,
+    .fill = tls_fill,
+    .write = tls_write,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+    .abort = tls_abort,
+    .strerror = tls_strerror,
+};
+
+static void tls_destroy(rill_obj_t *o) {
+  tls_t *t = rill__container_of(o, tls_t, obj);
+  rill__stream_detach(&t->base);
+  tls_release(t, 1);
+}
+
+rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
+                             const char *server_name) {
+  rill_worker_t *w = conf->w;
+  tls_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) {
+    lower->vt->abort(lower);
+    return NULL;
+  }
+  rill__stream_init(&t->base, &tls_vt, w);
+  rill__stream_owned(lower);
+  t->lower = lower;
+  t->conf = conf;
+  rill__tls_conf_ref(conf);
+  mbedtls_ssl_init(&t->ssl);
+  uv_timer_init(w->loop, &t->timer);
+  t->timer.data = t;
+  rill__obj_link(w, &t->obj, tls_destroy);
+  if (mbedtls_ssl_setup(&t->ssl, &conf->conf) != 0) {
+    tls_release(t, 1);
+    return NULL;
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+  lower->data = t;
+  lower->fill_cb = lower_fill_cb;
+  lower->drain_cb = lower_drain_cb;
+  if (!conf->server && server_name) {
+    mbedtls_ssl_set_hostname(&t->ssl, server_name);
+    t->session_key = strdup(server_name);
+    session_t *saved = t->session_key ? session_find(conf->w->tls, server_name) : NULL;
+    if (saved) mbedtls_ssl_set_session(&t->ssl, &saved->s);
+  }
+  t->state = S_HANDSHAKE;
+  uv_update_time(w->loop);
+  uv_timer_start(&t->timer, timer_cb, conf->timeout_ms, 0);
+  t->timer_on = 1;
+  return &t->base;
+}
+
+int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data) {
+  tls_t *t = T(s);
+  int r = hs_step(t);
+  if (r == RILL_EAGAIN) {
+    t->hs_cb = cb;
+    t->hs_data = data;
+  }
+  return r;
+}
+
+int rill__tls_is(rill_stream_t *s) {
+  return s->vt == &tls_vt;
+}
+
+const char *rill__tls_alpn(rill_stream_t *s) {
+  return rill__tls_is(s) ? mbedtls_ssl_get_alpn_protocol(&T(s)->ssl) : NULL;
+}
+
+const char *rill__tls_version(rill_stream_t *s) {
+  return rill__tls_is(s) && T(s)->state == S_OPEN ? mbedtls_ssl_get_version(&T(s)->ssl) : NULL;
+}
+
+const char *rill__tls_cipher(rill_stream_t *s) {
+  return rill__tls_is(s) && T(s)->state == S_OPEN ? mbedtls_ssl_get_ciphersuite(&T(s)->ssl)
+                                                   : NULL;
+}
+
+const char *rill__tls_sni(rill_stream_t *s) {
+  return rill__tls_is(s) && T(s)->sni[0] ? T(s)->sni : NULL;
+}

@@ -1,0 +1,63 @@
+/* TLS (mbedTLS 2.28) as a stream layered over any rill stream.
+ *
+ * The handshake is a state machine driven by MBEDTLS_ERR_SSL_WANT_READ: when
+ * mbedTLS wants bytes the lower stream is asked to fill, and the step runs
+ * again when they come, so a slow handshake never blocks the loop. Records
+ * are read from the lower stream only as far as mbedTLS asks, so bytes after
+ * a record stay below. Plaintext is handed out of mbedTLS's record buffer
+ * without a copy; writes are gathered into records of up to 16 KiB. No Lua. */
+#ifndef RILL_TLS_H
+#define RILL_TLS_H
+
+#include "rill_int.h"
+
+typedef struct rill_tls_conf_s rill_tls_conf_t;
+
+typedef struct {
+  const char *cert; /* PEM files */
+  const char *key;
+} rill_tls_pair_t;
+
+/* A server configuration: the first pair is the default certificate, the
+ * others are chosen by SNI against their names (CN and subjectAltName DNS
+ * names, wildcards too). alpn: NULL-terminated protocols, or NULL. Returns 0
+ * or an error with a one-line message naming the file in err. */
+int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t n,
+                          const char *const *alpn, unsigned handshake_timeout_ms,
+                          rill_tls_conf_t **out, char *err, size_t errlen);
+
+/* A client configuration: verify the peer against ca_file (NULL: the system
+ * bundle) unless verify is 0. */
+int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
+                          const char *const *alpn, unsigned handshake_timeout_ms,
+                          rill_tls_conf_t **out, char *err, size_t errlen);
+
+void rill__tls_conf_ref(rill_tls_conf_t *c);
+void rill__tls_conf_unref(rill_tls_conf_t *c);
+
+/* Wraps lower (which the new stream then owns) in TLS. server_name: for a
+ * client, the name sent by SNI and checked against the certificate. Returns
+ * NULL when out of memory (lower is then closed). A server stream starts its
+ * handshake timer at once. */
+rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
+                             const char *server_name);
+
+/* Runs the handshake to its end. Returns 0 or an error if it ended at once;
+ * or RILL_EAGAIN, and cb gets 0 or an error later (unless the stream is
+ * closed first). Reading a TLS stream also drives the handshake, so a server
+ * need not call this. */
+typedef void (*rill_tls_handshake_cb)(rill_stream_t *s, int status, void *data);
+int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data);
+
+int rill__tls_is(rill_stream_t *s);
+/* After the handshake: the negotiated ALPN protocol, the version, the
+ * ciphersuite, the name the client asked for by SNI (servers). NULL if none. */
+const char *rill__tls_alpn(rill_stream_t *s);
+const char *rill__tls_version(rill_stream_t *s);
+const char *rill__tls_cipher(rill_stream_t *s);
+const char *rill__tls_sni(rill_stream_t *s);
+
+/* Frees the worker's TLS state (random generator, ticket keys, CA cache). */
+void rill__tls_worker_free(rill_worker_t *w);
+
+#endif
