@@ -296,6 +296,7 @@ static void raw_listener_free(rill_listener_t *l) {
   rill__listener_forget_ud(l);
   if (ll->w->L && !ll->w->stopping)
     luaL_unref(ll->w->L, LUA_REGISTRYINDEX, ll->handler_ref);
+  rill__tls_conf_unref(ll->tls);
   free(ll);
 }
 
@@ -411,8 +412,8 @@ static int listener_gc(lua_State *L) {
 
 typedef struct {
   rill_task_t *t;
-  rill_connect_t *c;    /* while connecting */
-  rill_stream_t *tls;   /* while in the TLS handshake */
+  rill_connect_t *c;  /* while connecting */
+  rill_stream_t *tls; /* while in the TLS handshake */
   rill_tls_conf_t *conf;
   char *server_name;
 } lconnect_t;

@@ -25,9 +25,9 @@ void rill__open_tls(lua_State *L, rill_worker_t *w);
 struct rill_tls_conf_s;
 /* A TLS configuration from the Lua options at idx (see lua_tls.c), or NULL
  * with a message in err. */
-struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int server,
-                                        const char *const *default_alpn, char *err,
-                                        size_t errlen);
+struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
+                                        int server, const char *const *default_alpn,
+                                        char *err, size_t errlen);
 void rill__open_process(lua_State *L, rill_worker_t *w);
 
 #endif

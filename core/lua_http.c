@@ -128,6 +128,12 @@ static int l_http_listen(lua_State *L) {
 
   lhttp_t *lh = calloc(1, sizeof(*lh));
   if (lh == NULL) return luaL_error(L, "out of memory");
+  lh->srv.w = w;
+  lh->srv.on_request = on_request;
+  lh->srv.on_close = on_close;
+  lh->srv.on_free = on_free;
+  lh->srv.data = lh;
+  lh->srv.refs = 1;
   rill_http_limits_t *lim = &lh->srv.limits;
   rill_http_limits_default(lim);
   lim->max_header_bytes =
@@ -164,12 +170,6 @@ static int l_http_listen(lua_State *L) {
     }
   }
   lua_pop(L, 1);
-  lh->srv.w = w;
-  lh->srv.on_request = on_request;
-  lh->srv.on_close = on_close;
-  lh->srv.on_free = on_free;
-  lh->srv.data = lh;
-  lh->srv.refs = 1;
 
   rill_listener_t *l;
   int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);

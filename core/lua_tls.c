@@ -55,7 +55,8 @@ static int read_pair(lua_State *L, int t, rill_tls_pair_t *p) {
  * {verify=, ca=, alpn=, handshake_timeout=}. default_alpn applies when the
  * options name none. Returns NULL with a message in err. */
 rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int server,
-                                 const char *const *default_alpn, char *err, size_t errlen) {
+                                 const char *const *default_alpn, char *err,
+                                 size_t errlen) {
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   const char *alpn[MAX_ALPN + 1] = {NULL};
   unsigned timeout = 0;
@@ -86,7 +87,8 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
       snprintf(err, errlen, "tls needs cert and key files");
       return NULL;
     }
-    if (rill__tls_server_conf(w, pairs, n, use_alpn, timeout, &c, err, errlen) != 0) return NULL;
+    if (rill__tls_server_conf(w, pairs, n, use_alpn, timeout, &c, err, errlen) != 0)
+      return NULL;
     return c;
   }
   int verify = 1;
@@ -98,7 +100,8 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
     ca = lua_tostring(L, -1);
     lua_pop(L, 2);
   }
-  if (rill__tls_client_conf(w, ca, verify, use_alpn, timeout, &c, err, errlen) != 0) return NULL;
+  if (rill__tls_client_conf(w, ca, verify, use_alpn, timeout, &c, err, errlen) != 0)
+    return NULL;
   return c;
 }
 
@@ -132,7 +135,8 @@ static int l_starttls(lua_State *L) {
   rill_stream_t *s = ud->s;
   if (s == NULL) return luaL_error(L, "attempt to use a closed stream");
   rill_task_t *t = rill__task_check(s->w, L);
-  if (s->reader || s->writer) return luaL_error(L, "starttls while a read or write waits");
+  if (s->reader || s->writer)
+    return luaL_error(L, "starttls while a read or write waits");
   if (rill__tls_is(s)) return luaL_error(L, "the stream is TLS already");
   int server = 0;
   const char *name = NULL;

@@ -286,10 +286,15 @@ static void linger_timeout(uv_timer_t *t) {
   uvs_final_close(t->data);
 }
 
+static void uvs_destroy(rill_obj_t *o);
+
 static void uvs_close(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->closing) return;
   u->closing = 1;
+  /* An owner gave it back to close: while it flushes and lingers, a worker
+   * being torn down must still find it. */
+  if (u->obj.next == NULL) rill__obj_link(s->w, &u->obj, uvs_destroy);
   u->want = 0;
   s->fill_cb = NULL;
   s->drain_cb = NULL;

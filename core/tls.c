@@ -20,8 +20,8 @@
 #endif
 
 #define SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
-#define RECORD 16384        /* plaintext gathered into one record */
-#define SESSION_CACHE 64    /* client sessions kept for resumption */
+#define RECORD 16384     /* plaintext gathered into one record */
+#define SESSION_CACHE 64 /* client sessions kept for resumption */
 
 /* TLS 1.2, ECDHE key exchange, AEAD ciphers only. */
 static const int suites[] = {
@@ -100,7 +100,8 @@ void rill__tls_worker_free(rill_worker_t *w) {
 }
 
 /* A CA chain is parsed once per worker and file. */
-static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err, size_t errlen) {
+static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err,
+                                  size_t errlen) {
   for (ca_t *c = tw->cas; c; c = c->next)
     if (strcmp(c->path, path) == 0) return &c->crt;
   ca_t *c = calloc(1, sizeof(*c));
@@ -176,7 +177,8 @@ void rill__tls_conf_unref(rill_tls_conf_t *c) {
   }
   free(c->certs);
   if (c->alpn) {
-    for (size_t i = 0; c->alpn[i]; i++) free((char *)c->alpn[i]);
+    for (size_t i = 0; c->alpn[i]; i++)
+      free((char *)c->alpn[i]);
     free(c->alpn);
   }
   free(c);
@@ -185,10 +187,12 @@ void rill__tls_conf_unref(rill_tls_conf_t *c) {
 static int copy_alpn(rill_tls_conf_t *c, const char *const *alpn) {
   if (alpn == NULL || alpn[0] == NULL) return 0;
   size_t n = 0;
-  while (alpn[n]) n++;
+  while (alpn[n])
+    n++;
   c->alpn = calloc(n + 1, sizeof(char *));
   if (c->alpn == NULL) return UV_ENOMEM;
-  for (size_t i = 0; i < n; i++) c->alpn[i] = strdup(alpn[i]);
+  for (size_t i = 0; i < n; i++)
+    c->alpn[i] = strdup(alpn[i]);
   return mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn) == 0 ? 0 : UV_EINVAL;
 }
 
@@ -202,13 +206,15 @@ static rill_tls_conf_t *conf_new(rill_worker_t *w, int server, unsigned timeout_
   c->w = w;
   c->timeout_ms = timeout_ms ? timeout_ms : 10000;
   mbedtls_ssl_config_init(&c->conf);
-  if (mbedtls_ssl_config_defaults(&c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-                                  MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) {
+  if (mbedtls_ssl_config_defaults(
+          &c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+          MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) {
     rill__tls_conf_unref(c);
     return NULL;
   }
   mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &tw->drbg);
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                               MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_ciphersuites(&c->conf, suites);
   mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
   return c;
@@ -230,7 +236,8 @@ static int cert_matches(const mbedtls_x509_crt *crt, const char *host, size_t hl
   const mbedtls_x509_sequence *san = &crt->subject_alt_names;
   int has_dns = 0;
   for (; san && san->buf.p; san = san->next) {
-    if (san->buf.tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME)) continue;
+    if (san->buf.tag != (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME))
+      continue;
     has_dns = 1;
     if (name_matches((const char *)san->buf.p, san->buf.len, host, hlen)) return 1;
   }
@@ -244,7 +251,8 @@ static int cert_matches(const mbedtls_x509_crt *crt, const char *host, size_t hl
 
 static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name, size_t len);
 
-static int sni_cb(void *p, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+static int sni_cb(void *p, mbedtls_ssl_context *ssl, const unsigned char *name,
+                  size_t len) {
   rill_tls_conf_t *c = p;
   sni_remember(ssl, name, len);
   for (size_t i = 0; i < c->ncerts; i++)
@@ -291,13 +299,15 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
       return UV_EINVAL;
     }
     if (mbedtls_pk_check_pair(&ct->crt.pk, &ct->key) != 0) {
-      snprintf(err, errlen, "key %s does not match certificate %s", pairs[i].key, pairs[i].cert);
+      snprintf(err, errlen, "key %s does not match certificate %s", pairs[i].key,
+               pairs[i].cert);
       rill__tls_conf_unref(c);
       return UV_EINVAL;
     }
   }
   mbedtls_ssl_conf_own_cert(&c->conf, &c->certs[0].crt, &c->certs[0].key);
-  if (n > 1) mbedtls_ssl_conf_sni(&c->conf, sni_cb, c);
+  if (n > 1)
+    mbedtls_ssl_conf_sni(&c->conf, sni_cb, c);
   else
     mbedtls_ssl_conf_sni(&c->conf, sni_cb, c); /* only to remember the name asked for */
   tls_worker_t *tw = w->tls;
@@ -366,14 +376,16 @@ typedef struct {
   size_t staged;
   rill_tls_handshake_cb hs_cb;
   void *hs_data;
-  unsigned want : 1, lower_full : 1, drain_wait : 1, closing : 1, timer_on : 1, read_eof : 1;
+  unsigned want : 1, lower_full : 1, drain_wait : 1, closing : 1, timer_on : 1,
+      read_eof : 1;
 } tls_t;
 
 #define T(s) rill__container_of((s), tls_t, base)
 
 static const rill_stream_vt tls_vt;
 
-static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name, size_t len) {
+static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name,
+                         size_t len) {
   tls_t *t = ssl->p_bio;
   if (len >= sizeof(t->sni)) len = sizeof(t->sni) - 1;
   memcpy(t->sni, name, len);
@@ -530,7 +542,8 @@ static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
     if (r == 0 && t->ssl.in_offt != NULL) continue;
     if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
     /* mbedTLS reports the end of the lower stream as a read of 0 bytes. */
-    if (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == MBEDTLS_ERR_SSL_CONN_EOF) {
+    if (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
+        r == MBEDTLS_ERR_SSL_CONN_EOF) {
       t->read_eof = 1; /* we may still write: a half-close, as with TCP */
       return RILL_EOF;
     }
@@ -584,7 +597,9 @@ static int flush_stage(tls_t *t, const char *p, size_t len) {
   size_t off = 0;
   while (off < len) {
     int r = mbedtls_ssl_write(&t->ssl, (const unsigned char *)p + off, len - off);
-    if (r < 0) return tls_fail(t, r, r == MBEDTLS_ERR_NET_SEND_FAILED ? RILL_ECLOSED : RILL_EPROTO);
+    if (r < 0)
+      return tls_fail(t, r,
+                      r == MBEDTLS_ERR_NET_SEND_FAILED ? RILL_ECLOSED : RILL_EPROTO);
     off += (size_t)r;
   }
   return 0;
@@ -660,10 +675,10 @@ static void tls_release(tls_t *t, int abort) {
   lower->fill_cb = NULL;
   lower->drain_cb = NULL;
   lower->data = NULL;
-  if (abort || t->err)
+  if (abort)
     lower->vt->abort(lower);
   else
-    lower->vt->close(lower);
+    lower->vt->close(lower); /* after an error too: the peer gets our alert and a FIN */
   uv_close((uv_handle_t *)&t->timer, timer_closed);
 }
 
@@ -750,12 +765,14 @@ const char *rill__tls_alpn(rill_stream_t *s) {
 }
 
 const char *rill__tls_version(rill_stream_t *s) {
-  return rill__tls_is(s) && T(s)->state == S_OPEN ? mbedtls_ssl_get_version(&T(s)->ssl) : NULL;
+  return rill__tls_is(s) && T(s)->state == S_OPEN ? mbedtls_ssl_get_version(&T(s)->ssl)
+                                                  : NULL;
 }
 
 const char *rill__tls_cipher(rill_stream_t *s) {
-  return rill__tls_is(s) && T(s)->state == S_OPEN ? mbedtls_ssl_get_ciphersuite(&T(s)->ssl)
-                                                   : NULL;
+  return rill__tls_is(s) && T(s)->state == S_OPEN
+             ? mbedtls_ssl_get_ciphersuite(&T(s)->ssl)
+             : NULL;
 }
 
 const char *rill__tls_sni(rill_stream_t *s) {

@@ -101,6 +101,44 @@ end
 -- True under AddressSanitizer, where memory figures mean nothing.
 helper.sanitized = os.getenv("RILL_SANITIZED") == "1"
 
+-- Test certificates, made once per run with openssl: a CA and leaves for
+-- a.test (and *.a.test), b.test and other.test signed by it. Returns the
+-- directory; files are NAME.crt / NAME.key, the CA is ca.crt.
+local cert_dir
+function helper.certs()
+  if cert_dir then return cert_dir end
+  local dir = os.tmpname()
+  os.remove(dir)
+  local script = [[
+set -e
+mkdir -p "$1" && cd "$1"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+  -out ca.crt -days 2 -subj "/CN=rill test CA" 2>/dev/null
+leaf() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+    -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+  printf 'subjectAltName=%s\n' "$2" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+}
+leaf a.test "DNS:a.test,DNS:*.a.test"
+leaf b.test "DNS:b.test"
+leaf other.test "DNS:other.test"
+]]
+  local code, _, err = helper.run({"sh", "-c", script, "sh", dir})
+  assert(code == 0, "making test certificates: " .. err)
+  cert_dir = dir
+  return dir
+end
+
+-- A port that was free a moment ago (for servers that cannot report theirs).
+function helper.free_port()
+  local l = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function() end})
+  local port = l:port()
+  l:close()
+  return port
+end
+
 -- Memory of a process, from /proc: current and peak resident set, in bytes.
 function helper.rss(pid)
   local f = assert(io.open("/proc/" .. pid .. "/status"))

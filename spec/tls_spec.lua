@@ -1,0 +1,231 @@
+-- TLS: HTTPS with curl and openssl, SNI, ALPN, resumption, the rill client
+-- against openssl s_server, bad input, start-up errors, starttls.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local MB = 1024 * 1024
+
+-- openssl s_client against port with extra arguments; returns its output.
+local function s_client(port, ...)
+  local argv = {"openssl", "s_client", "-connect", "127.0.0.1:" .. port}
+  for _, a in ipairs({...}) do argv[#argv + 1] = a end
+  local _, out, err = helper.run(argv, {input = "", timeout = 20000})
+  return out .. err
+end
+
+describe("tls", function()
+  local dir
+  setup(function() dir = helper.certs() end)
+
+  describe("HTTPS with rill serve and curl", function()
+    local srv
+    setup(function()
+      srv = helper.serve("examples/echo.lua", {"--tls-cert", dir .. "/a.test.crt",
+        "--tls-key", dir .. "/a.test.key", "--tls-cert", dir .. "/b.test.crt",
+        "--tls-key", dir .. "/b.test.key", "--handshake-timeout", "1"})
+    end)
+    teardown(function() assert.equal(0, srv.stop()) end)
+
+    local function curl(path, ...)
+      return helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+        ("a.test:%d:127.0.0.1"):format(srv.port), ("https://a.test:%d%s"):format(srv.port, path),
+        ...)
+    end
+
+    it("answers GET", function()
+      local code, out, err = curl("/")
+      assert.equal(0, code, err)
+      assert.matches("^rill echo", out)
+    end)
+
+    it("streams POST /echo", function()
+      local code, out = helper.run({"curl", "-sS", "--cacert", dir .. "/ca.crt", "--resolve",
+        ("a.test:%d:127.0.0.1"):format(srv.port), "--data-binary", "@-",
+        ("https://a.test:%d/echo"):format(srv.port)}, {input = string.rep("0123456789", 50000)})
+      assert.equal(0, code)
+      assert.equal(string.rep("0123456789", 50000), out)
+    end)
+
+    it("counts a chunked 1 GiB upload with the server's peak RSS under 48 MB", function()
+      local code, out, err = helper.run({"bash", "-c",
+        ("curl -sS --cacert %s/ca.crt --resolve a.test:%d:127.0.0.1 -T - https://a.test:%d/count" ..
+         " < <(head -c 1073741824 /dev/zero)"):format(dir, srv.port, srv.port)},
+        {timeout = 300000})
+      assert.equal(0, code, err)
+      assert.equal("1073741824\n", out)
+      if not helper.sanitized then
+        local _, peak = helper.rss(srv.pid)
+        assert.is_true(peak < 48 * MB, ("peak RSS %.1f MB"):format(peak / MB))
+      end
+    end)
+
+    it("gives each SNI name its certificate, and unknown names the default", function()
+      assert.matches("subject=CN = a.test", s_client(srv.port, "-servername", "a.test"))
+      assert.matches("subject=CN = b.test", s_client(srv.port, "-servername", "b.test"))
+      assert.matches("subject=CN = a.test", s_client(srv.port, "-servername", "x.a.test"))
+      assert.matches("subject=CN = a.test", s_client(srv.port, "-servername", "unknown.test"))
+    end)
+
+    it("negotiates ALPN http/1.1", function()
+      assert.matches("ALPN protocol: http/1.1", s_client(srv.port, "-alpn", "h2,http/1.1"))
+    end)
+
+    it("resumes sessions", function()
+      local out = s_client(srv.port, "-reconnect", "-servername", "a.test")
+      assert.matches("\nNew, TLSv1.2", out)
+      assert.matches("\nReused, TLSv1.2", out)
+    end)
+
+    it("offers TLS 1.2 with ECDHE and AEAD ciphers only", function()
+      local out = s_client(srv.port, "-tls1_2", "-cipher", "AES128-SHA")
+      assert.not_matches("Cipher is AES128%-SHA", out)
+      assert.matches("ECDHE%-ECDSA%-AES128%-GCM%-SHA256", s_client(srv.port))
+      -- and stays up
+      local code = curl("/")
+      assert.equal(0, code)
+    end)
+
+    it("drops garbage, plain HTTP and stalled handshakes, and serves the next client",
+      function()
+        local raw, why = helper.raw(srv.port, string.rep("\22\3\1garbage", 200), 3000)
+        assert.equal("closed", why)
+        raw, why = helper.raw(srv.port, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", 3000)
+        assert.not_matches("rill echo", raw)
+        assert.equal("closed", why)
+        -- A client that sends half a ClientHello and waits: cut after the
+        -- handshake timeout (1 s here).
+        local t0 = rill.now()
+        raw, why = helper.raw(srv.port, "\22\3\1\0\200\1\0\0", 5000)
+        assert.equal("closed", why)
+        assert.is_true(rill.now() - t0 < 4000)
+        local code, out = curl("/")
+        assert.equal(0, code)
+        assert.matches("^rill echo", out)
+      end)
+  end)
+
+  describe("the rill client", function()
+    local server
+    local port
+    before_each(function()
+      port = helper.free_port()
+      server = assert(rill.exec{"openssl", "s_server", "-accept", tostring(port),
+        "-cert", dir .. "/other.test.crt", "-key", dir .. "/other.test.key", "-www",
+        "-alpn", "http/1.1", stdin = "pipe", stdout = "null", stderr = "null"})
+      -- wait until it listens
+      for _ = 1, 100 do
+        local s = rill.connect("127.0.0.1", port, 1000)
+        if s then
+          s:close()
+          break
+        end
+        rill.sleep(50)
+      end
+    end)
+    after_each(function()
+      server:kill(9)
+      server:wait()
+    end)
+
+    it("fails with a clear error for a certificate of another name", function()
+      local s, err = rill.connect("127.0.0.1", port, {timeout = 5000,
+        tls = {ca = dir .. "/ca.crt", server_name = "a.test"}})
+      assert.is_nil(s)
+      assert.matches("^certificate verify failed: .*CN", err)
+    end)
+
+    it("fails against the system CA bundle for a private CA", function()
+      local s, err = rill.connect("127.0.0.1", port, {timeout = 5000,
+        tls = {server_name = "other.test"}})
+      assert.is_nil(s)
+      assert.matches("^certificate verify failed", err)
+    end)
+
+    it("connects with the right CA and name, and talks", function()
+      local s, err = rill.connect("127.0.0.1", port, {timeout = 5000,
+        tls = {ca = dir .. "/ca.crt", server_name = "other.test", alpn = {"http/1.1"}}})
+      assert.is_truthy(s, err)
+      assert.equal("http/1.1", s:alpn())
+      local info = s:tls_info()
+      assert.equal("TLSv1.2", info.version)
+      assert.matches("GCM", info.cipher)
+      s:write("GET / HTTP/1.0\r\n\r\n")
+      local page = s:read_all(1e6)
+      assert.matches("^HTTP/1.0 200 ok", page)
+      s:close()
+    end)
+
+    it("can skip verification when asked", function()
+      local s = assert(rill.connect("127.0.0.1", port, {timeout = 5000,
+        tls = {verify = false}}))
+      s:close()
+    end)
+  end)
+
+  describe("raw TLS servers and starttls", function()
+    it("serve a raw protocol over TLS, with the handshake done before the handler",
+      function()
+        local l = assert(rill.listen{port = 0, tls = {cert = dir .. "/a.test.crt",
+          key = dir .. "/a.test.key", alpn = {"line"}}, handler = function(sock)
+          local info = sock:tls_info()
+          sock:write(info.server_name or "-", " ", info.alpn or "-", "\n")
+          for line in sock:lines() do sock:write(line:upper(), "\n") end
+        end})
+        local s = assert(rill.connect("127.0.0.1", l:port(), {timeout = 5000,
+          tls = {ca = dir .. "/ca.crt", server_name = "a.test", alpn = {"line"}}}))
+        assert.equal("a.test line", s:read_until("\n"))
+        s:write("hello\nworld\n")
+        assert.equal("HELLO", s:read_until("\n"))
+        assert.equal("WORLD", s:read_until("\n"))
+        s:close()
+        l:close()
+      end)
+
+    it("upgrade a plain connection on both sides with starttls", function()
+      local l = assert(rill.listen{port = 0, handler = function(sock)
+        assert(sock:read_until("\n") == "STARTTLS")
+        sock:write("GO\n")
+        assert(sock:starttls{cert = dir .. "/b.test.crt", key = dir .. "/b.test.key"})
+        sock:write("secret: ", sock:read_until("\n"), "\n")
+      end})
+      local s = helper.connect(l:port())
+      s:write("STARTTLS\n")
+      assert.equal("GO", s:read_until("\n"))
+      assert.is_nil(s:tls_info())
+      assert.is_true(s:starttls{ca = dir .. "/ca.crt", server_name = "b.test"})
+      assert.equal("TLSv1.2", s:tls_info().version)
+      s:write("42\n")
+      assert.equal("secret: 42", s:read_until("\n"))
+      s:close()
+      l:close()
+    end)
+  end)
+
+  describe("start-up errors", function()
+    it("name a missing certificate file and exit non-zero", function()
+      local code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua", "--listen",
+        "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", dir .. "/a.test.key"})
+      assert.equal(1, code)
+      assert.matches("^rill: cannot load certificate /nonexistent/cert.pem: [^\n]*\n$", err)
+    end)
+
+    it("name a key that does not match its certificate", function()
+      local code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua", "--listen",
+        "127.0.0.1:0", "--tls-cert", dir .. "/a.test.crt", "--tls-key", dir .. "/b.test.key"})
+      assert.equal(1, code)
+      assert.matches("key .*b.test.key does not match certificate .*a.test.crt", err)
+    end)
+  end)
+
+  it("examples/tls_client.lua fetches a page from examples/https.lua", function()
+    local port = helper.free_port()
+    local srv = helper.start({"run", "examples/https.lua", dir .. "/a.test.crt",
+      dir .. "/a.test.key", tostring(port)})
+    local code, out, err = helper.run({helper.bin, "run", "examples/tls_client.lua",
+      ("https://a.test:%d/"):format(srv.port), dir .. "/ca.crt", "127.0.0.1"})
+    assert.equal(0, code, err)
+    assert.matches("^HTTP/1.1 200 OK", out)
+    assert.matches("Hello over TLS", out)
+    assert.equal(0, srv.stop())
+  end)
+end)
