@@ -74,7 +74,7 @@ static int out_write(rill_http_conn_t *c, const uv_buf_t *extra, unsigned nextra
 }
 
 void rill_http_conn_flush(rill_http_conn_t *c) {
-  if (c->olen && c->state != RILL_CONN_CLOSED) out_write(c, NULL, 0);
+  if (c->olen && c->t && c->state != RILL_CONN_CLOSED) out_write(c, NULL, 0);
 }
 
 /* ---- timers ---- */
@@ -374,7 +374,47 @@ static void end_request(rill_http_conn_t *c) {
   next_request(c);
 }
 
+rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
+                                      size_t nh) {
+  if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE || c->body_mode != B_NONE)
+    return NULL;
+  size_t need = 0;
+  for (size_t i = 0; i < nh; i++) {
+    for (size_t j = 0; j < h[i].vlen; j++)
+      if (h[i].value[j] == '\r' || h[i].value[j] == '\n' || h[i].value[j] == 0)
+        return NULL;
+    need += h[i].nlen + h[i].vlen + 4;
+  }
+  size_t dl;
+  const char *date = rill__date_line(c->w, &dl);
+  if (out_reserve(c, need + dl + 64)) return NULL;
+  c->olen += rill_http_status_line(c->out + c->olen, 101);
+  out_put(c, date, dl);
+  for (size_t i = 0; i < nh; i++) {
+    out_put(c, h[i].name, h[i].nlen);
+    OUT_LIT(c, ": ");
+    out_put(c, h[i].value, h[i].vlen);
+    OUT_LIT(c, "\r\n");
+  }
+  OUT_LIT(c, "\r\n");
+  out_write(c, NULL, 0);
+  c->resp = R_DONE;
+  rill__stream_detach(&c->body);
+  rill_stream_t *t = c->t;
+  t->fill_cb = NULL;
+  t->drain_cb = NULL;
+  t->data = NULL;
+  t->timeout_ms = -1;
+  c->t = NULL;
+  c->state = RILL_CONN_UPGRADED;
+  return t;
+}
+
 void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
+  if (c->state == RILL_CONN_UPGRADED) {
+    conn_close(c, 0); /* the transport is someone else's now */
+    return;
+  }
   if (c->state != RILL_CONN_HANDLER) return;
   if (!ok) {
     if (c->resp == R_NONE && body_broken(c)) {
@@ -626,13 +666,15 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   rill__stream_detach(&c->body);
   if (c->srv->on_close) c->srv->on_close(c);
   rill_stream_t *t = c->t;
-  rill__stream_detach(t);
-  t->fill_cb = NULL;
-  t->drain_cb = NULL;
-  if (abort)
-    t->vt->abort(t);
-  else
-    t->vt->close(t);
+  if (t) {
+    rill__stream_detach(t);
+    t->fill_cb = NULL;
+    t->drain_cb = NULL;
+    if (abort)
+      t->vt->abort(t);
+    else
+      t->vt->close(t);
+  }
   rill__obj_unlink(&c->obj);
   uv_close((uv_handle_t *)&c->timer, conn_freed);
 }

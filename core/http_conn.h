@@ -42,7 +42,13 @@ typedef struct {
   size_t vlen;
 } rill_hdr_t;
 
-enum { RILL_CONN_HEAD, RILL_CONN_HANDLER, RILL_CONN_DRAIN, RILL_CONN_CLOSED };
+enum {
+  RILL_CONN_HEAD,
+  RILL_CONN_HANDLER,
+  RILL_CONN_DRAIN,
+  RILL_CONN_UPGRADED,
+  RILL_CONN_CLOSED
+};
 
 struct rill_http_conn_s {
   rill_obj_t obj;
@@ -97,6 +103,14 @@ int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
 int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                     const char *data, size_t len);
 int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
+
+/* Answers the current request with a 101 head made of status line, Date and
+ * the given fields as they are, and hands the transport over: the caller owns
+ * it from then on, with any bytes after the request already in its buffer.
+ * Returns NULL (and raises nothing) if the request had a body or the response
+ * had started. The handler goes on running; its end just frees the conn. */
+rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
+                                      size_t nh);
 
 /* The chunked decoder once the body has ended (for its trailers), or NULL. */
 const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c);

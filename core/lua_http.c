@@ -361,6 +361,18 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill_http_finish(c, status, h, nh));
 }
 
+/* conn:upgrade(gen, headers) → the connection's stream, after a 101 head
+ * made of headers; nil if the request had a body or the response started. */
+static int l_upgrade(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 3, small, 16, &h);
+  rill_stream_t *t = rill_http_conn_upgrade(c, h, nh);
+  if (t == NULL) return 0;
+  rill__lstream_push(L, t, 1);
+  return 1;
+}
+
 static int conn_tostring(lua_State *L) {
   lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
   lua_pushfstring(L, "rill.http.conn: %p%s", (void *)ud, ud->c ? "" : " (closed)");
@@ -370,9 +382,16 @@ static int conn_tostring(lua_State *L) {
 void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"http_listen", l_http_listen}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
-      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
-      {"respond", l_respond}, {"write", l_write},       {"finish", l_finish},
+      {"reqline", l_reqline},
+      {"headers", l_headers},
+      {"raw_headers", l_raw_headers},
+      {"body", l_body},
+      {"trailers", l_trailers},
+      {"peer", l_peer},
+      {"respond", l_respond},
+      {"write", l_write},
+      {"finish", l_finish},
+      {"upgrade", l_upgrade},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

@@ -778,3 +778,9 @@ const char *rill__tls_cipher(rill_stream_t *s) {
 const char *rill__tls_sni(rill_stream_t *s) {
   return rill__tls_is(s) && T(s)->sni[0] ? T(s)->sni : NULL;
 }
+
+int rill__random(rill_worker_t *w, void *buf, size_t n) {
+  tls_worker_t *tw = worker_tls(w);
+  if (tw == NULL) return UV_ENOMEM;
+  return mbedtls_ctr_drbg_random(&tw->drbg, buf, n) == 0 ? 0 : UV_EIO;
+}

@@ -57,6 +57,9 @@ const char *rill__tls_version(rill_stream_t *s);
 const char *rill__tls_cipher(rill_stream_t *s);
 const char *rill__tls_sni(rill_stream_t *s);
 
+/* Fills buf with n random bytes from the worker's generator. */
+int rill__random(rill_worker_t *w, void *buf, size_t n);
+
 /* Frees the worker's TLS state (random generator, ticket keys, CA cache). */
 void rill__tls_worker_free(rill_worker_t *w);
 

@@ -85,9 +85,24 @@ function helper.start(argv)
       code, sig = p:wait()
     end
     rill.wait(reader, 2000)
+    if code ~= 0 then
+      io.stderr:write("-- log of ", table.concat(argv, " "), " (exit ", tostring(code), ", signal ",
+        tostring(sig), "):\n", table.concat(log, "\n"), "\n")
+    end
     return code, sig
   end
   function srv.logtext() return table.concat(log, "\n") end
+  -- Waits (up to 5 s) for a log line matching pattern; returns its captures.
+  function srv.wait_log(pattern)
+    for _ = 1, 500 do
+      for _, line in ipairs(log) do
+        local found = {line:match(pattern)}
+        if #found > 0 then return unpack(found) end
+      end
+      rill.sleep(10)
+    end
+    error("no log line matches " .. pattern .. ":\n" .. table.concat(log, "\n"))
+  end
   return srv
 end
 

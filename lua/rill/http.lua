@@ -154,6 +154,12 @@ function Request:header(name)
   return self.headers[name]
 end
 
+-- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
+-- or 426, has been sent). See rill.websocket.upgrade for opts.
+function Request:upgrade_websocket(opts)
+  return require("rill.websocket").upgrade(self, self.res, opts)
+end
+
 -- ---- responses ----
 
 local Response = {}

@@ -73,7 +73,7 @@ function S:chunks(max)
   end
 end
 
-local lazy = { http = "rill.http", router = "rill.router" }
+local lazy = { http = "rill.http", router = "rill.router", websocket = "rill.websocket" }
 
 return setmetatable(rill, {
   __index = function(t, k)

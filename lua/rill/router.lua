@@ -86,6 +86,17 @@ function Router:any(pattern, fn)
   return self:route("*", pattern, fn)
 end
 
+-- app:websocket(pattern, fn [, opts]): fn(ws, req) serves WebSocket upgrades
+-- of GET pattern (see rill.websocket.upgrade for opts); the websocket is
+-- closed when fn returns.
+function Router:websocket(pattern, fn, opts)
+  assert(type(fn) == "function", "handler must be a function")
+  return self:route("GET", pattern, function(req, res)
+    local ws = req:upgrade_websocket(opts)
+    if ws then return require("rill.websocket").run(ws, fn, req) end
+  end)
+end
+
 -- app:use([prefix,] fn): fn(req, res, next) runs before the route for paths
 -- under prefix (default "/"); it calls next() to go on.
 function Router:use(prefix, fn)

@@ -1,0 +1,572 @@
+/* A WebSocket connection over a rill stream. See websocket.h.
+ *
+ * The reader is one loop, pump(): it parses frame headers from the
+ * transport, reads control frames (at most 125 bytes) into ctl and acts on
+ * them, and stops at the payload of a data frame, which it unmasks in place
+ * and checks (UTF-8 for text) as it hands it out. The message stream, the
+ * byte stream and next() are three ways of driving that loop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls.h"
+#include "websocket.h"
+
+enum { R_HEADER, R_DATA, R_CONTROL };
+enum { P_DATA, P_NEWMSG, P_MSGEND, P_AGAIN, P_CLOSED, P_ERROR };
+enum { W_NONE, W_NEXT, W_MSG, W_BYTES, W_CLOSE };
+
+#define PIECE 65536 /* a client masks its payload through a buffer this big */
+
+static void close_transport(rill_websocket_t *ws);
+
+/* ---- sending ---- */
+
+/* Writes one frame: header and payload bufs. */
+static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                      unsigned nbufs) {
+  rill_stream_t *t = ws->t;
+  if (t == NULL) return RILL_ECLOSED;
+  uint64_t total = 0;
+  for (unsigned i = 0; i < nbufs; i++)
+    total += bufs[i].len;
+  uint8_t hdr[RILL_WS_HEADER_MAX];
+  if (ws->o.server) {
+    uv_buf_t v[9];
+    if (nbufs > 8) return UV_EINVAL;
+    v[0] = uv_buf_init((char *)hdr,
+                       (unsigned)rill_ws_header_write(hdr, fin, opcode, total, NULL));
+    for (unsigned i = 0; i < nbufs; i++)
+      v[i + 1] = bufs[i];
+    return t->vt->write(t, v, nbufs + 1);
+  }
+  /* A client masks with a fresh key per frame, into a buffer: the caller's
+   * bytes (Lua strings) cannot change. The transport copies what it cannot
+   * send at once, so the buffer is free again after each write. */
+  uint8_t mask[4];
+  if (rill__random(ws->w, mask, 4) != 0) return UV_EIO;
+  uv_buf_t hb = uv_buf_init(
+      (char *)hdr, (unsigned)rill_ws_header_write(hdr, fin, opcode, total, mask));
+  int r = t->vt->write(t, &hb, 1), last = r;
+  if (r < 0 && r != RILL_EAGAIN) return r;
+  uint64_t off = 0;
+  uint8_t *buf = (uint8_t *)ws->w->scratch;
+  for (unsigned i = 0; i < nbufs; i++) {
+    const uint8_t *p = (const uint8_t *)bufs[i].base;
+    size_t left = bufs[i].len;
+    while (left > 0) {
+      size_t k = left < PIECE ? left : PIECE;
+      rill_ws_mask_copy(buf, p, k, mask, off);
+      uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
+      r = t->vt->write(t, &b, 1);
+      if (r < 0 && r != RILL_EAGAIN) return r;
+      if (r == RILL_EAGAIN) last = r;
+      p += k;
+      left -= k;
+      off += k;
+    }
+  }
+  return last;
+}
+
+int rill_ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
+  if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  return send_frame(ws, opcode, fin, &b, len ? 1 : 0);
+}
+
+static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
+                       size_t rlen) {
+  if (ws->close_sent || ws->t == NULL) return;
+  uint8_t payload[RILL_WS_CONTROL_MAX];
+  ssize_t n = rill_ws_close_write(payload, code, (const uint8_t *)reason, rlen);
+  if (n < 0) n = rill_ws_close_write(payload, RILL_WS_NORMAL, NULL, 0);
+  ws->close_sent = 1;
+  uv_buf_t b = uv_buf_init((char *)payload, (unsigned)n);
+  send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
+}
+
+/* ---- failing and closing ---- */
+
+static void finish_close(rill_websocket_t *ws) {
+  close_transport(ws);
+  ws->state = RILL_WS_CLOSED;
+  uv_timer_stop(&ws->timer);
+  if (ws->waiting == W_CLOSE) {
+    ws->waiting = W_NONE;
+    if (ws->closed_cb) ws->closed_cb(ws);
+  }
+}
+
+void rill_ws_fail(rill_websocket_t *ws, unsigned code, const char *why) {
+  if (ws->err) return;
+  ws->err = RILL_EPROTO;
+  ws->errmsg = why;
+  ws->close_code = code;
+  snprintf(ws->close_reason, sizeof(ws->close_reason), "%s", why ? why : "");
+  rill__log(ws->w, RILL_LOG_DEBUG, "websocket: failing with %u: %s", code,
+            why ? why : "");
+  send_close(ws, code, why, why ? strlen(why) : 0);
+  finish_close(ws);
+}
+
+/* The transport ended or failed under us. */
+static int transport_end(rill_websocket_t *ws, int r) {
+  if (r == RILL_EOF || r == RILL_ECLOSED) {
+    if (!ws->close_received && !ws->err) {
+      ws->close_code = 1006; /* closed without a close frame */
+      ws->err = RILL_ECLOSED;
+    }
+    finish_close(ws);
+    return P_CLOSED;
+  }
+  if (!ws->err) ws->err = r;
+  finish_close(ws);
+  return P_ERROR;
+}
+
+static int on_close_frame(rill_websocket_t *ws) {
+  unsigned code;
+  const uint8_t *reason;
+  size_t rlen;
+  if (rill_ws_close_parse(ws->ctl, ws->ctl_len, &code, &reason, &rlen) != 0) {
+    rill_ws_fail(ws, code,
+                 code == RILL_WS_INVALID_DATA ? "invalid UTF-8 in a close reason"
+                                              : "invalid close frame");
+    return P_ERROR;
+  }
+  ws->close_received = 1;
+  ws->close_code = code;
+  memcpy(ws->close_reason, reason, rlen);
+  ws->close_reason[rlen] = 0;
+  /* Answer with the same code (RFC 6455 §5.5.1), then end the connection. */
+  send_close(ws, code == RILL_WS_NO_STATUS ? 0 : code, NULL, 0);
+  finish_close(ws);
+  return P_CLOSED;
+}
+
+/* ---- reading ---- */
+
+/* Advances the reader as far as it can without waiting. See the top. */
+static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
+  rill_ws_header_t *h = &ws->h;
+  for (;;) {
+    if (ws->err) return ws->err == RILL_ECLOSED ? P_CLOSED : P_ERROR;
+    if (ws->t == NULL) return P_CLOSED;
+    rill_stream_t *t = ws->t;
+    const char *p;
+    size_t n;
+    if (ws->rstate == R_DATA && h->pos == h->len) {
+      int fin = h->fin;
+      rill_ws_header_reset(h);
+      ws->rstate = R_HEADER;
+      ws->unmasked = 0;
+      if (fin) {
+        if (ws->msg_type == RILL_WS_TEXT && !rill_utf8_complete(&ws->utf8)) {
+          rill_ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+          return P_ERROR;
+        }
+        return P_MSGEND;
+      }
+      continue;
+    }
+    if (ws->rstate == R_HEADER && ws->close_received) return P_CLOSED;
+    int r = t->vt->peek(t, &p, &n);
+    if (r < 0) return transport_end(ws, r);
+    if (n == 0) return P_AGAIN;
+    if (ws->rstate == R_DATA) {
+      uint64_t left = h->len - h->pos;
+      size_t avail = n < left ? n : (size_t)left;
+      if (ws->unmasked < avail) {
+        /* The payload is transformed where it lies: this layer is the
+         * transport's only reader. */
+        uint8_t *q = (uint8_t *)p + ws->unmasked;
+        size_t k = avail - (size_t)ws->unmasked;
+        if (h->masked) rill_ws_mask(q, k, h->mask, h->pos + ws->unmasked);
+        if (ws->msg_type == RILL_WS_TEXT && rill_utf8_feed(&ws->utf8, q, k) != 0) {
+          rill_ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+          return P_ERROR;
+        }
+        ws->unmasked = avail;
+      }
+      *pp = p;
+      *pn = avail;
+      return P_DATA;
+    }
+    if (ws->rstate == R_CONTROL) {
+      size_t k = h->len - ws->ctl_len < n ? (size_t)(h->len - ws->ctl_len) : n;
+      memcpy(ws->ctl + ws->ctl_len, p, k);
+      if (h->masked) rill_ws_mask(ws->ctl + ws->ctl_len, k, h->mask, ws->ctl_len);
+      ws->ctl_len += k;
+      t->vt->consume(t, k);
+      if (ws->ctl_len < h->len) continue;
+      int op = (int)h->opcode;
+      rill_ws_header_reset(h);
+      ws->rstate = R_HEADER;
+      if (op == RILL_WS_PING) {
+        if (!ws->close_sent) {
+          uv_buf_t b = uv_buf_init((char *)ws->ctl, (unsigned)ws->ctl_len);
+          send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
+        }
+      } else if (op == RILL_WS_CLOSE) {
+        return on_close_frame(ws);
+      }
+      continue;
+    }
+    /* R_HEADER */
+    int done = 0;
+    ssize_t k = rill_ws_header_parse(h, (const uint8_t *)p, n, &done);
+    if (k < 0) {
+      rill_ws_fail(ws, h->close_code, h->error);
+      return P_ERROR;
+    }
+    t->vt->consume(t, (size_t)k);
+    if (!done) continue;
+    if (h->opcode >= 8) {
+      ws->rstate = R_CONTROL;
+      ws->ctl_len = 0;
+      continue;
+    }
+    ws->rstate = R_DATA;
+    ws->unmasked = 0;
+    if (h->opcode != RILL_WS_CONT) {
+      ws->msg_type = (int)h->opcode;
+      rill_utf8_init(&ws->utf8);
+      return P_NEWMSG;
+    }
+  }
+}
+
+/* Takes n payload bytes of the current frame. */
+static void take(rill_websocket_t *ws, size_t n) {
+  ws->t->vt->consume(ws->t, n);
+  ws->h.pos += n;
+  ws->unmasked -= n;
+}
+
+/* Asks the transport for more for whoever waits; returns 0 or RILL_EAGAIN
+ * semantics to the caller: 0 means it will call back. */
+static int want(rill_websocket_t *ws, int who) {
+  if (ws->t == NULL) return RILL_ECLOSED;
+  ws->waiting = who;
+  int r = ws->t->vt->fill(ws->t);
+  if (r < 0) {
+    ws->waiting = W_NONE;
+    transport_end(ws, r);
+    return ws->err ? ws->err : RILL_ECLOSED;
+  }
+  return 0;
+}
+
+int rill_ws_next(rill_websocket_t *ws) {
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r;
+    if (ws->msg_active && !ws->msg_eof) {
+      r = pump(ws, &p, &n);
+      if (r == P_DATA) {
+        take(ws, n); /* the rest of the current message is dropped */
+        continue;
+      }
+      if (r == P_MSGEND) {
+        ws->msg_eof = 1;
+        continue;
+      }
+    } else {
+      ws->msg_active = 0;
+      r = pump(ws, &p, &n);
+      if (r == P_NEWMSG) {
+        ws->msg_active = 1;
+        ws->msg_eof = 0;
+        return RILL_WS_MESSAGE;
+      }
+    }
+    if (r == P_AGAIN) {
+      if (want(ws, W_NEXT) != 0) continue;
+      return RILL_EAGAIN;
+    }
+    if (r == P_CLOSED) return RILL_ECLOSED;
+    return ws->err ? ws->err : RILL_EPROTO;
+  }
+}
+
+void rill_ws_next_cancel(rill_websocket_t *ws) {
+  if (ws->waiting == W_NEXT) ws->waiting = W_NONE;
+}
+
+/* ---- the message stream ---- */
+
+static int msg_peek(rill_stream_t *s, const char **p, size_t *n) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, msg);
+  *p = NULL;
+  *n = 0;
+  if (!ws->msg_active || ws->msg_eof) return RILL_EOF;
+  switch (pump(ws, p, n)) {
+  case P_DATA:
+    return 0;
+  case P_AGAIN:
+    return 0;
+  case P_MSGEND:
+    ws->msg_eof = 1;
+    return RILL_EOF;
+  case P_CLOSED:
+    return RILL_ECLOSED; /* the connection ended inside the message */
+  default:
+    return ws->err ? ws->err : RILL_EPROTO;
+  }
+}
+
+static void msg_consume(rill_stream_t *s, size_t n) {
+  take(rill__container_of(s, rill_websocket_t, msg), n);
+}
+
+static int msg_fill(rill_stream_t *s) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, msg);
+  if (!ws->msg_active || ws->msg_eof) return RILL_EOF;
+  return want(ws, W_MSG);
+}
+
+static const char *ws_strerror(rill_websocket_t *ws, int err) {
+  if (err == RILL_EPROTO && ws->errmsg) return ws->errmsg;
+  return NULL;
+}
+
+static const char *msg_strerror(rill_stream_t *s, int err) {
+  return ws_strerror(rill__container_of(s, rill_websocket_t, msg), err);
+}
+
+static void msg_close(rill_stream_t *s) {}
+
+static const rill_stream_vt msg_vt = {
+    .name = "websocket message",
+    .peek = msg_peek,
+    .consume = msg_consume,
+    .fill = msg_fill,
+    .close = msg_close,
+    .strerror = msg_strerror,
+};
+
+/* ---- binary messages as one byte stream ---- */
+
+static int bytes_peek(rill_stream_t *s, const char **p, size_t *n) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  *p = NULL;
+  *n = 0;
+  for (;;) {
+    int r = pump(ws, p, n);
+    switch (r) {
+    case P_DATA:
+    case P_AGAIN:
+      return 0;
+    case P_NEWMSG:
+      ws->msg_active = 1;
+      ws->msg_eof = 0;
+      continue;
+    case P_MSGEND:
+      ws->msg_active = 0;
+      continue;
+    case P_CLOSED:
+      return RILL_EOF; /* the peer closed: the end of the byte stream */
+    default:
+      return ws->err ? ws->err : RILL_EPROTO;
+    }
+  }
+}
+
+static void bytes_consume(rill_stream_t *s, size_t n) {
+  take(rill__container_of(s, rill_websocket_t, bytes), n);
+}
+
+static int bytes_fill(rill_stream_t *s) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  if (ws->close_received) return RILL_EOF;
+  return want(ws, W_BYTES);
+}
+
+/* Each write is one binary message. */
+static int bytes_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
+  unsigned n = 0;
+  uv_buf_t v[8];
+  for (unsigned i = 0; i < nbufs && n < 8; i++)
+    if (bufs[i].len) v[n++] = bufs[i];
+  if (nbufs > 8) {
+    for (unsigned i = 0; i < nbufs; i++) { /* rare: one message per buffer */
+      int r = send_frame(ws, RILL_WS_BINARY, 1, &bufs[i], 1);
+      if (r < 0 && r != RILL_EAGAIN) return r;
+    }
+    return 0;
+  }
+  return send_frame(ws, RILL_WS_BINARY, 1, v, n);
+}
+
+static int bytes_shutdown(rill_stream_t *s) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  send_close(ws, RILL_WS_NORMAL, NULL, 0);
+  return 0;
+}
+
+static void bytes_close(rill_stream_t *s) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  if (ws->state != RILL_WS_CLOSED) {
+    send_close(ws, RILL_WS_NORMAL, NULL, 0);
+    finish_close(ws);
+  }
+}
+
+static const char *bytes_strerror(rill_stream_t *s, int err) {
+  return ws_strerror(rill__container_of(s, rill_websocket_t, bytes), err);
+}
+
+static const rill_stream_vt bytes_vt = {
+    .name = "websocket stream",
+    .peek = bytes_peek,
+    .consume = bytes_consume,
+    .fill = bytes_fill,
+    .write = bytes_write,
+    .shutdown = bytes_shutdown,
+    .close = bytes_close,
+    .strerror = bytes_strerror,
+};
+
+/* ---- the transport's callbacks ---- */
+
+static int close_pump(rill_websocket_t *ws);
+
+static void transport_fill_cb(rill_stream_t *t, int status) {
+  rill_websocket_t *ws = t->data;
+  int who = ws->waiting;
+  ws->waiting = W_NONE;
+  switch (who) {
+  case W_NEXT:
+    if (ws->next_cb) ws->next_cb(ws);
+    break;
+  case W_MSG:
+    if (ws->msg.fill_cb) ws->msg.fill_cb(&ws->msg, status);
+    break;
+  case W_BYTES:
+    if (ws->bytes.fill_cb) ws->bytes.fill_cb(&ws->bytes, status);
+    break;
+  case W_CLOSE:
+    if (close_pump(ws) != RILL_EAGAIN && ws->closed_cb) ws->closed_cb(ws);
+    break;
+  }
+}
+
+/* ---- the close handshake ---- */
+
+/* Reads (and drops) until the peer's close arrives. */
+static int close_pump(rill_websocket_t *ws) {
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r = pump(ws, &p, &n);
+    if (r == P_DATA) {
+      take(ws, n);
+      continue;
+    }
+    if (r == P_NEWMSG || r == P_MSGEND) continue;
+    if (r == P_AGAIN) {
+      if (want(ws, W_CLOSE) != 0) continue;
+      return RILL_EAGAIN;
+    }
+    finish_close(ws);
+    return 0;
+  }
+}
+
+static void close_timeout(uv_timer_t *h) {
+  rill_websocket_t *ws = h->data;
+  rill__log(ws->w, RILL_LOG_DEBUG, "websocket: no close from the peer in time");
+  int waited = ws->waiting == W_CLOSE;
+  ws->waiting = W_NONE;
+  finish_close(ws);
+  if (waited && ws->closed_cb) ws->closed_cb(ws);
+}
+
+int rill_ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen) {
+  if (ws->state == RILL_WS_CLOSED) return 0;
+  send_close(ws, code, reason, rlen);
+  if (ws->state == RILL_WS_OPEN) {
+    ws->state = RILL_WS_CLOSING;
+    uv_update_time(ws->w->loop);
+    uv_timer_start(&ws->timer, close_timeout, ws->o.close_timeout_ms, 0);
+  }
+  if (ws->close_received) {
+    finish_close(ws);
+    return 0;
+  }
+  return close_pump(ws);
+}
+
+/* ---- life and death ---- */
+
+static void close_transport(rill_websocket_t *ws) {
+  rill_stream_t *t = ws->t;
+  if (t == NULL) return;
+  ws->t = NULL;
+  rill__stream_detach(t);
+  t->fill_cb = NULL;
+  t->drain_cb = NULL;
+  t->data = NULL;
+  t->vt->close(t); /* flushes our last frames, then FIN */
+}
+
+static void timer_closed(uv_handle_t *h) {
+  rill_websocket_t *ws = h->data;
+  free(ws->msg.acc);
+  if (ws->msg.sep != ws->msg.sep_small) free(ws->msg.sep);
+  free(ws->bytes.acc);
+  if (ws->bytes.sep != ws->bytes.sep_small) free(ws->bytes.sep);
+  free(ws);
+}
+
+void rill_ws_free(rill_websocket_t *ws) {
+  if (ws->backref) *ws->backref = NULL;
+  ws->backref = NULL;
+  rill__stream_detach(&ws->msg);
+  rill__stream_detach(&ws->bytes);
+  ws->closed_cb = NULL;
+  ws->next_cb = NULL;
+  ws->waiting = W_NONE;
+  close_transport(ws);
+  rill__obj_unlink(&ws->obj);
+  uv_close((uv_handle_t *)&ws->timer, timer_closed);
+}
+
+static void ws_destroy(rill_obj_t *o) {
+  rill_websocket_t *ws = rill__container_of(o, rill_websocket_t, obj);
+  if (ws->t) {
+    rill_stream_t *t = ws->t;
+    ws->t = NULL;
+    t->fill_cb = NULL;
+    t->data = NULL;
+    t->vt->abort(t);
+  }
+  rill_ws_free(ws);
+}
+
+rill_websocket_t *rill_ws_new(rill_worker_t *w, rill_stream_t *t,
+                              const rill_ws_opts_t *o) {
+  rill_websocket_t *ws = calloc(1, sizeof(*ws));
+  if (ws == NULL) {
+    t->vt->abort(t);
+    return NULL;
+  }
+  ws->w = w;
+  ws->t = t;
+  ws->o = *o;
+  if (ws->o.close_timeout_ms == 0) ws->o.close_timeout_ms = 5000;
+  rill_ws_header_init(&ws->h, o->server, o->max_frame);
+  ws->h.max_message = o->max_message;
+  rill__stream_init(&ws->msg, &msg_vt, w);
+  rill__stream_init(&ws->bytes, &bytes_vt, w);
+  rill__stream_owned(t);
+  t->data = ws;
+  t->fill_cb = transport_fill_cb;
+  uv_timer_init(w->loop, &ws->timer);
+  ws->timer.data = ws;
+  rill__obj_link(w, &ws->obj, ws_destroy);
+  return ws;
+}

@@ -1,0 +1,24 @@
+-- WebSocket echo: each message is streamed back fragment by fragment as its
+-- frames arrive, so a message of any size flows through in bounded memory.
+--   rill serve examples/ws_echo.lua        then connect to ws://127.0.0.1:8080/
+local rill = require "rill"
+
+local app = rill.router()
+
+local function echo(ws)
+  while true do
+    local msg = ws:receive()
+    if not msg then return end -- closed by the peer (or timed out)
+    local out = ws:send_stream(msg.type)
+    for chunk in msg:chunks() do
+      if not out:write(chunk) then return end
+    end
+    out:close()
+  end
+end
+
+-- Messages up to 1 GiB: nothing holds a whole message, so the limit only
+-- bounds what a peer can make the server read.
+app:websocket("/", echo, {max_message = 1024 * 1024 * 1024})
+
+return app

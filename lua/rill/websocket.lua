@@ -1,0 +1,301 @@
+-- WebSockets (RFC 6455): the server handshake, the client, and the Lua side
+-- of websocket objects (core/lua_ws.c): messages as streams, streaming sends.
+--
+--   app:websocket("/echo", function(ws, req)
+--     while true do
+--       local msg = ws:receive()            -- nil, "closed", code, reason at the end
+--       if not msg then return end
+--       local out = ws:send_stream(msg.type)
+--       for chunk in msg:chunks() do out:write(chunk) end   -- fragment by fragment
+--       out:close()
+--     end
+--   end)
+local core = require "rill.core"
+local rill = require "rill"
+
+local concat, find, gmatch, lower, sub = table.concat, string.find, string.gmatch,
+  string.lower, string.sub
+local setmetatable, type, tostring, tonumber = setmetatable, type, tostring, tonumber
+
+local M = {}
+
+M.DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+M.DEFAULT_IDLE_TIMEOUT = 300 -- seconds a server waits in receive() by default
+
+local WS = core.ws_methods
+local protocols = setmetatable({}, {__mode = "k"}) -- ws → negotiated subprotocol
+local streaming = setmetatable({}, {__mode = "k"}) -- ws → an open send_stream writer
+
+-- ---- messages ----
+
+-- A received message: msg.type is "text" or "binary"; its payload is a
+-- stream, read fragment by fragment as frames arrive.
+local Message = {}
+Message.__index = Message
+Message.__name = "rill.websocket.message"
+for _, m in ipairs({"read", "read_some", "read_until", "read_all", "lines", "chunks",
+  "settimeout"}) do
+  Message[m] = function(self, ...)
+    local s = self.stream
+    return s[m](s, ...)
+  end
+end
+
+-- ws:receive() → message | nil, "closed", code, reason | nil, error[, code]
+function WS:receive()
+  local kind, s, code, reason = self:next()
+  if not kind then return nil, s, code, reason end
+  return setmetatable({type = kind, stream = s}, Message)
+end
+
+-- ---- sending ----
+
+local csend = WS.send
+
+-- ws:send(data [, "text" | "binary"]): one frame, text by default.
+function WS:send(data, kind)
+  if streaming[self] then error("a message is being streamed on this websocket", 2) end
+  return csend(self, data, kind)
+end
+
+local Writer = {}
+Writer.__index = Writer
+Writer.__name = "rill.websocket.writer"
+
+-- ws:send_stream([type [, fragment_size]]) → writer: writer:write(data) sends
+-- fragments (small writes gathered up to fragment_size, 64 KiB by default),
+-- writer:close() ends the message.
+function WS:send_stream(kind, fragment_size)
+  if streaming[self] then error("a message is being streamed on this websocket", 2) end
+  local w = setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
+    parts = {}, n = 0, size = fragment_size or 65536}, Writer)
+  streaming[self] = w
+  return w
+end
+
+function Writer:write(data)
+  if self.closed then error("the message has ended", 2) end
+  data = tostring(data)
+  local parts = self.parts
+  if self.n + #data < self.size then
+    parts[#parts + 1] = data
+    self.n = self.n + #data
+    return true
+  end
+  local payload = data
+  if self.n > 0 then
+    parts[#parts + 1] = data
+    payload = concat(parts)
+    self.parts = {}
+    self.n = 0
+  end
+  local op = self.started and 0 or self.op
+  self.started = true
+  return self.ws:frame(op, false, payload)
+end
+
+function Writer:close()
+  if self.closed then return true end
+  self.closed = true
+  streaming[self.ws] = nil
+  local op = self.started and 0 or self.op
+  return self.ws:frame(op, true, concat(self.parts))
+end
+
+-- ws:protocol(): the negotiated subprotocol, or nil.
+function WS:protocol()
+  return protocols[self]
+end
+
+-- ---- the server side ----
+
+local function has_token(value, token)
+  if type(value) == "table" then value = concat(value, ",") end
+  if type(value) ~= "string" then return false end
+  for t in gmatch(value, "[^,%s]+") do
+    if lower(t) == token then return true end
+  end
+  return false
+end
+
+local function tokens(value)
+  local list = {}
+  if type(value) == "table" then value = concat(value, ",") end
+  if type(value) == "string" then
+    for t in gmatch(value, "[^,%s]+") do list[#list + 1] = t end
+  end
+  return list
+end
+
+-- Upgrades req to a WebSocket, or answers 400/403/426 and returns nil, why.
+-- opts: protocols = {...} (server's preference order), origin = function(origin,
+-- req) → bool or a list of allowed origins, headers = {name = value},
+-- max_frame, max_message (bytes), idle_timeout, close_timeout (seconds).
+function M.upgrade(req, res, opts)
+  opts = opts or {}
+  local h = req.headers
+  local function refuse(status, why, extra)
+    res:status(status):header("Content-Type", "text/plain")
+    for k, v in pairs(extra or {}) do res:header(k, v) end
+    res:send(why .. "\n")
+    return nil, why
+  end
+  if h.upgrade == nil then
+    return refuse(426, "this resource speaks WebSocket",
+      {Upgrade = "websocket", Connection = "Upgrade", ["Sec-WebSocket-Version"] = "13"})
+  end
+  if req.method ~= "GET" or req.version ~= "1.1" then
+    return refuse(400, "a WebSocket upgrade is a GET over HTTP/1.1")
+  end
+  if not has_token(h.upgrade, "websocket") or not has_token(h.connection, "upgrade") then
+    return refuse(400, "bad Upgrade or Connection header")
+  end
+  if h["sec-websocket-version"] ~= "13" then
+    return refuse(426, "unsupported WebSocket version", {["Sec-WebSocket-Version"] = "13"})
+  end
+  local key = h["sec-websocket-key"]
+  local accept = type(key) == "string" and core.ws_accept(key)
+  if not accept then return refuse(400, "bad Sec-WebSocket-Key") end
+  local origin = h.origin
+  if opts.origin then
+    local ok
+    if type(opts.origin) == "function" then
+      ok = opts.origin(origin, req)
+    else
+      for _, o in ipairs(opts.origin) do
+        if o == origin then ok = true end
+      end
+    end
+    if not ok then return refuse(403, "origin not allowed") end
+  end
+  local chosen
+  if opts.protocols then
+    local offered = {}
+    for _, p in ipairs(tokens(h["sec-websocket-protocol"])) do offered[p] = true end
+    for _, p in ipairs(opts.protocols) do
+      if offered[p] then
+        chosen = p
+        break
+      end
+    end
+  end
+  local hdrs = {"Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Accept", accept}
+  if chosen then
+    hdrs[#hdrs + 1] = "Sec-WebSocket-Protocol"
+    hdrs[#hdrs + 1] = chosen
+  end
+  for k, v in pairs(opts.headers or {}) do
+    hdrs[#hdrs + 1] = k
+    hdrs[#hdrs + 1] = tostring(v)
+  end
+  local s = req._c:upgrade(req._g, hdrs)
+  if not s then return refuse(400, "a WebSocket upgrade must not have a body") end
+  res.headers_sent, res.finished = true, true
+  local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
+  local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
+    close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT})
+  protocols[ws] = chosen
+  return ws
+end
+
+-- Runs fn(ws, req) and closes the websocket after it: 1000 when it returns,
+-- 1011 (logged with a traceback) when it raises.
+function M.run(ws, fn, req)
+  local ok, err = xpcall(fn, debug.traceback, ws, req)
+  if not ok then
+    rill.log("error", "error in websocket handler: " .. tostring(err))
+    ws:close(1011, "internal error")
+  elseif ws:state() == "open" then
+    ws:close(1000)
+  end
+end
+
+-- ---- the client ----
+
+local function parse_url(url)
+  local scheme, rest = url:match("^(wss?)://(.*)$")
+  if not scheme then return nil end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  if path == "" then path = "/" end
+  local host, port = authority:match("^%[(.+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
+  port = tonumber(port) or (scheme == "wss" and 443 or 80)
+  return scheme, host, port, path, authority
+end
+
+-- rill.websocket.connect(url, opts) → ws, response headers | nil, err.
+-- opts: protocols = {...}, headers = {name = value}, origin, timeout (ms for
+-- connect and handshake), tls = {...} (rill.connect's TLS options for wss),
+-- address (connect here instead of the URL's host), max_frame, max_message,
+-- idle_timeout, close_timeout (seconds).
+function M.connect(url, opts)
+  opts = opts or {}
+  local scheme, host, port, path, authority = parse_url(url)
+  if not scheme then return nil, "bad WebSocket URL: " .. tostring(url) end
+  local tls
+  if scheme == "wss" then
+    tls = {server_name = host}
+    for k, v in pairs(type(opts.tls) == "table" and opts.tls or {}) do tls[k] = v end
+  end
+  local timeout = opts.timeout or 10000
+  local s, err = rill.connect(opts.address or host, port, {timeout = timeout, tls = tls})
+  if not s then return nil, err end
+  s:settimeout(timeout)
+  local key = core.ws_key()
+  local req = {"GET " .. path .. " HTTP/1.1", "Host: " .. authority, "Upgrade: websocket",
+    "Connection: Upgrade", "Sec-WebSocket-Key: " .. key, "Sec-WebSocket-Version: 13"}
+  if opts.protocols and #opts.protocols > 0 then
+    req[#req + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ")
+  end
+  if opts.origin then req[#req + 1] = "Origin: " .. opts.origin end
+  for k, v in pairs(opts.headers or {}) do
+    if find(k, "[\r\n:]") or find(tostring(v), "[\r\n]") then
+      s:close()
+      return nil, "bad header " .. k
+    end
+    req[#req + 1] = k .. ": " .. tostring(v)
+  end
+  local ok, werr = s:write(concat(req, "\r\n"), "\r\n\r\n")
+  if not ok then
+    s:close()
+    return nil, werr
+  end
+  local head, rerr = s:read_until("\r\n\r\n", 16384)
+  if not head then
+    s:close()
+    return nil, "handshake: " .. tostring(rerr)
+  end
+  local status = tonumber(head:match("^HTTP/1%.1 (%d%d%d)"))
+  local headers = {}
+  for line in gmatch(sub(head, (find(head, "\r\n", 1, true) or #head) + 2) .. "\r\n", "(.-)\r\n") do
+    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+    if k then headers[lower(k)] = v end
+  end
+  local function fail(why)
+    s:close()
+    return nil, "handshake: " .. why
+  end
+  if status ~= 101 then return fail("server answered " .. tostring(status)) end
+  if not has_token(headers.upgrade, "websocket") or not has_token(headers.connection, "upgrade") then
+    return fail("bad Upgrade or Connection header")
+  end
+  if headers["sec-websocket-accept"] ~= core.ws_accept(key) then
+    return fail("bad Sec-WebSocket-Accept")
+  end
+  local chosen = headers["sec-websocket-protocol"]
+  if chosen then
+    local offered = false
+    for _, p in ipairs(opts.protocols or {}) do
+      if p == chosen then offered = true end
+    end
+    if not offered then return fail("server chose a subprotocol we did not offer") end
+  end
+  s:settimeout(nil)
+  local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
+  local ws = core.ws_new(s, {server = false, max_frame = opts.max_frame or max, max_message = max,
+    close_timeout = opts.close_timeout, timeout = opts.idle_timeout})
+  protocols[ws] = chosen
+  return ws, headers
+end
+
+return M

@@ -1,0 +1,399 @@
+-- WebSockets: echo with a client we did not write (Debian's python3-websockets),
+-- RFC 6455 corner cases with raw frames, a 256 MiB streamed echo, the rill
+-- client, and the same over TLS.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local MB = 1024 * 1024
+local PYTHON = "/usr/bin/python3" -- Debian's, with python3-websockets
+
+-- Runs a Python asyncio client script with arguments; returns code, out, err.
+local function python(script, ...)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(script)
+  f:close()
+  local argv = {PYTHON, path, ...}
+  local code, out, err = helper.run(argv, {timeout = 120000})
+  os.remove(path)
+  return code, out, err
+end
+
+local ECHO_CLIENT = [[
+import asyncio, ssl, sys, websockets
+async def main():
+    url = sys.argv[1]
+    ctx = None
+    if url.startswith("wss"):
+        ctx = ssl.create_default_context(cafile=sys.argv[2])
+        ctx.check_hostname = False
+    async with websockets.connect(url, max_size=None, ssl=ctx, open_timeout=10) as ws:
+        sizes = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024]
+        for n in sizes:
+            text = ("a" * (n // 3)) + ("é" * ((n - n // 3) // 2))
+            await ws.send(text)
+            assert (await ws.recv()) == text, "text %d" % n
+            data = bytes(i % 251 for i in range(n)) if n < 70000 else b"\x7f" * n
+            await ws.send(data)
+            got = await ws.recv()
+            assert got == data, "binary %d: %d bytes back" % (n, len(got))
+            print("echo", n)
+        latency = await ws.ping(b"are you there")
+        await asyncio.wait_for(latency, 5)
+        print("pong")
+        await ws.close(4001, "bye")
+        print("closed", ws.close_code)
+asyncio.run(main())
+]]
+
+local CLOSE_CLIENT = [[
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1]) as ws:
+        try:
+            await ws.send(sys.argv[2])
+            await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed as e:
+            print("closed", e.rcvd.code, e.rcvd.reason)
+asyncio.run(main())
+]]
+
+-- ---- raw frames ----
+
+local function frame(opcode, payload, opts)
+  opts = opts or {}
+  local b1 = (opts.fin == false and 0 or 0x80) + (opts.rsv or 0) + opcode
+  local n = #payload
+  local mask = opts.mask ~= false
+  local head
+  if n < 126 then
+    head = string.char(b1, (mask and 0x80 or 0) + n)
+  elseif n < 65536 then
+    head = string.char(b1, (mask and 0x80 or 0) + 126, math.floor(n / 256), n % 256)
+  else
+    local bytes = {}
+    for i = 7, 0, -1 do bytes[#bytes + 1] = math.floor(n / 2 ^ (8 * i)) % 256 end
+    head = string.char(b1, (mask and 0x80 or 0) + 127, unpack(bytes))
+  end
+  if not mask then return head .. payload end
+  local key = {0x12, 0x34, 0x56, 0x78}
+  local out = {}
+  for i = 1, n do out[i] = string.char(bit.bxor(payload:byte(i), key[(i - 1) % 4 + 1])) end
+  return head .. string.char(unpack(key)) .. table.concat(out)
+end
+
+-- Opens a WebSocket by hand on port; returns the socket after the 101.
+local function raw_ws(port, path)
+  local s = helper.connect(port)
+  s:write("GET " .. (path or "/") .. " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" ..
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+    "Sec-WebSocket-Version: 13\r\n\r\n")
+  local head = assert(s:read_until("\r\n\r\n"))
+  assert(head:match("^HTTP/1.1 101"), head)
+  assert(head:match("Sec%-WebSocket%-Accept: s3pPLMBiTxaQ9kYGzzhZRbK%+xOo="), head)
+  return s
+end
+
+-- Reads one unmasked server frame: opcode, payload, fin.
+local function read_frame(s)
+  local h = s:read(2)
+  if not h or #h < 2 then return nil end
+  local b1, b2 = h:byte(1, 2)
+  local n = b2 % 128
+  if n == 126 then
+    local e = s:read(2)
+    n = e:byte(1) * 256 + e:byte(2)
+  elseif n == 127 then
+    local e = s:read(8)
+    n = 0
+    for i = 1, 8 do n = n * 256 + e:byte(i) end
+  end
+  return b1 % 16, s:read(n) or "", b1 >= 128
+end
+
+-- Reads frames until a close; returns its code and reason.
+local function read_close(s)
+  while true do
+    local op, payload = read_frame(s)
+    if op == nil then return nil end
+    if op == 8 then
+      if #payload < 2 then return 1005 end
+      return payload:byte(1) * 256 + payload:byte(2), payload:sub(3)
+    end
+  end
+end
+
+local function close_payload(code, reason)
+  return string.char(math.floor(code / 256), code % 256) .. (reason or "")
+end
+
+describe("websocket", function()
+  local srv
+  setup(function() srv = helper.serve("examples/ws_echo.lua") end)
+  teardown(function() assert.equal(0, srv.stop()) end)
+
+  it("echoes text and binary messages of every length class to python3-websockets", function()
+    local code, out, err = python(ECHO_CLIENT, ("ws://127.0.0.1:%d/"):format(srv.port))
+    assert.equal(0, code, err)
+    for _, n in ipairs({0, 125, 126, 65535, 65536, 16777216}) do
+      assert.matches("echo " .. n .. "\n", out, 1, true)
+    end
+    assert.matches("pong\n", out, 1, true)
+    assert.matches("closed 4001\n", out, 1, true)
+  end)
+
+  describe("RFC 6455 corner cases, with raw frames:", function()
+    it("answers pings between fragments and still echoes the message", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(1, "Hel", {fin = false}))
+      s:write(frame(9, "ping 1"))
+      s:write(frame(0, "lo, ", {fin = false}))
+      s:write(frame(9, "ping 2"))
+      s:write(frame(0, "world"))
+      local seen, text = {}, {}
+      while #seen < 2 or table.concat(text) ~= "Hello, world" do
+        local op, payload = read_frame(s)
+        assert.is_truthy(op)
+        if op == 10 then seen[#seen + 1] = payload else text[#text + 1] = payload end
+      end
+      assert.same({"ping 1", "ping 2"}, seen)
+      s:write(frame(8, close_payload(1000)))
+      assert.equal(1000, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1007 on invalid UTF-8 split across fragments", function()
+      local s = raw_ws(srv.port)
+      -- U+20AC is E2 82 AC; here E2 82 is followed by a plain byte
+      s:write(frame(1, "ok \xE2", {fin = false}))
+      s:write(frame(0, "\x82(", {fin = true}))
+      assert.equal(1007, read_close(s))
+      s:close()
+    end)
+
+    it("accepts valid UTF-8 split across fragments", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(1, "euro \xE2", {fin = false}))
+      s:write(frame(0, "\x82\xAC!"))
+      local got = {}
+      repeat
+        local op, payload, fin = read_frame(s)
+        got[#got + 1] = payload
+      until fin
+      assert.equal("euro \xE2\x82\xAC!", table.concat(got))
+      s:close()
+    end)
+
+    it("closes with 1002 on an unknown opcode", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(3, "x"))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1002 on reserved bits without an extension", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(1, "x", {rsv = 0x40}))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1002 on an unmasked client frame", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(1, "x", {mask = false}))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1002 on a 126-byte ping", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(9, string.rep("p", 126)))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1002 on a fragmented ping", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(9, "p", {fin = false}))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("closes with 1002 on a close with an invalid code", function()
+      for _, bad in ipairs({999, 1005, 1006, 1016, 2999, 5000}) do
+        local s = raw_ws(srv.port)
+        s:write(frame(8, close_payload(bad)))
+        assert.equal(1002, read_close(s), "code " .. bad)
+        s:close()
+      end
+    end)
+
+    it("closes with 1002 on a continuation without a message", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(0, "orphan"))
+      assert.equal(1002, read_close(s))
+      s:close()
+    end)
+
+    it("answers a close with the same code, then ends the connection", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(8, close_payload(4321, "done")))
+      assert.equal(4321, read_close(s))
+      assert.is_nil(s:read_some())
+      s:close()
+    end)
+  end)
+
+  it("echoes a 256 MiB message sent in 64 KiB fragments in bounded memory, " ..
+    "starting before the last fragment is sent", function()
+    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/"):format(srv.port),
+      {max_message = 1024 * MB}))
+    local total = 256 * MB
+    local sent, first_at = 0, nil
+    local reader = rill.spawn(function()
+      local msg = assert(ws:receive())
+      local got = 0
+      for chunk in msg:chunks() do
+        if not first_at then first_at = sent end
+        got = got + #chunk
+      end
+      return got
+    end)
+    local out = ws:send_stream("binary")
+    local block = string.rep("\1", 64 * 1024)
+    while sent < total do
+      assert(out:write(block))
+      sent = sent + #block
+    end
+    out:close()
+    local ok, got = rill.wait(reader)
+    assert.is_true(ok)
+    assert.equal(total, got)
+    assert.is_true(first_at < total, "the echo started only after everything was sent")
+    if not helper.sanitized then
+      local _, peak = helper.rss(srv.pid)
+      assert.is_true(peak < 48 * MB, ("server peak RSS %.1f MB"):format(peak / MB))
+    end
+    ws:close()
+  end)
+end)
+
+describe("websocket server API", function()
+  local l, port
+  local seen
+  before_each(function()
+    seen = {}
+    local app = rill.router()
+    app:websocket("/chat", function(ws, req)
+      seen.protocol = ws:protocol()
+      seen.origin = req.headers.origin
+      seen.custom = req.headers["x-custom"]
+      local msg = ws:receive()
+      if msg then ws:send("got " .. msg:read_all()) end
+      ws:close(4000, "server done")
+    end, {protocols = {"v2.chat", "v1.chat"}, origin = {"http://good.example"}})
+    app:websocket("/idle", function(ws)
+      local msg, err = ws:receive()
+      seen.idle = err
+    end, {idle_timeout = 0.2})
+    app:websocket("/lines", function(ws)
+      local s = ws:as_stream()
+      for line in s:lines() do s:write(line:upper() .. "\n") end
+    end)
+    l, port = helper.listen(app)
+  end)
+  after_each(function() l:close() end)
+
+  it("negotiates a subprotocol, checks Origin and passes headers with the rill client",
+    function()
+      local ws, h = rill.websocket.connect(("ws://127.0.0.1:%d/chat"):format(port), {
+        protocols = {"v1.chat", "v2.chat"}, origin = "http://good.example",
+        headers = {["X-Custom"] = "yes"}})
+      assert.is_truthy(ws, h)
+      assert.equal("v2.chat", ws:protocol())
+      assert.is_true(ws:send("hi"))
+      local msg = assert(ws:receive())
+      assert.equal("text", msg.type)
+      assert.equal("got hi", msg:read_all())
+      local none, why, code, reason = ws:receive()
+      assert.is_nil(none)
+      assert.equal("closed", why)
+      assert.equal(4000, code)
+      assert.equal("server done", reason)
+      assert.equal("v2.chat", seen.protocol)
+      assert.equal("yes", seen.custom)
+    end)
+
+  it("refuses a bad origin with 403, a plain GET with 426, a bad key with 400", function()
+    local ws, err = rill.websocket.connect(("ws://127.0.0.1:%d/chat"):format(port),
+      {origin = "http://evil.example"})
+    assert.is_nil(ws)
+    assert.matches("403", err)
+    local code, out = helper.curl("-i", ("http://127.0.0.1:%d/chat"):format(port))
+    assert.matches("^HTTP/1.1 426", out)
+    assert.matches("\r\nUpgrade: websocket\r\n", out)
+    local raw = helper.raw(port, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" ..
+      "Connection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n" ..
+      "Origin: http://good.example\r\nConnection: close\r\n\r\n")
+    assert.matches("^HTTP/1.1 400", raw)
+    raw = helper.raw(port, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" ..
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" ..
+      "Sec-WebSocket-Version: 8\r\nConnection: close\r\n\r\n")
+    assert.matches("^HTTP/1.1 426", raw)
+    assert.matches("Sec%-WebSocket%-Version: 13", raw)
+  end)
+
+  it("ends an idle receive after idle_timeout", function()
+    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/idle"):format(port)))
+    local none, why, code = ws:receive()
+    assert.is_nil(none)
+    assert.equal("closed", why)
+    assert.equal(1000, code)
+    assert.equal("timeout", seen.idle)
+  end)
+
+  it("shows binary messages as one byte stream with as_stream()", function()
+    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/lines"):format(port)))
+    local s = ws:as_stream()
+    -- a line split across messages, and two lines in one
+    s:write("hel")
+    s:write("lo\nwor")
+    s:write("ld\n")
+    assert.equal("HELLO", s:read_until("\n"))
+    assert.equal("WORLD", s:read_until("\n"))
+    ws:close()
+  end)
+
+  it("reports the close code the server sends to python3-websockets", function()
+    local code, out, err = python(CLOSE_CLIENT, ("ws://127.0.0.1:%d/chat"):format(port), "x")
+    -- no Origin header from this client: refused during the handshake
+    assert.not_equal(0, code)
+    l:close()
+    local app = rill.router()
+    app:websocket("/", function(ws) ws:close(4002, "policy says no") end)
+    l, port = helper.listen(app)
+    code, out, err = python(CLOSE_CLIENT, ("ws://127.0.0.1:%d/"):format(port), "x")
+    assert.equal(0, code, err)
+    assert.equal("closed 4002 policy says no\n", out)
+  end)
+end)
+
+describe("websocket over TLS", function()
+  it("passes the echo spec with python3-websockets over wss", function()
+    local dir = helper.certs()
+    local srv = helper.serve("examples/ws_echo.lua", {"--tls-cert", dir .. "/a.test.crt",
+      "--tls-key", dir .. "/a.test.key"})
+    local code, out, err = python(ECHO_CLIENT, ("wss://127.0.0.1:%d/"):format(srv.port),
+      dir .. "/ca.crt")
+    assert.equal(0, code, err)
+    assert.matches("echo 16777216\n", out, 1, true)
+    assert.matches("closed 4001\n", out, 1, true)
+    -- and the rill client over wss, with verification
+    local ws = assert(rill.websocket.connect(("wss://a.test:%d/"):format(srv.port),
+      {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt"}}))
+    ws:send("over tls")
+    assert.equal("over tls", ws:receive():read_all())
+    ws:close()
+    assert.equal(0, srv.stop())
+  end)
+end)
