@@ -93,7 +93,13 @@ static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
   rill_stream_t *s = rill__uvstream_stream(u);
   /* Over TLS the connection's first read drives the handshake. */
   if (lh->tls && (s = rill__tls_new(lh->tls, s, NULL)) == NULL) return;
-  if (rill_http_conn_new(&lh->srv, s) == NULL) s->vt->abort(s);
+  rill_http_conn_t *c = rill_http_conn_new(&lh->srv, s);
+  if (c == NULL) {
+    s->vt->abort(s);
+    return;
+  }
+  /* A response write that waits for the client is woken by the Lua layer. */
+  s->drain_cb = rill__lstream_drain_cb;
 }
 
 static void listener_free(rill_listener_t *l) {

@@ -435,6 +435,29 @@ describe("http server", function()
       s:close()
     end)
 
+    it("lets a held response writer go on when a slow client reads again", function()
+      local port
+      local total = 32 * 1024 * 1024
+      l, port = helper.listen(function(req, res)
+        local block = string.rep("s", 65536)
+        res:header("Content-Length", tostring(total))
+        for _ = 1, total / #block do assert(res:write(block)) end
+      end)
+      local s = helper.connect(port)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local got = 0
+      local head = assert(s:read_until("\r\n\r\n"))
+      assert.matches("Content%-Length: 33554432", head)
+      while true do
+        rill.sleep(1) -- a reader slower than the writer: the writer waits, many times
+        local chunk = s:read_some(256 * 1024)
+        if not chunk then break end
+        got = got + #chunk
+      end
+      assert.equal(total, got)
+      s:close()
+    end)
+
     it("holds a response writer while the client does not read, then times it out",
       function()
         local port
