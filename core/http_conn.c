@@ -13,7 +13,6 @@
 
 #include "http_conn.h"
 
-enum { B_NONE, B_LENGTH, B_CHUNKED };
 enum { R_NONE, R_STREAMING, R_DONE };
 enum { FR_LENGTH, FR_CHUNKED, FR_CLOSE, FR_NOBODY };
 enum { T_NONE, T_KEEPALIVE, T_HEADER, T_DRAIN };
@@ -130,97 +129,19 @@ static void conn_error(rill_http_conn_t *c, int status, const char *why) {
   conn_close(c, 0);
 }
 
-/* ---- the request body, as a stream ---- */
+/* ---- the request body ---- */
 
-static int body_fail(rill_http_conn_t *c, int err) {
-  if (c->body_err == 0) c->body_err = err;
-  c->close_after = 1;
-  return c->body_err;
-}
-
-static void send_continue(rill_http_conn_t *c) {
+/* Answers Expect: 100-continue when the handler first reads the body. */
+static void send_continue(rill_body_t *b) {
   static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  rill_http_conn_t *c = b->data;
+  b->before_read = NULL;
   c->continue_sent = 1;
   if (out_reserve(c, sizeof(msg)) == 0) {
     OUT_LIT(c, msg);
     out_write(c, NULL, 0);
   }
 }
-
-static int body_peek(rill_stream_t *bs, const char **p, size_t *n) {
-  rill_http_conn_t *c = bs->data;
-  *p = NULL;
-  *n = 0;
-  if (c->body_err) return c->body_err;
-  if (c->body_mode == B_NONE || c->body_done) return RILL_EOF;
-  if (c->continue_pending && !c->continue_sent) send_continue(c);
-  const char *tp;
-  size_t tn;
-  int r = c->t->vt->peek(c->t, &tp, &tn);
-  if (r < 0) return body_fail(c, r == RILL_EOF ? RILL_ECLOSED : r);
-  if (c->body_mode == B_LENGTH) {
-    *p = tp;
-    *n = tn < c->body_left ? tn : (size_t)c->body_left;
-    return 0;
-  }
-  while (c->chunk.state != RILL_CHUNK_DATA) {
-    if (tn == 0) return 0;
-    ssize_t k = rill_chunked_frame(&c->chunk, tp, tn);
-    if (k < 0) {
-      rill__log(c->w, RILL_LOG_DEBUG, "http: bad chunked body: %s", c->chunk.error);
-      return body_fail(c, RILL_EPROTO);
-    }
-    c->t->vt->consume(c->t, (size_t)k);
-    tp += k;
-    tn -= (size_t)k;
-    if (c->chunk.state == RILL_CHUNK_DONE) {
-      c->body_done = 1;
-      return RILL_EOF;
-    }
-    if (c->chunk.state == RILL_CHUNK_DATA) {
-      uint64_t max = c->srv->limits.max_body_bytes;
-      if (max && c->body_read + c->chunk.remaining > max) return body_fail(c, RILL_EBODY);
-    }
-  }
-  *p = tp;
-  *n = tn < c->chunk.remaining ? tn : (size_t)c->chunk.remaining;
-  return 0;
-}
-
-static void body_consume(rill_stream_t *bs, size_t n) {
-  rill_http_conn_t *c = bs->data;
-  c->t->vt->consume(c->t, n);
-  c->body_read += n;
-  if (c->body_mode == B_LENGTH) {
-    c->body_left -= n;
-    if (c->body_left == 0) c->body_done = 1;
-  } else {
-    rill_chunked_took(&c->chunk, n);
-  }
-}
-
-static int body_fill(rill_stream_t *bs) {
-  rill_http_conn_t *c = bs->data;
-  if (c->body_err) return c->body_err;
-  if (c->body_done || c->body_mode == B_NONE) return RILL_EOF;
-  c->body_waiting = 1;
-  int r = c->t->vt->fill(c->t);
-  if (r < 0) {
-    c->body_waiting = 0;
-    return body_fail(c, r == RILL_EOF ? RILL_ECLOSED : r);
-  }
-  return 0;
-}
-
-static void body_close(rill_stream_t *bs) {}
-
-static const rill_stream_vt body_vt = {
-    .name = "request body",
-    .peek = body_peek,
-    .consume = body_consume,
-    .fill = body_fill,
-    .close = body_close,
-};
 
 /* ---- reading requests ---- */
 
@@ -229,12 +150,6 @@ static void transport_cb(rill_stream_t *t, int status) {
   switch (c->state) {
   case RILL_CONN_HEAD:
     conn_process(c);
-    break;
-  case RILL_CONN_HANDLER:
-    if (c->body_waiting) {
-      c->body_waiting = 0;
-      if (c->body.fill_cb) c->body.fill_cb(&c->body, status);
-    }
     break;
   case RILL_CONN_DRAIN:
     conn_drain(c);
@@ -259,23 +174,22 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   timer_clear(c);
 
   unsigned f = c->head.flags;
-  c->body_mode = B_NONE;
-  c->body_left = c->body_read = 0;
-  c->body_err = 0;
-  c->body_done = c->body_waiting = c->continue_pending = c->continue_sent = 0;
+  int mode = RILL_BODY_NONE;
   if (f & RILL_HTTP_CHUNKED) {
-    c->body_mode = B_CHUNKED;
-    rill_chunked_free(&c->chunk);
-    rill_chunked_init(&c->chunk, lim->max_header_bytes);
+    mode = RILL_BODY_CHUNKED;
   } else if ((f & RILL_HTTP_LENGTH) && c->head.content_length > 0) {
     if (lim->max_body_bytes && c->head.content_length > lim->max_body_bytes) {
       conn_error(c, 413, "request body too large");
       return;
     }
-    c->body_mode = B_LENGTH;
-    c->body_left = c->head.content_length;
+    mode = RILL_BODY_LENGTH;
   }
-  c->continue_pending = (f & RILL_HTTP_CONTINUE) && c->body_mode != B_NONE;
+  rill_body_start(&c->body, c->w, c->t, mode, c->head.content_length, lim->max_body_bytes,
+                  lim->max_header_bytes);
+  c->body.data = c;
+  c->continue_sent = 0;
+  c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
+  if (c->continue_pending) c->body.before_read = send_continue;
   c->keepalive = (f & RILL_HTTP_KEEPALIVE) != 0;
   c->is_head = c->head.method == HTTP_HEAD;
   /* Nothing after a CONNECT or an upgrade is HTTP; the WebSocket layer takes
@@ -284,11 +198,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->resp = R_NONE;
   c->resp_left = 0;
 
-  rill_stream_t *b = &c->body;
-  b->reader = b->writer = NULL;
-  b->rop = RILL_ROP_NONE;
-  b->acclen = 0;
-  b->timeout_ms = (int)lim->body_timeout_ms;
+  c->body.base.timeout_ms = (int)lim->body_timeout_ms;
   c->state = RILL_CONN_HANDLER;
   c->nreq++;
   c->srv->on_request(c);
@@ -337,7 +247,7 @@ static void conn_drain(rill_http_conn_t *c) {
   for (;;) {
     const char *p;
     size_t n;
-    int r = body_peek(&c->body, &p, &n);
+    int r = rill_body_peek(&c->body, &p, &n);
     if (r == RILL_EOF) {
       next_request(c);
       return;
@@ -347,26 +257,26 @@ static void conn_drain(rill_http_conn_t *c) {
       return;
     }
     if (n == 0) break;
-    if (c->body_read + n > c->srv->limits.drain_bytes) {
+    if (c->body.read + n > c->srv->limits.drain_bytes) {
       conn_close(c, 0);
       return;
     }
-    body_consume(&c->body, n);
+    rill_body_consume(&c->body, n);
   }
   timer_set(c, T_DRAIN, c->srv->limits.body_timeout_ms);
   rill_http_conn_flush(c);
-  if (body_fill(&c->body) < 0) conn_close(c, 0);
+  if (c->t->vt->fill(c->t) < 0) conn_close(c, 0);
 }
 
 /* The current request is over: go on to the next, drain, or close. */
 static void end_request(rill_http_conn_t *c) {
-  rill__stream_detach(&c->body);
+  rill__stream_detach(&c->body.base);
   c->gen++;
-  if (c->werr || c->close_after || !c->keepalive) {
+  if (c->werr || c->close_after || c->body.err || !c->keepalive) {
     conn_close(c, 0);
     return;
   }
-  if (c->body_mode != B_NONE && !c->body_done) {
+  if (c->body.mode != RILL_BODY_NONE && !c->body.done) {
     c->state = RILL_CONN_DRAIN;
     conn_drain(c);
     return;
@@ -376,7 +286,8 @@ static void end_request(rill_http_conn_t *c) {
 
 rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
                                       size_t nh) {
-  if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE || c->body_mode != B_NONE)
+  if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE ||
+      c->body.mode != RILL_BODY_NONE)
     return NULL;
   size_t need = 0;
   for (size_t i = 0; i < nh; i++) {
@@ -399,7 +310,8 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
   OUT_LIT(c, "\r\n");
   out_write(c, NULL, 0);
   c->resp = R_DONE;
-  rill__stream_detach(&c->body);
+  rill__stream_detach(&c->body.base);
+  rill_body_release(&c->body);
   rill_stream_t *t = c->t;
   t->fill_cb = NULL;
   t->drain_cb = NULL;
@@ -492,9 +404,9 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
     c->close_after = 1;
   }
   /* A body we cannot drain means no next request on this connection. */
-  if (!c->body_done && c->body_mode != B_NONE &&
+  if (!c->body.done && c->body.mode != RILL_BODY_NONE &&
       ((c->continue_pending && !c->continue_sent) ||
-       (c->body_mode == B_LENGTH && c->body_left > c->srv->limits.drain_bytes)))
+       (c->body.mode == RILL_BODY_LENGTH && c->body.left > c->srv->limits.drain_bytes)))
     c->close_after = 1;
   int keep = c->keepalive && !c->close_after;
 
@@ -530,43 +442,12 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   return 0;
 }
 
-/* Looks through the chunked body bytes already buffered, without taking
- * them, for a framing error: a request whose framing is broken is answered
- * with 400 even when the handler did not read its body. */
-static void check_buffered_body(rill_http_conn_t *c) {
-  if (c->body_mode != B_CHUNKED || c->body_done || c->body_err) return;
-  const char *p;
-  size_t n;
-  if (c->t->vt->peek(c->t, &p, &n) != 0) return;
-  rill_chunked_t scan = c->chunk;
-  scan.trailers = NULL;
-  scan.tlen = scan.tcap = 0;
-  while (n > 0 && scan.state != RILL_CHUNK_DONE) {
-    if (scan.state == RILL_CHUNK_DATA) {
-      size_t k = n < scan.remaining ? n : (size_t)scan.remaining;
-      rill_chunked_took(&scan, k);
-      p += k;
-      n -= k;
-      continue;
-    }
-    ssize_t k = rill_chunked_frame(&scan, p, n);
-    if (k < 0) {
-      rill__log(c->w, RILL_LOG_DEBUG, "http: bad chunked body: %s", scan.error);
-      body_fail(c, RILL_EPROTO);
-      break;
-    }
-    p += k;
-    n -= (size_t)k;
-  }
-  rill_chunked_free(&scan);
-}
-
 /* A request whose body broke the protocol is answered with 400 (or 413),
  * whatever the handler meant to send: its framing cannot be trusted. */
 static int body_broken(rill_http_conn_t *c) {
-  check_buffered_body(c);
-  if (c->body_err != RILL_EPROTO && c->body_err != RILL_EBODY) return 0;
-  int status = c->body_err == RILL_EBODY ? 413 : 400;
+  rill_body_check_buffered(&c->body);
+  if (c->body.err != RILL_EPROTO && c->body.err != RILL_EBODY) return 0;
+  int status = c->body.err == RILL_EBODY ? 413 : 400;
   const char *why = status == 413 ? "request body too large" : "invalid chunked body";
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
   char line[64];
@@ -650,9 +531,9 @@ static void conn_freed(uv_handle_t *h) {
   rill_http_conn_t *c = h->data;
   rill_http_server_t *srv = c->srv;
   rill_http_head_free(&c->head);
-  rill_chunked_free(&c->chunk);
-  free(c->body.acc);
-  if (c->body.sep != c->body.sep_small) free(c->body.sep);
+  rill_body_free_state(&c->body);
+  free(c->body.base.acc);
+  if (c->body.base.sep != c->body.base.sep_small) free(c->body.base.sep);
   free(c->hbuf);
   free(c->out);
   free(c);
@@ -663,7 +544,8 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   if (c->state == RILL_CONN_CLOSED) return;
   if (!abort) rill_http_conn_flush(c);
   c->state = RILL_CONN_CLOSED;
-  rill__stream_detach(&c->body);
+  rill__stream_detach(&c->body.base);
+  rill_body_release(&c->body);
   if (c->srv->on_close) c->srv->on_close(c);
   rill_stream_t *t = c->t;
   if (t) {
@@ -693,7 +575,7 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   c->ref = -1;
   srv->refs++;
   rill_http_head_init(&c->head, HTTP_REQUEST, srv->limits.max_headers);
-  rill__stream_init(&c->body, &body_vt, c->w);
+  rill_body_start(&c->body, c->w, t, RILL_BODY_NONE, 0, 0, 0);
   c->body.data = c;
   t->data = c;
   t->fill_cb = transport_cb;
@@ -707,5 +589,5 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
 }
 
 const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c) {
-  return c->body_mode == B_CHUNKED && c->body_done ? &c->chunk : NULL;
+  return rill_body_trailers(&c->body);
 }

@@ -6,6 +6,7 @@
 #ifndef RILL_HTTP_CONN_H
 #define RILL_HTTP_CONN_H
 
+#include "body.h"
 #include "http1.h"
 #include "rill_int.h"
 
@@ -66,12 +67,8 @@ struct rill_http_conn_s {
   size_t hlen, hcap;
 
   /* the request body, a stream */
-  rill_stream_t body;
-  int body_mode;
-  uint64_t body_left, body_read;
-  rill_chunked_t chunk;
-  int body_err;
-  unsigned body_done : 1, body_waiting : 1, continue_pending : 1, continue_sent : 1;
+  rill_body_t body;
+  unsigned continue_pending : 1, continue_sent : 1;
 
   /* the response */
   int resp; /* none, streaming, done */

@@ -217,6 +217,14 @@ static int timer_cancel(lua_State *L) {
   return 1;
 }
 
+/* timer:unref(): the timer no longer keeps the loop running by itself. */
+static int timer_unref(lua_State *L) {
+  ltimer_t **ud = luaL_checkudata(L, 1, TIMER_MT);
+  if (*ud) uv_unref((uv_handle_t *)&(*ud)->h);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int timer_gc(lua_State *L) {
   ltimer_t **ud = luaL_checkudata(L, 1, TIMER_MT);
   if (*ud) (*ud)->ud = NULL; /* a timer nobody holds still fires */
@@ -616,7 +624,8 @@ void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs) {
 int rill__open_core(lua_State *L) {
   rill_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
   static const luaL_Reg thread_m[] = {{"status", thread_status}, {NULL, NULL}};
-  static const luaL_Reg timer_m[] = {{"cancel", timer_cancel}, {NULL, NULL}};
+  static const luaL_Reg timer_m[] = {
+      {"cancel", timer_cancel}, {"unref", timer_unref}, {NULL, NULL}};
   static const luaL_Reg listener_m[] = {{"close", listener_close},
                                         {"port", listener_port},
                                         {"address", listener_addr},

@@ -269,8 +269,8 @@ static int l_raw_headers(lua_State *L) {
 
 static int l_body(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  if (c->body.ud) return luaL_error(L, "the body stream was taken already");
-  rill__lstream_push(L, &c->body, 0);
+  if (c->body.base.ud) return luaL_error(L, "the body stream was taken already");
+  rill__lstream_push(L, &c->body.base, 0);
   return 1;
 }
 
@@ -283,6 +283,13 @@ static int l_trailers(lua_State *L) {
   int n = rill_chunked_trailers(ch, f, 64);
   if (n < 0) n = 0;
   push_fields(L, ch->trailers, f, (unsigned)n);
+  return 1;
+}
+
+/* conn:scheme(gen) → "https" over TLS, else "http" */
+static int l_scheme(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_pushstring(L, rill__tls_is(c->t) ? "https" : "http");
   return 1;
 }
 
@@ -379,6 +386,72 @@ static int l_upgrade(lua_State *L) {
   return 1;
 }
 
+/* core.http_parse_response(head [, method]) → status, reason, minor version,
+ * headers (lower-case, repeats in arrays), body mode ("none", "length",
+ * "chunked", "eof"), length, keep-alive; or nil, why. The head is the bytes
+ * up to and including its empty line. */
+static int l_parse_response(lua_State *L) {
+  size_t len;
+  const char *head = luaL_checklstring(L, 1, &len);
+  const char *method = luaL_optstring(L, 2, "GET");
+  rill_http_head_t h;
+  rill_http_head_init(&h, HTTP_RESPONSE, 256);
+  ssize_t r = rill_http_head_parse(&h, head, len, len + 1);
+  if (r <= 0 || (size_t)r != len) {
+    lua_pushnil(L);
+    lua_pushstring(L, r < 0 && h.err_reason ? h.err_reason : "incomplete response head");
+    rill_http_head_free(&h);
+    return 2;
+  }
+  lua_pushinteger(L, h.status);
+  lua_pushlstring(L, head + h.reason_off, h.reason_len);
+  lua_pushinteger(L, h.minor);
+  push_fields(L, head, h.fields, h.nfields);
+  const char *mode = "none";
+  int nobody = strcmp(method, "HEAD") == 0 || h.status < 200 || h.status == 204 ||
+               h.status == 304 || (strcmp(method, "CONNECT") == 0 && h.status < 300);
+  if (!nobody) {
+    if (h.flags & RILL_HTTP_CHUNKED)
+      mode = "chunked";
+    else if (h.flags & RILL_HTTP_LENGTH)
+      mode = h.content_length > 0 ? "length" : "none";
+    else
+      mode = "eof";
+  }
+  lua_pushstring(L, mode);
+  lua_pushnumber(L, (lua_Number)h.content_length);
+  lua_pushboolean(L, (h.flags & RILL_HTTP_KEEPALIVE) && strcmp(mode, "eof") != 0);
+  rill_http_head_free(&h);
+  return 7;
+}
+
+/* core.http_body(stream, mode, length [, max]) → a stream of the body read
+ * through stream ("length", "chunked" or "eof"); it lets go of stream at its
+ * end, so stream can carry the next message. */
+static int l_body_stream(lua_State *L) {
+  rill_stream_t *t = rill__lstream_check(L, 1);
+  static const char *const modes[] = {"none", "length", "chunked", "eof", NULL};
+  int mode = luaL_checkoption(L, 2, NULL, modes);
+  uint64_t length = (uint64_t)luaL_optnumber(L, 3, 0);
+  uint64_t max = (uint64_t)luaL_optnumber(L, 4, 0);
+  rill_body_t *b = rill_body_new(t->w, t, mode, length, max);
+  if (b == NULL) return luaL_error(L, "out of memory");
+  rill__lstream_push(L, &b->base, 1);
+  return 1;
+}
+
+/* core.http_trailers(body) → the trailers of a chunked body that ended, or nil */
+static int l_body_trailers(lua_State *L) {
+  rill_stream_t *s = rill__lstream_check(L, 1);
+  if (strcmp(s->vt->name, "body") != 0) return 0;
+  const rill_chunked_t *ch = rill_body_trailers(rill__container_of(s, rill_body_t, base));
+  if (ch == NULL) return 0;
+  rill_http_field_t f[64];
+  int n = rill_chunked_trailers(ch, f, 64);
+  push_fields(L, ch->trailers, f, n < 0 ? 0 : (unsigned)n);
+  return 1;
+}
+
 static int conn_tostring(lua_State *L) {
   lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
   lua_pushfstring(L, "rill.http.conn: %p%s", (void *)ud, ud->c ? "" : " (closed)");
@@ -386,19 +459,16 @@ static int conn_tostring(lua_State *L) {
 }
 
 void rill__open_http(lua_State *L, rill_worker_t *w) {
-  static const luaL_Reg funcs[] = {{"http_listen", l_http_listen}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"http_listen", l_http_listen},
+                                   {"http_parse_response", l_parse_response},
+                                   {"http_body", l_body_stream},
+                                   {"http_trailers", l_body_trailers},
+                                   {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline},
-      {"headers", l_headers},
-      {"raw_headers", l_raw_headers},
-      {"body", l_body},
-      {"trailers", l_trailers},
-      {"peer", l_peer},
-      {"respond", l_respond},
-      {"write", l_write},
-      {"finish", l_finish},
-      {"upgrade", l_upgrade},
-      {NULL, NULL},
+      {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
+      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
+      {"respond", l_respond}, {"write", l_write},       {"finish", l_finish},
+      {"upgrade", l_upgrade}, {"scheme", l_scheme},     {NULL, NULL},
   };
   rill__register(L, w, funcs);
   luaL_newmetatable(L, CONN_MT);

@@ -210,9 +210,29 @@ static int l_tls_info(lua_State *L) {
   return 1;
 }
 
+/* sock:unref() / sock:ref(): whether the socket keeps the loop running (a
+ * pooled idle connection should not keep a script alive). */
+static int set_ref(lua_State *L, int ref) {
+  rill_stream_t *s = rill__lstream_check(L, 1);
+  while (rill__tls_is(s))
+    s = rill__tls_lower(s);
+  rill__stream_ref(s, ref);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_ref(lua_State *L) {
+  return set_ref(L, 1);
+}
+
+static int l_unref(lua_State *L) {
+  return set_ref(L, 0);
+}
+
 void rill__open_tls(lua_State *L, rill_worker_t *w) {
-  static const luaL_Reg methods[] = {
-      {"starttls", l_starttls}, {"alpn", l_alpn}, {"tls_info", l_tls_info}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"starttls", l_starttls}, {"alpn", l_alpn},
+                                     {"tls_info", l_tls_info}, {"ref", l_ref},
+                                     {"unref", l_unref},       {NULL, NULL}};
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_getfield(L, -1, "__index");
   luaL_register(L, NULL, methods);

@@ -19,6 +19,8 @@ typedef struct {
   rill_websocket_t *ws;
   rill_task_t *next_task, *close_task;
   int timeout_ms;
+  int streaming;     /* a message is being sent in pieces (send_stream) */
+  char protocol[64]; /* the negotiated subprotocol, or "" */
 } lws_t;
 
 static lws_t *check(lua_State *L) {
@@ -154,6 +156,14 @@ static int l_pong(lua_State *L) {
   return control(L, RILL_WS_PONG);
 }
 
+/* The transport drained: wake a ws:send() waiting on it, and a writer of the
+ * byte stream (whose writes go to the same transport). */
+static void drain_cb(rill_stream_t *t, int status) {
+  rill_websocket_t *ws = t->data;
+  rill__lstream_drain_cb(t, status);
+  if (ws && ws->bytes.drain_cb) ws->bytes.drain_cb(&ws->bytes, status);
+}
+
 static void closed_cb(rill_websocket_t *ws) {
   lws_t *u = ws->data;
   rill_task_t *t = u->close_task;
@@ -220,6 +230,22 @@ static int l_state(lua_State *L) {
   return 1;
 }
 
+/* ws:protocol() → the negotiated subprotocol, or nil */
+static int l_protocol(lua_State *L) {
+  lws_t *u = luaL_checkudata(L, 1, WS_MT);
+  if (u->protocol[0] == 0) return 0;
+  lua_pushstring(L, u->protocol);
+  return 1;
+}
+
+/* ws:_streaming([flag]) → whether a message is being sent in pieces */
+static int l_streaming(lua_State *L) {
+  lws_t *u = luaL_checkudata(L, 1, WS_MT);
+  if (!lua_isnone(L, 2)) u->streaming = lua_toboolean(L, 2);
+  lua_pushboolean(L, u->streaming);
+  return 1;
+}
+
 static int l_gc(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
   if (u->ws) {
@@ -255,11 +281,15 @@ static int l_ws_new(lua_State *L) {
   o.max_message = (uint64_t)opt_field(L, 2, "max_message", 0);
   o.close_timeout_ms = (unsigned)(opt_field(L, 2, "close_timeout", 5) * 1000);
   lua_Number to = opt_field(L, 2, "timeout", -1);
+  lua_getfield(L, 2, "protocol");
+  const char *proto = lua_tostring(L, -1);
+  lua_pop(L, 1);
   sud->s = NULL;
   t->ud = NULL;
   lws_t *u = lua_newuserdata(L, sizeof(*u));
   memset(u, 0, sizeof(*u));
   u->timeout_ms = to < 0 ? -1 : (int)(to * 1000);
+  if (proto) snprintf(u->protocol, sizeof(u->protocol), "%s", proto);
   luaL_getmetatable(L, WS_MT);
   lua_setmetatable(L, -2);
   rill_websocket_t *ws = rill_ws_new(w, t, &o);
@@ -269,7 +299,7 @@ static int l_ws_new(lua_State *L) {
   ws->backref = &u->ws;
   ws->next_cb = next_cb;
   ws->closed_cb = closed_cb;
-  t->drain_cb = rill__lstream_drain_cb;
+  t->drain_cb = drain_cb;
   ws->msg.timeout_ms = ws->bytes.timeout_ms = u->timeout_ms;
   return 1;
 }
@@ -329,6 +359,8 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
                                      {"settimeout", l_settimeout},
                                      {"close_info", l_close_info},
                                      {"state", l_state},
+                                     {"protocol", l_protocol},
+                                     {"_streaming", l_streaming},
                                      {NULL, NULL}};
   rill__register(L, w, funcs);
   luaL_newmetatable(L, WS_MT);

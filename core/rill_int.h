@@ -133,6 +133,10 @@ struct rill_stream_s {
   rill_stream_cb drain_cb; /* set by whoever writes it */
   void *data;              /* the reading/writing layer's own pointer */
   void *ud;                /* the Lua userdata wrapping this stream, or NULL */
+  /* A layer reading through this stream without owning it (an HTTP body):
+   * told when the stream goes away. */
+  void (*gone_cb)(void *arg);
+  void *gone_arg;
 
   /* Lua layer state (lua_stream.c): waiting tasks, deadlines, the read. */
   rill_task_t *reader, *writer;
@@ -166,6 +170,10 @@ int rill__stream_addr(rill_stream_t *s, int peer, char *host, size_t hostlen);
 void rill__uvstream_owned(rill_uvstream_t *u);
 /* The same for any stream (a no-op for those not on the list). */
 void rill__stream_owned(rill_stream_t *s);
+/* Whether a socket keeps the loop running (uv_ref/uv_unref); sockets only. */
+int rill__stream_ref(rill_stream_t *s, int ref);
+/* Tells a layer reading through s (gone_cb) that s is going away. */
+void rill__stream_gone(rill_stream_t *s);
 /* The message Lua sees for err on s. */
 const char *rill__stream_errmsg(rill_stream_t *s, int err);
 /* Sets a callback run once the stream and its handle are gone. */

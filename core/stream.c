@@ -292,6 +292,7 @@ static void uvs_close(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->closing) return;
   u->closing = 1;
+  rill__stream_gone(s);
   /* An owner gave it back to close: while it flushes and lingers, a worker
    * being torn down must still find it. */
   if (u->obj.next == NULL) rill__obj_link(s->w, &u->obj, uvs_destroy);
@@ -322,6 +323,7 @@ static void uvs_abort(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->final) return;
   u->closing = 1;
+  rill__stream_gone(s);
   s->fill_cb = NULL;
   s->drain_cb = NULL;
   if (u->h.handle.type == UV_TCP && !u->linger_init && !uv_is_closing(&u->h.handle)) {
@@ -348,6 +350,7 @@ static const rill_stream_vt uvs_vt = {
 
 static void uvs_destroy(rill_obj_t *o) {
   rill_uvstream_t *u = rill__container_of(o, rill_uvstream_t, obj);
+  rill__stream_gone(&u->base);
   rill__stream_detach(&u->base);
   u->closing = 1;
   uvs_final_close(u);
@@ -424,4 +427,20 @@ void rill__stream_owned(rill_stream_t *s) {
 const char *rill__stream_errmsg(rill_stream_t *s, int err) {
   const char *m = s->vt->strerror ? s->vt->strerror(s, err) : NULL;
   return m ? m : rill__errmsg(err);
+}
+
+void rill__stream_gone(rill_stream_t *s) {
+  void (*cb)(void *) = s->gone_cb;
+  if (cb == NULL) return;
+  s->gone_cb = NULL;
+  cb(s->gone_arg);
+}
+
+int rill__stream_ref(rill_stream_t *s, int ref) {
+  if (s->vt != &uvs_vt) return UV_ENOTSUP;
+  if (ref)
+    uv_ref(&U(s)->h.handle);
+  else
+    uv_unref(&U(s)->h.handle);
+  return 0;
 }

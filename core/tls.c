@@ -668,6 +668,7 @@ static void timer_closed(uv_handle_t *h) {
 static void tls_release(tls_t *t, int abort) {
   if (t->closing) return;
   t->closing = 1;
+  rill__stream_gone(&t->base);
   t->hs_cb = NULL;
   rill__obj_unlink(&t->obj);
   rill_stream_t *lower = t->lower;
@@ -754,6 +755,10 @@ int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data) 
     t->hs_data = data;
   }
   return r;
+}
+
+rill_stream_t *rill__tls_lower(rill_stream_t *s) {
+  return rill__tls_is(s) ? T(s)->lower : NULL;
 }
 
 int rill__tls_is(rill_stream_t *s) {

@@ -50,6 +50,8 @@ typedef void (*rill_tls_handshake_cb)(rill_stream_t *s, int status, void *data);
 int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data);
 
 int rill__tls_is(rill_stream_t *s);
+/* The stream a TLS stream runs over, or NULL for other streams. */
+rill_stream_t *rill__tls_lower(rill_stream_t *s);
 /* After the handshake: the negotiated ALPN protocol, the version, the
  * ciphersuite, the name the client asked for by SNI (servers). NULL if none. */
 const char *rill__tls_alpn(rill_stream_t *s);

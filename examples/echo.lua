@@ -4,6 +4,7 @@
 --   POST /count       the body's length in bytes, read in chunks
 --                     (PUT works for both: curl -T uploads with PUT)
 --   GET  /stream?n=N  N numbered lines, streamed without a Content-Length
+--   GET  /bytes?n=N   N bytes in 64 KiB writes, under a Content-Length
 local rill = require "rill"
 
 local app = rill.router()
@@ -48,6 +49,19 @@ app:get("/stream", function(req, res)
   for i = 1, n do
     local ok, err = res:write(("line %d\n"):format(i))
     if not ok then return rill.log("info", "stream stopped at line", i, err) end
+  end
+end)
+
+local BLOCK = string.rep("\0", 65536)
+
+app:get("/bytes", function(req, res)
+  local n = tonumber(req.query.n) or 0
+  res:header("Content-Type", "application/octet-stream")
+  res:header("Content-Length", tostring(n))
+  while n > 0 do
+    local piece = n >= #BLOCK and BLOCK or BLOCK:sub(1, n)
+    if not res:write(piece) then return end
+    n = n - #piece
   end
 end)
 

@@ -50,8 +50,13 @@ end
 -- Starts a child rill (argv after the binary) and waits for the log line
 -- that names its port ("127.0.0.1:PORT"); returns a server object with port,
 -- pid, stop() and logtext().
-function helper.start(argv)
-  local spec = {helper.bin, stdout = "null", stderr = "pipe"}
+function helper.start(argv, env)
+  local spec = {stdout = "null", stderr = "pipe"}
+  if env then
+    spec[1] = "env"
+    for k, v in pairs(env) do spec[#spec + 1] = k .. "=" .. v end
+  end
+  spec[#spec + 1] = helper.bin
   for _, a in ipairs(argv) do spec[#spec + 1] = a end
   local p = assert(rill.exec(spec))
   p.stderr:settimeout(10000)
@@ -77,7 +82,10 @@ function helper.start(argv)
     end
   end)
   local srv = {port = port, pid = p.pid, proc = p, log = log}
+  local stopped = false
   function srv.stop()
+    if stopped then return 0 end
+    stopped = true
     p:kill(15)
     local code, sig = p:wait(10000)
     if code == nil and sig == "timeout" then
@@ -111,6 +119,14 @@ function helper.serve(app, args)
   local argv = {"serve", app, "--listen", "127.0.0.1:0"}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   return helper.start(argv)
+end
+
+-- rill.websocket.connect with a 10 s idle timeout, so that a broken server
+-- fails a spec instead of hanging it.
+function helper.ws(url, opts)
+  local o = {idle_timeout = 10}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return rill.websocket.connect(url, o)
 end
 
 -- True under AddressSanitizer, where memory figures mean nothing.

@@ -246,7 +246,7 @@ describe("websocket", function()
 
   it("echoes a 256 MiB message sent in 64 KiB fragments in bounded memory, " ..
     "starting before the last fragment is sent", function()
-    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/"):format(srv.port),
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(srv.port),
       {max_message = 1024 * MB}))
     local total = 256 * MB
     local sent, first_at = 0, nil
@@ -306,7 +306,7 @@ describe("websocket server API", function()
 
   it("negotiates a subprotocol, checks Origin and passes headers with the rill client",
     function()
-      local ws, h = rill.websocket.connect(("ws://127.0.0.1:%d/chat"):format(port), {
+      local ws, h = helper.ws(("ws://127.0.0.1:%d/chat"):format(port), {
         protocols = {"v1.chat", "v2.chat"}, origin = "http://good.example",
         headers = {["X-Custom"] = "yes"}})
       assert.is_truthy(ws, h)
@@ -325,7 +325,7 @@ describe("websocket server API", function()
     end)
 
   it("refuses a bad origin with 403, a plain GET with 426, a bad key with 400", function()
-    local ws, err = rill.websocket.connect(("ws://127.0.0.1:%d/chat"):format(port),
+    local ws, err = helper.ws(("ws://127.0.0.1:%d/chat"):format(port),
       {origin = "http://evil.example"})
     assert.is_nil(ws)
     assert.matches("403", err)
@@ -344,7 +344,7 @@ describe("websocket server API", function()
   end)
 
   it("ends an idle receive after idle_timeout", function()
-    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/idle"):format(port)))
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/idle"):format(port)))
     local none, why, code = ws:receive()
     assert.is_nil(none)
     assert.equal("closed", why)
@@ -353,7 +353,7 @@ describe("websocket server API", function()
   end)
 
   it("shows binary messages as one byte stream with as_stream()", function()
-    local ws = assert(rill.websocket.connect(("ws://127.0.0.1:%d/lines"):format(port)))
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/lines"):format(port)))
     local s = ws:as_stream()
     -- a line split across messages, and two lines in one
     s:write("hel")
@@ -363,6 +363,33 @@ describe("websocket server API", function()
     assert.equal("WORLD", s:read_until("\n"))
     ws:close()
   end)
+
+  it("holds an as_stream() writer while the peer does not read, then lets it go on",
+    function()
+      local total = 32 * 1024 * 1024
+      local app = rill.router()
+      app:websocket("/flood", function(ws)
+        local s = ws:as_stream()
+        s:settimeout(5000)
+        local block = string.rep("f", 65536)
+        for _ = 1, total / #block do assert(s:write(block)) end
+        s:read_some() -- until the client closes
+      end)
+      local fl, fport = helper.listen(app)
+      local ws = assert(helper.ws(("ws://127.0.0.1:%d/flood"):format(fport)))
+      rill.sleep(300) -- the server's writes back up and it waits
+      local s = ws:as_stream()
+      s:settimeout(5000)
+      local got = 0
+      while got < total do
+        local chunk = assert(s:read_some(1024 * 1024))
+        got = got + #chunk
+        rill.sleep(1)
+      end
+      assert.equal(total, got)
+      ws:close()
+      fl:close()
+    end)
 
   it("reports the close code the server sends to python3-websockets", function()
     local code, out, err = python(CLOSE_CLIENT, ("ws://127.0.0.1:%d/chat"):format(port), "x")
@@ -389,7 +416,7 @@ describe("websocket over TLS", function()
     assert.matches("echo 16777216\n", out, 1, true)
     assert.matches("closed 4001\n", out, 1, true)
     -- and the rill client over wss, with verification
-    local ws = assert(rill.websocket.connect(("wss://a.test:%d/"):format(srv.port),
+    local ws = assert(helper.ws(("wss://a.test:%d/"):format(srv.port),
       {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt"}}))
     ws:send("over tls")
     assert.equal("over tls", ws:receive():read_all())

@@ -133,6 +133,12 @@ end
 function getters.remote_addr(req) peer(req) return req.remote_addr end
 function getters.remote_port(req) peer(req) return req.remote_port end
 
+function getters.scheme(req)
+  local s = req._c:scheme(req._g)
+  rawset(req, "scheme", s)
+  return s
+end
+
 function getters.params(req)
   local p = {}
   rawset(req, "params", p)
@@ -286,6 +292,11 @@ function http.listen(opts)
   o.handler = h
   o.dispatch = dispatch
   return core.http_listen(o)
+end
+
+-- rill.http.request{url=, method=, headers=, body=, ...}: see rill.client.
+function http.request(opts)
+  return require("rill.client").request(opts)
 end
 
 http.Request = Request

@@ -73,7 +73,14 @@ function S:chunks(max)
   end
 end
 
-local lazy = { http = "rill.http", router = "rill.router", websocket = "rill.websocket" }
+local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.websocket",
+  proxy = "rill.proxy"}
+
+-- rill.pipe(a, b [, opts]): copies both ways between two streams until both
+-- end, with backpressure; see rill.proxy.pipe.
+function rill.pipe(a, b, opts)
+  return require("rill.proxy").pipe(a, b, opts)
+end
 
 return setmetatable(rill, {
   __index = function(t, k)

@@ -97,6 +97,16 @@ function Router:websocket(pattern, fn, opts)
   end)
 end
 
+-- app:proxy(prefix, upstream [, opts]): every method under prefix goes to
+-- upstream (see rill.proxy.pass), WebSocket upgrades included.
+function Router:proxy(prefix, upstream, opts)
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  local function pass(req, res) return require("rill.proxy").pass(req, res, upstream, opts) end
+  self:route("*", prefix .. "*rest", pass)
+  if prefix ~= "/" then self:route("*", prefix:sub(1, -2), pass) end
+  return self
+end
+
 -- app:use([prefix,] fn): fn(req, res, next) runs before the route for paths
 -- under prefix (default "/"); it calls next() to go on.
 function Router:use(prefix, fn)

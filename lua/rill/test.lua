@@ -4,7 +4,12 @@ local rill = require "rill"
 
 local M = {}
 
+-- Modules loaded before the specs: busted unloads what a spec file loaded
+-- once the file is done, and these should stay one instance each.
+local SHARED = {"rill.http", "rill.router", "rill.websocket", "rill.client", "rill.proxy"}
+
 function M.run(paths)
+  for _, name in ipairs(SHARED) do require(name) end
   local args = {}
   for i, p in ipairs(paths) do args[i] = p end
   if #args == 0 then args[1] = "spec" end

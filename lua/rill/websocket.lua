@@ -22,9 +22,10 @@ local M = {}
 M.DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 M.DEFAULT_IDLE_TIMEOUT = 300 -- seconds a server waits in receive() by default
 
+-- The methods of websocket objects (core/lua_ws.c); this module adds the
+-- ones written in Lua. State lives on the objects, not here, so that loading
+-- this module again (a reload) changes nothing for websockets already open.
 local WS = core.ws_methods
-local protocols = setmetatable({}, {__mode = "k"}) -- ws → negotiated subprotocol
-local streaming = setmetatable({}, {__mode = "k"}) -- ws → an open send_stream writer
 
 -- ---- messages ----
 
@@ -54,7 +55,7 @@ local csend = WS.send
 
 -- ws:send(data [, "text" | "binary"]): one frame, text by default.
 function WS:send(data, kind)
-  if streaming[self] then error("a message is being streamed on this websocket", 2) end
+  if self:_streaming() then error("a message is being streamed on this websocket", 2) end
   return csend(self, data, kind)
 end
 
@@ -66,11 +67,10 @@ Writer.__name = "rill.websocket.writer"
 -- fragments (small writes gathered up to fragment_size, 64 KiB by default),
 -- writer:close() ends the message.
 function WS:send_stream(kind, fragment_size)
-  if streaming[self] then error("a message is being streamed on this websocket", 2) end
-  local w = setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
+  if self:_streaming() then error("a message is being streamed on this websocket", 2) end
+  self:_streaming(true)
+  return setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
     parts = {}, n = 0, size = fragment_size or 65536}, Writer)
-  streaming[self] = w
-  return w
 end
 
 function Writer:write(data)
@@ -97,14 +97,9 @@ end
 function Writer:close()
   if self.closed then return true end
   self.closed = true
-  streaming[self.ws] = nil
+  self.ws:_streaming(false)
   local op = self.started and 0 or self.op
   return self.ws:frame(op, true, concat(self.parts))
-end
-
--- ws:protocol(): the negotiated subprotocol, or nil.
-function WS:protocol()
-  return protocols[self]
 end
 
 -- ---- the server side ----
@@ -193,8 +188,8 @@ function M.upgrade(req, res, opts)
   res.headers_sent, res.finished = true, true
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
-    close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT})
-  protocols[ws] = chosen
+    close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT,
+    protocol = chosen})
   return ws
 end
 
@@ -293,8 +288,7 @@ function M.connect(url, opts)
   s:settimeout(nil)
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = false, max_frame = opts.max_frame or max, max_message = max,
-    close_timeout = opts.close_timeout, timeout = opts.idle_timeout})
-  protocols[ws] = chosen
+    close_timeout = opts.close_timeout, timeout = opts.idle_timeout, protocol = chosen})
   return ws, headers
 end
 

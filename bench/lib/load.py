@@ -1,0 +1,142 @@
+"""The load generators a scenario drives a Running server with. Each runs
+pinned to procs.CPU_CLIENT and returns a dict of figures, always with
+"client_cpu": the generator's own CPU use in % of one core over its run
+(from wait4's rusage), so a saturated generator can be told apart from a
+saturated server.
+"""
+import subprocess
+import sys
+import time
+
+import procs
+from servers import LIB
+
+MB = 1e6
+
+
+class BenchError(Exception):
+    """A measurement that failed (a wrong answer, a generator error)."""
+
+
+def _run(argv, stdin=None):
+    """Runs a generator to completion; returns its output (stdout and stderr
+    together), CPU % of one core, and wall seconds."""
+    start = time.monotonic()
+    p = procs.spawn(argv, procs.CPU_CLIENT, stdin=stdin, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True)
+    out = p.stdout.read()
+    code, cpu = procs.wait_usage(p)
+    wall = time.monotonic() - start
+    if code != 0:
+        raise BenchError(f"{argv[0]} exited with {code}: {out.strip()[-500:]}")
+    return out, 100 * cpu / wall, wall
+
+
+def wrk(run, srv, path, pipeline=1, duration=None):
+    """wrk -t1 -c50 on path for the run's duration; pipeline > 1 sends that
+    many requests per write. Returns requests/s, p50/p99 latency in ms and
+    the server's CPU µs per request (all its processes, from /proc)."""
+    argv = ["wrk", "-t1", "-c50", f"-d{duration or run.duration}s", "-s", str(LIB / "wrk.lua"),
+            srv.url(path), "--", str(pipeline)]
+    cpu_before = srv.cpu_seconds()
+    out, client_cpu, _ = _run(argv)
+    server_cpu = srv.cpu_seconds() - cpu_before
+    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise BenchError(f"wrk printed no result: {out[-500:]}")
+    r = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    errors = {k[7:]: v for k, v in r.items() if k.startswith("errors_") and v}
+    if r["requests"] == 0 or "connect" in errors or "status" in errors:
+        raise BenchError(f"wrk: {r['requests']} requests, errors {errors}")
+    if errors:
+        print(f"  warning: wrk socket errors {errors}", file=sys.stderr)
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6),
+            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "cpu_us": server_cpu * 1e6 / r["requests"], "client_cpu": client_cpu}
+
+
+def warm_up(run, srv, path):
+    """A short wrk run whose figures are dropped: JIT compilers (LuaJIT, V8)
+    and lazily built state are warm before the measurement."""
+    wrk(run, srv, path, duration=run.warmup)
+
+
+# curl's -w output after the response body. --speed-time/--speed-limit make
+# a transfer that stalls for 10 s fail instead of waiting for a server timeout.
+CURL = ["curl", "-sS", "--speed-time", "10", "--speed-limit", "1", "-w",
+        "\nCURL %{http_code} %{size_download} %{time_total}\n"]
+
+
+def _curl(argv, what, stdin=None):
+    """Runs curl; returns the response body (unless -o sent it elsewhere),
+    the bytes received, seconds, and curl's CPU %."""
+    out, client_cpu, _ = _run(CURL + argv, stdin=stdin)
+    body, _, figures = out.rpartition("\nCURL ")
+    status, size, seconds = figures.split()
+    if status != "200":
+        raise BenchError(f"{what}: HTTP status {status}: {out[-300:]}")
+    return body.strip(), int(size), float(seconds), client_cpu
+
+
+def upload(run, srv, path, chunked):
+    """PUTs run.upload_bytes of zeros with curl -T: chunked when read from a
+    pipe (head -c N /dev/zero), with a Content-Length when read from a
+    (sparse) file. The server must answer with the byte count. Returns MB/s
+    and the server's peak RSS in MB during the upload."""
+    n = run.upload_bytes
+    srv.reset_peak_rss()
+    if chunked:
+        head = procs.spawn(["head", "-c", str(n), "/dev/zero"], procs.CPU_CLIENT,
+                           stdout=subprocess.PIPE)
+        try:
+            body, _, seconds, client_cpu = _curl(["-T", "-", srv.url(path)], "upload",
+                                                 stdin=head.stdout)
+        finally:
+            head.stdout.close()
+            _, head_cpu = procs.wait_usage(head)
+        # head feeds curl on the same core: count it as part of the client.
+        client_cpu += 100 * head_cpu / seconds
+    else:
+        body, _, seconds, client_cpu = _curl(["-T", str(run.upload_file(n)), srv.url(path)],
+                                             "upload")
+    if body != str(n):
+        raise BenchError(f"upload: sent {n} bytes, the server counted {body[:200]!r}")
+    return {"mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB,
+            "client_cpu": client_cpu}
+
+
+def download(run, srv, path, n):
+    """GETs path, which must send n bytes, with curl -o /dev/null. Returns
+    MB/s and the server's peak RSS in MB during the download."""
+    srv.reset_peak_rss()
+    _, size, seconds, client_cpu = _curl(["-o", "/dev/null", srv.url(path)], "download")
+    if size != n:
+        raise BenchError(f"download: received {size} of {n} bytes")
+    return {"mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB,
+            "client_cpu": client_cpu}
+
+
+def idle(run, srv, path, n):
+    """Opens n keep-alive connections with idle_client, one GET on each, and
+    reads the server's RSS before and while they are held. Returns the RSS
+    growth per connection in bytes, how many connections were still open
+    after the reading, and the client's CPU time in ms."""
+    _curl(["-o", "/dev/null", srv.url(path)], "idle")  # first-request set-up
+    time.sleep(0.2)
+    before = srv.rss()
+    p = procs.spawn([run.idle_client, "127.0.0.1", str(srv.port), str(n), path],
+                    procs.CPU_CLIENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True)
+    ready = p.stdout.readline()
+    held = None
+    if ready == f"ready {n}\n":
+        time.sleep(0.3)  # the server has sent the last answers; let it settle
+        held = srv.rss()
+    p.stdin.close()  # lets the client go
+    rest = p.stdout.read()
+    code, cpu = procs.wait_usage(p)
+    if held is None or code != 0:
+        raise BenchError(f"idle_client: {(ready + rest).strip()}")
+    closed = int(rest.split()[-1])
+    return {"bytes_per_conn": (held - before) / n, "open": n - closed, "client_cpu_ms": cpu * 1000}
+

@@ -1,0 +1,229 @@
+"""The harness behind bench/run: runs scenarios against rill and its peers,
+prints the environment and a table per scenario, and writes them to
+RESULTS/latest.md, RESULTS/latest.json and RESULTS/ratios.png.
+
+    main.py [--quick] [--results DIR] [SCENARIO...]
+
+A scenario is bench/scenarios/NAME/scenario.py (see bench/README.md). Each
+round starts every server afresh, in an order that rotates between rounds,
+and calls the scenario's measure(run, server); tables show the medians.
+"""
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import load
+import procs
+import report
+from servers import LIB, ROOT
+
+SCENARIOS = ROOT / "bench" / "scenarios"
+MiB = 1024 * 1024
+
+
+class Run:
+    """This run's settings (full or quick), its scratch directory and the
+    tools built for it. Scenarios read their sizes and durations here."""
+
+    def __init__(self, quick, rundir):
+        self.quick = quick
+        self.rundir = rundir
+        self.rounds = 1 if quick else 3
+        self.duration = 3 if quick else 10  # seconds of each wrk measurement
+        self.warmup = 1 if quick else 2  # seconds of wrk before measuring
+        self.upload_bytes = (256 if quick else 1024) * MiB
+        self.download_bytes = self.upload_bytes
+        self.idle_conns = 2000 if quick else 10000
+        self.rill_bin = os.environ["RILL_BIN"]
+        # Servers and the idle client need a descriptor per connection.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.nofile = hard
+        if self.idle_conns + 100 > hard:
+            self.idle_conns = hard - 100
+            print(f"bench: open files limited to {hard}: {self.idle_conns} idle connections",
+                  file=sys.stderr)
+        self._idle_client = None
+        self._upload_file = None
+
+    def fields(self):
+        """What scenario titles may mention: {duration}, {upload}, ..."""
+        return {"duration": self.duration, "upload": size(self.upload_bytes),
+                "download": size(self.download_bytes), "idle_conns": f"{self.idle_conns:,}"}
+
+    @property
+    def idle_client(self):
+        """The idle connection client, compiled on first use."""
+        if self._idle_client is None:
+            exe = self.rundir / "idle_client"
+            subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(LIB / "idle_client.c")],
+                           check=True)
+            self._idle_client = str(exe)
+        return self._idle_client
+
+    def upload_file(self, n):
+        """A sparse file of n zero bytes (deleted with the run directory),
+        read once so that its pages are cached before the first upload."""
+        if self._upload_file is None:
+            self._upload_file = self.rundir / "upload.bin"
+            with open(self._upload_file, "wb") as f:
+                f.truncate(n)
+            with open(self._upload_file, "rb") as f:
+                while f.read(MiB):
+                    pass
+        return self._upload_file
+
+
+def size(n):
+    return f"{n // (1024 * MiB)} GiB" if n % (1024 * MiB) == 0 else f"{n // MiB} MiB"
+
+
+def environment(run):
+    """Machine and versions, as (name, description) pairs."""
+    def first_line(*argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "n/a"
+
+    def deb(package):
+        return first_line("dpkg-query", "-W", "-f=${Version}", package)
+
+    with open("/proc/cpuinfo") as f:
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    commit = first_line("git", "-C", str(Path(run.rill_bin).parent), "describe", "--always",
+                        "--dirty")
+    with open("/etc/debian_version") as f:
+        debian = f.read().strip()
+    return [
+        ("CPU", f"{model}, {os.cpu_count()} cores (servers on CPU {procs.CPU_SERVER}, "
+                f"load generators on CPU {procs.CPU_CLIENT})"),
+        ("OS", f"Debian {debian}, Linux {platform.release()}"),
+        ("rill", f"{first_line(run.rill_bin, 'version')}, {commit}, {run.rill_bin}"),
+        ("nginx", f"{first_line('nginx', '-v').split(': ')[-1]}, "
+                  f"lua module {deb('libnginx-mod-http-lua')}"),
+        ("Node", first_line("node", "--version")),
+        ("LuaJIT", f"libluajit2 {deb('libluajit2-5.1-2')} (rill and nginx-lua)"),
+        ("wrk", first_line("wrk", "-v").split(" [")[0]),
+        ("curl", " ".join(first_line("curl", "--version").split()[:2])),
+    ]
+
+
+def load_scenario(name):
+    path = SCENARIOS / name / "scenario.py"
+    if not path.exists():
+        raise SystemExit(f"bench: no scenario {name} ({path})")
+    spec = importlib.util.spec_from_file_location(f"scenario_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.NAME = name
+    for server in module.SERVERS:
+        server.resolve(path.parent)
+    return module
+
+
+def progress(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_scenario(sc, run):
+    """All rounds of one scenario; returns its report.Table."""
+    table = report.Table(sc.NAME, sc.TITLE.format(**run.fields()), sc.METRICS, sc.SERVERS)
+    for r in range(run.rounds):
+        k = r % len(sc.SERVERS)
+        for server in sc.SERVERS[k:] + sc.SERVERS[:k]:
+            where = f"[{sc.NAME} {r + 1}/{run.rounds}] {server.label}"
+            srv = None
+            try:
+                srv = server.start(run)
+                figures = sc.measure(run, srv)
+            except (load.BenchError, RuntimeError, OSError) as e:
+                why = " ".join(str(e).split())[:400]
+                table.failures.append(f"{server.label}, round {r + 1}: {why}")
+                progress(f"{where}: FAILED: {why}")
+                continue
+            finally:
+                if srv:
+                    srv.stop()
+            table.add(server.label, figures)
+            progress(f"{where}: " + ", ".join(f"{m.label} {m.fmt.format(figures[m.key])}"
+                                              for m in sc.METRICS))
+    return table
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 1 round, 3 s, 256 MiB, 2,000 idle connections")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
+                    help="where latest.md, latest.json and ratios.png go")
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                    help="default: all, " + ", ".join(p.parent.name for p in
+                                                      sorted(SCENARIOS.glob("*/scenario.py"))))
+    args = ap.parse_args()
+    names = args.scenarios or [p.parent.name for p in SCENARIOS.glob("*/scenario.py")]
+    scenarios = sorted((load_scenario(n) for n in names), key=lambda m: m.ORDER)
+
+    # Ctrl-C ends the run even if SIGINT came ignored (a background job), and
+    # SIGTERM and SIGHUP end it the same way: through the finally below.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
+    rundir = Path(tempfile.mkdtemp(prefix="rill-bench-"))
+    try:
+        run = Run(args.quick, rundir)
+        started = time.monotonic()
+        env = environment(run)
+        head = [f"## rill benchmarks{' (quick)' if run.quick else ''}", "",
+                f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", ""]
+        head += [f"- {k}: {v}" for k, v in env]
+        text = "\n".join(head) + "\n"
+        print(text, flush=True)
+        tables = []
+        for sc in scenarios:
+            tables.append(run_scenario(sc, run))
+            md = tables[-1].markdown(run.rounds)
+            print(md, flush=True)
+            text += "\n" + md
+        write_results(args.results, text, tables, env, run, rundir)
+        progress(f"bench: done in {time.monotonic() - started:.0f} s; "
+                 f"results in {args.results}/latest.md, latest.json, ratios.png")
+        return 1 if any(t.failures for t in tables) else 0
+    except KeyboardInterrupt:
+        progress("bench: interrupted")
+        return 130
+    finally:
+        procs.stop_all()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def write_results(results, text, tables, env, run, rundir):
+    """latest.md, latest.json and ratios.png in results/, each written to a
+    .tmp file first so that an interrupted run leaves the last ones whole."""
+    results.mkdir(parents=True, exist_ok=True)
+    data = {"generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "quick": run.quick, "rounds": run.rounds, "settings": run.fields(),
+            "environment": dict(env), "scenarios": [t.as_json() for t in tables]}
+    for name, content in (("latest.md", text), ("latest.json", json.dumps(data, indent=1))):
+        (results / f"{name}.tmp").write_text(content + "\n")
+        os.replace(results / f"{name}.tmp", results / name)
+    png = results / "ratios.png"
+    if report.chart(tables, results / "ratios.png.tmp", rundir):
+        os.replace(results / "ratios.png.tmp", png)
+    else:
+        png.unlink(missing_ok=True)  # no ratio this time: no stale chart
+
+if __name__ == "__main__":
+    sys.exit(main())

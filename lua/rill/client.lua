@@ -1,0 +1,346 @@
+-- An HTTP/1.1 client with streaming bodies both ways and a connection pool.
+--
+--   local res, err = rill.http.request{url = "http://127.0.0.1:9000/x", method = "POST",
+--     headers = {["Content-Type"] = "text/plain"}, body = "hi"}
+--   print(res.status, res.headers["content-type"], res.body:read_all(1e6))
+--
+-- A body may be a string (sent with a Content-Length), a stream or a function
+-- returning pieces (sent chunked, or raw under a Content-Length header the
+-- caller gives). The response body is a stream; reading it to the end gives
+-- the connection back to the pool.
+local core = require "rill.core"
+local rill = require "rill"
+local http = require "rill.http"
+
+local concat, format, lower, tostring, type = table.concat, string.format, string.lower,
+  tostring, type
+
+local client = {}
+
+client.POOL_SIZE = 32        -- idle connections kept per host
+client.IDLE_TIMEOUT = 30000  -- ms an idle pooled connection is kept
+client.MAX_HEAD = 65536      -- bytes of response head
+
+-- ---- the pool: "scheme://host:port" → idle connections, newest last ----
+
+local pools = {}
+
+local function pool_get(key)
+  local idle = pools[key]
+  while idle and #idle > 0 do
+    local entry = table.remove(idle)
+    entry.timer:cancel()
+    return entry.sock:ref()
+  end
+  return nil
+end
+
+local function pool_put(key, sock)
+  local idle = pools[key]
+  if not idle then
+    idle = {}
+    pools[key] = idle
+  end
+  if #idle >= client.POOL_SIZE then
+    sock:close()
+    return
+  end
+  local entry = {sock = sock:unref()}
+  entry.timer = rill.timer(client.IDLE_TIMEOUT, function()
+    for i, e in ipairs(idle) do
+      if e == entry then
+        table.remove(idle, i)
+        break
+      end
+    end
+    sock:close()
+  end):unref() -- idle connections do not keep a script running
+  idle[#idle + 1] = entry
+end
+
+-- How many idle connections the pool holds for key (for tests).
+function client.pooled(key)
+  return pools[key] and #pools[key] or 0
+end
+
+-- ---- URLs ----
+
+-- Splits "http://host:port/path?q" → scheme, host, port, target, authority.
+function client.parse_url(url)
+  local scheme, rest = tostring(url):match("^(https?)://(.*)$")
+  if not scheme then return nil end
+  local authority, target = rest:match("^([^/?#]*)([^#]*)")
+  if target == "" then target = "/" end
+  if target:sub(1, 1) == "?" then target = "/" .. target end
+  local host, port = authority:match("^%[(.+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
+  if host == "" then return nil end
+  return scheme, host, tonumber(port) or (scheme == "https" and 443 or 80), target, authority
+end
+
+-- ---- responses ----
+
+-- The body of a response: a stream that gives its connection back when read
+-- to the end.
+local Body = {}
+Body.__index = Body
+Body.__name = "rill.http.client.body"
+
+local function body_done(self, err)
+  if self.finished then return end
+  self.finished = true
+  local sock = self.sock
+  self.sock = nil
+  if not sock then return end
+  if err or not self.reusable or not self.sent_all() then
+    sock:close()
+  else
+    pool_put(self.key, sock)
+  end
+end
+
+local function forward(name)
+  return function(self, ...)
+    local s = self.stream
+    local a, b, c = s[name](s, ...)
+    if a == nil then body_done(self, b) end
+    return a, b, c
+  end
+end
+
+Body.read_some = forward("read_some")
+Body.read = forward("read")
+Body.read_until = forward("read_until")
+Body.read_all = core.stream_methods.read_all
+Body.lines = core.stream_methods.lines
+Body.chunks = core.stream_methods.chunks
+
+function Body:settimeout(ms)
+  self.stream:settimeout(ms)
+  return self
+end
+
+-- body:close(): stop reading; the connection is closed, not reused.
+function Body:close()
+  self.stream:close()
+  body_done(self, "closed")
+  return true
+end
+
+-- Trailers of a chunked body, once it has been read to the end.
+function Body:trailers()
+  return core.http_trailers(self.stream)
+end
+
+-- ---- requests ----
+
+local hop = {connection = true, ["keep-alive"] = true, ["transfer-encoding"] = true,
+  te = true, trailer = true, upgrade = true, ["proxy-connection"] = true}
+
+-- Normalizes headers given as {name = value | {values}} or {{name, value}, ...}
+-- into a flat list name, value, ...
+local function flatten(headers)
+  local list = {}
+  if not headers then return list end
+  if headers[1] ~= nil then
+    for _, pair in ipairs(headers) do
+      list[#list + 1] = pair[1]
+      list[#list + 1] = tostring(pair[2])
+    end
+  else
+    for k, v in pairs(headers) do
+      if type(v) == "table" then
+        for _, x in ipairs(v) do
+          list[#list + 1] = k
+          list[#list + 1] = tostring(x)
+        end
+      else
+        list[#list + 1] = k
+        list[#list + 1] = tostring(v)
+      end
+    end
+  end
+  return list
+end
+
+-- Sends a streamed body: raw under a known length, else chunked.
+local function send_body(sock, body, length)
+  local next_piece
+  if type(body) == "function" then
+    next_piece = body
+  else
+    next_piece = function() return body:read_some(65536) end
+  end
+  local sent = 0
+  while true do
+    local piece, err = next_piece()
+    if not piece then
+      if err then return nil, "request body: " .. tostring(err) end
+      break
+    end
+    if #piece > 0 then
+      local ok, werr
+      if length then
+        sent = sent + #piece
+        if sent > length then return nil, "request body longer than its Content-Length" end
+        ok, werr = sock:write(piece)
+      else
+        ok, werr = sock:write(format("%x\r\n", #piece), piece, "\r\n")
+      end
+      if not ok then return nil, werr end
+    end
+  end
+  if length then
+    if sent ~= length then return nil, "request body shorter than its Content-Length" end
+    return true
+  end
+  return sock:write("0\r\n\r\n")
+end
+
+-- One request/response exchange on sock. Returns res, or nil, err, retry
+-- (retry: the connection failed before any response byte: another may work).
+local function exchange(sock, o, key, reused)
+  local method = o.method
+  local lines = {method .. " " .. o.target .. " HTTP/1.1", "Host: " .. o.host_header}
+  local user = o.header_list
+  local length, has_te
+  for i = 1, #user, 2 do
+    local name = lower(user[i])
+    if name == "content-length" then
+      length = tonumber(user[i + 1])
+    elseif name == "transfer-encoding" then
+      has_te = true
+    end
+    if not hop[name] and name ~= "host" and name ~= "content-length" then
+      if user[i]:find("[\r\n:]") or user[i + 1]:find("[\r\n]") then
+        return nil, "bad request header " .. user[i]
+      end
+      lines[#lines + 1] = user[i] .. ": " .. user[i + 1]
+    end
+  end
+  local body = o.body
+  local streamed = body ~= nil and type(body) ~= "string"
+  if type(body) == "string" then
+    lines[#lines + 1] = "Content-Length: " .. #body
+  elseif streamed then
+    if length then
+      lines[#lines + 1] = "Content-Length: " .. length
+    else
+      lines[#lines + 1] = "Transfer-Encoding: chunked"
+    end
+  elseif length then
+    lines[#lines + 1] = "Content-Length: " .. length
+  end
+  if o.close then lines[#lines + 1] = "Connection: close" end
+  local head = concat(lines, "\r\n") .. "\r\n\r\n"
+  local ok, err
+  if type(body) == "string" then
+    ok, err = sock:write(head, body)
+  else
+    ok, err = sock:write(head)
+  end
+  if not ok then return nil, err, reused end
+
+  -- The body goes out while the response is read, so that an upstream that
+  -- answers early (or streams back) is not held up.
+  local sender, send_err
+  local sent_all = not streamed
+  if streamed then
+    sender = rill.spawn(function()
+      local sok, serr = send_body(sock, body, length)
+      if sok then
+        sent_all = true
+      else
+        send_err = serr
+      end
+    end)
+  end
+
+  local status, reason, minor, headers, mode, clen, keepalive
+  repeat
+    local rhead, rerr = sock:read_until("\r\n\r\n", client.MAX_HEAD)
+    if not rhead then
+      if sender then rill.wait(sender, 0) end
+      return nil, send_err or rerr, reused and rerr ~= "timeout"
+    end
+    status, reason, minor, headers, mode, clen, keepalive =
+      core.http_parse_response(rhead .. "\r\n\r\n", method)
+    if not status then return nil, "bad response: " .. tostring(reason) end
+  until status >= 200 or status == 101
+
+  local res = {status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
+    headers = setmetatable(headers, http.Headers)}
+  if status == 101 then
+    res.stream = sock -- the connection is the caller's now
+    return res
+  end
+  local stream = core.http_body(sock, mode, clen)
+  res.body = setmetatable({stream = stream, sock = sock, key = key,
+    reusable = keepalive and not o.close, finished = false,
+    sent_all = function() return sent_all end}, Body)
+  if mode == "none" then body_done(res.body) end
+  return res
+end
+
+-- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
+--   tls=, follow_redirects=, close=} → res | nil, err.
+-- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
+-- timeout (ms, default 60 s) bounds each wait for the server; connect_timeout
+-- (default 10 s) the connection; tls = rill.connect's TLS options for https
+-- (verified by default); follow_redirects = how many to follow (default 0).
+function client.request(opts)
+  local scheme, host, port, target, authority = client.parse_url(opts.url)
+  if not scheme then return nil, "bad URL: " .. tostring(opts.url) end
+  local o = {method = (opts.method or "GET"):upper(), target = target,
+    host_header = authority, header_list = flatten(opts.headers), body = opts.body,
+    close = opts.close}
+  if opts.host then o.host_header = opts.host end
+  local key = scheme .. "://" .. authority
+  local timeout = opts.timeout or 60000
+  local tls
+  if scheme == "https" then
+    tls = {server_name = host}
+    for k, v in pairs(opts.tls or {}) do tls[k] = v end
+  end
+  local res, err
+  for attempt = 1, 2 do
+    local sock = not opts.close and pool_get(key)
+    local reused = sock ~= nil
+    if not sock then
+      sock, err = rill.connect(opts.address or host, port,
+        {timeout = opts.connect_timeout or 10000, tls = tls})
+      if not sock then return nil, "connect: " .. tostring(err) end
+    end
+    sock:settimeout(timeout)
+    local retry
+    res, err, retry = exchange(sock, o, key, reused)
+    if res then break end
+    sock:close()
+    -- A pooled connection the server had closed: try a fresh one, if the
+    -- request can be sent again.
+    if not (retry and attempt == 1 and (o.body == nil or type(o.body) == "string")) then
+      return nil, err
+    end
+  end
+  local redirects = opts.follow_redirects or 0
+  local location = res.headers.location
+  if redirects > 0 and location and (res.status == 301 or res.status == 302 or
+    res.status == 303 or res.status == 307 or res.status == 308) then
+    res.body:read_all(1024 * 1024)
+    local next_url = location
+    if not next_url:match("^https?://") then
+      next_url = scheme .. "://" .. authority .. (location:sub(1, 1) == "/" and "" or "/") .. location
+    end
+    local again = {}
+    for k, v in pairs(opts) do again[k] = v end
+    again.url = next_url
+    again.follow_redirects = redirects - 1
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and o.method == "POST") then
+      again.method, again.body = "GET", nil
+    end
+    return client.request(again)
+  end
+  return res
+end
+
+return client

@@ -1,0 +1,256 @@
+-- Proxying: a streaming reverse proxy, WebSocket proxying, a WebSocket ↔ TCP
+-- bridge and raw tunnels. Every byte is passed on as it arrives and each side
+-- waits for the slower one: nothing holds a whole body or message.
+--
+--   app:proxy("/api/", "http://127.0.0.1:9000")                -- in a router
+--   rill.proxy.pass(req, res, "http://127.0.0.1:9000", opts)  -- in a handler
+--   rill.proxy.ws_to_tcp(ws, "127.0.0.1", 5432)                -- WebSocket → TCP
+--   rill.pipe(a, b)                                             -- any two streams
+local rill = require "rill"
+local client = require "rill.client"
+local websocket = require "rill.websocket"
+
+local concat, gmatch, lower, tostring, type = table.concat, string.gmatch, string.lower,
+  tostring, type
+
+local proxy = {}
+
+proxy.CONNECT_TIMEOUT = 5000 -- ms to connect upstream
+proxy.TIMEOUT = 60000        -- ms the upstream may keep us waiting
+
+-- ---- raw tunnels ----
+
+-- Copies from → to until from ends, then ends to's write side.
+local function copy(from, to)
+  while true do
+    local chunk = from:read_some(65536)
+    if not chunk then break end
+    if not to:write(chunk) then break end
+  end
+  if to.shutdown then to:shutdown() end
+end
+
+-- rill.pipe(a, b [, {idle_timeout = ms}]): copies both ways until both
+-- directions have ended, with backpressure each way, then closes both.
+function proxy.pipe(a, b, opts)
+  local idle = opts and opts.idle_timeout
+  if idle then
+    a:settimeout(idle)
+    b:settimeout(idle)
+  end
+  local back = rill.spawn(copy, b, a)
+  copy(a, b)
+  rill.wait(back)
+  a:close()
+  b:close()
+  return true
+end
+
+-- ---- headers ----
+
+-- Hop-by-hop headers (RFC 9110 §7.6.1): they concern one connection only.
+local HOP = {connection = true, ["keep-alive"] = true, ["proxy-connection"] = true,
+  te = true, trailer = true, ["transfer-encoding"] = true, upgrade = true,
+  ["proxy-authenticate"] = true, ["proxy-authorization"] = true}
+
+-- The headers named by Connection are hop-by-hop too.
+local function connection_tokens(value)
+  local set = {}
+  if type(value) == "table" then value = concat(value, ",") end
+  for t in gmatch(value or "", "[^,%s]+") do set[lower(t)] = true end
+  return set
+end
+
+-- Copies raw headers {name, value, ...} without hop-by-hop ones and skip.
+local function end_to_end(raw, connection, skip)
+  local extra = connection_tokens(connection)
+  local out = {}
+  for i = 1, #raw, 2 do
+    local name = lower(raw[i])
+    if not HOP[name] and not extra[name] and not (skip and skip[name]) then
+      out[#out + 1] = {raw[i], raw[i + 1]}
+    end
+  end
+  return out
+end
+
+local function join(base, target)
+  local scheme, host, port, path = client.parse_url(base)
+  if not scheme then return nil end
+  if path == "/" then path = "" end
+  if path:sub(-1) == "/" and target:sub(1, 1) == "/" then path = path:sub(1, -2) end
+  return ("%s://%s%s%s"):format(scheme, base:match("^https?://([^/?#]*)"), path, target), host,
+    port
+end
+
+-- ---- the reverse proxy ----
+
+local function fail(res, status, why)
+  rill.log("warn", "proxy: " .. why)
+  if res.headers_sent then return end
+  res:status(status):header("Content-Type", "text/plain")
+  res:send(status == 504 and "Gateway Timeout\n" or "Bad Gateway\n")
+end
+
+local function is_upgrade(req)
+  local h = req.headers
+  return h.upgrade ~= nil and connection_tokens(h.connection).upgrade
+end
+
+-- rill.proxy.pass(req, res, upstream [, opts]): forwards req to upstream (a
+-- base URL, "http://host:port" or "https://host:port/prefix") and streams
+-- the response back. opts:
+--   timeout, connect_timeout   ms (504 past timeout, 502 when refused)
+--   preserve_host              send the client's Host instead of upstream's
+--   strip_prefix               remove this prefix from the path first
+--   headers                    {name = value | false}: set or remove request headers
+--   on_response(ures, req, res) inspect or change the response head; return
+--                              false to answer yourself
+--   tls                        TLS options for an https upstream
+-- WebSocket upgrades are joined to a WebSocket to the upstream.
+function proxy.pass(req, res, upstream, opts)
+  opts = opts or {}
+  local target = req.target
+  if target:sub(1, 1) ~= "/" then target = req.path .. (req.query_string ~= "" and "?" .. req.query_string or "") end
+  if opts.strip_prefix and target:sub(1, #opts.strip_prefix) == opts.strip_prefix then
+    target = target:sub(#opts.strip_prefix + 1)
+    if target:sub(1, 1) ~= "/" then target = "/" .. target end
+  end
+  local url = join(upstream, target)
+  if not url then error("bad upstream URL: " .. tostring(upstream), 2) end
+  if is_upgrade(req) then return proxy.websocket(req, res, url, opts) end
+
+  local h = req.headers
+  local headers = end_to_end(req.raw_headers, h.connection,
+    {host = true, ["content-length"] = true, ["x-forwarded-for"] = true,
+     ["x-forwarded-proto"] = true, ["x-forwarded-host"] = true, expect = true})
+  local xff = h["x-forwarded-for"]
+  if type(xff) == "table" then xff = concat(xff, ", ") end
+  headers[#headers + 1] = {"X-Forwarded-For", (xff and xff .. ", " or "") .. req.remote_addr}
+  headers[#headers + 1] = {"X-Forwarded-Proto", req.scheme}
+  if h.host then headers[#headers + 1] = {"X-Forwarded-Host", h.host} end
+  for name, value in pairs(opts.headers or {}) do
+    for i = #headers, 1, -1 do
+      if lower(headers[i][1]) == lower(name) then table.remove(headers, i) end
+    end
+    if value then headers[#headers + 1] = {name, tostring(value)} end
+  end
+
+  -- The request body streams through as it arrives, under the client's own
+  -- Content-Length or chunked.
+  local body
+  local clen = h["content-length"]
+  if clen or h["transfer-encoding"] then
+    body = req.body
+    if clen then headers[#headers + 1] = {"Content-Length", clen} end
+  end
+
+  local ures, err = client.request{url = url, method = req.method, headers = headers,
+    body = body, timeout = opts.timeout or proxy.TIMEOUT,
+    connect_timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
+    host = opts.preserve_host and h.host or nil}
+  if not ures then
+    err = tostring(err)
+    return fail(res, err:find("timeout") and 504 or 502, url .. ": " .. err)
+  end
+  if opts.on_response and opts.on_response(ures, req, res) == false then
+    ures.body:close()
+    return
+  end
+  res:status(ures.status)
+  local uh = ures.headers
+  local skip = connection_tokens(uh.connection)
+  for name, value in pairs(uh) do
+    if not HOP[name] and not skip[name] and res:header(name) == nil then
+      res:header(name, value)
+    end
+  end
+  while true do
+    local chunk, rerr = ures.body:read_some(65536)
+    if not chunk then
+      if rerr then
+        -- The upstream broke off mid-body: the client must see a cut, not an end.
+        ures.body:close()
+        error("proxy: upstream " .. url .. ": " .. tostring(rerr))
+      end
+      break
+    end
+    local ok, werr = res:write(chunk)
+    if not ok then -- the client went away: so does the upstream request
+      ures.body:close()
+      rill.log("info", "proxy: client gone: " .. tostring(werr))
+      return
+    end
+  end
+  res:finish()
+end
+
+-- ---- WebSockets ----
+
+-- Forwards every message of a to b, fragment by fragment; passes on the close.
+local function forward(a, b)
+  while true do
+    local msg, why, code, reason = a:receive()
+    if not msg then
+      b:close(code and code ~= 1005 and code ~= 1006 and code or 1000, reason)
+      return
+    end
+    local out = b:send_stream(msg.type)
+    while true do
+      local chunk, err = msg:read_some(65536)
+      if not chunk then
+        if err then
+          b:close(1011, "upstream message cut short")
+          return
+        end
+        break
+      end
+      if not out:write(chunk) then return end
+    end
+    out:close()
+  end
+end
+
+-- proxy.websocket(req, res, url, opts): joins the client's WebSocket to one
+-- opened to url (http(s) URLs become ws(s)); subprotocols pass through.
+function proxy.websocket(req, res, url, opts)
+  opts = opts or {}
+  url = url:gsub("^http", "ws")
+  local offered = {}
+  local p = req.headers["sec-websocket-protocol"]
+  if type(p) == "table" then p = concat(p, ",") end
+  for t in gmatch(p or "", "[^,%s]+") do offered[#offered + 1] = t end
+  local xff = req.headers["x-forwarded-for"]
+  local uws, err = websocket.connect(url, {protocols = offered, origin = req.headers.origin,
+    timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
+    max_message = opts.max_message or 1024 * 1024 * 1024,
+    headers = {["X-Forwarded-For"] = (type(xff) == "string" and xff .. ", " or "") .. req.remote_addr}})
+  if not uws then return fail(res, tostring(err):find("timeout") and 504 or 502, url .. ": " .. tostring(err)) end
+  local chosen = uws:protocol()
+  local ws = req:upgrade_websocket({protocols = chosen and {chosen} or nil,
+    max_message = opts.max_message or 1024 * 1024 * 1024, idle_timeout = opts.idle_timeout})
+  if not ws then
+    uws:close(1001)
+    return
+  end
+  local back = rill.spawn(forward, uws, ws)
+  forward(ws, uws)
+  rill.wait(back)
+end
+
+-- rill.proxy.ws_to_tcp(ws, host, port [, opts]): the bytes of ws's binary
+-- messages go to a TCP connection as they arrive; its bytes come back as
+-- binary messages. Returns when both directions have ended.
+function proxy.ws_to_tcp(ws, host, port, opts)
+  opts = opts or {}
+  local s, err = rill.connect(host, port, {timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT,
+    tls = opts.tls})
+  if not s then
+    rill.log("warn", ("proxy: %s:%d: %s"):format(host, port, tostring(err)))
+    ws:close(1011, "upstream unreachable")
+    return nil, err
+  end
+  return proxy.pipe(ws:as_stream(), s, opts)
+end
+
+return proxy
