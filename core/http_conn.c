@@ -561,6 +561,17 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   uv_close((uv_handle_t *)&c->timer, conn_freed);
 }
 
+/* A graceful stop: an idle connection goes now, a busy one after its
+ * response (which says Connection: close). */
+static void conn_shutdown(rill_obj_t *o) {
+  rill_http_conn_t *c = rill__container_of(o, rill_http_conn_t, obj);
+  if (c->state == RILL_CONN_HANDLER || c->state == RILL_CONN_UPGRADED) {
+    c->close_after = 1;
+    return;
+  }
+  conn_close(c, 0);
+}
+
 static void conn_destroy(rill_obj_t *o) {
   rill_http_conn_t *c = rill__container_of(o, rill_http_conn_t, obj);
   conn_close(c, 1);
@@ -583,6 +594,8 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   uv_timer_init(c->w->loop, &c->timer);
   c->timer.data = c;
   rill__obj_link(c->w, &c->obj, conn_destroy);
+  c->obj.kind = RILL_OBJ_CONN;
+  c->obj.shutdown = conn_shutdown;
   c->state = RILL_CONN_HEAD;
   conn_process(c);
   return c;

@@ -299,6 +299,12 @@ static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
   if (r != RILL_EAGAIN) raw_handshake_done(s, r, ll);
 }
 
+static void raw_set_handler(rill_listener_t *l, int ref) {
+  llistener_t *ll = l->data;
+  luaL_unref(ll->w->L, LUA_REGISTRYINDEX, ll->handler_ref);
+  ll->handler_ref = ref;
+}
+
 static void raw_listener_free(rill_listener_t *l) {
   llistener_t *ll = l->data;
   rill__listener_forget_ud(l);
@@ -368,6 +374,7 @@ static int l_listen(lua_State *L) {
     return 2;
   }
   l->on_free = raw_listener_free;
+  l->set_handler = raw_set_handler;
   return rill__push_listener(L, l);
 }
 
@@ -408,6 +415,17 @@ static int listener_connections(lua_State *L) {
   llistener_ud *ud = check_listener(L);
   lua_pushinteger(L, ud->l ? (lua_Integer)ud->l->nconns : 0);
   return 1;
+}
+
+/* listener:set_handler(fn): new connections (or requests) go to fn; those in
+ * flight keep the old one. */
+static int listener_set_handler(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (ud->l == NULL) return luaL_error(L, "listener is closed");
+  lua_pushvalue(L, 2);
+  ud->l->set_handler(ud->l, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 0;
 }
 
 static int listener_gc(lua_State *L) {
@@ -563,12 +581,51 @@ static int l_set_log_level(lua_State *L) {
 static int l_exit(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   w->exit_code = (int)luaL_optinteger(L, 1, 0);
+  rill__runtime_exit(w, w->exit_code);
   uv_stop(w->loop);
   if (w->current && w->current->co == L) {
     rill__task_wait(w->current, -1, NULL, NULL);
     return lua_yield(L, 0);
   }
   return 0;
+}
+
+/* core.watch(dir): reload when a .lua file in dir changes */
+static int l_watch(lua_State *L) {
+  int r = rill__runtime_watch(rill__upworker(L), luaL_checkstring(L, 1));
+  if (r == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, rill__errmsg(r));
+  return 2;
+}
+
+/* rill.reload(): every worker loads the app again */
+static int l_reload(lua_State *L) {
+  rill__runtime_reload(rill__upworker(L));
+  return 0;
+}
+
+/* rill.stats() → {worker =, requests =, connections =, websockets =} */
+static int l_stats(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  int conns = 0, wss = 0;
+  for (rill_obj_t *o = w->objs.next; o != &w->objs; o = o->next) {
+    if (o->kind == RILL_OBJ_CONN) conns++;
+    if (o->kind == RILL_OBJ_WS) wss++;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, w->id);
+  lua_setfield(L, -2, "worker");
+  lua_pushnumber(L, (lua_Number)w->requests);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, conns);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, wss);
+  lua_setfield(L, -2, "websockets");
+  return 1;
 }
 
 static int l_worker_id(lua_State *L) {
@@ -583,19 +640,14 @@ static int l_collect_handles(lua_State *L) {
 }
 
 static const luaL_Reg core_funcs[] = {
-    {"now", l_now},
-    {"time", l_time},
-    {"sleep", l_sleep},
-    {"spawn", l_spawn},
-    {"wait", l_wait},
-    {"timer", l_timer},
-    {"listen", l_listen},
-    {"connect", l_connect},
-    {"log", l_log},
-    {"set_log_level", l_set_log_level},
-    {"exit", l_exit},
-    {"worker_id", l_worker_id},
-    {"active_handles", l_collect_handles},
+    {"now", l_now},       {"time", l_time},
+    {"sleep", l_sleep},   {"spawn", l_spawn},
+    {"wait", l_wait},     {"timer", l_timer},
+    {"listen", l_listen}, {"connect", l_connect},
+    {"log", l_log},       {"set_log_level", l_set_log_level},
+    {"exit", l_exit},     {"worker_id", l_worker_id},
+    {"watch", l_watch},   {"reload", l_reload},
+    {"stats", l_stats},   {"active_handles", l_collect_handles},
     {NULL, NULL},
 };
 
@@ -630,6 +682,7 @@ int rill__open_core(lua_State *L) {
                                         {"port", listener_port},
                                         {"address", listener_addr},
                                         {"connections", listener_connections},
+                                        {"set_handler", listener_set_handler},
                                         {NULL, NULL}};
   new_mt(L, THREAD_MT, thread_m, thread_gc);
   new_mt(L, TIMER_MT, timer_m, timer_gc);

@@ -16,8 +16,14 @@ void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs);
 int rill__push_listener(lua_State *L, rill_listener_t *l);
 void rill__listener_forget_ud(rill_listener_t *l);
 
-/* Creates w's Lua state: libraries, rill.core preloaded, module path. */
-int rill__lua_setup(rill_worker_t *w, const char *luadir);
+/* Creates w's Lua state: libraries, rill.core preloaded, module path (extra
+ * first, then RILL_LUA_PATH, then rill's own). */
+int rill__lua_setup(rill_worker_t *w, const char *extra_path);
+/* The runtime around a worker (rill.c): watch a directory for *.lua changes
+ * (worker 0 only), reload every worker, end the run with a status. */
+int rill__runtime_watch(rill_worker_t *w, const char *dir);
+int rill__runtime_reload(rill_worker_t *w);
+void rill__runtime_exit(rill_worker_t *w, int code);
 
 void rill__open_http(lua_State *L, rill_worker_t *w);
 void rill__open_tls(lua_State *L, rill_worker_t *w);

@@ -48,6 +48,7 @@ static void on_request(rill_http_conn_t *c) {
     return;
   }
   lua_State *co = t->co;
+  c->w->requests++;
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
   if (c->ref == -1) {
@@ -100,6 +101,12 @@ static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
   }
   /* A response write that waits for the client is woken by the Lua layer. */
   s->drain_cb = rill__lstream_drain_cb;
+}
+
+static void set_handler(rill_listener_t *l, int ref) {
+  lhttp_t *lh = l->data;
+  luaL_unref(lh->srv.w->L, LUA_REGISTRYINDEX, lh->handler_ref);
+  lh->handler_ref = ref;
 }
 
 static void listener_free(rill_listener_t *l) {
@@ -186,6 +193,7 @@ static int l_http_listen(lua_State *L) {
     return 2;
   }
   l->on_free = listener_free;
+  l->set_handler = set_handler;
   return rill__push_listener(L, l);
 }
 

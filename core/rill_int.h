@@ -33,9 +33,16 @@ typedef struct rill_obj_s rill_obj_t;
  * that a worker can be torn down without leaks: destroy() closes the handles
  * (memory is freed in their close callbacks) and forgets any Lua userdata that
  * points at the object. */
+enum { RILL_OBJ_OTHER, RILL_OBJ_LISTENER, RILL_OBJ_CONN, RILL_OBJ_WS };
+
 struct rill_obj_s {
   rill_obj_t *prev, *next;
   void (*destroy)(rill_obj_t *o);
+  /* Optional: begin a graceful stop (listeners stop accepting, connections
+   * finish their request, WebSockets close with 1001). */
+  void (*shutdown)(rill_obj_t *o);
+  int kind; /* connections and WebSockets hold a graceful stop open */
+  int done; /* ... unless closed already (a WebSocket waiting to be freed) */
 };
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *));
@@ -49,6 +56,7 @@ struct rill_worker_s {
   int own_loop;
   struct lua_State *L;
   int id;
+  struct rill_s *rt; /* the runtime it belongs to, or NULL */
   int log_level;
   int stopping; /* tearing down: no more Lua, no more resumes */
   int exit_code;
@@ -76,9 +84,26 @@ struct rill_worker_s {
   int64_t date_sec;
 
   void *tls; /* TLS state (tls.c): random generator, ticket keys, CA cache */
+
+  /* commands from other threads (rill.c): RILL_CMD_* bits */
+  uv_async_t cmd;
+  int cmds;
+  void (*on_command)(rill_worker_t *w, int cmds);
+  /* a graceful stop in progress */
+  int graceful;
+  uv_timer_t grace_timer, stop_check;
+  uint64_t requests; /* HTTP requests dispatched */
+  int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */
 };
 
+enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4 };
+
 rill_worker_t *rill__worker_new(uv_loop_t *loop);
+/* Sends a command to w from any thread. */
+void rill__worker_command(rill_worker_t *w, int cmd);
+/* Begins a graceful stop: see rill_obj_s.shutdown. The loop stops once no
+ * connection or WebSocket is left, or after grace_ms. */
+void rill__worker_stop(rill_worker_t *w, unsigned grace_ms);
 /* Closes every object, runs the loop until their handles are closed, closes
  * the Lua state and frees the worker. */
 void rill__worker_free(rill_worker_t *w);

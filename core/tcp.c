@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "tcp.h"
 
@@ -86,6 +87,8 @@ static int resolve(uv_loop_t *loop, const char *host, int port,
 int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
                  unsigned max_conns, rill_accept_cb cb, void *data,
                  rill_listener_t **out) {
+  int reuse = 0, slot = -1;
+  port = rill__port_for(w, host, port, &reuse, &slot);
   struct sockaddr_storage ss;
   int r = resolve(w->loop, host, port, &ss);
   if (r) return r;
@@ -96,8 +99,16 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   l->data = data;
   l->max_conns = max_conns ? max_conns : 1u << 30;
   l->refs = 1;
-  uv_tcp_init(w->loop, &l->h);
+  uv_tcp_init_ex(w->loop, &l->h, ss.ss_family);
   l->h.data = l;
+  if (reuse) {
+    /* Each worker has a socket of its own on the port; the kernel spreads
+     * the connections over them. */
+    uv_os_fd_t fd;
+    int on = 1;
+    if (uv_fileno((uv_handle_t *)&l->h, &fd) == 0)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+  }
   r = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
   if (r == 0)
     r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
@@ -106,6 +117,10 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
     return r;
   }
   rill__obj_link(w, &l->obj, listener_destroy);
+  l->obj.kind = RILL_OBJ_LISTENER;
+  l->obj.shutdown = listener_destroy; /* a graceful stop closes it too */
+  char name[64];
+  rill__port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
   *out = l;
   return 0;
 }

@@ -14,7 +14,9 @@ struct rill_listener_s {
   rill_worker_t *w;
   rill_accept_cb on_accept;
   void *data;
-  void *ud;                            /* the Lua userdata, or NULL */
+  void *ud; /* the Lua userdata, or NULL */
+  /* Swaps the handler (a registry reference) for new connections. */
+  void (*set_handler)(rill_listener_t *l, int ref);
   void (*on_free)(rill_listener_t *l); /* before the memory goes */
   unsigned nconns, max_conns;
   int refs; /* 1 for the open listener + 1 per live connection */
@@ -26,6 +28,12 @@ struct rill_listener_s {
 int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
                  unsigned max_conns, rill_accept_cb cb, void *data,
                  rill_listener_t **out);
+
+/* Listening from a worker of a runtime with several: rill.c maps a port 0
+ * to the port the first worker got, and shares the port (SO_REUSEPORT).
+ * Returns the port to bind and sets *reuse; report the port bound after. */
+int rill__port_for(rill_worker_t *w, const char *host, int port, int *reuse, int *slot);
+void rill__port_bound(rill_worker_t *w, int slot, int port);
 /* The bound port and address ("127.0.0.1"). */
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen);
 /* Stops listening; the memory goes when the last connection has ended. */

@@ -5,6 +5,7 @@
  * them, and stops at the payload of a data frame, which it unmasks in place
  * and checks (UTF-8 for text) as it hands it out. The message stream, the
  * byte stream and next() are three ways of driving that loop. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,8 @@
 
 enum { R_HEADER, R_DATA, R_CONTROL };
 enum { P_DATA, P_NEWMSG, P_MSGEND, P_AGAIN, P_CLOSED, P_ERROR };
-enum { W_NONE, W_NEXT, W_MSG, W_BYTES, W_CLOSE };
+/* Who waits for the transport (bits: a close may wait while a reader does). */
+enum { W_NONE = 0, W_NEXT = 1, W_MSG = 2, W_BYTES = 4, W_CLOSE = 8 };
 
 #define PIECE 65536 /* a client masks its payload through a buffer this big */
 
@@ -87,14 +89,22 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
 
 /* ---- failing and closing ---- */
 
+/* Tells everyone waiting that the connection has ended. */
+static void notify(rill_websocket_t *ws, int who, int status) {
+  if ((who & W_CLOSE) && ws->closed_cb) ws->closed_cb(ws);
+  if ((who & W_NEXT) && ws->next_cb) ws->next_cb(ws);
+  if ((who & W_MSG) && ws->msg.fill_cb) ws->msg.fill_cb(&ws->msg, status);
+  if ((who & W_BYTES) && ws->bytes.fill_cb) ws->bytes.fill_cb(&ws->bytes, status);
+}
+
 static void finish_close(rill_websocket_t *ws) {
   close_transport(ws);
   ws->state = RILL_WS_CLOSED;
+  ws->obj.done = 1;
   uv_timer_stop(&ws->timer);
-  if (ws->waiting == W_CLOSE) {
-    ws->waiting = W_NONE;
-    if (ws->closed_cb) ws->closed_cb(ws);
-  }
+  int who = ws->waiting;
+  ws->waiting = W_NONE;
+  notify(ws, who, RILL_ECLOSED);
 }
 
 void rill_ws_fail(rill_websocket_t *ws, unsigned code, const char *why) {
@@ -247,10 +257,10 @@ static void take(rill_websocket_t *ws, size_t n) {
  * semantics to the caller: 0 means it will call back. */
 static int want(rill_websocket_t *ws, int who) {
   if (ws->t == NULL) return RILL_ECLOSED;
-  ws->waiting = who;
+  ws->waiting |= who;
   int r = ws->t->vt->fill(ws->t);
   if (r < 0) {
-    ws->waiting = W_NONE;
+    ws->waiting &= ~who;
     transport_end(ws, r);
     return ws->err ? ws->err : RILL_ECLOSED;
   }
@@ -291,7 +301,7 @@ int rill_ws_next(rill_websocket_t *ws) {
 }
 
 void rill_ws_next_cancel(rill_websocket_t *ws) {
-  if (ws->waiting == W_NEXT) ws->waiting = W_NONE;
+  ws->waiting &= ~W_NEXT;
 }
 
 /* ---- the message stream ---- */
@@ -438,20 +448,11 @@ static void transport_fill_cb(rill_stream_t *t, int status) {
   rill_websocket_t *ws = t->data;
   int who = ws->waiting;
   ws->waiting = W_NONE;
-  switch (who) {
-  case W_NEXT:
-    if (ws->next_cb) ws->next_cb(ws);
-    break;
-  case W_MSG:
-    if (ws->msg.fill_cb) ws->msg.fill_cb(&ws->msg, status);
-    break;
-  case W_BYTES:
-    if (ws->bytes.fill_cb) ws->bytes.fill_cb(&ws->bytes, status);
-    break;
-  case W_CLOSE:
-    if (close_pump(ws) != RILL_EAGAIN && ws->closed_cb) ws->closed_cb(ws);
-    break;
-  }
+  /* A close in progress reads first; when it ends, finish_close tells the
+   * others. */
+  if ((who & W_CLOSE) && close_pump(ws) != RILL_EAGAIN && ws->closed_cb)
+    ws->closed_cb(ws);
+  notify(ws, who & ~W_CLOSE, status);
 }
 
 /* ---- the close handshake ---- */
@@ -479,10 +480,7 @@ static int close_pump(rill_websocket_t *ws) {
 static void close_timeout(uv_timer_t *h) {
   rill_websocket_t *ws = h->data;
   rill__log(ws->w, RILL_LOG_DEBUG, "websocket: no close from the peer in time");
-  int waited = ws->waiting == W_CLOSE;
-  ws->waiting = W_NONE;
   finish_close(ws);
-  if (waited && ws->closed_cb) ws->closed_cb(ws);
 }
 
 int rill_ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen) {
@@ -535,6 +533,18 @@ void rill_ws_free(rill_websocket_t *ws) {
   uv_close((uv_handle_t *)&ws->timer, timer_closed);
 }
 
+/* A graceful stop: close with 1001 at once and tell whoever waits. */
+static void ws_shutdown(rill_obj_t *o) {
+  rill_websocket_t *ws = rill__container_of(o, rill_websocket_t, obj);
+  if (ws->state == RILL_WS_CLOSED) return;
+  static const char why[] = "going away";
+  send_close(ws, 1001, why, sizeof(why) - 1);
+  ws->close_code = 1001;
+  snprintf(ws->close_reason, sizeof(ws->close_reason), "%s", why);
+  if (!ws->err) ws->err = RILL_ECLOSED;
+  finish_close(ws);
+}
+
 static void ws_destroy(rill_obj_t *o) {
   rill_websocket_t *ws = rill__container_of(o, rill_websocket_t, obj);
   if (ws->t) {
@@ -568,5 +578,7 @@ rill_websocket_t *rill_ws_new(rill_worker_t *w, rill_stream_t *t,
   uv_timer_init(w->loop, &ws->timer);
   ws->timer.data = ws;
   rill__obj_link(w, &ws->obj, ws_destroy);
+  ws->obj.kind = RILL_OBJ_WS;
+  ws->obj.shutdown = ws_shutdown;
   return ws;
 }

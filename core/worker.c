@@ -14,6 +14,9 @@
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
   o->destroy = destroy;
+  o->shutdown = NULL;
+  o->kind = RILL_OBJ_OTHER;
+  o->done = 0;
   o->next = w->objs.next;
   o->prev = &w->objs;
   w->objs.next->prev = o;
@@ -25,6 +28,60 @@ void rill__obj_unlink(rill_obj_t *o) {
   o->prev->next = o->next;
   o->next->prev = o->prev;
   o->next = o->prev = NULL;
+}
+
+static void cmd_cb(uv_async_t *h) {
+  rill_worker_t *w = h->data;
+  int cmds = __atomic_exchange_n(&w->cmds, 0, __ATOMIC_ACQ_REL);
+  if (cmds && w->on_command && !w->stopping) w->on_command(w, cmds);
+}
+
+void rill__worker_command(rill_worker_t *w, int cmd) {
+  __atomic_fetch_or(&w->cmds, cmd, __ATOMIC_ACQ_REL);
+  uv_async_send(&w->cmd);
+}
+
+static int busy(rill_worker_t *w) {
+  for (rill_obj_t *o = w->objs.next; o != &w->objs; o = o->next)
+    if ((o->kind == RILL_OBJ_CONN || o->kind == RILL_OBJ_WS) && !o->done) return 1;
+  return 0;
+}
+
+static void stop_check_cb(uv_timer_t *t) {
+  rill_worker_t *w = t->data;
+  if (!busy(w)) uv_stop(w->loop);
+}
+
+static void grace_cb(uv_timer_t *t) {
+  rill_worker_t *w = t->data;
+  rill__log(w, RILL_LOG_WARN, "grace period over: closing what is left");
+  uv_stop(w->loop);
+}
+
+void rill__worker_stop(rill_worker_t *w, unsigned grace_ms) {
+  if (w->graceful) return;
+  w->graceful = 1;
+  /* Collect first: a shutdown may unlink others (all memory goes in close
+   * callbacks, later, so the pointers stay good). */
+  size_t n = 0, cap = 64;
+  rill_obj_t **list = malloc(cap * sizeof(*list));
+  for (rill_obj_t *o = w->objs.next; list && o != &w->objs; o = o->next) {
+    if (o->shutdown == NULL) continue;
+    if (n == cap) {
+      rill_obj_t **l = realloc(list, (cap *= 2) * sizeof(*list));
+      if (l == NULL) break;
+      list = l;
+    }
+    list[n++] = o;
+  }
+  for (size_t i = 0; i < n; i++)
+    list[i]->shutdown(list[i]);
+  free(list);
+  uv_timer_init(w->loop, &w->stop_check);
+  uv_timer_init(w->loop, &w->grace_timer);
+  w->stop_check.data = w->grace_timer.data = w;
+  uv_timer_start(&w->stop_check, stop_check_cb, 0, 50);
+  uv_timer_start(&w->grace_timer, grace_cb, grace_ms, 0);
 }
 
 rill_worker_t *rill__worker_new(uv_loop_t *loop) {
@@ -46,6 +103,9 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   w->bufs = calloc(w->maxbufs, sizeof(char *));
   w->scratch = malloc(RILL_BUF_SIZE);
   w->date_sec = -1;
+  uv_async_init(loop, &w->cmd, cmd_cb);
+  w->cmd.data = w;
+  uv_unref((uv_handle_t *)&w->cmd);
   if (w->bufs == NULL || w->scratch == NULL || rill__sched_init(w) != 0) {
     free(w->bufs);
     free(w->scratch);
@@ -75,7 +135,18 @@ void rill__worker_free(rill_worker_t *w) {
     o->destroy(o);
   }
   rill__sched_close(w);
-  uv_run(w->loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&w->cmd, close_stray_cb);
+  if (w->graceful) {
+    uv_close((uv_handle_t *)&w->stop_check, close_stray_cb);
+    uv_close((uv_handle_t *)&w->grace_timer, close_stray_cb);
+  }
+  if (w->own_loop) {
+    uv_run(w->loop, UV_RUN_DEFAULT);
+  } else {
+    /* The host's loop has handles of its own: turn it until ours are gone. */
+    for (int i = 0; i < 16; i++)
+      uv_run(w->loop, UV_RUN_NOWAIT);
+  }
   if (w->L) {
     lua_close(w->L);
     w->L = NULL;

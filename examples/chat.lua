@@ -1,6 +1,8 @@
 -- A chat room over WebSocket: GET / serves a page; every message a browser
 -- sends on /ws goes to every connected browser.
---   rill serve examples/chat.lua         then open http://127.0.0.1:8080/ in two tabs
+--   rill serve examples/chat.lua --workers 1    then open http://127.0.0.1:8080/ in two tabs
+-- (one worker: each worker has a Lua state of its own, so clients on
+-- different workers would not see each other's messages)
 local rill = require "rill"
 
 local page = [[<!doctype html>

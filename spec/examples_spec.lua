@@ -124,7 +124,7 @@ describe("examples", function()
   end)
 
   it("chat.lua serves its page and broadcasts to every client", function()
-    local srv = helper.serve("examples/chat.lua")
+    local srv = helper.serve("examples/chat.lua", {"--workers", "1"})
     local code, page = helper.curl(("http://127.0.0.1:%d/"):format(srv.port))
     assert.matches("new WebSocket", page)
     local url = ("ws://127.0.0.1:%d/ws"):format(srv.port)

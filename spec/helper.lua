@@ -207,6 +207,36 @@ function helper.raw(port, data, timeout)
   return table.concat(parts), why
 end
 
+-- Reads an HTTP response head from s: status, headers (lower-case keys).
+function helper.read_response_head(s)
+  local line, err = s:read_until("\r\n")
+  if not line then return nil, err end
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  local headers = {}
+  while true do
+    local h = assert(s:read_until("\r\n"))
+    if h == "" then break end
+    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
+    headers[k:lower()] = v
+  end
+  return status, headers
+end
+
+-- Reads a chunked body from s, to its end.
+function helper.read_chunked(s)
+  local parts = {}
+  while true do
+    local size = tonumber(assert(s:read_until("\r\n")), 16)
+    if size == 0 then
+      assert(s:read_until("\r\n"))
+      break
+    end
+    parts[#parts + 1] = s:read(size)
+    assert(s:read(2) == "\r\n")
+  end
+  return table.concat(parts)
+end
+
 -- Reads one HTTP response from s: status, headers (lower-case keys), body.
 -- Handles Content-Length and chunked bodies.
 function helper.read_response(s)

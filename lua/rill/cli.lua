@@ -19,7 +19,11 @@ serve options (sizes in bytes, times in seconds):
   --tls-key FILE            with --tls-key; the first pair is the default, the
                             others are chosen by SNI
   --handshake-timeout S     TLS handshake (default 10)
-  --workers N               worker threads (only 1 for now)
+  --workers N               worker threads (default: one per core)
+  --grace S                 on SIGTERM/SIGINT, how long requests in flight may
+                            take to finish (default 30)
+  --watch                   reload when a .lua file beside the app changes
+                            (SIGHUP reloads too)
   --max-connections N       per worker (default 16384)
   --max-header-bytes N      request line and fields (default 16384)
   --max-headers N           header fields (default 100)
@@ -50,19 +54,11 @@ local flag_keys = {
 
 -- Loads an app file; returns its handler or nil and a message naming the file.
 function M.load_app(path)
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, err end
-  local ok, app = pcall(chunk)
-  if not ok then return nil, path .. ": " .. tostring(app) end
-  local h = http.handler(app)
-  if not h then
-    return nil, path .. ": must return a handler function or a router, not " .. type(app)
-  end
-  return h
+  return require("rill.app").load(path)
 end
 
 local function serve(args)
-  local app_path
+  local app_path, watch
   local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
@@ -82,11 +78,15 @@ local function serve(args)
       if not n or n < 0 then return die(a .. " needs a number") end
       opts[flag_keys[a]] = n
       i = i + 2
-    elseif a == "--workers" then
-      local n = tonumber(v)
-      if not n or n < 1 then return die("--workers needs a number") end
-      if n > 1 then rill.log("warn", "--workers: one worker for now") end
+    elseif a == "--workers" or a == "--grace" then
+      -- read by the runtime before any Lua ran (core/rill.c)
+      if not tonumber(v) or tonumber(v) < (a == "--workers" and 1 or 0) then
+        return die(a .. " needs a number")
+      end
       i = i + 2
+    elseif a == "--watch" then
+      watch = true
+      i = i + 1
     elseif a == "--log-level" then
       local ok = pcall(rill.set_log_level, v)
       if not ok then return die("--log-level: error, warn, info or debug") end
@@ -101,36 +101,33 @@ local function serve(args)
     end
   end
   if not app_path then return die("serve needs an app file\n" .. usage) end
-  local handler, err = M.load_app(app_path)
-  if not handler then
-    io.stderr:write("rill: ", err, "\n")
-    return 1
-  end
   if #certs ~= #keys then return die("give one --tls-key for each --tls-cert") end
-  if #tls_listens > 0 and #certs == 0 then return die("--listen-tls needs --tls-cert and --tls-key") end
+  if #tls_listens > 0 and #certs == 0 then
+    return die("--listen-tls needs --tls-cert and --tls-key")
+  end
   local tls
   if #certs > 0 then
     tls = {handshake_timeout = opts.handshake_timeout}
     for n = 1, #certs do tls[n] = {cert = certs[n], key = keys[n]} end
   end
-  local addrs = {}
+  local cfg = {path = app_path, listens = {}, limits = opts, watch = watch}
   if #listens == 0 and #tls_listens == 0 then listens[1] = "127.0.0.1:8080" end
-  for _, a in ipairs(listens) do addrs[#addrs + 1] = {a, #tls_listens == 0 and tls or nil} end
-  for _, a in ipairs(tls_listens) do addrs[#addrs + 1] = {a, tls} end
-  for _, spec in ipairs(addrs) do
-    local addr = spec[1]
+  local function add(addr, t)
     local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
-    if not host then return die("bad listen address " .. addr) end
-    local o = {}
-    for k, v in pairs(opts) do o[k] = v end
-    o.host, o.port, o.handler, o.tls = host, tonumber(port), handler, spec[2]
-    local l, lerr = http.listen(o)
-    if not l then
-      io.stderr:write("rill: ", lerr, "\n")
-      return 1
-    end
-    local h, p = l:address()
-    rill.log("info", ("serving %s on %s://%s:%d"):format(app_path, spec[2] and "https" or "http", h, p))
+    if not host then return false end
+    cfg.listens[#cfg.listens + 1] = {host = host, port = tonumber(port), tls = t}
+    return true
+  end
+  for _, a in ipairs(listens) do
+    if not add(a, #tls_listens == 0 and tls or nil) then return die("bad --listen address " .. a) end
+  end
+  for _, a in ipairs(tls_listens) do
+    if not add(a, tls) then return die("bad --listen-tls address " .. a) end
+  end
+  local ok, err = require("rill.app").start(cfg)
+  if not ok then
+    io.stderr:write("rill: ", err, "\n")
+    return 1
   end
 end
 

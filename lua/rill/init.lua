@@ -18,6 +18,8 @@ local rill = {
   exec = core.exec,     -- rill.exec{"cmd", "arg", stdin=, stdout=, stderr=, env=, cwd=}
   exit = core.exit,
   worker_id = core.worker_id,
+  stats = core.stats,   -- this worker's counters: {worker=, requests=, connections=, websockets=}
+  reload = core.reload, -- every worker loads the app again (as SIGHUP does)
   set_log_level = core.set_log_level,
   yield = coroutine.yield, -- let other threads run; resumes on the next loop turn
 }

@@ -1,0 +1,237 @@
+-- The runtime: workers, hot reload with nothing dropped, graceful stops, and
+-- embedding librill in a C program.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- A fresh directory with an app and a module it loads; returns its paths.
+local function app_dir(message)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir) == 0)
+  write(dir .. "/message.lua", ("return {text = %q}\n"):format(message))
+  write(dir .. "/app.lua", [[
+local rill = require "rill"
+local message = require "message"
+local app = rill.router()
+app.state = {hits = 0}
+function app.on_reload(old) if old then app.state = old end end
+app:get("/", function(req, res) res:send(message.text) end)
+app:get("/worker", function(req, res)
+  res:header("Connection", "close")
+  res:send(tostring(rill.worker_id()))
+end)
+app:get("/stats", function(req, res)
+  local s = rill.stats()
+  res:send(("worker %d requests %d"):format(s.worker, s.requests))
+end)
+app:get("/hit", function(req, res)
+  app.state.hits = app.state.hits + 1
+  res:send(tostring(app.state.hits))
+end)
+app:get("/slow", function(req, res)
+  for i = 1, 30 do
+    res:write(("chunk %d\n"):format(i))
+    rill.sleep(100)
+  end
+end)
+app:get("/reload", function(req, res)
+  rill.reload()
+  res:send("reloading")
+end)
+app:websocket("/ws", function(ws)
+  while true do
+    local msg = ws:receive()
+    if not msg then return end
+    ws:send(message.text .. ": " .. msg:read_all())
+  end
+end)
+return app
+]])
+  return dir, dir .. "/app.lua", dir .. "/message.lua"
+end
+
+local function get(port, path)
+  local _, out = helper.curl(("http://127.0.0.1:%d%s"):format(port, path or "/"))
+  return out
+end
+
+-- Polls until GET path answers want (or 10 s pass); returns the last answer.
+local function wait_for(port, path, want)
+  local got
+  for _ = 1, 200 do
+    got = get(port, path)
+    if got == want then return got end
+    rill.sleep(50)
+  end
+  return got
+end
+
+describe("workers", function()
+  it("--workers 2 serves from both workers, each with its own counters", function()
+    local dir, app = app_dir("hello")
+    local srv = helper.serve(app, {"--workers", "2"})
+    local seen = {}
+    for _ = 1, 60 do seen[get(srv.port, "/worker")] = true end
+    assert.is_true(seen["0"], "worker 0 served nothing")
+    assert.is_true(seen["1"], "worker 1 served nothing")
+    -- each worker counts its own requests
+    local counts = {}
+    for _ = 1, 20 do
+      local w, n = get(srv.port, "/stats"):match("^worker (%d) requests (%d+)$")
+      assert.is_truthy(w)
+      counts[w] = tonumber(n)
+    end
+    assert.is_truthy(counts["0"] or counts["1"])
+    assert.equal(0, srv.stop())
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("hot reload", function()
+  it("switches answers under wrk load with no errors and no non-2xx responses", function()
+    local dir, app = app_dir("version 0")
+    local srv = helper.serve(app, {"--watch", "--workers", "2"})
+    assert.equal("version 0", get(srv.port, "/"))
+    local wrk = assert(rill.exec{"wrk", "-t1", "-c20", "-d5s",
+      ("http://127.0.0.1:%d/"):format(srv.port), stdout = "pipe", stderr = "pipe"})
+    local out = rill.spawn(function() return wrk.stdout:read_all(1e6) end)
+    rill.sleep(300)
+    for v = 1, 20 do
+      write(app, (io.open(app):read("*a"):gsub("app:get%(\"/\".-\n", ("app:get(\"/\", function(req, res) res:send(\"version %d\") end)\n"):format(v), 1)))
+      rill.sleep(200)
+    end
+    local code = wrk:wait()
+    local _, report = rill.wait(out)
+    assert.equal(0, code)
+    assert.matches("requests in", report)
+    assert.not_matches("Socket errors", report)
+    assert.not_matches("Non%-2xx", report)
+    assert.equal("version 20", wait_for(srv.port, "/", "version 20"))
+    assert.equal(0, srv.stop())
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("reloads modules beside the app, and keeps the old app through a syntax error", function()
+    local dir, app, message = app_dir("first")
+    local srv = helper.serve(app, {"--watch", "--workers", "1"})
+    assert.equal("first", get(srv.port, "/"))
+    write(message, 'return {text = "second"}\n')
+    assert.equal("second", wait_for(srv.port, "/", "second"))
+    -- a syntax error: the old code goes on, and the log says where
+    write(message, 'return {text = "third"\n')
+    srv.wait_log("reload failed; the old app goes on")
+    local line = srv.wait_log("message%.lua:(%d+): '}' expected")
+    assert.equal("2", line)
+    assert.equal("second", get(srv.port, "/"))
+    -- the next good edit is picked up
+    write(message, 'return {text = "fourth"}\n')
+    assert.equal("fourth", wait_for(srv.port, "/", "fourth"))
+    assert.equal(0, srv.stop())
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("lets a WebSocket and a slow response that started before a reload finish on it",
+    function()
+      local dir, app, message = app_dir("old")
+      local srv = helper.serve(app, {"--workers", "1"})
+      local ws = assert(helper.ws(("ws://127.0.0.1:%d/ws"):format(srv.port)))
+      ws:send("a")
+      assert.equal("old: a", ws:receive():read_all())
+      local s = helper.connect(srv.port)
+      s:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      local slow = rill.spawn(function() return select(3, helper.read_response(s)) end)
+      rill.sleep(300)
+      write(message, 'return {text = "new"}\n')
+      assert.equal("reloading", get(srv.port, "/reload")) -- rill.reload() from Lua
+      assert.equal("new", wait_for(srv.port, "/", "new"))
+      -- the WebSocket still runs the old handler, and still echoes
+      ws:send("b")
+      assert.equal("old: b", ws:receive():read_all())
+      local ok, body = rill.wait(slow)
+      assert.is_true(ok)
+      local lines = {}
+      for i = 1, 30 do lines[i] = ("chunk %d\n"):format(i) end
+      assert.equal(table.concat(lines), body)
+      ws:close()
+      s:close()
+      assert.equal(0, srv.stop())
+      os.execute("rm -rf " .. dir)
+    end)
+
+  it("hands state to the new app with on_reload, and reloads on SIGHUP", function()
+    local dir, app, message = app_dir("x")
+    local srv = helper.serve(app, {"--workers", "1"})
+    assert.equal("1", get(srv.port, "/hit"))
+    assert.equal("2", get(srv.port, "/hit"))
+    write(message, 'return {text = "after hup"}\n')
+    srv.proc:kill(1) -- SIGHUP
+    assert.equal("after hup", wait_for(srv.port, "/", "after hup"))
+    assert.equal("3", get(srv.port, "/hit"))
+    assert.equal(0, srv.stop())
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("graceful stop", function()
+  it("finishes a 3-second streaming response after SIGTERM, then exits 0", function()
+    local dir, app = app_dir("bye")
+    local srv = helper.serve(app, {"--workers", "2"})
+    local s = helper.connect(srv.port)
+    s:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    local status, headers = helper.read_response_head(s)
+    assert.equal(200, status)
+    rill.sleep(300)
+    srv.proc:kill(15)
+    rill.sleep(200)
+    -- no new connections once stopping
+    local c = rill.connect("127.0.0.1", srv.port, 1000)
+    if c then
+      c:settimeout(2000)
+      c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.is_nil(c:read_some())
+      c:close()
+    end
+    local body = helper.read_chunked(s)
+    local lines = {}
+    for i = 1, 30 do lines[i] = ("chunk %d\n"):format(i) end
+    assert.equal(table.concat(lines), body)
+    assert.equal("close", headers.connection or "close")
+    local code = srv.proc:wait(10000)
+    assert.equal(0, code)
+    s:close()
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("embedding", function()
+  it("installs librill and rill.pc; examples/embed/host.c builds with pkg-config alone " ..
+    "and serves its C function's value", function()
+    local build = helper.bin:match("^(.*)/[^/]+$")
+    local prefix = os.tmpname()
+    os.remove(prefix)
+    local code, _, err = helper.run({"cmake", "--install", build, "--prefix", prefix},
+      {timeout = 120000})
+    assert.equal(0, code, err)
+    local exe = prefix .. "/host"
+    local cc = ("cc examples/embed/host.c $(pkg-config --cflags --libs rill) -o %s"):format(exe)
+    if helper.sanitized then cc = cc .. " -fsanitize=address,undefined" end
+    code, _, err = helper.run({"sh", "-c", cc}, {timeout = 120000,
+      env = {PKG_CONFIG_PATH = prefix .. "/lib/pkgconfig", PATH = os.getenv("PATH")}})
+    assert.equal(0, code, err)
+    local host = assert(rill.exec{exe, "0", stdout = "pipe", stderr = "pipe"})
+    host.stdout:settimeout(10000)
+    local line = assert(host.stdout:read_until("\n"))
+    local port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
+    assert.is_truthy(port, line)
+    assert.equal("the answer is 42\n", get(port, "/"))
+    host:kill(15)
+    assert.equal(0, host:wait(10000))
+    os.execute("rm -rf " .. prefix)
+  end)
+end)
