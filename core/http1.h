@@ -24,7 +24,7 @@ enum {
   RILL_HTTP_EOF_BODY = 1 << 5,  /* response body delimited by close */
 };
 
-#define RILL_HTTP_INLINE_FIELDS 24
+#define RILL_HTTP_INLINE_FIELDS 12
 
 typedef struct {
   llhttp_t parser;

@@ -232,6 +232,15 @@ static void conn_process(rill_http_conn_t *c) {
       timer_set(c, T_KEEPALIVE, lim->keepalive_timeout_ms);
   }
   rill_http_conn_flush(c);
+  if (n == 0 && c->olen == 0) {
+    /* Idle between requests: keep nothing a new request would not need. */
+    free(c->out);
+    c->out = NULL;
+    c->ocap = 0;
+    free(c->hbuf);
+    c->hbuf = NULL;
+    c->hcap = 0;
+  }
   r = t->vt->fill(t);
   if (r < 0) conn_close(c, 0);
 }

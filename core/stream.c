@@ -32,8 +32,7 @@ struct rill_uvstream_s {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h;
-  uv_timer_t linger;
-  uv_shutdown_t sreq;
+  struct aux_s *aux; /* for shutting down and closing, made when needed */
   char *buf;
   size_t cap, r, w; /* unread bytes are buf[r..w) */
   size_t queued;    /* bytes in uv_write requests not yet done */
@@ -47,6 +46,13 @@ struct rill_uvstream_s {
   void *on_free_arg;
 };
 
+/* What only a stream that shuts down or closes needs: kept apart so that an
+ * idle connection does not carry it. */
+struct aux_s {
+  uv_timer_t linger;
+  uv_shutdown_t sreq;
+};
+
 typedef struct {
   uv_write_t req;
   rill_uvstream_t *u;
@@ -57,6 +63,11 @@ typedef struct {
 #define U(s) rill__container_of((s), rill_uvstream_t, base)
 
 static void uvs_final_close(rill_uvstream_t *u);
+
+static struct aux_s *aux(rill_uvstream_t *u) {
+  if (u->aux == NULL) u->aux = calloc(1, sizeof(*u->aux));
+  return u->aux;
+}
 
 static void release_buf(rill_uvstream_t *u) {
   if (u->buf && u->cap == RILL_BUF_SIZE)
@@ -254,8 +265,9 @@ static int uvs_shutdown(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->shut_sent) return 0;
   if (u->closing) return RILL_ECLOSED;
-  u->sreq.data = u;
-  int r = uv_shutdown(&u->sreq, &u->h.stream, shutdown_cb);
+  if (aux(u) == NULL) return UV_ENOMEM;
+  u->aux->sreq.data = u;
+  int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
   if (r == 0) u->shut_sent = 1;
   return r;
 }
@@ -263,6 +275,7 @@ static int uvs_shutdown(rill_stream_t *s) {
 static void handle_closed(uv_handle_t *h) {
   rill_uvstream_t *u = h->data;
   if (--u->closes > 0) return;
+  free(u->aux);
   release_buf(u);
   free(u->base.acc);
   if (u->base.sep != u->base.sep_small) free(u->base.sep);
@@ -277,7 +290,7 @@ static void uvs_final_close(rill_uvstream_t *u) {
   u->closes = 1;
   if (u->linger_init) {
     u->closes++;
-    uv_close((uv_handle_t *)&u->linger, handle_closed);
+    uv_close((uv_handle_t *)&u->aux->linger, handle_closed);
   }
   uv_close(&u->h.handle, handle_closed);
 }
@@ -303,13 +316,17 @@ static void uvs_close(rill_stream_t *s) {
     uvs_final_close(u);
     return;
   }
-  uv_timer_init(s->w->loop, &u->linger);
-  u->linger.data = u;
+  if (aux(u) == NULL) {
+    uvs_final_close(u);
+    return;
+  }
+  uv_timer_init(s->w->loop, &u->aux->linger);
+  u->aux->linger.data = u;
   u->linger_init = 1;
-  uv_timer_start(&u->linger, linger_timeout, LINGER_MS, 0);
+  uv_timer_start(&u->aux->linger, linger_timeout, LINGER_MS, 0);
   if (!u->shut_sent) {
-    u->sreq.data = u;
-    if (uv_shutdown(&u->sreq, &u->h.stream, shutdown_cb) != 0) {
+    u->aux->sreq.data = u;
+    if (uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb) != 0) {
       uvs_final_close(u);
       return;
     }
@@ -367,7 +384,6 @@ rill_uvstream_t *rill__uvstream_new(rill_worker_t *w, int kind) {
     return NULL;
   }
   u->h.handle.data = u;
-  u->linger.data = u;
   rill__obj_link(w, &u->obj, uvs_destroy);
   return u;
 }
