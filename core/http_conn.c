@@ -293,8 +293,8 @@ static void end_request(rill_http_conn_t *c) {
   next_request(c);
 }
 
-rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
-                                      size_t nh) {
+rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
+                                      const rill_hdr_t *h, size_t nh) {
   if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE ||
       c->body.mode != RILL_BODY_NONE)
     return NULL;
@@ -308,7 +308,7 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
   size_t dl;
   const char *date = rill__date_line(c->w, &dl);
   if (out_reserve(c, need + dl + 64)) return NULL;
-  c->olen += rill_http_status_line(c->out + c->olen, 101);
+  c->olen += rill_http_status_line(c->out + c->olen, status);
   out_put(c, date, dl);
   for (size_t i = 0; i < nh; i++) {
     out_put(c, h[i].name, h[i].nlen);

@@ -101,13 +101,14 @@ int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t
                     const char *data, size_t len);
 int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
 
-/* Answers the current request with a 101 head made of status line, Date and
+/* Answers the current request with a head (101 for an upgrade, 200 for a
+ * CONNECT) made of status line, Date and
  * the given fields as they are, and hands the transport over: the caller owns
  * it from then on, with any bytes after the request already in its buffer.
  * Returns NULL (and raises nothing) if the request had a body or the response
  * had started. The handler goes on running; its end just frees the conn. */
-rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, const rill_hdr_t *h,
-                                      size_t nh);
+rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
+                                      const rill_hdr_t *h, size_t nh);
 
 /* The chunked decoder once the body has ended (for its trailers), or NULL. */
 const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c);

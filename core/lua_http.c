@@ -382,13 +382,17 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill_http_finish(c, status, h, nh));
 }
 
-/* conn:upgrade(gen, headers) → the connection's stream, after a 101 head
- * made of headers; nil if the request had a body or the response started. */
+/* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
+ * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
+ * body or the response started. */
 static int l_upgrade(lua_State *L) {
   rill_http_conn_t *c = check(L);
   rill_hdr_t small[16], *h;
   size_t nh = get_hdrs(L, 3, small, 16, &h);
-  rill_stream_t *t = rill_http_conn_upgrade(c, h, nh);
+  int status = (int)luaL_optinteger(L, 4, 101);
+  if (status != 101 && !(status == 200 && c->head.method == HTTP_CONNECT))
+    return luaL_argerror(L, 4, "101, or 200 for a CONNECT");
+  rill_stream_t *t = rill_http_conn_upgrade(c, status, h, nh);
   if (t == NULL) return 0;
   rill__lstream_push(L, t, 1);
   return 1;

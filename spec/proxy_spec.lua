@@ -363,6 +363,27 @@ describe("websocket to tcp bridge", function()
 end)
 
 describe("rill.pipe", function()
+  it("tunnels curl's CONNECT through examples/connect_proxy.lua, for allowed hosts only",
+    function()
+      local dir = helper.certs()
+      local tl, tport = helper.listen(function(req, res) res:send("through the tunnel") end,
+        {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+      local p = helper.serve("examples/connect_proxy.lua", {"--workers", "1"})
+      local code, out, err = helper.curl("--cacert", dir .. "/ca.crt", "-x",
+        ("http://127.0.0.1:%d"):format(p.port), "--resolve", ("a.test:%d:127.0.0.1"):format(tport),
+        ("https://a.test:%d/"):format(tport))
+      -- curl resolves a.test itself and asks the proxy for a.test: not allowed
+      assert.not_equal(0, code)
+      assert.matches("403", err)
+      code, out, err = helper.curl("--cacert", dir .. "/ca.crt", "-x",
+        ("http://127.0.0.1:%d"):format(p.port), "--connect-to",
+        ("a.test:%d:127.0.0.1:%d"):format(tport, tport), ("https://a.test:%d/"):format(tport))
+      assert.equal(0, code, err)
+      assert.equal("through the tunnel", out)
+      assert.equal(0, p.stop())
+      tl:close()
+    end)
+
   it("tunnels TLS clients to a plain TCP service (examples/tcp_proxy.lua)", function()
     local dir = helper.certs()
     local echo = assert(rill.listen{port = 0, handler = function(s)

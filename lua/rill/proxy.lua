@@ -238,6 +238,29 @@ function proxy.websocket(req, res, url, opts)
   rill.wait(back)
 end
 
+-- rill.proxy.connect(req, res, opts): serves a CONNECT request as a tunnel:
+-- connects to the host:port it names and pipes bytes both ways. An open
+-- tunnel reaches anything the server can, so opts.allow(host, port, req)
+-- must say yes (403 otherwise). opts.connect_timeout in ms.
+function proxy.connect(req, res, opts)
+  opts = opts or {}
+  local host, port = req.target:match("^%[?([^%]]+)%]?:(%d+)$")
+  port = tonumber(port)
+  if req.method ~= "CONNECT" or not host then
+    res:status(400):send("CONNECT host:port\n")
+    return
+  end
+  if not (opts.allow and opts.allow(host, port, req)) then
+    res:status(403):send("Forbidden\n")
+    return
+  end
+  local up, err = rill.connect(host, port, {timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT})
+  if not up then return fail(res, tostring(err):find("timeout") and 504 or 502, req.target .. ": " .. tostring(err)) end
+  local s = req._c:upgrade(req._g, {}, 200)
+  res.headers_sent, res.finished = true, true
+  return proxy.pipe(s, up, opts)
+end
+
 -- rill.proxy.ws_to_tcp(ws, host, port [, opts]): the bytes of ws's binary
 -- messages go to a TCP connection as they arrive; its bytes come back as
 -- binary messages. Returns when both directions have ended.
