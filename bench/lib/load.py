@@ -2,11 +2,15 @@
 pinned to procs.CPU_CLIENT and returns a dict of figures, always with
 "client_cpu": the generator's own CPU use in % of one core over its run
 (from wait4's rusage), so a saturated generator can be told apart from a
-saturated server.
+saturated server. Those that take shared= (a Running process on the
+generator's core, such as a proxy's upstream) also return "shared_cpu":
+that process's CPU use in % of one core over the same run.
 """
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import procs
 from servers import LIB
@@ -32,14 +36,30 @@ def _run(argv, stdin=None):
     return out, 100 * cpu / wall, wall
 
 
-def wrk(run, srv, path, pipeline=1, duration=None):
+def _shared_cpu(shared, before, wall, figures):
+    """Adds shared_cpu (see above) to figures when there is a shared process."""
+    if shared is not None:
+        figures["shared_cpu"] = 100 * (shared.cpu_seconds() - before) / wall
+    return figures
+
+
+def _result(out, tool):
+    """The figures of a bench tool's "RESULT key=value ..." line."""
+    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise BenchError(f"{tool} printed no result: {out[-500:]}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+
+
+def wrk(run, srv, path, pipeline=1, duration=None, shared=None):
     """wrk -t1 -c50 on path for the run's duration; pipeline > 1 sends that
     many requests per write. Returns requests/s, p50/p99 latency in ms and
     the server's CPU µs per request (all its processes, from /proc)."""
     argv = ["wrk", "-t1", "-c50", f"-d{duration or run.duration}s", "-s", str(LIB / "wrk.lua"),
             srv.url(path), "--", str(pipeline)]
     cpu_before = srv.cpu_seconds()
-    out, client_cpu, _ = _run(argv)
+    shared_before = shared.cpu_seconds() if shared else 0
+    out, client_cpu, wall = _run(argv)
     server_cpu = srv.cpu_seconds() - cpu_before
     line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
@@ -50,9 +70,10 @@ def wrk(run, srv, path, pipeline=1, duration=None):
         raise BenchError(f"wrk: {r['requests']} requests, errors {errors}")
     if errors:
         print(f"  warning: wrk socket errors {errors}", file=sys.stderr)
-    return {"rps": r["requests"] / (r["duration_us"] / 1e6),
-            "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-            "cpu_us": server_cpu * 1e6 / r["requests"], "client_cpu": client_cpu}
+    return _shared_cpu(shared, shared_before, wall, {
+        "rps": r["requests"] / (r["duration_us"] / 1e6),
+        "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+        "cpu_us": server_cpu * 1e6 / r["requests"], "client_cpu": client_cpu})
 
 
 def warm_up(run, srv, path):
@@ -78,13 +99,14 @@ def _curl(argv, what, stdin=None):
     return body.strip(), int(size), float(seconds), client_cpu
 
 
-def upload(run, srv, path, chunked):
+def upload(run, srv, path, chunked, shared=None):
     """PUTs run.upload_bytes of zeros with curl -T: chunked when read from a
     pipe (head -c N /dev/zero), with a Content-Length when read from a
     (sparse) file. The server must answer with the byte count. Returns MB/s
     and the server's peak RSS in MB during the upload."""
     n = run.upload_bytes
     srv.reset_peak_rss()
+    shared_before = shared.cpu_seconds() if shared else 0
     if chunked:
         head = procs.spawn(["head", "-c", str(n), "/dev/zero"], procs.CPU_CLIENT,
                            stdout=subprocess.PIPE)
@@ -101,42 +123,113 @@ def upload(run, srv, path, chunked):
                                              "upload")
     if body != str(n):
         raise BenchError(f"upload: sent {n} bytes, the server counted {body[:200]!r}")
-    return {"mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB,
-            "client_cpu": client_cpu}
+    return _shared_cpu(shared, shared_before, seconds, {
+        "mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB, "client_cpu": client_cpu})
 
 
-def download(run, srv, path, n):
+def download(run, srv, path, n, shared=None):
     """GETs path, which must send n bytes, with curl -o /dev/null. Returns
     MB/s and the server's peak RSS in MB during the download."""
     srv.reset_peak_rss()
+    shared_before = shared.cpu_seconds() if shared else 0
     _, size, seconds, client_cpu = _curl(["-o", "/dev/null", srv.url(path)], "download")
     if size != n:
         raise BenchError(f"download: received {size} of {n} bytes")
-    return {"mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB,
-            "client_cpu": client_cpu}
+    return _shared_cpu(shared, shared_before, seconds, {
+        "mbs": n / seconds / MB, "peak_rss_mb": srv.peak_rss() / MB, "client_cpu": client_cpu})
 
 
-def idle(run, srv, path, n):
-    """Opens n keep-alive connections with idle_client, one GET on each, and
+def idle(run, srv, path, n, websocket=False):
+    """Opens n keep-alive connections with idle_client, one GET on each (or,
+    with websocket=True, n WebSockets upgraded on path, with ws_client), and
     reads the server's RSS before and while they are held. Returns the RSS
     growth per connection in bytes, how many connections were still open
     after the reading, and the client's CPU time in ms."""
-    _curl(["-o", "/dev/null", srv.url(path)], "idle")  # first-request set-up
+    if websocket:
+        def client(k):
+            return [run.tool("ws_client"), "127.0.0.1", str(srv.port), path, "idle", str(k)]
+        _hold(client(1), 1, lambda: None)  # first-connection set-up
+    else:
+        def client(k):
+            return [run.idle_client, "127.0.0.1", str(srv.port), str(k), path]
+        _curl(["-o", "/dev/null", srv.url(path)], "idle")  # first-request set-up
     time.sleep(0.2)
     before = srv.rss()
-    p = procs.spawn([run.idle_client, "127.0.0.1", str(srv.port), str(n), path],
-                    procs.CPU_CLIENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    held = []
+
+    def measure():
+        time.sleep(0.3)  # the server has sent the last answers; let it settle
+        held.append(srv.rss())
+    closed, cpu = _hold(client(n), n, measure)
+    return {"bytes_per_conn": (held[0] - before) / n, "open": n - closed,
+            "client_cpu_ms": cpu * 1000}
+
+
+def _hold(argv, n, while_held):
+    """Runs a client that prints "ready N", holds its connections until its
+    standard input closes, then prints "closed K"; calls while_held() while
+    they are held. Returns K and the client's CPU seconds."""
+    p = procs.spawn(argv, procs.CPU_CLIENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, text=True)
     ready = p.stdout.readline()
-    held = None
-    if ready == f"ready {n}\n":
-        time.sleep(0.3)  # the server has sent the last answers; let it settle
-        held = srv.rss()
-    p.stdin.close()  # lets the client go
-    rest = p.stdout.read()
-    code, cpu = procs.wait_usage(p)
-    if held is None or code != 0:
-        raise BenchError(f"idle_client: {(ready + rest).strip()}")
-    closed = int(rest.split()[-1])
-    return {"bytes_per_conn": (held - before) / n, "open": n - closed, "client_cpu_ms": cpu * 1000}
+    ok = ready == f"ready {n}\n"
+    try:
+        if ok:
+            while_held()
+    finally:
+        p.stdin.close()  # lets the client go
+        rest = p.stdout.read()
+        code, cpu = procs.wait_usage(p)
+    if not ok or code != 0:
+        raise BenchError(f"{Path(argv[0]).name}: {(ready + rest).strip()[-500:]}")
+    return int(rest.split()[-1]), cpu
 
+
+def ws_echo(run, srv, path, conns, size, seconds):
+    """ws_client: conns WebSockets on path, each with one binary message of
+    size bytes in flight (sent, echoed whole, sent again) for seconds.
+    Returns round trips/s, MB/s (payload bytes each way), the server's CPU
+    µs per round trip and the data frames per echo (> 1: fragmented)."""
+    argv = [run.tool("ws_client"), "127.0.0.1", str(srv.port), path, "echo", str(conns),
+            str(size), str(seconds)]
+    cpu_before = srv.cpu_seconds()
+    out, client_cpu, _ = _run(argv)
+    server_cpu = srv.cpu_seconds() - cpu_before
+    r = _result(out, "ws_client")
+    rt = r["round_trips"]
+    return {"rtps": rt / r["seconds"], "mbs": rt * size / r["seconds"] / MB,
+            "cpu_us": server_cpu * 1e6 / rt, "frames": r["frames"] / rt,
+            "client_cpu": client_cpu}
+
+
+def handshakes(run, srv, conns, seconds, groups="default", resume=False):
+    """tls_client: conns connections at a time, each a TLS handshake (full,
+    or with resume=True offering its slot's previous session), GET / with
+    Connection: close, the answer read to the server's close, for seconds;
+    groups are the ECDHE groups offered (an OpenSSL list, or "default").
+    Returns handshakes/s, the server's CPU µs per handshake and the share of
+    them that resumed a session."""
+    argv = [run.tool("tls_client", "-lssl", "-lcrypto"), "127.0.0.1", str(srv.port),
+            str(conns), str(seconds), groups] + (["resume"] if resume else [])
+    cpu_before = srv.cpu_seconds()
+    out, client_cpu, _ = _run(argv)
+    server_cpu = srv.cpu_seconds() - cpu_before
+    r = _result(out, "tls_client")
+    return {"hps": r["handshakes"] / r["seconds"], "cpu_us": server_cpu * 1e6 / r["handshakes"],
+            "resumed": r["resumed"] / r["handshakes"], "client_cpu": client_cpu}
+
+
+def negotiated(srv, groups=None):
+    """What `openssl s_client` (OpenSSL's default offer, or only groups)
+    and the server agree on, as "TLSv1.2 CIPHER, ECDHE over GROUP"."""
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}",
+            "-servername", "localhost"] + (["-groups", groups] if groups else [])
+    out, _, _ = _run(argv, stdin=subprocess.DEVNULL)
+    m = re.search(r"^New, (\S+), Cipher is (\S+)", out, re.M)
+    key = re.search(r"^Server Temp Key: (.*)", out, re.M)
+    if m is None:
+        raise BenchError(f"openssl s_client: no session: {out[-500:]}")
+    # "ECDH, prime256v1, 256 bits" or "X25519, 253 bits": the group's name.
+    parts = key.group(1).split(", ") if key else ["?"]
+    group = parts[1] if parts[0] == "ECDH" and len(parts) > 2 else parts[0]
+    return f"{m.group(1)} {m.group(2)}, ECDHE over {group}"

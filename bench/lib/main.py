@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -42,6 +43,9 @@ class Run:
         self.rounds = 1 if quick else 3
         self.duration = 3 if quick else 10  # seconds of each wrk measurement
         self.warmup = 1 if quick else 2  # seconds of wrk before measuring
+        # Seconds of each figure of scenarios with many (one per message
+        # size, one per kind of TLS handshake).
+        self.short = 2 if quick else 5
         self.upload_bytes = (256 if quick else 1024) * MiB
         self.download_bytes = self.upload_bytes
         self.idle_conns = 2000 if quick else 10000
@@ -54,23 +58,63 @@ class Run:
             self.idle_conns = hard - 100
             print(f"bench: open files limited to {hard}: {self.idle_conns} idle connections",
                   file=sys.stderr)
-        self._idle_client = None
+        self._tools = {}
         self._upload_file = None
+        self._certificate = None
+        # @NAME@ fields of servers' arguments and configurations (servers.py);
+        # a scenario's setup() adds its own.
+        self.vars = {}
+        # Notes under the current scenario's table, added by its measure().
+        self.notes = []
 
     def fields(self):
         """What scenario titles may mention: {duration}, {upload}, ..."""
-        return {"duration": self.duration, "upload": size(self.upload_bytes),
+        return {"duration": self.duration, "short": self.short,
+                "upload": size(self.upload_bytes),
                 "download": size(self.download_bytes), "idle_conns": f"{self.idle_conns:,}"}
+
+    def fill(self, text, **more):
+        """text with each @NAME@ of self.vars and more replaced by its value."""
+        values = {**self.vars, **more}
+
+        def value(m):
+            if m.group(1) not in values:
+                raise RuntimeError(f"no value for @{m.group(1)}@ in {text[:80]!r}")
+            return str(values[m.group(1)])
+        return re.sub(r"@([A-Z][A-Z0-9_]*)@", value, text)
+
+    def note(self, text):
+        """Adds a note under the current scenario's table (once)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def tool(self, name, *libs):
+        """bench/lib/NAME.c compiled into the run directory on first use
+        (linked with libs, e.g. "-lssl"); returns the program's path."""
+        if name not in self._tools:
+            exe = self.rundir / name
+            subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(LIB / f"{name}.c"),
+                            *libs], check=True)
+            self._tools[name] = str(exe)
+        return self._tools[name]
 
     @property
     def idle_client(self):
         """The idle connection client, compiled on first use."""
-        if self._idle_client is None:
-            exe = self.rundir / "idle_client"
-            subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(LIB / "idle_client.c")],
-                           check=True)
-            self._idle_client = str(exe)
-        return self._idle_client
+        return self.tool("idle_client")
+
+    def certificate(self):
+        """A self-signed ECDSA P-256 certificate for CN=localhost and its key,
+        made with openssl on first use: {"CERT": path, "KEY": path}."""
+        if self._certificate is None:
+            cert, key = self.rundir / "cert.pem", self.rundir / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                            "-keyout", str(key), "-out", str(cert)],
+                           check=True, capture_output=True)
+            self._certificate = {"CERT": cert, "KEY": key}
+        return self._certificate
 
     def upload_file(self, n):
         """A sparse file of n zero bytes (deleted with the run directory),
@@ -101,6 +145,13 @@ def environment(run):
     def deb(package):
         return first_line("dpkg-query", "-W", "-f=${Version}", package)
 
+    def npm(package):
+        try:
+            path = ROOT / "bench" / "node_modules" / package / "package.json"
+            return json.loads(path.read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            return "not installed"
+
     with open("/proc/cpuinfo") as f:
         model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
     commit = first_line("git", "-C", str(Path(run.rill_bin).parent), "describe", "--always",
@@ -118,6 +169,11 @@ def environment(run):
         ("LuaJIT", f"libluajit2 {deb('libluajit2-5.1-2')} (rill and nginx-lua)"),
         ("wrk", first_line("wrk", "-v").split(" [")[0]),
         ("curl", " ".join(first_line("curl", "--version").split()[:2])),
+        ("TLS", f"rill: mbedTLS {deb('libmbedtls-dev')}; nginx, wrk and the clients: "
+                f"{first_line('openssl', 'version').split(' (')[0]}"),
+        ("WebSocket peers", f"Node ws {npm('ws')} with bufferutil {npm('bufferutil')}; "
+                            f"Boost.Beast from libboost-dev {deb('libboost-dev')}, "
+                            f"g++ {first_line('g++', '-dumpfullversion')} -O2"),
     ]
 
 
@@ -139,8 +195,30 @@ def progress(text):
 
 
 def run_scenario(sc, run):
-    """All rounds of one scenario; returns its report.Table."""
+    """All rounds of one scenario; returns its report.Table. The scenario's
+    setup(run), if it has one, runs first and may return processes (e.g. a
+    shared upstream) that are stopped after the last round."""
     table = report.Table(sc.NAME, sc.TITLE.format(**run.fields()), sc.METRICS, sc.SERVERS)
+    # run.note() adds to the table's notes: one list.
+    run.notes = table.notes = list(getattr(sc, "NOTES", []))
+    saved_vars = dict(run.vars)
+    helpers = []
+    try:
+        if hasattr(sc, "setup"):
+            helpers = sc.setup(run) or []
+        rounds(sc, run, table)
+    except (load.BenchError, RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        why = " ".join(str(e).split())[:400]
+        table.failures.append(f"setting up: {why}")
+        progress(f"[{sc.NAME}] FAILED: {why}")
+    finally:
+        for h in helpers:
+            h.stop()
+        run.vars = saved_vars
+    return table
+
+
+def rounds(sc, run, table):
     for r in range(run.rounds):
         k = r % len(sc.SERVERS)
         for server in sc.SERVERS[k:] + sc.SERVERS[:k]:
@@ -149,7 +227,7 @@ def run_scenario(sc, run):
             try:
                 srv = server.start(run)
                 figures = sc.measure(run, srv)
-            except (load.BenchError, RuntimeError, OSError) as e:
+            except (load.BenchError, RuntimeError, OSError, subprocess.CalledProcessError) as e:
                 why = " ".join(str(e).split())[:400]
                 table.failures.append(f"{server.label}, round {r + 1}: {why}")
                 progress(f"{where}: FAILED: {why}")
@@ -160,13 +238,12 @@ def run_scenario(sc, run):
             table.add(server.label, figures)
             progress(f"{where}: " + ", ".join(f"{m.label} {m.fmt.format(figures[m.key])}"
                                               for m in sc.METRICS))
-    return table
 
 
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 1 round, 3 s, 256 MiB, 2,000 idle connections")
+                    help="a smoke run: 1 round, 3 s (2 s), 256 MiB, 2,000 idle connections")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
                     help="where latest.md, latest.json and ratios.png go")
     ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",

@@ -10,20 +10,25 @@ from dataclasses import dataclass
 SATURATED = 95  # % of one core: a generator this busy is the limit
 RATIO_NOTE = ("ratio: rill against the row's server, > 1 means rill is better "
               "(rill/peer for throughput, peer/rill for latency, CPU time and memory)")
-SATURATED_NOTE = (f"`*` the load generator used ≥ {SATURATED}% of its core: "
-                  "the figure is its limit, not the server's")
+SATURATED_NOTE = (f"`*` the load generator used ≥ {SATURATED}% of its core (with, where "
+                  "a column says so, what shares that core): the figure is its limit, "
+                  "not the server's")
 
 
 @dataclass
 class Metric:
     """A column: key in measure()'s dict, heading, "higher" or "lower" when
     one is better (those get a ratio column) or None for context figures,
-    format, and the key of the generator CPU figure that may cap it."""
+    format, and the key of the generator CPU figure that may cap it (or a
+    tuple of keys of processes sharing the generator's core: their sum).
+    Consecutive metrics with the same part (a heading) make a table of their
+    own under the scenario's title, for scenarios with many columns."""
     key: str
     label: str
     better: str = None
     fmt: str = "{:,.0f}"
-    limited_by: str = None
+    limited_by: object = None
+    part: str = None
 
 
 class Table:
@@ -34,6 +39,7 @@ class Table:
         self.name, self.title, self.metrics, self.servers = name, title, metrics, servers
         self.samples = {s.label: {m.key: [] for m in metrics} for s in servers}
         self.failures = []
+        self.notes = []  # the scenario's own notes (NOTES, run.note())
 
     def add(self, label, figures):
         for m in self.metrics:
@@ -52,14 +58,29 @@ class Table:
         return ref / peer if metric.better == "higher" else peer / ref
 
     def saturated(self, label, metric):
-        cpu = metric.limited_by and self.median(label, metric.limited_by)
-        return bool(cpu and cpu >= SATURATED)
+        keys = metric.limited_by
+        if not keys:
+            return False
+        cpus = [self.median(label, k) for k in ((keys,) if isinstance(keys, str) else keys)]
+        return None not in cpus and sum(cpus) >= SATURATED
 
-    def rows(self, rounds):
-        """Header and rows of cell strings; a server measured in fewer than
-        rounds rounds (the others failed) says how many."""
-        header = ["server"]
+    def parts(self):
+        """The metrics as (heading, metrics) runs of the same part."""
+        out = []
         for m in self.metrics:
+            if out and out[-1][0] == m.part:
+                out[-1][1].append(m)
+            else:
+                out.append((m.part, [m]))
+        return out
+
+    def rows(self, rounds, metrics=None):
+        """Header and rows of cell strings for metrics (default: all); a
+        server measured in fewer than rounds rounds (the others failed) says
+        how many."""
+        metrics = metrics or self.metrics
+        header = ["server"]
+        for m in metrics:
             header += [m.label, "ratio"] if m.better else [m.label]
         notes = [s for s in self.servers if s.note]
         rows = []
@@ -67,7 +88,7 @@ class Table:
             mark = f" [{notes.index(s) + 1}]" if s.note else ""
             n = len(self.samples[s.label][self.metrics[0].key])
             row = [s.label + mark + (f" ({n} of {rounds})" if n < rounds else "")]
-            for m in self.metrics:
+            for m in metrics:
                 value = self.median(s.label, m.key)
                 cell = "n/a" if value is None else m.fmt.format(value)
                 row.append(cell + ("*" if self.saturated(s.label, m) else ""))
@@ -78,18 +99,21 @@ class Table:
         return header, rows
 
     def markdown(self, rounds):
-        header, rows = self.rows(rounds)
-        widths = [max(len(r[c]) for r in [header] + rows) for c in range(len(header))]
-
-        def line(cells):
-            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
         out = [f"### {self.name}: {self.title}", "",
-               f"Median of {rounds} round{'s' if rounds > 1 else ''}. {RATIO_NOTE}.", "",
-               line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-        out += [line(r) for r in rows]
+               f"Median of {rounds} round{'s' if rounds > 1 else ''}. {RATIO_NOTE}."]
+        for heading, metrics in self.parts():
+            header, rows = self.rows(rounds, metrics)
+            widths = [max(len(r[c]) for r in [header] + rows) for c in range(len(header))]
+
+            def line(cells):
+                return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+            out += [""] + ([f"#### {heading}", ""] if heading else [])
+            out += [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+            out += [line(r) for r in rows]
         notes = [f"[{i + 1}] {s.label}: {s.note}" for i, s in
                  enumerate(s for s in self.servers if s.note)]
+        notes += self.notes
         if any(self.saturated(s.label, m) for s in self.servers for m in self.metrics):
             notes.append(SATURATED_NOTE)
         notes += [f"failed: {f}" for f in self.failures]
@@ -100,7 +124,7 @@ class Table:
     def as_json(self):
         return {
             "name": self.name, "title": self.title,
-            "metrics": [{"key": m.key, "label": m.label, "better": m.better}
+            "metrics": [{"key": m.key, "label": m.label, "better": m.better, "part": m.part}
                         for m in self.metrics],
             "servers": [{"label": s.label, "note": s.note,
                          "samples": self.samples[s.label],
@@ -111,6 +135,7 @@ class Table:
             "ratios": {s.label: {m.key: self.ratio(s.label, m)
                                  for m in self.metrics if m.better}
                        for s in self.servers[1:]},
+            "notes": self.notes,
             "failures": self.failures,
         }
 
@@ -125,7 +150,7 @@ def chart(tables, png, workdir):
     groups = []  # (label, a ratio or None per peer)
     for t in tables:
         labels = {s.label for s in t.servers[1:]}
-        groups += [(f"{t.name}: {m.label}",
+        groups += [(f"{t.name}: {m.part + ', ' if m.part else ''}{m.label}",
                     [t.ratio(p, m) if p in labels else None for p in peers])
                    for m in t.metrics if m.better]
     known = [r for _, ratios in groups for r in ratios if r is not None]
@@ -133,12 +158,13 @@ def chart(tables, png, workdir):
         return False
     rows = [f'"{label}" ' + " ".join("?" if r is None else f"{r:.4f}" for r in ratios)
             for label, ratios in groups]
+    longest = max(len(label) for label, _ in groups)  # the labels stand upright
     data = workdir / "ratios.dat"
     data.write_text("\n".join(rows) + "\n")
     columns = ", ".join(f"'{data}' using {i + 2}:xtic(1) title '{p}'"
                         for i, p in enumerate(peers))
     script = f"""
-set terminal pngcairo size 1500,620 font ",10"
+set terminal pngcairo size {max(1500, 45 * len(rows))},{400 + 6 * longest} font ",10"
 set output '{png}'
 set title "rill against each peer (> 1: rill is better; log scale)"
 set style data histograms
@@ -149,11 +175,11 @@ set logscale y 2
 set grid ytics
 set ylabel "ratio"
 set format y "%.3g"
-set xtics rotate by 30 right font ",9" nomirror
+set xtics rotate by 90 right font ",9" nomirror
 set xrange [-0.6:{len(rows) - 0.4}]
 set yrange [{min(known + [1]) / 2}:{max(known + [1]) * 1.5}]
-set key top left
-set bmargin 8
+set key outside right top
+set bmargin {3 + longest * 0.42:.0f}
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2
 plot {columns}
 """

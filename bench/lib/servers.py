@@ -1,11 +1,17 @@
 """The servers a scenario compares: rill, nginx (plain or with its Lua
-module) and Node. A scenario lists configurations (Rill, Nginx, Node); the
-harness starts each on a free port of 127.0.0.1, pinned to procs.CPU_SERVER,
-and hands the Running server to the scenario's measure().
+module), Node and programs built from source (Native). A scenario lists
+configurations; the harness starts each on a free port of 127.0.0.1, pinned
+to procs.CPU_SERVER, and hands the Running server to the scenario's measure().
 
 Relative paths in a configuration are relative to the scenario's directory.
+Arguments, environment values and nginx files may hold @NAME@ fields, filled
+in from run.vars (which a scenario's setup() may add to: a certificate, an
+upstream's port) and @PORT@, the server's own port.
 """
+import hashlib
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +25,9 @@ class Server:
     """One peer configuration: a label for the tables, the file that
     configures it, and an optional footnote shown under the table."""
 
-    def __init__(self, path, label, note=None):
-        self.path, self.label, self.note = Path(path), label, note
+    def __init__(self, path, label, note=None, tls=False, env=None):
+        self.path, self.label, self.note, self.tls = Path(path), label, note, tls
+        self.env = env or {}
 
     def resolve(self, scenario_dir):
         self.path = scenario_dir / self.path
@@ -33,14 +40,17 @@ class Server:
         """The process whose memory is reported (the one serving requests)."""
         return pid
 
-    def start(self, run):
-        """Starts the server and waits until it accepts connections."""
+    def start(self, run, cpu=procs.CPU_SERVER):
+        """Starts the server (on cpu) and waits until it accepts connections."""
         port = procs.free_port()
         workdir = run.rundir / f"{self.label}-{port}"
         workdir.mkdir()
         log = workdir / "server.log"
+        env = None
+        if self.env:
+            env = dict(os.environ, **{k: run.fill(v, PORT=port) for k, v in self.env.items()})
         with open(log, "w") as logf:
-            proc = procs.spawn(self.argv(port, run, workdir), procs.CPU_SERVER, cwd=ROOT,
+            proc = procs.spawn(self.argv(port, run, workdir), cpu, cwd=ROOT, env=env,
                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
         try:
             procs.wait_for_port(port, proc)
@@ -55,10 +65,11 @@ class Running:
 
     def __init__(self, server, proc, port):
         self.label, self.proc, self.port = server.label, proc, port
+        self.scheme = "https" if server.tls else "http"
         self.pid = server.memory_pid(proc.pid)
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def cpu_seconds(self):
         """CPU seconds used so far by all the server's processes."""
@@ -79,14 +90,16 @@ class Running:
 
 
 class Rill(Server):
-    """`rill serve APP` with one worker."""
+    """`rill serve APP` with one worker; args are added to the command line
+    (`--tls-cert`, limits) and env to its environment (UPSTREAM=...)."""
 
-    def __init__(self, app, label="rill", note=None):
-        super().__init__(app, label, note)
+    def __init__(self, app, label="rill", note=None, args=(), env=None, tls=False):
+        super().__init__(app, label, note, tls=tls, env=env)
+        self.args = list(args)
 
     def argv(self, port, run, workdir):
         return [run.rill_bin, "serve", str(self.path), "--workers", "1",
-                "--listen", f"127.0.0.1:{port}"]
+                "--listen", f"127.0.0.1:{port}", *(run.fill(a, PORT=port) for a in self.args)]
 
 
 class Nginx(Server):
@@ -97,8 +110,8 @@ class Nginx(Server):
 
     MODULES = "/usr/lib/nginx/modules"
 
-    def __init__(self, conf, label="nginx", lua=False, note=None):
-        super().__init__(conf, label, note)
+    def __init__(self, conf, label="nginx", lua=False, note=None, tls=False):
+        super().__init__(conf, label, note, tls=tls)
         self.lua = lua
 
     def argv(self, port, run, workdir):
@@ -109,7 +122,7 @@ class Nginx(Server):
         if self.lua:
             modules = "".join(f"load_module {self.MODULES}/{m}.so;\n"
                               for m in ("ndk_http_module", "ngx_http_lua_module"))
-        http = self.path.read_text().replace("@PORT@", str(port))
+        http = run.fill(self.path.read_text(), PORT=port, DIR=workdir)
         conf = (LIB / "nginx.conf.in").read_text()
         for key, value in (("@MODULES@", modules), ("@NOFILE@", str(run.nofile)),
                            ("@HTTP@", http), ("@DIR@", str(workdir))):
@@ -129,10 +142,40 @@ class Nginx(Server):
 
 
 class Node(Server):
-    """`node SCRIPT PORT`; the script listens on 127.0.0.1:PORT."""
+    """`node SCRIPT PORT`; the script listens on 127.0.0.1:PORT. Packages
+    from npm (bench/run installs them) are found in bench/node_modules."""
 
     def __init__(self, script, label="node", note=None):
         super().__init__(script, label, note)
 
     def argv(self, port, run, workdir):
         return ["node", str(self.path), str(port)]
+
+
+class Native(Server):
+    """A server built from one source file, run as `PROGRAM PORT`: compile
+    is the compiler's command line, with @SRC@ and @OUT@ for the source and
+    the program. The program is kept in bench/.build/ under a name that
+    holds a hash of the source and the command, so it is built once."""
+
+    BUILD = ROOT / "bench" / ".build"
+
+    def __init__(self, source, label, compile, note=None):
+        super().__init__(source, label, note)
+        self.compile = list(compile)
+
+    def program(self):
+        digest = hashlib.sha256(self.path.read_bytes() + repr(self.compile).encode())
+        out = self.BUILD / f"{self.path.stem}-{digest.hexdigest()[:12]}"
+        if not out.exists():
+            self.BUILD.mkdir(exist_ok=True)
+            print(f"bench: building {self.path.relative_to(ROOT)}", file=sys.stderr, flush=True)
+            tmp = out.with_suffix(".tmp")
+            argv = [str(self.path) if a == "@SRC@" else str(tmp) if a == "@OUT@" else a
+                    for a in self.compile]
+            subprocess.run(argv, check=True)
+            os.replace(tmp, out)
+        return out
+
+    def argv(self, port, run, workdir):
+        return [str(self.program()), str(port)]

@@ -1,0 +1,61 @@
+"""websocket: echo round trips per second for four message sizes over 50
+connections, and resident memory per idle WebSocket, rill against Node's ws
+and a Boost.Beast server."""
+import load
+from report import Metric
+from servers import ROOT, Native, Node, Rill
+
+ORDER = 7
+TITLE = ("WebSocket echo on / over 50 connections, one binary message in flight on each "
+         "(bench/lib/ws_client.c), {short} s per size; {idle_conns} idle WebSockets")
+SERVERS = [
+    Rill(ROOT / "examples/ws_echo.lua",
+         note="examples/ws_echo.lua streams each message back as it arrives, a frame "
+              "for each piece it reads: a large echo comes in several frames"),
+    Node("node.js", note="the ws package with bufferutil (native masking); a message is "
+                         "handed over whole and echoed as one frame"),
+    Native("beast_echo.cpp", label="beast",
+           compile=["g++", "-O2", "-std=c++17", "-o", "@OUT@", "@SRC@", "-pthread"],
+           note="beast_echo.cpp, single-threaded, asynchronous: reads a whole message into "
+                "a flat_buffer and writes it back as one frame (auto_fragment off)"),
+]
+CONNS = 50
+SIZES = [(64, "64 B"), (4096, "4 KiB"), (65536, "64 KiB"), (262144, "256 KiB")]
+IDLE = "idle WebSockets"
+METRICS = []
+for size, name in SIZES:
+    part = f"{name} messages"
+    METRICS += [
+        Metric(f"rt{size}", "round trips/s", "higher", limited_by=f"client{size}", part=part),
+        Metric(f"mbs{size}", "MB/s", fmt="{:,.1f}", part=part),
+        Metric(f"client{size}", "client CPU", fmt="{:.0f}%", part=part),
+        Metric(f"us{size}", "server CPU µs/round trip", "lower", "{:.2f}", part=part),
+        Metric(f"frames{size}", "frames/echo", fmt="{:.1f}", part=part),
+    ]
+METRICS += [
+    Metric("idle_bytes", "RSS bytes/conn", "lower", part=IDLE),
+    Metric("idle_open", "still open", fmt="{:,.0f}", part=IDLE),
+    Metric("idle_client_ms", "client CPU ms", fmt="{:,.0f}", part=IDLE),
+]
+NOTES = [
+    "MB/s: payload bytes each way (round trips/s × size); its ratio is that of round "
+    "trips/s. The client sends each message as one masked frame and reads the echo in "
+    "however many frames it comes; frames/echo is their average number.",
+    "Idle WebSockets: the server's VmRSS while they are held minus before they were "
+    "opened, over their number. They are measured first, on the freshly started server; "
+    "then 1 s of 64 B and 1 s of 64 KiB echoes warm it up before the echo figures.",
+]
+
+
+def measure(run, srv):
+    idle = load.idle(run, srv, "/", run.idle_conns, websocket=True)
+    figures = {"idle_bytes": idle["bytes_per_conn"], "idle_open": idle["open"],
+               "idle_client_ms": idle["client_cpu_ms"]}
+    for size in (64, 65536):  # JIT compilers (LuaJIT, V8) and buffers warm
+        load.ws_echo(run, srv, "/", CONNS, size, 1)
+    for size, _ in SIZES:
+        r = load.ws_echo(run, srv, "/", CONNS, size, run.short)
+        figures.update({f"rt{size}": r["rtps"], f"mbs{size}": r["mbs"],
+                        f"client{size}": r["client_cpu"], f"us{size}": r["cpu_us"],
+                        f"frames{size}": r["frames"]})
+    return figures
