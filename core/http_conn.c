@@ -331,6 +331,10 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
   return t;
 }
 
+void rill_http_conn_release(rill_http_conn_t *c) {
+  if (c->state == RILL_CONN_UPGRADED) conn_close(c, 0);
+}
+
 void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
   if (c->state == RILL_CONN_UPGRADED) {
     conn_close(c, 0); /* the transport is someone else's now */

@@ -110,6 +110,10 @@ int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
 rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
                                       const rill_hdr_t *h, size_t nh);
 
+/* Frees an upgraded connection now rather than when its handler ends (the
+ * caller makes sure nothing will use it). */
+void rill_http_conn_release(rill_http_conn_t *c);
+
 /* The chunked decoder once the body has ended (for its trailers), or NULL. */
 const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c);
 

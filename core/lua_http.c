@@ -392,16 +392,25 @@ static int l_upgrade(lua_State *L) {
   int status = (int)luaL_optinteger(L, 4, 101);
   if (status != 101 && !(status == 200 && c->head.method == HTTP_CONNECT))
     return luaL_argerror(L, 4, "101, or 200 for a CONNECT");
+  rill_task_t *task = c->w->current;
   rill_stream_t *t = rill_http_conn_upgrade(c, status, h, nh);
   if (t == NULL) return 0;
   rill__lstream_push(L, t, 1);
+  /* The connection's work is done: free it now, not when the handler (a
+   * long WebSocket session, a tunnel) ends. */
+  if (task && task->done_data == c) {
+    task->done = NULL;
+    task->yield_cb = NULL;
+    task->done_data = NULL;
+    rill_http_conn_release(c);
+  }
   return 1;
 }
 
 /* core.http_parse_response(head [, method]) → status, reason, minor version,
  * headers (lower-case, repeats in arrays), body mode ("none", "length",
- * "chunked", "eof"), length, keep-alive; or nil, why. The head is the bytes
- * up to and including its empty line. */
+ * "chunked", "eof"), length, keep-alive, raw headers {name, value, ...} as
+ * received; or nil, why. The head is the bytes up to its empty line. */
 static int l_parse_response(lua_State *L) {
   size_t len;
   const char *head = luaL_checklstring(L, 1, &len);
@@ -433,8 +442,15 @@ static int l_parse_response(lua_State *L) {
   lua_pushstring(L, mode);
   lua_pushnumber(L, (lua_Number)h.content_length);
   lua_pushboolean(L, (h.flags & RILL_HTTP_KEEPALIVE) && strcmp(mode, "eof") != 0);
+  lua_createtable(L, (int)h.nfields * 2, 0);
+  for (unsigned i = 0; i < h.nfields; i++) {
+    lua_pushlstring(L, head + h.fields[i].name_off, h.fields[i].name_len);
+    lua_rawseti(L, -2, (int)i * 2 + 1);
+    lua_pushlstring(L, head + h.fields[i].value_off, h.fields[i].value_len);
+    lua_rawseti(L, -2, (int)i * 2 + 2);
+  }
   rill_http_head_free(&h);
-  return 7;
+  return 8;
 }
 
 /* core.http_body(stream, mode, length [, max]) → a stream of the body read

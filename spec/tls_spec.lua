@@ -76,6 +76,12 @@ describe("tls", function()
       assert.matches("\nReused, TLSv1.2", out)
     end)
 
+    it("prefers X25519, then P-256, for the key exchange", function()
+      assert.matches("Server Temp Key: X25519", s_client(srv.port))
+      assert.matches("Server Temp Key: ECDH, prime256v1",
+        s_client(srv.port, "-groups", "secp521r1:prime256v1"))
+    end)
+
     it("offers TLS 1.2 with ECDHE and AEAD ciphers only", function()
       local out = s_client(srv.port, "-tls1_2", "-cipher", "AES128-SHA")
       assert.not_matches("Cipher is AES128%-SHA", out)

@@ -256,20 +256,20 @@ local function exchange(sock, o, key, reused)
     end)
   end
 
-  local status, reason, minor, headers, mode, clen, keepalive
+  local status, reason, minor, headers, mode, clen, keepalive, raw
   repeat
     local rhead, rerr = sock:read_until("\r\n\r\n", client.MAX_HEAD)
     if not rhead then
       if sender then rill.wait(sender, 0) end
       return nil, send_err or rerr, reused and rerr ~= "timeout"
     end
-    status, reason, minor, headers, mode, clen, keepalive =
+    status, reason, minor, headers, mode, clen, keepalive, raw =
       core.http_parse_response(rhead .. "\r\n\r\n", method)
     if not status then return nil, "bad response: " .. tostring(reason) end
   until status >= 200 or status == 101
 
   local res = {status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
-    headers = setmetatable(headers, http.Headers)}
+    headers = setmetatable(headers, http.Headers), raw_headers = raw}
   if status == 101 then
     res.stream = sock -- the connection is the caller's now
     return res

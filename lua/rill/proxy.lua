@@ -158,12 +158,15 @@ function proxy.pass(req, res, upstream, opts)
     return
   end
   res:status(ures.status)
-  local uh = ures.headers
-  local skip = connection_tokens(uh.connection)
-  for name, value in pairs(uh) do
-    if not HOP[name] and not skip[name] and res:header(name) == nil then
-      res:header(name, value)
-    end
+  -- The upstream's header lines as they came (case, order, repeats), unless
+  -- on_response set a header of that name already.
+  local raw = ures.raw_headers
+  local skip = connection_tokens(ures.headers.connection)
+  local set = {}
+  for i = 1, #res._h, 2 do set[lower(res._h[i])] = true end
+  for i = 1, #raw, 2 do
+    local name = lower(raw[i])
+    if not HOP[name] and not skip[name] and not set[name] then res:add_header(raw[i], raw[i + 1]) end
   end
   while true do
     local chunk, rerr = ures.body:read_some(65536)
