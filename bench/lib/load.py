@@ -22,11 +22,13 @@ class BenchError(Exception):
     """A measurement that failed (a wrong answer, a generator error)."""
 
 
-def _run(argv, stdin=None):
-    """Runs a generator to completion; returns its output (stdout and stderr
-    together), CPU % of one core, and wall seconds."""
+def _run(argv, stdin=None, cpu=None):
+    """Runs a generator to completion (on cpu, by default procs.CPU_CLIENT);
+    returns its output (stdout and stderr together), CPU % of one core, and
+    wall seconds."""
     start = time.monotonic()
-    p = procs.spawn(argv, procs.CPU_CLIENT, stdin=stdin, stdout=subprocess.PIPE,
+    p = procs.spawn(argv, procs.CPU_CLIENT if cpu is None else cpu, stdin=stdin,
+                    stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     code, cpu = procs.wait_usage(p)
@@ -51,15 +53,16 @@ def _result(out, tool):
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
-def wrk(run, srv, path, pipeline=1, duration=None, shared=None):
-    """wrk -t1 -c50 on path for the run's duration; pipeline > 1 sends that
-    many requests per write. Returns requests/s, p50/p99 latency in ms and
-    the server's CPU µs per request (all its processes, from /proc)."""
-    argv = ["wrk", "-t1", "-c50", f"-d{duration or run.duration}s", "-s", str(LIB / "wrk.lua"),
-            srv.url(path), "--", str(pipeline)]
+def wrk(run, srv, path, pipeline=1, duration=None, shared=None, threads=1, cpu=None):
+    """wrk -t<threads> -c50 on path for the run's duration (on cpu, default
+    procs.CPU_CLIENT); pipeline > 1 sends that many requests per write.
+    Returns requests/s, p50/p99 latency in ms and the server's CPU µs per
+    request (all its processes and threads, from /proc)."""
+    argv = ["wrk", f"-t{threads}", "-c50", f"-d{duration or run.duration}s", "-s",
+            str(LIB / "wrk.lua"), srv.url(path), "--", str(pipeline)]
     cpu_before = srv.cpu_seconds()
     shared_before = shared.cpu_seconds() if shared else 0
-    out, client_cpu, wall = _run(argv)
+    out, client_cpu, wall = _run(argv, cpu=cpu)
     server_cpu = srv.cpu_seconds() - cpu_before
     line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
     if line is None:

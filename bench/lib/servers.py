@@ -25,9 +25,10 @@ class Server:
     """One peer configuration: a label for the tables, the file that
     configures it, and an optional footnote shown under the table."""
 
-    def __init__(self, path, label, note=None, tls=False, env=None):
+    def __init__(self, path, label, note=None, tls=False, env=None, cpus=None):
         self.path, self.label, self.note, self.tls = Path(path), label, note, tls
         self.env = env or {}
+        self.cpus = cpus  # a taskset CPU list ("0,1") instead of procs.CPU_SERVER
 
     def resolve(self, scenario_dir):
         self.path = scenario_dir / self.path
@@ -40,8 +41,10 @@ class Server:
         """The process whose memory is reported (the one serving requests)."""
         return pid
 
-    def start(self, run, cpu=procs.CPU_SERVER):
+    def start(self, run, cpu=None):
         """Starts the server (on cpu) and waits until it accepts connections."""
+        if cpu is None:
+            cpu = self.cpus if self.cpus is not None else procs.CPU_SERVER
         port = procs.free_port()
         workdir = run.rundir / f"{self.label}-{port}"
         workdir.mkdir()
@@ -93,8 +96,8 @@ class Rill(Server):
     """`rill serve APP` with one worker; args are added to the command line
     (`--tls-cert`, limits) and env to its environment (UPSTREAM=...)."""
 
-    def __init__(self, app, label="rill", note=None, args=(), env=None, tls=False):
-        super().__init__(app, label, note, tls=tls, env=env)
+    def __init__(self, app, label="rill", note=None, args=(), env=None, tls=False, cpus=None):
+        super().__init__(app, label, note, tls=tls, env=env, cpus=cpus)
         self.args = list(args)
 
     def argv(self, port, run, workdir):
@@ -110,9 +113,11 @@ class Nginx(Server):
 
     MODULES = "/usr/lib/nginx/modules"
 
-    def __init__(self, conf, label="nginx", lua=False, note=None, tls=False):
-        super().__init__(conf, label, note, tls=tls)
+    def __init__(self, conf, label="nginx", lua=False, note=None, tls=False, processes=1,
+                 cpus=None):
+        super().__init__(conf, label, note, tls=tls, cpus=cpus)
         self.lua = lua
+        self.processes = processes
 
     def argv(self, port, run, workdir):
         # The worker runs as an unprivileged user and writes body temp files here.
@@ -125,6 +130,7 @@ class Nginx(Server):
         http = run.fill(self.path.read_text(), PORT=port, DIR=workdir)
         conf = (LIB / "nginx.conf.in").read_text()
         for key, value in (("@MODULES@", modules), ("@NOFILE@", str(run.nofile)),
+                           ("@WORKERS@", str(self.processes)),
                            ("@HTTP@", http), ("@DIR@", str(workdir))):
             conf = conf.replace(key, value)
         (workdir / "nginx.conf").write_text(conf)
@@ -135,21 +141,23 @@ class Nginx(Server):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             workers = procs.children(pid)
-            if len(workers) == 1:
+            if len(workers) == self.processes:
                 return workers[0]
             time.sleep(0.02)
-        raise RuntimeError(f"nginx master {pid} has {len(workers)} workers, expected 1")
+        raise RuntimeError(f"nginx master {pid} has {len(workers)} workers, "
+                           f"expected {self.processes}")
 
 
 class Node(Server):
     """`node SCRIPT PORT`; the script listens on 127.0.0.1:PORT. Packages
     from npm (bench/run installs them) are found in bench/node_modules."""
 
-    def __init__(self, script, label="node", note=None):
-        super().__init__(script, label, note)
+    def __init__(self, script, label="node", note=None, args=(), cpus=None):
+        super().__init__(script, label, note, cpus=cpus)
+        self.args = [str(a) for a in args]
 
     def argv(self, port, run, workdir):
-        return ["node", str(self.path), str(port)]
+        return ["node", str(self.path), str(port), *self.args]
 
 
 class Native(Server):
