@@ -321,7 +321,7 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
   return v;
 }
 
-static lua_Number opt_number(lua_State *L, int t, const char *k, lua_Number def) {
+lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) {
   lua_getfield(L, t, k);
   lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
   lua_pop(L, 1);
@@ -341,9 +341,9 @@ static int l_listen(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = opt_string(L, 1, "host", "127.0.0.1");
-  int port = (int)opt_number(L, 1, "port", 0);
-  int backlog = (int)opt_number(L, 1, "backlog", 511);
-  unsigned maxc = (unsigned)opt_number(L, 1, "max_connections", 16384);
+  int port = (int)rill__opt_number(L, 1, "port", 0);
+  int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
+  unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
   rill_tls_conf_t *tls = NULL;

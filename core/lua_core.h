@@ -12,6 +12,8 @@
 int rill__open_core(lua_State *L);
 /* Sets funcs into the table on top, each with w as its upvalue. */
 void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs);
+/* The number at t[k], def when nil; raises if it is not a number. */
+lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def);
 /* Pushes a "rill.listener" userdata for l. */
 int rill__push_listener(lua_State *L, rill_listener_t *l);
 void rill__listener_forget_ud(rill_listener_t *l);

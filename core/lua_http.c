@@ -115,15 +115,8 @@ static void listener_free(rill_listener_t *l) {
   if (--lh->srv.refs == 0) on_free(&lh->srv);
 }
 
-static lua_Number opt_num(lua_State *L, const char *k, lua_Number def) {
-  lua_getfield(L, 1, k);
-  lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
 static unsigned opt_ms(lua_State *L, const char *k, unsigned def_ms) {
-  lua_Number s = opt_num(L, k, (lua_Number)def_ms / 1000.0);
+  lua_Number s = rill__opt_number(L, 1, k, (lua_Number)def_ms / 1000.0);
   if (s < 0) s = 0;
   return s * 1000 > 4e9 ? 4000000000u : (unsigned)(s * 1000);
 }
@@ -135,9 +128,9 @@ static int l_http_listen(lua_State *L) {
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
   lua_pop(L, 1);
-  int port = (int)opt_num(L, "port", 8080);
-  int backlog = (int)opt_num(L, "backlog", 511);
-  unsigned maxc = (unsigned)opt_num(L, "max_connections", 16384);
+  int port = (int)rill__opt_number(L, 1, "port", 8080);
+  int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
+  unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
 
   lhttp_t *lh = calloc(1, sizeof(*lh));
   if (lh == NULL) return luaL_error(L, "out of memory");
@@ -149,12 +142,13 @@ static int l_http_listen(lua_State *L) {
   lh->srv.refs = 1;
   rill_http_limits_t *lim = &lh->srv.limits;
   rill_http_limits_default(lim);
-  lim->max_header_bytes =
-      (size_t)opt_num(L, "max_header_bytes", (lua_Number)lim->max_header_bytes);
-  lim->max_headers = (unsigned)opt_num(L, "max_headers", lim->max_headers);
+  lim->max_header_bytes = (size_t)rill__opt_number(L, 1, "max_header_bytes",
+                                                   (lua_Number)lim->max_header_bytes);
+  lim->max_headers = (unsigned)rill__opt_number(L, 1, "max_headers", lim->max_headers);
   lim->max_body_bytes =
-      (uint64_t)opt_num(L, "max_body_bytes", (lua_Number)lim->max_body_bytes);
-  lim->drain_bytes = (size_t)opt_num(L, "drain_bytes", (lua_Number)lim->drain_bytes);
+      (uint64_t)rill__opt_number(L, 1, "max_body_bytes", (lua_Number)lim->max_body_bytes);
+  lim->drain_bytes =
+      (size_t)rill__opt_number(L, 1, "drain_bytes", (lua_Number)lim->drain_bytes);
   lim->header_timeout_ms = opt_ms(L, "header_timeout", lim->header_timeout_ms);
   lim->body_timeout_ms = opt_ms(L, "body_timeout", lim->body_timeout_ms);
   lim->keepalive_timeout_ms = opt_ms(L, "keepalive_timeout", lim->keepalive_timeout_ms);

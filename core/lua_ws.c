@@ -256,13 +256,6 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
-static lua_Number opt_field(lua_State *L, int t, const char *k, lua_Number def) {
-  lua_getfield(L, t, k);
-  lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
-  lua_pop(L, 1);
-  return v;
-}
-
 /* core.ws_new(stream, {server=, max_frame=, max_message=, close_timeout=,
  * timeout=}) → websocket; takes the stream over. */
 static int l_ws_new(lua_State *L) {
@@ -277,10 +270,10 @@ static int l_ws_new(lua_State *L) {
   lua_getfield(L, 2, "server");
   o.server = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  o.max_frame = (uint64_t)opt_field(L, 2, "max_frame", 0);
-  o.max_message = (uint64_t)opt_field(L, 2, "max_message", 0);
-  o.close_timeout_ms = (unsigned)(opt_field(L, 2, "close_timeout", 5) * 1000);
-  lua_Number to = opt_field(L, 2, "timeout", -1);
+  o.max_frame = (uint64_t)rill__opt_number(L, 2, "max_frame", 0);
+  o.max_message = (uint64_t)rill__opt_number(L, 2, "max_message", 0);
+  o.close_timeout_ms = (unsigned)(rill__opt_number(L, 2, "close_timeout", 5) * 1000);
+  lua_Number to = rill__opt_number(L, 2, "timeout", -1);
   lua_getfield(L, 2, "protocol");
   const char *proto = lua_tostring(L, -1);
   lua_pop(L, 1);

@@ -240,31 +240,13 @@ end
 -- Reads one HTTP response from s: status, headers (lower-case keys), body.
 -- Handles Content-Length and chunked bodies.
 function helper.read_response(s)
-  local line, err = s:read_until("\r\n")
-  if not line then return nil, err end
-  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
-  local headers = {}
-  while true do
-    local h = assert(s:read_until("\r\n"))
-    if h == "" then break end
-    local k, v = h:match("^([^:]+):%s*(.-)%s*$")
-    headers[k:lower()] = v
-  end
+  local status, headers = helper.read_response_head(s)
+  if not status then return nil, headers end
   local body
   if headers["content-length"] then
     body = s:read(tonumber(headers["content-length"]))
   elseif headers["transfer-encoding"] == "chunked" then
-    local parts = {}
-    while true do
-      local size = tonumber(assert(s:read_until("\r\n")), 16)
-      if size == 0 then
-        assert(s:read_until("\r\n"))
-        break
-      end
-      parts[#parts + 1] = s:read(size)
-      assert(s:read(2) == "\r\n")
-    end
-    body = table.concat(parts)
+    body = helper.read_chunked(s)
   end
   return status, headers, body
 end
