@@ -81,6 +81,8 @@ struct rill_http_conn_s {
 
   void *data; /* the layer above's */
   int ref;
+  char peer_host[48]; /* the client's address, once asked for */
+  int peer_port;
 };
 
 /* Takes over the transport t and starts reading the first request. */

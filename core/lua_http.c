@@ -297,11 +297,16 @@ static int l_scheme(lua_State *L) {
 
 static int l_peer(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  char host[64];
-  int port = rill__stream_addr(c->t, 1, host, sizeof(host));
-  if (port < 0) return 0;
-  lua_pushstring(L, host);
-  lua_pushinteger(L, port);
+  if (c->peer_port == 0) {
+    /* Once per connection: it does not change between requests. */
+    rill_stream_t *s = c->t;
+    while (rill__tls_is(s)) s = rill__tls_lower(s);
+    int port = rill__stream_addr(s, 1, c->peer_host, sizeof(c->peer_host));
+    if (port < 0) return 0;
+    c->peer_port = port;
+  }
+  lua_pushstring(L, c->peer_host);
+  lua_pushinteger(L, c->peer_port);
   return 2;
 }
 

@@ -15,6 +15,7 @@
 
 #include "lua_stream.h"
 #include "rill_sched.h"
+#include "tls.h"
 
 #define READ_SOME_MAX 65536
 #define READ_UNTIL_MAX 65536
@@ -331,6 +332,7 @@ static int l_settimeout(lua_State *L) {
 
 static int push_addr(lua_State *L, int peer) {
   rill_stream_t *s = check_open(L, 1);
+  while (rill__tls_is(s)) s = rill__tls_lower(s);
   char host[64];
   int port = rill__stream_addr(s, peer, host, sizeof(host));
   if (port < 0) {

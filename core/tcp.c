@@ -163,6 +163,8 @@ struct rill_connect_s {
   int port;
   int last_err;
   unsigned resolving : 1, connecting : 1, cancelled : 1;
+  struct addrinfo numeric; /* a host given as an address: no lookup */
+  struct sockaddr_storage addr;
 };
 
 static void connect_next(rill_connect_t *c);
@@ -239,6 +241,31 @@ int rill__connect(rill_worker_t *w, const char *host, int port, rill_connect_cb 
   c->data = data;
   c->port = port;
   c->gai.data = c;
+  /* An address needs no lookup (getaddrinfo runs on the thread pool). */
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&c->addr) == 0 ||
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&c->addr) == 0) {
+    c->numeric.ai_family = c->addr.ss_family;
+    c->numeric.ai_addr = (struct sockaddr *)&c->addr;
+    c->numeric.ai_addrlen = c->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in);
+    c->cur = &c->numeric;
+    c->u = rill__uvstream_new(w, UV_TCP);
+    if (c->u == NULL) {
+      free(c);
+      return UV_ENOMEM;
+    }
+    c->creq.data = c;
+    int r = uv_tcp_connect(&c->creq, (uv_tcp_t *)rill__uvstream_handle(c->u),
+                           (struct sockaddr *)&c->addr, connect_cb);
+    if (r) {
+      rill__uvstream_discard(c->u);
+      free(c);
+      return r;
+    }
+    c->connecting = 1;
+    *out = c;
+    return 0;
+  }
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;

@@ -61,8 +61,6 @@ typedef struct session_s {
 typedef struct {
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
-  mbedtls_ssl_ticket_context ticket;
-  int ticket_ready;
   ca_t *cas;
   session_t *sessions;
   unsigned nsessions;
@@ -74,7 +72,6 @@ static tls_worker_t *worker_tls(rill_worker_t *w) {
   if (tw == NULL) return NULL;
   mbedtls_entropy_init(&tw->entropy);
   mbedtls_ctr_drbg_init(&tw->drbg);
-  mbedtls_ssl_ticket_init(&tw->ticket);
   static const char pers[] = "rill worker";
   if (mbedtls_ctr_drbg_seed(&tw->drbg, mbedtls_entropy_func, &tw->entropy,
                             (const unsigned char *)pers, sizeof(pers) - 1) != 0) {
@@ -102,7 +99,6 @@ void rill__tls_worker_free(rill_worker_t *w) {
     free(s->key);
     free(s);
   }
-  mbedtls_ssl_ticket_free(&tw->ticket);
   mbedtls_ctr_drbg_free(&tw->drbg);
   mbedtls_entropy_free(&tw->entropy);
   free(tw);
@@ -172,6 +168,10 @@ struct rill_tls_conf_s {
   size_t ncerts;
   const char **alpn;
   unsigned timeout_ms;
+  /* A server's ticket keys: its own, so that no other listener resumes its
+   * sessions. */
+  mbedtls_ssl_ticket_context ticket;
+  int ticket_ready;
 };
 
 void rill__tls_conf_ref(rill_tls_conf_t *c) {
@@ -181,6 +181,7 @@ void rill__tls_conf_ref(rill_tls_conf_t *c) {
 void rill__tls_conf_unref(rill_tls_conf_t *c) {
   if (c == NULL || --c->refs > 0) return;
   mbedtls_ssl_config_free(&c->conf);
+  mbedtls_ssl_ticket_free(&c->ticket);
   for (size_t i = 0; i < c->ncerts; i++) {
     mbedtls_x509_crt_free(&c->certs[i].crt);
     mbedtls_pk_free(&c->certs[i].key);
@@ -216,6 +217,7 @@ static rill_tls_conf_t *conf_new(rill_worker_t *w, int server, unsigned timeout_
   c->w = w;
   c->timeout_ms = timeout_ms ? timeout_ms : 10000;
   mbedtls_ssl_config_init(&c->conf);
+  mbedtls_ssl_ticket_init(&c->ticket);
   if (mbedtls_ssl_config_defaults(
           &c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) {
@@ -322,14 +324,12 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
   else
     mbedtls_ssl_conf_sni(&c->conf, sni_cb, c); /* only to remember the name asked for */
   tls_worker_t *tw = w->tls;
-  if (!tw->ticket_ready) {
-    if (mbedtls_ssl_ticket_setup(&tw->ticket, mbedtls_ctr_drbg_random, &tw->drbg,
-                                 MBEDTLS_CIPHER_AES_256_GCM, 86400) == 0)
-      tw->ticket_ready = 1;
-  }
-  if (tw->ticket_ready)
+  if (mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &tw->drbg,
+                               MBEDTLS_CIPHER_AES_256_GCM, 86400) == 0) {
+    c->ticket_ready = 1;
     mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &tw->ticket);
+                                        mbedtls_ssl_ticket_parse, &c->ticket);
+  }
   if (copy_alpn(c, alpn) != 0) {
     snprintf(err, errlen, "bad ALPN protocol list");
     rill__tls_conf_unref(c);
@@ -747,8 +747,16 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
   lower->drain_cb = lower_drain_cb;
   if (!conf->server && server_name) {
     mbedtls_ssl_set_hostname(&t->ssl, server_name);
-    t->session_key = strdup(server_name);
-    session_t *saved = t->session_key ? session_find(conf->w->tls, server_name) : NULL;
+    /* A session is kept for a name at an address: another server is not
+     * offered it (a session resumed skips the certificate check). */
+    char host[64], key[400];
+    int port = rill__stream_addr(lower, 1, host, sizeof(host));
+    if (port > 0)
+      snprintf(key, sizeof(key), "%s@%s:%d", server_name, host, port);
+    else
+      snprintf(key, sizeof(key), "%s", server_name);
+    t->session_key = strdup(key);
+    session_t *saved = t->session_key ? session_find(conf->w->tls, t->session_key) : NULL;
     if (saved) mbedtls_ssl_set_session(&t->ssl, &saved->s);
   }
   t->state = S_HANDSHAKE;

@@ -38,6 +38,20 @@ describe("tls", function()
       assert.matches("^rill echo", out)
     end)
 
+    it("knows the client's address over TLS", function()
+      local dir2 = helper.certs()
+      local seen
+      local l, port = helper.listen(function(req, res)
+        seen = {req.remote_addr, req.scheme}
+        res:send("ok")
+      end, {tls = {cert = dir2 .. "/a.test.crt", key = dir2 .. "/a.test.key"}})
+      local code = helper.curl("--cacert", dir2 .. "/ca.crt", "--resolve",
+        ("a.test:%d:127.0.0.1"):format(port), ("https://a.test:%d/"):format(port))
+      assert.equal(0, code)
+      assert.same({"127.0.0.1", "https"}, seen)
+      l:close()
+    end)
+
     it("streams POST /echo", function()
       local code, out = helper.run({"curl", "-sS", "--cacert", dir .. "/ca.crt", "--resolve",
         ("a.test:%d:127.0.0.1"):format(srv.port), "--data-binary", "@-",
@@ -167,6 +181,25 @@ describe("tls", function()
       s:close()
     end)
   end)
+
+  it("does not offer a server the session of another one (resuming skips the certificate)",
+    function()
+      local handler = function(sock) sock:write("hi") end
+      local b = assert(rill.listen{port = 0, handler = handler,
+        tls = {cert = dir .. "/b.test.crt", key = dir .. "/b.test.key"}})
+      local a = assert(rill.listen{port = 0, handler = handler,
+        tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+      local s = assert(rill.connect("127.0.0.1", b:port(), {timeout = 5000,
+        tls = {ca = dir .. "/ca.crt", server_name = "b.test"}}))
+      assert.equal("hi", s:read(2))
+      s:close()
+      local bad, err = rill.connect("127.0.0.1", a:port(), {timeout = 5000,
+        tls = {ca = dir .. "/ca.crt", server_name = "b.test"}})
+      assert.is_nil(bad)
+      assert.matches("certificate verify failed", err)
+      a:close()
+      b:close()
+    end)
 
   describe("raw TLS servers and starttls", function()
     it("serve a raw protocol over TLS, with the handshake done before the handler",

@@ -17,7 +17,7 @@ local concat, format, lower, tostring, type = table.concat, string.format, strin
 
 local client = {}
 
-client.POOL_SIZE = 32        -- idle connections kept per host
+client.POOL_SIZE = 256       -- idle connections kept per host
 client.IDLE_TIMEOUT = 30000  -- ms an idle pooled connection is kept
 client.MAX_HEAD = 65536      -- bytes of response head
 
