@@ -137,11 +137,12 @@ end
 local hop = {connection = true, ["keep-alive"] = true, ["transfer-encoding"] = true,
   te = true, trailer = true, upgrade = true, ["proxy-connection"] = true}
 
--- Normalizes headers given as {name = value | {values}} or {{name, value}, ...}
--- into a flat list name, value, ...
+-- Normalizes headers given as {name = value | {values}}, {{name, value}, ...}
+-- or already flat {name, value, ...} into a flat list name, value, ...
 local function flatten(headers)
   local list = {}
   if not headers then return list end
+  if type(headers[1]) == "string" then return headers end
   if headers[1] ~= nil then
     for _, pair in ipairs(headers) do
       list[#list + 1] = pair[1]

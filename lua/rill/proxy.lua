@@ -63,27 +63,40 @@ end
 
 -- Copies raw headers {name, value, ...} without hop-by-hop ones and skip.
 local function end_to_end(raw, connection, skip)
-  local extra = connection_tokens(connection)
-  local out = {}
+  local extra = connection and connection_tokens(connection)
+  local out, n = {}, 0
   for i = 1, #raw, 2 do
     local name = lower(raw[i])
-    if not HOP[name] and not extra[name] and not (skip and skip[name]) then
-      out[#out + 1] = {raw[i], raw[i + 1]}
+    if not HOP[name] and not (extra and extra[name]) and not (skip and skip[name]) then
+      out[n + 1], out[n + 2] = raw[i], raw[i + 1]
+      n = n + 2
     end
   end
   return out
 end
 
+-- base URL → its "scheme://authority" and path prefix, parsed once (a few
+-- hundred kept; upstreams built per request just start the table over).
+local bases, nbases = {}, 0
 local function join(base, target)
-  local scheme, host, port, path = client.parse_url(base)
-  if not scheme then return nil end
-  if path == "/" then path = "" end
-  if path:sub(-1) == "/" and target:sub(1, 1) == "/" then path = path:sub(1, -2) end
-  return ("%s://%s%s%s"):format(scheme, base:match("^https?://([^/?#]*)"), path, target), host,
-    port
+  local b = bases[base]
+  if not b then
+    if nbases >= 256 then bases, nbases = {}, 0 end
+    local scheme, _, _, path = client.parse_url(base)
+    if not scheme then return nil end
+    if path == "/" then path = "" end
+    if path:sub(-1) == "/" then path = path:sub(1, -2) end
+    b = scheme .. "://" .. base:match("^https?://([^/?#]*)") .. path
+    bases[base], nbases = b, nbases + 1
+  end
+  return b .. target
 end
 
 -- ---- the reverse proxy ----
+
+-- Request headers the proxy writes itself.
+local REPLACED = {host = true, ["content-length"] = true, ["x-forwarded-for"] = true,
+  ["x-forwarded-proto"] = true, ["x-forwarded-host"] = true, expect = true}
 
 local function fail(res, status, why)
   rill.log("warn", "proxy: " .. why)
@@ -121,19 +134,27 @@ function proxy.pass(req, res, upstream, opts)
   if is_upgrade(req) then return proxy.websocket(req, res, url, opts) end
 
   local h = req.headers
-  local headers = end_to_end(req.raw_headers, h.connection,
-    {host = true, ["content-length"] = true, ["x-forwarded-for"] = true,
-     ["x-forwarded-proto"] = true, ["x-forwarded-host"] = true, expect = true})
+  local headers = end_to_end(req.raw_headers, h.connection, REPLACED)
+  local function add(name, value)
+    headers[#headers + 1] = name
+    headers[#headers + 1] = value
+  end
   local xff = h["x-forwarded-for"]
   if type(xff) == "table" then xff = concat(xff, ", ") end
-  headers[#headers + 1] = {"X-Forwarded-For", (xff and xff .. ", " or "") .. req.remote_addr}
-  headers[#headers + 1] = {"X-Forwarded-Proto", req.scheme}
-  if h.host then headers[#headers + 1] = {"X-Forwarded-Host", h.host} end
-  for name, value in pairs(opts.headers or {}) do
-    for i = #headers, 1, -1 do
-      if lower(headers[i][1]) == lower(name) then table.remove(headers, i) end
+  add("X-Forwarded-For", (xff and xff .. ", " or "") .. req.remote_addr)
+  add("X-Forwarded-Proto", req.scheme)
+  if h.host then add("X-Forwarded-Host", h.host) end
+  if opts.headers then
+    for name, value in pairs(opts.headers) do
+      local lname = lower(name)
+      for i = #headers - 1, 1, -2 do
+        if lower(headers[i]) == lname then
+          table.remove(headers, i + 1)
+          table.remove(headers, i)
+        end
+      end
+      if value then add(name, tostring(value)) end
     end
-    if value then headers[#headers + 1] = {name, tostring(value)} end
   end
 
   -- The request body streams through as it arrives, under the client's own
@@ -142,7 +163,7 @@ function proxy.pass(req, res, upstream, opts)
   local clen = h["content-length"]
   if clen or h["transfer-encoding"] then
     body = req.body
-    if clen then headers[#headers + 1] = {"Content-Length", clen} end
+    if clen then add("Content-Length", clen) end
   end
 
   local ures, err = client.request{url = url, method = req.method, headers = headers,
