@@ -27,6 +27,7 @@ from pathlib import Path
 import load
 import procs
 import report
+import summary
 from servers import LIB, ROOT
 
 SCENARIOS = ROOT / "bench" / "scenarios"
@@ -41,11 +42,11 @@ class Run:
         self.quick = quick
         self.rundir = rundir
         self.rounds = 1 if quick else 3
-        self.duration = 3 if quick else 10  # seconds of each wrk measurement
-        self.warmup = 1 if quick else 2  # seconds of wrk before measuring
+        self.duration = 2 if quick else 6  # seconds of each wrk measurement
+        self.warmup = 1  # seconds of wrk before measuring
         # Seconds of each figure of scenarios with many (one per message
         # size, one per kind of TLS handshake).
-        self.short = 2 if quick else 5
+        self.short = 1 if quick else 3
         self.upload_bytes = (256 if quick else 1024) * MiB
         self.download_bytes = self.upload_bytes
         self.idle_conns = 2000 if quick else 10000
@@ -243,8 +244,9 @@ def rounds(sc, run, table):
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 1 round, 3 s (2 s), 256 MiB, 2,000 idle connections")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
+                    help="a smoke run: 1 round, 2 s (1 s), 256 MiB, 2,000 idle connections")
+    default_results = ROOT / "bench" / "results"
+    ap.add_argument("--results", type=Path, default=default_results,
                     help="where latest.md, latest.json and ratios.png go")
     ap.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                     help="default: all, " + ", ".join(p.parent.name for p in
@@ -270,11 +272,16 @@ def main():
         print(text, flush=True)
         tables = []
         for sc in scenarios:
+            t0 = time.monotonic()
             tables.append(run_scenario(sc, run))
+            progress(f"[{sc.NAME}] {time.monotonic() - t0:.0f} s")
             md = tables[-1].markdown(run.rounds)
             print(md, flush=True)
             text += "\n" + md
         write_results(args.results, text, tables, env, run, rundir)
+        if not run.quick and args.results == default_results:
+            # A full run into bench/results: the README's summary follows it.
+            summary.update(args.results / "latest.json")
         progress(f"bench: done in {time.monotonic() - started:.0f} s; "
                  f"results in {args.results}/latest.md, latest.json, ratios.png")
         return 1 if any(t.failures for t in tables) else 0

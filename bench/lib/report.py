@@ -1,11 +1,18 @@
 """Medians, ratios and the outputs: Markdown tables, JSON, a gnuplot chart.
 
+    report.py LATEST.json OUT.png    redraws the chart of a run's results
+
 The first server of a scenario is rill; every other row gets rill's ratio to
 it, oriented so that > 1 means rill is better whatever the metric.
 """
+import json
 import statistics
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
 SATURATED = 95  # % of one core: a generator this busy is the limit
 RATIO_NOTE = ("ratio: rill against the row's server, > 1 means rill is better "
@@ -40,6 +47,17 @@ class Table:
         self.samples = {s.label: {m.key: [] for m in metrics} for s in servers}
         self.failures = []
         self.notes = []  # the scenario's own notes (NOTES, run.note())
+
+    @classmethod
+    def from_json(cls, d):
+        """The table as_json() wrote, with its samples."""
+        t = cls(d["name"], d["title"],
+                [Metric(m["key"], m["label"], m["better"], part=m["part"]) for m in d["metrics"]],
+                [SimpleNamespace(label=s["label"], note=s["note"]) for s in d["servers"]])
+        for s in d["servers"]:
+            t.samples[s["label"]] = s["samples"]
+        t.notes, t.failures = d["notes"], d["failures"]
+        return t
 
     def add(self, label, figures):
         for m in self.metrics:
@@ -140,6 +158,11 @@ class Table:
         }
 
 
+# One colour per peer (gnuplot's own cycle repeats after eight).
+COLORS = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10",
+          "#404040", "#cc79a7", "#8b4513", "#7fff00", "#00ced1"]
+
+
 def chart(tables, png, workdir):
     """Draws rill's ratios as grouped bars (one group per scenario metric,
     one bar per peer) on a log scale with a line at 1, with gnuplot.
@@ -161,7 +184,7 @@ def chart(tables, png, workdir):
     longest = max(len(label) for label, _ in groups)  # the labels stand upright
     data = workdir / "ratios.dat"
     data.write_text("\n".join(rows) + "\n")
-    columns = ", ".join(f"'{data}' using {i + 2}:xtic(1) title '{p}'"
+    columns = ", ".join(f"'{data}' using {i + 2}:xtic(1) title '{p}' lc rgb '{COLORS[i % len(COLORS)]}'"
                         for i, p in enumerate(peers))
     script = f"""
 set terminal pngcairo size {max(1500, 45 * len(rows))},{400 + 6 * longest} font ",10"
@@ -185,3 +208,9 @@ plot {columns}
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     return True
+
+
+if __name__ == "__main__":
+    data = json.loads(Path(sys.argv[1]).read_text())
+    with tempfile.TemporaryDirectory() as work:
+        chart([Table.from_json(t) for t in data["scenarios"]], Path(sys.argv[2]), Path(work))
