@@ -82,7 +82,7 @@ static void timer_cb(uv_timer_t *h) {
   rill_http_conn_t *c = h->data;
   int kind = c->timer_kind;
   c->timer_kind = T_NONE;
-  if (kind == T_HEADER && c->head.fed > 0) {
+  if (kind == T_HEADER && c->head && c->head->fed > 0) {
     static const char msg[] =
         "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     if (out_reserve(c, sizeof(msg)) == 0) OUT_LIT(c, msg);
@@ -173,28 +173,28 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->t->vt->consume(c->t, hl);
   timer_clear(c);
 
-  unsigned f = c->head.flags;
+  unsigned f = c->head->flags;
   int mode = RILL_BODY_NONE;
   if (f & RILL_HTTP_CHUNKED) {
     mode = RILL_BODY_CHUNKED;
-  } else if ((f & RILL_HTTP_LENGTH) && c->head.content_length > 0) {
-    if (lim->max_body_bytes && c->head.content_length > lim->max_body_bytes) {
+  } else if ((f & RILL_HTTP_LENGTH) && c->head->content_length > 0) {
+    if (lim->max_body_bytes && c->head->content_length > lim->max_body_bytes) {
       conn_error(c, 413, "request body too large");
       return;
     }
     mode = RILL_BODY_LENGTH;
   }
-  rill_body_start(&c->body, c->w, c->t, mode, c->head.content_length, lim->max_body_bytes,
+  rill_body_start(&c->body, c->w, c->t, mode, c->head->content_length, lim->max_body_bytes,
                   lim->max_header_bytes);
   c->body.data = c;
   c->continue_sent = 0;
   c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
   if (c->continue_pending) c->body.before_read = send_continue;
   c->keepalive = (f & RILL_HTTP_KEEPALIVE) != 0;
-  c->is_head = c->head.method == HTTP_HEAD;
+  c->is_head = c->head->method == HTTP_HEAD;
   /* Nothing after a CONNECT or an upgrade is HTTP; the WebSocket layer takes
    * the stream over itself. */
-  c->close_after = c->head.method == HTTP_CONNECT;
+  c->close_after = c->head->method == HTTP_CONNECT;
   c->resp = R_NONE;
   c->resp_left = 0;
 
@@ -202,6 +202,19 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->state = RILL_CONN_HANDLER;
   c->nreq++;
   c->srv->on_request(c);
+}
+
+static rill_http_head_t *head_new(rill_http_conn_t *c) {
+  rill_http_head_t *h = malloc(sizeof(*h));
+  if (h) rill_http_head_init(h, HTTP_REQUEST, c->srv->limits.max_headers);
+  return h;
+}
+
+static void head_free(rill_http_conn_t *c) {
+  if (c->head == NULL) return;
+  rill_http_head_free(c->head);
+  free(c->head);
+  c->head = NULL;
 }
 
 static void conn_process(rill_http_conn_t *c) {
@@ -215,9 +228,13 @@ static void conn_process(rill_http_conn_t *c) {
     return;
   }
   if (n > 0) {
-    ssize_t hl = rill_http_head_parse(&c->head, p, n, lim->max_header_bytes);
+    if (c->head == NULL && (c->head = head_new(c)) == NULL) {
+      conn_close(c, 1);
+      return;
+    }
+    ssize_t hl = rill_http_head_parse(c->head, p, n, lim->max_header_bytes);
     if (hl < 0) {
-      conn_error(c, c->head.err_status, c->head.err_reason);
+      conn_error(c, c->head->err_status, c->head->err_reason);
       return;
     }
     if (hl > 0) {
@@ -240,6 +257,7 @@ static void conn_process(rill_http_conn_t *c) {
     free(c->hbuf);
     c->hbuf = NULL;
     c->hcap = 0;
+    head_free(c);
   }
   r = t->vt->fill(t);
   if (r < 0) conn_close(c, 0);
@@ -248,7 +266,7 @@ static void conn_process(rill_http_conn_t *c) {
 static void next_request(rill_http_conn_t *c) {
   c->state = RILL_CONN_HEAD;
   timer_clear(c);
-  rill_http_head_reset(&c->head);
+  if (c->head) rill_http_head_reset(c->head);
   conn_process(c);
 }
 
@@ -410,7 +428,7 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   } else if (has_len) {
     c->framing = FR_LENGTH;
     c->resp_left = user_len;
-  } else if (c->head.minor >= 1) {
+  } else if (c->head->minor >= 1) {
     c->framing = FR_CHUNKED;
   } else {
     c->framing = FR_CLOSE;
@@ -449,7 +467,7 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   }
   if (!keep)
     OUT_LIT(c, "Connection: close\r\n");
-  else if (c->head.minor == 0)
+  else if (c->head->minor == 0)
     OUT_LIT(c, "Connection: keep-alive\r\n");
   OUT_LIT(c, "\r\n");
   return 0;
@@ -543,7 +561,7 @@ int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
 static void conn_freed(uv_handle_t *h) {
   rill_http_conn_t *c = h->data;
   rill_http_server_t *srv = c->srv;
-  rill_http_head_free(&c->head);
+  head_free(c);
   rill_body_free_state(&c->body);
   free(c->body.base.acc);
   if (c->body.base.sep != c->body.base.sep_small) free(c->body.base.sep);
@@ -598,7 +616,6 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   c->t = t;
   c->ref = -1;
   srv->refs++;
-  rill_http_head_init(&c->head, HTTP_REQUEST, srv->limits.max_headers);
   rill_body_start(&c->body, c->w, t, RILL_BODY_NONE, 0, 0, 0);
   c->body.data = c;
   t->data = c;

@@ -62,7 +62,9 @@ struct rill_http_conn_s {
   unsigned gen; /* counts requests; a request's objects carry its number */
   unsigned nreq;
 
-  rill_http_head_t head;
+  /* The head's parser, while a request is read or handled; an idle
+   * connection has none (it is 408 bytes, most of an idle connection). */
+  rill_http_head_t *head;
   char *hbuf; /* the current request's head, copied out of the stream */
   size_t hlen, hcap;
 

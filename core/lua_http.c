@@ -205,9 +205,9 @@ static rill_http_conn_t *check(lua_State *L) {
 /* conn:reqline(gen) → method, target, minor version */
 static int l_reqline(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  lua_pushstring(L, llhttp_method_name((llhttp_method_t)c->head.method));
-  lua_pushlstring(L, c->hbuf + c->head.url_off, c->head.url_len);
-  lua_pushinteger(L, c->head.minor);
+  lua_pushstring(L, llhttp_method_name((llhttp_method_t)c->head->method));
+  lua_pushlstring(L, c->hbuf + c->head->url_off, c->head->url_len);
+  lua_pushinteger(L, c->head->minor);
   return 3;
 }
 
@@ -251,16 +251,16 @@ static void push_fields(lua_State *L, const char *base, const rill_http_field_t 
 
 static int l_headers(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  push_fields(L, c->hbuf, c->head.fields, c->head.nfields);
+  push_fields(L, c->hbuf, c->head->fields, c->head->nfields);
   return 1;
 }
 
 /* conn:raw_headers(gen) → {name, value, name, value, ...} as received */
 static int l_raw_headers(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  lua_createtable(L, (int)c->head.nfields * 2, 0);
-  for (unsigned i = 0; i < c->head.nfields; i++) {
-    const rill_http_field_t *f = &c->head.fields[i];
+  lua_createtable(L, (int)c->head->nfields * 2, 0);
+  for (unsigned i = 0; i < c->head->nfields; i++) {
+    const rill_http_field_t *f = &c->head->fields[i];
     lua_pushlstring(L, c->hbuf + f->name_off, f->name_len);
     lua_rawseti(L, -2, (int)i * 2 + 1);
     lua_pushlstring(L, c->hbuf + f->value_off, f->value_len);
@@ -389,7 +389,7 @@ static int l_upgrade(lua_State *L) {
   rill_hdr_t small[16], *h;
   size_t nh = get_hdrs(L, 3, small, 16, &h);
   int status = (int)luaL_optinteger(L, 4, 101);
-  if (status != 101 && !(status == 200 && c->head.method == HTTP_CONNECT))
+  if (status != 101 && !(status == 200 && c->head->method == HTTP_CONNECT))
     return luaL_argerror(L, 4, "101, or 200 for a CONNECT");
   rill_task_t *task = c->w->current;
   rill_stream_t *t = rill_http_conn_upgrade(c, status, h, nh);
