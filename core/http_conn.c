@@ -184,12 +184,16 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
     }
     mode = RILL_BODY_LENGTH;
   }
-  rill_body_start(&c->body, c->w, c->t, mode, c->head->content_length, lim->max_body_bytes,
+  if (c->body == NULL && (c->body = calloc(1, sizeof(*c->body))) == NULL) {
+    conn_close(c, 1);
+    return;
+  }
+  rill_body_start(c->body, c->w, c->t, mode, c->head->content_length, lim->max_body_bytes,
                   lim->max_header_bytes);
-  c->body.data = c;
+  c->body->data = c;
   c->continue_sent = 0;
   c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
-  if (c->continue_pending) c->body.before_read = send_continue;
+  if (c->continue_pending) c->body->before_read = send_continue;
   c->keepalive = (f & RILL_HTTP_KEEPALIVE) != 0;
   c->is_head = c->head->method == HTTP_HEAD;
   /* Nothing after a CONNECT or an upgrade is HTTP; the WebSocket layer takes
@@ -198,7 +202,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->resp = R_NONE;
   c->resp_left = 0;
 
-  c->body.base.timeout_ms = (int)lim->body_timeout_ms;
+  c->body->base.timeout_ms = (int)lim->body_timeout_ms;
   c->state = RILL_CONN_HANDLER;
   c->nreq++;
   c->srv->on_request(c);
@@ -215,6 +219,18 @@ static void head_free(rill_http_conn_t *c) {
   rill_http_head_free(c->head);
   free(c->head);
   c->head = NULL;
+}
+
+static void body_free(rill_http_conn_t *c) {
+  rill_body_t *b = c->body;
+  if (b == NULL) return;
+  rill__stream_detach(&b->base);
+  rill_body_release(b);
+  rill_body_free_state(b);
+  free(b->base.acc);
+  if (b->base.sep != b->base.sep_small) free(b->base.sep);
+  free(b);
+  c->body = NULL;
 }
 
 static void conn_process(rill_http_conn_t *c) {
@@ -258,6 +274,7 @@ static void conn_process(rill_http_conn_t *c) {
     c->hbuf = NULL;
     c->hcap = 0;
     head_free(c);
+    body_free(c);
   }
   r = t->vt->fill(t);
   if (r < 0) conn_close(c, 0);
@@ -274,7 +291,7 @@ static void conn_drain(rill_http_conn_t *c) {
   for (;;) {
     const char *p;
     size_t n;
-    int r = rill_body_peek(&c->body, &p, &n);
+    int r = rill_body_peek(c->body, &p, &n);
     if (r == RILL_EOF) {
       next_request(c);
       return;
@@ -284,11 +301,11 @@ static void conn_drain(rill_http_conn_t *c) {
       return;
     }
     if (n == 0) break;
-    if (c->body.read + n > c->srv->limits.drain_bytes) {
+    if (c->body->read + n > c->srv->limits.drain_bytes) {
       conn_close(c, 0);
       return;
     }
-    rill_body_consume(&c->body, n);
+    rill_body_consume(c->body, n);
   }
   timer_set(c, T_DRAIN, c->srv->limits.body_timeout_ms);
   rill_http_conn_flush(c);
@@ -297,13 +314,13 @@ static void conn_drain(rill_http_conn_t *c) {
 
 /* The current request is over: go on to the next, drain, or close. */
 static void end_request(rill_http_conn_t *c) {
-  rill__stream_detach(&c->body.base);
+  rill__stream_detach(&c->body->base);
   c->gen++;
-  if (c->werr || c->close_after || c->body.err || !c->keepalive) {
+  if (c->werr || c->close_after || c->body->err || !c->keepalive) {
     conn_close(c, 0);
     return;
   }
-  if (c->body.mode != RILL_BODY_NONE && !c->body.done) {
+  if (c->body->mode != RILL_BODY_NONE && !c->body->done) {
     c->state = RILL_CONN_DRAIN;
     conn_drain(c);
     return;
@@ -314,7 +331,7 @@ static void end_request(rill_http_conn_t *c) {
 rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
                                       const rill_hdr_t *h, size_t nh) {
   if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE ||
-      c->body.mode != RILL_BODY_NONE)
+      c->body->mode != RILL_BODY_NONE)
     return NULL;
   size_t need = 0;
   for (size_t i = 0; i < nh; i++) {
@@ -337,8 +354,8 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
   OUT_LIT(c, "\r\n");
   out_write(c, NULL, 0);
   c->resp = R_DONE;
-  rill__stream_detach(&c->body.base);
-  rill_body_release(&c->body);
+  rill__stream_detach(&c->body->base);
+  rill_body_release(c->body);
   rill_stream_t *t = c->t;
   t->fill_cb = NULL;
   t->drain_cb = NULL;
@@ -435,9 +452,9 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
     c->close_after = 1;
   }
   /* A body we cannot drain means no next request on this connection. */
-  if (!c->body.done && c->body.mode != RILL_BODY_NONE &&
+  if (c->body && !c->body->done && c->body->mode != RILL_BODY_NONE &&
       ((c->continue_pending && !c->continue_sent) ||
-       (c->body.mode == RILL_BODY_LENGTH && c->body.left > c->srv->limits.drain_bytes)))
+       (c->body->mode == RILL_BODY_LENGTH && c->body->left > c->srv->limits.drain_bytes)))
     c->close_after = 1;
   int keep = c->keepalive && !c->close_after;
 
@@ -476,9 +493,10 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
 /* A request whose body broke the protocol is answered with 400 (or 413),
  * whatever the handler meant to send: its framing cannot be trusted. */
 static int body_broken(rill_http_conn_t *c) {
-  rill_body_check_buffered(&c->body);
-  if (c->body.err != RILL_EPROTO && c->body.err != RILL_EBODY) return 0;
-  int status = c->body.err == RILL_EBODY ? 413 : 400;
+  if (c->body == NULL) return 0;
+  rill_body_check_buffered(c->body);
+  if (c->body->err != RILL_EPROTO && c->body->err != RILL_EBODY) return 0;
+  int status = c->body->err == RILL_EBODY ? 413 : 400;
   const char *why = status == 413 ? "request body too large" : "invalid chunked body";
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
   char line[64];
@@ -562,9 +580,7 @@ static void conn_freed(uv_handle_t *h) {
   rill_http_conn_t *c = h->data;
   rill_http_server_t *srv = c->srv;
   head_free(c);
-  rill_body_free_state(&c->body);
-  free(c->body.base.acc);
-  if (c->body.base.sep != c->body.base.sep_small) free(c->body.base.sep);
+  body_free(c);
   free(c->hbuf);
   free(c->out);
   free(c);
@@ -575,8 +591,10 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   if (c->state == RILL_CONN_CLOSED) return;
   if (!abort) rill_http_conn_flush(c);
   c->state = RILL_CONN_CLOSED;
-  rill__stream_detach(&c->body.base);
-  rill_body_release(&c->body);
+  if (c->body) {
+    rill__stream_detach(&c->body->base);
+    rill_body_release(c->body);
+  }
   if (c->srv->on_close) c->srv->on_close(c);
   rill_stream_t *t = c->t;
   if (t) {
@@ -616,8 +634,6 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   c->t = t;
   c->ref = -1;
   srv->refs++;
-  rill_body_start(&c->body, c->w, t, RILL_BODY_NONE, 0, 0, 0);
-  c->body.data = c;
   t->data = c;
   t->fill_cb = transport_cb;
   t->timeout_ms = (int)srv->limits.send_timeout_ms;
@@ -632,5 +648,5 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
 }
 
 const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c) {
-  return rill_body_trailers(&c->body);
+  return c->body ? rill_body_trailers(c->body) : NULL;
 }

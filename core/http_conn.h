@@ -63,13 +63,13 @@ struct rill_http_conn_s {
   unsigned nreq;
 
   /* The head's parser, while a request is read or handled; an idle
-   * connection has none (it is 408 bytes, most of an idle connection). */
+   * connection has none, nor a body (together 712 bytes). */
   rill_http_head_t *head;
   char *hbuf; /* the current request's head, copied out of the stream */
   size_t hlen, hcap;
 
-  /* the request body, a stream */
-  rill_body_t body;
+  /* the request body, a stream; made with the request, gone when idle */
+  rill_body_t *body;
   unsigned continue_pending : 1, continue_sent : 1;
 
   /* the response */

@@ -271,8 +271,8 @@ static int l_raw_headers(lua_State *L) {
 
 static int l_body(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  if (c->body.base.ud) return luaL_error(L, "the body stream was taken already");
-  rill__lstream_push(L, &c->body.base, 0);
+  if (c->body->base.ud) return luaL_error(L, "the body stream was taken already");
+  rill__lstream_push(L, &c->body->base, 0);
   return 1;
 }
 
