@@ -78,9 +78,32 @@ void rill_http_conn_flush(rill_http_conn_t *c) {
 
 /* ---- timers ---- */
 
-static void timer_cb(uv_timer_t *h) {
-  rill_http_conn_t *c = h->data;
+static void server_timer_cb(uv_timer_t *h);
+static void conn_freed(rill_http_conn_t *c);
+
+static void server_arm(rill_http_server_t *s, uint64_t at) {
+  s->armed_at = at;
+  uint64_t now = uv_now(s->timer->loop);
+  uv_timer_start(s->timer, server_timer_cb, at > now ? at - now : 0, 0);
+}
+
+static void due_unlink(rill_http_conn_t *c) {
+  rill_http_server_t *s = c->srv;
+  int k = c->timer_kind - 1;
+  if (c->due_prev)
+    c->due_prev->due_next = c->due_next;
+  else
+    s->due_head[k] = c->due_next;
+  if (c->due_next)
+    c->due_next->due_prev = c->due_prev;
+  else
+    s->due_tail[k] = c->due_prev;
+  c->due_prev = c->due_next = NULL;
+}
+
+static void timer_fire(rill_http_conn_t *c) {
   int kind = c->timer_kind;
+  due_unlink(c);
   c->timer_kind = T_NONE;
   if (kind == T_HEADER && c->head && c->head->fed > 0) {
     static const char msg[] =
@@ -94,16 +117,74 @@ static void timer_cb(uv_timer_t *h) {
   conn_close(c, 0);
 }
 
-static void timer_set(rill_http_conn_t *c, int kind, unsigned ms) {
-  if (c->timer_kind == kind) return;
-  c->timer_kind = kind;
-  uv_timer_start(&c->timer, timer_cb, ms, 0);
+/* Times out every connection whose deadline passed, frees the closed ones,
+ * and sets the timer for the next deadline. */
+static void server_timer_cb(uv_timer_t *h) {
+  rill_http_server_t *s = h->data;
+  uint64_t now = uv_now(h->loop);
+  for (int k = 0; k < 3; k++) {
+    rill_http_conn_t *c;
+    while ((c = s->due_head[k]) != NULL && c->due <= now)
+      timer_fire(c);
+  }
+  uint64_t next = UINT64_MAX;
+  for (int k = 0; k < 3; k++)
+    if (s->due_head[k] && s->due_head[k]->due < next) next = s->due_head[k]->due;
+  if (next != UINT64_MAX) {
+    server_arm(s, next);
+  } else {
+    s->armed_at = UINT64_MAX;
+    uv_timer_stop(h);
+  }
+  /* Last: freeing the last connection may free s. */
+  rill_http_conn_t *dead = s->dead;
+  s->dead = NULL;
+  while (dead) {
+    rill_http_conn_t *c = dead;
+    dead = c->next_dead;
+    conn_freed(c);
+  }
 }
 
+static void timer_set(rill_http_conn_t *c, int kind, unsigned ms) {
+  if (c->timer_kind == kind) return;
+  if (c->timer_kind != T_NONE) due_unlink(c);
+  rill_http_server_t *s = c->srv;
+  int k = kind - 1;
+  c->timer_kind = kind;
+  c->due = uv_now(c->w->loop) + ms;
+  c->due_prev = s->due_tail[k];
+  c->due_next = NULL;
+  if (s->due_tail[k])
+    s->due_tail[k]->due_next = c;
+  else
+    s->due_head[k] = c;
+  s->due_tail[k] = c;
+  if (c->due < s->armed_at) server_arm(s, c->due);
+}
+
+/* The timer stays set: if it fires for nothing, it sets itself again. */
 static void timer_clear(rill_http_conn_t *c) {
   if (c->timer_kind == T_NONE) return;
+  due_unlink(c);
   c->timer_kind = T_NONE;
-  uv_timer_stop(&c->timer);
+}
+
+static void close_timer_cb(uv_handle_t *h) { free(h); }
+
+int rill_http_server_init(rill_http_server_t *s, rill_worker_t *w) {
+  s->w = w;
+  s->armed_at = UINT64_MAX;
+  s->timer = malloc(sizeof(*s->timer));
+  if (s->timer == NULL) return UV_ENOMEM;
+  uv_timer_init(w->loop, s->timer);
+  s->timer->data = s;
+  return 0;
+}
+
+void rill_http_server_close(rill_http_server_t *s) {
+  if (s->timer) uv_close((uv_handle_t *)s->timer, close_timer_cb);
+  s->timer = NULL;
 }
 
 /* ---- errors ---- */
@@ -576,8 +657,7 @@ int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
 
 /* ---- life and death ---- */
 
-static void conn_freed(uv_handle_t *h) {
-  rill_http_conn_t *c = h->data;
+static void conn_freed(rill_http_conn_t *c) {
   rill_http_server_t *srv = c->srv;
   head_free(c);
   body_free(c);
@@ -607,7 +687,12 @@ static void conn_close(rill_http_conn_t *c, int abort) {
       t->vt->close(t);
   }
   rill__obj_unlink(&c->obj);
-  uv_close((uv_handle_t *)&c->timer, conn_freed);
+  /* Freed on the loop's next turn: whoever called us may still use c. */
+  timer_clear(c);
+  rill_http_server_t *s = c->srv;
+  c->next_dead = s->dead;
+  s->dead = c;
+  if (s->armed_at != 0) server_arm(s, 0);
 }
 
 /* A graceful stop: an idle connection goes now, a busy one after its
@@ -637,8 +722,6 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   t->data = c;
   t->fill_cb = transport_cb;
   t->timeout_ms = (int)srv->limits.send_timeout_ms;
-  uv_timer_init(c->w->loop, &c->timer);
-  c->timer.data = c;
   rill__obj_link(c->w, &c->obj, conn_destroy);
   c->obj.kind = RILL_OBJ_CONN;
   c->obj.shutdown = conn_shutdown;

@@ -34,7 +34,22 @@ struct rill_http_server_s {
   void (*on_free)(rill_http_server_t *s);  /* the last reference went */
   void *data;
   int refs; /* the owner's, plus one per connection */
+
+  /* Timeouts without a libuv timer per connection. Each kind of timeout has
+   * one delay, so its queue, kept in the order the timeouts were set, is in
+   * deadline order too; one timer wakes at the earliest deadline. The same
+   * timer frees closed connections on the loop's next turn. */
+  uv_timer_t *timer;
+  uint64_t armed_at; /* when the timer fires; UINT64_MAX: not armed */
+  rill_http_conn_t *due_head[3], *due_tail[3];
+  rill_http_conn_t *dead; /* closed, to be freed */
 };
+
+/* Makes s's timer; returns 0 or UV_ENOMEM. */
+int rill_http_server_init(rill_http_server_t *s, rill_worker_t *w);
+/* Closes s's timer, once nothing uses s (from on_free, or before any
+ * connection). */
+void rill_http_server_close(rill_http_server_t *s);
 
 typedef struct {
   const char *name;
@@ -56,8 +71,10 @@ struct rill_http_conn_s {
   rill_http_server_t *srv;
   rill_worker_t *w;
   rill_stream_t *t; /* the transport */
-  uv_timer_t timer;
   int timer_kind;
+  uint64_t due;                          /* the timeout's deadline, loop ms */
+  rill_http_conn_t *due_prev, *due_next; /* in the server's queue of its kind */
+  rill_http_conn_t *next_dead;
   int state;
   unsigned gen; /* counts requests; a request's objects carry its number */
   unsigned nreq;

@@ -85,6 +85,7 @@ static void on_free(rill_http_server_t *srv) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
   }
   rill__tls_conf_unref(lh->tls);
+  rill_http_server_close(srv);
   free(lh);
 }
 
@@ -133,8 +134,10 @@ static int l_http_listen(lua_State *L) {
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
 
   lhttp_t *lh = calloc(1, sizeof(*lh));
-  if (lh == NULL) return luaL_error(L, "out of memory");
-  lh->srv.w = w;
+  if (lh == NULL || rill_http_server_init(&lh->srv, w) != 0) {
+    free(lh);
+    return luaL_error(L, "out of memory");
+  }
   lh->srv.on_request = on_request;
   lh->srv.on_close = on_close;
   lh->srv.on_free = on_free;
@@ -159,6 +162,7 @@ static int l_http_listen(lua_State *L) {
   lua_getfield(L, 1, "handler");
   lua_getfield(L, 1, "dispatch");
   if (!lua_isfunction(L, -2) || !lua_isfunction(L, -1)) {
+    rill_http_server_close(&lh->srv);
     free(lh);
     return luaL_argerror(L, 1, "handler and dispatch must be functions");
   }

@@ -448,6 +448,50 @@ describe("http server", function()
       s:close()
     end)
 
+    it("times out each connection by its own kind of timeout, in deadline order", function()
+      -- One server, three kinds of wait with three delays: a partial head
+      -- (header_timeout), an unread body being drained (body_timeout) and
+      -- an idle keep-alive connection (keepalive_timeout), set in the order
+      -- that is not their deadlines' order.
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end,
+        {keepalive_timeout = 1.2, body_timeout = 0.6, header_timeout = 0.3})
+      local t0 = rill.now()
+      local idle = helper.connect(port)
+      idle:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, helper.read_response(idle))
+      local draining = helper.connect(port)
+      draining:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+      assert.equal(200, helper.read_response(draining))
+      local partial = helper.connect(port)
+      partial:write("GET / HTTP/1.1\r\nHost:")
+      local ended = {}
+      local function watch(name, s)
+        return rill.spawn(function()
+          s:settimeout(5000)
+          local raw = s:read_some(4096) or ""
+          while s:read_some(4096) do end -- to the server's close
+          ended[name] = rill.now() - t0
+          s:close()
+          return raw
+        end)
+      end
+      local threads = {watch("idle", idle), watch("draining", draining),
+        watch("partial", partial)}
+      local _, raw = rill.wait(threads[3])
+      assert.same({408}, statuses(raw))
+      rill.wait(threads[1])
+      rill.wait(threads[2])
+      assert.is_true(ended.partial < ended.draining, "header before body timeout")
+      assert.is_true(ended.draining < ended.idle, "body before keep-alive timeout")
+      assert.is_true(ended.partial >= 250 and ended.idle < 4000)
+      -- The server still serves.
+      local s = helper.connect(port)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, helper.read_response(s))
+      s:close()
+    end)
+
     it("ends a body read with 'timeout' after body_timeout", function()
       local port
       local got, err, partial
