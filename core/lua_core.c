@@ -651,7 +651,7 @@ static const luaL_Reg core_funcs[] = {
     {NULL, NULL},
 };
 
-static void new_mt(lua_State *L, const char *name, const luaL_Reg *m, lua_CFunction gc) {
+void rill__new_class(lua_State *L, const char *name, const luaL_Reg *m, lua_CFunction gc) {
   luaL_newmetatable(L, name);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
@@ -684,9 +684,9 @@ int rill__open_core(lua_State *L) {
                                         {"connections", listener_connections},
                                         {"set_handler", listener_set_handler},
                                         {NULL, NULL}};
-  new_mt(L, THREAD_MT, thread_m, thread_gc);
-  new_mt(L, TIMER_MT, timer_m, timer_gc);
-  new_mt(L, LISTENER_MT, listener_m, listener_gc);
+  rill__new_class(L, THREAD_MT, thread_m, thread_gc);
+  rill__new_class(L, TIMER_MT, timer_m, timer_gc);
+  rill__new_class(L, LISTENER_MT, listener_m, listener_gc);
   rill__lstream_open(L);
 
   lua_newtable(L);

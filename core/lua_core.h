@@ -12,6 +12,9 @@
 int rill__open_core(lua_State *L);
 /* Sets funcs into the table on top, each with w as its upvalue. */
 void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs);
+/* Makes the metatable name for userdata of a class: __name, __gc (if gc),
+ * and __index, a table of methods. luaL_getmetatable(L, name) reaches it. */
+void rill__new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc);
 /* The number at t[k], def when nil; raises if it is not a number. */
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def);
 /* Pushes a "rill.listener" userdata for l. */

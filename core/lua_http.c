@@ -502,13 +502,9 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {NULL, NULL},
   };
   rill__register(L, w, funcs);
-  luaL_newmetatable(L, CONN_MT);
-  lua_pushliteral(L, CONN_MT);
-  lua_setfield(L, -2, "__name");
+  rill__new_class(L, CONN_MT, methods, NULL);
+  luaL_getmetatable(L, CONN_MT);
   lua_pushcfunction(L, conn_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

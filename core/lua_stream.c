@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lua_core.h"
 #include "lua_stream.h"
 #include "rill_sched.h"
 #include "tls.h"
@@ -435,16 +436,10 @@ static const luaL_Reg methods[] = {
 };
 
 void rill__lstream_open(lua_State *L) {
-  luaL_newmetatable(L, RILL_STREAM_MT);
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
+  rill__new_class(L, RILL_STREAM_MT, methods, l_gc);
+  luaL_getmetatable(L, RILL_STREAM_MT);
   lua_pushcfunction(L, l_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushliteral(L, "rill.stream");
-  lua_setfield(L, -2, "__name");
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 

@@ -356,15 +356,9 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
                                      {"_streaming", l_streaming},
                                      {NULL, NULL}};
   rill__register(L, w, funcs);
-  luaL_newmetatable(L, WS_MT);
-  lua_pushliteral(L, WS_MT);
-  lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "ws_methods"); /* the module table, for Lua methods */
-  lua_setfield(L, -2, "__index");
+  rill__new_class(L, WS_MT, methods, l_gc);
+  luaL_getmetatable(L, WS_MT);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "ws_methods"); /* the module table, for Lua methods */
   lua_pop(L, 1);
 }
