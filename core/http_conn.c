@@ -20,7 +20,7 @@ enum { T_NONE, T_KEEPALIVE, T_HEADER, T_DRAIN };
 #define OUT_FLUSH 16384 /* write out once this much is gathered */
 #define SMALL_BODY 4096 /* bodies up to this are copied into out */
 
-void rill_http_limits_default(rill_http_limits_t *l) {
+void rill__http_limits_default(rill_http_limits_t *l) {
   l->max_header_bytes = 16384;
   l->max_headers = 100;
   l->max_body_bytes = (uint64_t)1 << 30;
@@ -29,12 +29,15 @@ void rill_http_limits_default(rill_http_limits_t *l) {
   l->keepalive_timeout_ms = 60000;
   l->send_timeout_ms = 60000;
   l->drain_bytes = 256 * 1024;
+  l->min_body_rate = 0;
+  l->body_rate_grace_ms = 20000;
 }
 
 static void conn_process(rill_http_conn_t *c);
 static void conn_drain(rill_http_conn_t *c);
 static void conn_close(rill_http_conn_t *c, int abort);
 static int body_broken(rill_http_conn_t *c);
+static void conn_free_later(rill_http_conn_t *c);
 
 /* ---- output ---- */
 
@@ -67,12 +70,13 @@ static int out_write(rill_http_conn_t *c, const uv_buf_t *extra, unsigned nextra
   c->olen = 0;
   if (n == 0) return c->werr;
   if (c->werr) return c->werr;
+  if (c->t == NULL) return c->werr = RILL_ECLOSED;
   int r = c->t->vt->write(c->t, bufs, n);
   if (r < 0 && r != RILL_EAGAIN) c->werr = r;
   return r;
 }
 
-void rill_http_conn_flush(rill_http_conn_t *c) {
+void rill__http_conn_flush(rill_http_conn_t *c) {
   if (c->olen && c->t && c->state != RILL_CONN_CLOSED) out_write(c, NULL, 0);
 }
 
@@ -172,7 +176,33 @@ static void timer_clear(rill_http_conn_t *c) {
 
 static void close_timer_cb(uv_handle_t *h) { free(h); }
 
-int rill_http_server_init(rill_http_server_t *s, rill_worker_t *w) {
+static unsigned kind_delay(const rill_http_server_t *s, int kind) {
+  return kind == T_HEADER ? s->limits.header_timeout_ms
+         : kind == T_KEEPALIVE ? s->limits.keepalive_timeout_ms
+                               : s->limits.body_timeout_ms;
+}
+
+int rill__http_server_make_room(rill_http_server_t *s) {
+  /* The head of each queue is the oldest of its kind; of the two, the one
+   * whose wait began first. */
+  rill_http_conn_t *victim = NULL;
+  uint64_t since = UINT64_MAX;
+  static const int kinds[] = {T_KEEPALIVE, T_HEADER};
+  for (int i = 0; i < 2; i++) {
+    rill_http_conn_t *c = s->due_head[kinds[i] - 1];
+    if (c && c->due - kind_delay(s, kinds[i]) < since) {
+      since = c->due - kind_delay(s, kinds[i]);
+      victim = c;
+    }
+  }
+  if (victim == NULL) return 0;
+  rill__log(s->w, RILL_LOG_DEBUG, "http: at the connection limit: closing %s connection",
+            victim->timer_kind == T_KEEPALIVE ? "an idle" : "a slow");
+  conn_close(victim, 1);
+  return 1;
+}
+
+int rill__http_server_init(rill_http_server_t *s, rill_worker_t *w) {
   s->w = w;
   s->armed_at = UINT64_MAX;
   s->timer = malloc(sizeof(*s->timer));
@@ -182,7 +212,7 @@ int rill_http_server_init(rill_http_server_t *s, rill_worker_t *w) {
   return 0;
 }
 
-void rill_http_server_close(rill_http_server_t *s) {
+void rill__http_server_close(rill_http_server_t *s) {
   if (s->timer) uv_close((uv_handle_t *)s->timer, close_timer_cb);
   s->timer = NULL;
 }
@@ -193,10 +223,10 @@ void rill_http_server_close(rill_http_server_t *s) {
 static void conn_error(rill_http_conn_t *c, int status, const char *why) {
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
   char line[64], num[20];
-  size_t ll = rill_http_status_line(line, status), dl;
+  size_t ll = rill__http_status_line(line, status), dl;
   const char *date = rill__date_line(c->w, &dl);
   size_t wl = strlen(why);
-  size_t nl = rill_http_u64(num, wl + 1);
+  size_t nl = rill__http_u64(num, wl + 1);
   if (out_reserve(c, ll + dl + nl + wl + 128) == 0) {
     out_put(c, line, ll);
     out_put(c, date, dl);
@@ -226,17 +256,36 @@ static void send_continue(rill_body_t *b) {
 
 /* ---- reading requests ---- */
 
-static void transport_cb(rill_stream_t *t, int status) {
-  rill_http_conn_t *c = t->data;
-  switch (c->state) {
-  case RILL_CONN_HEAD:
-    conn_process(c);
-    break;
-  case RILL_CONN_DRAIN:
-    conn_drain(c);
-    break;
-  }
+static void transport_readable(rill_binding_t *b, int status) {
+  rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
+  if (c->state == RILL_CONN_HEAD) conn_process(c);
 }
+
+static void transport_drained(rill_binding_t *b, int status) {
+  rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
+  if (status < 0 && c->werr == 0) c->werr = status;
+  if (c->srv->on_drained) c->srv->on_drained(c, status);
+}
+
+/* The transport closed under us (a worker's teardown). */
+static void transport_gone(rill_binding_t *b) {
+  rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
+  c->t = NULL;
+  if (c->werr == 0) c->werr = RILL_ECLOSED;
+  conn_close(c, 1);
+}
+
+static const rill_binding_ops_t transport_ops = {
+    .readable = transport_readable,
+    .drained = transport_drained,
+    .gone = transport_gone,
+};
+
+static void body_readable(rill_binding_t *b, int status) {
+  conn_drain(rill__container_of(b, rill_http_conn_t, db));
+}
+
+static const rill_binding_ops_t drain_ops = {.readable = body_readable};
 
 static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   const rill_http_limits_t *lim = &c->srv->limits;
@@ -265,12 +314,17 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
     }
     mode = RILL_BODY_LENGTH;
   }
-  if (c->body == NULL && (c->body = calloc(1, sizeof(*c->body))) == NULL) {
-    conn_close(c, 1);
-    return;
+  if (c->body == NULL) {
+    if ((c->body = malloc(sizeof(*c->body))) == NULL) {
+      conn_close(c, 1);
+      return;
+    }
+    rill__body_init(c->body, c->w);
   }
-  rill_body_start(c->body, c->w, c->t, mode, c->head->content_length, lim->max_body_bytes,
-                  lim->max_header_bytes);
+  rill__body_start(c->body, c->t, mode, c->head->content_length, lim->max_body_bytes,
+                   lim->max_header_bytes);
+  c->body->min_rate = lim->min_body_rate;
+  c->body->grace_ms = lim->body_rate_grace_ms;
   c->body->data = c;
   c->continue_sent = 0;
   c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
@@ -283,21 +337,21 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->resp = R_NONE;
   c->resp_left = 0;
 
-  c->body->base.timeout_ms = (int)lim->body_timeout_ms;
   c->state = RILL_CONN_HANDLER;
+  c->handler_running = 1;
   c->nreq++;
   c->srv->on_request(c);
 }
 
 static rill_http_head_t *head_new(rill_http_conn_t *c) {
   rill_http_head_t *h = malloc(sizeof(*h));
-  if (h) rill_http_head_init(h, HTTP_REQUEST, c->srv->limits.max_headers);
+  if (h) rill__http_head_init(h, HTTP_REQUEST, c->srv->limits.max_headers);
   return h;
 }
 
 static void head_free(rill_http_conn_t *c) {
   if (c->head == NULL) return;
-  rill_http_head_free(c->head);
+  rill__http_head_free(c->head);
   free(c->head);
   c->head = NULL;
 }
@@ -305,11 +359,9 @@ static void head_free(rill_http_conn_t *c) {
 static void body_free(rill_http_conn_t *c) {
   rill_body_t *b = c->body;
   if (b == NULL) return;
-  rill__stream_detach(&b->base);
-  rill_body_release(b);
-  rill_body_free_state(b);
-  free(b->base.acc);
-  if (b->base.sep != b->base.sep_small) free(b->base.sep);
+  rill__stream_unbind(&c->db);
+  rill__body_retire(b);
+  rill__body_free_state(b);
   free(b);
   c->body = NULL;
 }
@@ -329,7 +381,7 @@ static void conn_process(rill_http_conn_t *c) {
       conn_close(c, 1);
       return;
     }
-    ssize_t hl = rill_http_head_parse(c->head, p, n, lim->max_header_bytes);
+    ssize_t hl = rill__http_head_parse(c->head, p, n, lim->max_header_bytes);
     if (hl < 0) {
       conn_error(c, c->head->err_status, c->head->err_reason);
       return;
@@ -345,7 +397,7 @@ static void conn_process(rill_http_conn_t *c) {
     else
       timer_set(c, T_KEEPALIVE, lim->keepalive_timeout_ms);
   }
-  rill_http_conn_flush(c);
+  rill__http_conn_flush(c);
   if (n == 0 && c->olen == 0) {
     /* Idle between requests: keep nothing a new request would not need. */
     free(c->out);
@@ -357,14 +409,18 @@ static void conn_process(rill_http_conn_t *c) {
     head_free(c);
     body_free(c);
   }
-  r = t->vt->fill(t);
+  r = rill__stream_fill(t);
   if (r < 0) conn_close(c, 0);
 }
 
 static void next_request(rill_http_conn_t *c) {
   c->state = RILL_CONN_HEAD;
   timer_clear(c);
-  if (c->head) rill_http_head_reset(c->head);
+  if (c->body) {
+    rill__stream_unbind(&c->db);
+    rill__body_release(c->body);
+  }
+  if (c->head) rill__http_head_reset(c->head);
   conn_process(c);
 }
 
@@ -372,7 +428,7 @@ static void conn_drain(rill_http_conn_t *c) {
   for (;;) {
     const char *p;
     size_t n;
-    int r = rill_body_peek(c->body, &p, &n);
+    int r = rill__body_peek(c->body, &p, &n);
     if (r == RILL_EOF) {
       next_request(c);
       return;
@@ -386,30 +442,37 @@ static void conn_drain(rill_http_conn_t *c) {
       conn_close(c, 0);
       return;
     }
-    rill_body_consume(c->body, n);
+    rill__body_consume(c->body, n);
   }
   timer_set(c, T_DRAIN, c->srv->limits.body_timeout_ms);
-  rill_http_conn_flush(c);
-  if (c->t->vt->fill(c->t) < 0) conn_close(c, 0);
+  rill__http_conn_flush(c);
+  int r = c->body->base.vt->fill(&c->body->base);
+  if (r == RILL_EOF)
+    next_request(c);
+  else if (r < 0)
+    conn_close(c, 0);
 }
 
 /* The current request is over: go on to the next, drain, or close. */
 static void end_request(rill_http_conn_t *c) {
-  rill__stream_detach(&c->body->base);
+  /* The request's body stream dies with it: its readers are told. */
+  rill__stream_gone(&c->body->base);
   c->gen++;
   if (c->werr || c->close_after || c->body->err || !c->keepalive) {
     conn_close(c, 0);
     return;
   }
   if (c->body->mode != RILL_BODY_NONE && !c->body->done) {
+    /* Read what the handler left, as any reader of the body would. */
     c->state = RILL_CONN_DRAIN;
+    rill__stream_bind(&c->body->base, &c->db, &drain_ops);
     conn_drain(c);
     return;
   }
   next_request(c);
 }
 
-rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
+rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
                                       const rill_hdr_t *h, size_t nh) {
   if (c->state != RILL_CONN_HANDLER || c->resp != R_NONE ||
       c->body->mode != RILL_BODY_NONE)
@@ -424,7 +487,7 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
   size_t dl;
   const char *date = rill__date_line(c->w, &dl);
   if (out_reserve(c, need + dl + 64)) return NULL;
-  c->olen += rill_http_status_line(c->out + c->olen, status);
+  c->olen += rill__http_status_line(c->out + c->olen, status);
   out_put(c, date, dl);
   for (size_t i = 0; i < nh; i++) {
     out_put(c, h[i].name, h[i].nlen);
@@ -435,25 +498,29 @@ rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
   OUT_LIT(c, "\r\n");
   out_write(c, NULL, 0);
   c->resp = R_DONE;
-  rill__stream_detach(&c->body->base);
-  rill_body_release(c->body);
+  rill__body_retire(c->body);
   rill_stream_t *t = c->t;
-  t->fill_cb = NULL;
-  t->drain_cb = NULL;
-  t->data = NULL;
-  t->timeout_ms = -1;
+  rill__stream_unbind(&c->tb);
   c->t = NULL;
   c->state = RILL_CONN_UPGRADED;
   return t;
 }
 
-void rill_http_conn_release(rill_http_conn_t *c) {
-  if (c->state == RILL_CONN_UPGRADED) conn_close(c, 0);
+void rill__http_conn_release(rill_http_conn_t *c) {
+  if (c->state != RILL_CONN_UPGRADED) return;
+  c->handler_running = 0;
+  conn_close(c, 0);
 }
 
-void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
+void rill__http_conn_handler_done(rill_http_conn_t *c, int ok) {
+  assert(c->handler_running);
+  c->handler_running = 0;
   if (c->state == RILL_CONN_UPGRADED) {
     conn_close(c, 0); /* the transport is someone else's now */
+    return;
+  }
+  if (c->state == RILL_CONN_CLOSED) {
+    conn_free_later(c); /* closed under the handler: now it may go */
     return;
   }
   if (c->state != RILL_CONN_HANDLER) return;
@@ -468,7 +535,7 @@ void rill_http_conn_handler_done(rill_http_conn_t *c, int ok) {
     }
     return;
   }
-  if (c->resp != R_DONE) rill_http_finish(c, 200, NULL, 0);
+  if (c->resp != R_DONE) rill__http_finish(c, 200, NULL, 0);
   end_request(c);
 }
 
@@ -496,7 +563,7 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
     const rill_hdr_t *x = &h[i];
     if (x->nlen == 0) return UV_EINVAL;
     for (size_t j = 0; j < x->nlen; j++)
-      if (!rill_http_tchar((unsigned char)x->name[j])) return UV_EINVAL;
+      if (!rill__http_tchar((unsigned char)x->name[j])) return UV_EINVAL;
     for (size_t j = 0; j < x->vlen; j++) {
       unsigned char ch = (unsigned char)x->value[j];
       if (ch == '\r' || ch == '\n' || ch == 0) return UV_EINVAL;
@@ -504,15 +571,15 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
     need += x->nlen + x->vlen + 4;
     switch (x->name[0] | 0x20) {
     case 'c':
-      if (rill_http_name_is(x->name, x->nlen, "content-length")) {
+      if (rill__http_name_is(x->name, x->nlen, "content-length")) {
         if (!digits_only(x->value, x->vlen, &user_len)) return UV_EINVAL;
         has_len = 1;
-      } else if (rill_http_name_is(x->name, x->nlen, "connection")) {
-        if (rill_http_name_is(x->value, x->vlen, "close")) c->close_after = 1;
+      } else if (rill__http_name_is(x->name, x->nlen, "connection")) {
+        if (rill__http_name_is(x->value, x->vlen, "close")) c->close_after = 1;
       }
       break;
     case 'd':
-      if (rill_http_name_is(x->name, x->nlen, "date")) has_date = 1;
+      if (rill__http_name_is(x->name, x->nlen, "date")) has_date = 1;
       break;
     }
   }
@@ -542,14 +609,14 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   size_t dl;
   const char *date = rill__date_line(c->w, &dl);
   if (out_reserve(c, need + dl + 160)) return UV_ENOMEM;
-  c->olen += rill_http_status_line(c->out + c->olen, status);
+  c->olen += rill__http_status_line(c->out + c->olen, status);
   if (!has_date) out_put(c, date, dl);
   for (size_t i = 0; i < nh; i++) {
     const rill_hdr_t *x = &h[i];
     char first = (char)(x->name[0] | 0x20);
-    if ((first == 'c' && (rill_http_name_is(x->name, x->nlen, "content-length") ||
-                          rill_http_name_is(x->name, x->nlen, "connection"))) ||
-        (first == 't' && rill_http_name_is(x->name, x->nlen, "transfer-encoding")))
+    if ((first == 'c' && (rill__http_name_is(x->name, x->nlen, "content-length") ||
+                          rill__http_name_is(x->name, x->nlen, "connection"))) ||
+        (first == 't' && rill__http_name_is(x->name, x->nlen, "transfer-encoding")))
       continue;
     out_put(c, x->name, x->nlen);
     OUT_LIT(c, ": ");
@@ -558,7 +625,7 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   }
   if (c->framing == FR_LENGTH) {
     OUT_LIT(c, "Content-Length: ");
-    c->olen += rill_http_u64(c->out + c->olen, c->resp_left);
+    c->olen += rill__http_u64(c->out + c->olen, c->resp_left);
     OUT_LIT(c, "\r\n");
   } else if (c->framing == FR_CHUNKED) {
     OUT_LIT(c, "Transfer-Encoding: chunked\r\n");
@@ -571,17 +638,29 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   return 0;
 }
 
-/* A request whose body broke the protocol is answered with 400 (or 413),
- * whatever the handler meant to send: its framing cannot be trusted. */
+/* A request whose body the handler found broken (bad framing, too large,
+ * too slow) is answered with 400, 413 or 408 whatever the handler meant to
+ * send: its framing cannot be trusted. Only what a read of the body found
+ * counts, so the answer does not depend on how the bytes were split. */
 static int body_broken(rill_http_conn_t *c) {
   if (c->body == NULL) return 0;
-  rill_body_check_buffered(c->body);
-  if (c->body->err != RILL_EPROTO && c->body->err != RILL_EBODY) return 0;
-  int status = c->body->err == RILL_EBODY ? 413 : 400;
-  const char *why = status == 413 ? "request body too large" : "invalid chunked body";
+  int err = c->body->err, status;
+  const char *why;
+  if (err == RILL_EPROTO) {
+    status = 400;
+    why = "invalid chunked body";
+  } else if (err == RILL_EBODY) {
+    status = 413;
+    why = "request body too large";
+  } else if (err == UV_ETIMEDOUT) {
+    status = 408;
+    why = "request body too slow";
+  } else {
+    return 0;
+  }
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
   char line[64];
-  size_t ll = rill_http_status_line(line, status);
+  size_t ll = rill__http_status_line(line, status);
   if (out_reserve(c, ll + 80) == 0) {
     out_put(c, line, ll);
     OUT_LIT(c, "Content-Length: 0\r\nConnection: close\r\n\r\n");
@@ -592,7 +671,7 @@ static int body_broken(rill_http_conn_t *c) {
   return 1;
 }
 
-int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+int rill__http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                       const char *body, size_t len) {
   if (c->resp != R_NONE) return UV_EBUSY;
   if (body_broken(c)) return 0;
@@ -613,7 +692,7 @@ int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   return out_write(c, &b, 1);
 }
 
-int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                     const char *data, size_t len) {
   if (c->resp == R_DONE) return UV_EBUSY;
   if (c->resp == R_NONE) {
@@ -632,16 +711,16 @@ int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t
   bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
   if (c->framing == FR_CHUNKED) {
     if (out_reserve(c, 20)) return UV_ENOMEM;
-    c->olen += rill_http_hex(c->out + c->olen, len);
+    c->olen += rill__http_hex(c->out + c->olen, len);
     OUT_LIT(c, "\r\n");
     bufs[n++] = uv_buf_init("\r\n", 2);
   }
   return out_write(c, bufs, n);
 }
 
-int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh) {
+int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh) {
   if (c->resp == R_DONE) return 0;
-  if (c->resp == R_NONE) return rill_http_respond(c, status, h, nh, "", 0);
+  if (c->resp == R_NONE) return rill__http_respond(c, status, h, nh, "", 0);
   c->resp = R_DONE;
   if (c->framing == FR_CHUNKED && !c->is_head) {
     if (out_reserve(c, 5)) return UV_ENOMEM;
@@ -659,6 +738,7 @@ int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
 
 static void conn_freed(rill_http_conn_t *c) {
   rill_http_server_t *srv = c->srv;
+  assert(c->state == RILL_CONN_CLOSED && !c->handler_running);
   head_free(c);
   body_free(c);
   free(c->hbuf);
@@ -667,32 +747,35 @@ static void conn_freed(rill_http_conn_t *c) {
   if (--srv->refs == 0 && srv->on_free) srv->on_free(srv);
 }
 
+/* Freed on the loop's next turn: whoever called us may still use c. */
+static void conn_free_later(rill_http_conn_t *c) {
+  rill_http_server_t *s = c->srv;
+  c->next_dead = s->dead;
+  s->dead = c;
+  if (s->armed_at != 0) server_arm(s, 0);
+}
+
 static void conn_close(rill_http_conn_t *c, int abort) {
   if (c->state == RILL_CONN_CLOSED) return;
-  if (!abort) rill_http_conn_flush(c);
+  if (!abort) rill__http_conn_flush(c);
   c->state = RILL_CONN_CLOSED;
+  timer_clear(c);
   if (c->body) {
-    rill__stream_detach(&c->body->base);
-    rill_body_release(c->body);
+    rill__stream_unbind(&c->db);
+    rill__body_retire(c->body);
   }
   if (c->srv->on_close) c->srv->on_close(c);
   rill_stream_t *t = c->t;
   if (t) {
-    rill__stream_detach(t);
-    t->fill_cb = NULL;
-    t->drain_cb = NULL;
+    rill__stream_unbind(&c->tb);
+    c->t = NULL;
     if (abort)
       t->vt->abort(t);
     else
       t->vt->close(t);
   }
   rill__obj_unlink(&c->obj);
-  /* Freed on the loop's next turn: whoever called us may still use c. */
-  timer_clear(c);
-  rill_http_server_t *s = c->srv;
-  c->next_dead = s->dead;
-  s->dead = c;
-  if (s->armed_at != 0) server_arm(s, 0);
+  if (!c->handler_running) conn_free_later(c);
 }
 
 /* A graceful stop: an idle connection goes now, a busy one after its
@@ -711,7 +794,7 @@ static void conn_destroy(rill_obj_t *o) {
   conn_close(c, 1);
 }
 
-rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) {
+rill_http_conn_t *rill__http_conn_new(rill_http_server_t *srv, rill_stream_t *t) {
   rill_http_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   c->srv = srv;
@@ -719,9 +802,7 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   c->t = t;
   c->ref = -1;
   srv->refs++;
-  t->data = c;
-  t->fill_cb = transport_cb;
-  t->timeout_ms = (int)srv->limits.send_timeout_ms;
+  rill__stream_bind(t, &c->tb, &transport_ops);
   rill__obj_link(c->w, &c->obj, conn_destroy);
   c->obj.kind = RILL_OBJ_CONN;
   c->obj.shutdown = conn_shutdown;
@@ -730,6 +811,6 @@ rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t) 
   return c;
 }
 
-const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c) {
-  return c->body ? rill_body_trailers(c->body) : NULL;
+const rill_chunked_t *rill__http_conn_chunk(rill_http_conn_t *c) {
+  return c->body ? rill__body_trailers(c->body) : NULL;
 }

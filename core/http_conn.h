@@ -2,13 +2,13 @@
  * (with limits and timeouts), offers the request body as a stream, frames the
  * response, and carries keep-alive, pipelining and draining. No Lua: the
  * layer above starts a handler in on_request and reports its end with
- * rill_http_conn_handler_done(). */
+ * rill__http_conn_handler_done(). */
 #ifndef RILL_HTTP_CONN_H
 #define RILL_HTTP_CONN_H
 
-#include "body.h"
-#include "http1.h"
-#include "rill_int.h"
+#include "http_body.h"
+#include "http_parse.h"
+#include "stream.h"
 
 typedef struct {
   size_t max_header_bytes;       /* request line + fields; 431 past it */
@@ -19,9 +19,11 @@ typedef struct {
   unsigned keepalive_timeout_ms; /* idle between requests */
   unsigned send_timeout_ms;      /* the longest a response write waits */
   size_t drain_bytes;            /* unread body thrown away to keep the connection */
+  uint64_t min_body_rate;        /* bytes/s a body must keep up after the grace; 0: none */
+  unsigned body_rate_grace_ms;   /* from the head's end, before the rate counts */
 } rill_http_limits_t;
 
-void rill_http_limits_default(rill_http_limits_t *l);
+void rill__http_limits_default(rill_http_limits_t *l);
 
 typedef struct rill_http_server_s rill_http_server_t;
 typedef struct rill_http_conn_s rill_http_conn_t;
@@ -30,8 +32,11 @@ struct rill_http_server_s {
   rill_worker_t *w;
   rill_http_limits_t limits;
   void (*on_request)(rill_http_conn_t *c); /* a head arrived: start a handler */
-  void (*on_close)(rill_http_conn_t *c);   /* the connection is going */
-  void (*on_free)(rill_http_server_t *s);  /* the last reference went */
+  /* A response write that returned RILL_EAGAIN may go on (status 0), or the
+   * connection failed (status < 0). */
+  void (*on_drained)(rill_http_conn_t *c, int status);
+  void (*on_close)(rill_http_conn_t *c);  /* the connection is going */
+  void (*on_free)(rill_http_server_t *s); /* the last reference went */
   void *data;
   int refs; /* the owner's, plus one per connection */
 
@@ -46,10 +51,14 @@ struct rill_http_server_s {
 };
 
 /* Makes s's timer; returns 0 or UV_ENOMEM. */
-int rill_http_server_init(rill_http_server_t *s, rill_worker_t *w);
+int rill__http_server_init(rill_http_server_t *s, rill_worker_t *w);
 /* Closes s's timer, once nothing uses s (from on_free, or before any
  * connection). */
-void rill_http_server_close(rill_http_server_t *s);
+void rill__http_server_close(rill_http_server_t *s);
+/* Closes the connection that has waited longest for a request (idle between
+ * requests, or still sending its head): a listener at its limit makes room
+ * this way. Returns 1 if it closed one. */
+int rill__http_server_make_room(rill_http_server_t *s);
 
 typedef struct {
   const char *name;
@@ -70,7 +79,9 @@ struct rill_http_conn_s {
   rill_obj_t obj;
   rill_http_server_t *srv;
   rill_worker_t *w;
-  rill_stream_t *t; /* the transport */
+  rill_stream_t *t;  /* the transport, owned; NULL once handed over or gone */
+  rill_binding_t tb; /* bound to t */
+  rill_binding_t db; /* bound to the body while draining it */
   int timer_kind;
   uint64_t due;                          /* the timeout's deadline, loop ms */
   rill_http_conn_t *due_prev, *due_next; /* in the server's queue of its kind */
@@ -78,6 +89,7 @@ struct rill_http_conn_s {
   int state;
   unsigned gen; /* counts requests; a request's objects carry its number */
   unsigned nreq;
+  int handler_running; /* the memory stays until the handler has ended */
 
   /* The head's parser, while a request is read or handled; an idle
    * connection has none, nor a body (together 712 bytes). */
@@ -104,38 +116,39 @@ struct rill_http_conn_s {
   int peer_port;
 };
 
-/* Takes over the transport t and starts reading the first request. */
-rill_http_conn_t *rill_http_conn_new(rill_http_server_t *srv, rill_stream_t *t);
+/* Takes over the transport t (binds to it and owns it) and starts reading
+ * the first request. */
+rill_http_conn_t *rill__http_conn_new(rill_http_server_t *srv, rill_stream_t *t);
 /* The handler of the current request ended; ok is 0 if it raised. */
-void rill_http_conn_handler_done(rill_http_conn_t *c, int ok);
+void rill__http_conn_handler_done(rill_http_conn_t *c, int ok);
 /* Writes out buffered response bytes (called when the handler waits). */
-void rill_http_conn_flush(rill_http_conn_t *c);
+void rill__http_conn_flush(rill_http_conn_t *c);
 
 /* Responses. status and headers are used only while the head is unsent.
  * Each returns 0, RILL_EAGAIN (the bytes are queued above the high-water mark:
  * wait for the transport's drain), UV_EINVAL for a bad header name or value,
  * UV_EBUSY if the response has started (respond) or ended (write), RILL_EBODY
  * for more bytes than Content-Length, or a transport error. */
-int rill_http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+int rill__http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                       const char *body, size_t len);
-int rill_http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                     const char *data, size_t len);
-int rill_http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
+int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
 
 /* Answers the current request with a head (101 for an upgrade, 200 for a
- * CONNECT) made of status line, Date and
- * the given fields as they are, and hands the transport over: the caller owns
- * it from then on, with any bytes after the request already in its buffer.
- * Returns NULL (and raises nothing) if the request had a body or the response
- * had started. The handler goes on running; its end just frees the conn. */
-rill_stream_t *rill_http_conn_upgrade(rill_http_conn_t *c, int status,
+ * CONNECT) made of status line, Date and the given fields as they are, and
+ * hands the transport over: the connection unbinds from it, and the caller
+ * owns it from then on (bind to it), with any bytes after the request already
+ * in its buffer. Returns NULL if the request had a body or the response had
+ * started. The handler goes on running; its end just frees the conn. */
+rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
                                       const rill_hdr_t *h, size_t nh);
 
 /* Frees an upgraded connection now rather than when its handler ends (the
  * caller makes sure nothing will use it). */
-void rill_http_conn_release(rill_http_conn_t *c);
+void rill__http_conn_release(rill_http_conn_t *c);
 
 /* The chunked decoder once the body has ended (for its trailers), or NULL. */
-const rill_chunked_t *rill_http_conn_chunk(rill_http_conn_t *c);
+const rill_chunked_t *rill__http_conn_chunk(rill_http_conn_t *c);
 
 #endif

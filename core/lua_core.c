@@ -9,7 +9,7 @@
 
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
+#include "lua_sched.h"
 #include "tcp.h"
 #include "tls.h"
 
@@ -31,7 +31,7 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
-static int sleep_done(rill_task_t *t) {
+static int sleep_done(rill_wait_t *wt, int status) {
   return 0;
 }
 
@@ -39,15 +39,15 @@ static int l_sleep(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   lua_Number ms = luaL_checknumber(L, 1);
   rill_task_t *t = rill__task_check(w, L);
-  rill__task_wait(t, ms < 0 ? 0 : ms > 2e9 ? 2000000000 : (int)ms, sleep_done, NULL);
-  return lua_yield(L, 0);
+  int d = ms < 0 ? 0 : ms > 2e9 ? 2000000000 : (int)ms;
+  return rill__task_wait(L, t, NULL, 0, NULL, d, sleep_done);
 }
 
 /* ---- light threads: rill.spawn / rill.wait ---- */
 
 typedef struct {
   rill_task_t *t;      /* while running */
-  rill_task_t *waiter; /* a task in rill.wait() on this thread */
+  rill_waitq_t waits;  /* a task in rill.wait() on this thread */
   int self_ref;        /* keeps the userdata alive while the thread runs */
   int res_ref;         /* {n = count, ...}: the results, once done */
   int done, ok;
@@ -81,11 +81,8 @@ static void thread_done(rill_task_t *t, int status) {
   th->done = 1;
   th->ok = status == 0;
   th->t = NULL;
-  rill_task_t *wt = th->waiter;
-  if (wt) {
-    th->waiter = NULL;
-    rill__task_wake(wt, thread_push_results(wt->co, th));
-  }
+  rill_wait_t *wt = th->waits.head;
+  if (wt) rill__wait_done(wt, thread_push_results(rill__wait_task(wt)->co, th));
   luaL_unref(co, LUA_REGISTRYINDEX, th->self_ref);
   th->self_ref = LUA_NOREF;
 }
@@ -112,11 +109,10 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-static int wait_cancel(rill_task_t *t) {
-  lthread_ud *th = t->wait_obj;
-  th->waiter = NULL;
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
+static int wait_cancel(rill_wait_t *wt, int status) {
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
   return 2;
 }
 
@@ -127,10 +123,8 @@ static int l_wait(lua_State *L) {
   if (th->done) return thread_push_results(L, th);
   rill_task_t *t = rill__task_check(w, L);
   if (th->t == t) return luaL_error(L, "a thread cannot wait for itself");
-  if (th->waiter) return luaL_error(L, "thread already has a waiter");
-  th->waiter = t;
-  rill__task_wait(t, ms < 0 ? -1 : (int)ms, wait_cancel, th);
-  return lua_yield(L, 0);
+  if (th->waits.head) return luaL_error(L, "thread already has a waiter");
+  return rill__task_wait(L, t, &th->waits, 0, th, ms < 0 ? -1 : (int)ms, wait_cancel);
 }
 
 static int thread_gc(lua_State *L) {
@@ -252,7 +246,6 @@ static void conn_task_done(rill_task_t *t, int status) {
   luaL_unref(t->co, LUA_REGISTRYINDEX, ref);
   if (ud && ud->s) {
     rill_stream_t *s = ud->s;
-    rill__stream_detach(s);
     if (status != 0)
       s->vt->abort(s);
     else
@@ -269,21 +262,45 @@ static void raw_start(llistener_t *ll, rill_stream_t *s) {
   }
   lua_State *co = t->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, ll->handler_ref);
-  rill__lstream_push(co, s, 1);
+  rill__lstream_push(co, s, 1, -1);
   lua_pushvalue(co, -1);
   t->done_data = (void *)(intptr_t)luaL_ref(co, LUA_REGISTRYINDEX);
   t->done = conn_task_done;
+  t->busy = 1;
   rill__task_start(t, 1);
 }
 
-static void raw_handshake_done(rill_stream_t *s, int status, void *data) {
-  if (status != 0) {
-    rill__log(s->w, RILL_LOG_DEBUG, "TLS: %s", rill__stream_errmsg(s, status));
+/* A TLS connection in its handshake, before its handler starts: bound to
+ * the stream, which drives the handshake as bytes come. */
+typedef struct {
+  rill_binding_t b;
+  llistener_t *ll;
+} raw_hs_t;
+
+static void raw_hs_step(raw_hs_t *hs, rill_stream_t *s) {
+  int r = rill__tls_handshake(s);
+  if (r == RILL_EAGAIN) return;
+  llistener_t *ll = hs->ll;
+  rill__stream_unbind(&hs->b);
+  free(hs);
+  if (r != 0) {
+    rill__log(s->w, RILL_LOG_DEBUG, "TLS: %s", rill__stream_errmsg(s, r));
     s->vt->abort(s);
     return;
   }
-  raw_start(data, s);
+  raw_start(ll, s);
 }
+
+static void raw_hs_readable(rill_binding_t *b, int status) {
+  raw_hs_step((raw_hs_t *)b, b->s);
+}
+
+static void raw_hs_gone(rill_binding_t *b) {
+  free(b); /* closed in its handshake (a worker's teardown) */
+}
+
+static const rill_binding_ops_t raw_hs_ops = {.readable = raw_hs_readable,
+                                              .gone = raw_hs_gone};
 
 static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
   llistener_t *ll = l->data;
@@ -292,11 +309,16 @@ static void raw_accept(rill_listener_t *l, rill_uvstream_t *u) {
     raw_start(ll, s);
     return;
   }
-  /* TLS: the handshake runs in C; the handler starts once it is done. */
   s = rill__tls_new(ll->tls, s, NULL);
   if (s == NULL) return;
-  int r = rill__tls_handshake(s, raw_handshake_done, ll);
-  if (r != RILL_EAGAIN) raw_handshake_done(s, r, ll);
+  raw_hs_t *hs = calloc(1, sizeof(*hs));
+  if (hs == NULL) {
+    s->vt->abort(s);
+    return;
+  }
+  hs->ll = ll;
+  rill__stream_bind(s, &hs->b, &raw_hs_ops);
+  raw_hs_step(hs, s);
 }
 
 static void raw_set_handler(rill_listener_t *l, int ref) {
@@ -344,6 +366,7 @@ static int l_listen(lua_State *L) {
   int port = (int)rill__opt_number(L, 1, "port", 0);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
+  unsigned per_addr = (unsigned)rill__opt_number(L, 1, "max_connections_per_address", 0);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
   rill_tls_conf_t *tls = NULL;
@@ -375,6 +398,10 @@ static int l_listen(lua_State *L) {
   }
   l->on_free = raw_listener_free;
   l->set_handler = raw_set_handler;
+  if (per_addr && rill__listener_limit_per_addr(l, per_addr) != 0) {
+    rill__listener_close(l);
+    return luaL_error(L, "out of memory");
+  }
   return rill__push_listener(L, l);
 }
 
@@ -436,8 +463,11 @@ static int listener_gc(lua_State *L) {
 
 /* ---- rill.connect(host, port [, opts]) ---- */
 
+/* A connect in progress: the task waits on it until the socket (and its TLS
+ * handshake) is ready, or the connect fails, or its deadline passes. */
 typedef struct {
-  rill_task_t *t;
+  rill_waitq_t waits;
+  rill_binding_t b;   /* bound to the TLS stream during its handshake */
   rill_connect_t *c;  /* while connecting */
   rill_stream_t *tls; /* while in the TLS handshake */
   rill_tls_conf_t *conf;
@@ -450,63 +480,81 @@ static void lconnect_free(lconnect_t *lc) {
   free(lc);
 }
 
-static void connect_tls_done(rill_stream_t *s, int status, void *data) {
-  lconnect_t *lc = data;
-  rill_task_t *t = lc->t;
-  lconnect_free(lc);
-  if (status != 0) {
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, rill__stream_errmsg(s, status));
+/* Ends the connect with an error (or the deadline): undoes what is under
+ * way, pushes nil and why. */
+static int connect_cancel(rill_wait_t *wt, int status) {
+  lconnect_t *lc = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  if (lc->c) {
+    rill__connect_cancel(lc->c); /* its callback will not run */
+    lua_pushstring(co, rill__errmsg(status));
+  } else if (lc->tls) {
+    rill_stream_t *s = lc->tls;
+    lua_pushstring(co, rill__stream_errmsg(s, status));
+    rill__stream_unbind(&lc->b);
     s->vt->abort(s);
-    rill__task_wake(t, 2);
+  } else {
+    lua_pushstring(co, rill__errmsg(status));
+  }
+  lconnect_free(lc);
+  return 2;
+}
+
+/* Hands the connected stream to the waiting task. */
+static void connect_ready(lconnect_t *lc, rill_stream_t *s) {
+  rill_wait_t *wt = lc->waits.head;
+  rill__lstream_push(rill__wait_task(wt)->co, s, 1, -1);
+  rill__wait_done(wt, 1); /* the wait is in lc: free it after */
+  lconnect_free(lc);
+}
+
+static void connect_tls_step(lconnect_t *lc) {
+  int r = rill__tls_handshake(lc->tls);
+  if (r == RILL_EAGAIN) return;
+  if (r != 0) {
+    rill__wait_cancel(lc->waits.head, r);
     return;
   }
-  rill__lstream_push(t->co, s, 1);
-  rill__task_wake(t, 1);
+  rill_stream_t *s = lc->tls;
+  rill__stream_unbind(&lc->b);
+  lc->tls = NULL;
+  connect_ready(lc, s);
 }
+
+static void connect_tls_readable(rill_binding_t *b, int status) {
+  connect_tls_step(rill__container_of(b, lconnect_t, b));
+}
+
+static void connect_tls_gone(rill_binding_t *b) {
+  lconnect_t *lc = rill__container_of(b, lconnect_t, b);
+  lc->tls = NULL;
+  rill__wait_cancel(lc->waits.head, RILL_ECLOSED);
+}
+
+static const rill_binding_ops_t connect_tls_ops = {.readable = connect_tls_readable,
+                                                   .gone = connect_tls_gone};
 
 static void connect_done(void *data, int status, rill_uvstream_t *u) {
   lconnect_t *lc = data;
-  rill_task_t *t = lc->t;
   lc->c = NULL;
   if (status < 0) {
-    lconnect_free(lc);
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, rill__errmsg(status));
-    rill__task_wake(t, 2);
+    rill__wait_cancel(lc->waits.head, status);
     return;
   }
   rill_stream_t *s = rill__uvstream_stream(u);
   if (lc->conf == NULL) {
-    lconnect_free(lc);
-    rill__lstream_push(t->co, s, 1);
-    rill__task_wake(t, 1);
+    connect_ready(lc, s);
     return;
   }
   s = rill__tls_new(lc->conf, s, lc->server_name);
   if (s == NULL) {
-    lconnect_free(lc);
-    lua_pushnil(t->co);
-    lua_pushliteral(t->co, "out of memory");
-    rill__task_wake(t, 2);
+    rill__wait_cancel(lc->waits.head, UV_ENOMEM);
     return;
   }
   lc->tls = s;
-  int r = rill__tls_handshake(s, connect_tls_done, lc);
-  if (r != RILL_EAGAIN) connect_tls_done(s, r, lc);
-}
-
-static int connect_cancel(rill_task_t *t) {
-  lconnect_t *lc = t->wait_obj;
-  if (lc->c) {
-    rill__connect_cancel(lc->c);
-  } else if (lc->tls) {
-    lc->tls->vt->abort(lc->tls); /* its handshake callback will not run */
-  }
-  lconnect_free(lc);
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
-  return 2;
+  rill__stream_bind(s, &lc->b, &connect_tls_ops);
+  connect_tls_step(lc);
 }
 
 /* rill.connect(host, port [, {timeout = ms, tls = true | {...}} | timeout_ms]) */
@@ -546,18 +594,17 @@ static int l_connect(lua_State *L) {
     rill__tls_conf_unref(conf);
     return luaL_error(L, "out of memory");
   }
-  lc->t = t;
   lc->conf = conf;
   lc->server_name = strdup(name);
-  int r = rill__connect(w, host, (int)port, connect_done, lc, &lc->c);
+  int r = lc->server_name ? rill__connect(w, host, (int)port, connect_done, lc, &lc->c)
+                          : UV_ENOMEM;
   if (r) {
     lconnect_free(lc);
     lua_pushnil(L);
     lua_pushstring(L, rill__errmsg(r));
     return 2;
   }
-  rill__task_wait(t, ms < 0 ? -1 : (int)ms, connect_cancel, lc);
-  return lua_yield(L, 0);
+  return rill__task_wait(L, t, &lc->waits, 0, lc, ms < 0 ? -1 : (int)ms, connect_cancel);
 }
 
 /* ---- logging and the loop ---- */
@@ -583,10 +630,9 @@ static int l_exit(lua_State *L) {
   w->exit_code = (int)luaL_optinteger(L, 1, 0);
   rill__runtime_exit(w, w->exit_code);
   uv_stop(w->loop);
-  if (w->current && w->current->co == L) {
-    rill__task_wait(w->current, -1, NULL, NULL);
-    return lua_yield(L, 0);
-  }
+  rill_task_t *t = rill__task_current(w);
+  if (t && t->co == L) /* parked: the loop is ending */
+    return rill__task_wait(L, t, NULL, 0, NULL, -1, NULL);
   return 0;
 }
 

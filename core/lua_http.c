@@ -13,14 +13,17 @@
 #include "http_conn.h"
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
+#include "lua_sched.h"
 #include "tcp.h"
 #include "tls.h"
 
 #define CONN_MT "rill.http.conn"
 
+/* One per connection: the request primitives, and the response writes that
+ * wait for the client to read. */
 typedef struct {
-  rill_http_conn_t *c;
+  rill_http_conn_t *c; /* NULL once the connection is closed */
+  rill_waitq_t waits;
 } lconn_ud;
 
 typedef struct {
@@ -33,18 +36,18 @@ typedef struct {
 /* ---- the server ---- */
 
 static void http_task_done(rill_task_t *t, int status) {
-  rill_http_conn_handler_done(t->done_data, status == 0);
+  rill__http_conn_handler_done(t->done_data, status == 0);
 }
 
 static void http_task_yield(rill_task_t *t) {
-  rill_http_conn_flush(t->done_data);
+  rill__http_conn_flush(t->done_data);
 }
 
 static void on_request(rill_http_conn_t *c) {
   lhttp_t *lh = c->srv->data;
   rill_task_t *t = rill__task_new(c->w, "request handler");
   if (t == NULL) {
-    rill_http_conn_handler_done(c, 0);
+    rill__http_conn_handler_done(c, 0);
     return;
   }
   lua_State *co = t->co;
@@ -53,6 +56,7 @@ static void on_request(rill_http_conn_t *c) {
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
   if (c->ref == -1) {
     lconn_ud *ud = lua_newuserdata(co, sizeof(*ud));
+    memset(ud, 0, sizeof(*ud));
     ud->c = c;
     luaL_getmetatable(co, CONN_MT);
     lua_setmetatable(co, -2);
@@ -66,14 +70,31 @@ static void on_request(rill_http_conn_t *c) {
   t->done = http_task_done;
   t->done_data = c;
   t->yield_cb = http_task_yield;
+  t->busy = 1;
   rill__task_start(t, 3);
+}
+
+/* A response write may go on (or the client is gone). */
+static void on_drained(rill_http_conn_t *c, int status) {
+  lconn_ud *ud = c->data;
+  rill_wait_t *wt = ud ? ud->waits.head : NULL;
+  if (wt == NULL) return;
+  if (status < 0) {
+    rill__wait_cancel(wt, status);
+    return;
+  }
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
 }
 
 static void on_close(rill_http_conn_t *c) {
   lconn_ud *ud = c->data;
-  if (ud) ud->c = NULL;
   c->data = NULL;
-  if (c->ref != -1 && c->w->L) luaL_unref(c->w->L, LUA_REGISTRYINDEX, c->ref);
+  if (ud) {
+    ud->c = NULL;
+    rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  }
+  if (c->ref != -1 && c->w->L && !c->w->stopping) luaL_unref(c->w->L, LUA_REGISTRYINDEX, c->ref);
   c->ref = -1;
 }
 
@@ -85,23 +106,21 @@ static void on_free(rill_http_server_t *srv) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
   }
   rill__tls_conf_unref(lh->tls);
-  rill_http_server_close(srv);
+  rill__http_server_close(srv);
   free(lh);
 }
 
 static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
   lhttp_t *lh = l->data;
-  rill__uvstream_owned(u);
   rill_stream_t *s = rill__uvstream_stream(u);
   /* Over TLS the connection's first read drives the handshake. */
   if (lh->tls && (s = rill__tls_new(lh->tls, s, NULL)) == NULL) return;
-  rill_http_conn_t *c = rill_http_conn_new(&lh->srv, s);
-  if (c == NULL) {
-    s->vt->abort(s);
-    return;
-  }
-  /* A response write that waits for the client is woken by the Lua layer. */
-  s->drain_cb = rill__lstream_drain_cb;
+  if (rill__http_conn_new(&lh->srv, s) == NULL) s->vt->abort(s);
+}
+
+static int make_room(rill_listener_t *l) {
+  lhttp_t *lh = l->data;
+  return rill__http_server_make_room(&lh->srv);
 }
 
 static void set_handler(rill_listener_t *l, int ref) {
@@ -122,50 +141,57 @@ static unsigned opt_ms(lua_State *L, const char *k, unsigned def_ms) {
   return s * 1000 > 4e9 ? 4000000000u : (unsigned)(s * 1000);
 }
 
+/* A size option: a non-negative number, def when absent. */
+static lua_Number opt_size(lua_State *L, const char *k, lua_Number def) {
+  lua_Number v = rill__opt_number(L, 1, k, def);
+  if (v < 0) luaL_error(L, "http.listen: %s must not be negative", k);
+  return v;
+}
+
 /* core.http_listen{host=, port=, handler=, dispatch=, limits...} */
 static int l_http_listen(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checktype(L, 1, LUA_TTABLE);
+  /* Every option is read before anything is made: a bad one raises, and
+   * leaves nothing behind. */
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
   lua_pop(L, 1);
   int port = (int)rill__opt_number(L, 1, "port", 8080);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
-  unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
+  unsigned maxc = (unsigned)opt_size(L, "max_connections", 16384);
+  unsigned per_addr = (unsigned)opt_size(L, "max_connections_per_address", 0);
+  rill_http_limits_t lim;
+  rill__http_limits_default(&lim);
+  lim.max_header_bytes = (size_t)opt_size(L, "max_header_bytes", (lua_Number)lim.max_header_bytes);
+  lim.max_headers = (unsigned)opt_size(L, "max_headers", lim.max_headers);
+  lim.max_body_bytes = (uint64_t)opt_size(L, "max_body_bytes", (lua_Number)lim.max_body_bytes);
+  lim.drain_bytes = (size_t)opt_size(L, "drain_bytes", (lua_Number)lim.drain_bytes);
+  lim.min_body_rate = (uint64_t)opt_size(L, "min_body_rate", (lua_Number)lim.min_body_rate);
+  lim.header_timeout_ms = opt_ms(L, "header_timeout", lim.header_timeout_ms);
+  lim.body_timeout_ms = opt_ms(L, "body_timeout", lim.body_timeout_ms);
+  lim.keepalive_timeout_ms = opt_ms(L, "keepalive_timeout", lim.keepalive_timeout_ms);
+  lim.send_timeout_ms = opt_ms(L, "send_timeout", lim.send_timeout_ms);
+  lim.body_rate_grace_ms = opt_ms(L, "body_rate_grace", lim.body_rate_grace_ms);
+  if (lim.max_header_bytes < 64) lim.max_header_bytes = 64;
+  if (lim.max_headers < 1) lim.max_headers = 1;
+  lua_getfield(L, 1, "handler");
+  lua_getfield(L, 1, "dispatch");
+  if (!lua_isfunction(L, -2) || !lua_isfunction(L, -1))
+    return luaL_argerror(L, 1, "handler and dispatch must be functions");
 
   lhttp_t *lh = calloc(1, sizeof(*lh));
-  if (lh == NULL || rill_http_server_init(&lh->srv, w) != 0) {
+  if (lh == NULL || rill__http_server_init(&lh->srv, w) != 0) {
     free(lh);
     return luaL_error(L, "out of memory");
   }
   lh->srv.on_request = on_request;
+  lh->srv.on_drained = on_drained;
   lh->srv.on_close = on_close;
   lh->srv.on_free = on_free;
   lh->srv.data = lh;
   lh->srv.refs = 1;
-  rill_http_limits_t *lim = &lh->srv.limits;
-  rill_http_limits_default(lim);
-  lim->max_header_bytes = (size_t)rill__opt_number(L, 1, "max_header_bytes",
-                                                   (lua_Number)lim->max_header_bytes);
-  lim->max_headers = (unsigned)rill__opt_number(L, 1, "max_headers", lim->max_headers);
-  lim->max_body_bytes =
-      (uint64_t)rill__opt_number(L, 1, "max_body_bytes", (lua_Number)lim->max_body_bytes);
-  lim->drain_bytes =
-      (size_t)rill__opt_number(L, 1, "drain_bytes", (lua_Number)lim->drain_bytes);
-  lim->header_timeout_ms = opt_ms(L, "header_timeout", lim->header_timeout_ms);
-  lim->body_timeout_ms = opt_ms(L, "body_timeout", lim->body_timeout_ms);
-  lim->keepalive_timeout_ms = opt_ms(L, "keepalive_timeout", lim->keepalive_timeout_ms);
-  lim->send_timeout_ms = opt_ms(L, "send_timeout", lim->send_timeout_ms);
-  if (lim->max_header_bytes < 64) lim->max_header_bytes = 64;
-  if (lim->max_headers < 1) lim->max_headers = 1;
-
-  lua_getfield(L, 1, "handler");
-  lua_getfield(L, 1, "dispatch");
-  if (!lua_isfunction(L, -2) || !lua_isfunction(L, -1)) {
-    rill_http_server_close(&lh->srv);
-    free(lh);
-    return luaL_argerror(L, 1, "handler and dispatch must be functions");
-  }
+  lh->srv.limits = lim;
   lh->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lh->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, 1, "tls");
@@ -184,6 +210,8 @@ static int l_http_listen(lua_State *L) {
 
   rill_listener_t *l;
   int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);
+  if (r == 0 && per_addr && (r = rill__listener_limit_per_addr(l, per_addr)) != 0)
+    rill__listener_close(l); /* its on_free is not set yet: lh is ours still */
   if (r) {
     on_free(&lh->srv);
     lua_pushnil(L);
@@ -192,6 +220,7 @@ static int l_http_listen(lua_State *L) {
   }
   l->on_free = listener_free;
   l->set_handler = set_handler;
+  l->make_room = make_room;
   return rill__push_listener(L, l);
 }
 
@@ -275,18 +304,18 @@ static int l_raw_headers(lua_State *L) {
 
 static int l_body(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  if (c->body->base.ud) return luaL_error(L, "the body stream was taken already");
-  rill__lstream_push(L, &c->body->base, 0);
+  if (c->body->base.top) return luaL_error(L, "the body stream was taken already");
+  rill__lstream_push(L, &c->body->base, 0, (int)c->srv->limits.body_timeout_ms);
   return 1;
 }
 
 /* conn:trailers(gen) → table, or nil before the end of a chunked body */
 static int l_trailers(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  const rill_chunked_t *ch = rill_http_conn_chunk(c);
+  const rill_chunked_t *ch = rill__http_conn_chunk(c);
   if (ch == NULL) return 0;
   rill_http_field_t f[64];
-  int n = rill_chunked_trailers(ch, f, 64);
+  int n = rill__chunked_trailers(ch, f, 64);
   if (n < 0) n = 0;
   push_fields(L, ch->trailers, f, (unsigned)n);
   return 1;
@@ -303,9 +332,8 @@ static int l_peer(lua_State *L) {
   rill_http_conn_t *c = check(L);
   if (c->peer_port == 0) {
     /* Once per connection: it does not change between requests. */
-    rill_stream_t *s = c->t;
-    while (rill__tls_is(s)) s = rill__tls_lower(s);
-    int port = rill__stream_addr(s, 1, c->peer_host, sizeof(c->peer_host));
+    if (c->t == NULL) return 0;
+    int port = rill__stream_addr(c->t, 1, c->peer_host, sizeof(c->peer_host));
     if (port < 0) return 0;
     c->peer_port = port;
   }
@@ -337,8 +365,25 @@ static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
   return n;
 }
 
+static int write_cancel(rill_wait_t *wt, int status) {
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
+  return 2;
+}
+
 static int result(lua_State *L, rill_http_conn_t *c, rill_task_t *t, int r) {
   switch (r) {
+  case 0:
+    lua_pushboolean(L, 1);
+    return 1;
+  case RILL_EAGAIN: {
+    /* Queued above the high-water mark: wait for the client to read. */
+    lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+    if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
+    return rill__task_wait(L, t, &ud->waits, 0, ud, (int)c->srv->limits.send_timeout_ms,
+                           write_cancel);
+  }
   case UV_EINVAL:
     return luaL_error(L, "invalid status, header name or header value");
   case UV_EBUSY:
@@ -347,7 +392,9 @@ static int result(lua_State *L, rill_http_conn_t *c, rill_task_t *t, int r) {
   case RILL_EBODY:
     return luaL_error(L, "more body bytes than the Content-Length header announced");
   default:
-    return rill__lstream_write_result(L, t, c->t, r);
+    lua_pushnil(L);
+    lua_pushstring(L, c->t ? rill__stream_errmsg(c->t, r) : rill__errmsg(r));
+    return 2;
   }
 }
 
@@ -360,7 +407,7 @@ static int l_respond(lua_State *L) {
   const char *body = luaL_optlstring(L, 5, "", &len);
   rill_hdr_t small[16], *h;
   size_t nh = get_hdrs(L, 4, small, 16, &h);
-  return result(L, c, t, rill_http_respond(c, status, h, nh, body, len));
+  return result(L, c, t, rill__http_respond(c, status, h, nh, body, len));
 }
 
 /* conn:write(gen, status, headers, data) */
@@ -372,7 +419,7 @@ static int l_write(lua_State *L) {
   const char *data = luaL_checklstring(L, 5, &len);
   rill_hdr_t small[16], *h;
   size_t nh = get_hdrs(L, 4, small, 16, &h);
-  return result(L, c, t, rill_http_write(c, status, h, nh, data, len));
+  return result(L, c, t, rill__http_write(c, status, h, nh, data, len));
 }
 
 /* conn:finish(gen, status, headers) */
@@ -382,7 +429,7 @@ static int l_finish(lua_State *L) {
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
   size_t nh = get_hdrs(L, 4, small, 16, &h);
-  return result(L, c, t, rill_http_finish(c, status, h, nh));
+  return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
@@ -395,17 +442,17 @@ static int l_upgrade(lua_State *L) {
   int status = (int)luaL_optinteger(L, 4, 101);
   if (status != 101 && !(status == 200 && c->head->method == HTTP_CONNECT))
     return luaL_argerror(L, 4, "101, or 200 for a CONNECT");
-  rill_task_t *task = c->w->current;
-  rill_stream_t *t = rill_http_conn_upgrade(c, status, h, nh);
+  rill_task_t *task = rill__task_current(c->w);
+  rill_stream_t *t = rill__http_conn_upgrade(c, status, h, nh);
   if (t == NULL) return 0;
-  rill__lstream_push(L, t, 1);
+  rill__lstream_push(L, t, 1, -1);
   /* The connection's work is done: free it now, not when the handler (a
    * long WebSocket session, a tunnel) ends. */
   if (task && task->done_data == c) {
     task->done = NULL;
     task->yield_cb = NULL;
     task->done_data = NULL;
-    rill_http_conn_release(c);
+    rill__http_conn_release(c);
   }
   return 1;
 }
@@ -419,12 +466,12 @@ static int l_parse_response(lua_State *L) {
   const char *head = luaL_checklstring(L, 1, &len);
   const char *method = luaL_optstring(L, 2, "GET");
   rill_http_head_t h;
-  rill_http_head_init(&h, HTTP_RESPONSE, 256);
-  ssize_t r = rill_http_head_parse(&h, head, len, len + 1);
+  rill__http_head_init(&h, HTTP_RESPONSE, 256);
+  ssize_t r = rill__http_head_parse(&h, head, len, len + 1);
   if (r <= 0 || (size_t)r != len) {
     lua_pushnil(L);
     lua_pushstring(L, r < 0 && h.err_reason ? h.err_reason : "incomplete response head");
-    rill_http_head_free(&h);
+    rill__http_head_free(&h);
     return 2;
   }
   lua_pushinteger(L, h.status);
@@ -452,7 +499,7 @@ static int l_parse_response(lua_State *L) {
     lua_pushlstring(L, head + h.fields[i].value_off, h.fields[i].value_len);
     lua_rawseti(L, -2, (int)i * 2 + 2);
   }
-  rill_http_head_free(&h);
+  rill__http_head_free(&h);
   return 8;
 }
 
@@ -465,9 +512,10 @@ static int l_body_stream(lua_State *L) {
   int mode = luaL_checkoption(L, 2, NULL, modes);
   uint64_t length = (uint64_t)luaL_optnumber(L, 3, 0);
   uint64_t max = (uint64_t)luaL_optnumber(L, 4, 0);
-  rill_body_t *b = rill_body_new(t->w, t, mode, length, max);
+  rill_body_t *b = rill__body_new(t->w, t, mode, length, max);
   if (b == NULL) return luaL_error(L, "out of memory");
-  rill__lstream_push(L, &b->base, 1);
+  lstream_ud *sud = luaL_checkudata(L, 1, RILL_STREAM_MT);
+  rill__lstream_push(L, &b->base, 1, sud->timeout_ms);
   return 1;
 }
 
@@ -475,10 +523,10 @@ static int l_body_stream(lua_State *L) {
 static int l_body_trailers(lua_State *L) {
   rill_stream_t *s = rill__lstream_check(L, 1);
   if (strcmp(s->vt->name, "body") != 0) return 0;
-  const rill_chunked_t *ch = rill_body_trailers(rill__container_of(s, rill_body_t, base));
+  const rill_chunked_t *ch = rill__body_trailers(rill__container_of(s, rill_body_t, base));
   if (ch == NULL) return 0;
   rill_http_field_t f[64];
-  int n = rill_chunked_trailers(ch, f, 64);
+  int n = rill__chunked_trailers(ch, f, 64);
   push_fields(L, ch->trailers, f, n < 0 ? 0 : (unsigned)n);
   return 1;
 }

@@ -13,7 +13,8 @@
 
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
+#include "lua_sched.h"
+#include "uvstream.h"
 
 #define PROCESS_MT "rill.process"
 
@@ -21,7 +22,7 @@ typedef struct {
   rill_obj_t obj;
   uv_process_t h;
   rill_worker_t *w;
-  rill_task_t *waiter;
+  rill_waitq_t waits; /* p:wait() */
   int64_t status;
   int signal;
   int exited;
@@ -57,16 +58,16 @@ static void exit_cb(uv_process_t *h, int64_t status, int sig) {
   p->signal = sig;
   rill__obj_unlink(&p->obj);
   uv_close((uv_handle_t *)h, proc_closed);
-  rill_task_t *t = p->waiter;
-  if (t) {
-    p->waiter = NULL;
-    push_status(t->co, p);
-    rill__task_wake(t, 2);
+  rill_wait_t *wt = p->waits.head;
+  if (wt) {
+    push_status(rill__wait_task(wt)->co, p);
+    rill__wait_done(wt, 2);
   }
 }
 
 static void proc_destroy(rill_obj_t *o) {
   lproc_t *p = rill__container_of(o, lproc_t, obj);
+  rill__waitq_cancel_all(&p->waits, RILL_ECLOSED);
   uv_process_kill(&p->h, SIGKILL);
   uv_close((uv_handle_t *)&p->h, proc_closed);
 }
@@ -170,7 +171,7 @@ static int l_exec(lua_State *L) {
   lua_setfield(L, -2, "pid");
   for (int i = 0; i < 3; i++) {
     if (pipes[i] == NULL) continue;
-    rill__lstream_push(L, rill__uvstream_stream(pipes[i]), 1);
+    rill__lstream_push(L, rill__uvstream_stream(pipes[i]), 1, -1);
     lua_setfield(L, -2, names[i]);
   }
   lproc_ud *ud = lua_newuserdata(L, sizeof(*ud));
@@ -193,11 +194,10 @@ static lproc_t *check_proc(lua_State *L) {
   return ud->p;
 }
 
-static int wait_cancel(rill_task_t *t) {
-  lproc_t *p = t->wait_obj;
-  p->waiter = NULL;
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
+static int wait_cancel(rill_wait_t *wt, int status) {
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
   return 2;
 }
 
@@ -211,10 +211,8 @@ static int proc_wait(lua_State *L) {
     return 2;
   }
   rill_task_t *t = rill__task_check(w, L);
-  if (p->waiter) return luaL_error(L, "process already has a waiter");
-  p->waiter = t;
-  rill__task_wait(t, ms < 0 ? -1 : (int)ms, wait_cancel, p);
-  return lua_yield(L, 0);
+  if (p->waits.head) return luaL_error(L, "process already has a waiter");
+  return rill__task_wait(L, t, &p->waits, 0, p, ms < 0 ? -1 : (int)ms, wait_cancel);
 }
 
 static int proc_kill(lua_State *L) {

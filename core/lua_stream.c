@@ -1,12 +1,14 @@
 /* The Lua face of a stream: one userdata type, "rill.stream", for sockets,
  * pipes, HTTP bodies and whatever else implements rill_stream_vt.
  *
- * A read first tries to finish with the bytes the stream holds; only when it
- * cannot does it record the task on the stream and yield. The stream's fill
- * callback then runs the same step again and, once it finishes, pushes the
- * results onto the task's coroutine and wakes it. A read that needs bytes from
- * several fills (read(n), read_until) gathers them in s->acc, taking from the
- * stream only what it returns, so nothing after a separator is consumed. */
+ * The userdata binds to its stream and keeps what a Lua read needs: the read
+ * in progress, the bytes gathered for it, and the waits of the tasks reading
+ * and writing. A read first tries to finish with the bytes the stream holds;
+ * only when it cannot does the task wait. The stream's readable() then runs
+ * the same step again and, once it finishes, ends the wait with the results.
+ * A read that needs bytes from several fills (read(n), read_until) gathers
+ * them in acc, taking from the stream only what it returns, so nothing after
+ * a separator is consumed. When the stream goes, every wait ends "closed". */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,8 +17,7 @@
 
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
-#include "tls.h"
+#include "lua_sched.h"
 
 #define READ_SOME_MAX 65536
 #define READ_UNTIL_MAX 65536
@@ -33,7 +34,7 @@ static rill_stream_t *check_open(lua_State *L, int idx) {
 
 /* ---- the read step ---- */
 
-static int acc_append(rill_stream_t *s, const char *p, size_t n) {
+static int acc_append(lstream_ud *s, const char *p, size_t n) {
   if (s->acclen + n > s->acccap) {
     size_t cap = s->acccap ? s->acccap : 256;
     while (cap < s->acclen + n)
@@ -48,7 +49,7 @@ static int acc_append(rill_stream_t *s, const char *p, size_t n) {
   return 0;
 }
 
-static void rop_reset(rill_stream_t *s) {
+static void rop_reset(lstream_ud *s) {
   s->rop = RILL_ROP_NONE;
   s->acclen = 0;
   if (s->acccap > READ_UNTIL_MAX) {
@@ -60,7 +61,7 @@ static void rop_reset(rill_stream_t *s) {
 
 /* The read ended without its full result: pushes nil, message, partial. At
  * the end of the stream, read() returns what it has and read_some() nil. */
-static int rop_fail(rill_stream_t *s, lua_State *L, int err) {
+static int rop_fail(lstream_ud *s, lua_State *L, int err) {
   if (err == RILL_EOF) {
     if (s->acclen == 0) {
       lua_pushnil(L);
@@ -72,7 +73,7 @@ static int rop_fail(rill_stream_t *s, lua_State *L, int err) {
     }
   }
   lua_pushnil(L);
-  lua_pushstring(L, rill__stream_errmsg(s, err));
+  lua_pushstring(L, s->s ? rill__stream_errmsg(s->s, err) : rill__errmsg(err));
   if (s->acclen == 0) return 2;
   lua_pushlstring(L, s->acc, s->acclen);
   return 3;
@@ -80,7 +81,7 @@ static int rop_fail(rill_stream_t *s, lua_State *L, int err) {
 
 /* Finds s->sep in acc ++ p[0..n), looking only where it could start after
  * what was searched before. Returns its offset in that concatenation, or -1. */
-static ssize_t find_sep(rill_stream_t *s, const char *p, size_t n) {
+static ssize_t find_sep(lstream_ud *s, const char *p, size_t n) {
   size_t sl = s->seplen, al = s->acclen;
   size_t i = al >= sl ? al - sl + 1 : 0;
   for (; i < al; i++) {
@@ -96,17 +97,19 @@ static ssize_t find_sep(rill_stream_t *s, const char *p, size_t n) {
 
 /* Tries to finish s's read with what the stream holds. Returns the number of
  * results pushed onto L, or -1 when it asked the stream for more. */
-static int rop_step(rill_stream_t *s, lua_State *L) {
+static int rop_step(lstream_ud *ud, lua_State *L) {
+  lstream_ud *s = ud;
+  rill_stream_t *st = ud->s;
   for (;;) {
     const char *p;
     size_t n;
-    int r = s->vt->peek(s, &p, &n);
+    int r = st->vt->peek(st, &p, &n);
     if (r < 0) return rop_fail(s, L, r);
     if (n > 0) {
       if (s->rop == RILL_ROP_SOME) {
         size_t take = n < s->rop_n ? n : s->rop_n;
         lua_pushlstring(L, p, take);
-        s->vt->consume(s, take);
+        st->vt->consume(st, take);
         return 1;
       }
       if (s->rop == RILL_ROP_EXACT) {
@@ -118,11 +121,11 @@ static int rop_step(rill_stream_t *s, lua_State *L) {
             if (acc_append(s, p, need)) return rop_fail(s, L, UV_ENOMEM);
             lua_pushlstring(L, s->acc, s->acclen);
           }
-          s->vt->consume(s, need);
+          st->vt->consume(st, need);
           return 1;
         }
         if (acc_append(s, p, n)) return rop_fail(s, L, UV_ENOMEM);
-        s->vt->consume(s, n);
+        st->vt->consume(st, n);
       } else { /* RILL_ROP_UNTIL */
         ssize_t f = find_sep(s, p, n);
         if (f >= 0) {
@@ -138,7 +141,7 @@ static int rop_step(rill_stream_t *s, lua_State *L) {
             if (acc_append(s, p, at - s->acclen)) return rop_fail(s, L, UV_ENOMEM);
             lua_pushlstring(L, s->acc, s->acclen);
           }
-          s->vt->consume(s, used);
+          st->vt->consume(st, used);
           return 1;
         }
         if (s->acclen + n >= s->rop_n + s->seplen) {
@@ -146,137 +149,154 @@ static int rop_step(rill_stream_t *s, lua_State *L) {
           size_t take = s->rop_n + s->seplen - s->acclen;
           if (take > n) take = n;
           acc_append(s, p, take);
-          s->vt->consume(s, take);
+          st->vt->consume(st, take);
           return rop_fail(s, L, RILL_ETOOLONG);
         }
         if (acc_append(s, p, n)) return rop_fail(s, L, UV_ENOMEM);
-        s->vt->consume(s, n);
+        st->vt->consume(st, n);
       }
     }
-    r = s->vt->fill(s);
+    r = rill__stream_fill(st);
     if (r < 0) return rop_fail(s, L, r);
     /* fill() may have made bytes available without a callback (a layered
      * stream that decoded framing); only wait if it did not. */
-    r = s->vt->peek(s, &p, &n);
+    r = st->vt->peek(st, &p, &n);
     if (r == 0 && n == 0) return -1;
   }
 }
 
-static void lstream_fill_cb(rill_stream_t *s, int status) {
-  rill_task_t *t = s->reader;
-  if (t == NULL) return;
-  int n = rop_step(s, t->co);
-  if (n < 0) return;
-  s->reader = NULL;
-  rop_reset(s);
-  rill__task_wake(t, n);
-}
+/* ---- waits ---- */
 
-static int read_cancel(rill_task_t *t) {
-  rill_stream_t *s = t->wait_obj;
-  s->reader = NULL;
-  int n = rop_fail(s, t->co, UV_ETIMEDOUT);
-  rop_reset(s);
+enum { W_READ = 1, W_WRITE = 2 };
+
+static int read_cancel(rill_wait_t *wt, int status) {
+  lstream_ud *ud = wt->obj;
+  int n = rop_fail(ud, rill__wait_task(wt)->co, status);
+  rop_reset(ud);
   return n;
 }
 
-static int read_start(lua_State *L, rill_stream_t *s) {
-  rill_task_t *t = rill__task_check(s->w, L);
-  if (s->reader) return luaL_error(L, "stream already has a reader waiting");
-  if (s->vt->peek == NULL) return luaL_error(L, "stream is not readable");
-  int n = rop_step(s, L);
+static int write_cancel(rill_wait_t *wt, int status) {
+  lstream_ud *ud = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, ud->s ? rill__stream_errmsg(ud->s, status) : rill__errmsg(status));
+  return 2;
+}
+
+/* The stream has bytes (or ended): go on with the read that waits. */
+static void face_readable(rill_binding_t *b, int status) {
+  lstream_ud *ud = rill__container_of(b, lstream_ud, b);
+  rill_wait_t *wt = rill__waitq_find(&ud->waits, W_READ);
+  if (wt == NULL) return;
+  int n = rop_step(ud, rill__wait_task(wt)->co);
+  if (n < 0) return;
+  rop_reset(ud);
+  rill__wait_done(wt, n);
+}
+
+static void face_drained(rill_binding_t *b, int status) {
+  lstream_ud *ud = rill__container_of(b, lstream_ud, b);
+  rill_wait_t *wt = rill__waitq_find(&ud->waits, W_WRITE);
+  if (wt == NULL) return;
+  if (status < 0) {
+    rill__wait_cancel(wt, status);
+    return;
+  }
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
+}
+
+/* The stream is closing: the userdata lets go, and whoever waits on it is
+ * resumed with "closed". */
+static void face_gone(rill_binding_t *b) {
+  lstream_ud *ud = rill__container_of(b, lstream_ud, b);
+  ud->s = NULL;
+  rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+}
+
+static const rill_binding_ops_t face_ops = {
+    .readable = face_readable,
+    .drained = face_drained,
+    .gone = face_gone,
+};
+
+/* Lets go of the stream without closing it. */
+static void face_release(lstream_ud *ud) {
+  rill__stream_unbind(&ud->b);
+  if (ud->s) face_gone(&ud->b);
+}
+
+/* ---- reads ---- */
+
+static int read_start(lua_State *L, lstream_ud *ud) {
+  rill_task_t *t = rill__task_check(ud->s->w, L);
+  if (ud->s->vt->peek == NULL) return luaL_error(L, "stream is not readable");
+  int n = rop_step(ud, L);
   if (n >= 0) {
-    rop_reset(s);
+    rop_reset(ud);
     return n;
   }
-  s->reader = t;
-  rill__task_wait(t, s->timeout_ms, read_cancel, s);
-  return lua_yield(L, 0);
+  return rill__task_wait(L, t, &ud->waits, W_READ, ud, ud->timeout_ms, read_cancel);
+}
+
+static lstream_ud *check_reader(lua_State *L) {
+  lstream_ud *ud = toud(L, 1);
+  if (ud->s == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (rill__waitq_find(&ud->waits, W_READ))
+    luaL_error(L, "stream already has a reader waiting");
+  return ud;
 }
 
 static int l_read_some(lua_State *L) {
-  rill_stream_t *s = check_open(L, 1);
+  lstream_ud *ud = check_reader(L);
   lua_Integer max = luaL_optinteger(L, 2, READ_SOME_MAX);
   if (max < 1) return luaL_argerror(L, 2, "must be at least 1");
-  if (s->reader) return luaL_error(L, "stream already has a reader waiting");
-  s->rop = RILL_ROP_SOME;
-  s->rop_n = (size_t)max;
-  return read_start(L, s);
+  ud->rop = RILL_ROP_SOME;
+  ud->rop_n = (size_t)max;
+  return read_start(L, ud);
 }
 
 static int l_read(lua_State *L) {
-  rill_stream_t *s = check_open(L, 1);
+  lstream_ud *ud = check_reader(L);
   lua_Integer n = luaL_checkinteger(L, 2);
   if (n < 0) return luaL_argerror(L, 2, "must not be negative");
-  if (s->reader) return luaL_error(L, "stream already has a reader waiting");
   if (n == 0) {
     lua_pushliteral(L, "");
     return 1;
   }
-  s->rop = RILL_ROP_EXACT;
-  s->rop_n = (size_t)n;
-  return read_start(L, s);
+  ud->rop = RILL_ROP_EXACT;
+  ud->rop_n = (size_t)n;
+  return read_start(L, ud);
 }
 
 static int l_read_until(lua_State *L) {
-  rill_stream_t *s = check_open(L, 1);
+  lstream_ud *ud = check_reader(L);
   size_t seplen;
   const char *sep = luaL_checklstring(L, 2, &seplen);
   lua_Integer max = luaL_optinteger(L, 3, READ_UNTIL_MAX);
   if (seplen == 0) return luaL_argerror(L, 2, "separator must not be empty");
   if (max < 0) return luaL_argerror(L, 3, "must not be negative");
-  if (s->reader) return luaL_error(L, "stream already has a reader waiting");
-  if (s->sep != s->sep_small) free(s->sep);
-  s->sep = seplen <= sizeof(s->sep_small) ? s->sep_small : malloc(seplen);
-  if (s->sep == NULL) {
-    s->sep = s->sep_small;
+  if (ud->sep != ud->sep_small) free(ud->sep);
+  ud->sep = seplen <= sizeof(ud->sep_small) ? ud->sep_small : malloc(seplen);
+  if (ud->sep == NULL) {
+    ud->sep = ud->sep_small;
     return luaL_error(L, "out of memory");
   }
-  memcpy(s->sep, sep, seplen);
-  s->seplen = seplen;
-  s->rop = RILL_ROP_UNTIL;
-  s->rop_n = (size_t)max;
-  return read_start(L, s);
+  memcpy(ud->sep, sep, seplen);
+  ud->seplen = seplen;
+  ud->rop = RILL_ROP_UNTIL;
+  ud->rop_n = (size_t)max;
+  return read_start(L, ud);
 }
 
 /* ---- writes ---- */
 
-static void lstream_drain_cb(rill_stream_t *s, int status) {
-  rill_task_t *t = s->writer;
-  if (t == NULL) return;
-  s->writer = NULL;
-  int n = 1;
-  if (status < 0) {
-    lua_pushnil(t->co);
-    lua_pushstring(t->co, rill__stream_errmsg(s, status));
-    n = 2;
-  } else {
-    lua_pushboolean(t->co, 1);
-  }
-  rill__task_wake(t, n);
-}
-
-static int write_cancel(rill_task_t *t) {
-  rill_stream_t *s = t->wait_obj;
-  s->writer = NULL;
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
-  return 2;
-}
-
-int rill__lstream_wait_drain(lua_State *L, rill_task_t *t, rill_stream_t *s) {
-  if (s->writer) return luaL_error(L, "stream already has a writer waiting");
-  s->writer = t;
-  rill__task_wait(t, s->timeout_ms, write_cancel, s);
-  return lua_yield(L, 0);
-}
-
-int rill__lstream_write_result(lua_State *L, rill_task_t *t, rill_stream_t *s, int r) {
+int rill__lstream_write_result(lua_State *L, rill_stream_t *s, int r) {
   if (r == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (r == RILL_EAGAIN) return rill__lstream_wait_drain(L, t, s);
   lua_pushnil(L);
   lua_pushstring(L, rill__stream_errmsg(s, r));
   return 2;
@@ -284,8 +304,10 @@ int rill__lstream_write_result(lua_State *L, rill_task_t *t, rill_stream_t *s, i
 
 static int l_write(lua_State *L) {
   rill_stream_t *s = check_open(L, 1);
+  lstream_ud *ud = toud(L, 1);
   rill_task_t *t = rill__task_check(s->w, L);
-  if (s->writer) return luaL_error(L, "stream already has a writer waiting");
+  if (rill__waitq_find(&ud->waits, W_WRITE))
+    return luaL_error(L, "stream already has a writer waiting");
   if (s->vt->write == NULL) return luaL_error(L, "stream is not writable");
   int nargs = lua_gettop(L) - 1;
   uv_buf_t small[8], *bufs = small;
@@ -295,7 +317,10 @@ static int l_write(lua_State *L) {
     const char *p = luaL_checklstring(L, i + 2, &len);
     bufs[i] = uv_buf_init((char *)p, (unsigned)len);
   }
-  return rill__lstream_write_result(L, t, s, s->vt->write(s, bufs, (unsigned)nargs));
+  int r = s->vt->write(s, bufs, (unsigned)nargs);
+  if (r == RILL_EAGAIN)
+    return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, ud->timeout_ms, write_cancel);
+  return rill__lstream_write_result(L, s, r);
 }
 
 /* ---- the rest ---- */
@@ -312,28 +337,30 @@ static int l_shutdown(lua_State *L) {
   return 1;
 }
 
+/* s:close(): closes the stream (a request body or a message just lets go);
+ * whoever waits on it gets "closed". */
 static int l_close(lua_State *L) {
   lstream_ud *ud = toud(L, 1);
   rill_stream_t *s = ud->s;
   if (s) {
-    rill__stream_detach(s);
-    if (s->vt->close) s->vt->close(s);
+    if (s->vt->close) s->vt->close(s); /* tells us (gone) if it closes */
+    face_release(ud);
   }
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int l_settimeout(lua_State *L) {
-  rill_stream_t *s = check_open(L, 1);
+  lstream_ud *ud = toud(L, 1);
+  if (ud->s == NULL) return luaL_error(L, "attempt to use a closed stream");
   lua_Number ms = luaL_optnumber(L, 2, -1);
-  s->timeout_ms = ms < 0 ? -1 : ms > 2e9 ? 2000000000 : (int)ms;
+  ud->timeout_ms = ms < 0 ? -1 : ms > 2e9 ? 2000000000 : (int)ms;
   lua_settop(L, 1);
   return 1;
 }
 
 static int push_addr(lua_State *L, int peer) {
   rill_stream_t *s = check_open(L, 1);
-  while (rill__tls_is(s)) s = rill__tls_lower(s);
   char host[64];
   int port = rill__stream_addr(s, peer, host, sizeof(host));
   if (port < 0) {
@@ -357,10 +384,15 @@ static int l_sockname(lua_State *L) {
 static int l_gc(lua_State *L) {
   lstream_ud *ud = toud(L, 1);
   rill_stream_t *s = ud->s;
-  if (s == NULL) return 0;
-  s->ud = NULL;
-  ud->s = NULL;
-  if (ud->owns && s->vt->close) s->vt->close(s);
+  if (s) {
+    rill__stream_unbind(&ud->b);
+    ud->s = NULL;
+    if (ud->owns && s->vt->close) s->vt->close(s);
+  }
+  free(ud->acc);
+  ud->acc = NULL;
+  if (ud->sep != ud->sep_small) free(ud->sep);
+  ud->sep = ud->sep_small;
   return 0;
 }
 
@@ -373,53 +405,46 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-void rill__stream_detach(rill_stream_t *s) {
-  lstream_ud *ud = s->ud;
-  if (ud) {
-    ud->s = NULL;
-    s->ud = NULL;
-  }
-  if (s->w->stopping) {
-    s->reader = s->writer = NULL;
-    return;
-  }
-  rill_task_t *t = s->reader;
-  if (t) {
-    s->reader = NULL;
-    int n = rop_fail(s, t->co, RILL_ECLOSED);
-    rop_reset(s);
-    rill__task_wake(t, n);
-  }
-  t = s->writer;
-  if (t) {
-    s->writer = NULL;
-    lua_pushnil(t->co);
-    lua_pushliteral(t->co, "closed");
-    rill__task_wake(t, 2);
-  }
-}
-
-void rill__lstream_push(lua_State *L, rill_stream_t *s, int owns) {
+lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int timeout_ms) {
   lstream_ud *ud = lua_newuserdata(L, sizeof(*ud));
+  memset(ud, 0, sizeof(*ud));
   ud->s = s;
   ud->owns = owns;
-  s->ud = ud;
-  if (s->fill_cb == NULL) s->fill_cb = lstream_fill_cb;
-  if (s->drain_cb == NULL) s->drain_cb = lstream_drain_cb;
+  ud->timeout_ms = timeout_ms;
+  ud->sep = ud->sep_small;
+  rill__stream_bind(s, &ud->b, &face_ops);
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_setmetatable(L, -2);
-}
-
-void rill__lstream_fill_cb(rill_stream_t *s, int status) {
-  lstream_fill_cb(s, status);
-}
-
-void rill__lstream_drain_cb(rill_stream_t *s, int status) {
-  lstream_drain_cb(s, status);
+  return ud;
 }
 
 rill_stream_t *rill__lstream_check(lua_State *L, int idx) {
   return check_open(L, idx);
+}
+
+void rill__lstream_rebind(lua_State *L, int idx, rill_stream_t *s) {
+  lstream_ud *ud = toud(L, idx);
+  rill__stream_unbind(&ud->b);
+  ud->s = s;
+  rill__stream_bind(s, &ud->b, &face_ops);
+}
+
+rill_stream_t *rill__lstream_take(lua_State *L, int idx) {
+  lstream_ud *ud = toud(L, idx);
+  rill_stream_t *s = ud->s;
+  if (s == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (ud->waits.head) luaL_error(L, "the stream is busy");
+  rill__stream_unbind(&ud->b);
+  ud->s = NULL;
+  return s;
+}
+
+int rill__lstream_reading(rill_stream_t *s) {
+  for (rill_binding_t *b = s->top; b; b = b->below)
+    if (b->ops == &face_ops &&
+        rill__waitq_find(&rill__container_of(b, lstream_ud, b)->waits, W_READ))
+      return 1;
+  return 0;
 }
 
 static const luaL_Reg methods[] = {
@@ -441,13 +466,4 @@ void rill__lstream_open(lua_State *L) {
   lua_pushcfunction(L, l_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-}
-
-void rill__lstream_rebind(void *udp, rill_stream_t *s) {
-  lstream_ud *ud = udp;
-  if (ud->s) ud->s->ud = NULL;
-  ud->s = s;
-  s->ud = ud;
-  s->fill_cb = lstream_fill_cb;
-  s->drain_cb = lstream_drain_cb;
 }

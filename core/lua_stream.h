@@ -4,28 +4,48 @@
 
 #include <lua.h>
 
-#include "rill_int.h"
+#include "lua_sched.h"
+#include "stream.h"
 
 #define RILL_STREAM_MT "rill.stream"
 
+/* A pending read of the face. */
+enum { RILL_ROP_NONE, RILL_ROP_SOME, RILL_ROP_EXACT, RILL_ROP_UNTIL };
+
+/* The "rill.stream" userdata: bound to its stream while open, with the Lua
+ * read state and the waits of the tasks that read and write through it. */
 typedef struct {
-  rill_stream_t *s; /* NULL once the stream is closed or gone */
-  int owns;         /* closing the userdata closes the stream */
+  rill_binding_t b;
+  rill_stream_t *s; /* NULL once closed or gone */
+  int owns;         /* collecting the userdata closes the stream */
+  int timeout_ms;   /* -1: none */
+  rill_waitq_t waits;
+  /* the read in progress */
+  int rop;
+  size_t rop_n; /* max for SOME and UNTIL, count for EXACT */
+  char *sep;    /* UNTIL: the separator (points at sep_small or the heap) */
+  size_t seplen;
+  char sep_small[16];
+  char *acc; /* bytes taken from the stream for a read not yet complete */
+  size_t acclen, acccap;
 } lstream_ud;
 
 void rill__lstream_open(lua_State *L);
-/* Pushes a new userdata for s; sets s's fill and drain callbacks to the Lua
- * layer's unless the stream's owner set its own. */
-void rill__lstream_push(lua_State *L, rill_stream_t *s, int owns);
+/* Pushes a new userdata bound to s. owns: collecting it closes s.
+ * timeout_ms: the deadline of each wait (-1: none). */
+lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int timeout_ms);
 rill_stream_t *rill__lstream_check(lua_State *L, int idx);
-/* Points the userdata ud at s instead (starttls: the same Lua object now
- * reads and writes through TLS). */
-void rill__lstream_rebind(void *ud, rill_stream_t *s);
-void rill__lstream_fill_cb(rill_stream_t *s, int status);
-void rill__lstream_drain_cb(rill_stream_t *s, int status);
-/* For writers of their own (HTTP responses): returns results for a
- * vt->write() outcome r, waiting for the drain on RILL_EAGAIN. */
-int rill__lstream_write_result(lua_State *L, rill_task_t *t, rill_stream_t *s, int r);
-int rill__lstream_wait_drain(lua_State *L, rill_task_t *t, rill_stream_t *s);
+/* Binds the userdata at idx to s instead of its stream, which it lets go
+ * without closing (starttls: the same Lua object reads through TLS). */
+void rill__lstream_rebind(lua_State *L, int idx, rill_stream_t *s);
+/* Takes the stream away from the userdata at idx (a layer above takes it
+ * over). Raises if a task waits on it. */
+rill_stream_t *rill__lstream_take(lua_State *L, int idx);
+/* Whether a read waits on whoever is bound to s. */
+int rill__lstream_reading(rill_stream_t *s);
+
+/* Results of a write whose outcome was r, for writers of their own (HTTP
+ * responses, WebSocket frames): true, or nil and a message. */
+int rill__lstream_write_result(lua_State *L, rill_stream_t *s, int r);
 
 #endif

@@ -9,7 +9,7 @@
 
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
+#include "lua_sched.h"
 #include "tls.h"
 
 #define MAX_ALPN 8
@@ -107,25 +107,51 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
 
 /* ---- sock:starttls(opts) ---- */
 
-static void starttls_done(rill_stream_t *s, int status, void *data) {
-  rill_task_t *t = data;
-  if (status == 0) {
-    lua_pushboolean(t->co, 1);
-    rill__task_wake(t, 1);
-    return;
-  }
-  lua_pushnil(t->co);
-  lua_pushstring(t->co, rill__stream_errmsg(s, status));
-  rill__task_wake(t, 2);
-}
+enum { W_HANDSHAKE = 3 }; /* beside lua_stream.c's reads and writes */
 
-static int starttls_cancel(rill_task_t *t) {
-  /* The handshake has its own deadline; this only runs if the task is
-   * cancelled some other way. */
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
+/* A starttls in its handshake: bound to the TLS stream on top of the face,
+ * driving the handshake as bytes come. The task's wait is in the face's
+ * queue, so the stream closing resumes it. */
+typedef struct {
+  rill_binding_t b;
+  rill_wait_t *wt;
+} starttls_t;
+
+static int starttls_cancel(rill_wait_t *wt, int status) {
+  starttls_t *st = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  rill_stream_t *s = st->b.s;
+  lua_pushnil(co);
+  lua_pushstring(co, s ? rill__stream_errmsg(s, status) : rill__errmsg(status));
+  rill__stream_unbind(&st->b);
+  free(st);
   return 2;
 }
+
+static void starttls_step(starttls_t *st) {
+  int r = rill__tls_handshake(st->b.s);
+  if (r == RILL_EAGAIN) return;
+  if (r != 0) {
+    rill__wait_cancel(st->wt, r);
+    return;
+  }
+  rill_wait_t *wt = st->wt;
+  rill__stream_unbind(&st->b);
+  free(st);
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
+}
+
+static void starttls_readable(rill_binding_t *b, int status) {
+  starttls_step((starttls_t *)b);
+}
+
+static void starttls_gone(rill_binding_t *b) {
+  rill__wait_cancel(((starttls_t *)b)->wt, RILL_ECLOSED);
+}
+
+static const rill_binding_ops_t starttls_ops = {.readable = starttls_readable,
+                                                .gone = starttls_gone};
 
 /* sock:starttls([opts]) → true | nil, err. A client unless opts has cert/key
  * (or server = true); opts.server_name names the peer for SNI and the
@@ -135,8 +161,7 @@ static int l_starttls(lua_State *L) {
   rill_stream_t *s = ud->s;
   if (s == NULL) return luaL_error(L, "attempt to use a closed stream");
   rill_task_t *t = rill__task_check(s->w, L);
-  if (s->reader || s->writer)
-    return luaL_error(L, "starttls while a read or write waits");
+  if (ud->waits.head) return luaL_error(L, "starttls while a read or write waits");
   if (rill__tls_is(s)) return luaL_error(L, "the stream is TLS already");
   int server = 0;
   const char *name = NULL;
@@ -155,19 +180,29 @@ static int l_starttls(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
-  s->ud = NULL;
+  starttls_t *st = calloc(1, sizeof(*st));
+  if (st == NULL) {
+    rill__tls_conf_unref(c);
+    return luaL_error(L, "out of memory");
+  }
+  /* The TLS stream takes the socket over; the same userdata reads through
+   * TLS from now on. */
+  rill__lstream_take(L, 1);
   rill_stream_t *ts = rill__tls_new(c, s, server ? NULL : name);
   rill__tls_conf_unref(c);
   if (ts == NULL) {
-    ud->s = NULL;
+    free(st);
     return luaL_error(L, "out of memory");
   }
-  rill__lstream_rebind(ud, ts);
-  int r = rill__tls_handshake(ts, starttls_done, t);
+  rill__lstream_rebind(L, 1, ts);
+  int r = rill__tls_handshake(ts);
   if (r == RILL_EAGAIN) {
-    rill__task_wait(t, -1, starttls_cancel, ts);
-    return lua_yield(L, 0);
+    st->wt = &t->wait;
+    rill__stream_bind(ts, &st->b, &starttls_ops);
+    return rill__task_wait(L, t, &ud->waits, W_HANDSHAKE, st, ud->timeout_ms,
+                           starttls_cancel);
   }
+  free(st);
   if (r == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -214,8 +249,6 @@ static int l_tls_info(lua_State *L) {
  * pooled idle connection should not keep a script alive). */
 static int set_ref(lua_State *L, int ref) {
   rill_stream_t *s = rill__lstream_check(L, 1);
-  while (rill__tls_is(s))
-    s = rill__tls_lower(s);
   rill__stream_ref(s, ref);
   lua_settop(L, 1);
   return 1;

@@ -9,15 +9,16 @@
 
 #include "lua_core.h"
 #include "lua_stream.h"
-#include "rill_sched.h"
-#include "tls.h"
-#include "websocket.h"
+#include "lua_sched.h"
+#include "ws_conn.h"
 
 #define WS_MT "rill.websocket"
 
+enum { W_NEXT = 1, W_WRITE, W_CLOSE };
+
 typedef struct {
-  rill_websocket_t *ws;
-  rill_task_t *next_task, *close_task;
+  rill_websocket_t *ws; /* NULL once freed */
+  rill_waitq_t waits;   /* receive(), a send waiting for the drain, close() */
   int timeout_ms;
   int streaming;     /* a message is being sent in pieces (send_stream) */
   char protocol[64]; /* the negotiated subprotocol, or "" */
@@ -46,50 +47,81 @@ static int push_end(lua_State *L, rill_websocket_t *ws, int r) {
   return 2;
 }
 
-/* Pushes the results of rill_ws_next() = r (not EAGAIN). */
-static int push_next(lua_State *L, rill_websocket_t *ws, int r) {
+/* Pushes the results of rill__ws_next() = r (not EAGAIN). */
+static int push_next(lua_State *L, lws_t *u, int r) {
+  rill_websocket_t *ws = u->ws;
   if (r == RILL_WS_MESSAGE) {
     lua_pushstring(L, ws->msg_type == RILL_WS_TEXT ? "text" : "binary");
-    rill__lstream_push(L, &ws->msg, 0);
+    rill__lstream_push(L, &ws->msg, 0, u->timeout_ms);
     return 2;
   }
   return push_end(L, ws, r);
 }
 
-static void next_cb(rill_websocket_t *ws) {
+/* ---- what the websocket tells us ---- */
+
+static void on_next(rill_websocket_t *ws) {
   lws_t *u = ws->data;
-  rill_task_t *t = u->next_task;
-  if (t == NULL) return;
-  int r = rill_ws_next(ws);
+  rill_wait_t *wt = rill__waitq_find(&u->waits, W_NEXT);
+  if (wt == NULL) return;
+  int r = rill__ws_next(ws);
   if (r == RILL_EAGAIN) return;
-  u->next_task = NULL;
-  rill__task_wake(t, push_next(t->co, ws, r));
+  rill__wait_done(wt, push_next(rill__wait_task(wt)->co, u, r));
 }
 
-static int next_cancel(rill_task_t *t) {
-  lws_t *u = t->wait_obj;
-  u->next_task = NULL;
-  if (u->ws) rill_ws_next_cancel(u->ws);
-  lua_pushnil(t->co);
-  lua_pushliteral(t->co, "timeout");
+static void on_closed(rill_websocket_t *ws) {
+  lws_t *u = ws->data;
+  rill_wait_t *wt = rill__waitq_find(&u->waits, W_CLOSE);
+  if (wt == NULL) return;
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
+}
+
+static void on_drained(rill_websocket_t *ws, int status) {
+  lws_t *u = ws->data;
+  rill_wait_t *wt = rill__waitq_find(&u->waits, W_WRITE);
+  if (wt == NULL) return;
+  if (status < 0) {
+    rill__wait_cancel(wt, status);
+    return;
+  }
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
+}
+
+/* Freed under us (a worker's teardown). */
+static void on_gone(rill_websocket_t *ws) {
+  lws_t *u = ws->data;
+  u->ws = NULL;
+  rill__waitq_cancel_all(&u->waits, RILL_ECLOSED);
+}
+
+static const rill_ws_ops_t ws_ops = {
+    .next = on_next, .closed = on_closed, .drained = on_drained, .gone = on_gone};
+
+static int wait_cancel(rill_wait_t *wt, int status) {
+  lws_t *u = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  if (wt->kind == W_NEXT && u->ws) rill__ws_next_cancel(u->ws);
+  if (wt->kind == W_NEXT && status == RILL_ECLOSED && u->ws) return push_end(co, u->ws, status);
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
   return 2;
 }
+
+/* ---- methods ---- */
 
 /* ws:next() → type, message stream | nil, "closed", code, reason */
 static int l_next(lua_State *L) {
   lws_t *u = check(L);
   rill_websocket_t *ws = u->ws;
   rill_task_t *t = rill__task_check(ws->w, L);
-  if (u->next_task) return luaL_error(L, "websocket already has a receiver waiting");
-  if (ws->msg.reader) return luaL_error(L, "a message is being read");
-  /* The previous message object dies here; what is left of it is dropped. */
-  rill__stream_detach(&ws->msg);
-  ws->msg.timeout_ms = u->timeout_ms;
-  int r = rill_ws_next(ws);
-  if (r != RILL_EAGAIN) return push_next(L, ws, r);
-  u->next_task = t;
-  rill__task_wait(t, u->timeout_ms, next_cancel, u);
-  return lua_yield(L, 0);
+  if (rill__waitq_find(&u->waits, W_NEXT))
+    return luaL_error(L, "websocket already has a receiver waiting");
+  if (rill__lstream_reading(&ws->msg)) return luaL_error(L, "a message is being read");
+  int r = rill__ws_next(ws);
+  if (r != RILL_EAGAIN) return push_next(L, u, r);
+  return rill__task_wait(L, t, &u->waits, W_NEXT, u, u->timeout_ms, wait_cancel);
 }
 
 static int opcode_of(lua_State *L, int idx, int def) {
@@ -100,17 +132,25 @@ static int opcode_of(lua_State *L, int idx, int def) {
   return codes[luaL_checkoption(L, idx, NULL, names)];
 }
 
-static int send_result(lua_State *L, lws_t *u, int r) {
-  rill_websocket_t *ws = u->ws;
+/* The results of a send: true, a wait for the transport to drain (the peer
+ * reads slowly), or nil and why. */
+static int send_result(lua_State *L, lws_t *u, rill_task_t *t, int r) {
   if (r == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (r == RILL_EAGAIN && ws->t)
-    return rill__lstream_wait_drain(L, rill__task_check(ws->w, L), ws->t);
+  if (r == RILL_EAGAIN)
+    return rill__task_wait(L, t, &u->waits, W_WRITE, u, u->timeout_ms, wait_cancel);
   lua_pushnil(L);
   lua_pushstring(L, r == RILL_ECLOSED ? "closed" : rill__errmsg(r));
   return 2;
+}
+
+static rill_task_t *check_writer(lua_State *L, lws_t *u) {
+  rill_task_t *t = rill__task_check(u->ws->w, L);
+  if (rill__waitq_find(&u->waits, W_WRITE))
+    luaL_error(L, "websocket already has a writer waiting");
+  return t;
 }
 
 /* ws:send(data [, "text" | "binary"]) — one whole frame (text by default) */
@@ -119,10 +159,8 @@ static int l_send(lua_State *L) {
   size_t len;
   const char *p = luaL_checklstring(L, 2, &len);
   int op = opcode_of(L, 3, RILL_WS_TEXT);
-  rill__task_check(u->ws->w, L);
-  if (u->ws->t && u->ws->t->writer)
-    return luaL_error(L, "websocket already has a writer waiting");
-  return send_result(L, u, rill_ws_send(u->ws, op, 1, p, len));
+  rill_task_t *t = check_writer(L, u);
+  return send_result(L, u, t, rill__ws_send(u->ws, op, 1, p, len));
 }
 
 /* ws:frame(opcode, fin, data) — one frame of a message sent in pieces */
@@ -132,20 +170,19 @@ static int l_frame(lua_State *L) {
   int fin = lua_toboolean(L, 3);
   size_t len;
   const char *p = luaL_optlstring(L, 4, "", &len);
-  rill__task_check(u->ws->w, L);
-  if (u->ws->t && u->ws->t->writer)
-    return luaL_error(L, "websocket already has a writer waiting");
-  return send_result(L, u, rill_ws_send(u->ws, op, fin, p, len));
+  rill_task_t *t = check_writer(L, u);
+  return send_result(L, u, t, rill__ws_send(u->ws, op, fin, p, len));
 }
 
+/* ws:ping([data]), ws:pong([data]): wait like any write while the peer is
+ * slow. */
 static int control(lua_State *L, int op) {
   lws_t *u = check(L);
   size_t len;
   const char *p = luaL_optlstring(L, 2, "", &len);
   if (len > RILL_WS_CONTROL_MAX) return luaL_argerror(L, 2, "at most 125 bytes");
-  int r = rill_ws_send(u->ws, op, 1, p, len);
-  if (r == RILL_EAGAIN) r = 0; /* control frames do not wait */
-  return send_result(L, u, r);
+  rill_task_t *t = check_writer(L, u);
+  return send_result(L, u, t, rill__ws_send(u->ws, op, 1, p, len));
 }
 
 static int l_ping(lua_State *L) {
@@ -156,23 +193,6 @@ static int l_pong(lua_State *L) {
   return control(L, RILL_WS_PONG);
 }
 
-/* The transport drained: wake a ws:send() waiting on it, and a writer of the
- * byte stream (whose writes go to the same transport). */
-static void drain_cb(rill_stream_t *t, int status) {
-  rill_websocket_t *ws = t->data;
-  rill__lstream_drain_cb(t, status);
-  if (ws && ws->bytes.drain_cb) ws->bytes.drain_cb(&ws->bytes, status);
-}
-
-static void closed_cb(rill_websocket_t *ws) {
-  lws_t *u = ws->data;
-  rill_task_t *t = u->close_task;
-  if (t == NULL) return;
-  u->close_task = NULL;
-  lua_pushboolean(t->co, 1);
-  rill__task_wake(t, 1);
-}
-
 /* ws:close([code [, reason]]) — waits for the peer's close (or the timeout) */
 static int l_close(lua_State *L) {
   lws_t *u = check(L);
@@ -180,27 +200,25 @@ static int l_close(lua_State *L) {
   unsigned code = (unsigned)luaL_optinteger(L, 2, RILL_WS_NORMAL);
   size_t rlen = 0;
   const char *reason = luaL_optlstring(L, 3, "", &rlen);
-  if (code != 0 && !rill_ws_close_code_valid(code))
+  if (code != 0 && !rill__ws_close_code_valid(code))
     return luaL_argerror(L, 2, "not a close code an endpoint may send");
-  if (u->close_task) return luaL_error(L, "websocket is closing already");
-  int r = rill_ws_close(ws, code, reason, rlen);
-  if (r != RILL_EAGAIN || ws->w->current == NULL || ws->w->current->co != L) {
+  if (rill__waitq_find(&u->waits, W_CLOSE))
+    return luaL_error(L, "websocket is closing already");
+  int r = rill__ws_close(ws, code, reason, rlen);
+  rill_task_t *t = rill__task_current(ws->w);
+  if (r != RILL_EAGAIN || t == NULL || t->co != L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  rill_task_t *t = rill__task_check(ws->w, L);
-  u->close_task = t;
-  rill__task_wait(t, -1, NULL, u);
-  return lua_yield(L, 0);
+  return rill__task_wait(L, t, &u->waits, W_CLOSE, u, -1, wait_cancel);
 }
 
 /* ws:as_stream() — binary messages as one byte stream; writes send messages */
 static int l_as_stream(lua_State *L) {
   lws_t *u = check(L);
   rill_websocket_t *ws = u->ws;
-  if (ws->bytes.ud) return luaL_error(L, "as_stream() was called already");
-  ws->bytes.timeout_ms = u->timeout_ms;
-  rill__lstream_push(L, &ws->bytes, 0);
+  if (ws->bytes.top) return luaL_error(L, "as_stream() was called already");
+  rill__lstream_push(L, &ws->bytes, 0, u->timeout_ms);
   return 1;
 }
 
@@ -208,8 +226,6 @@ static int l_settimeout(lua_State *L) {
   lws_t *u = check(L);
   lua_Number ms = luaL_optnumber(L, 2, -1);
   u->timeout_ms = ms < 0 ? -1 : (int)ms;
-  u->ws->msg.timeout_ms = u->timeout_ms;
-  u->ws->bytes.timeout_ms = u->timeout_ms;
   lua_settop(L, 1);
   return 1;
 }
@@ -249,8 +265,7 @@ static int l_streaming(lua_State *L) {
 static int l_gc(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
   if (u->ws) {
-    u->ws->data = NULL;
-    rill_ws_free(u->ws);
+    rill__ws_free(u->ws);
     u->ws = NULL;
   }
   return 0;
@@ -260,11 +275,8 @@ static int l_gc(lua_State *L) {
  * timeout=}) → websocket; takes the stream over. */
 static int l_ws_new(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
-  lstream_ud *sud = luaL_checkudata(L, 1, RILL_STREAM_MT);
+  luaL_checkudata(L, 1, RILL_STREAM_MT);
   luaL_checktype(L, 2, LUA_TTABLE);
-  rill_stream_t *t = sud->s;
-  if (t == NULL) return luaL_error(L, "attempt to use a closed stream");
-  if (t->reader || t->writer) return luaL_error(L, "the stream is busy");
   rill_ws_opts_t o;
   memset(&o, 0, sizeof(o));
   lua_getfield(L, 2, "server");
@@ -277,23 +289,15 @@ static int l_ws_new(lua_State *L) {
   lua_getfield(L, 2, "protocol");
   const char *proto = lua_tostring(L, -1);
   lua_pop(L, 1);
-  sud->s = NULL;
-  t->ud = NULL;
   lws_t *u = lua_newuserdata(L, sizeof(*u));
   memset(u, 0, sizeof(*u));
   u->timeout_ms = to < 0 ? -1 : (int)(to * 1000);
   if (proto) snprintf(u->protocol, sizeof(u->protocol), "%s", proto);
   luaL_getmetatable(L, WS_MT);
   lua_setmetatable(L, -2);
-  rill_websocket_t *ws = rill_ws_new(w, t, &o);
-  if (ws == NULL) return luaL_error(L, "out of memory");
-  u->ws = ws;
-  ws->data = u;
-  ws->backref = &u->ws;
-  ws->next_cb = next_cb;
-  ws->closed_cb = closed_cb;
-  t->drain_cb = drain_cb;
-  ws->msg.timeout_ms = ws->bytes.timeout_ms = u->timeout_ms;
+  rill_stream_t *t = rill__lstream_take(L, 1);
+  u->ws = rill__ws_new(w, t, &o, &ws_ops, u);
+  if (u->ws == NULL) return luaL_error(L, "out of memory");
   return 1;
 }
 
@@ -302,7 +306,7 @@ static int l_ws_accept(lua_State *L) {
   size_t len;
   const char *key = luaL_checklstring(L, 1, &len);
   char out[29];
-  if (rill_ws_accept(key, len, out) != 0) return 0;
+  if (rill__ws_accept(key, len, out) != 0) return 0;
   lua_pushstring(L, out);
   return 1;
 }
@@ -313,7 +317,7 @@ static int l_ws_key(lua_State *L) {
   if (rill__random(rill__upworker(L), nonce, sizeof(nonce)) != 0)
     return luaL_error(L, "no random bytes");
   char out[25];
-  rill_ws_key(nonce, out);
+  rill__ws_key(nonce, out);
   lua_pushstring(L, out);
   return 1;
 }
@@ -334,7 +338,7 @@ static int l_random(lua_State *L) {
 static int l_utf8_valid(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  lua_pushboolean(L, rill_utf8_valid((const uint8_t *)s, len));
+  lua_pushboolean(L, rill__utf8_valid((const uint8_t *)s, len));
   return 1;
 }
 

@@ -22,7 +22,7 @@
 #include <lualib.h>
 
 #include "lua_core.h"
-#include "rill_sched.h"
+#include "lua_sched.h"
 #include "tcp.h"
 
 typedef struct {
@@ -105,6 +105,11 @@ int rill__lua_setup(rill_worker_t *w, const char *extra_path) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return UV_ENOMEM;
   w->L = L;
+  if (rill__sched_init(w) != 0) {
+    lua_close(L);
+    w->L = NULL;
+    return UV_ENOMEM;
+  }
   luaL_openlibs(L);
   char dir[4096];
   lua_dir(dir, sizeof(dir));
@@ -145,7 +150,7 @@ static void add_host(rill_t *r, lua_State *L) {
 
 /* ---- ports shared by workers ---- */
 
-int rill__port_for(rill_worker_t *w, const char *host, int port, int *reuse, int *slot) {
+static int port_for(rill_worker_t *w, const char *host, int port, int *reuse, int *slot) {
   rill_t *r = w->rt;
   *reuse = 0;
   *slot = -1;
@@ -159,7 +164,7 @@ int rill__port_for(rill_worker_t *w, const char *host, int port, int *reuse, int
   return port;
 }
 
-void rill__port_bound(rill_worker_t *w, int slot, int port) {
+static void port_bound(rill_worker_t *w, int slot, int port) {
   rill_t *r = w->rt;
   if (r == NULL || slot < 0 || port <= 0) return;
   uv_mutex_lock(&r->lock);
@@ -285,6 +290,8 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   r->workers[id] = w;
   w->id = id;
   w->rt = r;
+  w->port_for = port_for;
+  w->port_bound = port_bound;
   w->log_level = level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
   w->on_command = on_command;
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;

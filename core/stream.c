@@ -1,443 +1,58 @@
-/* uv streams (TCP sockets, pipes) as rill streams.
- *
- * Reading is pulled: the socket is read only after fill() was called. Once a
- * read delivered what was asked, reading stays on until the next read finds
- * nobody asking; then it stops (uv_read_stop). So at most one buffer is read
- * ahead of the reader, and a keep-alive connection does not pay an epoll_ctl
- * per request. The input buffer comes from the worker's pool and goes back to
- * it whenever it is empty.
- *
- * Writing is optimistic: uv_try_write() first, and what the kernel did not
- * take is copied into one queued uv_write(). A writer is told to wait
- * (RILL_EAGAIN) while more than RILL_WRITE_HIGH bytes are queued.
- *
- * Closing is graceful: queued bytes are flushed, the write side is shut down,
- * and what the peer still sends is read and dropped until it closes too (or a
- * few seconds pass), so that a response is not lost to a reset. */
-#include <stdlib.h>
+/* The stream contract: bindings and events. See stream.h. */
 #include <string.h>
 
-#include "rill_int.h"
-
-#define LINGER_MS 5000         /* the longest a close waits to flush and linger */
-#define LINGER_BYTES (1 << 20) /* the most a close reads and drops */
-#define BUF_MAX (1 << 20)      /* the largest an input buffer grows */
-
-struct rill_uvstream_s {
-  rill_stream_t base;
-  rill_obj_t obj;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h;
-  struct aux_s *aux; /* for shutting down and closing, made when needed */
-  char *buf;
-  size_t cap, r, w; /* unread bytes are buf[r..w) */
-  size_t queued;    /* bytes in uv_write requests not yet done */
-  size_t lingered;
-  int rerr; /* sticky: RILL_EOF or a read error */
-  int werr; /* sticky write error */
-  int closes;
-  unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, closing : 1,
-      drain_wait : 1, linger_init : 1, final : 1;
-  void (*on_free)(void *);
-  void *on_free_arg;
-};
-
-/* What only a stream that shuts down or closes needs: kept apart so that an
- * idle connection does not carry it. */
-struct aux_s {
-  uv_timer_t linger;
-  uv_shutdown_t sreq;
-};
-
-typedef struct {
-  uv_write_t req;
-  rill_uvstream_t *u;
-  size_t len;
-  char data[];
-} wreq_t;
-
-#define U(s) rill__container_of((s), rill_uvstream_t, base)
-
-static void uvs_final_close(rill_uvstream_t *u);
-
-static struct aux_s *aux(rill_uvstream_t *u) {
-  if (u->aux == NULL) u->aux = calloc(1, sizeof(*u->aux));
-  return u->aux;
-}
-
-static void release_buf(rill_uvstream_t *u) {
-  if (u->buf && u->cap == RILL_BUF_SIZE)
-    rill__buf_put(u->base.w, u->buf);
-  else
-    free(u->buf);
-  u->buf = NULL;
-  u->cap = u->r = u->w = 0;
-}
-
-static int uvs_peek(rill_stream_t *s, const char **p, size_t *n) {
-  rill_uvstream_t *u = U(s);
-  if (u->r < u->w) {
-    *p = u->buf + u->r;
-    *n = u->w - u->r;
-    return 0;
-  }
-  *p = NULL;
-  *n = 0;
-  return u->rerr;
-}
-
-static void uvs_consume(rill_stream_t *s, size_t n) {
-  rill_uvstream_t *u = U(s);
-  u->r += n;
-  if (u->r >= u->w) release_buf(u);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-  rill_uvstream_t *u = h->data;
-  if (u->buf == NULL) {
-    u->buf = rill__buf_get(u->base.w);
-    u->cap = u->buf ? RILL_BUF_SIZE : 0;
-    u->r = u->w = 0;
-  } else if (u->r > 0 && u->cap - u->w < 4096) {
-    /* Pointers from peek() are only good until the next fill(). */
-    memmove(u->buf, u->buf + u->r, u->w - u->r);
-    u->w -= u->r;
-    u->r = 0;
-  }
-  if (u->w == u->cap && u->want && u->cap < BUF_MAX) {
-    char *nb = malloc(u->cap * 2);
-    if (nb) {
-      memcpy(nb, u->buf, u->w);
-      char *old = u->buf;
-      size_t oldcap = u->cap;
-      u->buf = nb;
-      u->cap *= 2;
-      if (oldcap == RILL_BUF_SIZE)
-        rill__buf_put(u->base.w, old);
-      else
-        free(old);
-    }
-  }
-  *out = uv_buf_init(u->buf ? u->buf + u->w : NULL, (unsigned)(u->cap - u->w));
-}
-
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
-  rill_uvstream_t *u = st->data;
-  rill_stream_t *s = &u->base;
-  if (nread == 0) return;
-  if (nread == UV_ENOBUFS) {
-    /* The buffer is full and nobody asked for more: wait for a reader. */
-    uv_read_stop(st);
-    u->reading = 0;
-    if (u->r >= u->w) release_buf(u);
-    return;
-  }
-  if (nread > 0) {
-    u->w += (size_t)nread;
-  } else {
-    u->rerr = (int)nread;
-    if (u->r >= u->w) release_buf(u);
-  }
-  if (!u->want || nread < 0) {
-    uv_read_stop(st);
-    u->reading = 0;
-  }
-  if (u->want) {
-    u->want = 0;
-    if (s->fill_cb) s->fill_cb(s, nread < 0 ? (int)nread : 0);
-  }
-}
-
-static int uvs_fill(rill_stream_t *s) {
-  rill_uvstream_t *u = U(s);
-  if (u->rerr) return u->rerr;
-  if (u->closing) return RILL_ECLOSED;
-  u->want = 1;
-  if (!u->reading) {
-    int r = uv_read_start(&u->h.stream, alloc_cb, read_cb);
-    if (r) {
-      u->want = 0;
-      u->rerr = r;
-      return r;
-    }
-    u->reading = 1;
-  }
-  return 0;
-}
-
-static void write_cb(uv_write_t *req, int status) {
-  wreq_t *wr = (wreq_t *)req;
-  rill_uvstream_t *u = wr->u;
-  u->queued -= wr->len;
-  free(wr);
-  if (status < 0 && status != UV_ECANCELED && u->werr == 0) u->werr = status;
-  if (u->drain_wait && !u->closing && (u->queued <= RILL_WRITE_LOW || u->werr)) {
-    u->drain_wait = 0;
-    if (u->base.drain_cb) u->base.drain_cb(&u->base, u->werr);
-  }
-}
-
-static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
-  rill_uvstream_t *u = U(s);
-  if (u->werr) return u->werr;
-  if (u->closing || u->shut_sent) return RILL_ECLOSED;
-  size_t total = 0, done = 0;
-  for (unsigned i = 0; i < nbufs; i++)
-    total += bufs[i].len;
-  if (total == 0) return 0;
-  if (u->queued == 0) {
-    int r = uv_try_write(&u->h.stream, bufs, nbufs);
-    if (r >= 0) {
-      done = (size_t)r;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      u->werr = r;
-      return r;
-    }
-    if (done == total) return 0;
-  }
-  size_t rest = total - done;
-  wreq_t *wr = malloc(sizeof(*wr) + rest);
-  if (wr == NULL) return UV_ENOMEM;
-  wr->u = u;
-  wr->len = rest;
-  char *p = wr->data;
-  size_t skip = done;
-  for (unsigned i = 0; i < nbufs; i++) {
-    size_t len = bufs[i].len;
-    if (skip >= len) {
-      skip -= len;
-      continue;
-    }
-    memcpy(p, bufs[i].base + skip, len - skip);
-    p += len - skip;
-    skip = 0;
-  }
-  uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
-  int r = uv_write(&wr->req, &u->h.stream, &b, 1, write_cb);
-  if (r) {
-    free(wr);
-    u->werr = r;
-    return r;
-  }
-  u->queued += rest;
-  if (u->queued > RILL_WRITE_HIGH) {
-    u->drain_wait = 1;
-    return RILL_EAGAIN;
-  }
-  return 0;
-}
-
-static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
-  rill_uvstream_t *u = h->data;
-  *out = uv_buf_init(u->base.w->scratch, RILL_BUF_SIZE);
-}
-
-static void linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
-  rill_uvstream_t *u = st->data;
-  if (nread > 0) u->lingered += (size_t)nread;
-  if (nread < 0 || u->lingered > LINGER_BYTES) uvs_final_close(u);
-}
-
-static void linger_start(rill_uvstream_t *u) {
-  if (u->final) return;
-  if (u->reading) uv_read_stop(&u->h.stream);
-  u->reading = 0;
-  if (u->rerr || uv_read_start(&u->h.stream, linger_alloc, linger_read) != 0)
-    uvs_final_close(u);
-}
-
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-  rill_uvstream_t *u = req->data;
-  u->shut_done = 1;
-  if (u->closing) {
-    if (status < 0)
-      uvs_final_close(u);
-    else
-      linger_start(u);
-  }
-}
-
-static int uvs_shutdown(rill_stream_t *s) {
-  rill_uvstream_t *u = U(s);
-  if (u->shut_sent) return 0;
-  if (u->closing) return RILL_ECLOSED;
-  if (aux(u) == NULL) return UV_ENOMEM;
-  u->aux->sreq.data = u;
-  int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
-  if (r == 0) u->shut_sent = 1;
-  return r;
-}
-
-static void handle_closed(uv_handle_t *h) {
-  rill_uvstream_t *u = h->data;
-  if (--u->closes > 0) return;
-  free(u->aux);
-  release_buf(u);
-  free(u->base.acc);
-  if (u->base.sep != u->base.sep_small) free(u->base.sep);
-  if (u->on_free) u->on_free(u->on_free_arg);
-  free(u);
-}
-
-static void uvs_final_close(rill_uvstream_t *u) {
-  if (u->final) return;
-  u->final = 1;
-  rill__obj_unlink(&u->obj);
-  u->closes = 1;
-  if (u->linger_init) {
-    u->closes++;
-    uv_close((uv_handle_t *)&u->aux->linger, handle_closed);
-  }
-  uv_close(&u->h.handle, handle_closed);
-}
-
-static void linger_timeout(uv_timer_t *t) {
-  uvs_final_close(t->data);
-}
-
-static void uvs_destroy(rill_obj_t *o);
-
-static void uvs_close(rill_stream_t *s) {
-  rill_uvstream_t *u = U(s);
-  if (u->closing) return;
-  u->closing = 1;
-  rill__stream_gone(s);
-  /* An owner gave it back to close: while it flushes and lingers, a worker
-   * being torn down must still find it. */
-  if (u->obj.next == NULL) rill__obj_link(s->w, &u->obj, uvs_destroy);
-  u->want = 0;
-  s->fill_cb = NULL;
-  s->drain_cb = NULL;
-  if (u->werr || u->rerr == UV_ECONNRESET || !uv_is_writable(&u->h.stream)) {
-    uvs_final_close(u);
-    return;
-  }
-  if (aux(u) == NULL) {
-    uvs_final_close(u);
-    return;
-  }
-  uv_timer_init(s->w->loop, &u->aux->linger);
-  u->aux->linger.data = u;
-  u->linger_init = 1;
-  uv_timer_start(&u->aux->linger, linger_timeout, LINGER_MS, 0);
-  if (!u->shut_sent) {
-    u->aux->sreq.data = u;
-    if (uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb) != 0) {
-      uvs_final_close(u);
-      return;
-    }
-    u->shut_sent = 1;
-  } else if (u->shut_done) {
-    linger_start(u);
-  }
-}
-
-static void uvs_abort(rill_stream_t *s) {
-  rill_uvstream_t *u = U(s);
-  if (u->final) return;
-  u->closing = 1;
-  rill__stream_gone(s);
-  s->fill_cb = NULL;
-  s->drain_cb = NULL;
-  if (u->h.handle.type == UV_TCP && !u->linger_init && !uv_is_closing(&u->h.handle)) {
-    u->final = 1;
-    rill__obj_unlink(&u->obj);
-    u->closes = 1;
-    if (uv_tcp_close_reset(&u->h.tcp, handle_closed) == 0) return;
-    u->final = 0;
-    u->closes = 0;
-  }
-  uvs_final_close(u);
-}
-
-static const rill_stream_vt uvs_vt = {
-    .name = "socket",
-    .peek = uvs_peek,
-    .consume = uvs_consume,
-    .fill = uvs_fill,
-    .write = uvs_write,
-    .shutdown = uvs_shutdown,
-    .close = uvs_close,
-    .abort = uvs_abort,
-};
-
-static void uvs_destroy(rill_obj_t *o) {
-  rill_uvstream_t *u = rill__container_of(o, rill_uvstream_t, obj);
-  rill__stream_gone(&u->base);
-  rill__stream_detach(&u->base);
-  u->closing = 1;
-  uvs_final_close(u);
-}
-
-rill_uvstream_t *rill__uvstream_new(rill_worker_t *w, int kind) {
-  rill_uvstream_t *u = calloc(1, sizeof(*u));
-  if (u == NULL) return NULL;
-  rill__stream_init(&u->base, &uvs_vt, w);
-  int r = kind == UV_NAMED_PIPE ? uv_pipe_init(w->loop, &u->h.pipe, 0)
-                                : uv_tcp_init(w->loop, &u->h.tcp);
-  if (r) {
-    free(u);
-    return NULL;
-  }
-  u->h.handle.data = u;
-  rill__obj_link(w, &u->obj, uvs_destroy);
-  return u;
-}
-
-uv_stream_t *rill__uvstream_handle(rill_uvstream_t *u) {
-  return &u->h.stream;
-}
-
-rill_stream_t *rill__uvstream_stream(rill_uvstream_t *u) {
-  return &u->base;
-}
-
-void rill__uvstream_discard(rill_uvstream_t *u) {
-  u->closing = 1;
-  uvs_final_close(u);
-}
-
-void rill__uvstream_on_free(rill_uvstream_t *u, void (*cb)(void *), void *arg) {
-  u->on_free = cb;
-  u->on_free_arg = arg;
-}
+#include "stream.h"
 
 void rill__stream_init(rill_stream_t *s, const rill_stream_vt *vt, rill_worker_t *w) {
-  memset(s, 0, sizeof(*s));
   s->vt = vt;
   s->w = w;
-  s->timeout_ms = -1;
+  s->top = NULL;
 }
 
-int rill__stream_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
-  if (s->vt != &uvs_vt) return UV_ENOTSUP;
-  rill_uvstream_t *u = U(s);
-  if (u->h.handle.type != UV_TCP) return UV_ENOTSUP;
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  int r = peer ? uv_tcp_getpeername(&u->h.tcp, (struct sockaddr *)&ss, &len)
-               : uv_tcp_getsockname(&u->h.tcp, (struct sockaddr *)&ss, &len);
-  if (r) return r;
-  if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    uv_ip6_name(a, host, hostlen);
-    return ntohs(a->sin6_port);
+void rill__stream_bind(rill_stream_t *s, rill_binding_t *b, const rill_binding_ops_t *ops) {
+  assert(b->s == NULL && "a binding is bound to one stream at a time");
+  b->ops = ops;
+  b->s = s;
+  b->below = s->top;
+  s->top = b;
+}
+
+void rill__stream_unbind(rill_binding_t *b) {
+  rill_stream_t *s = b->s;
+  if (s == NULL) return;
+  rill_binding_t **p = &s->top;
+  while (*p && *p != b)
+    p = &(*p)->below;
+  assert(*p == b);
+  if (*p) *p = b->below;
+  b->below = NULL;
+  b->s = NULL;
+}
+
+void rill__stream_readable(rill_stream_t *s, int status) {
+  for (rill_binding_t *b = s->top; b; b = b->below)
+    if (b->ops->readable) {
+      b->ops->readable(b, status);
+      return;
+    }
+}
+
+void rill__stream_drained(rill_stream_t *s, int status) {
+  for (rill_binding_t *b = s->top; b; b = b->below)
+    if (b->ops->drained) {
+      b->ops->drained(b, status);
+      return;
+    }
+}
+
+void rill__stream_gone(rill_stream_t *s) {
+  rill_binding_t *b;
+  while ((b = s->top) != NULL) {
+    s->top = b->below;
+    b->below = NULL;
+    b->s = NULL;
+    if (b->ops->gone) b->ops->gone(b);
   }
-  struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-  uv_ip4_name(a, host, hostlen);
-  return ntohs(a->sin_port);
-}
-
-void rill__uvstream_owned(rill_uvstream_t *u) {
-  rill__obj_unlink(&u->obj);
-}
-
-void rill__stream_owned(rill_stream_t *s) {
-  if (s->vt == &uvs_vt) rill__uvstream_owned(U(s));
 }
 
 const char *rill__stream_errmsg(rill_stream_t *s, int err) {
@@ -445,18 +60,10 @@ const char *rill__stream_errmsg(rill_stream_t *s, int err) {
   return m ? m : rill__errmsg(err);
 }
 
-void rill__stream_gone(rill_stream_t *s) {
-  void (*cb)(void *) = s->gone_cb;
-  if (cb == NULL) return;
-  s->gone_cb = NULL;
-  cb(s->gone_arg);
+int rill__stream_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
+  return s->vt->addr ? s->vt->addr(s, peer, host, hostlen) : UV_ENOTSUP;
 }
 
 int rill__stream_ref(rill_stream_t *s, int ref) {
-  if (s->vt != &uvs_vt) return UV_ENOTSUP;
-  if (ref)
-    uv_ref(&U(s)->h.handle);
-  else
-    uv_unref(&U(s)->h.handle);
-  return 0;
+  return s->vt->ref ? s->vt->ref(s, ref) : UV_ENOTSUP;
 }

@@ -9,6 +9,113 @@
 static void listener_unref(rill_listener_t *l);
 static void listener_accept(rill_listener_t *l);
 
+/* ---- connections per address ----
+ * An open-addressing table of (address, count), with deletion by backward
+ * shift (no tombstones), at most half full. */
+
+typedef struct {
+  uint8_t ip[16]; /* IPv4 as ::ffff:a.b.c.d */
+  unsigned count; /* 0: an empty slot */
+} addr_slot_t;
+
+struct rill_addr_table_s {
+  addr_slot_t *slots;
+  size_t cap, used; /* cap: a power of two */
+};
+
+/* A connection of a listener that counts addresses: what to give back. */
+typedef struct {
+  rill_listener_t *l;
+  uint8_t ip[16];
+} addr_ref_t;
+
+static size_t addr_hash(const uint8_t ip[16], size_t mask) {
+  uint64_t a, b;
+  memcpy(&a, ip, 8);
+  memcpy(&b, ip + 8, 8);
+  uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ull)) * 0xC2B2AE3D27D4EB4Full;
+  return (size_t)(h >> 32) & mask;
+}
+
+static addr_slot_t *addr_find(rill_addr_table_t *t, const uint8_t ip[16]) {
+  size_t mask = t->cap - 1;
+  for (size_t i = addr_hash(ip, mask);; i = (i + 1) & mask) {
+    addr_slot_t *e = &t->slots[i];
+    if (e->count == 0 || memcmp(e->ip, ip, 16) == 0) return e;
+  }
+}
+
+static int addr_grow(rill_addr_table_t *t) {
+  size_t cap = t->cap ? t->cap * 2 : 64;
+  addr_slot_t *old = t->slots, *slots = calloc(cap, sizeof(*slots));
+  if (slots == NULL) return UV_ENOMEM;
+  size_t oldcap = t->cap;
+  t->slots = slots;
+  t->cap = cap;
+  for (size_t i = 0; i < oldcap; i++)
+    if (old[i].count) *addr_find(t, old[i].ip) = old[i];
+  free(old);
+  return 0;
+}
+
+/* Counts a connection from ip; returns its count, or 0 if out of memory. */
+static unsigned addr_add(rill_addr_table_t *t, const uint8_t ip[16]) {
+  if ((t->used + 1) * 2 > t->cap && addr_grow(t) != 0) return 0;
+  addr_slot_t *e = addr_find(t, ip);
+  if (e->count == 0) {
+    memcpy(e->ip, ip, 16);
+    t->used++;
+  }
+  return ++e->count;
+}
+
+static void addr_remove(rill_addr_table_t *t, const uint8_t ip[16]) {
+  addr_slot_t *e = addr_find(t, ip);
+  if (e->count == 0 || --e->count > 0) return;
+  t->used--;
+  /* Shift back the entries of the run after the hole that hash before it. */
+  size_t mask = t->cap - 1, hole = (size_t)(e - t->slots);
+  for (size_t i = (hole + 1) & mask; t->slots[i].count; i = (i + 1) & mask) {
+    size_t home = addr_hash(t->slots[i].ip, mask);
+    if (((i - home) & mask) >= ((i - hole) & mask)) {
+      t->slots[hole] = t->slots[i];
+      t->slots[i].count = 0;
+      hole = i;
+    }
+  }
+}
+
+/* The peer's address as 16 bytes; 0, or an error (a pipe, a closed socket). */
+static int peer_ip(uv_tcp_t *h, uint8_t ip[16]) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  int r = uv_tcp_getpeername(h, (struct sockaddr *)&ss, &len);
+  if (r) return r;
+  if (ss.ss_family == AF_INET6) {
+    memcpy(ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+  } else {
+    memset(ip, 0, 10);
+    ip[10] = ip[11] = 0xff;
+    memcpy(ip + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+  }
+  return 0;
+}
+
+int rill__listener_limit_per_addr(rill_listener_t *l, unsigned max) {
+  l->max_per_addr = max;
+  if (max == 0 || l->addrs) return 0;
+  l->addrs = calloc(1, sizeof(*l->addrs));
+  if (l->addrs == NULL || addr_grow(l->addrs) != 0) {
+    free(l->addrs);
+    l->addrs = NULL;
+    l->max_per_addr = 0;
+    return UV_ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- listeners ---- */
+
 static void listener_closed(uv_handle_t *h) {
   rill_listener_t *l = h->data;
   listener_unref(l);
@@ -17,6 +124,8 @@ static void listener_closed(uv_handle_t *h) {
 static void listener_unref(rill_listener_t *l) {
   if (--l->refs > 0) return;
   if (l->on_free) l->on_free(l);
+  if (l->addrs) free(l->addrs->slots);
+  free(l->addrs);
   free(l);
 }
 
@@ -31,17 +140,45 @@ static void conn_freed(void *arg) {
   listener_unref(l);
 }
 
+static void addr_conn_freed(void *arg) {
+  addr_ref_t *ref = arg;
+  rill_listener_t *l = ref->l;
+  if (l->addrs) addr_remove(l->addrs, ref->ip);
+  free(ref);
+  conn_freed(l);
+}
+
 static void listener_accept(rill_listener_t *l) {
   rill_uvstream_t *u = rill__uvstream_new(l->w, UV_TCP);
   if (u == NULL) return;
-  if (uv_accept((uv_stream_t *)&l->h, rill__uvstream_handle(u)) != 0) {
+  uv_tcp_t *h = (uv_tcp_t *)rill__uvstream_handle(u);
+  if (uv_accept((uv_stream_t *)&l->h, (uv_stream_t *)h) != 0) {
     rill__uvstream_discard(u);
     return;
   }
-  uv_tcp_nodelay((uv_tcp_t *)rill__uvstream_handle(u), 1);
+  uv_tcp_nodelay(h, 1);
+  addr_ref_t *ref = NULL;
+  if (l->max_per_addr && l->addrs) {
+    ref = malloc(sizeof(*ref));
+    unsigned n = 0;
+    if (ref && peer_ip(h, ref->ip) == 0) n = addr_add(l->addrs, ref->ip);
+    if (n == 0 || n > l->max_per_addr) {
+      if (n) addr_remove(l->addrs, ref->ip);
+      free(ref);
+      if (n) rill__log(l->w, RILL_LOG_DEBUG, "refusing a connection: %u from its address",
+                       l->max_per_addr);
+      rill_stream_t *s = rill__uvstream_stream(u);
+      s->vt->abort(s);
+      return;
+    }
+    ref->l = l;
+  }
   l->nconns++;
   l->refs++;
-  rill__uvstream_on_free(u, conn_freed, l);
+  if (ref)
+    rill__uvstream_on_free(u, addr_conn_freed, ref);
+  else
+    rill__uvstream_on_free(u, conn_freed, l);
   l->on_accept(l, u);
 }
 
@@ -52,10 +189,13 @@ static void connection_cb(uv_stream_t *server, int status) {
     return;
   }
   if (l->nconns >= l->max_conns) {
-    /* Leave it to the kernel's queue; libuv stops polling until we accept. */
-    if (!l->paused)
-      rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
+    /* Leave it to the kernel's queue (libuv stops polling until we accept),
+     * and accept it once a connection is freed: one that was idle, closed
+     * now to make room, or the next to end. */
+    if (l->paused) return;
     l->paused = 1;
+    if (l->make_room && l->make_room(l)) return;
+    rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
     return;
   }
   listener_accept(l);
@@ -88,7 +228,7 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
                  unsigned max_conns, rill_accept_cb cb, void *data,
                  rill_listener_t **out) {
   int reuse = 0, slot = -1;
-  port = rill__port_for(w, host, port, &reuse, &slot);
+  if (w->port_for) port = w->port_for(w, host, port, &reuse, &slot);
   struct sockaddr_storage ss;
   int r = resolve(w->loop, host, port, &ss);
   if (r) return r;
@@ -120,20 +260,9 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   l->obj.kind = RILL_OBJ_LISTENER;
   l->obj.shutdown = listener_destroy; /* a graceful stop closes it too */
   char name[64];
-  rill__port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
+  if (w->port_bound) w->port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
   *out = l;
   return 0;
-}
-
-int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen) {
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, host, hostlen);
-    return ntohs(a->sin6_port);
-  }
-  const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-  uv_ip4_name(a, host, hostlen);
-  return ntohs(a->sin_port);
 }
 
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen) {

@@ -2,9 +2,10 @@
 #ifndef RILL_TCP_H
 #define RILL_TCP_H
 
-#include "rill_int.h"
+#include "uvstream.h"
 
 typedef struct rill_listener_s rill_listener_t;
+typedef struct rill_addr_table_s rill_addr_table_t;
 /* Gets a new connection; the callee owns it. */
 typedef void (*rill_accept_cb)(rill_listener_t *l, rill_uvstream_t *conn);
 
@@ -18,26 +19,31 @@ struct rill_listener_s {
   /* Swaps the handler (a registry reference) for new connections. */
   void (*set_handler)(rill_listener_t *l, int ref);
   void (*on_free)(rill_listener_t *l); /* before the memory goes */
+  /* Optional: at the connection limit, close a connection that is idle (or
+   * has not sent a whole request) to make room for a new one. Returns 1 if
+   * it closed one. */
+  int (*make_room)(rill_listener_t *l);
   unsigned nconns, max_conns;
-  int refs; /* 1 for the open listener + 1 per live connection */
+  unsigned max_per_addr;     /* connections from one address; 0: no limit */
+  rill_addr_table_t *addrs; /* counts per address, when limited */
+  int refs;                  /* 1 for the open listener + 1 per live connection */
   unsigned paused : 1, closing : 1;
 };
 
 /* Binds host:port (port 0: any free port) and listens. Returns 0 and *out, or
- * a negative error. */
+ * a negative error. Listeners of a worker in a runtime share ports through
+ * the worker's port_for/port_bound hooks. */
 int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
                  unsigned max_conns, rill_accept_cb cb, void *data,
                  rill_listener_t **out);
 
-/* Listening from a worker of a runtime with several: rill.c maps a port 0
- * to the port the first worker got, and shares the port (SO_REUSEPORT).
- * Returns the port to bind and sets *reuse; report the port bound after. */
-int rill__port_for(rill_worker_t *w, const char *host, int port, int *reuse, int *slot);
-void rill__port_bound(rill_worker_t *w, int slot, int port);
 /* The bound port and address ("127.0.0.1"). */
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen);
 /* Stops listening; the memory goes when the last connection has ended. */
 void rill__listener_close(rill_listener_t *l);
+/* Limits connections from one address (0: no limit). Returns 0 or
+ * UV_ENOMEM. */
+int rill__listener_limit_per_addr(rill_listener_t *l, unsigned max);
 
 /* Connects to host:port, resolving the name with uv_getaddrinfo and trying
  * each address in turn. cb gets the connected stream or an error. */
@@ -47,8 +53,5 @@ int rill__connect(rill_worker_t *w, const char *host, int port, rill_connect_cb 
                   void *data, rill_connect_t **out);
 /* Gives up: cb will not be called; the memory goes once libuv is done. */
 void rill__connect_cancel(rill_connect_t *c);
-
-/* Formats a socket address as "host" and returns the port. */
-int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
+#include "stream.h"
 #include "tls.h"
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -54,17 +55,20 @@ typedef struct ca_s {
 
 typedef struct session_s {
   struct session_s *next;
-  char *key; /* "name:port" or the server name */
+  char *key; /* see session_key() */
   mbedtls_ssl_session s;
 } session_t;
 
 typedef struct {
+  rill_service_t svc; /* freed with the worker */
   mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
   ca_t *cas;
   session_t *sessions;
   unsigned nsessions;
 } tls_worker_t;
+
+static void tls_worker_free(rill_service_t *svc, rill_worker_t *w);
 
 static tls_worker_t *worker_tls(rill_worker_t *w) {
   if (w->tls) return w->tls;
@@ -81,12 +85,13 @@ static tls_worker_t *worker_tls(rill_worker_t *w) {
     return NULL;
   }
   w->tls = tw;
+  tw->svc.free = tls_worker_free;
+  rill__worker_add_service(w, &tw->svc);
   return tw;
 }
 
-void rill__tls_worker_free(rill_worker_t *w) {
-  tls_worker_t *tw = w->tls;
-  if (tw == NULL) return;
+static void tls_worker_free(rill_service_t *svc, rill_worker_t *w) {
+  tls_worker_t *tw = rill__container_of(svc, tls_worker_t, svc);
   for (ca_t *c = tw->cas, *next; c; c = next) {
     next = c->next;
     mbedtls_x509_crt_free(&c->crt);
@@ -111,7 +116,10 @@ static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err,
   for (ca_t *c = tw->cas; c; c = c->next)
     if (strcmp(c->path, path) == 0) return &c->crt;
   ca_t *c = calloc(1, sizeof(*c));
-  if (c == NULL) return NULL;
+  if (c == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
   mbedtls_x509_crt_init(&c->crt);
   int r = mbedtls_x509_crt_parse_file(&c->crt, path);
   if (r < 0 || c->crt.version == 0) {
@@ -123,6 +131,12 @@ static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err,
     return NULL;
   }
   c->path = strdup(path);
+  if (c->path == NULL) {
+    snprintf(err, errlen, "out of memory");
+    mbedtls_x509_crt_free(&c->crt);
+    free(c);
+    return NULL;
+  }
   c->next = tw->cas;
   tw->cas = c;
   return &c->crt;
@@ -168,6 +182,10 @@ struct rill_tls_conf_s {
   size_t ncerts;
   const char **alpn;
   unsigned timeout_ms;
+  /* A client's trust: sessions made under one are never offered under
+   * another (a resumed session skips the certificate check). "v1|CA file"
+   * when verifying, "v0|" when not; a client certificate will be added. */
+  char *trust;
   /* A server's ticket keys: its own, so that no other listener resumes its
    * sessions. */
   mbedtls_ssl_ticket_context ticket;
@@ -187,6 +205,7 @@ void rill__tls_conf_unref(rill_tls_conf_t *c) {
     mbedtls_pk_free(&c->certs[i].key);
   }
   free(c->certs);
+  free(c->trust);
   if (c->alpn) {
     for (size_t i = 0; c->alpn[i]; i++)
       free((char *)c->alpn[i]);
@@ -203,7 +222,7 @@ static int copy_alpn(rill_tls_conf_t *c, const char *const *alpn) {
   c->alpn = calloc(n + 1, sizeof(char *));
   if (c->alpn == NULL) return UV_ENOMEM;
   for (size_t i = 0; i < n; i++)
-    c->alpn[i] = strdup(alpn[i]);
+    if ((c->alpn[i] = strdup(alpn[i])) == NULL) return UV_ENOMEM;
   return mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn) == 0 ? 0 : UV_EINVAL;
 }
 
@@ -288,16 +307,18 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
   }
   c->certs = calloc(n, sizeof(cert_t));
   if (c->certs == NULL) {
+    snprintf(err, errlen, "out of memory");
     rill__tls_conf_unref(c);
     return UV_ENOMEM;
   }
   char msg[128];
+  int r;
   for (size_t i = 0; i < n; i++) {
     cert_t *ct = &c->certs[i];
     mbedtls_x509_crt_init(&ct->crt);
     mbedtls_pk_init(&ct->key);
     c->ncerts = i + 1;
-    int r = mbedtls_x509_crt_parse_file(&ct->crt, pairs[i].cert);
+    r = mbedtls_x509_crt_parse_file(&ct->crt, pairs[i].cert);
     if (r != 0) {
       mbedtls_strerror(r, msg, sizeof(msg));
       snprintf(err, errlen, "cannot load certificate %s: %s", pairs[i].cert, msg);
@@ -330,10 +351,10 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
     mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
                                         mbedtls_ssl_ticket_parse, &c->ticket);
   }
-  if (copy_alpn(c, alpn) != 0) {
-    snprintf(err, errlen, "bad ALPN protocol list");
+  if ((r = copy_alpn(c, alpn)) != 0) {
+    snprintf(err, errlen, r == UV_ENOMEM ? "out of memory" : "bad ALPN protocol list");
     rill__tls_conf_unref(c);
-    return UV_EINVAL;
+    return r;
   }
   *out = c;
   return 0;
@@ -347,8 +368,9 @@ int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
     snprintf(err, errlen, "cannot set up TLS");
     return UV_ENOMEM;
   }
+  const char *ca_path = ca_file ? ca_file : SYSTEM_CA;
   if (verify) {
-    mbedtls_x509_crt *ca = ca_chain(w->tls, ca_file ? ca_file : SYSTEM_CA, err, errlen);
+    mbedtls_x509_crt *ca = ca_chain(w->tls, ca_path, err, errlen);
     if (ca == NULL) {
       rill__tls_conf_unref(c);
       return UV_EINVAL;
@@ -358,11 +380,15 @@ int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
   } else {
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
   }
-  if (copy_alpn(c, alpn) != 0) {
-    snprintf(err, errlen, "bad ALPN protocol list");
+  size_t tlen = strlen(ca_path) + 4;
+  c->trust = malloc(tlen);
+  int r = c->trust ? copy_alpn(c, alpn) : UV_ENOMEM;
+  if (r != 0) {
+    snprintf(err, errlen, r == UV_ENOMEM ? "out of memory" : "bad ALPN protocol list");
     rill__tls_conf_unref(c);
-    return UV_EINVAL;
+    return r;
   }
+  snprintf(c->trust, tlen, "v%d|%s", verify ? 1 : 0, verify ? ca_path : "");
   *out = c;
   return 0;
 }
@@ -374,8 +400,9 @@ enum { S_HANDSHAKE, S_OPEN };
 typedef struct {
   rill_stream_t base;
   rill_obj_t obj;
+  rill_binding_t lower_b; /* bound to lower, which this stream owns */
   rill_tls_conf_t *conf;
-  rill_stream_t *lower;
+  rill_stream_t *lower; /* NULL once gone */
   mbedtls_ssl_context ssl;
   uv_timer_t timer; /* the handshake's deadline */
   int state;
@@ -385,8 +412,6 @@ typedef struct {
   char sni[256];
   char *stage; /* plaintext waiting to become a record */
   size_t staged;
-  rill_tls_handshake_cb hs_cb;
-  void *hs_data;
   unsigned want : 1, lower_full : 1, drain_wait : 1, closing : 1, timer_on : 1,
       read_eof : 1;
 } tls_t;
@@ -394,6 +419,7 @@ typedef struct {
 #define T(s) rill__container_of((s), tls_t, base)
 
 static const rill_stream_vt tls_vt;
+static void tls_release(tls_t *t, int abort);
 
 static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name,
                          size_t len) {
@@ -406,6 +432,7 @@ static void sni_remember(mbedtls_ssl_context *ssl, const unsigned char *name,
 /* mbedTLS pulls record bytes: exactly what it asks for, never more. */
 static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
   tls_t *t = ctx;
+  if (t->lower == NULL) return MBEDTLS_ERR_NET_RECV_FAILED;
   const char *p;
   size_t n;
   int r = t->lower->vt->peek(t->lower, &p, &n);
@@ -422,6 +449,7 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len) {
  * and make our writer wait for its drain. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
   tls_t *t = ctx;
+  if (t->lower == NULL) return MBEDTLS_ERR_NET_SEND_FAILED;
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
   int r = t->lower->vt->write(t->lower, &b, 1);
   if (r == RILL_EAGAIN) {
@@ -430,6 +458,12 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len) {
   }
   if (r < 0) return MBEDTLS_ERR_NET_SEND_FAILED;
   return (int)len;
+}
+
+static void timer_stop(tls_t *t) {
+  if (!t->timer_on) return;
+  uv_timer_stop(&t->timer);
+  t->timer_on = 0;
 }
 
 /* Records a failure, with a message for Lua. */
@@ -449,10 +483,7 @@ static int tls_fail(tls_t *t, int mbed, int err) {
     mbedtls_strerror(mbed, m, sizeof(m));
     snprintf(t->errmsg, sizeof(t->errmsg), "TLS: %s", m);
   }
-  if (t->timer_on) {
-    uv_timer_stop(&t->timer);
-    t->timer_on = 0;
-  }
+  timer_stop(t);
   return err;
 }
 
@@ -462,34 +493,31 @@ static const char *tls_strerror(rill_stream_t *s, int err) {
   return NULL;
 }
 
-/* One step of the handshake. Returns 0 once done, RILL_EAGAIN when it waits
- * for the lower stream, or an error. */
+/* One step of the handshake. Returns 0 once done, RILL_EAGAIN when mbedTLS
+ * has taken all the lower stream holds, or an error. */
 static int hs_step(tls_t *t) {
   if (t->err) return t->err;
   if (t->state == S_OPEN) return 0;
   int r = mbedtls_ssl_handshake(&t->ssl);
   if (r == 0) {
     t->state = S_OPEN;
-    if (t->timer_on) {
-      uv_timer_stop(&t->timer);
-      t->timer_on = 0;
-    }
+    timer_stop(t);
     if (t->session_key) session_save(t->conf->w->tls, t->session_key, &t->ssl);
     return 0;
   }
-  if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-    int f = t->lower->vt->fill(t->lower);
-    if (f < 0) return tls_fail(t, 0, f == RILL_EOF ? RILL_ECLOSED : f);
-    return RILL_EAGAIN;
-  }
+  if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return RILL_EAGAIN;
   rill__log(t->base.w, RILL_LOG_DEBUG, "TLS handshake failed: -0x%04x", (unsigned)-r);
+  if (r == MBEDTLS_ERR_NET_RECV_FAILED || r == MBEDTLS_ERR_NET_SEND_FAILED ||
+      r == MBEDTLS_ERR_SSL_CONN_EOF)
+    return tls_fail(t, 0, RILL_ECLOSED);
   return tls_fail(t, r, RILL_EPROTO);
 }
 
-static void hs_finish(tls_t *t, int status) {
-  rill_tls_handshake_cb cb = t->hs_cb;
-  t->hs_cb = NULL;
-  if (cb) cb(&t->base, status, t->hs_data);
+/* Tells our reader, if one asked (fill or handshake), that it may go on. */
+static void wake_reader(tls_t *t, int status) {
+  if (!t->want) return;
+  t->want = 0;
+  rill__stream_readable(&t->base, status);
 }
 
 static void timer_cb(uv_timer_t *h) {
@@ -499,34 +527,47 @@ static void timer_cb(uv_timer_t *h) {
   rill__log(t->base.w, RILL_LOG_DEBUG, "TLS handshake timed out");
   tls_fail(t, 0, UV_ETIMEDOUT);
   snprintf(t->errmsg, sizeof(t->errmsg), "TLS handshake timeout");
-  if (t->hs_cb) {
-    hs_finish(t, UV_ETIMEDOUT);
-  } else if (t->want && t->base.fill_cb) {
-    t->want = 0;
-    t->base.fill_cb(&t->base, UV_ETIMEDOUT);
-  }
+  wake_reader(t, UV_ETIMEDOUT);
 }
 
-static void lower_fill_cb(rill_stream_t *lower, int status) {
-  tls_t *t = lower->data;
-  if (t->state == S_HANDSHAKE && t->hs_cb) {
-    int r = hs_step(t);
-    if (r != RILL_EAGAIN) hs_finish(t, r);
-    return;
-  }
-  if (t->want && t->base.fill_cb) {
-    t->want = 0;
-    t->base.fill_cb(&t->base, status);
-  }
+static void lower_readable(rill_binding_t *b, int status) {
+  tls_t *t = rill__container_of(b, tls_t, lower_b);
+  wake_reader(t, status);
 }
 
-static void lower_drain_cb(rill_stream_t *lower, int status) {
-  tls_t *t = lower->data;
+static void lower_drained(rill_binding_t *b, int status) {
+  tls_t *t = rill__container_of(b, tls_t, lower_b);
   t->lower_full = 0;
-  if (t->drain_wait) {
-    t->drain_wait = 0;
-    if (t->base.drain_cb) t->base.drain_cb(&t->base, status);
-  }
+  if (!t->drain_wait) return;
+  t->drain_wait = 0;
+  rill__stream_drained(&t->base, status);
+}
+
+/* The stream below closed under us (a worker's teardown): so do we. */
+static void lower_gone(rill_binding_t *b) {
+  tls_t *t = rill__container_of(b, tls_t, lower_b);
+  t->lower = NULL;
+  if (!t->err) t->err = RILL_ECLOSED;
+  tls_release(t, 1);
+}
+
+static const rill_binding_ops_t lower_ops = {
+    .readable = lower_readable,
+    .drained = lower_drained,
+    .gone = lower_gone,
+};
+
+/* Asks the lower stream for more. Returns 0 if mbedTLS may go on now (the
+ * lower stream had bytes at once), RILL_EAGAIN if lower_readable follows,
+ * or an error. */
+static int fill_lower(tls_t *t) {
+  if (t->lower == NULL) return RILL_ECLOSED;
+  int r = rill__stream_fill(t->lower);
+  if (r < 0) return r == RILL_EOF ? RILL_ECLOSED : r;
+  const char *p;
+  size_t n;
+  if (t->lower->vt->peek(t->lower, &p, &n) == 0 && n > 0) return 0;
+  return RILL_EAGAIN;
 }
 
 static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
@@ -561,7 +602,7 @@ static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
     if (r == MBEDTLS_ERR_NET_RECV_FAILED) {
       const char *lp;
       size_t ln;
-      int lr = t->lower->vt->peek(t->lower, &lp, &ln);
+      int lr = t->lower ? t->lower->vt->peek(t->lower, &lp, &ln) : RILL_ECLOSED;
       return tls_fail(t, 0, lr < 0 ? lr : RILL_ECLOSED);
     }
     return tls_fail(t, r, RILL_EPROTO);
@@ -570,6 +611,7 @@ static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
 
 static void tls_consume(rill_stream_t *s, size_t n) {
   tls_t *t = T(s);
+  assert(t->ssl.in_offt != NULL && n <= t->ssl.in_msglen);
   /* What mbedtls_ssl_read() does after copying n bytes out. */
   t->ssl.in_msglen -= n;
   if (t->ssl.in_msglen == 0) {
@@ -580,28 +622,23 @@ static void tls_consume(rill_stream_t *s, size_t n) {
   }
 }
 
+/* mbedTLS takes what the lower stream holds first (a record may be complete
+ * already); only when the lower stream is empty is it filled. */
 static int tls_fill(rill_stream_t *s) {
   tls_t *t = T(s);
-  if (t->err) return t->err;
-  if (t->read_eof) return RILL_EOF;
-  t->want = 1;
-  /* Let mbedTLS take what the lower stream holds first: a record may be
-   * complete already (the caller peeks again), else the lower stream is
-   * empty after this and must be filled. */
-  const char *p;
-  size_t n;
-  int r = tls_peek(s, &p, &n);
-  if (r < 0) {
-    t->want = 0;
-    return r;
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r = tls_peek(s, &p, &n);
+    if (r < 0) return r;
+    if (n > 0) return 0;
+    r = fill_lower(t);
+    if (r == RILL_EAGAIN) {
+      t->want = 1;
+      return 0;
+    }
+    if (r < 0) return tls_fail(t, 0, r);
   }
-  if (n > 0) return 0;
-  r = t->lower->vt->fill(t->lower);
-  if (r < 0) {
-    t->want = 0;
-    return r == RILL_EOF ? RILL_EOF : r;
-  }
-  return 0;
 }
 
 static int flush_stage(tls_t *t, const char *p, size_t len) {
@@ -661,6 +698,7 @@ static int tls_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
 
 static int tls_shutdown(rill_stream_t *s) {
   tls_t *t = T(s);
+  if (t->lower == NULL) return RILL_ECLOSED;
   if (t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
   return t->lower->vt->shutdown ? t->lower->vt->shutdown(t->lower) : 0;
 }
@@ -671,26 +709,28 @@ static void timer_closed(uv_handle_t *h) {
   rill__tls_conf_unref(t->conf);
   free(t->stage);
   free(t->session_key);
-  free(t->base.acc);
-  if (t->base.sep != t->base.sep_small) free(t->base.sep);
   free(t);
 }
 
+/* Tells our bindings, then closes (or resets) the stream below, which is
+ * ours. */
 static void tls_release(tls_t *t, int abort) {
   if (t->closing) return;
   t->closing = 1;
+  t->want = 0;
   rill__stream_gone(&t->base);
-  t->hs_cb = NULL;
+  timer_stop(t);
   rill__obj_unlink(&t->obj);
   rill_stream_t *lower = t->lower;
-  if (!abort && t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
-  lower->fill_cb = NULL;
-  lower->drain_cb = NULL;
-  lower->data = NULL;
-  if (abort)
-    lower->vt->abort(lower);
-  else
-    lower->vt->close(lower); /* after an error too: the peer gets our alert and a FIN */
+  if (lower) {
+    if (!abort && t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
+    rill__stream_unbind(&t->lower_b);
+    t->lower = NULL;
+    if (abort)
+      lower->vt->abort(lower);
+    else
+      lower->vt->close(lower); /* after an error too: the peer gets our alert and a FIN */
+  }
   uv_close((uv_handle_t *)&t->timer, timer_closed);
 }
 
@@ -700,6 +740,16 @@ static void tls_close(rill_stream_t *s) {
 
 static void tls_abort(rill_stream_t *s) {
   tls_release(T(s), 1);
+}
+
+static int tls_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
+  tls_t *t = T(s);
+  return t->lower ? rill__stream_addr(t->lower, peer, host, hostlen) : RILL_ECLOSED;
+}
+
+static int tls_ref(rill_stream_t *s, int ref) {
+  tls_t *t = T(s);
+  return t->lower ? rill__stream_ref(t->lower, ref) : RILL_ECLOSED;
 }
 
 static const rill_stream_vt tls_vt = {
@@ -712,12 +762,24 @@ static const rill_stream_vt tls_vt = {
     .close = tls_close,
     .abort = tls_abort,
     .strerror = tls_strerror,
+    .addr = tls_addr,
+    .ref = tls_ref,
 };
 
 static void tls_destroy(rill_obj_t *o) {
-  tls_t *t = rill__container_of(o, tls_t, obj);
-  rill__stream_detach(&t->base);
-  tls_release(t, 1);
+  tls_release(rill__container_of(o, tls_t, obj), 1);
+}
+
+/* Where a client keeps its session: the trust it was made under, the name
+ * it checked, and the address it reached. */
+static char *session_key(rill_tls_conf_t *conf, rill_stream_t *lower, const char *name) {
+  char host[64], key[600];
+  int port = rill__stream_addr(lower, 1, host, sizeof(host));
+  if (port > 0)
+    snprintf(key, sizeof(key), "%s|%s@%s:%d", conf->trust, name, host, port);
+  else
+    snprintf(key, sizeof(key), "%s|%s", conf->trust, name);
+  return strdup(key);
 }
 
 rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
@@ -729,8 +791,8 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
     return NULL;
   }
   rill__stream_init(&t->base, &tls_vt, w);
-  rill__stream_owned(lower);
   t->lower = lower;
+  rill__stream_bind(lower, &t->lower_b, &lower_ops);
   t->conf = conf;
   rill__tls_conf_ref(conf);
   mbedtls_ssl_init(&t->ssl);
@@ -742,20 +804,9 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
     return NULL;
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
-  lower->data = t;
-  lower->fill_cb = lower_fill_cb;
-  lower->drain_cb = lower_drain_cb;
   if (!conf->server && server_name) {
     mbedtls_ssl_set_hostname(&t->ssl, server_name);
-    /* A session is kept for a name at an address: another server is not
-     * offered it (a session resumed skips the certificate check). */
-    char host[64], key[400];
-    int port = rill__stream_addr(lower, 1, host, sizeof(host));
-    if (port > 0)
-      snprintf(key, sizeof(key), "%s@%s:%d", server_name, host, port);
-    else
-      snprintf(key, sizeof(key), "%s", server_name);
-    t->session_key = strdup(key);
+    t->session_key = session_key(conf, lower, server_name);
     session_t *saved = t->session_key ? session_find(conf->w->tls, t->session_key) : NULL;
     if (saved) mbedtls_ssl_set_session(&t->ssl, &saved->s);
   }
@@ -766,14 +817,19 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
   return &t->base;
 }
 
-int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data) {
+int rill__tls_handshake(rill_stream_t *s) {
   tls_t *t = T(s);
-  int r = hs_step(t);
-  if (r == RILL_EAGAIN) {
-    t->hs_cb = cb;
-    t->hs_data = data;
+  assert(s->top != NULL && "bind to a TLS stream before its handshake");
+  for (;;) {
+    int r = hs_step(t);
+    if (r != RILL_EAGAIN) return r;
+    r = fill_lower(t);
+    if (r == RILL_EAGAIN) {
+      t->want = 1;
+      return RILL_EAGAIN;
+    }
+    if (r < 0) return tls_fail(t, 0, r);
   }
-  return r;
 }
 
 rill_stream_t *rill__tls_lower(rill_stream_t *s) {
@@ -801,10 +857,4 @@ const char *rill__tls_cipher(rill_stream_t *s) {
 
 const char *rill__tls_sni(rill_stream_t *s) {
   return rill__tls_is(s) && T(s)->sni[0] ? T(s)->sni : NULL;
-}
-
-int rill__random(rill_worker_t *w, void *buf, size_t n) {
-  tls_worker_t *tw = worker_tls(w);
-  if (tw == NULL) return UV_ENOMEM;
-  return mbedtls_ctr_drbg_random(&tw->drbg, buf, n) == 0 ? 0 : UV_EIO;
 }

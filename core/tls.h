@@ -9,7 +9,7 @@
 #ifndef RILL_TLS_H
 #define RILL_TLS_H
 
-#include "rill_int.h"
+#include "stream.h"
 
 typedef struct rill_tls_conf_s rill_tls_conf_t;
 
@@ -35,19 +35,20 @@ int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
 void rill__tls_conf_ref(rill_tls_conf_t *c);
 void rill__tls_conf_unref(rill_tls_conf_t *c);
 
-/* Wraps lower (which the new stream then owns) in TLS. server_name: for a
- * client, the name sent by SNI and checked against the certificate. Returns
- * NULL when out of memory (lower is then closed). A server stream starts its
- * handshake timer at once. */
+/* Wraps lower in TLS: the new stream binds to lower and owns it (closing
+ * the TLS stream closes lower). server_name: for a client, the name sent by
+ * SNI and checked against the certificate. Returns NULL when out of memory
+ * (lower is then closed). The handshake timer starts at once. A client
+ * resumes only sessions made under the same trust (CA and verify mode), for
+ * the same name at the same address. */
 rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
                              const char *server_name);
 
-/* Runs the handshake to its end. Returns 0 or an error if it ended at once;
- * or RILL_EAGAIN, and cb gets 0 or an error later (unless the stream is
- * closed first). Reading a TLS stream also drives the handshake, so a server
+/* Drives the handshake, as a fill does: returns 0 once done, an error, or
+ * RILL_EAGAIN, and then the stream's readable() follows (bind first); call
+ * again then. Reading a TLS stream drives the handshake too, so a server
  * need not call this. */
-typedef void (*rill_tls_handshake_cb)(rill_stream_t *s, int status, void *data);
-int rill__tls_handshake(rill_stream_t *s, rill_tls_handshake_cb cb, void *data);
+int rill__tls_handshake(rill_stream_t *s);
 
 int rill__tls_is(rill_stream_t *s);
 /* The stream a TLS stream runs over, or NULL for other streams. */
@@ -58,11 +59,5 @@ const char *rill__tls_alpn(rill_stream_t *s);
 const char *rill__tls_version(rill_stream_t *s);
 const char *rill__tls_cipher(rill_stream_t *s);
 const char *rill__tls_sni(rill_stream_t *s);
-
-/* Fills buf with n random bytes from the worker's generator. */
-int rill__random(rill_worker_t *w, void *buf, size_t n);
-
-/* Frees the worker's TLS state (random generator, ticket keys, CA cache). */
-void rill__tls_worker_free(rill_worker_t *w);
 
 #endif

@@ -1,16 +1,15 @@
-/* A worker: one uv loop, one Lua state, the objects that live on them, a pool
- * of input buffers and the formatted Date header. One thread runs one worker. */
+/* A worker: one uv loop, the objects that live on it, a pool of input
+ * buffers, the formatted Date header and the services of the layers above.
+ * One thread runs one worker. See worker.h. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/random.h>
 #include <time.h>
 
-#include <lua.h>
-
-#include "rill_int.h"
-#include "rill_sched.h"
-#include "tls.h"
+#include "worker.h"
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
   o->destroy = destroy;
@@ -41,7 +40,16 @@ void rill__worker_command(rill_worker_t *w, int cmd) {
   uv_async_send(&w->cmd);
 }
 
+void rill__worker_add_service(rill_worker_t *w, rill_service_t *svc) {
+  rill_service_t **p = &w->services;
+  while (*p)
+    p = &(*p)->next;
+  svc->next = NULL;
+  *p = svc;
+}
+
 static int busy(rill_worker_t *w) {
+  if (w->busy > 0) return 1;
   for (rill_obj_t *o = w->objs.next; o != &w->objs; o = o->next)
     if ((o->kind == RILL_OBJ_CONN || o->kind == RILL_OBJ_WS) && !o->done) return 1;
   return 0;
@@ -106,7 +114,7 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   uv_async_init(loop, &w->cmd, cmd_cb);
   w->cmd.data = w;
   uv_unref((uv_handle_t *)&w->cmd);
-  if (w->bufs == NULL || w->scratch == NULL || rill__sched_init(w) != 0) {
+  if (w->bufs == NULL || w->scratch == NULL) {
     free(w->bufs);
     free(w->scratch);
     if (w->own_loop) {
@@ -127,14 +135,15 @@ static void close_stray(uv_handle_t *h, void *arg) {
 
 void rill__worker_free(rill_worker_t *w) {
   w->stopping = 1;
-  /* Destroying an object may create none, but may unlink others; take the
-   * head each time. */
+  /* Destroying an object may unlink others (whatever was bound to it); take
+   * the head each time. */
   while (w->objs.next != &w->objs) {
     rill_obj_t *o = w->objs.next;
     rill__obj_unlink(o);
     o->destroy(o);
   }
-  rill__sched_close(w);
+  for (rill_service_t *s = w->services; s; s = s->next)
+    if (s->close) s->close(s, w);
   uv_close((uv_handle_t *)&w->cmd, close_stray_cb);
   if (w->graceful) {
     uv_close((uv_handle_t *)&w->stop_check, close_stray_cb);
@@ -147,10 +156,11 @@ void rill__worker_free(rill_worker_t *w) {
     for (int i = 0; i < 16; i++)
       uv_run(w->loop, UV_RUN_NOWAIT);
   }
-  if (w->L) {
-    lua_close(w->L);
-    w->L = NULL;
+  for (rill_service_t *s = w->services, *next; s; s = next) {
+    next = s->next;
+    if (s->free) s->free(s, w);
   }
+  w->services = NULL;
   /* Handles the host created on our loop are its own business; ours are all
    * closed by now. A loop we own must end empty. */
   if (w->own_loop) {
@@ -159,8 +169,6 @@ void rill__worker_free(rill_worker_t *w) {
     uv_loop_close(w->loop);
     free(w->loop);
   }
-  rill__sched_free(w);
-  rill__tls_worker_free(w);
   for (unsigned i = 0; i < w->nbufs; i++)
     free(w->bufs[i]);
   free(w->bufs);
@@ -192,6 +200,27 @@ const char *rill__date_line(rill_worker_t *w, size_t *len) {
   }
   *len = w->date_len;
   return w->date;
+}
+
+int rill__random(rill_worker_t *w, void *buf, size_t n) {
+  uint8_t *out = buf;
+  while (n > 0) {
+    if (w->rnd_left == 0) {
+      ssize_t r = getrandom(w->rnd, sizeof(w->rnd), 0);
+      if (r < 0) return uv_translate_sys_error(errno);
+      w->rnd_left = (unsigned)r;
+      continue;
+    }
+    size_t k = n < w->rnd_left ? n : w->rnd_left;
+    /* Taken from the end, and wiped: a byte is never handed out twice. */
+    uint8_t *src = w->rnd + w->rnd_left - k;
+    memcpy(out, src, k);
+    memset(src, 0, k);
+    w->rnd_left -= (unsigned)k;
+    out += k;
+    n -= k;
+  }
+  return 0;
 }
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
@@ -228,9 +257,18 @@ const char *rill__errmsg(int err) {
     return "body too large";
   case RILL_EPROTO:
     return "protocol error";
-  default:
-    snprintf(buf, sizeof(buf), "%s: %s", uv_err_name(err), uv_strerror(err));
+  case RILL_ELOAD:
+    return "the app did not load";
+  case RILL_ESTATE:
+    return "not in this state";
+  default: {
+    /* The _r forms: the plain ones allocate a message for an unknown code. */
+    char name[32], text[80];
+    uv_err_name_r(err, name, sizeof(name));
+    uv_strerror_r(err, text, sizeof(text));
+    snprintf(buf, sizeof(buf), "%s: %s", name, text);
     return buf;
+  }
   }
 }
 

@@ -15,12 +15,22 @@
 #ifndef RILL_H
 #define RILL_H
 
-#include <lua.h>
 #include <uv.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* librill exports these names and nothing else. */
+#if defined(__GNUC__)
+#define RILL_API __attribute__((visibility("default")))
+#else
+#define RILL_API
+#endif
+
+/* A Lua C function (lua_CFunction), without needing lua.h here. */
+struct lua_State;
+typedef int (*rill_lua_cfunction)(struct lua_State *L);
 
 #define RILL_VERSION_MAJOR 0
 #define RILL_VERSION_MINOR 1
@@ -38,10 +48,10 @@ extern "C" {
 #define RILL_ESTATE (-30006)        /* not now: the runtime is running, or not */
 
 /* Returns a static message for err: "timeout", "closed", or "ENAME: text". */
-const char *rill_strerror(int err);
+RILL_API const char *rill_strerror(int err);
 
 /* Returns the version as "MAJOR.MINOR.PATCH". */
-const char *rill_version(void);
+RILL_API const char *rill_version(void);
 
 typedef struct rill_s rill_t;
 
@@ -54,48 +64,48 @@ typedef struct {
 } rill_options_t;
 
 /* Creates a runtime with its own loops. opts may be NULL. */
-int rill_new(rill_t **out, const rill_options_t *opts);
+RILL_API int rill_new(rill_t **out, const rill_options_t *opts);
 /* Creates a runtime of one worker on the host's loop: the host runs the loop
  * (uv_run) and calls rill_start() first; rill_run_once() is then not needed. */
-int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_t *opts);
+RILL_API int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_t *opts);
 
 /* Before the runtime starts: what each worker's Lua state gets. */
 /* A function callable from Lua as require("rill.host")[name]. */
-int rill_register(rill_t *r, const char *name, lua_CFunction fn);
+RILL_API int rill_register(rill_t *r, const char *name, rill_lua_cfunction fn);
 /* A module for require(name), opened by open. */
-int rill_preload(rill_t *r, const char *name, lua_CFunction open);
+RILL_API int rill_preload(rill_t *r, const char *name, rill_lua_cfunction open);
 /* An HTTP listener (port 0: any free one, the same for every worker). */
 typedef struct {
   const char *tls_cert; /* PEM files: serve HTTPS */
   const char *tls_key;
 } rill_listen_options_t;
-int rill_listen(rill_t *r, const char *host, int port, const rill_listen_options_t *o);
+RILL_API int rill_listen(rill_t *r, const char *host, int port, const rill_listen_options_t *o);
 /* The app: a Lua file or chunk that returns a handler function(req, res) or a
  * router. name names a chunk in error messages. */
-int rill_load_file(rill_t *r, const char *path);
-int rill_load_string(rill_t *r, const char *code, const char *name);
+RILL_API int rill_load_file(rill_t *r, const char *path);
+RILL_API int rill_load_string(rill_t *r, const char *code, const char *name);
 
 /* Starts the workers and loads the app into each. Returns RILL_ELOAD if it
  * did not load (the log says why). rill_run() calls it if needed. */
-int rill_start(rill_t *r);
+RILL_API int rill_start(rill_t *r);
 /* Runs until the runtime stops (rill_stop(), SIGTERM or SIGINT); returns the
  * exit status. */
-int rill_run(rill_t *r);
+RILL_API int rill_run(rill_t *r);
 /* One non-blocking turn of the first worker's loop (for a host that has its
  * own loop to drive). Returns 1 while there is more to do, 0 when done. */
-int rill_run_once(rill_t *r);
+RILL_API int rill_run_once(rill_t *r);
 /* Loads the app again in every worker; requests in flight finish on the old
  * code. A failed reload keeps the old handler. */
-int rill_reload(rill_t *r);
+RILL_API int rill_reload(rill_t *r);
 /* Stops gracefully: no new connections, requests in flight finish within the
  * grace period, WebSockets are closed with 1001. Safe from any thread. */
-int rill_stop(rill_t *r);
+RILL_API int rill_stop(rill_t *r);
 /* The port a listener got (after rill_start), by the order of rill_listen. */
-int rill_port(rill_t *r, int index);
-void rill_free(rill_t *r);
+RILL_API int rill_port(rill_t *r, int index);
+RILL_API void rill_free(rill_t *r);
 
 /* The command line: rill serve|run|test|version. Returns the exit status. */
-int rill_main(int argc, char **argv);
+RILL_API int rill_main(int argc, char **argv);
 
 #ifdef __cplusplus
 }

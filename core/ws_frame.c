@@ -4,18 +4,18 @@
 #include <mbedtls/base64.h>
 #include <mbedtls/sha1.h>
 
-#include "ws.h"
+#include "ws_frame.h"
 
 /* ---- frame headers ---- */
 
-void rill_ws_header_init(rill_ws_header_t *h, int expect_masked, uint64_t max_frame) {
+void rill__ws_header_init(rill_ws_header_t *h, int expect_masked, uint64_t max_frame) {
   memset(h, 0, sizeof(*h));
   h->expect_masked = expect_masked ? 1 : 0;
   h->max_frame = max_frame;
   h->need = 2;
 }
 
-void rill_ws_header_reset(rill_ws_header_t *h) {
+void rill__ws_header_reset(rill_ws_header_t *h) {
   h->have = 0;
   h->need = 2;
   h->fin = h->rsv = h->opcode = h->masked = 0;
@@ -106,7 +106,7 @@ static int check_extended(rill_ws_header_t *h) {
   return check_length(h);
 }
 
-ssize_t rill_ws_header_parse(rill_ws_header_t *h, const uint8_t *p, size_t n, int *done) {
+ssize_t rill__ws_header_parse(rill_ws_header_t *h, const uint8_t *p, size_t n, int *done) {
   size_t i = 0;
   *done = 0;
   if (h->close_code) return -1;
@@ -132,15 +132,15 @@ ssize_t rill_ws_header_parse(rill_ws_header_t *h, const uint8_t *p, size_t n, in
   return (ssize_t)i;
 }
 
-size_t rill_ws_payload(rill_ws_header_t *h, uint8_t *p, size_t n) {
+size_t rill__ws_payload(rill_ws_header_t *h, uint8_t *p, size_t n) {
   uint64_t left = h->len - h->pos;
   size_t take = n < left ? n : (size_t)left;
-  if (h->masked) rill_ws_mask(p, take, h->mask, h->pos);
+  if (h->masked) rill__ws_mask(p, take, h->mask, h->pos);
   h->pos += take;
   return take;
 }
 
-size_t rill_ws_header_write(uint8_t out[RILL_WS_HEADER_MAX], int fin, int opcode,
+size_t rill__ws_header_write(uint8_t out[RILL_WS_HEADER_MAX], int fin, int opcode,
                             uint64_t len, const uint8_t *mask) {
   size_t n = 2;
   out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x7f));
@@ -167,7 +167,7 @@ size_t rill_ws_header_write(uint8_t out[RILL_WS_HEADER_MAX], int fin, int opcode
 
 /* ---- masking ---- */
 
-void rill_ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
+void rill__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
                        uint64_t offset) {
   unsigned k = (unsigned)(offset & 3);
   size_t i = 0;
@@ -207,8 +207,8 @@ void rill_ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t
   }
 }
 
-void rill_ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset) {
-  rill_ws_mask_copy(p, p, n, mask, offset);
+void rill__ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset) {
+  rill__ws_mask_copy(p, p, n, mask, offset);
 }
 
 /* ---- UTF-8 ----
@@ -228,7 +228,7 @@ void rill_ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset) 
  * to come and the range of the next. C0, C1 and F5-FF never appear, nor does a
  * continuation byte without a lead. */
 
-void rill_utf8_init(rill_utf8_t *u) {
+void rill__utf8_init(rill_utf8_t *u) {
   memset(u, 0, sizeof(*u));
 }
 
@@ -260,7 +260,7 @@ static int utf8_fail(rill_utf8_t *u, size_t at) {
   return -1;
 }
 
-int rill_utf8_feed(rill_utf8_t *u, const uint8_t *p, size_t n) {
+int rill__utf8_feed(rill_utf8_t *u, const uint8_t *p, size_t n) {
   size_t i = 0;
   if (u->bad) return utf8_fail(u, 0);
   for (;;) {
@@ -288,24 +288,24 @@ int rill_utf8_feed(rill_utf8_t *u, const uint8_t *p, size_t n) {
   }
 }
 
-int rill_utf8_complete(const rill_utf8_t *u) {
+int rill__utf8_complete(const rill_utf8_t *u) {
   return !u->bad && u->need == 0;
 }
 
-int rill_utf8_valid(const uint8_t *p, size_t n) {
+int rill__utf8_valid(const uint8_t *p, size_t n) {
   rill_utf8_t u;
-  rill_utf8_init(&u);
-  return rill_utf8_feed(&u, p, n) == 0 && rill_utf8_complete(&u);
+  rill__utf8_init(&u);
+  return rill__utf8_feed(&u, p, n) == 0 && rill__utf8_complete(&u);
 }
 
 /* ---- close frames ---- */
 
-int rill_ws_close_code_valid(unsigned code) {
+int rill__ws_close_code_valid(unsigned code) {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
          (code >= 3000 && code <= 4999);
 }
 
-int rill_ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
+int rill__ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
                         const uint8_t **reason, size_t *rlen) {
   *reason = NULL;
   *rlen = 0;
@@ -318,11 +318,11 @@ int rill_ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
     return -1;
   }
   unsigned c = (unsigned)p[0] << 8 | p[1];
-  if (!rill_ws_close_code_valid(c)) {
+  if (!rill__ws_close_code_valid(c)) {
     *code = RILL_WS_PROTOCOL_ERROR;
     return -1;
   }
-  if (!rill_utf8_valid(p + 2, n - 2)) {
+  if (!rill__utf8_valid(p + 2, n - 2)) {
     *code = RILL_WS_INVALID_DATA;
     return -1;
   }
@@ -332,10 +332,10 @@ int rill_ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
   return 0;
 }
 
-ssize_t rill_ws_close_write(uint8_t out[RILL_WS_CONTROL_MAX], unsigned code,
+ssize_t rill__ws_close_write(uint8_t out[RILL_WS_CONTROL_MAX], unsigned code,
                             const uint8_t *reason, size_t rlen) {
   if (code == 0) return 0;
-  if (!rill_ws_close_code_valid(code)) return -1;
+  if (!rill__ws_close_code_valid(code)) return -1;
   if (rlen > RILL_WS_REASON_MAX) {
     /* Cut before the character that straddles the limit. */
     rlen = RILL_WS_REASON_MAX;
@@ -357,7 +357,7 @@ static int b64char(char c) {
          c == '+' || c == '/';
 }
 
-int rill_ws_accept(const char *key, size_t klen, char out[29]) {
+int rill__ws_accept(const char *key, size_t klen, char out[29]) {
   /* 16 bytes in base64: 21 characters of 6 bits, one more whose last 4 bits
    * are padding, then "==". Non-zero padding bits still decode to 16 bytes,
    * so they are accepted, as lenient decoders do. */
@@ -378,7 +378,7 @@ int rill_ws_accept(const char *key, size_t klen, char out[29]) {
   return 0;
 }
 
-void rill_ws_key(const uint8_t nonce[16], char out[25]) {
+void rill__ws_key(const uint8_t nonce[16], char out[25]) {
   size_t olen;
   mbedtls_base64_encode((unsigned char *)out, 25, &olen, nonce, 16);
 }

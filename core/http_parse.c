@@ -3,13 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
+#include "http_parse.h"
 
 /* ---- character classes ---- */
 
 static const char tchars[] = "!#$%&'*+-.^_`|~";
 
-int rill_http_tchar(unsigned char c) {
+int rill__http_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c != 0 && strchr(tchars, c) != NULL);
 }
@@ -18,7 +18,7 @@ static unsigned char lower(unsigned char c) {
   return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
 }
 
-int rill_http_name_is(const char *name, size_t len, const char *lo) {
+int rill__http_name_is(const char *name, size_t len, const char *lo) {
   size_t i = 0;
   for (; i < len; i++)
     if (lo[i] == 0 || lower((unsigned char)name[i]) != (unsigned char)lo[i]) return 0;
@@ -30,7 +30,7 @@ static int value_is(const char *v, size_t len, const char *lo) {
     v++, len--;
   while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
     len--;
-  return rill_http_name_is(v, len, lo);
+  return rill__http_name_is(v, len, lo);
 }
 
 /* ---- head parsing ---- */
@@ -125,7 +125,7 @@ static int on_headers_complete(llhttp_t *p) {
 static llhttp_settings_t settings;
 static int settings_ready;
 
-void rill_http_head_init(rill_http_head_t *h, int type, unsigned max_fields) {
+void rill__http_head_init(rill_http_head_t *h, int type, unsigned max_fields) {
   if (!settings_ready) {
     llhttp_settings_init(&settings);
     settings.on_url = on_url;
@@ -147,13 +147,13 @@ void rill_http_head_init(rill_http_head_t *h, int type, unsigned max_fields) {
   h->parser.data = h;
 }
 
-void rill_http_head_free(rill_http_head_t *h) {
+void rill__http_head_free(rill_http_head_t *h) {
   if (h->fields != h->inline_fields) free(h->fields);
   h->fields = h->inline_fields;
   h->cap = RILL_HTTP_INLINE_FIELDS < h->max ? RILL_HTTP_INLINE_FIELDS : h->max;
 }
 
-void rill_http_head_reset(rill_http_head_t *h) {
+void rill__http_head_reset(rill_http_head_t *h) {
   llhttp_reset(&h->parser);
   h->fed = 0;
   h->url_off = h->url_len = h->reason_off = h->reason_len = 0;
@@ -173,10 +173,19 @@ static ssize_t fail(rill_http_head_t *h, int status, const char *reason) {
   return -1;
 }
 
+/* 1 if a CR in buf is not the first half of a line's end. */
+static int bare_cr(const char *buf, size_t len) {
+  for (const char *p = buf, *end = buf + len; (p = memchr(p, '\r', (size_t)(end - p)));)
+    if (++p == end || *p != '\n') return 1;
+  return 0;
+}
+
 /* The checks llhttp leaves to us; buf holds the whole head. */
 static ssize_t check_request(rill_http_head_t *h, const char *buf) {
   unsigned pf = h->parser.flags;
   if (h->major != 1) return fail(h, 505, "HTTP version not supported");
+
+  if (bare_cr(buf, h->head_len)) return fail(h, 400, "bare CR in the head");
 
   /* obs-fold: a line of the head that starts with whitespace. */
   for (const char *p = buf, *end = buf + h->head_len;
@@ -192,20 +201,20 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
     const char *name = buf + f->name_off, *value = buf + f->value_off;
     if (f->name_len == 0) return fail(h, 400, "empty header name");
     for (uint32_t j = 0; j < f->name_len; j++)
-      if (!rill_http_tchar((unsigned char)name[j]))
+      if (!rill__http_tchar((unsigned char)name[j]))
         return fail(h, 400, "invalid character in header name");
     switch (lower((unsigned char)name[0])) {
     case 'h':
-      if (rill_http_name_is(name, f->name_len, "host")) hosts++;
+      if (rill__http_name_is(name, f->name_len, "host")) hosts++;
       break;
     case 't':
-      if (rill_http_name_is(name, f->name_len, "transfer-encoding")) {
+      if (rill__http_name_is(name, f->name_len, "transfer-encoding")) {
         tes++;
         if (!value_is(value, f->value_len, "chunked")) te_ok = 0;
       }
       break;
     case 'e':
-      if (rill_http_name_is(name, f->name_len, "expect")) {
+      if (rill__http_name_is(name, f->name_len, "expect")) {
         if (!value_is(value, f->value_len, "100-continue"))
           return fail(h, 417, "unsupported expectation");
         if (h->minor >= 1) h->flags |= RILL_HTTP_CONTINUE;
@@ -234,8 +243,8 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
     if (ul == 0 || u[0] == '/') return fail(h, 400, "bad CONNECT target");
   } else if (ul == 1 && u[0] == '*') {
     if (h->method != HTTP_OPTIONS) return fail(h, 400, "bad request target");
-  } else if (ul == 0 || (u[0] != '/' && !(ul > 7 && rill_http_name_is(u, 7, "http://")) &&
-                         !(ul > 8 && rill_http_name_is(u, 8, "https://")))) {
+  } else if (ul == 0 || (u[0] != '/' && !(ul > 7 && rill__http_name_is(u, 7, "http://")) &&
+                         !(ul > 8 && rill__http_name_is(u, 8, "https://")))) {
     return fail(h, 400, "bad request target");
   }
   if ((pf & F_UPGRADE) && (pf & F_CONNECTION_UPGRADE)) h->flags |= RILL_HTTP_UPGRADE;
@@ -245,10 +254,11 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
 static ssize_t check_response(rill_http_head_t *h, const char *buf) {
   unsigned pf = h->parser.flags;
   if (h->major != 1) return fail(h, 502, "bad HTTP version");
+  if (bare_cr(buf, h->head_len)) return fail(h, 502, "bare CR in the head");
   for (unsigned i = 0; i < h->nfields; i++) {
     const rill_http_field_t *f = &h->fields[i];
     for (uint32_t j = 0; j < f->name_len; j++)
-      if (!rill_http_tchar((unsigned char)buf[f->name_off + j]))
+      if (!rill__http_tchar((unsigned char)buf[f->name_off + j]))
         return fail(h, 502, "invalid character in header name");
   }
   if (pf & F_CHUNKED)
@@ -263,7 +273,7 @@ static ssize_t check_response(rill_http_head_t *h, const char *buf) {
   return (ssize_t)h->head_len;
 }
 
-ssize_t rill_http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
+ssize_t rill__http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
                              size_t max_bytes) {
   if (len <= h->fed) return 0;
   size_t end = len < max_bytes ? len : max_bytes;
@@ -295,12 +305,12 @@ ssize_t rill_http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
 
 /* ---- chunked ---- */
 
-void rill_chunked_init(rill_chunked_t *c, size_t max_trailer) {
+void rill__chunked_init(rill_chunked_t *c, size_t max_trailer) {
   memset(c, 0, sizeof(*c));
   c->tmax = max_trailer;
 }
 
-void rill_chunked_free(rill_chunked_t *c) {
+void rill__chunked_free(rill_chunked_t *c) {
   free(c->trailers);
   c->trailers = NULL;
   c->tlen = c->tcap = 0;
@@ -335,7 +345,7 @@ static int trailer_put(rill_chunked_t *c, char ch) {
   return 0;
 }
 
-ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
+ssize_t rill__chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
   size_t i = 0;
   while (i < n) {
     unsigned char ch = (unsigned char)p[i];
@@ -377,6 +387,7 @@ ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
       c->line = 0;
       if (c->remaining == 0) {
         c->state = RILL_CHUNK_TRAILER;
+        c->cr = 0;
       } else {
         c->state = RILL_CHUNK_DATA;
         return (ssize_t)(i + 1);
@@ -398,11 +409,11 @@ ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
       i++;
       continue;
     case RILL_CHUNK_TRAILER:
-      /* c->line counts the bytes of the current line. */
+      /* Field lines, each ending in CRLF, then an empty line (RFC 9112 7.1.2). */
       if (ch == '\n') {
-        if (c->line == 0 || c->trailers[c->tlen - 1] != '\r')
-          return chunk_error(c, "bare LF in trailer section");
-        if (c->line == 1) { /* the empty line: the end */
+        if (!c->cr) return chunk_error(c, "bare LF in trailer section");
+        c->cr = 0;
+        if (c->line == 1) { /* the empty line: the end (its CR is not kept) */
           c->tlen--;
           c->state = RILL_CHUNK_DONE;
           return (ssize_t)(i + 1);
@@ -410,7 +421,13 @@ ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
         if (trailer_put(c, (char)ch)) return chunk_error(c, "trailer section too large");
         c->line = 0;
       } else {
+        if (c->cr) return chunk_error(c, "bare CR in trailer section");
+        if (c->line == 0 && (ch == ' ' || ch == '\t'))
+          return chunk_error(c, "obsolete line folding in trailer section");
+        if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+          return chunk_error(c, "invalid byte in trailer section");
         if (trailer_put(c, (char)ch)) return chunk_error(c, "trailer section too large");
+        c->cr = ch == '\r';
         c->line++;
       }
       i++;
@@ -426,12 +443,12 @@ ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
   return (ssize_t)i;
 }
 
-void rill_chunked_took(rill_chunked_t *c, uint64_t n) {
+void rill__chunked_took(rill_chunked_t *c, uint64_t n) {
   c->remaining -= n;
   if (c->remaining == 0) c->state = RILL_CHUNK_DATA_CR;
 }
 
-int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsigned max) {
+int rill__chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsigned max) {
   const char *t = c->trailers;
   size_t n = c->tlen, i = 0;
   unsigned count = 0;
@@ -439,7 +456,7 @@ int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsig
     const char *eol = memchr(t + i, '\n', n - i);
     size_t end = eol ? (size_t)(eol - t) - 1 : n; /* before the CR */
     size_t j = i;
-    while (j < end && rill_http_tchar((unsigned char)t[j]))
+    while (j < end && rill__http_tchar((unsigned char)t[j]))
       j++;
     if (j == i || j >= end || t[j] != ':') return -1;
     if (count == max) return -1;
@@ -465,7 +482,7 @@ int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsig
 
 /* ---- response heads ---- */
 
-const char *rill_http_reason(int status) {
+const char *rill__http_reason(int status) {
   switch (status) {
   case 100:
     return "Continue";
@@ -540,9 +557,9 @@ const char *rill_http_reason(int status) {
   }
 }
 
-size_t rill_http_status_line(char *out, int status) {
+size_t rill__http_status_line(char *out, int status) {
   if (status < 100 || status > 999) status = 500;
-  const char *reason = rill_http_reason(status);
+  const char *reason = rill__http_reason(status);
   size_t rl = strlen(reason);
   memcpy(out, "HTTP/1.1 ", 9);
   out[9] = (char)('0' + status / 100);
@@ -554,7 +571,7 @@ size_t rill_http_status_line(char *out, int status) {
   return 15 + rl;
 }
 
-size_t rill_http_u64(char *out, uint64_t v) {
+size_t rill__http_u64(char *out, uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
@@ -566,7 +583,7 @@ size_t rill_http_u64(char *out, uint64_t v) {
   return n;
 }
 
-size_t rill_http_hex(char *out, uint64_t v) {
+size_t rill__http_hex(char *out, uint64_t v) {
   static const char digits[] = "0123456789abcdef";
   char tmp[16];
   size_t n = 0;

@@ -3,15 +3,15 @@
  * slices, frame-header writing, incremental UTF-8 validation, close frames and
  * the handshake's accept key. No I/O and no Lua: usable and testable alone.
  *
- * Reading, as the WebSocket layer does it: feed bytes to rill_ws_header_parse
+ * Reading, as the WebSocket layer does it: feed bytes to rill__ws_header_parse
  * until it says done; then take the payload as slices of the input buffer with
- * rill_ws_payload (it unmasks them in place), feeding text to rill_utf8_feed;
- * when h->pos == h->len, rill_ws_header_reset and go on. Nothing is buffered
+ * rill__ws_payload (it unmasks them in place), feeding text to rill__utf8_feed;
+ * when h->pos == h->len, rill__ws_header_reset and go on. Nothing is buffered
  * here beyond the 14 header bytes, so a message of any size flows through.
  *
- * Writing: rill_ws_header_write gives the header bytes; the payload follows as
+ * Writing: rill__ws_header_write gives the header bytes; the payload follows as
  * a separate buffer of the same vectored write. A client masks the payload
- * (rill_ws_mask_copy into its output buffer, or rill_ws_mask in place on bytes
+ * (rill__ws_mask_copy into its output buffer, or rill__ws_mask in place on bytes
  * it owns). */
 #ifndef RILL_WS_H
 #define RILL_WS_H
@@ -68,16 +68,16 @@ typedef struct {
   unsigned fin, rsv, opcode, masked; /* rsv: RILL_WS_RSV* bits */
   uint64_t len;
   uint8_t mask[4];
-  uint64_t pos; /* payload bytes taken so far (rill_ws_payload) */
+  uint64_t pos; /* payload bytes taken so far (rill__ws_payload) */
   /* on error */
   unsigned close_code; /* 1002 protocol error, 1009 too big */
   const char *error;   /* a short reason */
 } rill_ws_header_t;
 
 /* Sets up a parser: expect_masked is 1 on a server, 0 on a client. */
-void rill_ws_header_init(rill_ws_header_t *h, int expect_masked, uint64_t max_frame);
+void rill__ws_header_init(rill_ws_header_t *h, int expect_masked, uint64_t max_frame);
 /* Ready for the next frame; keeps the settings and the message state. */
-void rill_ws_header_reset(rill_ws_header_t *h);
+void rill__ws_header_reset(rill_ws_header_t *h);
 
 /* Reads header bytes from p[0..n). Returns how many it consumed (never past the
  * header) and sets *done when the header is complete; or -1 with close_code and
@@ -91,30 +91,30 @@ void rill_ws_header_reset(rill_ws_header_t *h);
  * new text or binary frame inside a fragmented message. Rejects (1009): len
  * over max_frame, a message over max_message. On completion it updates the
  * message state (msg_opcode, msg_open, msg_len). */
-ssize_t rill_ws_header_parse(rill_ws_header_t *h, const uint8_t *p, size_t n, int *done);
+ssize_t rill__ws_header_parse(rill_ws_header_t *h, const uint8_t *p, size_t n, int *done);
 
 /* Takes up to n bytes of the current frame's payload at p[0..n), unmasking
  * them in place; advances h->pos. Returns how many bytes were payload (the
  * rest of p belongs to the next frame); the frame ends when h->pos == h->len. */
-size_t rill_ws_payload(rill_ws_header_t *h, uint8_t *p, size_t n);
+size_t rill__ws_payload(rill_ws_header_t *h, uint8_t *p, size_t n);
 
 /* XORs p[0..n) in place with mask, as payload bytes starting at payload offset
  * `offset` (so the mask phase continues across slices). */
-void rill_ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
+void rill__ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
 /* The same from src into dst (for a client's output buffer); dst may be src. */
-void rill_ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
+void rill__ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
                        uint64_t offset);
 
 /* Writes a frame header for a payload of len bytes (len < 2^63); mask NULL
  * for an unmasked frame. opcode may carry RILL_WS_RSV* bits. Returns the
  * header's length (2..14). */
-size_t rill_ws_header_write(uint8_t out[RILL_WS_HEADER_MAX], int fin, int opcode,
+size_t rill__ws_header_write(uint8_t out[RILL_WS_HEADER_MAX], int fin, int opcode,
                             uint64_t len, const uint8_t *mask);
 
 /* ---- UTF-8 (RFC 3629) ---- */
 
 /* Incremental validation: no overlongs, no surrogates U+D800..U+DFFF, nothing
- * above U+10FFFF. Zero it or rill_utf8_init it before use. */
+ * above U+10FFFF. Zero it or rill__utf8_init it before use. */
 typedef struct {
   uint8_t need;   /* continuation bytes still to come */
   uint8_t lo, hi; /* the range the next continuation byte must fall in */
@@ -122,31 +122,31 @@ typedef struct {
   size_t err_at;  /* after a failed feed: the index in p of the offending byte */
 } rill_utf8_t;
 
-void rill_utf8_init(rill_utf8_t *u);
+void rill__utf8_init(rill_utf8_t *u);
 /* Validates p[0..n) as the continuation of what was fed before. Returns 0 if
  * valid so far (a character may continue in the next call), or -1 on the
  * first byte that cannot continue a valid sequence; u->err_at says which. */
-int rill_utf8_feed(rill_utf8_t *u, const uint8_t *p, size_t n);
+int rill__utf8_feed(rill_utf8_t *u, const uint8_t *p, size_t n);
 /* 1 if the bytes so far are valid and end on a character boundary. */
-int rill_utf8_complete(const rill_utf8_t *u);
+int rill__utf8_complete(const rill_utf8_t *u);
 /* Whole-buffer check: 1 if p[0..n) is valid UTF-8. */
-int rill_utf8_valid(const uint8_t *p, size_t n);
+int rill__utf8_valid(const uint8_t *p, size_t n);
 
 /* ---- close frames ---- */
 
 /* 1 if an endpoint may send code in a close frame: 1000-1003, 1007-1014,
  * 3000-4999. */
-int rill_ws_close_code_valid(unsigned code);
+int rill__ws_close_code_valid(unsigned code);
 /* Parses a close payload: empty (code 1005, no reason) or a 2-byte code and a
  * UTF-8 reason. Returns 0 with *code, *reason (points into p) and *rlen; or -1
  * with *code set to the close code to fail with: 1002 for a 1-byte payload or
  * an invalid code, 1007 for a reason that is not UTF-8. */
-int rill_ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
+int rill__ws_close_parse(const uint8_t *p, size_t n, unsigned *code,
                         const uint8_t **reason, size_t *rlen);
 /* Writes a close payload to out: nothing for code 0 (a close without status),
  * else the code and the reason, cut to 123 bytes at a character boundary.
  * Returns the payload's length, or -1 if code may not be sent. */
-ssize_t rill_ws_close_write(uint8_t out[RILL_WS_CONTROL_MAX], unsigned code,
+ssize_t rill__ws_close_write(uint8_t out[RILL_WS_CONTROL_MAX], unsigned code,
                             const uint8_t *reason, size_t rlen);
 
 /* ---- the opening handshake ---- */
@@ -155,8 +155,8 @@ ssize_t rill_ws_close_write(uint8_t out[RILL_WS_CONTROL_MAX], unsigned code,
  * whitespace): base64(SHA-1(key "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")),
  * 28 characters and a NUL in out. Returns 0, or -1 when key is not the base64
  * of exactly 16 bytes (a server answers 400 then). */
-int rill_ws_accept(const char *key, size_t klen, char out[29]);
+int rill__ws_accept(const char *key, size_t klen, char out[29]);
 /* A client's Sec-WebSocket-Key from 16 random bytes: 24 characters and a NUL. */
-void rill_ws_key(const uint8_t nonce[16], char out[25]);
+void rill__ws_key(const uint8_t nonce[16], char out[25]);
 
 #endif

@@ -1,27 +1,41 @@
-/* A WebSocket connection over a rill stream. See websocket.h.
+/* A WebSocket connection over a rill stream. See ws_conn.h.
  *
  * The reader is one loop, pump(): it parses frame headers from the
  * transport, reads control frames (at most 125 bytes) into ctl and acts on
  * them, and stops at the payload of a data frame, which it unmasks in place
  * and checks (UTF-8 for text) as it hands it out. The message stream, the
- * byte stream and next() are three ways of driving that loop. */
+ * byte stream, next() and a close waiting for the peer's are four ways of
+ * driving that loop; the W_* bits say which of them wait for it to go on.
+ *
+ * Replies the reader sends by itself (pongs) obey the transport's high-water
+ * mark like any write: while the transport is above it, the reader stops at
+ * a ping and reads nothing more until the transport drains. So a peer that
+ * sends pings and never reads fills its own socket, not our memory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tls.h"
-#include "websocket.h"
+#include "ws_conn.h"
 
-enum { R_HEADER, R_DATA, R_CONTROL };
+enum { R_HEADER, R_DATA, R_CONTROL, R_CONTROL_READY };
 enum { P_DATA, P_NEWMSG, P_MSGEND, P_AGAIN, P_CLOSED, P_ERROR };
-/* Who waits for the transport (bits: a close may wait while a reader does). */
+/* Who waits for the reader to go on (bits: a close may wait while a reader
+ * does). */
 enum { W_NONE = 0, W_NEXT = 1, W_MSG = 2, W_BYTES = 4, W_CLOSE = 8 };
 
 #define PIECE 65536 /* a client masks its payload through a buffer this big */
 
 static void close_transport(rill_websocket_t *ws);
+static void transport_drained(rill_binding_t *b, int status);
 
 /* ---- sending ---- */
+
+/* The transport's answer to a write: RILL_EAGAIN means it is above its
+ * high-water mark until it drains. */
+static int sent(rill_websocket_t *ws, int r) {
+  if (r == RILL_EAGAIN) ws->wblocked = 1;
+  return r;
+}
 
 /* Writes one frame: header and payload bufs. */
 static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
@@ -33,13 +47,15 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
     total += bufs[i].len;
   uint8_t hdr[RILL_WS_HEADER_MAX];
   if (ws->o.server) {
-    uv_buf_t v[9];
-    if (nbufs > 8) return UV_EINVAL;
+    uv_buf_t small[9], *v = small;
+    if (nbufs + 1 > 9 && (v = malloc(sizeof(*v) * (nbufs + 1))) == NULL) return UV_ENOMEM;
     v[0] = uv_buf_init((char *)hdr,
-                       (unsigned)rill_ws_header_write(hdr, fin, opcode, total, NULL));
+                       (unsigned)rill__ws_header_write(hdr, fin, opcode, total, NULL));
     for (unsigned i = 0; i < nbufs; i++)
       v[i + 1] = bufs[i];
-    return t->vt->write(t, v, nbufs + 1);
+    int r = t->vt->write(t, v, nbufs + 1);
+    if (v != small) free(v);
+    return sent(ws, r);
   }
   /* A client masks with a fresh key per frame, into a buffer: the caller's
    * bytes (Lua strings) cannot change. The transport copies what it cannot
@@ -47,7 +63,7 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   uint8_t mask[4];
   if (rill__random(ws->w, mask, 4) != 0) return UV_EIO;
   uv_buf_t hb = uv_buf_init(
-      (char *)hdr, (unsigned)rill_ws_header_write(hdr, fin, opcode, total, mask));
+      (char *)hdr, (unsigned)rill__ws_header_write(hdr, fin, opcode, total, mask));
   int r = t->vt->write(t, &hb, 1), last = r;
   if (r < 0 && r != RILL_EAGAIN) return r;
   uint64_t off = 0;
@@ -57,7 +73,7 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
     size_t left = bufs[i].len;
     while (left > 0) {
       size_t k = left < PIECE ? left : PIECE;
-      rill_ws_mask_copy(buf, p, k, mask, off);
+      rill__ws_mask_copy(buf, p, k, mask, off);
       uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
       r = t->vt->write(t, &b, 1);
       if (r < 0 && r != RILL_EAGAIN) return r;
@@ -67,10 +83,10 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
       off += k;
     }
   }
-  return last;
+  return sent(ws, last);
 }
 
-int rill_ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
+int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
   return send_frame(ws, opcode, fin, &b, len ? 1 : 0);
@@ -80,8 +96,8 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
                        size_t rlen) {
   if (ws->close_sent || ws->t == NULL) return;
   uint8_t payload[RILL_WS_CONTROL_MAX];
-  ssize_t n = rill_ws_close_write(payload, code, (const uint8_t *)reason, rlen);
-  if (n < 0) n = rill_ws_close_write(payload, RILL_WS_NORMAL, NULL, 0);
+  ssize_t n = rill__ws_close_write(payload, code, (const uint8_t *)reason, rlen);
+  if (n < 0) n = rill__ws_close_write(payload, RILL_WS_NORMAL, NULL, 0);
   ws->close_sent = 1;
   uv_buf_t b = uv_buf_init((char *)payload, (unsigned)n);
   send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
@@ -89,12 +105,12 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
 
 /* ---- failing and closing ---- */
 
-/* Tells everyone waiting that the connection has ended. */
+/* Tells everyone waiting for the reader that it may go on. */
 static void notify(rill_websocket_t *ws, int who, int status) {
-  if ((who & W_CLOSE) && ws->closed_cb) ws->closed_cb(ws);
-  if ((who & W_NEXT) && ws->next_cb) ws->next_cb(ws);
-  if ((who & W_MSG) && ws->msg.fill_cb) ws->msg.fill_cb(&ws->msg, status);
-  if ((who & W_BYTES) && ws->bytes.fill_cb) ws->bytes.fill_cb(&ws->bytes, status);
+  if ((who & W_CLOSE) && ws->ops->closed) ws->ops->closed(ws);
+  if ((who & W_NEXT) && ws->ops->next) ws->ops->next(ws);
+  if (who & W_MSG) rill__stream_readable(&ws->msg, status);
+  if (who & W_BYTES) rill__stream_readable(&ws->bytes, status);
 }
 
 static void finish_close(rill_websocket_t *ws) {
@@ -105,9 +121,11 @@ static void finish_close(rill_websocket_t *ws) {
   int who = ws->waiting;
   ws->waiting = W_NONE;
   notify(ws, who, RILL_ECLOSED);
+  /* A writer waiting for the transport to drain waits no more. */
+  if (ws->wblocked) transport_drained(&ws->tb, RILL_ECLOSED);
 }
 
-void rill_ws_fail(rill_websocket_t *ws, unsigned code, const char *why) {
+void rill__ws_fail(rill_websocket_t *ws, unsigned code, const char *why) {
   if (ws->err) return;
   ws->err = RILL_EPROTO;
   ws->errmsg = why;
@@ -138,15 +156,15 @@ static int on_close_frame(rill_websocket_t *ws) {
   unsigned code;
   const uint8_t *reason;
   size_t rlen;
-  if (rill_ws_close_parse(ws->ctl, ws->ctl_len, &code, &reason, &rlen) != 0) {
-    rill_ws_fail(ws, code,
-                 code == RILL_WS_INVALID_DATA ? "invalid UTF-8 in a close reason"
-                                              : "invalid close frame");
+  if (rill__ws_close_parse(ws->ctl, ws->ctl_len, &code, &reason, &rlen) != 0) {
+    rill__ws_fail(ws, code,
+                  code == RILL_WS_INVALID_DATA ? "invalid UTF-8 in a close reason"
+                                               : "invalid close frame");
     return P_ERROR;
   }
   ws->close_received = 1;
   ws->close_code = code;
-  memcpy(ws->close_reason, reason, rlen);
+  if (rlen > 0) memcpy(ws->close_reason, reason, rlen);
   ws->close_reason[rlen] = 0;
   /* Answer with the same code (RFC 6455 §5.5.1), then end the connection. */
   send_close(ws, code == RILL_WS_NO_STATUS ? 0 : code, NULL, 0);
@@ -167,16 +185,34 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
     size_t n;
     if (ws->rstate == R_DATA && h->pos == h->len) {
       int fin = h->fin;
-      rill_ws_header_reset(h);
+      rill__ws_header_reset(h);
       ws->rstate = R_HEADER;
       ws->unmasked = 0;
       if (fin) {
-        if (ws->msg_type == RILL_WS_TEXT && !rill_utf8_complete(&ws->utf8)) {
-          rill_ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+        if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
+          rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
         return P_MSGEND;
       }
+      continue;
+    }
+    if (ws->rstate == R_CONTROL_READY) {
+      /* A whole control frame (perhaps empty): act on it now. */
+      if (ws->ctl_op == RILL_WS_CLOSE) {
+        ws->rstate = R_HEADER;
+        return on_close_frame(ws);
+      }
+      if (ws->ctl_op == RILL_WS_PING && !ws->close_sent) {
+        if (ws->wblocked) {
+          ws->rblocked = 1; /* go on when the transport drains */
+          return P_AGAIN;
+        }
+        uv_buf_t b = uv_buf_init((char *)ws->ctl, (unsigned)ws->ctl_len);
+        int r = send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
+        if (r < 0 && r != RILL_EAGAIN) return transport_end(ws, r);
+      }
+      ws->rstate = R_HEADER;
       continue;
     }
     if (ws->rstate == R_HEADER && ws->close_received) return P_CLOSED;
@@ -191,9 +227,9 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
          * transport's only reader. */
         uint8_t *q = (uint8_t *)p + ws->unmasked;
         size_t k = avail - (size_t)ws->unmasked;
-        if (h->masked) rill_ws_mask(q, k, h->mask, h->pos + ws->unmasked);
-        if (ws->msg_type == RILL_WS_TEXT && rill_utf8_feed(&ws->utf8, q, k) != 0) {
-          rill_ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+        if (h->masked) rill__ws_mask(q, k, h->mask, h->pos + ws->unmasked);
+        if (ws->msg_type == RILL_WS_TEXT && rill__utf8_feed(&ws->utf8, q, k) != 0) {
+          rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
         ws->unmasked = avail;
@@ -205,42 +241,39 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
     if (ws->rstate == R_CONTROL) {
       size_t k = h->len - ws->ctl_len < n ? (size_t)(h->len - ws->ctl_len) : n;
       memcpy(ws->ctl + ws->ctl_len, p, k);
-      if (h->masked) rill_ws_mask(ws->ctl + ws->ctl_len, k, h->mask, ws->ctl_len);
+      if (h->masked) rill__ws_mask(ws->ctl + ws->ctl_len, k, h->mask, ws->ctl_len);
       ws->ctl_len += k;
       t->vt->consume(t, k);
       if (ws->ctl_len < h->len) continue;
-      int op = (int)h->opcode;
-      rill_ws_header_reset(h);
-      ws->rstate = R_HEADER;
-      if (op == RILL_WS_PING) {
-        if (!ws->close_sent) {
-          uv_buf_t b = uv_buf_init((char *)ws->ctl, (unsigned)ws->ctl_len);
-          send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
-        }
-      } else if (op == RILL_WS_CLOSE) {
-        return on_close_frame(ws);
-      }
+      rill__ws_header_reset(h);
+      ws->rstate = R_CONTROL_READY;
       continue;
     }
     /* R_HEADER */
     int done = 0;
-    ssize_t k = rill_ws_header_parse(h, (const uint8_t *)p, n, &done);
+    ssize_t k = rill__ws_header_parse(h, (const uint8_t *)p, n, &done);
     if (k < 0) {
-      rill_ws_fail(ws, h->close_code, h->error);
+      rill__ws_fail(ws, h->close_code, h->error);
       return P_ERROR;
     }
     t->vt->consume(t, (size_t)k);
     if (!done) continue;
     if (h->opcode >= 8) {
-      ws->rstate = R_CONTROL;
+      ws->ctl_op = (int)h->opcode;
       ws->ctl_len = 0;
+      if (h->len > 0) {
+        ws->rstate = R_CONTROL;
+      } else {
+        rill__ws_header_reset(h);
+        ws->rstate = R_CONTROL_READY;
+      }
       continue;
     }
     ws->rstate = R_DATA;
     ws->unmasked = 0;
     if (h->opcode != RILL_WS_CONT) {
       ws->msg_type = (int)h->opcode;
-      rill_utf8_init(&ws->utf8);
+      rill__utf8_init(&ws->utf8);
       return P_NEWMSG;
     }
   }
@@ -253,21 +286,31 @@ static void take(rill_websocket_t *ws, size_t n) {
   ws->unmasked -= n;
 }
 
-/* Asks the transport for more for whoever waits; returns 0 or RILL_EAGAIN
- * semantics to the caller: 0 means it will call back. */
+/* Records that who waits for the reader to go on, and asks the transport
+ * for bytes unless the reader stopped for the transport to drain. Returns 0
+ * (a callback follows), 1 (bytes are there at once: pump again), or an error
+ * (the connection ended). */
 static int want(rill_websocket_t *ws, int who) {
-  if (ws->t == NULL) return RILL_ECLOSED;
+  if (ws->t == NULL) return ws->err ? ws->err : RILL_ECLOSED;
   ws->waiting |= who;
-  int r = ws->t->vt->fill(ws->t);
+  if (ws->rblocked) return 0; /* the drain wakes us */
+  int r = rill__stream_fill(ws->t);
   if (r < 0) {
     ws->waiting &= ~who;
     transport_end(ws, r);
     return ws->err ? ws->err : RILL_ECLOSED;
   }
+  const char *p;
+  size_t n;
+  if (ws->t && ws->t->vt->peek(ws->t, &p, &n) == 0 && n > 0) {
+    ws->waiting &= ~who;
+    return 1;
+  }
   return 0;
 }
 
-int rill_ws_next(rill_websocket_t *ws) {
+int rill__ws_next(rill_websocket_t *ws) {
+  rill__stream_gone(&ws->msg); /* the current message's readers let go */
   for (;;) {
     const char *p;
     size_t n;
@@ -292,15 +335,17 @@ int rill_ws_next(rill_websocket_t *ws) {
       }
     }
     if (r == P_AGAIN) {
-      if (want(ws, W_NEXT) != 0) continue;
-      return RILL_EAGAIN;
+      int w = want(ws, W_NEXT);
+      if (w == 1) continue;
+      if (w == 0) return RILL_EAGAIN;
+      continue; /* the connection ended: pump says how */
     }
     if (r == P_CLOSED) return RILL_ECLOSED;
     return ws->err ? ws->err : RILL_EPROTO;
   }
 }
 
-void rill_ws_next_cancel(rill_websocket_t *ws) {
+void rill__ws_next_cancel(rill_websocket_t *ws) {
   ws->waiting &= ~W_NEXT;
 }
 
@@ -313,7 +358,6 @@ static int msg_peek(rill_stream_t *s, const char **p, size_t *n) {
   if (!ws->msg_active || ws->msg_eof) return RILL_EOF;
   switch (pump(ws, p, n)) {
   case P_DATA:
-    return 0;
   case P_AGAIN:
     return 0;
   case P_MSGEND:
@@ -333,7 +377,8 @@ static void msg_consume(rill_stream_t *s, size_t n) {
 static int msg_fill(rill_stream_t *s) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, msg);
   if (!ws->msg_active || ws->msg_eof) return RILL_EOF;
-  return want(ws, W_MSG);
+  int r = want(ws, W_MSG);
+  return r > 0 ? 0 : r;
 }
 
 static const char *ws_strerror(rill_websocket_t *ws, int err) {
@@ -345,7 +390,9 @@ static const char *msg_strerror(rill_stream_t *s, int err) {
   return ws_strerror(rill__container_of(s, rill_websocket_t, msg), err);
 }
 
-static void msg_close(rill_stream_t *s) {}
+static void msg_close(rill_stream_t *s) {
+  rill__stream_gone(s); /* the reader lets go; the message stays the websocket's */
+}
 
 static const rill_stream_vt msg_vt = {
     .name = "websocket message",
@@ -390,25 +437,16 @@ static void bytes_consume(rill_stream_t *s, size_t n) {
 static int bytes_fill(rill_stream_t *s) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
   if (ws->close_received) return RILL_EOF;
-  return want(ws, W_BYTES);
+  int r = want(ws, W_BYTES);
+  if (r == RILL_ECLOSED) return RILL_EOF;
+  return r > 0 ? 0 : r;
 }
 
 /* Each write is one binary message. */
 static int bytes_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
-  unsigned n = 0;
-  uv_buf_t v[8];
-  for (unsigned i = 0; i < nbufs && n < 8; i++)
-    if (bufs[i].len) v[n++] = bufs[i];
-  if (nbufs > 8) {
-    for (unsigned i = 0; i < nbufs; i++) { /* rare: one message per buffer */
-      int r = send_frame(ws, RILL_WS_BINARY, 1, &bufs[i], 1);
-      if (r < 0 && r != RILL_EAGAIN) return r;
-    }
-    return 0;
-  }
-  return send_frame(ws, RILL_WS_BINARY, 1, v, n);
+  return send_frame(ws, RILL_WS_BINARY, 1, bufs, nbufs);
 }
 
 static int bytes_shutdown(rill_stream_t *s) {
@@ -419,6 +457,7 @@ static int bytes_shutdown(rill_stream_t *s) {
 
 static void bytes_close(rill_stream_t *s) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  rill__stream_gone(s);
   if (ws->state != RILL_WS_CLOSED) {
     send_close(ws, RILL_WS_NORMAL, NULL, 0);
     finish_close(ws);
@@ -427,6 +466,11 @@ static void bytes_close(rill_stream_t *s) {
 
 static const char *bytes_strerror(rill_stream_t *s, int err) {
   return ws_strerror(rill__container_of(s, rill_websocket_t, bytes), err);
+}
+
+static int bytes_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
+  rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  return ws->t ? rill__stream_addr(ws->t, peer, host, hostlen) : RILL_ECLOSED;
 }
 
 static const rill_stream_vt bytes_vt = {
@@ -438,22 +482,48 @@ static const rill_stream_vt bytes_vt = {
     .shutdown = bytes_shutdown,
     .close = bytes_close,
     .strerror = bytes_strerror,
+    .addr = bytes_addr,
 };
 
 /* ---- the transport's callbacks ---- */
 
 static int close_pump(rill_websocket_t *ws);
 
-static void transport_fill_cb(rill_stream_t *t, int status) {
-  rill_websocket_t *ws = t->data;
+static void transport_readable(rill_binding_t *b, int status) {
+  rill_websocket_t *ws = rill__container_of(b, rill_websocket_t, tb);
   int who = ws->waiting;
   ws->waiting = W_NONE;
   /* A close in progress reads first; when it ends, finish_close tells the
    * others. */
-  if ((who & W_CLOSE) && close_pump(ws) != RILL_EAGAIN && ws->closed_cb)
-    ws->closed_cb(ws);
+  if ((who & W_CLOSE) && close_pump(ws) != RILL_EAGAIN && ws->ops->closed)
+    ws->ops->closed(ws);
   notify(ws, who & ~W_CLOSE, status);
 }
+
+static void transport_drained(rill_binding_t *b, int status) {
+  rill_websocket_t *ws = rill__container_of(b, rill_websocket_t, tb);
+  ws->wblocked = 0;
+  if (ws->ops->drained) ws->ops->drained(ws, status);
+  rill__stream_drained(&ws->bytes, status);
+  if (ws->rblocked) {
+    /* The reader stopped at a ping: it may answer it now. */
+    ws->rblocked = 0;
+    transport_readable(b, status);
+  }
+}
+
+/* The transport closed under us (a worker's teardown). */
+static void transport_gone(rill_binding_t *b) {
+  rill_websocket_t *ws = rill__container_of(b, rill_websocket_t, tb);
+  ws->t = NULL;
+  transport_end(ws, RILL_ECLOSED);
+}
+
+static const rill_binding_ops_t transport_ops = {
+    .readable = transport_readable,
+    .drained = transport_drained,
+    .gone = transport_gone,
+};
 
 /* ---- the close handshake ---- */
 
@@ -469,8 +539,9 @@ static int close_pump(rill_websocket_t *ws) {
     }
     if (r == P_NEWMSG || r == P_MSGEND) continue;
     if (r == P_AGAIN) {
-      if (want(ws, W_CLOSE) != 0) continue;
-      return RILL_EAGAIN;
+      int w = want(ws, W_CLOSE);
+      if (w == 1) continue;
+      if (w == 0) return RILL_EAGAIN;
     }
     finish_close(ws);
     return 0;
@@ -483,7 +554,7 @@ static void close_timeout(uv_timer_t *h) {
   finish_close(ws);
 }
 
-int rill_ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen) {
+int rill__ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen) {
   if (ws->state == RILL_WS_CLOSED) return 0;
   send_close(ws, code, reason, rlen);
   if (ws->state == RILL_WS_OPEN) {
@@ -504,30 +575,18 @@ static void close_transport(rill_websocket_t *ws) {
   rill_stream_t *t = ws->t;
   if (t == NULL) return;
   ws->t = NULL;
-  rill__stream_detach(t);
-  t->fill_cb = NULL;
-  t->drain_cb = NULL;
-  t->data = NULL;
+  rill__stream_unbind(&ws->tb);
   t->vt->close(t); /* flushes our last frames, then FIN */
 }
 
 static void timer_closed(uv_handle_t *h) {
-  rill_websocket_t *ws = h->data;
-  free(ws->msg.acc);
-  if (ws->msg.sep != ws->msg.sep_small) free(ws->msg.sep);
-  free(ws->bytes.acc);
-  if (ws->bytes.sep != ws->bytes.sep_small) free(ws->bytes.sep);
-  free(ws);
+  free(h->data);
 }
 
-void rill_ws_free(rill_websocket_t *ws) {
-  if (ws->backref) *ws->backref = NULL;
-  ws->backref = NULL;
-  rill__stream_detach(&ws->msg);
-  rill__stream_detach(&ws->bytes);
-  ws->closed_cb = NULL;
-  ws->next_cb = NULL;
+void rill__ws_free(rill_websocket_t *ws) {
   ws->waiting = W_NONE;
+  rill__stream_gone(&ws->msg);
+  rill__stream_gone(&ws->bytes);
   close_transport(ws);
   rill__obj_unlink(&ws->obj);
   uv_close((uv_handle_t *)&ws->timer, timer_closed);
@@ -545,20 +604,21 @@ static void ws_shutdown(rill_obj_t *o) {
   finish_close(ws);
 }
 
+/* A worker's teardown: the owner lets go, the transport is reset. */
 static void ws_destroy(rill_obj_t *o) {
   rill_websocket_t *ws = rill__container_of(o, rill_websocket_t, obj);
-  if (ws->t) {
-    rill_stream_t *t = ws->t;
+  if (ws->ops->gone) ws->ops->gone(ws);
+  rill_stream_t *t = ws->t;
+  if (t) {
     ws->t = NULL;
-    t->fill_cb = NULL;
-    t->data = NULL;
+    rill__stream_unbind(&ws->tb);
     t->vt->abort(t);
   }
-  rill_ws_free(ws);
+  rill__ws_free(ws);
 }
 
-rill_websocket_t *rill_ws_new(rill_worker_t *w, rill_stream_t *t,
-                              const rill_ws_opts_t *o) {
+rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws_opts_t *o,
+                               const rill_ws_ops_t *ops, void *data) {
   rill_websocket_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL) {
     t->vt->abort(t);
@@ -567,14 +627,14 @@ rill_websocket_t *rill_ws_new(rill_worker_t *w, rill_stream_t *t,
   ws->w = w;
   ws->t = t;
   ws->o = *o;
+  ws->ops = ops;
+  ws->data = data;
   if (ws->o.close_timeout_ms == 0) ws->o.close_timeout_ms = 5000;
-  rill_ws_header_init(&ws->h, o->server, o->max_frame);
+  rill__ws_header_init(&ws->h, o->server, o->max_frame);
   ws->h.max_message = o->max_message;
   rill__stream_init(&ws->msg, &msg_vt, w);
   rill__stream_init(&ws->bytes, &bytes_vt, w);
-  rill__stream_owned(t);
-  t->data = ws;
-  t->fill_cb = transport_fill_cb;
+  rill__stream_bind(t, &ws->tb, &transport_ops);
   uv_timer_init(w->loop, &ws->timer);
   ws->timer.data = ws;
   rill__obj_link(w, &ws->obj, ws_destroy);

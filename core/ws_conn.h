@@ -9,10 +9,20 @@
 #ifndef RILL_WEBSOCKET_H
 #define RILL_WEBSOCKET_H
 
-#include "rill_int.h"
-#include "ws.h"
+#include "stream.h"
+#include "ws_frame.h"
 
 typedef struct rill_websocket_s rill_websocket_t;
+
+/* What the owner (the Lua face) is told. */
+typedef struct {
+  void (*next)(rill_websocket_t *ws);   /* a rill__ws_next() that waits may go on */
+  void (*closed)(rill_websocket_t *ws); /* the close handshake ended */
+  /* A send that returned RILL_EAGAIN may go on (0), or the connection ended. */
+  void (*drained)(rill_websocket_t *ws, int status);
+  /* The websocket is being freed under its owner (a worker's teardown). */
+  void (*gone)(rill_websocket_t *ws);
+} rill_ws_ops_t;
 
 typedef struct {
   int server;                /* 1: frames in are masked, frames out are not */
@@ -26,7 +36,8 @@ enum { RILL_WS_OPEN, RILL_WS_CLOSING, RILL_WS_CLOSED };
 struct rill_websocket_s {
   rill_obj_t obj;
   rill_worker_t *w;
-  rill_stream_t *t; /* the transport, owned */
+  rill_stream_t *t;  /* the transport, owned; NULL once closed */
+  rill_binding_t tb; /* bound to t */
   rill_ws_opts_t o;
   int state;
 
@@ -37,6 +48,7 @@ struct rill_websocket_s {
   rill_utf8_t utf8;
   uint8_t ctl[RILL_WS_CONTROL_MAX];
   size_t ctl_len;
+  int ctl_op; /* the control frame read into ctl */
 
   /* the current message, as a stream */
   rill_stream_t msg;
@@ -46,11 +58,12 @@ struct rill_websocket_s {
   /* all binary payload as one byte stream (ws:as_stream()) */
   rill_stream_t bytes;
 
-  /* who waits for the transport: 1 next(), 2 the message, 3 the byte stream,
-   * 4 a close waiting for the peer's */
+  /* who waits for the reader to go on (W_* bits in ws_conn.c) */
   int waiting;
-  void (*next_cb)(rill_websocket_t *ws);   /* next() may go on */
-  void (*closed_cb)(rill_websocket_t *ws); /* the close handshake ended */
+  /* The transport is above its high-water mark (a write returned
+   * RILL_EAGAIN); rblocked: the reader stopped at a ping until it drains, so
+   * that replies to a peer that does not read cannot pile up. */
+  unsigned wblocked : 1, rblocked : 1;
 
   /* how it ended */
   unsigned close_code; /* the peer's close code, or ours on failure */
@@ -63,37 +76,40 @@ struct rill_websocket_s {
   uint8_t mask[4];
   uint64_t out_left, out_off;
 
-  uv_timer_t timer;           /* close timeout */
-  void *data;                 /* the layer above's */
-  rill_websocket_t **backref; /* set to NULL when freed (the Lua userdata's pointer) */
+  uv_timer_t timer; /* close timeout */
+  const rill_ws_ops_t *ops;
+  void *data; /* the owner's */
 };
 
-/* Takes over t. Returns NULL when out of memory (t is then closed). */
-rill_websocket_t *rill_ws_new(rill_worker_t *w, rill_stream_t *t,
-                              const rill_ws_opts_t *o);
+/* Takes over t (binds to it and owns it); ops tells the owner. Returns NULL
+ * when out of memory (t is then closed). */
+rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws_opts_t *o,
+                               const rill_ws_ops_t *ops, void *data);
 
 enum { RILL_WS_MESSAGE = 1 };
 
-/* Moves to the next data message, discarding what is left of the current one.
- * Returns RILL_WS_MESSAGE (ws->msg is its stream, ws->msg_type its type),
- * RILL_EAGAIN (next_cb follows), RILL_ECLOSED once closed (close_code and
+/* Moves to the next data message, discarding what is left of the current one
+ * (whoever is bound to the message stream is told it is gone). Returns
+ * RILL_WS_MESSAGE (ws->msg is its stream, ws->msg_type its type),
+ * RILL_EAGAIN (ops->next follows), RILL_ECLOSED once closed (close_code and
  * close_reason say how), or another error when the connection failed. */
-int rill_ws_next(rill_websocket_t *ws);
-void rill_ws_next_cancel(rill_websocket_t *ws);
+int rill__ws_next(rill_websocket_t *ws);
+void rill__ws_next_cancel(rill_websocket_t *ws);
 
-/* Sends a whole frame. Returns 0, RILL_EAGAIN (wait for t's drain), or an
+/* Sends a whole frame. Returns 0, RILL_EAGAIN (wait for ops->drained), or an
  * error. A client masks it: len bytes go through a copy, 64 KiB at a time. */
-int rill_ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len);
+int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len);
 
 /* Starts the close handshake with code (0: none) and reason. Returns 0 once
  * the close is done, RILL_EAGAIN while it waits for the peer's close
- * (closed_cb follows), or an error. */
-int rill_ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen);
+ * (ops->closed follows), or an error. */
+int rill__ws_close(rill_websocket_t *ws, unsigned code, const char *reason, size_t rlen);
 
 /* Fails at once: sends a close with code (unless one was sent) and closes. */
-void rill_ws_fail(rill_websocket_t *ws, unsigned code, const char *why);
+void rill__ws_fail(rill_websocket_t *ws, unsigned code, const char *why);
 
-/* Frees it (closing the transport at once if still open). */
-void rill_ws_free(rill_websocket_t *ws);
+/* Frees it (closing the transport at once if still open); the owner is not
+ * told (ops->gone is for frees it did not ask for). */
+void rill__ws_free(rill_websocket_t *ws);
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws.h"
+#include "ws_frame.h"
 
 static int failures, checks;
 
@@ -39,7 +39,7 @@ static ssize_t feed_header(rill_ws_header_t *h, const uint8_t *in, size_t n, siz
     size_t piece = pos == 0 && first ? first : step;
     if (piece > n - pos) piece = n - pos;
     int done = 0;
-    ssize_t k = rill_ws_header_parse(h, in + pos, piece, &done);
+    ssize_t k = rill__ws_header_parse(h, in + pos, piece, &done);
     if (k < 0) {
       *err_pos = pos;
       return -1;
@@ -56,7 +56,7 @@ static ssize_t feed_header(rill_ws_header_t *h, const uint8_t *in, size_t n, siz
 /* A parser for one side, with a fragmented message of type `open` in progress
  * (0: none). */
 static void setup(rill_ws_header_t *h, int server, unsigned open) {
-  rill_ws_header_init(h, server, 0);
+  rill__ws_header_init(h, server, 0);
   if (open) {
     h->msg_open = 1;
     h->msg_opcode = open;
@@ -104,7 +104,7 @@ static void frame_ok(const frame_case_t *c) {
   }
   /* A finished header consumes nothing more. */
   int done = 0;
-  CHECK(rill_ws_header_parse(&h, c->in, c->n, &done) == 0 && done, "%s: after done",
+  CHECK(rill__ws_header_parse(&h, c->in, c->n, &done) == 0 && done, "%s: after done",
         c->name);
 
   if (!c->payload) return;
@@ -118,11 +118,11 @@ static void frame_ok(const frame_case_t *c) {
     size_t pos = c->hlen;
     while (h.pos < h.len) {
       size_t avail = c->n - pos < step ? c->n - pos : step;
-      pos += rill_ws_payload(&h, buf + pos, avail);
+      pos += rill__ws_payload(&h, buf + pos, avail);
     }
     CHECK(pos == c->n && memcmp(buf + c->hlen, c->payload, plen) == 0,
           "%s (step %zu): payload %.*s", c->name, step, (int)plen, buf + c->hlen);
-    CHECK(rill_ws_payload(&h, buf, 1) == 0, "%s: payload past the end", c->name);
+    CHECK(rill__ws_payload(&h, buf, 1) == 0, "%s: payload past the end", c->name);
   }
 }
 
@@ -162,26 +162,26 @@ static void test_rfc_frames(void) {
 
   /* The writer produces the same headers. */
   uint8_t out[RILL_WS_HEADER_MAX];
-  size_t n = rill_ws_header_write(out, 1, RILL_WS_TEXT, 5, NULL);
+  size_t n = rill__ws_header_write(out, 1, RILL_WS_TEXT, 5, NULL);
   CHECK(n == 2 && memcmp(out, hello, 2) == 0, "write unmasked Hello");
-  n = rill_ws_header_write(out, 1, RILL_WS_TEXT, 5, rfc_mask);
+  n = rill__ws_header_write(out, 1, RILL_WS_TEXT, 5, rfc_mask);
   CHECK(n == 6 && memcmp(out, hello_masked, 6) == 0, "write masked Hello");
-  n = rill_ws_header_write(out, 0, RILL_WS_TEXT, 3, NULL);
+  n = rill__ws_header_write(out, 0, RILL_WS_TEXT, 3, NULL);
   CHECK(n == 2 && memcmp(out, hel, 2) == 0, "write Hel");
-  n = rill_ws_header_write(out, 1, RILL_WS_CONT, 2, NULL);
+  n = rill__ws_header_write(out, 1, RILL_WS_CONT, 2, NULL);
   CHECK(n == 2 && memcmp(out, lo, 2) == 0, "write lo");
-  n = rill_ws_header_write(out, 1, RILL_WS_PING, 5, NULL);
+  n = rill__ws_header_write(out, 1, RILL_WS_PING, 5, NULL);
   CHECK(n == 2 && memcmp(out, ping, 2) == 0, "write Ping");
-  n = rill_ws_header_write(out, 1, RILL_WS_PONG, 5, rfc_mask);
+  n = rill__ws_header_write(out, 1, RILL_WS_PONG, 5, rfc_mask);
   CHECK(n == 6 && memcmp(out, pong_masked, 6) == 0, "write Pong");
-  n = rill_ws_header_write(out, 1, RILL_WS_BINARY, 256, NULL);
+  n = rill__ws_header_write(out, 1, RILL_WS_BINARY, 256, NULL);
   CHECK(n == 4 && memcmp(out, bin256, 4) == 0, "write 256");
-  n = rill_ws_header_write(out, 1, RILL_WS_BINARY, 65536, NULL);
+  n = rill__ws_header_write(out, 1, RILL_WS_BINARY, 65536, NULL);
   CHECK(n == 10 && memcmp(out, bin64k, 10) == 0, "write 64 KiB");
 
   /* And a masked payload made by the client side matches §5.7's bytes. */
   uint8_t pay[5];
-  rill_ws_mask_copy(pay, (const uint8_t *)"Hello", 5, rfc_mask, 0);
+  rill__ws_mask_copy(pay, (const uint8_t *)"Hello", 5, rfc_mask, 0);
   CHECK(memcmp(pay, hello_masked + 6, 5) == 0, "mask_copy Hello");
 }
 
@@ -203,7 +203,7 @@ static void test_header_write(void) {
     for (int server = 0; server <= 1; server++) {
       uint8_t out[RILL_WS_HEADER_MAX];
       size_t n =
-          rill_ws_header_write(out, 1, RILL_WS_BINARY, lens[i], server ? rfc_mask : NULL);
+          rill__ws_header_write(out, 1, RILL_WS_BINARY, lens[i], server ? rfc_mask : NULL);
       CHECK(n == sizes[i] + (server ? 4 : 0), "len %llu: header size %zu",
             (unsigned long long)lens[i], n);
       for (size_t step = 1; step <= n; step++) {
@@ -220,7 +220,7 @@ static void test_header_write(void) {
   }
   /* RSV bits ride on the opcode; an extension that allows them gets them back. */
   uint8_t out[RILL_WS_HEADER_MAX];
-  size_t n = rill_ws_header_write(out, 1, RILL_WS_TEXT | RILL_WS_RSV1, 3, NULL);
+  size_t n = rill__ws_header_write(out, 1, RILL_WS_TEXT | RILL_WS_RSV1, 3, NULL);
   CHECK(n == 2 && out[0] == 0xc1 && out[1] == 3, "write RSV1: %02x", out[0]);
   rill_ws_header_t h;
   size_t ep;
@@ -229,7 +229,7 @@ static void test_header_write(void) {
   CHECK(feed_header(&h, out, n, 0, n, &ep) == 2 && h.rsv == RILL_WS_RSV1 &&
             h.opcode == RILL_WS_TEXT,
         "RSV1 allowed: rsv %x", h.rsv);
-  n = rill_ws_header_write(out, 0, RILL_WS_BINARY, 0, NULL);
+  n = rill__ws_header_write(out, 0, RILL_WS_BINARY, 0, NULL);
   CHECK(n == 2 && out[0] == 0x02 && out[1] == 0, "write FIN 0, empty");
 }
 
@@ -264,7 +264,7 @@ static void frame_bad(const bad_case_t *c) {
         CHECK(ep == c->fail_at, "%s: failed at byte %zu, want %zu", c->name, ep,
               c->fail_at);
       int done = 1;
-      CHECK(rill_ws_header_parse(&h, c->in, c->n, &done) == -1 && !done,
+      CHECK(rill__ws_header_parse(&h, c->in, c->n, &done) == -1 && !done,
             "%s: error not sticky", c->name);
     }
   }
@@ -326,21 +326,21 @@ static void test_rejections(void) {
   /* At the limits exactly, frames pass. */
   rill_ws_header_t h;
   size_t ep;
-  rill_ws_header_init(&h, 0, 5);
+  rill__ws_header_init(&h, 0, 5);
   CHECK(feed_header(&h, B("\x81\x05Hello"), 0, 1, &ep) == 2, "len == max_frame");
-  rill_ws_header_init(&h, 0, 0);
+  rill__ws_header_init(&h, 0, 0);
   h.max_message = 5;
   CHECK(feed_header(&h, B("\x81\x05Hello"), 0, 1, &ep) == 2, "len == max_message");
-  rill_ws_header_init(&h, 0, 0);
+  rill__ws_header_init(&h, 0, 0);
   CHECK(feed_header(&h, B("\x89\x7d"), 0, 1, &ep) == 2 && h.len == 125, "ping of 125");
   /* max_frame limits control frames too; max_message does not. */
-  rill_ws_header_init(&h, 0, 0);
+  rill__ws_header_init(&h, 0, 0);
   h.max_message = 1;
   CHECK(feed_header(&h, B("\x89\x05"), 0, 1, &ep) == 2, "ping under max_message");
   /* reset clears an error. */
-  rill_ws_header_init(&h, 0, 0);
+  rill__ws_header_init(&h, 0, 0);
   CHECK(feed_header(&h, B("\xc1\x00"), 0, 1, &ep) == -1, "RSV1 rejected");
-  rill_ws_header_reset(&h);
+  rill__ws_header_reset(&h);
   CHECK(feed_header(&h, B("\x81\x00"), 0, 1, &ep) == 2 && h.close_code == 0 &&
             h.error == NULL,
         "after reset");
@@ -365,9 +365,9 @@ static int read_frames(int server, uint8_t *in, size_t n, size_t step, uint64_t 
                        uint64_t max_message, sink_t *s) {
   rill_ws_header_t h;
   rill_utf8_t u;
-  rill_ws_header_init(&h, server, max_frame);
+  rill__ws_header_init(&h, server, max_frame);
   h.max_message = max_message;
-  rill_utf8_init(&u);
+  rill__utf8_init(&u);
   s->dlen = s->clen = 0;
   s->code = 0;
   s->frames = s->messages = 0;
@@ -380,7 +380,7 @@ static int read_frames(int server, uint8_t *in, size_t n, size_t step, uint64_t 
     }
     if (in_header) {
       int done;
-      ssize_t k = rill_ws_header_parse(&h, in + pos, avail - pos, &done);
+      ssize_t k = rill__ws_header_parse(&h, in + pos, avail - pos, &done);
       if (k < 0) {
         s->code = h.close_code;
         return -1;
@@ -388,10 +388,10 @@ static int read_frames(int server, uint8_t *in, size_t n, size_t step, uint64_t 
       pos += (size_t)k;
       if (!done) continue;
       in_header = 0;
-      if (h.opcode == RILL_WS_TEXT) rill_utf8_init(&u);
+      if (h.opcode == RILL_WS_TEXT) rill__utf8_init(&u);
     }
     uint8_t *slice = in + pos;
-    size_t took = rill_ws_payload(&h, slice, avail - pos);
+    size_t took = rill__ws_payload(&h, slice, avail - pos);
     pos += took;
     if (h.opcode & 0x8) {
       memcpy(s->ctl + s->clen, slice, took);
@@ -399,7 +399,7 @@ static int read_frames(int server, uint8_t *in, size_t n, size_t step, uint64_t 
     } else {
       memcpy(s->data + s->dlen, slice, took);
       s->dlen += took;
-      if (h.msg_opcode == RILL_WS_TEXT && rill_utf8_feed(&u, slice, took) < 0) {
+      if (h.msg_opcode == RILL_WS_TEXT && rill__utf8_feed(&u, slice, took) < 0) {
         s->code = RILL_WS_INVALID_DATA;
         return -1;
       }
@@ -407,13 +407,13 @@ static int read_frames(int server, uint8_t *in, size_t n, size_t step, uint64_t 
     if (h.pos < h.len) continue;
     s->frames++;
     if (!(h.opcode & 0x8) && h.fin) {
-      if (h.msg_opcode == RILL_WS_TEXT && !rill_utf8_complete(&u)) {
+      if (h.msg_opcode == RILL_WS_TEXT && !rill__utf8_complete(&u)) {
         s->code = RILL_WS_INVALID_DATA;
         return -1;
       }
       s->messages++;
     }
-    rill_ws_header_reset(&h);
+    rill__ws_header_reset(&h);
     in_header = 1;
   }
   return in_header && h.have == 0 ? 0 : 1;
@@ -496,7 +496,7 @@ static void test_sequences(void) {
   static const size_t steps[] = {1, 3, 7, 100, 4096, 65536, sizeof(big)};
   for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
     memcpy(big, hdr, sizeof(hdr));
-    rill_ws_mask_copy(big + sizeof(hdr), want, sizeof(want), rfc_mask, 0);
+    rill__ws_mask_copy(big + sizeof(hdr), want, sizeof(want), rfc_mask, 0);
     int r = read_frames(1, big, sizeof(big), steps[k], 0, 0, &s);
     CHECK(r == 0 && s.frames == 1 && s.dlen == sizeof(want) &&
               memcmp(s.data, want, sizeof(want)) == 0,
@@ -531,11 +531,11 @@ static void test_mask(void) {
         memcpy(ref, src, sizeof(src));
         memcpy(got, src, sizeof(src));
         naive_mask(ref + al, len, m, off);
-        rill_ws_mask(got + al, len, m, off);
+        rill__ws_mask(got + al, len, m, off);
         bad_in_place += memcmp(got, ref, sizeof(got)) != 0;
         for (size_t dal = 0; dal < 8; dal++) {
           memset(dst, 0xee, sizeof(dst));
-          rill_ws_mask_copy(dst + dal, src + al, len, m, off);
+          rill__ws_mask_copy(dst + dal, src + al, len, m, off);
           bad_copy += memcmp(dst + dal, ref + al, len) != 0 ||
                       (dal && dst[dal - 1] != 0xee) || dst[dal + len] != 0xee;
         }
@@ -556,9 +556,9 @@ static void test_mask(void) {
       for (size_t a = 0; a <= len; a++) {
         for (size_t b = a; b <= len; b++) {
           memcpy(got, src, len);
-          rill_ws_mask(got, a, m, base);
-          rill_ws_mask(got + a, b - a, m, base + a);
-          rill_ws_mask(got + b, len - b, m, base + b);
+          rill__ws_mask(got, a, m, base);
+          rill__ws_mask(got + a, b - a, m, base + a);
+          rill__ws_mask(got + b, len - b, m, base + b);
           bad += memcmp(got, ref, len) != 0;
         }
       }
@@ -571,10 +571,10 @@ static void test_mask(void) {
   uint8_t *a = malloc(n + 1), *b = malloc(n + 1);
   for (size_t i = 0; i <= n; i++)
     a[i] = b[i] = rnd();
-  rill_ws_mask(a + 1, n, m, 3);
+  rill__ws_mask(a + 1, n, m, 3);
   naive_mask(b + 1, n, m, 3);
   CHECK(memcmp(a, b, n + 1) == 0, "mask 1 MiB");
-  rill_ws_mask(a + 1, n, m, 3);
+  rill__ws_mask(a + 1, n, m, 3);
   naive_mask(b + 1, n, m, 3);
   CHECK(memcmp(a, b, n + 1) == 0, "mask 1 MiB twice");
   free(a);
@@ -587,15 +587,15 @@ static void test_mask(void) {
  * of the byte that failed, or -1 if none did; *complete as after the last. */
 static long feed3(const uint8_t *s, size_t n, size_t a, size_t b, int *complete) {
   rill_utf8_t u;
-  rill_utf8_init(&u);
+  rill__utf8_init(&u);
   const size_t cut[4] = {0, a, b, n};
   for (int k = 0; k < 3; k++) {
-    if (rill_utf8_feed(&u, s + cut[k], cut[k + 1] - cut[k]) < 0) {
-      *complete = rill_utf8_complete(&u);
+    if (rill__utf8_feed(&u, s + cut[k], cut[k + 1] - cut[k]) < 0) {
+      *complete = rill__utf8_complete(&u);
       return (long)(cut[k] + u.err_at);
     }
   }
-  *complete = rill_utf8_complete(&u);
+  *complete = rill__utf8_complete(&u);
   return -1;
 }
 
@@ -611,7 +611,7 @@ static void utf8_ok(const char *name, const uint8_t *s, size_t n, int complete) 
     }
   }
   CHECK(bad == 0, "%s: %d splits wrong", name, bad);
-  CHECK(rill_utf8_valid(s, n) == complete, "%s: rill_utf8_valid", name);
+  CHECK(rill__utf8_valid(s, n) == complete, "%s: rill__utf8_valid", name);
 }
 
 /* s fails on byte `at` however it is split. */
@@ -630,15 +630,15 @@ static void utf8_bad(const char *name, const uint8_t *s, size_t n, long at) {
     }
   }
   CHECK(bad == 0, "%s: %d splits wrong", name, bad);
-  CHECK(!rill_utf8_valid(s, n), "%s: rill_utf8_valid", name);
+  CHECK(!rill__utf8_valid(s, n), "%s: rill__utf8_valid", name);
   /* Byte by byte, and then every later feed fails too. */
   rill_utf8_t u;
-  rill_utf8_init(&u);
+  rill__utf8_init(&u);
   long first = -1;
   for (size_t i = 0; i < n && first < 0; i++)
-    if (rill_utf8_feed(&u, s + i, 1) < 0) first = (long)i;
+    if (rill__utf8_feed(&u, s + i, 1) < 0) first = (long)i;
   CHECK(first == at, "%s: byte by byte failed at %ld", name, first);
-  CHECK(rill_utf8_feed(&u, (const uint8_t *)"a", 1) < 0 && !rill_utf8_complete(&u),
+  CHECK(rill__utf8_feed(&u, (const uint8_t *)"a", 1) < 0 && !rill__utf8_complete(&u),
         "%s: error not sticky", name);
 }
 
@@ -699,9 +699,9 @@ static int ref_completable(const uint8_t *p, size_t n) {
  * and it fails on exactly the byte after which no continuation can be valid. */
 static int cross_check(const uint8_t *s, size_t n) {
   rill_utf8_t u;
-  rill_utf8_init(&u);
-  if (rill_utf8_feed(&u, s, n) == 0)
-    return rill_utf8_complete(&u) == ref_valid(s, n) && ref_completable(s, n);
+  rill__utf8_init(&u);
+  if (rill__utf8_feed(&u, s, n) == 0)
+    return rill__utf8_complete(&u) == ref_valid(s, n) && ref_completable(s, n);
   size_t at = u.err_at;
   return at < n && ref_completable(s, at) && !ref_completable(s, at + 1);
 }
@@ -790,12 +790,12 @@ static void test_utf8(void) {
     memset(s, 'x', sizeof(s));
     s[at] = 0xff;
     rill_utf8_t u;
-    rill_utf8_init(&u);
-    bad += rill_utf8_feed(&u, s, sizeof(s)) != -1 || u.err_at != at;
+    rill__utf8_init(&u);
+    bad += rill__utf8_feed(&u, s, sizeof(s)) != -1 || u.err_at != at;
     memset(s, 'x', sizeof(s));
     if (at + 3 <= sizeof(s)) {
       memcpy(s + at, "\xe2\x82\xac", 3);
-      bad += !rill_utf8_valid(s, sizeof(s));
+      bad += !rill__utf8_valid(s, sizeof(s));
     }
   }
   CHECK(bad == 0, "ASCII runs: %d positions wrong", bad);
@@ -807,10 +807,10 @@ static void test_utf8(void) {
     uint8_t s[4];
     size_t n = encode(cp, s);
     int surrogate = cp >= 0xd800 && cp <= 0xdfff;
-    wrong += rill_utf8_valid(s, n) == surrogate;
+    wrong += rill__utf8_valid(s, n) == surrogate;
     if (cp < 0x800 && (cp & 0x3f) == 0) {
       uint8_t o[3] = {0xe0, (uint8_t)(0x80 | cp >> 6), (uint8_t)(0x80 | (cp & 0x3f))};
-      wrong += rill_utf8_valid(o, 3);
+      wrong += rill__utf8_valid(o, 3);
     }
   }
   CHECK(wrong == 0, "code points: %d wrong", wrong);
@@ -847,7 +847,7 @@ static void test_utf8(void) {
   /* A zeroed state is a fresh one. */
   rill_utf8_t z;
   memset(&z, 0, sizeof(z));
-  CHECK(rill_utf8_feed(&z, B("\xe2\x82\xac")) == 0 && rill_utf8_complete(&z),
+  CHECK(rill__utf8_feed(&z, B("\xe2\x82\xac")) == 0 && rill__utf8_complete(&z),
         "zeroed state");
 }
 
@@ -859,77 +859,77 @@ static void test_close(void) {
   static const unsigned invalid[] = {0,    1,    999,  1004, 1005, 1006,  1015,
                                      1016, 1100, 2000, 2999, 5000, 65535, 65536};
   for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
-    CHECK(rill_ws_close_code_valid(valid[i]), "code %u should be valid", valid[i]);
+    CHECK(rill__ws_close_code_valid(valid[i]), "code %u should be valid", valid[i]);
   for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
-    CHECK(!rill_ws_close_code_valid(invalid[i]), "code %u should be invalid", invalid[i]);
+    CHECK(!rill__ws_close_code_valid(invalid[i]), "code %u should be invalid", invalid[i]);
 
   unsigned code;
   const uint8_t *reason;
   size_t rlen;
-  CHECK(rill_ws_close_parse(B(""), &code, &reason, &rlen) == 0 && code == 1005 &&
+  CHECK(rill__ws_close_parse(B(""), &code, &reason, &rlen) == 0 && code == 1005 &&
             rlen == 0,
         "empty close: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x03"), &code, &reason, &rlen) == -1 && code == 1002,
         "1-byte close: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03\xe8"), &code, &reason, &rlen) == 0 && code == 1000 &&
+  CHECK(rill__ws_close_parse(B("\x03\xe8"), &code, &reason, &rlen) == 0 && code == 1000 &&
             rlen == 0,
         "1000: %u", code);
   const uint8_t bye[] = "\x03\xe9"
                         "bye";
-  CHECK(rill_ws_close_parse(bye, 5, &code, &reason, &rlen) == 0 && code == 1001 &&
+  CHECK(rill__ws_close_parse(bye, 5, &code, &reason, &rlen) == 0 && code == 1001 &&
             rlen == 3 && reason == bye + 2,
         "1001 bye");
-  CHECK(rill_ws_close_parse(B("\x0f\xa0\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
+  CHECK(rill__ws_close_parse(B("\x0f\xa0\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"),
                             &code, &reason, &rlen) == 0 &&
             code == 4000 && rlen == 11,
         "4000 with a UTF-8 reason");
-  CHECK(rill_ws_close_parse(B("\x03\xed"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x03\xed"), &code, &reason, &rlen) == -1 && code == 1002,
         "1005 sent: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03\xee"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x03\xee"), &code, &reason, &rlen) == -1 && code == 1002,
         "1006 sent: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03\xe7"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x03\xe7"), &code, &reason, &rlen) == -1 && code == 1002,
         "999: %u", code);
-  CHECK(rill_ws_close_parse(B("\x13\x88"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x13\x88"), &code, &reason, &rlen) == -1 && code == 1002,
         "5000: %u", code);
-  CHECK(rill_ws_close_parse(B("\x00\x00"), &code, &reason, &rlen) == -1 && code == 1002,
+  CHECK(rill__ws_close_parse(B("\x00\x00"), &code, &reason, &rlen) == -1 && code == 1002,
         "0: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03\xe8\xce\xba\xed\xa0\x80"), &code, &reason, &rlen) ==
+  CHECK(rill__ws_close_parse(B("\x03\xe8\xce\xba\xed\xa0\x80"), &code, &reason, &rlen) ==
                 -1 &&
             code == 1007,
         "surrogate in reason: %u", code);
-  CHECK(rill_ws_close_parse(B("\x03\xe8"
+  CHECK(rill__ws_close_parse(B("\x03\xe8"
                               "ab\xe2\x82"),
                             &code, &reason, &rlen) == -1 &&
             code == 1007,
         "truncated reason: %u", code);
 
   uint8_t out[RILL_WS_CONTROL_MAX];
-  CHECK(rill_ws_close_write(out, 0, NULL, 0) == 0, "close without status");
-  CHECK(rill_ws_close_write(out, 1000, (const uint8_t *)"bye", 3) == 5 &&
+  CHECK(rill__ws_close_write(out, 0, NULL, 0) == 0, "close without status");
+  CHECK(rill__ws_close_write(out, 1000, (const uint8_t *)"bye", 3) == 5 &&
             memcmp(out,
                    "\x03\xe8"
                    "bye",
                    5) == 0,
         "close 1000 bye");
-  CHECK(rill_ws_close_write(out, 1005, NULL, 0) == -1, "1005 may not be sent");
-  CHECK(rill_ws_close_write(out, 999, NULL, 0) == -1, "999 may not be sent");
+  CHECK(rill__ws_close_write(out, 1005, NULL, 0) == -1, "1005 may not be sent");
+  CHECK(rill__ws_close_write(out, 999, NULL, 0) == -1, "999 may not be sent");
   uint8_t r[300];
   memset(r, 'a', sizeof(r));
-  CHECK(rill_ws_close_write(out, 4000, r, sizeof(r)) == 125, "ASCII reason cut to 123");
+  CHECK(rill__ws_close_write(out, 4000, r, sizeof(r)) == 125, "ASCII reason cut to 123");
   for (size_t i = 0; i < 300; i += 2)
     memcpy(r + i, "\xce\xba", 2);
-  ssize_t n = rill_ws_close_write(out, 1000, r, sizeof(r));
-  CHECK(n == 124 && rill_ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
+  ssize_t n = rill__ws_close_write(out, 1000, r, sizeof(r));
+  CHECK(n == 124 && rill__ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
         "2-byte reason cut at a boundary: %zd", n);
   for (size_t i = 0; i + 3 <= 300; i += 3)
     memcpy(r + i, "\xe2\x82\xac", 3);
-  n = rill_ws_close_write(out, 1000, r, 300);
-  CHECK(n == 125 && rill_ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
+  n = rill__ws_close_write(out, 1000, r, 300);
+  CHECK(n == 125 && rill__ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
         "3-byte reason cut at a boundary: %zd", n);
   for (size_t i = 0; i + 4 <= 300; i += 4)
     memcpy(r + i, "\xf0\x9f\x98\x80", 4);
-  n = rill_ws_close_write(out, 1000, r, 300);
-  CHECK(n == 122 && rill_ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
+  n = rill__ws_close_write(out, 1000, r, 300);
+  CHECK(n == 122 && rill__ws_close_parse(out, (size_t)n, &code, &reason, &rlen) == 0,
         "4-byte reason cut at a boundary: %zd", n);
 }
 
@@ -939,12 +939,12 @@ static void test_handshake(void) {
   /* RFC 6455 §1.3 */
   char out[29];
   const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
-  CHECK(rill_ws_accept(key, strlen(key), out) == 0 &&
+  CHECK(rill__ws_accept(key, strlen(key), out) == 0 &&
             strcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0,
         "accept: %s", out);
   /* The §1.3 key is the base64 of "the sample nonce". */
   char k[25];
-  rill_ws_key((const uint8_t *)"the sample nonce", k);
+  rill__ws_key((const uint8_t *)"the sample nonce", k);
   CHECK(strcmp(k, key) == 0, "key: %s", k);
 
   static const char *bad[] = {
@@ -963,7 +963,7 @@ static void test_handshake(void) {
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     size_t len = i == sizeof(bad) / sizeof(bad[0]) - 1 ? 24 : strlen(bad[i]);
-    CHECK(rill_ws_accept(bad[i], len, out) == -1, "bad key %zu accepted", i);
+    CHECK(rill__ws_accept(bad[i], len, out) == -1, "bad key %zu accepted", i);
   }
 }
 

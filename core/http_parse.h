@@ -49,10 +49,10 @@ typedef struct {
 } rill_http_head_t;
 
 /* type is HTTP_REQUEST or HTTP_RESPONSE; max_fields bounds the field count. */
-void rill_http_head_init(rill_http_head_t *h, int type, unsigned max_fields);
-void rill_http_head_free(rill_http_head_t *h);
+void rill__http_head_init(rill_http_head_t *h, int type, unsigned max_fields);
+void rill__http_head_free(rill_http_head_t *h);
 /* Prepares for the next message on the same connection. */
-void rill_http_head_reset(rill_http_head_t *h);
+void rill__http_head_reset(rill_http_head_t *h);
 
 /* Parses a head at buf[0..len), of which the first h->fed bytes were given
  * before (unchanged, though buf may have moved). Returns the head's length
@@ -61,15 +61,16 @@ void rill_http_head_reset(rill_http_head_t *h);
  * max_bytes. For requests it rejects: Content-Length with Transfer-Encoding,
  * repeated Content-Length, a Transfer-Encoding other than "chunked", any
  * Transfer-Encoding in HTTP/1.0, obs-fold, whitespace before a colon, control
- * bytes in fields, a missing or repeated Host in HTTP/1.1, bad targets. */
-ssize_t rill_http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
+ * bytes in fields, a CR not followed by LF, a missing or repeated Host in
+ * HTTP/1.1, bad targets. */
+ssize_t rill__http_head_parse(rill_http_head_t *h, const char *buf, size_t len,
                              size_t max_bytes);
 
 /* Case-insensitive comparison of a field name with a lower-case name. */
-int rill_http_name_is(const char *name, size_t len, const char *lower);
+int rill__http_name_is(const char *name, size_t len, const char *lower);
 
 /* 1 if c is a token character (RFC 9110 tchar). */
-int rill_http_tchar(unsigned char c);
+int rill__http_tchar(unsigned char c);
 
 /* ---- the chunked transfer coding ---- */
 
@@ -86,37 +87,40 @@ enum {
   RILL_CHUNK_ERROR,
 };
 
+/* The decoder's whole state: nothing in it depends on another field being
+ * kept in step (the trailer bytes are output, not state). */
 typedef struct {
   int state;
   uint64_t remaining; /* payload bytes left in the current chunk */
   unsigned digits;
-  size_t line;    /* bytes in the current chunk-size line */
-  char *trailers; /* the trailer section, raw, once DONE */
+  unsigned cr;    /* TRAILER: the last byte was a CR */
+  size_t line;    /* bytes in the current line */
+  char *trailers; /* the trailer section, raw (CRLF line ends), once DONE */
   size_t tlen, tcap, tmax;
   const char *error;
 } rill_chunked_t;
 
 /* max_trailer bounds the trailer section's size. */
-void rill_chunked_init(rill_chunked_t *c, size_t max_trailer);
-void rill_chunked_free(rill_chunked_t *c);
+void rill__chunked_init(rill_chunked_t *c, size_t max_trailer);
+void rill__chunked_free(rill_chunked_t *c);
 /* Reads framing from p[0..n): returns how many bytes it consumed, stopping
  * when a chunk's payload starts (state DATA, remaining > 0) or the body ends
  * (state DONE). Returns -1 on a framing error (c->error says which). */
-ssize_t rill_chunked_frame(rill_chunked_t *c, const char *p, size_t n);
+ssize_t rill__chunked_frame(rill_chunked_t *c, const char *p, size_t n);
 /* The caller took n bytes of payload. */
-void rill_chunked_took(rill_chunked_t *c, uint64_t n);
+void rill__chunked_took(rill_chunked_t *c, uint64_t n);
 /* Splits the trailer section into fields. Returns the count, or -1 if a line
  * is malformed. */
-int rill_chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsigned max);
+int rill__chunked_trailers(const rill_chunked_t *c, rill_http_field_t *out, unsigned max);
 
 /* ---- response heads ---- */
 
 /* The reason phrase for status, or "Unknown". */
-const char *rill_http_reason(int status);
+const char *rill__http_reason(int status);
 /* Writes "HTTP/1.1 <status> <reason>\r\n" to out (64 bytes suffice). */
-size_t rill_http_status_line(char *out, int status);
+size_t rill__http_status_line(char *out, int status);
 /* Writes v in decimal / hexadecimal; out needs 20 / 16 bytes. */
-size_t rill_http_u64(char *out, uint64_t v);
-size_t rill_http_hex(char *out, uint64_t v);
+size_t rill__http_u64(char *out, uint64_t v);
+size_t rill__http_hex(char *out, uint64_t v);
 
 #endif

@@ -1,0 +1,81 @@
+/* The scheduler: tasks are coroutines that rill resumes. A C function that
+ * must wait calls rill__task_wait(), which records the wait on the object's
+ * queue and yields; the object ends the wait (wait.h), and the task is put
+ * on the ready queue. All resumes go through one loop (drain), never nested.
+ * This is the Lua layer: the C layers below see only wait records. */
+#ifndef RILL_LUA_SCHED_H
+#define RILL_LUA_SCHED_H
+
+#include <lua.h>
+
+#include "wait.h"
+#include "worker.h"
+
+typedef struct rill_task_s rill_task_t;
+
+enum { RILL_TASK_IDLE, RILL_TASK_RUNNING, RILL_TASK_WAITING, RILL_TASK_READY };
+
+/* Called when the task's function returned (status 0: its results are on the
+ * coroutine's stack) or raised (status LUA_ERR*: the error value is on top). */
+typedef void (*rill_task_done_cb)(rill_task_t *t, int status);
+
+struct rill_task_s {
+  rill_obj_t obj;
+  rill_worker_t *w;
+  lua_State *co;
+  int ref; /* registry reference that keeps the coroutine alive */
+  int state;
+  int nres;
+  uv_timer_t timer; /* the deadline of the current wait, or a sleep */
+  rill_wait_t wait; /* what it waits on */
+  rill_task_done_cb done;
+  void *done_data;
+  void (*yield_cb)(rill_task_t *t); /* run each time the task waits */
+  const char *kind;                 /* for log lines: "handler", "thread" */
+  int busy; /* serves a peer: a graceful stop waits for it to end */
+  rill_task_t *next;
+};
+
+typedef struct rill_sched_s {
+  rill_service_t svc; /* with the worker: closes the handles, then the Lua state */
+  rill_task_t *current;                 /* the task running now, or NULL */
+  rill_task_t *ready_head, *ready_tail; /* woken, to resume in this turn */
+  rill_task_t *defer_head, *defer_tail; /* yielded, to resume next turn */
+  int draining;
+  rill_task_t *pool; /* finished tasks whose coroutines can be reused */
+  unsigned npool;
+  uv_idle_t defer_idle;
+  uv_check_t defer_check;
+} rill_sched_t;
+
+/* Makes w's scheduler, for w->L; the worker closes both at its end. */
+int rill__sched_init(rill_worker_t *w);
+
+/* Returns a task with an empty coroutine (reused from the pool when one is
+ * free), or NULL when out of memory. Push the function and its arguments onto
+ * t->co, then call rill__task_start(). */
+rill_task_t *rill__task_new(rill_worker_t *w, const char *kind);
+void rill__task_start(rill_task_t *t, int nargs);
+
+/* The running task, or NULL. */
+rill_task_t *rill__task_current(rill_worker_t *w);
+/* The running task, if L is its coroutine; raises a Lua error otherwise. */
+rill_task_t *rill__task_check(rill_worker_t *w, lua_State *L);
+
+/* Makes t wait on obj: the wait (kind, obj, cancel) goes into the object's
+ * queue q (NULL: a wait on nothing but time); with timeout_ms >= 0 it is
+ * cancelled with UV_ETIMEDOUT when that passes. cancel pushes the results
+ * for a status. Returns lua_yield(L, 0): `return rill__task_wait(...)`. */
+int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, void *obj,
+                    int timeout_ms, int (*cancel)(rill_wait_t *wt, int status));
+
+/* The task a wait belongs to. */
+#define rill__wait_task(wt) rill__container_of((wt), rill_task_t, wait)
+
+/* Pushes the error on top of t->co, with a traceback, onto t->w->L. */
+void rill__task_traceback(rill_task_t *t);
+
+/* The worker of a C function: its first upvalue. */
+#define rill__upworker(L) ((rill_worker_t *)lua_touserdata((L), lua_upvalueindex(1)))
+
+#endif

@@ -1,0 +1,22 @@
+/* libuv streams (TCP sockets and pipes) as rill streams. No Lua. */
+#ifndef RILL_UVSTREAM_H
+#define RILL_UVSTREAM_H
+
+#include "stream.h"
+
+typedef struct rill_uvstream_s rill_uvstream_t;
+
+/* A stream around a new handle of kind UV_TCP or UV_NAMED_PIPE, on w's
+ * object list until its memory goes. Returns NULL when out of memory. */
+rill_uvstream_t *rill__uvstream_new(rill_worker_t *w, int kind);
+uv_stream_t *rill__uvstream_handle(rill_uvstream_t *u);
+rill_stream_t *rill__uvstream_stream(rill_uvstream_t *u);
+/* Frees a stream whose handle was never opened (e.g. a failed accept). */
+void rill__uvstream_discard(rill_uvstream_t *u);
+/* Sets a callback run once the stream and its handles are gone. */
+void rill__uvstream_on_free(rill_uvstream_t *u, void (*cb)(void *), void *arg);
+
+/* Formats a socket address as "host" and returns the port. */
+int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen);
+
+#endif /* RILL_UVSTREAM_H */

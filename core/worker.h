@@ -1,0 +1,124 @@
+/* A worker: one uv loop and everything that lives on it. It is the bottom
+ * layer: the object list a teardown sweeps, the pool of input buffers, the
+ * Date line, random bytes, the log, and the per-worker services the layers
+ * above register (the Lua state and scheduler, TLS state). No Lua here: the
+ * layers above are reached only through the hooks they set. */
+#ifndef RILL_WORKER_H
+#define RILL_WORKER_H
+
+#include "rill_int.h"
+
+/* ---- objects ------------------------------------------------------------
+ * Every C object that owns libuv handles is linked into its worker's list,
+ * so that a worker can be torn down without leaks: destroy() closes the
+ * handles at once (memory is freed in their close callbacks) and tells
+ * whoever is bound to the object that it is gone. */
+enum { RILL_OBJ_OTHER, RILL_OBJ_LISTENER, RILL_OBJ_CONN, RILL_OBJ_WS };
+
+struct rill_obj_s {
+  rill_obj_t *prev, *next;
+  void (*destroy)(rill_obj_t *o);
+  /* Optional: begin a graceful stop (listeners stop accepting, connections
+   * finish their request, WebSockets close with 1001). */
+  void (*shutdown)(rill_obj_t *o);
+  int kind; /* connections and WebSockets hold a graceful stop open */
+  int done; /* ... unless closed already (a WebSocket waiting to be freed) */
+};
+
+void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *));
+void rill__obj_unlink(rill_obj_t *o);
+
+/* ---- services -----------------------------------------------------------
+ * State a layer above keeps per worker (the Lua state, TLS). At teardown,
+ * after every object is destroyed, each service's close() runs (close
+ * handles), the loop runs until the handles are gone, then each free()
+ * runs, in the order the services were added. */
+typedef struct rill_service_s rill_service_t;
+struct rill_service_s {
+  rill_service_t *next;
+  void (*close)(rill_service_t *svc, rill_worker_t *w);
+  void (*free)(rill_service_t *svc, rill_worker_t *w);
+};
+
+void rill__worker_add_service(rill_worker_t *w, rill_service_t *svc);
+
+enum { RILL_LOG_ERROR, RILL_LOG_WARN, RILL_LOG_INFO, RILL_LOG_DEBUG };
+enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4 };
+
+struct lua_State;
+struct rill_sched_s;
+
+struct rill_worker_s {
+  uv_loop_t *loop;
+  int own_loop;
+  int id;
+  int log_level;
+  int stopping; /* tearing down: no more Lua, no more resumes */
+  int exit_code;
+
+  /* The Lua layer's state and scheduler (lua_core.c, sched.c): opaque here. */
+  struct lua_State *L;
+  struct rill_sched_s *sched;
+  void *tls; /* TLS state (tls.c), freed as a service */
+
+  /* The runtime around the worker (rill.c), or NULL: a port 0 is the port the
+   * first worker got, and workers share ports (SO_REUSEPORT). port_for
+   * returns the port to bind and sets *reuse; port_bound reports the port
+   * bound for *slot. */
+  void *rt;
+  int (*port_for)(rill_worker_t *w, const char *host, int port, int *reuse, int *slot);
+  void (*port_bound)(rill_worker_t *w, int slot, int port);
+
+  rill_obj_t objs; /* list head */
+  rill_service_t *services;
+
+  /* free input buffers of RILL_BUF_SIZE */
+  char **bufs;
+  unsigned nbufs, maxbufs;
+  char *scratch; /* RILL_BUF_SIZE bytes read and thrown away, or masked */
+
+  /* "Date: ..." header line, formatted once a second */
+  char date[48];
+  size_t date_len;
+  int64_t date_sec;
+
+  /* random bytes from the kernel, taken in batches */
+  uint8_t rnd[256];
+  unsigned rnd_left;
+
+  /* commands from other threads (rill.c): RILL_CMD_* bits */
+  uv_async_t cmd;
+  int cmds;
+  void (*on_command)(rill_worker_t *w, int cmds);
+  /* a graceful stop in progress */
+  int graceful;
+  uv_timer_t grace_timer, stop_check;
+  int busy; /* things besides connections that a graceful stop waits for */
+  uint64_t requests; /* HTTP requests dispatched */
+  int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */
+};
+
+rill_worker_t *rill__worker_new(uv_loop_t *loop);
+/* Sends a command to w from any thread. */
+void rill__worker_command(rill_worker_t *w, int cmd);
+/* Begins a graceful stop: see rill_obj_s.shutdown. The loop stops once no
+ * connection, WebSocket or busy task is left, or after grace_ms. */
+void rill__worker_stop(rill_worker_t *w, unsigned grace_ms);
+/* Destroys every object, closes and frees the services, closes the loop (if
+ * its own) and frees the worker. */
+void rill__worker_free(rill_worker_t *w);
+
+char *rill__buf_get(rill_worker_t *w);
+void rill__buf_put(rill_worker_t *w, char *buf);
+
+/* Returns "Date: <IMF-fixdate>\r\n", valid until the next call. */
+const char *rill__date_line(rill_worker_t *w, size_t *len);
+
+/* Fills buf with n bytes from the kernel's random generator. Returns 0 or
+ * an error. */
+int rill__random(rill_worker_t *w, void *buf, size_t n);
+
+void rill__log(rill_worker_t *w, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif /* RILL_WORKER_H */

@@ -1,0 +1,2 @@
+/* Placeholder while the layers are rebuilt. */
+int main(void) { return 0; }
