@@ -434,4 +434,22 @@ describe("websocket over TLS", function()
     ws:close()
     assert.equal(0, srv.stop())
   end)
+
+  -- To the system CA bundle our test CA is unknown: a.test's certificate is
+  -- as good as self-signed, as a man in the middle's would be.
+  it("does not resume a session made with verify = false on a verifying connect", function()
+    local dir = helper.certs()
+    local app = rill.router()
+    app:websocket("/", function(ws) ws:send("hello") end)
+    local l = helper.listen(app, {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    finally(function() l:close() end)
+    local url = ("wss://a.test:%d/"):format(l:port())
+    local ws = assert(helper.ws(url, {address = "127.0.0.1", tls = {verify = false}}))
+    assert.equal("hello", ws:receive():read_all())
+    ws:close()
+    local err
+    ws, err = helper.ws(url, {address = "127.0.0.1"})
+    assert.is_nil(ws)
+    assert.matches("^certificate verify failed", err)
+  end)
 end)
