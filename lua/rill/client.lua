@@ -12,8 +12,8 @@ local core = require "rill.core"
 local rill = require "rill"
 local http = require "rill.http"
 
-local concat, format, lower, tostring, type = table.concat, string.format, string.lower,
-  tostring, type
+local byte, concat, format, gsub, lower, sort, tostring, type = string.byte, table.concat,
+  string.format, string.gsub, string.lower, table.sort, tostring, type
 
 local client = {}
 
@@ -21,7 +21,7 @@ client.POOL_SIZE = 256       -- idle connections kept per host
 client.IDLE_TIMEOUT = 30000  -- ms an idle pooled connection is kept
 client.MAX_HEAD = 65536      -- bytes of response head
 
--- ---- the pool: "scheme://host:port" → idle connections, newest last ----
+-- ---- the pool: client.pool_key() → idle connections, newest last ----
 
 local pools = {}
 
@@ -61,6 +61,63 @@ end
 -- How many idle connections the pool holds for key (for tests).
 function client.pooled(key)
   return pools[key] and #pools[key] or 0
+end
+
+-- Options in opts.tls that decide nothing about whom we talk to or trust.
+local TLS_NEUTRAL = {handshake_timeout = true}
+
+-- A key field: "%", space, "=", "," and control bytes as %XX, so that no
+-- value can pose as another field.
+local function esc(v)
+  if type(v) == "table" then
+    local list = {}
+    for i, x in ipairs(v) do list[i] = esc(x) end
+    return concat(list, ",")
+  end
+  return (gsub(tostring(v), "[%z\1-\32%%=,\127]", function(c)
+    return format("%%%02X", byte(c))
+  end))
+end
+
+-- The pool key of a request with these options (tls: the options given to
+-- rill.connect, server_name included): a connection is shared only by
+-- requests that would have opened the same one. "scheme://host:port", then
+-- " address=A" when the address is overridden, then for https each TLS
+-- option but those in TLS_NEUTRAL as " tls.NAME=VALUE", sorted, with verify
+-- always there ("true" unless it is false, as rill.connect reads it).
+local function pool_key(scheme, host, port, address, tls)
+  local key = scheme .. "://" .. esc(lower(host)) .. ":" .. port
+  if address then key = key .. " address=" .. esc(address) end
+  if tls then
+    local parts = {}
+    for k, v in pairs(tls) do
+      if not TLS_NEUTRAL[k] and k ~= "verify" then
+        parts[#parts + 1] = "tls." .. esc(k) .. "=" .. esc(v)
+      end
+    end
+    sort(parts)
+    key = key .. " tls.verify=" .. tostring(tls.verify ~= false) .. " " .. concat(parts, " ")
+  end
+  return key
+end
+
+-- The TLS options rill.connect gets for an https URL: opts.tls (a table, or
+-- true for the defaults), with server_name the URL's host unless given.
+local function tls_options(scheme, host, opts)
+  if scheme ~= "https" then return nil end
+  local tls = {server_name = host}
+  if type(opts.tls) == "table" then
+    for k, v in pairs(opts.tls) do tls[k] = v end
+  end
+  return tls
+end
+
+-- client.pool_key(opts) → the key client.pooled() takes for a request with
+-- these options (url, address, tls), or nil for a bad URL.
+function client.pool_key(opts)
+  local scheme, host, port = client.parse_url(opts.url)
+  if not scheme then return nil end
+  return pool_key(scheme, host, port, opts.address, tls_options(scheme, host, opts))
 end
 
 -- ---- URLs ----
@@ -284,11 +341,14 @@ local function exchange(sock, o, key, reused)
 end
 
 -- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
---   tls=, follow_redirects=, close=} → res | nil, err.
+--   tls=, address=, host=, follow_redirects=, close=} → res | nil, err.
 -- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
 -- timeout (ms, default 60 s) bounds each wait for the server; connect_timeout
 -- (default 10 s) the connection; tls = rill.connect's TLS options for https
--- (verified by default); follow_redirects = how many to follow (default 0).
+-- (verified by default); address = connect here instead of the URL's host;
+-- host = the Host header instead of the URL's; follow_redirects = how many to
+-- follow (default 0). A pooled connection is only reused by a request to the
+-- same scheme, host, port and address with the same TLS options.
 function client.request(opts)
   local scheme, host, port, target, authority = client.parse_url(opts.url)
   if not scheme then return nil, "bad URL: " .. tostring(opts.url) end
@@ -296,13 +356,9 @@ function client.request(opts)
     host_header = authority, header_list = flatten(opts.headers), body = opts.body,
     close = opts.close}
   if opts.host then o.host_header = opts.host end
-  local key = scheme .. "://" .. authority
+  local tls = tls_options(scheme, host, opts)
+  local key = pool_key(scheme, host, port, opts.address, tls)
   local timeout = opts.timeout or 60000
-  local tls
-  if scheme == "https" then
-    tls = {server_name = host}
-    for k, v in pairs(opts.tls or {}) do tls[k] = v end
-  end
   local res, err
   for attempt = 1, 2 do
     local sock = not opts.close and pool_get(key)
