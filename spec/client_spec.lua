@@ -1,6 +1,6 @@
 -- The HTTP client (lua/rill/client.lua): whom a pooled connection is shared
--- with. (Bodies, timeouts and the proxy on top of the client are in
--- proxy_spec.lua.)
+-- with, what a redirect carries to another origin. (Bodies, timeouts and the
+-- proxy on top of the client are in proxy_spec.lua.)
 local rill = require "rill"
 local helper = require "spec.helper"
 local client = require "rill.client"
@@ -79,4 +79,82 @@ describe("http client pool", function()
       assert.equal(1, a:connections())
       assert.equal(1, b:connections())
     end)
+end)
+
+describe("http client redirects", function()
+  -- Each server answers /echo with what reached it, redirects /away to
+  -- the other origin's /echo, /here to its own, and /loop to itself
+  -- (counted in loops[name]).
+  local loops = {}
+  local function server(name, host)
+    local app = rill.router()
+    app:get("/echo", function(req, res)
+      local h = req.headers
+      res:send(("%s auth=%s cookie=%s keep=%s host=%s"):format(name, tostring(h.authorization),
+        tostring(h.cookie), tostring(h["x-keep"]), tostring(h.host)))
+    end)
+    app:get("/here", function(req, res)
+      res:status(302):header("Location", "/echo"):send("")
+    end)
+    app:get("/loop", function(req, res)
+      loops[name] = (loops[name] or 0) + 1
+      res:status(302):header("Location", "/loop"):send("")
+    end)
+    app:get("/away", function(req, res)
+      res:status(307):header("Location", req.query.to .. "/echo"):send("")
+    end)
+    local l = helper.listen(app, {host = host})
+    return l, ("http://%s:%d"):format(host or "127.0.0.1", l:port())
+  end
+
+  local one, two, base1, base2
+  before_each(function()
+    loops = {}
+    one, base1 = server("one")
+    two, base2 = server("two")
+  end)
+  after_each(function()
+    one:close()
+    two:close()
+  end)
+
+  local forms = {
+    ["{name = value}"] = {Authorization = "Bearer s3cret", cookie = "sid=1", ["X-Keep"] = "yes"},
+    ["{{name, value}}"] = {{"AUTHORIZATION", "Bearer s3cret"}, {"Cookie", "sid=1"},
+      {"x-keep", "yes"}},
+    ["a flat list"] = {"authorization", "Bearer s3cret", "COOKIE", "sid=1", "X-Keep", "yes"},
+  }
+  for form, headers in pairs(forms) do
+    it("drops Authorization and Cookie given as " .. form .. " on the way to another port, " ..
+      "and keeps them on the same origin", function()
+        local _, body = get(base1 .. "/away?to=" .. base2, {headers = headers,
+          follow_redirects = 1})
+        assert.equal("two auth=nil cookie=nil keep=yes host=127.0.0.1:" .. two:port(), body)
+        _, body = get(base1 .. "/here", {headers = headers, follow_redirects = 1})
+        assert.equal("one auth=Bearer s3cret cookie=sid=1 keep=yes host=127.0.0.1:" ..
+          one:port(), body)
+      end)
+  end
+
+  it("drops the address and Host overrides on the way to another origin", function()
+    local three = server("three", "127.0.0.2")
+    finally(function() three:close() end)
+    local from = ("http://one.test:%d"):format(three:port())
+    local _, body = get(from .. "/here", {address = "127.0.0.2", host = "one.test",
+      headers = {Authorization = "Bearer s3cret"}, follow_redirects = 1})
+    assert.equal("three auth=Bearer s3cret cookie=nil keep=nil host=one.test", body)
+    local status
+    status, body = get(from .. "/away?to=" .. base2, {address = "127.0.0.2", host = "one.test",
+      headers = {Authorization = "Bearer s3cret"}, follow_redirects = 1})
+    assert.equal(200, status, body)
+    assert.equal("two auth=nil cookie=nil keep=nil host=127.0.0.1:" .. two:port(), body)
+  end)
+
+  it("takes follow_redirects = true as 10, as Go does", function()
+    assert.same({200, "one auth=nil cookie=nil keep=nil host=127.0.0.1:" .. one:port()},
+      {get(base1 .. "/here", {follow_redirects = true})})
+    assert.same({302, ""}, {get(base1 .. "/loop", {follow_redirects = true})})
+    assert.equal(11, loops.one)
+    assert.same({302, ""}, {get(base1 .. "/here", {follow_redirects = false})})
+  end)
 end)

@@ -340,6 +340,24 @@ local function exchange(sock, o, key, reused)
   return res
 end
 
+-- Headers that carry the user's credentials for one origin, dropped on a
+-- redirect to another (as curl and Go do).
+local CREDENTIALS = {authorization = true, ["proxy-authorization"] = true, cookie = true}
+
+local function without_credentials(headers)
+  local list, out = flatten(headers), {}
+  for i = 1, #list, 2 do
+    if not CREDENTIALS[lower(tostring(list[i]))] then
+      out[#out + 1] = list[i]
+      out[#out + 1] = list[i + 1]
+    end
+  end
+  return out
+end
+
+-- follow_redirects = true follows up to this many, as Go's http.Client does.
+client.MAX_REDIRECTS = 10
+
 -- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
 --   tls=, address=, host=, follow_redirects=, close=} → res | nil, err.
 -- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
@@ -347,9 +365,20 @@ end
 -- (default 10 s) the connection; tls = rill.connect's TLS options for https
 -- (verified by default); address = connect here instead of the URL's host;
 -- host = the Host header instead of the URL's; follow_redirects = how many to
--- follow (default 0). A pooled connection is only reused by a request to the
--- same scheme, host, port and address with the same TLS options.
+-- follow (default 0; true: client.MAX_REDIRECTS). A redirect to another
+-- origin (scheme, host or port) drops Authorization, Proxy-Authorization and
+-- Cookie headers and the address, host and tls.server_name overrides. A
+-- pooled connection is only reused by a request to the same scheme, host,
+-- port and address with the same TLS options.
 function client.request(opts)
+  local redirects = opts.follow_redirects
+  if redirects == true then
+    redirects = client.MAX_REDIRECTS
+  elseif not redirects then
+    redirects = 0
+  elseif type(redirects) ~= "number" then
+    error("follow_redirects must be a number or a boolean", 2)
+  end
   local scheme, host, port, target, authority = client.parse_url(opts.url)
   if not scheme then return nil, "bad URL: " .. tostring(opts.url) end
   local o = {method = (opts.method or "GET"):upper(), target = target,
@@ -379,7 +408,6 @@ function client.request(opts)
       return nil, err
     end
   end
-  local redirects = opts.follow_redirects or 0
   local location = res.headers.location
   if redirects > 0 and location and (res.status == 301 or res.status == 302 or
     res.status == 303 or res.status == 307 or res.status == 308) then
@@ -394,6 +422,16 @@ function client.request(opts)
     again.follow_redirects = redirects - 1
     if res.status == 303 or ((res.status == 301 or res.status == 302) and o.method == "POST") then
       again.method, again.body = "GET", nil
+    end
+    local nscheme, nhost, nport = client.parse_url(next_url)
+    if nscheme ~= scheme or lower(nhost or "") ~= lower(host) or nport ~= port then
+      again.headers = without_credentials(opts.headers)
+      again.address, again.host = nil, nil
+      if type(opts.tls) == "table" and opts.tls.server_name then
+        again.tls = {}
+        for k, v in pairs(opts.tls) do again.tls[k] = v end
+        again.tls.server_name = nil
+      end
     end
     return client.request(again)
   end
