@@ -1,6 +1,7 @@
 -- The HTTP client (lua/rill/client.lua): whom a pooled connection is shared
--- with, what a redirect carries to another origin. (Bodies, timeouts and the
--- proxy on top of the client are in proxy_spec.lua.)
+-- with, what a redirect carries to another origin, and request heads that
+-- cannot be sent as they are. (Bodies, timeouts and the proxy on top of the
+-- client are in proxy_spec.lua.)
 local rill = require "rill"
 local helper = require "spec.helper"
 local client = require "rill.client"
@@ -156,5 +157,87 @@ describe("http client redirects", function()
     assert.same({302, ""}, {get(base1 .. "/loop", {follow_redirects = true})})
     assert.equal(11, loops.one)
     assert.same({302, ""}, {get(base1 .. "/here", {follow_redirects = false})})
+  end)
+end)
+
+describe("http client request heads", function()
+  local rec
+  before_each(function() rec = helper.recorder() end)
+  after_each(function() rec.close() end)
+
+  -- Each bad request must fail at once with err matching why, and reach
+  -- nothing: the good request after them is the first connection the
+  -- server sees.
+  local function refused(cases)
+    local base = ("http://127.0.0.1:%d"):format(rec.port)
+    for _, case in ipairs(cases) do
+      local opts, why = case[1], case[2]
+      local o = {url = base .. "/"}
+      for k, v in pairs(opts) do o[k] = v end
+      if opts.path then o.url = base .. opts.path end
+      o.path = nil
+      local res, err = rill.http.request(o)
+      assert.is_nil(res, why)
+      assert.matches(why, err)
+      assert.not_matches("[\r\n]", err)
+    end
+    assert.same({200, "ok"}, {get(base .. "/fine", {headers = {["X-Fine"] = "yes"}})})
+    assert.equal(1, rec.accepted)
+    assert.matches("^GET /fine HTTP/1.1\r\n", rec.heads[1])
+    assert.not_matches("Injected", rec.heads[1])
+  end
+
+  it("refuses a method that is not a token", function()
+    refused({
+      {{method = "GET / HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET"}, "^bad method"},
+      {{method = "GE T"}, "^bad method \"GE T\""},
+      {{method = "GET\0"}, "^bad method"},
+      {{method = ""}, "^bad method"},
+    })
+  end)
+
+  it("refuses a target with CR, LF, NUL, space or another control byte", function()
+    refused({
+      {{path = "/a\r\nX-Injected: 1"}, "^bad request target"},
+      {{path = "/a HTTP/1.1\nX-Injected: 1\n"}, "^bad request target"},
+      {{path = "/a b"}, "^bad request target"},
+      {{path = "/a\0b"}, "^bad request target"},
+      {{path = "/a\tb"}, "^bad request target"},
+      {{path = "/a\127b"}, "^bad request target"},
+    })
+  end)
+
+  it("refuses header names that are not tokens, in every header form", function()
+    refused({
+      {{headers = {["X-A\r\nX-Injected"] = "1"}}, "^bad header name"},
+      {{headers = {{"X A", "1"}}}, "^bad header name \"X A\""},
+      {{headers = {"X-A:", "1"}}, "^bad header name"},
+      {{headers = {[""] = "1"}}, "^bad header name"},
+    })
+  end)
+
+  it("refuses header values with CR, LF or NUL, in every header form", function()
+    refused({
+      {{headers = {["X-A"] = "1\r\nX-Injected: 1"}}, "^bad value for header X%-A"},
+      {{headers = {{"X-A", "1\nX-Injected: 1"}}}, "^bad value for header X%-A"},
+      {{headers = {"X-A", "1\0"}}, "^bad value for header X%-A"},
+      {{headers = {["X-A"] = {"ok", "1\rX-Injected: 1"}}}, "^bad value for header X%-A"},
+      {{headers = {Connection = "close\r\nX-Injected: 1"}}, "^bad value for header"},
+      {{headers = {["Content-Length"] = "0\r\nX-Injected: 1"}}, "^bad value for header"},
+      {{headers = {["Content-Length"] = "-1"}}, "^bad Content%-Length"},
+      {{host = "h\r\nX-Injected: 1"}, "^bad Host header"},
+    })
+  end)
+
+  it("refuses a URL whose authority has CR, LF or a space", function()
+    local res, err = rill.http.request{url = "http://127.0.0.1\r\nX-Injected: 1\r\n:" ..
+      rec.port .. "/"}
+    assert.is_nil(res)
+    assert.matches("^bad URL", err)
+    assert.not_matches("[\r\n]", err)
+    res, err = rill.http.request{url = "http://127.0.0.1 :" .. rec.port .. "/"}
+    assert.is_nil(res)
+    assert.matches("^bad URL", err)
+    refused({})
   end)
 end)

@@ -12,8 +12,9 @@ local core = require "rill.core"
 local rill = require "rill"
 local http = require "rill.http"
 
-local byte, concat, format, gsub, lower, sort, tostring, type = string.byte, table.concat,
-  string.format, string.gsub, string.lower, table.sort, tostring, type
+local byte, concat, find, format, gsub, lower, sort, tostring, type = string.byte,
+  table.concat, string.find, string.format, string.gsub, string.lower, table.sort,
+  tostring, type
 
 local client = {}
 
@@ -195,11 +196,18 @@ local hop = {connection = true, ["keep-alive"] = true, ["transfer-encoding"] = t
   te = true, trailer = true, upgrade = true, ["proxy-connection"] = true}
 
 -- Normalizes headers given as {name = value | {values}}, {{name, value}, ...}
--- or already flat {name, value, ...} into a flat list name, value, ...
+-- or already flat {name, value, ...} into a new flat list name, value, ...
+-- (values as strings).
 local function flatten(headers)
   local list = {}
   if not headers then return list end
-  if type(headers[1]) == "string" then return headers end
+  if type(headers[1]) == "string" then
+    for i = 1, #headers, 2 do
+      list[i] = headers[i]
+      list[i + 1] = tostring(headers[i + 1])
+    end
+    return list
+  end
   if headers[1] ~= nil then
     for _, pair in ipairs(headers) do
       list[#list + 1] = pair[1]
@@ -270,9 +278,6 @@ local function exchange(sock, o, key, reused)
       has_te = true
     end
     if not hop[name] and name ~= "host" and name ~= "content-length" then
-      if user[i]:find("[\r\n:]") or user[i + 1]:find("[\r\n]") then
-        return nil, "bad request header " .. user[i]
-      end
       lines[#lines + 1] = user[i] .. ": " .. user[i + 1]
     end
   end
@@ -340,6 +345,28 @@ local function exchange(sock, o, key, reused)
   return res
 end
 
+-- Checks what will go into the request head, before anything is sent:
+-- returns nil, or why the request cannot be sent.
+local function check_head(o)
+  if not http.is_token(o.method) then return "bad method " .. http.quote(o.method) end
+  -- RFC 9112 request-target: no space, no control byte.
+  if find(o.target, "[%z\1-\32\127]") then
+    return "bad request target " .. http.quote(o.target)
+  end
+  if not http.is_field_value(o.host_header) then
+    return "bad Host header " .. http.quote(o.host_header)
+  end
+  local list = o.header_list
+  for i = 1, #list, 2 do
+    local name, value = list[i], list[i + 1]
+    if not http.is_token(name) then return "bad header name " .. http.quote(name) end
+    if not http.is_field_value(value) then return "bad value for header " .. name end
+    if lower(name) == "content-length" and not find(value, "^%d+$") then
+      return "bad Content-Length " .. http.quote(value)
+    end
+  end
+end
+
 -- Headers that carry the user's credentials for one origin, dropped on a
 -- redirect to another (as curl and Go do).
 local CREDENTIALS = {authorization = true, ["proxy-authorization"] = true, cookie = true}
@@ -369,7 +396,9 @@ client.MAX_REDIRECTS = 10
 -- origin (scheme, host or port) drops Authorization, Proxy-Authorization and
 -- Cookie headers and the address, host and tls.server_name overrides. A
 -- pooled connection is only reused by a request to the same scheme, host,
--- port and address with the same TLS options.
+-- port and address with the same TLS options. A method, target or header
+-- that cannot go into a request head as it is gives nil, "bad ..." with
+-- nothing sent.
 function client.request(opts)
   local redirects = opts.follow_redirects
   if redirects == true then
@@ -380,11 +409,15 @@ function client.request(opts)
     error("follow_redirects must be a number or a boolean", 2)
   end
   local scheme, host, port, target, authority = client.parse_url(opts.url)
-  if not scheme then return nil, "bad URL: " .. tostring(opts.url) end
-  local o = {method = (opts.method or "GET"):upper(), target = target,
-    host_header = authority, header_list = flatten(opts.headers), body = opts.body,
-    close = opts.close}
-  if opts.host then o.host_header = opts.host end
+  if not scheme or find(authority, "[%z\1-\32\127]") then
+    return nil, "bad URL: " .. http.quote(opts.url)
+  end
+  local method = opts.method or "GET"
+  if type(method) == "string" then method = method:upper() end
+  local o = {method = method, target = target, host_header = opts.host or authority,
+    header_list = flatten(opts.headers), body = opts.body, close = opts.close}
+  local bad = check_head(o)
+  if bad then return nil, bad end
   local tls = tls_options(scheme, host, opts)
   local key = pool_key(scheme, host, port, opts.address, tls)
   local timeout = opts.timeout or 60000
