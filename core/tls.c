@@ -182,10 +182,12 @@ struct rill_tls_conf_s {
   size_t ncerts;
   const char **alpn;
   unsigned timeout_ms;
-  /* A client's trust: sessions made under one are never offered under
-   * another (a resumed session skips the certificate check). "v1|CA file"
-   * when verifying, "v0|" when not; a client certificate will be added. */
-  char *trust;
+  /* A client's trust, for session_key(): whether it verifies the peer, and
+   * against which CA file. cert_path is the client certificate it would
+   * present (none yet: always NULL). */
+  int verify;
+  char *ca_path;
+  char *cert_path;
   /* A server's ticket keys: its own, so that no other listener resumes its
    * sessions. */
   mbedtls_ssl_ticket_context ticket;
@@ -205,7 +207,8 @@ void rill__tls_conf_unref(rill_tls_conf_t *c) {
     mbedtls_pk_free(&c->certs[i].key);
   }
   free(c->certs);
-  free(c->trust);
+  free(c->ca_path);
+  free(c->cert_path);
   if (c->alpn) {
     for (size_t i = 0; c->alpn[i]; i++)
       free((char *)c->alpn[i]);
@@ -368,29 +371,61 @@ int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
     snprintf(err, errlen, "cannot set up TLS");
     return UV_ENOMEM;
   }
-  const char *ca_path = ca_file ? ca_file : SYSTEM_CA;
   if (verify) {
-    mbedtls_x509_crt *ca = ca_chain(w->tls, ca_path, err, errlen);
-    if (ca == NULL) {
+    if (ca_file == NULL) ca_file = SYSTEM_CA;
+    mbedtls_x509_crt *ca = ca_chain(w->tls, ca_file, err, errlen);
+    if (ca != NULL && (c->ca_path = strdup(ca_file)) == NULL)
+      snprintf(err, errlen, "out of memory");
+    if (ca == NULL || c->ca_path == NULL) {
       rill__tls_conf_unref(c);
-      return UV_EINVAL;
+      return ca == NULL ? UV_EINVAL : UV_ENOMEM;
     }
+    c->verify = 1;
     mbedtls_ssl_conf_ca_chain(&c->conf, ca, NULL);
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   } else {
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
   }
-  size_t tlen = strlen(ca_path) + 4;
-  c->trust = malloc(tlen);
-  int r = c->trust ? copy_alpn(c, alpn) : UV_ENOMEM;
+  int r = copy_alpn(c, alpn);
   if (r != 0) {
     snprintf(err, errlen, r == UV_ENOMEM ? "out of memory" : "bad ALPN protocol list");
     rill__tls_conf_unref(c);
     return r;
   }
-  snprintf(c->trust, tlen, "v%d|%s", verify ? 1 : 0, verify ? ca_path : "");
   *out = c;
   return 0;
+}
+
+/* The key a client keeps its session under, for resumption: the peer (the
+ * name asked for, its address and port) and the trust it was accepted with
+ * (verify mode, CA file, the client certificate presented). Resuming skips
+ * the certificate check, so a session is only offered where the same
+ * certificate would have been accepted: one made with verify = false never
+ * on a verifying connection, one verified against a CA file never where
+ * another is trusted. Formatted
+ *
+ *   "verify=V ca=N:PATH cert=N:PATH peer=ADDRESS:PORT name=NAME"
+ *
+ * (V 0 or 1; N the length of the PATH after it, 0 and nothing for none;
+ * "peer=-" when lower has no address); the lengths and the name last make
+ * every key stand for one tuple only. Returns a malloc'd string or NULL. */
+static char *session_key(const rill_tls_conf_t *c, rill_stream_t *lower,
+                         const char *name) {
+  const char *ca = c->ca_path ? c->ca_path : "";
+  const char *cert = c->cert_path ? c->cert_path : "";
+  char addr[64], peer[80];
+  int port = rill__stream_addr(lower, 1, addr, sizeof(addr));
+  if (port > 0)
+    snprintf(peer, sizeof(peer), "%s:%d", addr, port);
+  else
+    snprintf(peer, sizeof(peer), "-");
+  /* 80: the fixed text, a digit and two lengths of up to 20 digits, the NUL. */
+  size_t len = strlen(ca) + strlen(cert) + strlen(peer) + strlen(name) + 80;
+  char *key = malloc(len);
+  if (key)
+    snprintf(key, len, "verify=%d ca=%zu:%s cert=%zu:%s peer=%s name=%s", c->verify,
+             strlen(ca), ca, strlen(cert), cert, peer, name);
+  return key;
 }
 
 /* ---- the stream ---- */
@@ -770,18 +805,6 @@ static void tls_destroy(rill_obj_t *o) {
   tls_release(rill__container_of(o, tls_t, obj), 1);
 }
 
-/* Where a client keeps its session: the trust it was made under, the name
- * it checked, and the address it reached. */
-static char *session_key(rill_tls_conf_t *conf, rill_stream_t *lower, const char *name) {
-  char host[64], key[600];
-  int port = rill__stream_addr(lower, 1, host, sizeof(host));
-  if (port > 0)
-    snprintf(key, sizeof(key), "%s|%s@%s:%d", conf->trust, name, host, port);
-  else
-    snprintf(key, sizeof(key), "%s|%s", conf->trust, name);
-  return strdup(key);
-}
-
 rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
                              const char *server_name) {
   rill_worker_t *w = conf->w;
@@ -808,7 +831,9 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
     mbedtls_ssl_set_hostname(&t->ssl, server_name);
     t->session_key = session_key(conf, lower, server_name);
     session_t *saved = t->session_key ? session_find(conf->w->tls, t->session_key) : NULL;
-    if (saved) mbedtls_ssl_set_session(&t->ssl, &saved->s);
+    /* Belt and braces: a verifying client resumes only what was verified. */
+    if (saved && (!conf->verify || saved->s.verify_result == 0))
+      mbedtls_ssl_set_session(&t->ssl, &saved->s);
   }
   t->state = S_HANDSHAKE;
   uv_update_time(w->loop);

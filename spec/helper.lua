@@ -170,6 +170,29 @@ function helper.free_port()
   return port
 end
 
+-- A raw TCP server on 127.0.0.1 that writes down what clients send: each
+-- connection is counted when accepted (handlers start in the order the
+-- connections came), its request head kept, and the answer is a 200 "ok"
+-- with Connection: close. Returns {port =, accepted = n, heads = {...},
+-- close()}; heads[i] is nil for a connection that sent no whole head.
+function helper.recorder()
+  local rec = {accepted = 0, heads = {}}
+  local l = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+    rec.accepted = rec.accepted + 1
+    local i = rec.accepted
+    sock:settimeout(10000)
+    local head = sock:read_until("\r\n\r\n", 65536)
+    if head then
+      rec.heads[i] = head
+      sock:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    end
+    sock:close()
+  end})
+  rec.port = l:port()
+  function rec.close() l:close() end
+  return rec
+end
+
 -- Memory of a process, from /proc: current and peak resident set, in bytes.
 function helper.rss(pid)
   local f = assert(io.open("/proc/" .. pid .. "/status"))

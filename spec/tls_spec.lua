@@ -175,6 +175,23 @@ describe("tls", function()
       s:close()
     end)
 
+    it("resumes a session only with the trust it was made with", function()
+      -- s_server -www says on its page whether the session was new or reused.
+      local function session(tls)
+        tls.server_name = "other.test"
+        local s = assert(rill.connect("127.0.0.1", port, {timeout = 5000, tls = tls}))
+        s:write("GET / HTTP/1.0\r\n\r\n")
+        local page = s:read_all(1e6)
+        s:close()
+        return page:match("\n(%a+), TLSv1%.2")
+      end
+      assert.equal("New", session({ca = dir .. "/ca.crt"}))
+      assert.equal("Reused", session({ca = dir .. "/ca.crt"}))
+      assert.equal("New", session({verify = false}))
+      assert.equal("Reused", session({verify = false}))
+      assert.equal("Reused", session({ca = dir .. "/ca.crt"}))
+    end)
+
     it("can skip verification when asked", function()
       local s = assert(rill.connect("127.0.0.1", port, {timeout = 5000,
         tls = {verify = false}}))
@@ -200,6 +217,44 @@ describe("tls", function()
       a:close()
       b:close()
     end)
+
+  describe("does not offer a session to a connection that trusts differently", function()
+    local l
+    before_each(function()
+      l = assert(rill.listen{host = "127.0.0.1", port = 0,
+        handler = function(sock) sock:write("hi") end,
+        tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    end)
+    after_each(function() l:close() end)
+
+    local function connect(tls)
+      tls.server_name = "a.test"
+      local s, err = rill.connect("127.0.0.1", l:port(), {timeout = 5000, tls = tls})
+      if not s then return nil, err end
+      local hi, rerr = s:read(2)
+      s:close()
+      return hi, rerr
+    end
+
+    -- To the system CA bundle our test CA is unknown: a.test's certificate
+    -- is as good as self-signed, as a man in the middle's would be.
+    it("a session made without verification", function()
+      assert.equal("hi", connect({verify = false}))
+      local hi, err = connect({})
+      assert.is_nil(hi)
+      assert.matches("^certificate verify failed", err)
+      hi, err = connect({verify = true, ca = "/etc/ssl/certs/ca-certificates.crt"})
+      assert.is_nil(hi)
+      assert.matches("^certificate verify failed", err)
+    end)
+
+    it("a session verified against another CA file", function()
+      assert.equal("hi", connect({ca = dir .. "/ca.crt"}))
+      local hi, err = connect({ca = "/etc/ssl/certs/ca-certificates.crt"})
+      assert.is_nil(hi)
+      assert.matches("^certificate verify failed", err)
+    end)
+  end)
 
   describe("raw TLS servers and starttls", function()
     it("serve a raw protocol over TLS, with the handshake done before the handler",

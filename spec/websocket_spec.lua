@@ -343,6 +343,38 @@ describe("websocket server API", function()
     assert.matches("Sec%-WebSocket%-Version: 13", raw)
   end)
 
+  it("refuses a path, subprotocol, origin or header the request head cannot carry, " ..
+    "and sends nothing", function()
+      local rec = helper.recorder()
+      finally(rec.close)
+      local base = ("ws://127.0.0.1:%d"):format(rec.port)
+      local cases = {
+        {"/a\r\nX-Injected: 1", {}, "^bad request target"},
+        {"/a b", {}, "^bad request target"},
+        {"/a\0", {}, "^bad request target"},
+        {"/", {protocols = {"chat\r\nX-Injected: 1"}}, "^bad subprotocol"},
+        {"/", {protocols = {"v1.chat", "a b"}}, "^bad subprotocol \"a b\""},
+        {"/", {origin = "http://good.example\r\nX-Injected: 1"}, "^bad origin"},
+        {"/", {headers = {["X-A"] = "1\r\nX-Injected: 1"}}, "^bad value for header X%-A"},
+        {"/", {headers = {["X-A"] = "1\0"}}, "^bad value for header X%-A"},
+        {"/", {headers = {["X A"] = "1"}}, "^bad header name \"X A\""},
+        {"/", {headers = {["X-A\r\nX-Injected"] = "1"}}, "^bad header name"},
+      }
+      for _, case in ipairs(cases) do
+        local ws, err = helper.ws(base .. case[1], case[2])
+        assert.is_nil(ws, case[3])
+        assert.matches(case[3], err)
+        assert.not_matches("[\r\n]", err)
+      end
+      local ws, err = rill.websocket.connect(base .. "/?x=1", {protocols = {"v1.chat"},
+        origin = "http://good.example", headers = {["X-Custom"] = "yes"}})
+      assert.is_nil(ws)
+      assert.equal("handshake: server answered 200", err)
+      assert.equal(1, rec.accepted)
+      assert.matches("^GET /%?x=1 HTTP/1.1\r\n", rec.heads[1])
+      assert.matches("\r\nOrigin: http://good.example\r\n", rec.heads[1])
+    end)
+
   it("wakes a receive waiting in another thread when the websocket is closed", function()
     local ws = assert(helper.ws(("ws://127.0.0.1:%d/lines"):format(port)))
     local waiting = rill.spawn(function() return ws:receive() end)
@@ -433,5 +465,23 @@ describe("websocket over TLS", function()
     assert.equal("over tls", ws:receive():read_all())
     ws:close()
     assert.equal(0, srv.stop())
+  end)
+
+  -- To the system CA bundle our test CA is unknown: a.test's certificate is
+  -- as good as self-signed, as a man in the middle's would be.
+  it("does not resume a session made with verify = false on a verifying connect", function()
+    local dir = helper.certs()
+    local app = rill.router()
+    app:websocket("/", function(ws) ws:send("hello") end)
+    local l = helper.listen(app, {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    finally(function() l:close() end)
+    local url = ("wss://a.test:%d/"):format(l:port())
+    local ws = assert(helper.ws(url, {address = "127.0.0.1", tls = {verify = false}}))
+    assert.equal("hello", ws:receive():read_all())
+    ws:close()
+    local err
+    ws, err = helper.ws(url, {address = "127.0.0.1"})
+    assert.is_nil(ws)
+    assert.matches("^certificate verify failed", err)
   end)
 end)

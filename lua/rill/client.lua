@@ -12,7 +12,8 @@ local core = require "rill.core"
 local rill = require "rill"
 local http = require "rill.http"
 
-local concat, format, lower, tostring, type = table.concat, string.format, string.lower,
+local byte, concat, find, format, gsub, lower, sort, tostring, type = string.byte,
+  table.concat, string.find, string.format, string.gsub, string.lower, table.sort,
   tostring, type
 
 local client = {}
@@ -21,7 +22,7 @@ client.POOL_SIZE = 256       -- idle connections kept per host
 client.IDLE_TIMEOUT = 30000  -- ms an idle pooled connection is kept
 client.MAX_HEAD = 65536      -- bytes of response head
 
--- ---- the pool: "scheme://host:port" → idle connections, newest last ----
+-- ---- the pool: client.pool_key() → idle connections, newest last ----
 
 local pools = {}
 
@@ -61,6 +62,63 @@ end
 -- How many idle connections the pool holds for key (for tests).
 function client.pooled(key)
   return pools[key] and #pools[key] or 0
+end
+
+-- Options in opts.tls that decide nothing about whom we talk to or trust.
+local TLS_NEUTRAL = {handshake_timeout = true}
+
+-- A key field: "%", space, "=", "," and control bytes as %XX, so that no
+-- value can pose as another field.
+local function esc(v)
+  if type(v) == "table" then
+    local list = {}
+    for i, x in ipairs(v) do list[i] = esc(x) end
+    return concat(list, ",")
+  end
+  return (gsub(tostring(v), "[%z\1-\32%%=,\127]", function(c)
+    return format("%%%02X", byte(c))
+  end))
+end
+
+-- The pool key of a request with these options (tls: the options given to
+-- rill.connect, server_name included): a connection is shared only by
+-- requests that would have opened the same one. "scheme://host:port", then
+-- " address=A" when the address is overridden, then for https each TLS
+-- option but those in TLS_NEUTRAL as " tls.NAME=VALUE", sorted, with verify
+-- always there ("true" unless it is false, as rill.connect reads it).
+local function pool_key(scheme, host, port, address, tls)
+  local key = scheme .. "://" .. esc(lower(host)) .. ":" .. port
+  if address then key = key .. " address=" .. esc(address) end
+  if tls then
+    local parts = {}
+    for k, v in pairs(tls) do
+      if not TLS_NEUTRAL[k] and k ~= "verify" then
+        parts[#parts + 1] = "tls." .. esc(k) .. "=" .. esc(v)
+      end
+    end
+    sort(parts)
+    key = key .. " tls.verify=" .. tostring(tls.verify ~= false) .. " " .. concat(parts, " ")
+  end
+  return key
+end
+
+-- The TLS options rill.connect gets for an https URL: opts.tls (a table, or
+-- true for the defaults), with server_name the URL's host unless given.
+local function tls_options(scheme, host, opts)
+  if scheme ~= "https" then return nil end
+  local tls = {server_name = host}
+  if type(opts.tls) == "table" then
+    for k, v in pairs(opts.tls) do tls[k] = v end
+  end
+  return tls
+end
+
+-- client.pool_key(opts) → the key client.pooled() takes for a request with
+-- these options (url, address, tls), or nil for a bad URL.
+function client.pool_key(opts)
+  local scheme, host, port = client.parse_url(opts.url)
+  if not scheme then return nil end
+  return pool_key(scheme, host, port, opts.address, tls_options(scheme, host, opts))
 end
 
 -- ---- URLs ----
@@ -138,11 +196,18 @@ local hop = {connection = true, ["keep-alive"] = true, ["transfer-encoding"] = t
   te = true, trailer = true, upgrade = true, ["proxy-connection"] = true}
 
 -- Normalizes headers given as {name = value | {values}}, {{name, value}, ...}
--- or already flat {name, value, ...} into a flat list name, value, ...
+-- or already flat {name, value, ...} into a new flat list name, value, ...
+-- (values as strings).
 local function flatten(headers)
   local list = {}
   if not headers then return list end
-  if type(headers[1]) == "string" then return headers end
+  if type(headers[1]) == "string" then
+    for i = 1, #headers, 2 do
+      list[i] = headers[i]
+      list[i + 1] = tostring(headers[i + 1])
+    end
+    return list
+  end
   if headers[1] ~= nil then
     for _, pair in ipairs(headers) do
       list[#list + 1] = pair[1]
@@ -213,9 +278,6 @@ local function exchange(sock, o, key, reused)
       has_te = true
     end
     if not hop[name] and name ~= "host" and name ~= "content-length" then
-      if user[i]:find("[\r\n:]") or user[i + 1]:find("[\r\n]") then
-        return nil, "bad request header " .. user[i]
-      end
       lines[#lines + 1] = user[i] .. ": " .. user[i + 1]
     end
   end
@@ -283,26 +345,82 @@ local function exchange(sock, o, key, reused)
   return res
 end
 
+-- Checks what will go into the request head, before anything is sent:
+-- returns nil, or why the request cannot be sent.
+local function check_head(o)
+  if not http.is_token(o.method) then return "bad method " .. http.quote(o.method) end
+  -- RFC 9112 request-target: no space, no control byte.
+  if find(o.target, "[%z\1-\32\127]") then
+    return "bad request target " .. http.quote(o.target)
+  end
+  if not http.is_field_value(o.host_header) then
+    return "bad Host header " .. http.quote(o.host_header)
+  end
+  local list = o.header_list
+  for i = 1, #list, 2 do
+    local name, value = list[i], list[i + 1]
+    if not http.is_token(name) then return "bad header name " .. http.quote(name) end
+    if not http.is_field_value(value) then return "bad value for header " .. name end
+    if lower(name) == "content-length" and not find(value, "^%d+$") then
+      return "bad Content-Length " .. http.quote(value)
+    end
+  end
+end
+
+-- Headers that carry the user's credentials for one origin, dropped on a
+-- redirect to another (as curl and Go do).
+local CREDENTIALS = {authorization = true, ["proxy-authorization"] = true, cookie = true}
+
+local function without_credentials(headers)
+  local list, out = flatten(headers), {}
+  for i = 1, #list, 2 do
+    if not CREDENTIALS[lower(tostring(list[i]))] then
+      out[#out + 1] = list[i]
+      out[#out + 1] = list[i + 1]
+    end
+  end
+  return out
+end
+
+-- follow_redirects = true follows up to this many, as Go's http.Client does.
+client.MAX_REDIRECTS = 10
+
 -- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
---   tls=, follow_redirects=, close=} → res | nil, err.
+--   tls=, address=, host=, follow_redirects=, close=} → res | nil, err.
 -- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
 -- timeout (ms, default 60 s) bounds each wait for the server; connect_timeout
 -- (default 10 s) the connection; tls = rill.connect's TLS options for https
--- (verified by default); follow_redirects = how many to follow (default 0).
+-- (verified by default); address = connect here instead of the URL's host;
+-- host = the Host header instead of the URL's; follow_redirects = how many to
+-- follow (default 0; true: client.MAX_REDIRECTS). A redirect to another
+-- origin (scheme, host or port) drops Authorization, Proxy-Authorization and
+-- Cookie headers and the address, host and tls.server_name overrides. A
+-- pooled connection is only reused by a request to the same scheme, host,
+-- port and address with the same TLS options. A method, target or header
+-- that cannot go into a request head as it is gives nil, "bad ..." with
+-- nothing sent.
 function client.request(opts)
-  local scheme, host, port, target, authority = client.parse_url(opts.url)
-  if not scheme then return nil, "bad URL: " .. tostring(opts.url) end
-  local o = {method = (opts.method or "GET"):upper(), target = target,
-    host_header = authority, header_list = flatten(opts.headers), body = opts.body,
-    close = opts.close}
-  if opts.host then o.host_header = opts.host end
-  local key = scheme .. "://" .. authority
-  local timeout = opts.timeout or 60000
-  local tls
-  if scheme == "https" then
-    tls = {server_name = host}
-    for k, v in pairs(opts.tls or {}) do tls[k] = v end
+  local redirects = opts.follow_redirects
+  if redirects == true then
+    redirects = client.MAX_REDIRECTS
+  elseif not redirects then
+    redirects = 0
+  elseif type(redirects) ~= "number" then
+    error("follow_redirects must be a number or a boolean", 2)
   end
+  local scheme, host, port, target, authority = client.parse_url(opts.url)
+  if not scheme or find(authority, "[%z\1-\32\127]") then
+    return nil, "bad URL: " .. http.quote(opts.url)
+  end
+  local method = opts.method or "GET"
+  if type(method) == "string" then method = method:upper() end
+  local o = {method = method, target = target, host_header = opts.host or authority,
+    header_list = flatten(opts.headers), body = opts.body, close = opts.close}
+  local bad = check_head(o)
+  if bad then return nil, bad end
+  local tls = tls_options(scheme, host, opts)
+  local key = pool_key(scheme, host, port, opts.address, tls)
+  local timeout = opts.timeout or 60000
   local res, err
   for attempt = 1, 2 do
     local sock = not opts.close and pool_get(key)
@@ -323,7 +441,6 @@ function client.request(opts)
       return nil, err
     end
   end
-  local redirects = opts.follow_redirects or 0
   local location = res.headers.location
   if redirects > 0 and location and (res.status == 301 or res.status == 302 or
     res.status == 303 or res.status == 307 or res.status == 308) then
@@ -338,6 +455,16 @@ function client.request(opts)
     again.follow_redirects = redirects - 1
     if res.status == 303 or ((res.status == 301 or res.status == 302) and o.method == "POST") then
       again.method, again.body = "GET", nil
+    end
+    local nscheme, nhost, nport = client.parse_url(next_url)
+    if nscheme ~= scheme or lower(nhost or "") ~= lower(host) or nport ~= port then
+      again.headers = without_credentials(opts.headers)
+      again.address, again.host = nil, nil
+      if type(opts.tls) == "table" and opts.tls.server_name then
+        again.tls = {}
+        for k, v in pairs(opts.tls) do again.tls[k] = v end
+        again.tls.server_name = nil
+      end
     end
     return client.request(again)
   end

@@ -7,9 +7,9 @@
 --   end}
 local core = require "rill.core"
 
-local byte, char, concat, find, gsub, lower, sub, tonumber, tostring, type =
-  string.byte, string.char, table.concat, string.find, string.gsub, string.lower,
-  string.sub, tonumber, tostring, type
+local byte, char, concat, find, format, gsub, lower, sub, tonumber, tostring, type =
+  string.byte, string.char, table.concat, string.find, string.format, string.gsub,
+  string.lower, string.sub, tonumber, tostring, type
 local rawget, rawset, remove, setmetatable, select = rawget, rawset, table.remove,
   setmetatable, select
 
@@ -48,6 +48,26 @@ function http.parse_query(qs)
     end
   end
   return t
+end
+
+-- What a client may put in a request head (RFC 9110): a method or a header
+-- name is a token; a header value has no CR, LF or NUL (a request that had
+-- one would end its line early and smuggle in a line of its own choosing).
+-- Classes spelled out: %w and %c would follow the process's locale.
+function http.is_token(s)
+  return type(s) == "string" and find(s, "^[A-Za-z0-9!#$%%&'*+%-.^_`|~]+$") ~= nil
+end
+
+function http.is_field_value(s)
+  return type(s) == "string" and find(s, "[%z\r\n]") == nil
+end
+
+-- s in quotes for an error message, control bytes, quotes and backslashes
+-- as \ddd.
+function http.quote(s)
+  return '"' .. gsub(tostring(s), '[%z\1-\31\127"\\]', function(c)
+    return format("\\%d", byte(c))
+  end) .. '"'
 end
 
 -- Header tables: lower-case keys, looked up case-insensitively.

@@ -12,6 +12,7 @@
 --   end)
 local core = require "rill.core"
 local rill = require "rill"
+local http = require "rill.http"
 
 local concat, find, gmatch, lower, sub = table.concat, string.find, string.gmatch,
   string.lower, string.sub
@@ -218,15 +219,38 @@ local function parse_url(url)
   return scheme, host, port, path, authority
 end
 
+-- Checks what will go into the handshake request, before anything is sent:
+-- returns nil, or why it cannot be sent.
+local function check_request(path, opts)
+  -- RFC 9112 request-target: no space, no control byte.
+  if find(path, "[%z\1-\32\127]") then return "bad request target " .. http.quote(path) end
+  for _, p in ipairs(opts.protocols or {}) do
+    if not http.is_token(p) then return "bad subprotocol " .. http.quote(p) end
+  end
+  if opts.origin and not http.is_field_value(opts.origin) then
+    return "bad origin " .. http.quote(opts.origin)
+  end
+  for k, v in pairs(opts.headers or {}) do
+    if not http.is_token(k) then return "bad header name " .. http.quote(k) end
+    if not http.is_field_value(tostring(v)) then return "bad value for header " .. k end
+  end
+end
+
 -- rill.websocket.connect(url, opts) → ws, response headers | nil, err.
 -- opts: protocols = {...}, headers = {name = value}, origin, timeout (ms for
 -- connect and handshake), tls = {...} (rill.connect's TLS options for wss),
 -- address (connect here instead of the URL's host), max_frame, max_message,
--- idle_timeout, close_timeout (seconds).
+-- idle_timeout, close_timeout (seconds). A path, subprotocol, origin or
+-- header that cannot go into a request head as it is gives nil, "bad ..."
+-- with nothing sent.
 function M.connect(url, opts)
   opts = opts or {}
   local scheme, host, port, path, authority = parse_url(url)
-  if not scheme then return nil, "bad WebSocket URL: " .. tostring(url) end
+  if not scheme or not host or host == "" or find(authority, "[%z\1-\32\127]") then
+    return nil, "bad WebSocket URL: " .. http.quote(url)
+  end
+  local bad = check_request(path, opts)
+  if bad then return nil, bad end
   local tls
   if scheme == "wss" then
     tls = {server_name = host}
@@ -244,10 +268,6 @@ function M.connect(url, opts)
   end
   if opts.origin then req[#req + 1] = "Origin: " .. opts.origin end
   for k, v in pairs(opts.headers or {}) do
-    if find(k, "[\r\n:]") or find(tostring(v), "[\r\n]") then
-      s:close()
-      return nil, "bad header " .. k
-    end
     req[#req + 1] = k .. ": " .. tostring(v)
   end
   local ok, werr = s:write(concat(req, "\r\n"), "\r\n\r\n")

@@ -1,0 +1,243 @@
+-- The HTTP client (lua/rill/client.lua): whom a pooled connection is shared
+-- with, what a redirect carries to another origin, and request heads that
+-- cannot be sent as they are. (Bodies, timeouts and the proxy on top of the
+-- client are in proxy_spec.lua.)
+local rill = require "rill"
+local helper = require "spec.helper"
+local client = require "rill.client"
+
+local SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+-- GET url with opts; returns status and the whole body, or nil, err.
+local function get(url, opts)
+  local o = {url = url}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local res, err = rill.http.request(o)
+  if not res then return nil, err end
+  return res.status, assert(res.body:read_all(1e6))
+end
+
+describe("http client pool", function()
+  local dir
+  setup(function() dir = helper.certs() end)
+
+  describe("over https", function()
+    local l, url
+    before_each(function()
+      l = helper.listen(function(req, res) res:send("secret") end,
+        {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+      url = ("https://a.test:%d/"):format(l:port())
+    end)
+    after_each(function() l:close() end)
+
+    -- To the system CA bundle our test CA is unknown: a.test's certificate
+    -- is as good as self-signed, as a man in the middle's would be.
+    it("never gives a verifying request a connection opened with verify = false", function()
+      assert.same({200, "secret"}, {get(url, {address = "127.0.0.1", tls = {verify = false}})})
+      local status, err = get(url, {address = "127.0.0.1"})
+      assert.is_nil(status)
+      assert.matches("^connect: certificate verify failed", err)
+      status, err = get(url, {address = "127.0.0.1", tls = {ca = SYSTEM_CA}})
+      assert.is_nil(status)
+      assert.matches("^connect: certificate verify failed", err)
+    end)
+
+    it("never gives a request a connection verified against another CA file", function()
+      assert.same({200, "secret"}, {get(url, {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt"}})})
+      local status, err = get(url, {address = "127.0.0.1", tls = {ca = SYSTEM_CA}})
+      assert.is_nil(status)
+      assert.matches("^connect: certificate verify failed", err)
+    end)
+
+    it("shares a connection between requests with the same TLS options only", function()
+      local same = {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt", handshake_timeout = 5}}
+      assert.same({200, "secret"}, {get(url, same)})
+      assert.same({200, "secret"}, {get(url, {address = "127.0.0.1",
+        tls = {ca = dir .. "/ca.crt", handshake_timeout = 9}})})
+      assert.equal(1, l:connections())
+      assert.same({200, "secret"}, {get(url, {address = "127.0.0.1", tls = {verify = false}})})
+      assert.equal(2, l:connections())
+      assert.equal(1, client.pooled(client.pool_key{url = url, address = "127.0.0.1",
+        tls = {ca = dir .. "/ca.crt"}}))
+    end)
+  end)
+
+  it("never gives a request with an address override a connection to another address",
+    function()
+      local a = helper.listen(function(req, res) res:send("A") end)
+      local port = a:port()
+      local b = assert(rill.http.listen{host = "127.0.0.2", port = port,
+        handler = function(req, res) res:send("B") end})
+      finally(function()
+        a:close()
+        b:close()
+      end)
+      local url = ("http://127.0.0.1:%d/"):format(port)
+      assert.same({200, "A"}, {get(url)})
+      assert.same({200, "B"}, {get(url, {address = "127.0.0.2"})})
+      assert.same({200, "B"}, {get(url, {address = "127.0.0.2"})})
+      assert.same({200, "A"}, {get(url)})
+      assert.equal(1, a:connections())
+      assert.equal(1, b:connections())
+    end)
+end)
+
+describe("http client redirects", function()
+  -- Each server answers /echo with what reached it, redirects /away to
+  -- the other origin's /echo, /here to its own, and /loop to itself
+  -- (counted in loops[name]).
+  local loops = {}
+  local function server(name, host)
+    local app = rill.router()
+    app:get("/echo", function(req, res)
+      local h = req.headers
+      res:send(("%s auth=%s cookie=%s keep=%s host=%s"):format(name, tostring(h.authorization),
+        tostring(h.cookie), tostring(h["x-keep"]), tostring(h.host)))
+    end)
+    app:get("/here", function(req, res)
+      res:status(302):header("Location", "/echo"):send("")
+    end)
+    app:get("/loop", function(req, res)
+      loops[name] = (loops[name] or 0) + 1
+      res:status(302):header("Location", "/loop"):send("")
+    end)
+    app:get("/away", function(req, res)
+      res:status(307):header("Location", req.query.to .. "/echo"):send("")
+    end)
+    local l = helper.listen(app, {host = host})
+    return l, ("http://%s:%d"):format(host or "127.0.0.1", l:port())
+  end
+
+  local one, two, base1, base2
+  before_each(function()
+    loops = {}
+    one, base1 = server("one")
+    two, base2 = server("two")
+  end)
+  after_each(function()
+    one:close()
+    two:close()
+  end)
+
+  local forms = {
+    ["{name = value}"] = {Authorization = "Bearer s3cret", cookie = "sid=1", ["X-Keep"] = "yes"},
+    ["{{name, value}}"] = {{"AUTHORIZATION", "Bearer s3cret"}, {"Cookie", "sid=1"},
+      {"x-keep", "yes"}},
+    ["a flat list"] = {"authorization", "Bearer s3cret", "COOKIE", "sid=1", "X-Keep", "yes"},
+  }
+  for form, headers in pairs(forms) do
+    it("drops Authorization and Cookie given as " .. form .. " on the way to another port, " ..
+      "and keeps them on the same origin", function()
+        local _, body = get(base1 .. "/away?to=" .. base2, {headers = headers,
+          follow_redirects = 1})
+        assert.equal("two auth=nil cookie=nil keep=yes host=127.0.0.1:" .. two:port(), body)
+        _, body = get(base1 .. "/here", {headers = headers, follow_redirects = 1})
+        assert.equal("one auth=Bearer s3cret cookie=sid=1 keep=yes host=127.0.0.1:" ..
+          one:port(), body)
+      end)
+  end
+
+  it("drops the address and Host overrides on the way to another origin", function()
+    local three = server("three", "127.0.0.2")
+    finally(function() three:close() end)
+    local from = ("http://one.test:%d"):format(three:port())
+    local _, body = get(from .. "/here", {address = "127.0.0.2", host = "one.test",
+      headers = {Authorization = "Bearer s3cret"}, follow_redirects = 1})
+    assert.equal("three auth=Bearer s3cret cookie=nil keep=nil host=one.test", body)
+    local status
+    status, body = get(from .. "/away?to=" .. base2, {address = "127.0.0.2", host = "one.test",
+      headers = {Authorization = "Bearer s3cret"}, follow_redirects = 1})
+    assert.equal(200, status, body)
+    assert.equal("two auth=nil cookie=nil keep=nil host=127.0.0.1:" .. two:port(), body)
+  end)
+
+  it("takes follow_redirects = true as 10, as Go does", function()
+    assert.same({200, "one auth=nil cookie=nil keep=nil host=127.0.0.1:" .. one:port()},
+      {get(base1 .. "/here", {follow_redirects = true})})
+    assert.same({302, ""}, {get(base1 .. "/loop", {follow_redirects = true})})
+    assert.equal(11, loops.one)
+    assert.same({302, ""}, {get(base1 .. "/here", {follow_redirects = false})})
+  end)
+end)
+
+describe("http client request heads", function()
+  local rec
+  before_each(function() rec = helper.recorder() end)
+  after_each(function() rec.close() end)
+
+  -- Each bad request must fail at once with err matching why, and reach
+  -- nothing: the good request after them is the first connection the
+  -- server sees.
+  local function refused(cases)
+    local base = ("http://127.0.0.1:%d"):format(rec.port)
+    for _, case in ipairs(cases) do
+      local opts, why = case[1], case[2]
+      local o = {url = base .. "/"}
+      for k, v in pairs(opts) do o[k] = v end
+      if opts.path then o.url = base .. opts.path end
+      o.path = nil
+      local res, err = rill.http.request(o)
+      assert.is_nil(res, why)
+      assert.matches(why, err)
+      assert.not_matches("[\r\n]", err)
+    end
+    assert.same({200, "ok"}, {get(base .. "/fine", {headers = {["X-Fine"] = "yes"}})})
+    assert.equal(1, rec.accepted)
+    assert.matches("^GET /fine HTTP/1.1\r\n", rec.heads[1])
+    assert.not_matches("Injected", rec.heads[1])
+  end
+
+  it("refuses a method that is not a token", function()
+    refused({
+      {{method = "GET / HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET"}, "^bad method"},
+      {{method = "GE T"}, "^bad method \"GE T\""},
+      {{method = "GET\0"}, "^bad method"},
+      {{method = ""}, "^bad method"},
+    })
+  end)
+
+  it("refuses a target with CR, LF, NUL, space or another control byte", function()
+    refused({
+      {{path = "/a\r\nX-Injected: 1"}, "^bad request target"},
+      {{path = "/a HTTP/1.1\nX-Injected: 1\n"}, "^bad request target"},
+      {{path = "/a b"}, "^bad request target"},
+      {{path = "/a\0b"}, "^bad request target"},
+      {{path = "/a\tb"}, "^bad request target"},
+      {{path = "/a\127b"}, "^bad request target"},
+    })
+  end)
+
+  it("refuses header names that are not tokens, in every header form", function()
+    refused({
+      {{headers = {["X-A\r\nX-Injected"] = "1"}}, "^bad header name"},
+      {{headers = {{"X A", "1"}}}, "^bad header name \"X A\""},
+      {{headers = {"X-A:", "1"}}, "^bad header name"},
+      {{headers = {[""] = "1"}}, "^bad header name"},
+    })
+  end)
+
+  it("refuses header values with CR, LF or NUL, in every header form", function()
+    refused({
+      {{headers = {["X-A"] = "1\r\nX-Injected: 1"}}, "^bad value for header X%-A"},
+      {{headers = {{"X-A", "1\nX-Injected: 1"}}}, "^bad value for header X%-A"},
+      {{headers = {"X-A", "1\0"}}, "^bad value for header X%-A"},
+      {{headers = {["X-A"] = {"ok", "1\rX-Injected: 1"}}}, "^bad value for header X%-A"},
+      {{headers = {Connection = "close\r\nX-Injected: 1"}}, "^bad value for header"},
+      {{headers = {["Content-Length"] = "0\r\nX-Injected: 1"}}, "^bad value for header"},
+      {{headers = {["Content-Length"] = "-1"}}, "^bad Content%-Length"},
+      {{host = "h\r\nX-Injected: 1"}, "^bad Host header"},
+    })
+  end)
+
+  it("refuses a URL whose authority has CR, LF or a space", function()
+    local res, err = rill.http.request{url = "http://127.0.0.1\r\nX-Injected: 1\r\n:" ..
+      rec.port .. "/"}
+    assert.is_nil(res)
+    assert.matches("^bad URL", err)
+    assert.not_matches("[\r\n]", err)
+    res, err = rill.http.request{url = "http://127.0.0.1 :" .. rec.port .. "/"}
+    assert.is_nil(res)
+    assert.matches("^bad URL", err)
+    refused({})
+  end)
+end)
