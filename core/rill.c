@@ -283,6 +283,8 @@ static int level_of(const char *name) {
   return RILL_LOG_INFO;
 }
 
+static void control_start(rill_t *r);
+
 /* Creates worker id and runs its bootstrap; 0 or an error. */
 static int boot(rill_t *r, int id, uv_loop_t *loop) {
   rill_worker_t *w = rill__worker_new(loop);
@@ -294,6 +296,9 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   w->port_bound = port_bound;
   w->log_level = level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
   w->on_command = on_command;
+  /* Signals are watched before the bootstrap logs its ports: whoever reads
+   * them may send SIGTERM at once (it is handled when the loop first runs). */
+  if (id == 0 && !r->host_loop) control_start(r);
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;
   add_host(r, w->L);
   rill_task_t *t = rill__task_new(w, "main");
@@ -531,7 +536,6 @@ int rill_start(rill_t *r) {
   int err = boot(r, 0, r->host_loop);
   if (err == 0) err = r->boot_error;
   if (err) return err;
-  if (!r->host_loop) control_start(r);
   for (int i = 1; i < r->nworkers && !r->stop_requested; i++) {
     thread_arg_t *ta = malloc(sizeof(*ta));
     ta->r = r;
