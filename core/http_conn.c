@@ -775,6 +775,8 @@ static void conn_close(rill_http_conn_t *c, int abort) {
       t->vt->close(t);
   }
   rill__obj_unlink(&c->obj);
+  /* A worker's teardown ends every task without its end being reported. */
+  if (c->w->stopping) c->handler_running = 0;
   if (!c->handler_running) conn_free_later(c);
 }
 

@@ -316,8 +316,9 @@ static void uvs_close(rill_stream_t *s) {
   u->phase = P_FLUSH;
   u->want = 0;
   rill__stream_gone(s);
+  /* No lingering while the worker is torn down: it must end now. */
   if (u->werr || u->rerr == UV_ECONNRESET || !uv_is_writable(&u->h.stream) ||
-      aux(u) == NULL) {
+      s->w->stopping || aux(u) == NULL) {
     final_close(u);
     return;
   }
