@@ -22,13 +22,11 @@ static int ended(rill_body_t *b) {
  * those waiting in the transport). */
 static int too_slow(rill_body_t *b, size_t waiting) {
   if (b->min_rate == 0) return 0;
-  uint64_t now = uv_now(b->base.w->loop);
   uint64_t brought = b->read + waiting;
-  uint64_t due = b->started_ms + b->grace_ms + brought * 1000 / b->min_rate;
-  if (now <= due) return 0;
+  if (b->waited_ms <= b->grace_ms + brought * 1000 / b->min_rate) return 0;
   rill__log(b->base.w, RILL_LOG_DEBUG,
-            "http: request body too slow: %llu bytes in %llu ms",
-            (unsigned long long)brought, (unsigned long long)(now - b->started_ms));
+            "http: request body too slow: %llu bytes in %llu ms of waiting",
+            (unsigned long long)brought, (unsigned long long)b->waited_ms);
   fail(b, UV_ETIMEDOUT);
   return 1;
 }
@@ -102,9 +100,10 @@ static int vt_fill(rill_stream_t *s) {
   if (b->err) return b->err;
   if (b->done || b->mode == RILL_BODY_NONE) return RILL_EOF;
   if (b->t == NULL) return fail(b, RILL_ECLOSED);
-  const char *p;
-  size_t n;
-  if (b->t->vt->peek(b->t, &p, &n) == 0 && too_slow(b, n)) return b->err;
+  if (!b->waiting) {
+    b->waiting = 1;
+    b->wait_since = uv_now(b->base.w->loop);
+  }
   int r = rill__stream_fill(b->t);
   if (r < 0) {
     if (r == RILL_EOF && b->mode == RILL_BODY_EOF) return ended(b);
@@ -146,6 +145,10 @@ static const rill_stream_vt body_vt = {
 /* The transport has bytes for us (or ended): tell our reader. */
 static void transport_readable(rill_binding_t *tb, int status) {
   rill_body_t *b = rill__container_of(tb, rill_body_t, tb);
+  if (b->waiting) {
+    b->waiting = 0;
+    b->waited_ms += uv_now(b->base.w->loop) - b->wait_since;
+  }
   if (status == 0 && b->t && !b->err && !b->done) {
     const char *p;
     size_t n;
@@ -184,7 +187,8 @@ void rill__body_start(rill_body_t *b, rill_stream_t *t, int mode, uint64_t lengt
   b->err = 0;
   b->done = 0;
   b->min_rate = 0;
-  b->started_ms = uv_now(b->base.w->loop);
+  b->waited_ms = 0;
+  b->waiting = 0;
   b->before_read = NULL;
   b->t = NULL;
   if (b->mode == RILL_BODY_NONE) {

@@ -28,13 +28,16 @@ struct rill_body_s {
   uint64_t max;  /* RILL_EBODY past it; 0: no limit */
   rill_chunked_t chunk;
   int err;
-  unsigned done : 1, own : 1;
-  /* A minimum rate, once a grace period is over: the body must have brought
-   * grace_ms + bytes / min_rate s after it started, or it fails with
-   * UV_ETIMEDOUT (checked as bytes arrive; a peer that sends nothing meets
-   * the reader's per-read timeout). 0: none. */
+  unsigned done : 1, own : 1, waiting : 1;
+  /* A minimum rate, as Apache's mod_reqtimeout MinRate: only the time the
+   * body waits for the peer counts (a reader slow on its own account is not
+   * the peer's fault). Past grace_ms of waiting, each byte brought buys
+   * 1000 / min_rate ms more; a body that waited longer fails with
+   * UV_ETIMEDOUT. Checked as bytes arrive; a peer that sends nothing meets
+   * the reader's per-read timeout. min_rate 0: none. */
   uint64_t min_rate; /* bytes per second */
-  uint64_t grace_ms, started_ms;
+  uint64_t grace_ms;
+  uint64_t waited_ms, wait_since;
   /* Called before each read until it clears itself (100 Continue). */
   void (*before_read)(rill_body_t *b);
   void *data; /* the owner's */

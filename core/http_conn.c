@@ -29,7 +29,7 @@ void rill__http_limits_default(rill_http_limits_t *l) {
   l->keepalive_timeout_ms = 60000;
   l->send_timeout_ms = 60000;
   l->drain_bytes = 256 * 1024;
-  l->min_body_rate = 0;
+  l->min_body_rate = 500;
   l->body_rate_grace_ms = 20000;
 }
 

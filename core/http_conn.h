@@ -19,8 +19,9 @@ typedef struct {
   unsigned keepalive_timeout_ms; /* idle between requests */
   unsigned send_timeout_ms;      /* the longest a response write waits */
   size_t drain_bytes;            /* unread body thrown away to keep the connection */
-  uint64_t min_body_rate;        /* bytes/s a body must keep up after the grace; 0: none */
-  unsigned body_rate_grace_ms;   /* from the head's end, before the rate counts */
+  uint64_t min_body_rate;        /* bytes/s a body must keep up while we wait for it,
+                                    once the grace is used; 0: none */
+  unsigned body_rate_grace_ms;   /* waiting for body bytes before the rate counts */
 } rill_http_limits_t;
 
 void rill__http_limits_default(rill_http_limits_t *l);

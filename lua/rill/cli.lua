@@ -24,12 +24,21 @@ serve options (sizes in bytes, times in seconds):
                             take to finish (default 30)
   --watch                   reload when a .lua file beside the app changes
                             (SIGHUP reloads too)
-  --max-connections N       per worker (default 16384)
+  --max-connections N       per worker (default 16384); at the limit the
+                            longest idle connection is closed to make room
+  --max-connections-per-address N
+                            per worker, from one client address (default 0:
+                            no limit)
   --max-header-bytes N      request line and fields (default 16384)
   --max-headers N           header fields (default 100)
   --max-body-bytes N        request body, 0 for no limit (default 1 GiB)
   --header-timeout S        to receive a request head (default 30)
   --body-timeout S          longest wait for body bytes (default 60)
+  --min-body-rate N         bytes/s a request body must keep up while the
+                            server waits for it, once --body-rate-grace of
+                            waiting is used; 0 for none (default 500)
+  --body-rate-grace S       waiting for body bytes before the rate counts
+                            (default 20)
   --keepalive-timeout S     idle connection between requests (default 60)
   --send-timeout S          longest a response write waits (default 60)
   --log-level LEVEL         error, warn, info or debug (default info)
@@ -42,6 +51,9 @@ end
 
 local flag_keys = {
   ["--max-connections"] = "max_connections",
+  ["--max-connections-per-address"] = "max_connections_per_address",
+  ["--min-body-rate"] = "min_body_rate",
+  ["--body-rate-grace"] = "body_rate_grace",
   ["--max-header-bytes"] = "max_header_bytes",
   ["--max-headers"] = "max_headers",
   ["--max-body-bytes"] = "max_body_bytes",

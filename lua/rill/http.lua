@@ -301,8 +301,10 @@ function http.handler(app)
 end
 
 -- rill.http.listen{host=, port=, handler=, backlog=, max_connections=,
---   max_header_bytes=, max_headers=, max_body_bytes=, drain_bytes=,
---   header_timeout=, body_timeout=, keepalive_timeout=, send_timeout= (seconds)}
+--   max_connections_per_address=, max_header_bytes=, max_headers=,
+--   max_body_bytes=, drain_bytes=, min_body_rate= (bytes/s),
+--   header_timeout=, body_timeout=, body_rate_grace=, keepalive_timeout=,
+--   send_timeout= (seconds)}
 -- → listener (listener:port(), listener:close()) or nil, err.
 function http.listen(opts)
   local h = http.handler(opts.handler)
