@@ -49,11 +49,8 @@ static int ms_fill(rill_stream_t *s) {
   if (m->closed) return RILL_ECLOSED;
   if (m->in_r == m->in_len && m->read_err) return m->read_err;
   if (m->in_r == m->in_len && m->in_eof) return RILL_EOF;
+  /* More than the reader has seen: readable() when more is fed. */
   m->want = 1;
-  if (m->in_len > m->in_r) {
-    m->due_readable = 1;
-    make_due(m);
-  }
   return 0;
 }
 
