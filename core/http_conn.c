@@ -410,7 +410,10 @@ static void conn_process(rill_http_conn_t *c) {
     body_free(c);
   }
   r = rill__stream_fill(t);
-  if (r < 0) conn_close(c, 0);
+  if (r == UV_ENOBUFS)
+    conn_error(c, 431, "header section too large"); /* more than a stream holds */
+  else if (r < 0)
+    conn_close(c, 0);
 }
 
 static void next_request(rill_http_conn_t *c) {

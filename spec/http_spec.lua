@@ -444,6 +444,20 @@ describe("http server", function()
       assert.same({431}, statuses(raw))
     end)
 
+    it("431, not a stall, for a head larger than a connection's buffer can hold", function()
+      -- max_header_bytes above the most a socket buffers (1 MiB): the reader
+      -- that asked for more used to be left waiting for the header timeout.
+      local port
+      l, port = helper.listen(function(req, res) res:send("x") end,
+        {max_header_bytes = 4 * 1024 * 1024, header_timeout = 30})
+      local s = helper.connect(port)
+      s:settimeout(5000)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 1200 * 1024))
+      local status, err = helper.read_response(s)
+      assert.equal(431, status, tostring(err))
+      s:close()
+    end)
+
     it("414 for a request target larger than max_header_bytes", function()
       local port
       l, port = helper.listen(function(req, res) res:send("x") end, {max_header_bytes = 1024})
