@@ -77,14 +77,7 @@ static void on_request(rill_http_conn_t *c) {
 /* A response write may go on (or the client is gone). */
 static void on_drained(rill_http_conn_t *c, int status) {
   lconn_ud *ud = c->data;
-  rill_wait_t *wt = ud ? ud->waits.head : NULL;
-  if (wt == NULL) return;
-  if (status < 0) {
-    rill__wait_cancel(wt, status);
-    return;
-  }
-  lua_pushboolean(rill__wait_task(wt)->co, 1);
-  rill__wait_done(wt, 1);
+  if (ud) rill__task_drained(ud->waits.head, status);
 }
 
 static void on_close(rill_http_conn_t *c) {

@@ -188,6 +188,16 @@ int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, voi
   return lua_yield(L, 0);
 }
 
+void rill__task_drained(rill_wait_t *wt, int status) {
+  if (wt == NULL) return;
+  if (status < 0) {
+    rill__wait_cancel(wt, status);
+    return;
+  }
+  lua_pushboolean(rill__wait_task(wt)->co, 1);
+  rill__wait_done(wt, 1);
+}
+
 void rill__task_traceback(rill_task_t *t) {
   lua_State *L = t->w->L;
   const char *msg = lua_tostring(t->co, -1);

@@ -69,6 +69,10 @@ rill_task_t *rill__task_check(rill_worker_t *w, lua_State *L);
 int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, void *obj,
                     int timeout_ms, int (*cancel)(rill_wait_t *wt, int status));
 
+/* Ends wt, a write waiting for its transport to drain: true if it may go on
+ * (status 0), else cancelled with status. Nothing if wt is NULL. */
+void rill__task_drained(rill_wait_t *wt, int status);
+
 /* The task a wait belongs to. */
 #define rill__wait_task(wt) rill__container_of((wt), rill_task_t, wait)
 

@@ -197,14 +197,7 @@ static void face_readable(rill_binding_t *b, int status) {
 
 static void face_drained(rill_binding_t *b, int status) {
   lstream_ud *ud = rill__container_of(b, lstream_ud, b);
-  rill_wait_t *wt = rill__waitq_find(&ud->waits, W_WRITE);
-  if (wt == NULL) return;
-  if (status < 0) {
-    rill__wait_cancel(wt, status);
-    return;
-  }
-  lua_pushboolean(rill__wait_task(wt)->co, 1);
-  rill__wait_done(wt, 1);
+  rill__task_drained(rill__waitq_find(&ud->waits, W_WRITE), status);
 }
 
 /* The stream is closing: the userdata lets go, and whoever waits on it is

@@ -79,14 +79,7 @@ static void on_closed(rill_websocket_t *ws) {
 
 static void on_drained(rill_websocket_t *ws, int status) {
   lws_t *u = ws->data;
-  rill_wait_t *wt = rill__waitq_find(&u->waits, W_WRITE);
-  if (wt == NULL) return;
-  if (status < 0) {
-    rill__wait_cancel(wt, status);
-    return;
-  }
-  lua_pushboolean(rill__wait_task(wt)->co, 1);
-  rill__wait_done(wt, 1);
+  rill__task_drained(rill__waitq_find(&u->waits, W_WRITE), status);
 }
 
 /* Freed under us (a worker's teardown). */

@@ -7,18 +7,7 @@
 
 #include "http_parse.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                 \
-  do {                                                                                   \
-    checks++;                                                                            \
-    if (!(cond)) {                                                                       \
-      failures++;                                                                        \
-      fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
-      fprintf(stderr, __VA_ARGS__);                                                      \
-      fprintf(stderr, "\n");                                                             \
-    }                                                                                    \
-  } while (0)
+#include "check.h"
 
 /* ---- chunked ---- */
 

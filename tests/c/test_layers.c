@@ -13,18 +13,7 @@
 #include "wait.h"
 #include "ws_conn.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                 \
-  do {                                                                                   \
-    checks++;                                                                            \
-    if (!(cond)) {                                                                       \
-      failures++;                                                                        \
-      fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
-      fprintf(stderr, __VA_ARGS__);                                                      \
-      fprintf(stderr, "\n");                                                             \
-    }                                                                                    \
-  } while (0)
+#include "check.h"
 
 static rill_worker_t *W;
 

@@ -8,18 +8,7 @@
 
 #include "ws_frame.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                 \
-  do {                                                                                   \
-    checks++;                                                                            \
-    if (!(cond)) {                                                                       \
-      failures++;                                                                        \
-      fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
-      fprintf(stderr, __VA_ARGS__);                                                      \
-      fprintf(stderr, "\n");                                                             \
-    }                                                                                    \
-  } while (0)
+#include "check.h"
 
 /* Byte strings from literals, NULs and all. */
 #define B(lit) (const uint8_t *)(lit), sizeof(lit) - 1
