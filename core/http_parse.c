@@ -1,4 +1,4 @@
-/* HTTP/1.1 message syntax. See http1.h. */
+/* HTTP/1.1 message syntax. See http_parse.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

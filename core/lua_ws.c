@@ -1,4 +1,4 @@
-/* The Lua face of WebSockets: the "rill.websocket" userdata over websocket.c,
+/* The Lua face of WebSockets: the "rill.websocket" userdata over ws_conn.c,
  * and the handshake helpers. lua/rill/websocket.lua builds the handshake,
  * the client, message objects and streaming sends on top. */
 #include <stdlib.h>

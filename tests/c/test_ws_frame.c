@@ -1,4 +1,4 @@
-/* Unit tests of the WebSocket protocol layer (core/ws.c), with RFC 6455's own
+/* Unit tests of the WebSocket protocol layer (core/ws_frame.c), with RFC 6455's own
  * examples as vectors (§5.7 frames, §1.3 handshake). The header parser and the
  * UTF-8 validator are incremental, so every case is fed whole and also split
  * at every byte; masking is checked against a byte-by-byte reference. */
