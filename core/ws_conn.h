@@ -1,4 +1,4 @@
-/* A WebSocket connection over any rill stream (RFC 6455; frames from ws.h).
+/* A WebSocket connection over any rill stream (RFC 6455; frames from ws_frame.h).
  *
  * Received messages are streams: their payload is handed out as slices of the
  * transport's buffer, unmasked in place, frame by frame, and nothing is

@@ -1,4 +1,4 @@
-/* The WebSocket protocol (RFC 6455). See ws.h. */
+/* The WebSocket protocol (RFC 6455). See ws_frame.h. */
 #include <string.h>
 
 #include <mbedtls/base64.h>

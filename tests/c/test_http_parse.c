@@ -1,4 +1,4 @@
-/* Unit tests of the HTTP/1.1 syntax layer (core/http1.c): request heads and
+/* Unit tests of the HTTP/1.1 syntax layer (core/http_parse.c): request heads and
  * the chunked coding, with RFC 9112 shapes as vectors. Each case is fed whole
  * and also split at every byte, since the parsers are incremental. */
 #include <stdio.h>
@@ -294,6 +294,6 @@ int main(void) {
   test_chunked();
   test_heads();
   test_format();
-  printf("http1: %d checks, %d failures\n", checks, failures);
+  printf("http_parse: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

@@ -632,7 +632,7 @@ static void utf8_bad(const char *name, const uint8_t *s, size_t n, long at) {
 }
 
 /* A reference that decodes and checks the code point, the way RFC 3629 §3
- * describes the encoding, rather than by the byte table ws.c uses. */
+ * describes the encoding, rather than by the byte table ws_frame.c uses. */
 static int ref_valid(const uint8_t *p, size_t n) {
   size_t i = 0;
   while (i < n) {
