@@ -64,11 +64,14 @@ static int on_status_complete(llhttp_t *p) {
 static int on_field(llhttp_t *p, const char *at, size_t len) {
   rill_http_head_t *h = H(p);
   uint32_t off = (uint32_t)(at - h->base);
+  if (h->cur == 3) return 0;
   if (h->cur != 1) {
     if (h->nfields == h->max) {
-      h->err_status = 431;
-      h->err_reason = "too many header fields";
-      return -1;
+      /* One field too many: refused once its name is complete (llhttp has
+       * checked it then), so that a bad byte in it gives 400 whether the
+       * name came in one piece or several. */
+      h->cur = 3;
+      return 0;
     }
     if (h->nfields == h->cap) {
       unsigned cap = h->cap * 2 > h->max ? h->max : h->cap * 2;
@@ -89,6 +92,14 @@ static int on_field(llhttp_t *p, const char *at, size_t len) {
     h->fields[h->nfields - 1].name_len += (uint32_t)len;
   }
   return 0;
+}
+
+static int on_field_complete(llhttp_t *p) {
+  rill_http_head_t *h = H(p);
+  if (h->cur != 3) return 0;
+  h->err_status = 431;
+  h->err_reason = "too many header fields";
+  return -1;
 }
 
 static int on_value(llhttp_t *p, const char *at, size_t len) {
@@ -133,6 +144,7 @@ void rill__http_head_init(rill_http_head_t *h, int type, unsigned max_fields) {
     settings.on_status = on_status;
     settings.on_status_complete = on_status_complete;
     settings.on_header_field = on_field;
+    settings.on_header_field_complete = on_field_complete;
     settings.on_header_value = on_value;
     settings.on_header_value_complete = on_value_complete;
     settings.on_headers_complete = on_headers_complete;

@@ -35,7 +35,7 @@ typedef struct {
   rill_http_field_t *fields;
   unsigned nfields, cap, max;
   rill_http_field_t inline_fields[RILL_HTTP_INLINE_FIELDS];
-  int cur; /* what the last span was: 0 none, 1 name, 2 value */
+  int cur; /* what the last span was: 0 none, 1 name, 2 value, 3 a name past max */
   int url_done;
   int type; /* HTTP_REQUEST or HTTP_RESPONSE */
   /* results */
