@@ -46,11 +46,14 @@ int rill__body_peek(rill_body_t *b, const char **p, size_t *n) {
     return fail(b, r == RILL_EOF ? RILL_ECLOSED : r);
   }
   if (b->mode == RILL_BODY_EOF) {
+    /* No length to check ahead: the limit is met as the bytes come. */
+    if (b->max && b->read >= b->max && tn > 0) return fail(b, RILL_EBODY);
     *p = tp;
-    *n = tn;
+    *n = b->max && tn > b->max - b->read ? (size_t)(b->max - b->read) : tn;
     return 0;
   }
   if (b->mode == RILL_BODY_LENGTH) {
+    if (b->max && b->read + b->left > b->max) return fail(b, RILL_EBODY);
     *p = tp;
     *n = tn < b->left ? tn : (size_t)b->left;
     return 0;

@@ -25,7 +25,7 @@ struct rill_body_s {
   int mode;
   uint64_t left; /* LENGTH: bytes still to come */
   uint64_t read; /* body bytes taken */
-  uint64_t max;  /* RILL_EBODY past it; 0: no limit */
+  uint64_t max;  /* RILL_EBODY past it, in every mode; 0: no limit */
   rill_chunked_t chunk;
   int err;
   unsigned done : 1, own : 1, waiting : 1;

@@ -47,8 +47,9 @@ static void ms_consume(rill_stream_t *s, size_t n) {
 static int ms_fill(rill_stream_t *s) {
   memstream_t *m = M(s);
   if (m->closed) return RILL_ECLOSED;
-  if (m->in_r == m->in_len && m->read_err) return m->read_err;
-  if (m->in_r == m->in_len && m->in_eof) return RILL_EOF;
+  /* As a socket: nothing more will come, whatever is still unread. */
+  if (m->read_err) return m->read_err;
+  if (m->in_eof) return RILL_EOF;
   /* More than the reader has seen: readable() when more is fed. */
   m->want = 1;
   return 0;
