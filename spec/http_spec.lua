@@ -613,6 +613,87 @@ describe("http server", function()
       end)
   end)
 
+  -- A handler that gives up on a chunked body (its read timed out) while
+  -- the trailer section is cut inside a line, then answers (or raises)
+  -- after the rest of the line came. On ba67d2a the check of the buffered
+  -- body at the answer read before the trailer buffer it had not copied
+  -- (SIGSEGV: the worker and every connection lost). The server is a child
+  -- process, so that a crash fails the spec instead of ending the run.
+  describe("a chunked body given up inside its trailer section", function()
+    local TRAILER_APP = [[
+local rill = require "rill"
+local go = false
+return function(req, res)
+  if req.path == "/go" then
+    go = true
+    return res:send("going")
+  end
+  if req.path == "/trailer" then
+    req.body:settimeout(100)
+    local data, err = req.body:read_all()
+    rill.log("info", "gave up on the body: " .. tostring(err))
+    while not go do rill.sleep(5) end -- until the spec says the rest was sent
+    go = false
+    if req.query_string == "raise" then error("giving up on purpose") end
+    return res:send("gave up: " .. tostring(err))
+  end
+  res:send("served " .. req.path)
+end
+]]
+    local tmp, app_path, srv
+    before_each(function()
+      tmp = os.tmpname()
+      app_path = tmp .. ".lua"
+      local f = assert(io.open(app_path, "w"))
+      f:write(TRAILER_APP)
+      f:close()
+      srv = helper.serve(app_path, {"--workers", "1"})
+    end)
+    after_each(function()
+      srv.stop()
+      os.remove(app_path)
+      os.remove(tmp)
+    end)
+
+    local function request(s, path)
+      s:write("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = helper.read_response(s)
+      return status, body
+    end
+
+    for _, variant in ipairs({"answers", "raises"}) do
+      it("the handler " .. variant .. " after the rest of the trailer came, " ..
+        "and the server serves everyone else", function()
+          local other = helper.connect(srv.port) -- a keep-alive client from before
+          assert.same({200, "served /before"}, {request(other, "/before")})
+          local s = helper.connect(srv.port)
+          s:write("POST /trailer" .. (variant == "raises" and "?raise" or "") ..
+            " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+            "3\r\nabc\r\n0\r\nX: y\r")
+          srv.wait_log("gave up on the body: timeout")
+          s:write("\n\r\n")
+          -- the rest is in the server's socket before it lets the handler answer
+          local go = helper.connect(srv.port)
+          assert.same({200, "going"}, {request(go, "/go")})
+          go:close()
+          local status, headers, body = helper.read_response(s)
+          if variant == "answers" then
+            assert.equal(200, status, "no answer: " .. tostring(headers))
+            assert.equal("gave up: timeout", body)
+          else
+            assert.equal(500, status, "no answer: " .. tostring(headers))
+          end
+          s:close()
+          assert.same({200, "served /after"}, {request(other, "/after")})
+          other:close()
+          local code, out = helper.curl(url(srv.port, "/new"))
+          assert.equal(0, code)
+          assert.equal("served /new", out)
+          assert.equal(0, srv.stop())
+        end)
+    end
+  end)
+
   -- RFC 9112 §6.3 and §11.2: each of these must get a 4xx and a closed
   -- connection; the request pipelined behind it must not be served.
   describe("rejects request smuggling shapes:", function()
