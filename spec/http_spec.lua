@@ -566,6 +566,144 @@ describe("http server", function()
       s:close()
     end)
 
+    -- Slow peers (issue 11): a body must keep up a minimum rate once a grace
+    -- period of waiting is used. The client drips one byte every 300 ms
+    -- (3 B/s) to a server asking for 100 B/s after 1 s of waiting: 1 s plus
+    -- 10 ms per byte brought is used up at the 4th byte. It drips at most 30
+    -- bytes (9 s); a server still waiting then holds it as long as it drips.
+    local function drip(s)
+      local reader = rill.spawn(function()
+        local parts = {}
+        while true do
+          local chunk, err = s:read_some()
+          if not chunk then return table.concat(parts), err or "closed" end
+          parts[#parts + 1] = chunk
+        end
+      end)
+      local sent = 0
+      while reader:status() == "running" and sent < 30 do
+        s:write("x")
+        sent = sent + 1
+        rill.sleep(300)
+      end
+      local cut = reader:status() ~= "running"
+      s:close()
+      local _, raw, why = rill.wait(reader)
+      return cut, sent, raw, why
+    end
+
+    -- A POST of 100 bytes whose head is sent; returns the socket.
+    local function post(port, path)
+      local s = helper.connect(port)
+      s:write("POST " .. (path or "/") .. " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+      return s
+    end
+
+    -- A GET on a new connection: what came back, and how the connection
+    -- ended (a connection closed at once may fail the connect or the write).
+    local function try_get(port)
+      local s, cerr = rill.connect("127.0.0.1", port, 5000)
+      if not s then return "", cerr end
+      s:settimeout(5000)
+      local ok, err = s:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local parts = {}
+      while ok do
+        local chunk
+        chunk, err = s:read_some()
+        if not chunk then break end
+        parts[#parts + 1] = chunk
+      end
+      s:close()
+      return table.concat(parts), err or "closed"
+    end
+
+    for _, variant in ipairs({"raises", "ignores it"}) do
+      it("408 and a closed connection for a body dripped below min_body_rate once " ..
+        "body_rate_grace is used, when the handler " .. variant, function()
+          local port
+          local got = {}
+          l, port = helper.listen(function(req, res)
+            got.data, got.err = req.body:read_all()
+            if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
+          end, {min_body_rate = 100, body_rate_grace = 1})
+          local cut, sent, raw, why = drip(post(port))
+          assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
+          assert.is_nil(got.data)
+          assert.equal("timeout", got.err)
+          assert.same({408}, statuses(raw))
+          assert.matches("\r\nConnection: close\r\n", raw)
+          assert.equal("closed", why)
+        end)
+    end
+
+    it("does not count a handler slow between reads against the client (only waiting counts)",
+      function()
+        local port
+        l, port = helper.listen(function(req, res)
+          local got = {}
+          while true do
+            local b, err = req.body:read(1)
+            if not b then
+              if err then return res:status(500):send(err) end
+              break
+            end
+            got[#got + 1] = b
+            rill.sleep(300) -- 8 bytes over 2.4 s: past 1 s + 10 ms a byte of wall time
+          end
+          res:send(table.concat(got))
+        end, {min_body_rate = 100, body_rate_grace = 1})
+        local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n" ..
+          "Connection: close\r\n\r\nslowread", 10000)
+        assert.same({200}, statuses(raw))
+        assert.matches("\r\n\r\nslowread$", raw)
+      end)
+
+    it("closes a 4th connection from one address at once while 3 are open, " ..
+      "and accepts one again when one of them closes", function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections_per_address = 3})
+        local open = {}
+        for i = 1, 3 do
+          open[i] = helper.connect(port)
+          open[i]:write("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+          local _, _, body = helper.read_response(open[i])
+          assert.equal("/" .. i, body)
+        end
+        local raw, why = try_get(port)
+        assert.equal("", raw, "a 4th connection was served")
+        assert.truthy(why == "closed" or why:match("^ECONN") or why:match("^EPIPE"), why)
+        open[1]:close()
+        -- the server has seen it go
+        for _ = 1, 500 do
+          if l:connections() == 2 then break end
+          rill.sleep(10)
+        end
+        assert.equal(2, l:connections())
+        raw = helper.raw(port, "GET /5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.matches("\r\n\r\n/5$", raw)
+        -- the others were not disturbed
+        open[2]:write("GET /2b HTTP/1.1\r\nHost: x\r\n\r\n")
+        local _, _, body = helper.read_response(open[2])
+        assert.equal("/2b", body)
+        open[2]:close()
+        open[3]:close()
+      end)
+
+    it("takes --min-body-rate, --body-rate-grace and --max-connections-per-address " ..
+      "on the command line", function()
+        local srv = helper.serve("examples/echo.lua", {"--workers", "1", "--min-body-rate", "100",
+          "--body-rate-grace", "1", "--max-connections-per-address", "1"})
+        finally(function() srv.stop() end)
+        local dripping = post(srv.port, "/count")
+        local raw, why = try_get(srv.port)
+        assert.equal("", raw, "a second connection from 127.0.0.1 was served")
+        local cut, sent, raw2 = drip(dripping)
+        assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
+        assert.same({408}, statuses(raw2))
+        assert.equal(0, srv.stop())
+      end)
+
     it("lets a held response writer go on when a slow client reads again", function()
       local port
       local total = 32 * 1024 * 1024
