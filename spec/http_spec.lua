@@ -460,6 +460,34 @@ describe("http server", function()
       assert.same({431}, statuses(raw))
     end)
 
+    -- Misuse raises, naming what is wrong (DESIGN.md, Conventions); a bad
+    -- option leaves nothing behind (the ASan run checks for leaks at exit).
+    local bad_limits = {{"max_headers", "lots"}, {"max_headers", -1}, {"min_body_rate", "fast"},
+      {"max_connections_per_address", "x"}}
+    local function listen_with(bad)
+      local o = {host = "127.0.0.1", port = 0, handler = function() end}
+      o[bad[1]] = bad[2]
+      local ok, err = pcall(rill.http.listen, o)
+      if ok then err:close() end -- a listener was made: not ours to keep
+      return ok, err
+    end
+
+    it("a limit that is not a number, or is negative, raises and makes no listener", function()
+      for _, bad in ipairs(bad_limits) do
+        local ok = listen_with(bad)
+        assert.is_false(ok, ("%s = %q was taken"):format(bad[1], tostring(bad[2])))
+      end
+    end)
+
+    it("the error for a limit that is not a number, or is negative, names the option",
+      function()
+        for _, bad in ipairs(bad_limits) do
+          local ok, err = listen_with(bad)
+          assert.is_false(ok, ("%s = %q was taken"):format(bad[1], tostring(bad[2])))
+          assert.matches(bad[1], err, 1, true)
+        end
+      end)
+
     it("413 for a Content-Length over max_body_bytes, before the handler runs", function()
       local port
       local ran = false
