@@ -474,6 +474,34 @@ describe("http server", function()
       assert.same({431}, statuses(raw))
     end)
 
+    -- Misuse raises, naming what is wrong (DESIGN.md, Conventions); a bad
+    -- option leaves nothing behind (the ASan run checks for leaks at exit).
+    local bad_limits = {{"max_headers", "lots"}, {"max_headers", -1}, {"min_body_rate", "fast"},
+      {"max_connections_per_address", "x"}}
+    local function listen_with(bad)
+      local o = {host = "127.0.0.1", port = 0, handler = function() end}
+      o[bad[1]] = bad[2]
+      local ok, err = pcall(rill.http.listen, o)
+      if ok then err:close() end -- a listener was made: not ours to keep
+      return ok, err
+    end
+
+    it("a limit that is not a number, or is negative, raises and makes no listener", function()
+      for _, bad in ipairs(bad_limits) do
+        local ok = listen_with(bad)
+        assert.is_false(ok, ("%s = %q was taken"):format(bad[1], tostring(bad[2])))
+      end
+    end)
+
+    it("the error for a limit that is not a number, or is negative, names the option",
+      function()
+        for _, bad in ipairs(bad_limits) do
+          local ok, err = listen_with(bad)
+          assert.is_false(ok, ("%s = %q was taken"):format(bad[1], tostring(bad[2])))
+          assert.matches(bad[1], err, 1, true)
+        end
+      end)
+
     it("413 for a Content-Length over max_body_bytes, before the handler runs", function()
       local port
       local ran = false
@@ -580,6 +608,148 @@ describe("http server", function()
       s:close()
     end)
 
+    -- Slow peers (issue 11): a body must keep up a minimum rate once a grace
+    -- period of waiting is used. The client drips one byte every 300 ms
+    -- (3 B/s) to a server asking for 100 B/s after 1 s of waiting: 1 s plus
+    -- 10 ms per byte brought is used up at the 4th byte. It drips at most 30
+    -- bytes (9 s); a server still waiting then holds it as long as it drips.
+    local function drip(s)
+      local reader = rill.spawn(function()
+        local parts = {}
+        while true do
+          local chunk, err = s:read_some()
+          if not chunk then return table.concat(parts), err or "closed" end
+          parts[#parts + 1] = chunk
+        end
+      end)
+      local sent = 0
+      while reader:status() == "running" and sent < 30 do
+        s:write("x")
+        sent = sent + 1
+        rill.sleep(300)
+      end
+      local cut = reader:status() ~= "running"
+      s:close()
+      local _, raw, why = rill.wait(reader)
+      return cut, sent, raw, why
+    end
+
+    -- A POST of 100 bytes whose head is sent; returns the socket.
+    local function post(port, path)
+      local s = helper.connect(port)
+      s:write("POST " .. (path or "/") .. " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+      return s
+    end
+
+    -- A GET on a new connection: what came back, and how the connection
+    -- ended (a connection closed at once may fail the connect or the write).
+    local function try_get(port)
+      local s, cerr = rill.connect("127.0.0.1", port, 5000)
+      if not s then return "", cerr end
+      s:settimeout(5000)
+      local ok, err = s:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local parts = {}
+      while ok do
+        local chunk
+        chunk, err = s:read_some()
+        if not chunk then break end
+        parts[#parts + 1] = chunk
+      end
+      s:close()
+      return table.concat(parts), err or "closed"
+    end
+
+    for _, variant in ipairs({"raises", "ignores it"}) do
+      it("408 and a closed connection for a body dripped below min_body_rate once " ..
+        "body_rate_grace is used, when the handler " .. variant, function()
+          local port
+          local got = {}
+          l, port = helper.listen(function(req, res)
+            got.data, got.err = req.body:read_all()
+            if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
+          end, {min_body_rate = 100, body_rate_grace = 1})
+          local cut, sent, raw, why = drip(post(port))
+          assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
+          assert.is_nil(got.data)
+          assert.equal("timeout", got.err)
+          assert.same({408}, statuses(raw))
+          assert.matches("\r\nConnection: close\r\n", raw)
+          assert.equal("closed", why)
+        end)
+    end
+
+    -- The client sends 256 KiB at once; the handler takes 64 KiB (what one
+    -- read from the socket brings) every 300 ms. By wall time it is far
+    -- behind 1 MB/s after 0.5 s of grace; by time spent waiting for the
+    -- client it never waited at all.
+    it("does not count a handler slow between reads against the client (only waiting counts)",
+      function()
+        local port
+        l, port = helper.listen(function(req, res)
+          local n = 0
+          while true do
+            local chunk, err = req.body:read_some(65536)
+            if not chunk then
+              if err then return res:status(500):send(err) end
+              break
+            end
+            n = n + #chunk
+            rill.sleep(300)
+          end
+          res:send(tostring(n))
+        end, {min_body_rate = 1000000, body_rate_grace = 0.5})
+        local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n" ..
+          "Connection: close\r\n\r\n" .. string.rep("s", 262144), 10000)
+        assert.same({200}, statuses(raw), raw:sub(1, 200))
+        assert.matches("\r\n\r\n262144$", raw)
+      end)
+
+    it("closes a 4th connection from one address at once while 3 are open, " ..
+      "and accepts one again when one of them closes", function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections_per_address = 3})
+        local open = {}
+        for i = 1, 3 do
+          open[i] = helper.connect(port)
+          open[i]:write("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+          local _, _, body = helper.read_response(open[i])
+          assert.equal("/" .. i, body)
+        end
+        local raw, why = try_get(port)
+        assert.equal("", raw, "a 4th connection was served")
+        assert.truthy(why == "closed" or why:match("^ECONN") or why:match("^EPIPE"), why)
+        open[1]:close()
+        -- the server has seen it go
+        for _ = 1, 500 do
+          if l:connections() == 2 then break end
+          rill.sleep(10)
+        end
+        assert.equal(2, l:connections())
+        raw = helper.raw(port, "GET /5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.matches("\r\n\r\n/5$", raw)
+        -- the others were not disturbed
+        open[2]:write("GET /2b HTTP/1.1\r\nHost: x\r\n\r\n")
+        local _, _, body = helper.read_response(open[2])
+        assert.equal("/2b", body)
+        open[2]:close()
+        open[3]:close()
+      end)
+
+    it("takes --min-body-rate, --body-rate-grace and --max-connections-per-address " ..
+      "on the command line", function()
+        local srv = helper.serve("examples/echo.lua", {"--workers", "1", "--min-body-rate", "100",
+          "--body-rate-grace", "1", "--max-connections-per-address", "1"})
+        finally(function() srv.stop() end)
+        local dripping = post(srv.port, "/count")
+        local raw, why = try_get(srv.port)
+        assert.equal("", raw, "a second connection from 127.0.0.1 was served")
+        local cut, sent, raw2 = drip(dripping)
+        assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
+        assert.same({408}, statuses(raw2))
+        assert.equal(0, srv.stop())
+      end)
+
     it("lets a held response writer go on when a slow client reads again", function()
       local port
       local total = 32 * 1024 * 1024
@@ -625,6 +795,87 @@ describe("http server", function()
         assert.is_true(wrote < 32 * 1024 * 1024, "wrote " .. wrote)
         s:close()
       end)
+  end)
+
+  -- A handler that gives up on a chunked body (its read timed out) while
+  -- the trailer section is cut inside a line, then answers (or raises)
+  -- after the rest of the line came. On ba67d2a the check of the buffered
+  -- body at the answer read before the trailer buffer it had not copied
+  -- (SIGSEGV: the worker and every connection lost). The server is a child
+  -- process, so that a crash fails the spec instead of ending the run.
+  describe("a chunked body given up inside its trailer section", function()
+    local TRAILER_APP = [[
+local rill = require "rill"
+local go = false
+return function(req, res)
+  if req.path == "/go" then
+    go = true
+    return res:send("going")
+  end
+  if req.path == "/trailer" then
+    req.body:settimeout(100)
+    local data, err = req.body:read_all()
+    rill.log("info", "gave up on the body: " .. tostring(err))
+    while not go do rill.sleep(5) end -- until the spec says the rest was sent
+    go = false
+    if req.query_string == "raise" then error("giving up on purpose") end
+    return res:send("gave up: " .. tostring(err))
+  end
+  res:send("served " .. req.path)
+end
+]]
+    local tmp, app_path, srv
+    before_each(function()
+      tmp = os.tmpname()
+      app_path = tmp .. ".lua"
+      local f = assert(io.open(app_path, "w"))
+      f:write(TRAILER_APP)
+      f:close()
+      srv = helper.serve(app_path, {"--workers", "1"})
+    end)
+    after_each(function()
+      srv.stop()
+      os.remove(app_path)
+      os.remove(tmp)
+    end)
+
+    local function request(s, path)
+      s:write("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = helper.read_response(s)
+      return status, body
+    end
+
+    for _, variant in ipairs({"answers", "raises"}) do
+      it("the handler " .. variant .. " after the rest of the trailer came, " ..
+        "and the server serves everyone else", function()
+          local other = helper.connect(srv.port) -- a keep-alive client from before
+          assert.same({200, "served /before"}, {request(other, "/before")})
+          local s = helper.connect(srv.port)
+          s:write("POST /trailer" .. (variant == "raises" and "?raise" or "") ..
+            " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+            "3\r\nabc\r\n0\r\nX: y\r")
+          srv.wait_log("gave up on the body: timeout")
+          s:write("\n\r\n")
+          -- the rest is in the server's socket before it lets the handler answer
+          local go = helper.connect(srv.port)
+          assert.same({200, "going"}, {request(go, "/go")})
+          go:close()
+          local status, headers, body = helper.read_response(s)
+          if variant == "answers" then
+            assert.equal(200, status, "no answer: " .. tostring(headers))
+            assert.equal("gave up: timeout", body)
+          else
+            assert.equal(500, status, "no answer: " .. tostring(headers))
+          end
+          s:close()
+          assert.same({200, "served /after"}, {request(other, "/after")})
+          other:close()
+          local code, out = helper.curl(url(srv.port, "/new"))
+          assert.equal(0, code)
+          assert.equal("served /new", out)
+          assert.equal(0, srv.stop())
+        end)
+    end
   end)
 
   -- RFC 9112 §6.3 and §11.2: each of these must get a 4xx and a closed

@@ -137,6 +137,46 @@ describe("rill", function()
     end)
   end)
 
+  describe("listen", function()
+    local function listen_with_bad_option()
+      local ok, err = pcall(rill.listen, {host = "127.0.0.1", port = 0,
+        max_connections_per_address = "x", handler = function() end})
+      if ok then err:close() end -- a listener was made: not ours to keep
+      return ok, err
+    end
+
+    it("raises, and makes no listener, when max_connections_per_address is not a number",
+      function()
+        assert.is_false(listen_with_bad_option(), "max_connections_per_address = \"x\" was taken")
+      end)
+
+    it("names max_connections_per_address in the error when it is not a number", function()
+      local ok, err = listen_with_bad_option()
+      assert.is_false(ok, "max_connections_per_address = \"x\" was taken")
+      assert.matches("max_connections_per_address", err, 1, true)
+    end)
+  end)
+
+  describe("errors", function()
+    -- rill_strerror() is the library's (rill.h); the running binary exports
+    -- it, so Lua reaches it through the FFI.
+    it("rill_strerror names rill's own codes, RILL_ELOAD (-30005) among them", function()
+      local ffi = require "ffi"
+      pcall(ffi.cdef, "const char *rill_strerror(int err);")
+      local ok, lib = pcall(function() return ffi.C.rill_strerror and ffi.C end)
+      if not ok then
+        lib = ffi.load(helper.bin:match("^(.*)/[^/]+$") .. "/librill.so")
+      end
+      local codes = {{-30005, "the app did not load"}, {-30001, "closed"},
+        {-30002, "too long"}, {-30003, "body too large"}, {-30004, "protocol error"},
+        {-30006, "not in this state"}}
+      for _, c in ipairs(codes) do
+        local msg = ffi.string(lib.rill_strerror(c[1]))
+        assert.equal(c[2], msg, "rill_strerror(" .. c[1] .. ")")
+      end
+    end)
+  end)
+
   describe("rill run", function()
     it("runs a script on the event loop with its arguments and exit code", function()
       local f = assert(io.open("/tmp/rill_run_spec.lua", "w"))

@@ -210,6 +210,42 @@ describe("graceful stop", function()
 end)
 
 describe("embedding", function()
+  -- A library is a guest in its host's process: it exports only rill_*,
+  -- and each name it exports is one rill.h declares.
+  it("librill.so and librill.a define only global symbols named rill_*, each declared " ..
+    "in rill.h", function()
+      if os.execute("command -v nm >/dev/null 2>&1") ~= 0 then
+        pending("nm is not installed")
+        return
+      end
+      local f = assert(io.open("core/include/rill.h"))
+      local header = f:read("*a")
+      f:close()
+      local declared = {}
+      for name in header:gmatch("RILL_API[^;(]-([%w_]+)%s*%(") do declared[name] = true end
+      assert.is_truthy(declared.rill_strerror, "no RILL_API declarations found in rill.h")
+      local build = helper.bin:match("^(.*)/[^/]+$")
+      for _, lib in ipairs({{"librill.so", "-D"}, {"librill.a", nil}}) do
+        local argv = {"nm", "--defined-only"}
+        if lib[2] then argv[#argv + 1] = lib[2] end
+        argv[#argv + 1] = build .. "/" .. lib[1]
+        local code, out, err = helper.run(argv)
+        assert.equal(0, code, err)
+        local names, bad = 0, {}
+        for line in out:gmatch("[^\n]+") do
+          local kind, name = line:match("^%x*%s+(%a)%s+(%S+)$")
+          -- upper case: a global symbol (U, undefined, is left out by nm)
+          if kind and kind:match("%u") then
+            names = names + 1
+            if not name:match("^rill_") or not declared[name] then bad[#bad + 1] = name end
+          end
+        end
+        assert.is_true(names > 0, "no global symbols in " .. lib[1])
+        assert.equal(0, #bad, lib[1] .. " defines " .. #bad .. " global symbols that rill.h " ..
+          "does not declare: " .. table.concat(bad, " ", 1, math.min(#bad, 20)))
+      end
+    end)
+
   it("installs librill and rill.pc; examples/embed/host.c builds with pkg-config alone " ..
     "and serves its C function's value", function()
     local build = helper.bin:match("^(.*)/[^/]+$")

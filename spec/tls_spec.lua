@@ -295,6 +295,30 @@ describe("tls", function()
     end)
   end)
 
+  -- Issue 11: a starttls whose stream was closed in its handshake left its
+  -- task waiting forever. (spec/stream_spec.lua closes every kind of stream
+  -- under every kind of wait.)
+  it("resumes a starttls whose socket another task closes in the handshake, " ..
+    "with nil, \"closed\"", function()
+      local done = false
+      local silent = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function()
+        while not done do rill.sleep(20) end -- accepts, never answers
+      end})
+      finally(function()
+        done = true
+        silent:close()
+      end)
+      local s = helper.connect(silent:port())
+      local t = rill.spawn(function() return s:starttls{verify = false} end)
+      rill.yield() -- it runs until it waits for the server's hello
+      assert.equal("running", t:status())
+      s:close()
+      local resumed, ok, err = rill.wait(t, 3000)
+      assert.is_true(resumed, "the task in starttls was never resumed")
+      assert.is_nil(ok)
+      assert.equal("closed", err)
+    end)
+
   describe("start-up errors", function()
     it("name a missing certificate file and exit non-zero", function()
       local code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua", "--listen",

@@ -242,6 +242,76 @@ describe("websocket", function()
       assert.is_nil(s:read_some())
       s:close()
     end)
+
+    -- An empty control frame is whole once its header is read: it is answered
+    -- then, not when the next frame comes. The client sends nothing after it
+    -- and waits 2 s for the answer (the close timeout is 5 s; the idle
+    -- timeout 300 s), so an answer held for a next frame is a timeout here.
+    it("answers an empty ping with an empty pong before any other frame is sent", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(9, ""))
+      s:settimeout(2000)
+      local op, payload = read_frame(s)
+      assert.equal(10, op, "no pong for an empty ping")
+      assert.equal("", payload)
+      s:settimeout(10000)
+      s:write(frame(1, "after"))
+      op, payload = read_frame(s)
+      assert.equal(1, op)
+      assert.equal("after", payload)
+      s:close()
+    end)
+
+    it("answers an empty close (a browser's plain ws.close()) with a close at once", function()
+      local s = raw_ws(srv.port)
+      s:write(frame(8, ""))
+      s:settimeout(2000)
+      local op, payload = read_frame(s)
+      assert.equal(8, op, "no close answered to an empty close")
+      assert.equal("", payload) -- no status received: none sent back (RFC 6455 §5.5.1)
+      assert.is_nil(s:read_some()) -- then the server ends the connection
+      s:close()
+    end)
+  end)
+
+  -- Automatic pongs obey the transport's high-water mark: while they are
+  -- queued above it the WebSocket reads no more, so a peer that floods pings
+  -- and never reads fills its own socket, not the server's memory. (A server
+  -- of its own: its memory figures are this spec's alone.)
+  it("answers a ping flood from a peer that never reads in bounded memory, " ..
+    "holding the peer back, and serves another client meanwhile", function()
+    local fsrv = helper.serve("examples/ws_echo.lua", {"--workers", "1"})
+    finally(function() fsrv.stop() end)
+    local s = raw_ws(fsrv.port)
+    local before = helper.rss(fsrv.pid)
+    local ping = frame(9, string.rep("p", 125))
+    local batch = string.rep(ping, 512) -- 512 pings (67 KB) per write
+    -- A write held 1.5 s means backpressure reached this client.
+    s:settimeout(1500)
+    local sent, blocked = 0, nil
+    while sent < 250 * MB do
+      local ok, err = s:write(batch)
+      if not ok then
+        blocked = err
+        break
+      end
+      sent = sent + #batch
+    end
+    -- another client is served meanwhile
+    local other = assert(helper.ws(("ws://127.0.0.1:%d/"):format(fsrv.port)))
+    assert.is_true(other:send("still there?"))
+    local msg = assert(other:receive())
+    assert.equal("still there?", msg:read_all())
+    other:close()
+    local after = helper.rss(fsrv.pid)
+    local figures = ("%.1f MB of pings sent; server RSS %.1f -> %.1f MB"):format(sent / MB,
+      before / MB, after / MB)
+    assert.equal("timeout", blocked, "the client was never held back: " .. figures)
+    if not helper.sanitized then
+      assert.is_true(after - before < 20 * MB, figures)
+    end
+    s:close()
+    assert.equal(0, fsrv.stop())
   end)
 
   it("echoes a 256 MiB message sent in 64 KiB fragments in bounded memory, " ..
@@ -385,6 +455,41 @@ describe("websocket server API", function()
     assert.is_nil(msg)
     assert.equal("closed", why)
   end)
+
+  -- A peer that does not read holds ws:ping() and ws:pong() as it holds
+  -- ws:send(): they wait for the transport to drain (here until the
+  -- websocket's timeout) instead of queueing without bound. The server's
+  -- handler never receives, so nothing reads the client's frames; it only
+  -- keeps the connection open until the spec is done.
+  for _, method in ipairs({"ping", "pong"}) do
+    it("holds ws:" .. method .. "() like a write while the peer does not read", function()
+      local done = false
+      local app = rill.router()
+      app:websocket("/", function(ws)
+        while not done do rill.sleep(20) end
+      end)
+      local fl, fport = helper.listen(app)
+      finally(function()
+        done = true
+        fl:close()
+      end)
+      local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(fport), {close_timeout = 0.2}))
+      ws:settimeout(1000)
+      local payload = string.rep("c", 125)
+      -- 500,000 frames are 65 MB: far more than the socket buffers hold
+      local n, err = 0, nil
+      while n < 500000 do
+        local ok, e = ws[method](ws, payload)
+        if not ok then
+          err = e
+          break
+        end
+        n = n + 1
+      end
+      assert.equal("timeout", err, ("ws:%s() never waited: %d frames sent"):format(method, n))
+      ws:close()
+    end)
+  end
 
   it("ends an idle receive after idle_timeout", function()
     local ws = assert(helper.ws(("ws://127.0.0.1:%d/idle"):format(port)))
