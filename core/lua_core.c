@@ -345,7 +345,18 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
 
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) {
   lua_getfield(L, t, k);
-  lua_Number v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (!lua_isnumber(L, -1)) {
+    /* Name the function as its caller did, and the option. */
+    lua_Debug ar;
+    const char *fn = "?";
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) fn = ar.name;
+    luaL_error(L, "%s: option %s must be a number, not %s", fn, k, luaL_typename(L, -1));
+  }
+  lua_Number v = lua_tonumber(L, -1);
   lua_pop(L, 1);
   return v;
 }

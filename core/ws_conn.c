@@ -99,6 +99,7 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
   ssize_t n = rill__ws_close_write(payload, code, (const uint8_t *)reason, rlen);
   if (n < 0) n = rill__ws_close_write(payload, RILL_WS_NORMAL, NULL, 0);
   ws->close_sent = 1;
+  if (!ws->close_received) ws->closed_here = 1;
   uv_buf_t b = uv_buf_init((char *)payload, (unsigned)n);
   send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
 }
@@ -423,7 +424,8 @@ static int bytes_peek(rill_stream_t *s, const char **p, size_t *n) {
       ws->msg_active = 0;
       continue;
     case P_CLOSED:
-      return RILL_EOF; /* the peer closed: the end of the byte stream */
+      /* The peer's close is the end of the byte stream; ours closes it. */
+      return ws->closed_here ? RILL_ECLOSED : RILL_EOF;
     default:
       return ws->err ? ws->err : RILL_EPROTO;
     }
@@ -436,6 +438,7 @@ static void bytes_consume(rill_stream_t *s, size_t n) {
 
 static int bytes_fill(rill_stream_t *s) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
+  if (ws->closed_here) return RILL_ECLOSED;
   if (ws->close_received) return RILL_EOF;
   int r = want(ws, W_BYTES);
   if (r == RILL_ECLOSED) return RILL_EOF;

@@ -69,6 +69,7 @@ struct rill_websocket_s {
   unsigned close_code; /* the peer's close code, or ours on failure */
   char close_reason[RILL_WS_REASON_MAX + 1];
   int close_sent, close_received;
+  int closed_here; /* our close went first (not an answer to the peer's) */
   int err; /* RILL_EPROTO when the connection failed, a transport error, ... */
   const char *errmsg;
 
