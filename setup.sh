@@ -2,14 +2,16 @@
 # rill's set-up, on Debian 12 as root (or with sudo):
 #   ./setup.sh run    install what is missing, build, serve examples/hello.lua
 #   ./setup.sh test   install what is missing, build, run every test, then again
-#                     under AddressSanitizer + UndefinedBehaviorSanitizer
+#                     under AddressSanitizer + UndefinedBehaviorSanitizer, then
+#                     the libFuzzer targets of tests/fuzz for 20 s each
 set -eu
 cd "$(dirname "$0")"
 
 # Build and runtime dependencies, then what the tests drive the server with.
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
       node-llhttp lua-busted"
-TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk"
+TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk
+           clang libclang-rt-14-dev"
 
 install_deps() {
   missing=""
@@ -48,6 +50,8 @@ test)
   (cd build-asan &&
     RILL_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure)
+  echo "setup: the fuzz targets, 20 s each (tests/fuzz/run.sh)"
+  tests/fuzz/run.sh 20
   ;;
 *)
   echo "usage: $0 run|test" >&2
