@@ -13,6 +13,9 @@
  *   bit 5      the input ends with a reset (ECONNRESET) rather than an end
  *   bit 6      from the middle of the input on, writes fail (the client
  *              stopped reading and the socket broke)
+ *   bit 7      the connection lives on a worker of its own, which is torn
+ *              down (rill__worker_free) once all input is in, instead of the
+ *              input's end: whatever runs is destroyed, nothing leaks
  *
  * The handler is chosen by the first letter of the request target's path
  * (after the '/'); see handler_kind(). Handlers run as the Lua layer runs
@@ -49,6 +52,7 @@ enum { W_NONE, W_BODY, W_DRAIN, W_DEFER, W_UP };
 typedef struct handler_s handler_t;
 struct handler_s {
   handler_t *next;
+  handler_t *lprev, *lnext; /* in the list of live handlers */
   rill_http_conn_t *c;
   int kind;
   int step;
@@ -69,8 +73,9 @@ struct handler_s {
   int minor;
 };
 
-static handler_t *ready_head, *ready_tail, *defer_head;
+static handler_t *ready_head, *ready_tail, *defer_head, *live_head;
 static int draining, live;
+static rill_worker_t *cur_w; /* the worker of the current run */
 static uint8_t pattern[6000];
 
 static void step(handler_t *hd);
@@ -89,7 +94,8 @@ static void drain(void) {
 }
 
 static void wake(handler_t *hd) {
-  if (hd->queued) return;
+  /* A worker's teardown resumes nothing: tasks die with it. */
+  if (hd->queued || cur_w->stopping) return;
   hd->wait = W_NONE;
   hd->queued = 1;
   hd->next = NULL;
@@ -131,6 +137,11 @@ static void finish(handler_t *hd, int ok) {
   rill__stream_unbind(&hd->bb);
   rill_http_conn_t *c = hd->c; /* NULL once released (a tunnel) */
   if (c) c->data = NULL;
+  if (hd->lprev)
+    hd->lprev->lnext = hd->lnext;
+  else
+    live_head = hd->lnext;
+  if (hd->lnext) hd->lnext->lprev = hd->lprev;
   free(hd);
   live--;
   if (c) rill__http_conn_handler_done(c, ok);
@@ -558,6 +569,9 @@ static void on_request(rill_http_conn_t *c) {
   handler_t *hd = calloc(1, sizeof(*hd));
   if (hd == NULL) abort();
   live++;
+  hd->lnext = live_head;
+  if (live_head) live_head->lprev = hd;
+  live_head = hd;
   hd->c = c;
   c->data = hd;
   const rill_http_head_t *h = c->head;
@@ -607,11 +621,72 @@ static void blank_dates(fz_rec_t *r) {
   }
 }
 
+/* ---- a worker to tear down ----
+ * As in the runtime, a listener (here a stand-in object linked into the
+ * worker) holds a reference to the server, each connection one more; the
+ * last one to go frees the server. */
+
+typedef struct {
+  rill_obj_t obj;
+  rill_http_server_t *srv;
+} holder_t;
+
+static void server_free(rill_http_server_t *s) {
+  rill__http_server_close(s);
+  free(s);
+}
+
+static void holder_destroy(rill_obj_t *o) {
+  holder_t *h = rill__container_of(o, holder_t, obj);
+  rill_http_server_t *s = h->srv;
+  free(h);
+  if (--s->refs == 0) s->on_free(s);
+}
+
+static rill_http_server_t *teardown_server(const rill_http_limits_t *lim) {
+  rill_worker_t *w = rill__worker_new(NULL);
+  rill_http_server_t *s = calloc(1, sizeof(*s));
+  holder_t *h = calloc(1, sizeof(*h));
+  if (w == NULL || s == NULL || h == NULL || rill__http_server_init(s, w) != 0) abort();
+  w->log_level = RILL_LOG_ERROR;
+  s->limits = *lim;
+  s->on_request = on_request;
+  s->on_drained = on_drained;
+  s->on_close = on_close;
+  s->on_free = server_free;
+  s->refs = 1;
+  h->srv = s;
+  rill__obj_link(w, &h->obj, holder_destroy);
+  return s;
+}
+
+/* Tears w down with whatever runs on it; the handlers' tasks die with it
+ * (their records are freed here, as a task's memory is). */
+static void teardown(rill_worker_t *w, memstream_t *m) {
+  rill__worker_free(w);
+  ready_head = ready_tail = defer_head = NULL;
+  while (live_head) {
+    handler_t *hd = live_head;
+    live_head = hd->lnext;
+    /* A tunnel's transport was the task's own (a stream object of the
+     * worker in the runtime): it goes with it. */
+    if (hd->up) {
+      rill__stream_unbind(&hd->ub);
+      hd->up->vt->abort(hd->up);
+    }
+    free(hd);
+    live--;
+  }
+  if (!m->closed) m->base.vt->abort(&m->base);
+}
+
 static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, int split) {
   fz_rng_t g;
   fz_rng_init(&g, data, n);
   rill_http_server_t *srv = &S[cfg & 1];
-  memstream_t *m = memstream_new(W);
+  if (cfg & 128) srv = teardown_server(&S[cfg & 1].limits);
+  rill_worker_t *w = cur_w = srv->w;
+  memstream_t *m = memstream_new(w);
   if (m == NULL) abort();
   m->out_limit = out_limit_of[(cfg >> 1) & 3];
   fz_rec_t out = {0};
@@ -635,22 +710,27 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, int s
   }
   if ((cfg & 16) && srv->refs > 1) {
     /* The connection is alive (it holds a reference): a graceful stop. */
-    for (rill_obj_t *o = W->objs.next; o != &W->objs; o = o->next)
+    for (rill_obj_t *o = w->objs.next; o != &w->objs; o = o->next)
       if (o->kind == RILL_OBJ_CONN && o->shutdown) {
         o->shutdown(o);
         break;
       }
     settle(&out, m);
   }
-  if (cfg & 32) m->read_err = UV_ECONNRESET;
-  memstream_eof(m);
-  settle(&out, m);
-  FZ_ASSERT(T, m->closed,
-            "the connection is still open after the end of its input "
-            "(nothing can come any more)");
-  for (int i = 0; i < 4 && srv->refs > 1; i++)
-    uv_run(W->loop, UV_RUN_NOWAIT);
-  FZ_ASSERT(T, srv->refs == 1, "the closed connection was not freed");
+  if (cfg & 128) {
+    teardown(w, m); /* frees srv too */
+    take_output(&out, m);
+  } else {
+    if (cfg & 32) m->read_err = UV_ECONNRESET;
+    memstream_eof(m);
+    settle(&out, m);
+    FZ_ASSERT(T, m->closed,
+              "the connection is still open after the end of its input "
+              "(nothing can come any more)");
+    for (int i = 0; i < 4 && srv->refs > 1; i++)
+      uv_run(w->loop, UV_RUN_NOWAIT);
+    FZ_ASSERT(T, srv->refs == 1, "the closed connection was not freed");
+  }
   FZ_ASSERT(T, live == 0 && ready_head == NULL && defer_head == NULL,
             "%d handlers left after the connection closed", live);
   FZ_ASSERT(T, m->base.top == NULL, "a binding left on the closed transport");
@@ -659,7 +739,10 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, int s
   fz_put_bytes(rec, out.p, out.len);
   fz_put_tag(rec, 'c');
   fz_put_u64(rec, (uint64_t)m->closed);
-  fz_put_u64(rec, (uint64_t)m->aborted);
+  /* Known bug "werr-idle": a write error found between requests leaves the
+   * connection idle; whether it is found before the request ends depends on
+   * the cut, so whether make_room resets it or it was closed does too. */
+  if (!(fz_allow("werr-idle") && (cfg & 64))) fz_put_u64(rec, (uint64_t)m->aborted);
   fz_rec_free(&out);
   memstream_free(m);
 }

@@ -21,6 +21,9 @@
  * and a second byte:
  *   bit 0      the input ends with a reset (ECONNRESET) rather than an end
  *   bit 1      from the middle of the input on, writes fail
+ *   bit 2      the websocket lives on a worker of its own, torn down
+ *              (rill__worker_free) once all input is in, instead of the
+ *              input's end: the owner is told it is gone, nothing leaks
  * Pings are answered and closes handled by the connection itself.
  *
  * The result: what was written, read back frame by frame by a decoder of
@@ -63,6 +66,7 @@ typedef struct {
   size_t peek_n; /* head of buf the command checks look at */
   int frag;      /* echoing fragment by fragment: frames sent so far */
   int end;       /* how the handler's last call ended */
+  int gone;      /* the websocket was freed under the handler */
 } handler_t;
 
 static handler_t H;
@@ -84,7 +88,7 @@ static void run_handler(handler_t *hd) {
 
 /* The handler waited for why: it goes on. */
 static void wake(handler_t *hd, int why) {
-  if (hd->done || hd->wait != why) return;
+  if (hd->done || hd->wait != why || hd->ws->w->stopping) return;
   hd->wait = W_NONE;
   run_handler(hd);
 }
@@ -110,8 +114,12 @@ static void on_closed(rill_websocket_t *ws) {
 static void on_drained(rill_websocket_t *ws, int status) {
   wake(ws->data, W_DRAIN);
 }
+/* A worker's teardown frees the websocket: the handler's task dies too. */
 static void on_gone(rill_websocket_t *ws) {
-  FZ_ASSERT(T, 0, "the websocket was freed under its owner");
+  handler_t *hd = ws->data;
+  FZ_ASSERT(T, ws->w->stopping, "the websocket was freed under its owner");
+  hd->gone = 1;
+  hd->done = 1;
 }
 
 static const rill_ws_ops_t ops = {
@@ -476,7 +484,11 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
                 int split) {
   fz_rng_t g;
   fz_rng_init(&g, data, n);
-  memstream_t *m = memstream_new(W);
+  int tear = cfg2 & 4;
+  rill_worker_t *w = tear ? rill__worker_new(NULL) : W;
+  if (w == NULL) abort();
+  w->log_level = RILL_LOG_ERROR;
+  memstream_t *m = memstream_new(w);
   if (m == NULL) abort();
   m->out_limit = out_limit_of[(cfg >> 5) & 3];
   rill_ws_opts_t o = {
@@ -487,7 +499,7 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
   handler_t *hd = &H;
   memset(hd, 0, sizeof(*hd));
   hd->bytes_mode = (cfg >> 7) & 1;
-  hd->ws = rill__ws_new(W, &m->base, &o, &ops, hd);
+  hd->ws = rill__ws_new(w, &m->base, &o, &ops, hd);
   FZ_ASSERT(T, hd->ws != NULL, "no websocket");
   rill_websocket_t *ws = hd->ws;
   fz_rec_t out = {0};
@@ -502,39 +514,56 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
     settle(&out, m);
     if (pos == half && half < n) m->shut = 1; /* writes say RILL_ECLOSED */
   }
-  if (cfg2 & 1) m->read_err = UV_ECONNRESET;
-  memstream_eof(m);
-  settle(&out, m);
-  FZ_ASSERT(T, hd->done, "the handler still waits (%d) after the end of the input",
-            hd->wait);
-  FZ_ASSERT(T, ws->state == RILL_WS_CLOSED,
-            "the websocket is in state %d after the end of "
-            "its input",
-            ws->state);
-  FZ_ASSERT(T, m->closed, "the transport is open after the websocket closed");
-  FZ_ASSERT(T, m->base.top == NULL, "a binding left on the closed transport");
-  FZ_ASSERT(T, ws->msg.top == NULL && ws->bytes.top == NULL,
-            "a binding left on a message stream");
-  /* A text message that turns out not to be UTF-8 fails the connection at
-   * the slice that holds the bad byte; the valid bytes before it in that
-   * slice are not handed out. So how much of it went through the byte
-   * stream (written back slice by slice) depends on the cut: the data is not
-   * compared then, only the frames around it. */
-  int drop = hd->bytes_mode && ws->close_code == RILL_WS_INVALID_DATA;
-  read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop);
-  fz_put_tag(rec, 'e');
-  fz_put_u64(rec, (uint64_t)hd->end);
-  fz_put_u64(rec, ws->close_code);
-  fz_put_str(rec, ws->close_reason);
-  fz_put_u64(rec, (uint64_t)ws->err);
-  fz_put_str(rec, ws->errmsg);
-  fz_put_u64(rec, (uint64_t)ws->close_sent);
-  fz_put_u64(rec, (uint64_t)ws->close_received);
-  fz_put_u64(rec, (uint64_t)m->aborted);
-  rill__ws_free(ws);
-  for (int i = 0; i < 4 && uv_loop_alive(W->loop); i++)
-    uv_run(W->loop, UV_RUN_NOWAIT);
-  FZ_ASSERT(T, !uv_loop_alive(W->loop), "the freed websocket left something on the loop");
+  if (tear) {
+    /* How it stood, then the teardown: the websocket is destroyed under its
+     * owner (told by ops->gone), its transport reset, its memory freed. */
+    fz_put_tag(rec, 't');
+    fz_put_u64(rec, (uint64_t)ws->state);
+    fz_put_u64(rec, ws->close_code);
+    fz_put_u64(rec, (uint64_t)hd->done);
+    int closed_before = ws->state == RILL_WS_CLOSED;
+    int drop = hd->bytes_mode && ws->close_code == RILL_WS_INVALID_DATA;
+    rill__worker_free(w);
+    take_output(&out, m);
+    FZ_ASSERT(T, hd->gone, "the teardown did not tell the websocket's owner");
+    FZ_ASSERT(T, m->closed, "the transport is open after the teardown");
+    FZ_ASSERT(T, m->base.top == NULL, "a binding left on the transport");
+    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop);
+    fz_put_u64(rec, (uint64_t)(m->aborted && !closed_before));
+  } else {
+    if (cfg2 & 1) m->read_err = UV_ECONNRESET;
+    memstream_eof(m);
+    settle(&out, m);
+    FZ_ASSERT(T, hd->done, "the handler still waits (%d) after the end of the input",
+              hd->wait);
+    FZ_ASSERT(T, ws->state == RILL_WS_CLOSED,
+              "the websocket is in state %d after the end of its input", ws->state);
+    FZ_ASSERT(T, m->closed, "the transport is open after the websocket closed");
+    FZ_ASSERT(T, m->base.top == NULL, "a binding left on the closed transport");
+    FZ_ASSERT(T, ws->msg.top == NULL && ws->bytes.top == NULL,
+              "a binding left on a message stream");
+    /* A text message that turns out not to be UTF-8 fails the connection at
+     * the slice that holds the bad byte; the valid bytes before it in that
+     * slice are not handed out. So how much of it went through the byte
+     * stream (written back slice by slice) depends on the cut: the data is
+     * not compared then, only the frames around it. */
+    int drop = hd->bytes_mode && ws->close_code == RILL_WS_INVALID_DATA;
+    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop);
+    fz_put_tag(rec, 'e');
+    fz_put_u64(rec, (uint64_t)hd->end);
+    fz_put_u64(rec, ws->close_code);
+    fz_put_str(rec, ws->close_reason);
+    fz_put_u64(rec, (uint64_t)ws->err);
+    fz_put_str(rec, ws->errmsg);
+    fz_put_u64(rec, (uint64_t)ws->close_sent);
+    fz_put_u64(rec, (uint64_t)ws->close_received);
+    fz_put_u64(rec, (uint64_t)m->aborted);
+    rill__ws_free(ws);
+    for (int i = 0; i < 4 && uv_loop_alive(W->loop); i++)
+      uv_run(W->loop, UV_RUN_NOWAIT);
+    FZ_ASSERT(T, !uv_loop_alive(W->loop),
+              "the freed websocket left something on the loop");
+  }
   free(hd->buf);
   fz_rec_free(&out);
   memstream_free(m);

@@ -216,6 +216,12 @@ def http_conn():
     write(t, "writes_fail", 64 | (2 << 1), "GET /stream HTTP/1.1\r\n" + H + "\r\n"
           "GET /g HTTP/1.1\r\n" + H + "\r\n" "GET /w HTTP/1.1\r\n" + H +
           "Upgrade: echo\r\nConnection: upgrade\r\n\r\necho these bytes back")
+    write(t, "teardown_mid_body", 128, "POST /read HTTP/1.1\r\n" + H +
+          "Content-Length: 100\r\n\r\nonly part of it")
+    write(t, "teardown_draining", 128 | (2 << 1), "POST /p1 HTTP/1.1\r\n" + H +
+          "Transfer-Encoding: chunked\r\n\r\n20\r\n" + "d" * 32 + "\r\n10\r\npart")
+    write(t, "teardown_tunnel", 128, "GET /w HTTP/1.1\r\n" + H +
+          "Upgrade: echo\r\nConnection: upgrade\r\n\r\nbytes in the tunnel")
     write(t, "more_handlers", 16, "GET /xbad HTTP/1.1\r\n" + H + "\r\n"
           "GET /nobody HTTP/1.1\r\n" + H + "\r\nGET /g HTTP/1.1\r\n" + H + "\r\n"
           "GET /k HTTP/1.1\r\n" + H + "\r\nGET /idle HTTP/1.1\r\n" + H + "\r\n")
@@ -244,6 +250,9 @@ def ws_conn():
     write(t, "we_close", [0, 0], frame(1, "close", mask=M) + frame(1, "dropped", mask=M) +
           frame(9, "no pong now", mask=M2) + frame(8, close_payload(1000), mask=M))
     write(t, "we_fail", [0, 0], frame(1, "fail", mask=M))
+    write(t, "teardown_mid_message", [0, 4], frame(1, "Hello", mask=M) +
+          frame(2, b"half of a fragmented message", fin=False, mask=M))
+    write(t, "teardown_byte_stream", [0x80, 4], frame(2, b"bytes", mask=M) + b"\x82\xff")
     write(t, "reset_and_broken_writes", [0, 3], frame(1, "Hello", mask=M) +
           frame(9, "ping", mask=M2) + frame(1, "frag then reset", fin=False, mask=M))
     write(t, "we_ping_skip", [0, 0], frame(1, "ping me", mask=M) + frame(10, "ping me", mask=M2) +
