@@ -264,7 +264,11 @@ static void transport_readable(rill_binding_t *b, int status) {
 static void transport_drained(rill_binding_t *b, int status) {
   rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
   if (status < 0 && c->werr == 0) c->werr = status;
-  if (c->srv->on_drained) c->srv->on_drained(c, status);
+  if (c->state == RILL_CONN_HANDLER) {
+    if (c->srv->on_drained) c->srv->on_drained(c, status);
+  } else if (c->werr && c->state != RILL_CONN_CLOSED) {
+    conn_close(c, 1); /* between requests: nobody will write again */
+  }
 }
 
 /* The transport closed under us (a worker's teardown). */
@@ -398,6 +402,11 @@ static void conn_process(rill_http_conn_t *c) {
       timer_set(c, T_KEEPALIVE, lim->keepalive_timeout_ms);
   }
   rill__http_conn_flush(c);
+  if (c->werr) {
+    /* The client cannot take our answers: nothing more for it. */
+    conn_close(c, 1);
+    return;
+  }
   if (n == 0 && c->olen == 0) {
     /* Idle between requests: keep nothing a new request would not need. */
     free(c->out);
@@ -449,6 +458,10 @@ static void conn_drain(rill_http_conn_t *c) {
   }
   timer_set(c, T_DRAIN, c->srv->limits.body_timeout_ms);
   rill__http_conn_flush(c);
+  if (c->werr) {
+    conn_close(c, 1);
+    return;
+  }
   int r = c->body->base.vt->fill(&c->body->base);
   if (r == RILL_EOF)
     next_request(c);

@@ -266,6 +266,8 @@ static ssize_t check_request(rill_http_head_t *h, const char *buf) {
 static ssize_t check_response(rill_http_head_t *h, const char *buf) {
   unsigned pf = h->parser.flags;
   if (h->major != 1) return fail(h, 502, "bad HTTP version");
+  /* status-code = 3DIGIT (RFC 9112 4); llhttp takes one to three. */
+  if (h->status < 100 || h->status > 999) return fail(h, 502, "bad status code");
   if (bare_cr(buf, h->head_len)) return fail(h, 502, "bare CR in the head");
   for (unsigned i = 0; i < h->nfields; i++) {
     const rill_http_field_t *f = &h->fields[i];
