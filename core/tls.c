@@ -447,8 +447,11 @@ typedef struct {
   char sni[256];
   char *stage; /* plaintext waiting to become a record */
   size_t staged;
+  /* lower_full: the lower stream is above its high-water mark; rblocked: a
+   * reader stopped for it (records we have not read may make mbedTLS write:
+   * alerts, refusals of renegotiation), until the lower stream drains. */
   unsigned want : 1, lower_full : 1, drain_wait : 1, closing : 1, timer_on : 1,
-      read_eof : 1;
+      read_eof : 1, rblocked : 1;
 } tls_t;
 
 #define T(s) rill__container_of((s), tls_t, base)
@@ -573,6 +576,10 @@ static void lower_readable(rill_binding_t *b, int status) {
 static void lower_drained(rill_binding_t *b, int status) {
   tls_t *t = rill__container_of(b, tls_t, lower_b);
   t->lower_full = 0;
+  if (t->rblocked) {
+    t->rblocked = 0;
+    wake_reader(t, status);
+  }
   if (!t->drain_wait) return;
   t->drain_wait = 0;
   rill__stream_drained(&t->base, status);
@@ -622,6 +629,12 @@ static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
       *n = t->ssl.in_msglen;
       return 0;
     }
+    /* Reading a record may make mbedTLS answer it (an alert): not while
+     * the lower stream is above its high-water mark. */
+    if (t->lower_full) {
+      t->rblocked = 1;
+      return 0;
+    }
     /* A read of length 0 decrypts the next record in place and leaves its
      * plaintext at in_offt. */
     unsigned char dummy;
@@ -667,6 +680,10 @@ static int tls_fill(rill_stream_t *s) {
     int r = tls_peek(s, &p, &n);
     if (r < 0) return r;
     if (n > 0) return 0;
+    if (t->rblocked) {
+      t->want = 1; /* the lower stream's drain wakes us */
+      return 0;
+    }
     r = fill_lower(t);
     if (r == RILL_EAGAIN) {
       t->want = 1;
