@@ -93,6 +93,26 @@ describe("examples", function()
       end)
   end)
 
+  -- A response to HEAD carries no body, so res:write() sends nothing and
+  -- never waits; /stream's loop stops only when a write fails. Once the
+  -- client has gone it must fail (as it does for GET), or the handler runs
+  -- its billion lines without yielding: its worker serves nobody else and
+  -- does not even see SIGTERM. (A server of its own: a frozen one is killed.)
+  it("echo.lua: a HEAD /stream?n=1e12 whose client went away lets the worker serve " ..
+    "others and stop", function()
+      local own = helper.serve("examples/echo.lua", {"--workers", "1"})
+      finally(function() own.stop() end)
+      local s = helper.connect(own.port)
+      assert(s:write("HEAD /stream?n=1000000000000 HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.matches("^HTTP/1.1 200 OK\r\n", assert(s:read_until("\r\n\r\n")))
+      s:close()
+      local raw, why = helper.raw(own.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        10000)
+      assert.equal("closed", why, "another client was not answered")
+      assert.matches("rill echo", raw)
+      assert.equal(0, own.stop())
+    end)
+
   it("line_echo.lua echoes lines over raw TCP", function()
     local srv = helper.start({"run", "examples/line_echo.lua", "0", "0"})
     local s = helper.connect(srv.port)
