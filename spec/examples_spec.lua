@@ -93,6 +93,66 @@ describe("examples", function()
       end)
   end)
 
+  -- A response to HEAD carries no body, so res:write() sends nothing and
+  -- never waits; /stream's loop stops only when a write fails. Once the
+  -- client has gone it must fail (as it does for GET), or the handler runs
+  -- its billion lines without yielding: its worker serves nobody else and
+  -- does not even see SIGTERM. (A server of its own: a frozen one is killed.)
+  it("echo.lua: a HEAD /stream?n=1e12 whose client went away lets the worker serve " ..
+    "others and stop", function()
+      local own = helper.serve("examples/echo.lua", {"--workers", "1"})
+      finally(function() own.stop() end)
+      local s = helper.connect(own.port)
+      assert(s:write("HEAD /stream?n=1000000000000 HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.matches("^HTTP/1.1 200 OK\r\n", assert(s:read_until("\r\n\r\n")))
+      s:close()
+      local raw, why = helper.raw(own.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        10000)
+      assert.equal("closed", why, "another client was not answered")
+      assert.matches("rill echo", raw)
+      assert.equal(0, own.stop())
+    end)
+
+  -- --send-timeout bounds how long a response write waits for a client that
+  -- does not read. When it passes, the response cannot be whole: the client
+  -- must not receive it ended as if it were (a last chunk), and the
+  -- connection, whose client is not reading, must not carry on to the next
+  -- request. echo.lua's /stream returns when a write fails, as a handler may.
+  it("echo.lua: a streamed response whose write timed out is cut, not ended as whole",
+    function()
+      local own = helper.serve("examples/echo.lua", {"--workers", "1", "--send-timeout", "1"})
+      finally(function() own.stop() end)
+      local s = helper.connect(own.port)
+      local req = "GET /stream?n=100000000 HTTP/1.1\r\nHost: x\r\n\r\n"
+      assert(s:write(req .. req))
+      local line = own.wait_log("stream stopped at line (%d+)")
+      s:settimeout(3000)
+      -- Read until the connection ends, or the next response begins (which
+      -- would stream its 100 million lines for as long as we read).
+      local parts, why, tail = {}, nil, ""
+      while true do
+        local chunk, err = s:read_some()
+        if not chunk then
+          why = err or "closed"
+          break
+        end
+        parts[#parts + 1] = chunk
+        local _, heads = (tail .. chunk):gsub("HTTP/1.1 200 OK\r\n", "")
+        if #parts > 1 and heads > 0 then
+          why = "next response"
+          break
+        end
+        tail = chunk:sub(-20)
+      end
+      s:close()
+      local got = table.concat(parts)
+      assert.is_nil(got:find("\r\n0\r\n\r\n", 1, true),
+        ("the response cut at line %s ended with a last chunk"):format(line))
+      assert.is_true(why ~= "timeout" and why ~= "next response",
+        "the connection carried on (" .. why .. ")")
+      assert.equal(0, own.stop())
+    end)
+
   it("line_echo.lua echoes lines over raw TCP", function()
     local srv = helper.start({"run", "examples/line_echo.lua", "0", "0"})
     local s = helper.connect(srv.port)

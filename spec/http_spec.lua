@@ -608,6 +608,42 @@ describe("http server", function()
       s:close()
     end)
 
+    -- A body that stops coming (a wait past body_timeout) is a body too
+    -- slow, as one below min_body_rate is: the README promises 408 "once a
+    -- read of the body finds it, whatever the handler then sends" — not a
+    -- 500 and a traceback in the log for a handler that raises on the
+    -- failed read (as examples/echo.lua does), nor a 200 for one that
+    -- ignores it.
+    for _, variant in ipairs({"raises", "ignores it"}) do
+      it("408 and a closed connection for a body that stops past body_timeout, when the " ..
+        "handler " .. variant, function()
+          local port
+          local got = {}
+          l, port = helper.listen(function(req, res)
+            got.data, got.err = req.body:read_all()
+            if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
+          end, {body_timeout = 0.2})
+          local s = helper.connect(port)
+          s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+          local parts, why = {}, nil
+          while true do
+            local chunk, err = s:read_some()
+            if not chunk then
+              why = err or "closed"
+              break
+            end
+            parts[#parts + 1] = chunk
+          end
+          s:close()
+          local raw = table.concat(parts)
+          assert.is_nil(got.data)
+          assert.equal("timeout", got.err)
+          assert.same({408}, statuses(raw))
+          assert.matches("\r\nConnection: close\r\n", raw)
+          assert.equal("closed", why)
+        end)
+    end
+
     -- Slow peers (issue 11): a body must keep up a minimum rate once a grace
     -- period of waiting is used. The client drips one byte every 300 ms
     -- (3 B/s) to a server asking for 100 B/s after 1 s of waiting: 1 s plus

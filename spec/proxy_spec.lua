@@ -207,6 +207,42 @@ describe("reverse proxy", function()
     assert.equal(0, p.stop())
   end)
 
+  -- A client that goes away in the middle of its upload: the request can
+  -- never complete, so the proxy lets go of the upstream connection rather
+  -- than wait for an answer to it (for the upstream timeout, 30 s here),
+  -- holding the client's connection and the upstream's.
+  it("lets go of the upstream when the client leaves in the middle of its upload", function()
+    local rec = {}
+    local ul = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+      sock:settimeout(10000)
+      rec.head = sock:read_until("\r\n\r\n")
+      while true do
+        local chunk, err = sock:read_some()
+        if not chunk then
+          rec.ended = err or "closed"
+          break
+        end
+      end
+      sock:close()
+    end})
+    local p = helper.start({"serve", "examples/proxy.lua", "--listen", "127.0.0.1:0",
+      "--workers", "1"}, {UPSTREAM = ("http://127.0.0.1:%d"):format(ul:port()),
+      UPSTREAM_TIMEOUT_MS = "30000"})
+    finally(function()
+      p.stop()
+      ul:close()
+    end)
+    local s = helper.connect(p.port)
+    assert(s:write("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "5\r\nhello\r\n"))
+    while not rec.head do rill.sleep(20) end
+    s:close() -- the client goes, the body unfinished
+    while not rec.ended do rill.sleep(20) end
+    assert.matches("^POST /upload HTTP/1.1\r\n", rec.head)
+    assert.equal("closed", rec.ended, "the proxy kept the upstream connection open")
+    assert.equal(0, p.stop())
+  end)
+
   it("answers 502 when the upstream is down and 504 when it does not answer", function()
     local down = helper.free_port()
     local silent = assert(rill.listen{port = 0, handler = function(sock) rill.sleep(5000) end})

@@ -4,6 +4,7 @@ local rill = require "rill"
 local helper = require "spec.helper"
 
 local MB = 1024 * 1024
+local PYTHON = "/usr/bin/python3"
 
 -- openssl s_client against port with extra arguments; returns its output.
 local function s_client(port, ...)
@@ -334,6 +335,119 @@ describe("tls", function()
       assert.matches("key .*b.test.key does not match certificate .*a.test.crt", err)
     end)
   end)
+
+  -- A TLS 1.2 client may send a ClientHello after the handshake (a
+  -- renegotiation); mbedTLS refuses it with a warning alert. Those alerts are
+  -- replies the server writes by itself, so, like a WebSocket's pongs, they
+  -- must obey the transport's high-water mark (or the attempt must end the
+  -- connection): a peer that sends records full of 4-byte ClientHellos and
+  -- never reads must not grow the server's memory. The client is python3's
+  -- ssl for the handshake; then it seals records itself with the session's
+  -- keys (from its key log). Its figures: bytes sent, how its sending ended
+  -- ("held" when a write waited 1.5 s twice, the second time with the
+  -- server idle; "closed" when the server hung up; "done" after 4 MiB), and
+  -- the server's RSS before and once it has stopped working on them.
+  it("answers renegotiation attempts from a peer that never reads in bounded memory",
+    function()
+      local srv = helper.serve("examples/echo.lua", {"--workers", "1", "--tls-cert",
+        dir .. "/a.test.crt", "--tls-key", dir .. "/a.test.key"})
+      finally(function() srv.stop() end)
+      local client = [=[
+import hashlib, hmac, os, socket, ssl, struct, sys, tempfile, time
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+port, pid = int(sys.argv[1]), sys.argv[2]
+def rss():
+    for l in open("/proc/%s/status" % pid):
+        if l.startswith("VmRSS"): return int(l.split()[1]) * 1024
+def prf(secret, label, seed, n):
+    out, a = b"", label + seed
+    while len(out) < n:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + label + seed, hashlib.sha256).digest()
+    return out[:n]
+keylog = tempfile.mktemp()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+ctx.keylog_filename = keylog
+sock = socket.create_connection(("127.0.0.1", port))
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inb, outb, server_hostname="a.test")
+first = b""
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        sock.sendall(outb.read())
+        d = sock.recv(65536)
+        first += d
+        inb.write(d)
+sock.sendall(outb.read())
+server_random = first[11:43]  # record header, handshake header, version
+cr, ms = [l.split()[1:] for l in open(keylog) if l.startswith("CLIENT_RANDOM")][0]
+os.unlink(keylog)
+kb = prf(bytes.fromhex(ms), b"key expansion", server_random + bytes.fromhex(cr), 40)
+key, iv, seq = kb[:16], kb[32:36], 1
+def cpu():
+    f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+def settle():  # until the server has stopped working on what it was sent
+    last = cpu()
+    while True:
+        time.sleep(0.3)
+        now = cpu()
+        if now == last: return
+        last = now
+def send(data):  # "sent", "held" (blocked 1.5 s, twice, with the server idle), "closed"
+    off, tries = 0, 0
+    while off < len(data):
+        try:
+            off += sock.send(data[off:])
+        except socket.timeout:
+            tries += 1
+            if tries == 2: return "held"
+            settle()
+        except OSError:
+            return "closed"
+    return "sent"
+before = rss()
+sock.settimeout(1.5)
+sent, end = 0, "done"
+while sent < 4 * 1024 * 1024:
+    plain = b"\x01\x00\x00\x00" * 4096  # 4096 empty ClientHellos in one record
+    nonce = struct.pack(">Q", seq)
+    sealed = AESGCM(key).encrypt(iv + nonce, plain, struct.pack(">QBHH", seq, 22, 0x0303, len(plain)))
+    seq += 1
+    record = struct.pack(">BHH", 22, 0x0303, 8 + len(sealed)) + nonce + sealed
+    r = send(record)
+    if r != "sent":
+        end = r
+        break
+    sent += len(record)
+settle()
+print(sent, end, before, rss())
+sock.close()
+]=]
+      local code, out, err = helper.run({PYTHON, "-c", client, tostring(srv.port),
+        tostring(srv.pid)})
+      assert.equal(0, code, err)
+      local sent, ended, before, after = out:match("^(%d+) (%a+) (%d+) (%d+)")
+      assert.is_not_nil(sent, out .. err)
+      local figures = ("%.1f MB of ClientHello records sent (%s); server RSS %.1f -> %.1f MB")
+        :format(sent / MB, ended, before / MB, after / MB)
+      if not helper.sanitized then
+        assert.is_true(after - before < 20 * MB, figures)
+      end
+      -- and the server goes on serving
+      local code2, out2 = helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+        ("a.test:%d:127.0.0.1"):format(srv.port), ("https://a.test:%d/"):format(srv.port))
+      assert.equal(0, code2)
+      assert.matches("^rill echo", out2)
+      assert.equal(0, srv.stop())
+    end)
 
   it("examples/tls_client.lua fetches a page from examples/https.lua", function()
     local port = helper.free_port()
