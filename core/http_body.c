@@ -106,6 +106,7 @@ static int vt_fill(rill_stream_t *s) {
   if (!b->waiting) {
     b->waiting = 1;
     b->wait_since = uv_now(b->base.w->loop);
+    if (b->on_wait) b->on_wait(b, 1);
   }
   int r = rill__stream_fill(b->t);
   if (r < 0) {
@@ -151,6 +152,7 @@ static void transport_readable(rill_binding_t *tb, int status) {
   if (b->waiting) {
     b->waiting = 0;
     b->waited_ms += uv_now(b->base.w->loop) - b->wait_since;
+    if (b->on_wait) b->on_wait(b, 0);
   }
   if (status == 0 && b->t && !b->err && !b->done) {
     const char *p;
@@ -192,6 +194,7 @@ void rill__body_start(rill_body_t *b, rill_stream_t *t, int mode, uint64_t lengt
   b->min_rate = 0;
   b->waited_ms = 0;
   b->waiting = 0;
+  b->on_wait = NULL;
   b->before_read = NULL;
   b->t = NULL;
   if (b->mode == RILL_BODY_NONE) {
@@ -210,6 +213,12 @@ rill_body_t *rill__body_new(rill_worker_t *w, rill_stream_t *t, int mode, uint64
   rill__body_start(b, t, mode, length, max, 16384);
   b->own = 1;
   return b;
+}
+
+void rill__body_timeout(rill_body_t *b) {
+  b->waiting = 0;
+  fail(b, UV_ETIMEDOUT);
+  rill__stream_readable(&b->base, b->err);
 }
 
 void rill__body_release(rill_body_t *b) {

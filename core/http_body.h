@@ -38,6 +38,9 @@ struct rill_body_s {
   uint64_t min_rate; /* bytes per second */
   uint64_t grace_ms;
   uint64_t waited_ms, wait_since;
+  /* Optional: told when a read starts waiting for the peer (1) and when the
+   * wait ends (0); the owner keeps a deadline (rill__body_timeout). */
+  void (*on_wait)(rill_body_t *b, int waiting);
   /* Called before each read until it clears itself (100 Continue). */
   void (*before_read)(rill_body_t *b);
   void *data; /* the owner's */
@@ -59,6 +62,10 @@ rill_body_t *rill__body_new(rill_worker_t *w, rill_stream_t *t, int mode, uint64
 /* Reads and takes framing; peek()/consume() of the base stream. */
 int rill__body_peek(rill_body_t *b, const char **p, size_t *n);
 void rill__body_consume(rill_body_t *b, size_t n);
+
+/* The peer kept a read waiting too long: the body fails with UV_ETIMEDOUT
+ * and its reader is told. */
+void rill__body_timeout(rill_body_t *b);
 
 /* The trailers once a chunked body ended, or NULL. */
 const rill_chunked_t *rill__body_trailers(const rill_body_t *b);

@@ -15,7 +15,10 @@
 
 enum { R_NONE, R_STREAMING, R_DONE };
 enum { FR_LENGTH, FR_CHUNKED, FR_CLOSE, FR_NOBODY };
-enum { T_NONE, T_KEEPALIVE, T_HEADER, T_DRAIN };
+/* Timeouts: between requests, in a head, draining a body, and each wait of
+ * the handler's for body bytes (the server's body_timeout; a handler may set
+ * a shorter one of its own on the Lua stream). */
+enum { T_NONE, T_KEEPALIVE, T_HEADER, T_DRAIN, T_BODY, T_KINDS = T_BODY };
 
 #define OUT_FLUSH 16384 /* write out once this much is gathered */
 #define SMALL_BODY 4096 /* bodies up to this are copied into out */
@@ -109,6 +112,12 @@ static void timer_fire(rill_http_conn_t *c) {
   int kind = c->timer_kind;
   due_unlink(c);
   c->timer_kind = T_NONE;
+  if (kind == T_BODY) {
+    /* The handler's reader is told "timeout"; the request gets 408. */
+    rill__log(c->w, RILL_LOG_DEBUG, "http: request body timeout");
+    rill__body_timeout(c->body);
+    return;
+  }
   if (kind == T_HEADER && c->head && c->head->fed > 0) {
     static const char msg[] =
         "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -126,13 +135,13 @@ static void timer_fire(rill_http_conn_t *c) {
 static void server_timer_cb(uv_timer_t *h) {
   rill_http_server_t *s = h->data;
   uint64_t now = uv_now(h->loop);
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < T_KINDS; k++) {
     rill_http_conn_t *c;
     while ((c = s->due_head[k]) != NULL && c->due <= now)
       timer_fire(c);
   }
   uint64_t next = UINT64_MAX;
-  for (int k = 0; k < 3; k++)
+  for (int k = 0; k < T_KINDS; k++)
     if (s->due_head[k] && s->due_head[k]->due < next) next = s->due_head[k]->due;
   if (next != UINT64_MAX) {
     server_arm(s, next);
@@ -258,7 +267,33 @@ static void send_continue(rill_body_t *b) {
 
 static void transport_readable(rill_binding_t *b, int status) {
   rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
-  if (c->state == RILL_CONN_HEAD) conn_process(c);
+  if (c->state == RILL_CONN_HEAD) {
+    conn_process(c);
+  } else if (c->state == RILL_CONN_HANDLER && c->watching) {
+    c->watching = 0;
+    const char *p;
+    size_t n;
+    if (c->t->vt->peek(c->t, &p, &n) < 0) c->peer_gone = 1;
+  }
+}
+
+void rill__http_conn_watch(rill_http_conn_t *c) {
+  if (c->watching || c->peer_gone || c->state != RILL_CONN_HANDLER || c->t == NULL) return;
+  if (c->body->mode != RILL_BODY_NONE) {
+    if (!c->body->done) return; /* the body's reader reads the transport */
+    rill__body_release(c->body);
+  }
+  const char *p;
+  size_t n;
+  int r = c->t->vt->peek(c->t, &p, &n);
+  if (r < 0) {
+    c->peer_gone = 1;
+  } else if (n == 0) {
+    if (rill__stream_fill(c->t) < 0)
+      c->peer_gone = 1;
+    else
+      c->watching = 1;
+  }
 }
 
 static void transport_drained(rill_binding_t *b, int status) {
@@ -290,6 +325,14 @@ static void body_readable(rill_binding_t *b, int status) {
 }
 
 static const rill_binding_ops_t drain_ops = {.readable = body_readable};
+
+/* The handler's read of the body waits for the peer, or stops waiting. */
+static void body_waits(rill_body_t *b, int waiting) {
+  rill_http_conn_t *c = b->data;
+  if (c->state != RILL_CONN_HANDLER) return;
+  timer_clear(c);
+  if (waiting) timer_set(c, T_BODY, c->srv->limits.body_timeout_ms);
+}
 
 static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   const rill_http_limits_t *lim = &c->srv->limits;
@@ -329,6 +372,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
                    lim->max_header_bytes);
   c->body->min_rate = lim->min_body_rate;
   c->body->grace_ms = lim->body_rate_grace_ms;
+  c->body->on_wait = body_waits;
   c->body->data = c;
   c->continue_sent = 0;
   c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
@@ -522,6 +566,10 @@ rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
   return t;
 }
 
+void rill__http_conn_cut(rill_http_conn_t *c, int err) {
+  if (c->werr == 0) c->werr = err;
+}
+
 void rill__http_conn_release(rill_http_conn_t *c) {
   if (c->state != RILL_CONN_UPGRADED) return;
   c->handler_running = 0;
@@ -540,6 +588,12 @@ void rill__http_conn_handler_done(rill_http_conn_t *c, int ok) {
     return;
   }
   if (c->state != RILL_CONN_HANDLER) return;
+  if (c->werr && c->resp != R_NONE) {
+    /* The answer could not go out whole: cut, so it is not taken as whole. */
+    c->olen = 0;
+    conn_close(c, 1);
+    return;
+  }
   if (!ok) {
     if (c->resp == R_NONE && body_broken(c)) {
       conn_close(c, 0); /* the handler failed on a broken body: 400, not 500 */
@@ -717,7 +771,11 @@ int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
     if (r) return r;
     c->resp = R_STREAMING;
   }
-  if (c->is_head || c->framing == FR_NOBODY || len == 0) return out_write(c, NULL, 0);
+  if (c->is_head || c->framing == FR_NOBODY) {
+    int r = out_write(c, NULL, 0);
+    return r == 0 && len > 0 ? RILL_HTTP_NOBODY : r;
+  }
+  if (len == 0) return out_write(c, NULL, 0);
   if (c->framing == FR_LENGTH) {
     if (len > c->resp_left) return RILL_EBODY;
     c->resp_left -= len;
@@ -738,6 +796,7 @@ int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   if (c->resp == R_DONE) return 0;
   if (c->resp == R_NONE) return rill__http_respond(c, status, h, nh, "", 0);
   c->resp = R_DONE;
+  if (c->werr) return c->werr; /* cut: no last chunk */
   if (c->framing == FR_CHUNKED && !c->is_head) {
     if (out_reserve(c, 5)) return UV_ENOMEM;
     OUT_LIT(c, "0\r\n\r\n");

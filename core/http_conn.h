@@ -47,7 +47,7 @@ struct rill_http_server_s {
    * timer frees closed connections on the loop's next turn. */
   uv_timer_t *timer;
   uint64_t armed_at; /* when the timer fires; UINT64_MAX: not armed */
-  rill_http_conn_t *due_head[3], *due_tail[3];
+  rill_http_conn_t *due_head[4], *due_tail[4];
   rill_http_conn_t *dead; /* closed, to be freed */
 };
 
@@ -107,6 +107,7 @@ struct rill_http_conn_s {
   int framing;
   uint64_t resp_left;
   unsigned keepalive : 1, close_after : 1, is_head : 1;
+  unsigned watching : 1, peer_gone : 1; /* see rill__http_conn_watch */
   int werr;
   char *out; /* head and framing bytes not yet written */
   size_t olen, ocap;
@@ -130,6 +131,9 @@ void rill__http_conn_flush(rill_http_conn_t *c);
  * wait for the transport's drain), UV_EINVAL for a bad header name or value,
  * UV_EBUSY if the response has started (respond) or ended (write), RILL_EBODY
  * for more bytes than Content-Length, or a transport error. */
+/* rill__http_write's answer for data a response takes no body for (HEAD,
+ * 1xx, 204, 304): nothing was sent. */
+#define RILL_HTTP_NOBODY 1
 int rill__http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                       const char *body, size_t len);
 int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
@@ -144,6 +148,17 @@ int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
  * started. The handler goes on running; its end just frees the conn. */
 rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
                                       const rill_hdr_t *h, size_t nh);
+
+/* While a handler writes what is not sent (RILL_HTTP_NOBODY), nothing tells
+ * it that the client has gone: so the connection reads ahead (as Go's server
+ * does), and sets peer_gone at the client's end or an error. A pipelined
+ * request found instead stays in the transport's buffer. */
+void rill__http_conn_watch(rill_http_conn_t *c);
+
+/* The response cannot be finished (a write waited past its deadline): every
+ * later write fails, and the connection is cut, not ended, when the handler
+ * ends, so the client does not take a part for the whole. */
+void rill__http_conn_cut(rill_http_conn_t *c, int err);
 
 /* Frees an upgraded connection now rather than when its handler ends (the
  * caller makes sure nothing will use it). */

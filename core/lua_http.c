@@ -298,7 +298,9 @@ static int l_raw_headers(lua_State *L) {
 static int l_body(lua_State *L) {
   rill_http_conn_t *c = check(L);
   if (c->body->base.top) return luaL_error(L, "the body stream was taken already");
-  rill__lstream_push(L, &c->body->base, 0, (int)c->srv->limits.body_timeout_ms);
+  /* body_timeout is kept by the connection (a timed-out body gets 408); a
+   * handler may set a shorter deadline of its own. */
+  rill__lstream_push(L, &c->body->base, 0, -1);
   return 1;
 }
 
@@ -358,8 +360,21 @@ static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
   return n;
 }
 
+enum { W_WRITE, W_NOBODY };
+
 static int write_cancel(rill_wait_t *wt, int status) {
+  lconn_ud *ud = wt->obj;
   lua_State *co = rill__wait_task(wt)->co;
+  if (wt->kind == W_NOBODY && status == UV_ETIMEDOUT) {
+    /* A turn of the loop has passed; nothing was sent, nothing failed. */
+    if (ud->c && !ud->c->peer_gone) {
+      lua_pushboolean(co, 1);
+      return 1;
+    }
+    status = RILL_ECLOSED;
+  }
+  /* A write past send_timeout: what was sent is not the whole answer. */
+  if (ud->c && status == UV_ETIMEDOUT) rill__http_conn_cut(ud->c, status);
   lua_pushnil(co);
   lua_pushstring(co, rill__errmsg(status));
   return 2;
@@ -374,8 +389,17 @@ static int result(lua_State *L, rill_http_conn_t *c, rill_task_t *t, int r) {
     /* Queued above the high-water mark: wait for the client to read. */
     lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
     if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
-    return rill__task_wait(L, t, &ud->waits, 0, ud, (int)c->srv->limits.send_timeout_ms,
-                           write_cancel);
+    return rill__task_wait(L, t, &ud->waits, W_WRITE, ud,
+                           (int)c->srv->limits.send_timeout_ms, write_cancel);
+  }
+  case RILL_HTTP_NOBODY: {
+    /* Nothing to send (HEAD): a loop of writes must still let others run,
+     * and end once the client has gone. One turn of the loop, then true. */
+    lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+    rill__http_conn_watch(c);
+    if (c->peer_gone) return result(L, c, t, RILL_ECLOSED);
+    if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
+    return rill__task_wait(L, t, &ud->waits, W_NOBODY, ud, 0, write_cancel);
   }
   case UV_EINVAL:
     return luaL_error(L, "invalid status, header name or header value");

@@ -24,12 +24,15 @@ static void push_ready(rill_sched_t *sc, rill_task_t *t) {
   sc->ready_tail = t;
 }
 
+static void defer_idle_cb(uv_idle_t *h) {}
+
 /* Tasks that yielded with a bare coroutine.yield() run again on the next turn
  * of the loop, after I/O: the idle handle keeps the poll from blocking. */
 static void defer_check_cb(uv_check_t *h) {
   rill_sched_t *sc = h->data;
-  rill_task_t *t = sc->defer_head;
+  rill_task_t *t = sc->defer_head, *turn = sc->turn_head;
   sc->defer_head = sc->defer_tail = NULL;
+  sc->turn_head = sc->turn_tail = NULL;
   uv_idle_stop(&sc->defer_idle);
   uv_check_stop(&sc->defer_check);
   while (t) {
@@ -37,10 +40,25 @@ static void defer_check_cb(uv_check_t *h) {
     push_ready(sc, t);
     t = next;
   }
+  /* Waits of 0 ms end now (a wait ended some other way meanwhile is not
+   * armed any more); one that waits again joins the next turn's list. */
+  while (turn) {
+    rill_task_t *next = turn->turn_next;
+    turn->on_turn = 0;
+    if (turn->turn_armed && turn->state == RILL_TASK_WAITING) {
+      turn->turn_armed = 0;
+      rill__wait_cancel(&turn->wait, UV_ETIMEDOUT);
+    }
+    turn = next;
+  }
   drain(sc);
 }
 
-static void defer_idle_cb(uv_idle_t *h) {}
+static void defer_start(rill_sched_t *sc) {
+  uv_idle_start(&sc->defer_idle, defer_idle_cb);
+  uv_check_start(&sc->defer_check, defer_check_cb);
+}
+
 
 static void handle_closed(uv_handle_t *h) {}
 
@@ -164,6 +182,7 @@ static void task_resume(rill_wait_t *wt, int nres) {
   rill_task_t *t = rill__wait_task(wt);
   rill_worker_t *w = t->w;
   uv_timer_stop(&t->timer);
+  t->turn_armed = 0;
   if (w->stopping || t->state != RILL_TASK_WAITING) return;
   t->state = RILL_TASK_READY;
   t->nres = nres;
@@ -179,7 +198,22 @@ int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, voi
   t->wait.obj = obj;
   t->wait.cancel = cancel;
   rill__wait_start(&t->wait, q);
-  if (timeout_ms >= 0) {
+  if (timeout_ms == 0) {
+    /* Not a 0 ms timer: libuv runs one started from a timer callback in the
+     * same pass, so a loop of such waits would never let I/O in. */
+    rill_sched_t *sc = SC(t->w);
+    t->turn_armed = 1;
+    if (!t->on_turn) {
+      t->on_turn = 1;
+      t->turn_next = NULL;
+      if (sc->turn_tail)
+        sc->turn_tail->turn_next = t;
+      else
+        sc->turn_head = t;
+      sc->turn_tail = t;
+    }
+    defer_start(sc);
+  } else if (timeout_ms > 0) {
     /* The loop's clock is read once per turn; a long turn would shorten the
      * deadline. */
     uv_update_time(t->w->loop);
@@ -228,8 +262,7 @@ static void task_run(rill_sched_t *sc, rill_task_t *t) {
       else
         sc->defer_head = t;
       sc->defer_tail = t;
-      uv_idle_start(&sc->defer_idle, defer_idle_cb);
-      uv_check_start(&sc->defer_check, defer_check_cb);
+      defer_start(sc);
     } else if (t->yield_cb) {
       t->yield_cb(t);
     }

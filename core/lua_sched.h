@@ -34,6 +34,8 @@ struct rill_task_s {
   const char *kind;                 /* for log lines: "handler", "thread" */
   int busy; /* serves a peer: a graceful stop waits for it to end */
   rill_task_t *next;
+  rill_task_t *turn_next; /* in the list of waits that end next turn */
+  unsigned on_turn : 1, turn_armed : 1;
 };
 
 typedef struct rill_sched_s {
@@ -41,6 +43,7 @@ typedef struct rill_sched_s {
   rill_task_t *current;                 /* the task running now, or NULL */
   rill_task_t *ready_head, *ready_tail; /* woken, to resume in this turn */
   rill_task_t *defer_head, *defer_tail; /* yielded, to resume next turn */
+  rill_task_t *turn_head, *turn_tail;   /* waits of 0 ms, to end next turn */
   int draining;
   rill_task_t *pool; /* finished tasks whose coroutines can be reused */
   unsigned npool;
@@ -64,8 +67,9 @@ rill_task_t *rill__task_check(rill_worker_t *w, lua_State *L);
 
 /* Makes t wait on obj: the wait (kind, obj, cancel) goes into the object's
  * queue q (NULL: a wait on nothing but time); with timeout_ms >= 0 it is
- * cancelled with UV_ETIMEDOUT when that passes. cancel pushes the results
- * for a status. Returns lua_yield(L, 0): `return rill__task_wait(...)`. */
+ * cancelled with UV_ETIMEDOUT when that passes (0: on the loop's next turn,
+ * after its I/O, as a bare coroutine.yield() runs again). cancel pushes the
+ * results for a status. Returns lua_yield(L, 0): `return rill__task_wait(...)`. */
 int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, void *obj,
                     int timeout_ms, int (*cancel)(rill_wait_t *wt, int status));
 

@@ -241,7 +241,7 @@ local function send_body(sock, body, length)
   while true do
     local piece, err = next_piece()
     if not piece then
-      if err then return nil, "request body: " .. tostring(err) end
+      if err then return nil, "request body: " .. tostring(err), true end
       break
     end
     if #piece > 0 then
@@ -310,11 +310,14 @@ local function exchange(sock, o, key, reused)
   local sent_all = not streamed
   if streamed then
     sender = rill.spawn(function()
-      local sok, serr = send_body(sock, body, length)
+      local sok, serr, source_failed = send_body(sock, body, length)
       if sok then
         sent_all = true
       else
         send_err = serr
+        -- The body's source failed (a client gone mid-upload): the server
+        -- waits for bytes that will not come, so the exchange ends here.
+        if source_failed then sock:close() end
       end
     end)
   end
