@@ -102,6 +102,42 @@ describe("http client", function()
     end)
   end
 
+  -- An upstream closes an idle keep-alive connection when its own timeout
+  -- passes (Node's is 5 s, the pool keeps them 30 s). The pool must not hand
+  -- out a connection whose end has already arrived: a request with a
+  -- streamed body cannot be retried, so it would fail (through
+  -- examples/proxy.lua, any upload answered 502).
+  it("does not use a pooled connection the upstream has closed for a streamed upload",
+    function()
+      local ul = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+        sock:settimeout(10000)
+        local head = sock:read_until("\r\n\r\n")
+        if head and head:match("^GET") then
+          sock:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        elseif head then
+          local n = tonumber(head:lower():match("content%-length: *(%d+)"))
+          local body = n and sock:read(n) or ""
+          sock:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+        end
+        sock:close() -- one request a connection: an idle timeout of zero
+      end})
+      finally(function() ul:close() end)
+      local url = ("http://127.0.0.1:%d/"):format(ul:port())
+      local res = assert(rill.http.request{url = url})
+      assert.equal("ok", res.body:read_all())
+      rill.sleep(50) -- the upstream's FIN has arrived
+      local sent = false
+      local err
+      res, err = rill.http.request{url = url, method = "POST",
+        headers = {["Content-Length"] = "6"}, body = function()
+          if sent then return nil end
+          sent = true
+          return "upload"
+        end}
+      assert.is_truthy(res, "the upload failed: " .. tostring(err))
+      assert.equal("upload", res.body:read_all())
+    end)
+
   it("follows redirects only when asked", function()
     local res = assert(rill.http.request{url = base .. "/redirect"})
     assert.equal(302, res.status)
