@@ -385,6 +385,43 @@ describe("http server", function()
         for _, s in ipairs(silent) do s:close() end
       end)
 
+    -- A connection the server has closed (after a "Connection: close"
+    -- response, a bad request) lingers up to 5 s, reading and dropping what
+    -- its peer still sends, until the peer closes too. A peer that never
+    -- closes must not hold a place at max_connections for all that time: the
+    -- server has nothing left to do for it. Whether a closed connection still
+    -- lingers shows when its peer writes twice more: a lingering one takes
+    -- the bytes, one the server has let go of answers the first with a
+    -- reset, which fails the second write.
+    it("at max_connections, connections closed by the server but held open by their " ..
+      "clients do not keep a new client waiting", function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections = 2})
+        local held = {}
+        for i = 1, 2 do
+          local s = helper.connect(port)
+          s:write("GET /held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+          assert.equal(200, helper.read_response(s))
+          assert.is_nil(s:read_some()) -- the server's FIN; this client stays
+          held[i] = s
+        end
+        local c = helper.connect(port)
+        c:write("GET /new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        local _, _, body = helper.read_response(c)
+        assert.equal("/new", body)
+        c:close()
+        local lingering = 0
+        for _, s in ipairs(held) do
+          s:write("x")
+          rill.sleep(100)
+          if s:write("y") then lingering = lingering + 1 end
+          s:close()
+        end
+        assert.is_true(lingering > 0,
+          "the new client was answered only once the closed connections were let go")
+      end)
+
     it("serves many connections at once", function()
       local port
       l, port = helper.listen(function(req, res)
