@@ -422,6 +422,32 @@ describe("http server", function()
           "the new client was answered only once the closed connections were let go")
       end)
 
+    -- A request whose body the handler did not read has been answered; the
+    -- server reads the rest of the body only to keep the connection for a
+    -- next request, as it keeps an idle one. At max_connections such a
+    -- connection (its client sends no more) makes room like an idle one,
+    -- rather than holding its place for body_timeout (60 s here).
+    it("at max_connections, a connection draining an unread body makes room for a new one",
+      function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections = 2, body_timeout = 60})
+        local held = {}
+        for i = 1, 2 do
+          local s = helper.connect(port)
+          s:write("POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+          assert.equal(200, helper.read_response(s))
+          held[i] = s
+        end
+        local c = helper.connect(port)
+        c:write("GET /new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        local status, _, body = helper.read_response(c)
+        assert.equal(200, status, "the new client was not served: " .. tostring(_))
+        assert.equal("/new", body)
+        c:close()
+        for _, s in ipairs(held) do s:close() end
+      end)
+
     it("serves many connections at once", function()
       local port
       l, port = helper.listen(function(req, res)
