@@ -777,6 +777,32 @@ describe("http server", function()
         end)
     end
 
+    -- A body that brings nothing at all is below any rate: once the grace is
+    -- used (1 s here) it is too slow, without waiting for a byte that would
+    -- show it, or for body_timeout (60 s here).
+    it("408 for a body that sends nothing once body_rate_grace is used", function()
+      local port
+      local got = {}
+      l, port = helper.listen(function(req, res)
+        got.data, got.err = req.body:read_all()
+      end, {min_body_rate = 100, body_rate_grace = 1, body_timeout = 60})
+      local s = post(port)
+      s:settimeout(10000)
+      local parts, why = {}, nil
+      while true do
+        local chunk, err = s:read_some()
+        if not chunk then
+          why = err or "closed"
+          break
+        end
+        parts[#parts + 1] = chunk
+      end
+      s:close()
+      assert.equal("closed", why, "the server held a body that sent nothing")
+      assert.same({408}, statuses(table.concat(parts)))
+      assert.equal("timeout", got.err)
+    end)
+
     -- The client sends 256 KiB at once; the handler takes 64 KiB (what one
     -- read from the socket brings) every 300 ms. By wall time it is far
     -- behind 1 MB/s after 0.5 s of grace; by time spent waiting for the
