@@ -385,6 +385,69 @@ describe("http server", function()
         for _, s in ipairs(silent) do s:close() end
       end)
 
+    -- A connection the server has closed (after a "Connection: close"
+    -- response, a bad request) lingers up to 5 s, reading and dropping what
+    -- its peer still sends, until the peer closes too. A peer that never
+    -- closes must not hold a place at max_connections for all that time: the
+    -- server has nothing left to do for it. Whether a closed connection still
+    -- lingers shows when its peer writes twice more: a lingering one takes
+    -- the bytes, one the server has let go of answers the first with a
+    -- reset, which fails the second write.
+    it("at max_connections, connections closed by the server but held open by their " ..
+      "clients do not keep a new client waiting", function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections = 2})
+        local held = {}
+        for i = 1, 2 do
+          local s = helper.connect(port)
+          s:write("GET /held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+          assert.equal(200, helper.read_response(s))
+          assert.is_nil(s:read_some()) -- the server's FIN; this client stays
+          held[i] = s
+        end
+        local c = helper.connect(port)
+        c:write("GET /new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        local _, _, body = helper.read_response(c)
+        assert.equal("/new", body)
+        c:close()
+        local lingering = 0
+        for _, s in ipairs(held) do
+          s:write("x")
+          rill.sleep(100)
+          if s:write("y") then lingering = lingering + 1 end
+          s:close()
+        end
+        assert.is_true(lingering > 0,
+          "the new client was answered only once the closed connections were let go")
+      end)
+
+    -- A request whose body the handler did not read has been answered; the
+    -- server reads the rest of the body only to keep the connection for a
+    -- next request, as it keeps an idle one. At max_connections such a
+    -- connection (its client sends no more) makes room like an idle one,
+    -- rather than holding its place for body_timeout (60 s here).
+    it("at max_connections, a connection draining an unread body makes room for a new one",
+      function()
+        local port
+        l, port = helper.listen(function(req, res) res:send(req.path) end,
+          {max_connections = 2, body_timeout = 60})
+        local held = {}
+        for i = 1, 2 do
+          local s = helper.connect(port)
+          s:write("POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+          assert.equal(200, helper.read_response(s))
+          held[i] = s
+        end
+        local c = helper.connect(port)
+        c:write("GET /new HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        local status, _, body = helper.read_response(c)
+        assert.equal(200, status, "the new client was not served: " .. tostring(_))
+        assert.equal("/new", body)
+        c:close()
+        for _, s in ipairs(held) do s:close() end
+      end)
+
     it("serves many connections at once", function()
       local port
       l, port = helper.listen(function(req, res)
@@ -713,6 +776,32 @@ describe("http server", function()
           assert.equal("closed", why)
         end)
     end
+
+    -- A body that brings nothing at all is below any rate: once the grace is
+    -- used (1 s here) it is too slow, without waiting for a byte that would
+    -- show it, or for body_timeout (60 s here).
+    it("408 for a body that sends nothing once body_rate_grace is used", function()
+      local port
+      local got = {}
+      l, port = helper.listen(function(req, res)
+        got.data, got.err = req.body:read_all()
+      end, {min_body_rate = 100, body_rate_grace = 1, body_timeout = 60})
+      local s = post(port)
+      s:settimeout(10000)
+      local parts, why = {}, nil
+      while true do
+        local chunk, err = s:read_some()
+        if not chunk then
+          why = err or "closed"
+          break
+        end
+        parts[#parts + 1] = chunk
+      end
+      s:close()
+      assert.equal("closed", why, "the server held a body that sent nothing")
+      assert.same({408}, statuses(table.concat(parts)))
+      assert.equal("timeout", got.err)
+    end)
 
     -- The client sends 256 KiB at once; the handler takes 64 KiB (what one
     -- read from the socket brings) every 300 ms. By wall time it is far

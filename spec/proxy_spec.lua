@@ -64,6 +64,80 @@ describe("http client", function()
     assert.equal(pooled, require("rill.client").pooled(key))
   end)
 
+  -- An upstream that sends more than its framing says (a response longer
+  -- than its Content-Length, a body after a 204): the connection holds
+  -- bytes nobody asked for, so it is not one to pool. Reused, it would hand
+  -- them to the next request, perhaps another client's, as its response.
+  for _, shape in ipairs({"a response longer than its Content-Length", "a 204 with a body"}) do
+    it("does not pool a connection that holds bytes past the response: " .. shape, function()
+      local conns = 0
+      local extra = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"
+      local ul = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+        conns = conns + 1
+        local first = conns == 1
+        sock:settimeout(10000)
+        while sock:read_until("\r\n\r\n") do
+          if first then
+            first = false
+            if shape:match("204") then
+              sock:write("HTTP/1.1 204 No Content\r\n\r\n" .. extra)
+            else
+              sock:write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" .. extra)
+            end
+          else
+            sock:write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal")
+          end
+        end
+        sock:close()
+      end})
+      finally(function() ul:close() end)
+      local url = ("http://127.0.0.1:%d/"):format(ul:port())
+      local res = assert(rill.http.request{url = url .. "first"})
+      local first = res.body:read_all()
+      rill.sleep(50) -- the extra bytes have arrived
+      res = assert(rill.http.request{url = url .. "second"})
+      assert.equal(200, res.status)
+      assert.equal("real", res.body:read_all(), "the second request got the first one's leftovers")
+      assert.equal(shape:match("204") and "" or "hello", first)
+    end)
+  end
+
+  -- An upstream closes an idle keep-alive connection when its own timeout
+  -- passes (Node's is 5 s, the pool keeps them 30 s). The pool must not hand
+  -- out a connection whose end has already arrived: a request with a
+  -- streamed body cannot be retried, so it would fail (through
+  -- examples/proxy.lua, any upload answered 502).
+  it("does not use a pooled connection the upstream has closed for a streamed upload",
+    function()
+      local ul = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+        sock:settimeout(10000)
+        local head = sock:read_until("\r\n\r\n")
+        if head and head:match("^GET") then
+          sock:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        elseif head then
+          local n = tonumber(head:lower():match("content%-length: *(%d+)"))
+          local body = n and sock:read(n) or ""
+          sock:write("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+        end
+        sock:close() -- one request a connection: an idle timeout of zero
+      end})
+      finally(function() ul:close() end)
+      local url = ("http://127.0.0.1:%d/"):format(ul:port())
+      local res = assert(rill.http.request{url = url})
+      assert.equal("ok", res.body:read_all())
+      rill.sleep(50) -- the upstream's FIN has arrived
+      local sent = false
+      local err
+      res, err = rill.http.request{url = url, method = "POST",
+        headers = {["Content-Length"] = "6"}, body = function()
+          if sent then return nil end
+          sent = true
+          return "upload"
+        end}
+      assert.is_truthy(res, "the upload failed: " .. tostring(err))
+      assert.equal("upload", res.body:read_all())
+    end)
+
   it("follows redirects only when asked", function()
     local res = assert(rill.http.request{url = base .. "/redirect"})
     assert.equal(302, res.status)

@@ -209,6 +209,41 @@ describe("graceful stop", function()
   end)
 end)
 
+describe("stopping a server whose worker does not yield", function()
+  -- A handler that computes without yielding (a loop bug, or the HEAD
+  -- /stream?n=1e12 of examples/echo.lua) keeps its worker from its loop.
+  -- The README's promise stands: a second SIGTERM stops the server at once.
+  -- (Signals are watched on worker 0's loop; with one worker, that is the
+  -- worker that spins.)
+  it("stops on a second SIGTERM", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    write(dir .. "/app.lua", [[
+return function(req, res)
+  if req.path == "/spin" then
+    while true do end
+  end
+  res:send("ok")
+end
+]])
+    local srv = helper.serve(dir .. "/app.lua", {"--workers", "1", "--grace", "30"})
+    finally(function()
+      srv.stop()
+      os.execute("rm -rf " .. dir)
+    end)
+    local s = helper.connect(srv.port)
+    s:write("GET /spin HTTP/1.1\r\nHost: x\r\n\r\n")
+    rill.sleep(300) -- the handler has started spinning
+    srv.proc:kill(15)
+    rill.sleep(300)
+    srv.proc:kill(15)
+    local code, sig = srv.proc:wait(10000)
+    assert.is_true(code ~= nil or sig ~= "timeout", "the server still runs 10 s after a second SIGTERM")
+    s:close()
+  end)
+end)
+
 describe("embedding", function()
   -- A library is a guest in its host's process: it exports only rill_*,
   -- and each name it exports is one rill.h declares.
