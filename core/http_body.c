@@ -215,6 +215,16 @@ rill_body_t *rill__body_new(rill_worker_t *w, rill_stream_t *t, int mode, uint64
   return b;
 }
 
+uint64_t rill__body_wait_limit(const rill_body_t *b, uint64_t timeout_ms) {
+  if (b->min_rate == 0 || b->t == NULL) return timeout_ms;
+  const char *p;
+  size_t n = 0;
+  if (b->t->vt->peek(b->t, &p, &n) < 0) n = 0;
+  uint64_t allowed = b->grace_ms + (b->read + n) * 1000 / b->min_rate;
+  uint64_t left = allowed > b->waited_ms ? allowed - b->waited_ms : 0;
+  return left < timeout_ms ? left : timeout_ms;
+}
+
 void rill__body_timeout(rill_body_t *b) {
   b->waiting = 0;
   fail(b, UV_ETIMEDOUT);

@@ -63,6 +63,11 @@ rill_body_t *rill__body_new(rill_worker_t *w, rill_stream_t *t, int mode, uint64
 int rill__body_peek(rill_body_t *b, const char **p, size_t *n);
 void rill__body_consume(rill_body_t *b, size_t n);
 
+/* How long a wait for the peer may last: timeout_ms, or less when the
+ * minimum rate runs out first (a body that sends nothing at all is below any
+ * rate once the grace is used). */
+uint64_t rill__body_wait_limit(const rill_body_t *b, uint64_t timeout_ms);
+
 /* The peer kept a read waiting too long: the body fails with UV_ETIMEDOUT
  * and its reader is told. */
 void rill__body_timeout(rill_body_t *b);

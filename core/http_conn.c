@@ -159,20 +159,29 @@ static void server_timer_cb(uv_timer_t *h) {
   }
 }
 
-static void timer_set(rill_http_conn_t *c, int kind, unsigned ms) {
+/* Queues c's deadline, ms from now, in its kind's queue, which stays in
+ * deadline order: a kind with one delay only ever appends; the handler's
+ * body wait (which a minimum rate may shorten) walks back from the tail. */
+static void timer_set(rill_http_conn_t *c, int kind, uint64_t ms) {
   if (c->timer_kind == kind) return;
   if (c->timer_kind != T_NONE) due_unlink(c);
   rill_http_server_t *s = c->srv;
   int k = kind - 1;
   c->timer_kind = kind;
   c->due = uv_now(c->w->loop) + ms;
-  c->due_prev = s->due_tail[k];
-  c->due_next = NULL;
-  if (s->due_tail[k])
-    s->due_tail[k]->due_next = c;
+  rill_http_conn_t *after = s->due_tail[k];
+  while (after && after->due > c->due)
+    after = after->due_prev;
+  c->due_prev = after;
+  c->due_next = after ? after->due_next : s->due_head[k];
+  if (c->due_next)
+    c->due_next->due_prev = c;
+  else
+    s->due_tail[k] = c;
+  if (after)
+    after->due_next = c;
   else
     s->due_head[k] = c;
-  s->due_tail[k] = c;
   if (c->due < s->armed_at) server_arm(s, c->due);
 }
 
@@ -196,8 +205,9 @@ int rill__http_server_make_room(rill_http_server_t *s) {
    * whose wait began first. */
   rill_http_conn_t *victim = NULL;
   uint64_t since = UINT64_MAX;
-  static const int kinds[] = {T_KEEPALIVE, T_HEADER};
-  for (int i = 0; i < 2; i++) {
+  /* Draining an unread body: answered already, kept only for a next request. */
+  static const int kinds[] = {T_KEEPALIVE, T_HEADER, T_DRAIN};
+  for (int i = 0; i < 3; i++) {
     rill_http_conn_t *c = s->due_head[kinds[i] - 1];
     if (c && c->due - kind_delay(s, kinds[i]) < since) {
       since = c->due - kind_delay(s, kinds[i]);
@@ -206,7 +216,9 @@ int rill__http_server_make_room(rill_http_server_t *s) {
   }
   if (victim == NULL) return 0;
   rill__log(s->w, RILL_LOG_DEBUG, "http: at the connection limit: closing %s connection",
-            victim->timer_kind == T_KEEPALIVE ? "an idle" : "a slow");
+            victim->timer_kind == T_KEEPALIVE ? "an idle"
+            : victim->timer_kind == T_DRAIN   ? "a draining"
+                                              : "a slow");
   conn_close(victim, 1);
   return 1;
 }
@@ -331,7 +343,7 @@ static void body_waits(rill_body_t *b, int waiting) {
   rill_http_conn_t *c = b->data;
   if (c->state != RILL_CONN_HANDLER) return;
   timer_clear(c);
-  if (waiting) timer_set(c, T_BODY, c->srv->limits.body_timeout_ms);
+  if (waiting) timer_set(c, T_BODY, rill__body_wait_limit(b, c->srv->limits.body_timeout_ms));
 }
 
 static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {

@@ -343,6 +343,25 @@ static int l_close(lua_State *L) {
   return 1;
 }
 
+/* s:_probe() → "idle" | "data" | "closed": for a pool of idle connections.
+ * "idle" means nothing is waiting and the end has not come; the stream then
+ * reads ahead, so that bytes or an end arriving later show at the next
+ * probe (a pooled connection the peer closed, or one it sent stray bytes
+ * on, is not one to reuse). */
+static int l_probe(lua_State *L) {
+  lstream_ud *ud = toud(L, 1);
+  rill_stream_t *s = ud->s;
+  const char *p;
+  size_t n = 0;
+  int r = s ? s->vt->peek(s, &p, &n) : RILL_ECLOSED;
+  if (r == 0 && n == 0 && !rill__waitq_find(&ud->waits, W_READ)) {
+    r = rill__stream_fill(s);
+    if (r == 0) r = s->vt->peek(s, &p, &n);
+  }
+  lua_pushstring(L, r < 0 ? "closed" : n > 0 ? "data" : "idle");
+  return 1;
+}
+
 static int l_settimeout(lua_State *L) {
   lstream_ud *ud = toud(L, 1);
   if (ud->s == NULL) return luaL_error(L, "attempt to use a closed stream");
@@ -448,6 +467,7 @@ static const luaL_Reg methods[] = {
     {"shutdown", l_shutdown},
     {"close", l_close},
     {"settimeout", l_settimeout},
+    {"_probe", l_probe},
     {"peername", l_peername},
     {"sockname", l_sockname},
     {NULL, NULL},

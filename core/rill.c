@@ -10,6 +10,7 @@
  * states; other threads reach a worker only through its command async. */
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,7 +299,7 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   w->on_command = on_command;
   /* Signals are watched before the bootstrap logs its ports: whoever reads
    * them may send SIGTERM at once (it is handled when the loop first runs). */
-  if (id == 0 && !r->host_loop) control_start(r);
+  if (id == 0 && !r->host_loop && !r->cli) control_start(r);
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;
   add_host(r, w->L);
   rill_task_t *t = rill__task_new(w, "main");
@@ -547,6 +548,8 @@ int rill_start(rill_t *r) {
     }
     uv_sem_wait(&r->ready);
   }
+  /* A stop asked for while workers were starting reaches them all now. */
+  if (r->stop_requested) rill_stop(r);
   return r->boot_error;
 }
 
@@ -647,8 +650,50 @@ static int cores(void) {
   return n > 0 ? n : 1;
 }
 
+/* The command line's signals are taken by a thread of their own (every
+ * other thread has them blocked), so that a worker that does not yield
+ * cannot keep the server from stopping: SIGHUP reloads, the first SIGTERM
+ * or SIGINT stops gracefully, a second stops at once. */
+static sigset_t cli_signals;
+
+static void *signal_thread(void *arg) {
+  rill_t *r = arg;
+  int stops = 0;
+  for (;;) {
+    int sig;
+    if (sigwait(&cli_signals, &sig) != 0) continue;
+    rill_worker_t *w0 = r->workers[0];
+    if (sig == SIGHUP) {
+      rill__log(w0, RILL_LOG_INFO, "SIGHUP: reloading");
+      rill_reload(r);
+      continue;
+    }
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (stops++ == 0) {
+      rill__log(w0, RILL_LOG_INFO, "%s: stopping", name);
+      rill_stop(r);
+      continue;
+    }
+    rill__log(w0, RILL_LOG_WARN, "%s again: stopping now", name);
+    for (int i = 0; i < r->nworkers; i++)
+      if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_FORCE);
+    /* A worker stuck in a handler cannot hear that: give the others a
+     * moment to end, then end the process. */
+    uv_sleep(2000);
+    rill__log(w0, RILL_LOG_ERROR, "a worker does not stop: exiting");
+    _exit(1);
+  }
+  return NULL;
+}
+
 int rill_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  sigemptyset(&cli_signals);
+  sigaddset(&cli_signals, SIGTERM);
+  sigaddset(&cli_signals, SIGINT);
+  sigaddset(&cli_signals, SIGHUP);
+  /* Blocked before any thread starts: every thread inherits it. */
+  pthread_sigmask(SIG_BLOCK, &cli_signals, NULL);
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -678,6 +723,8 @@ int rill_main(int argc, char **argv) {
   r->cli = 1;
   r->argc = argc;
   r->argv = argv;
+  pthread_t sigs;
+  if (pthread_create(&sigs, NULL, signal_thread, r) == 0) pthread_detach(sigs);
   int code = rill_run(r);
   rill_free(r);
   return code;

@@ -121,6 +121,10 @@ static void listener_closed(uv_handle_t *h) {
   listener_unref(l);
 }
 
+static void resume_closed(uv_handle_t *h) {
+  listener_unref(h->data);
+}
+
 static void listener_unref(rill_listener_t *l) {
   if (--l->refs > 0) return;
   if (l->on_free) l->on_free(l);
@@ -129,21 +133,37 @@ static void listener_unref(rill_listener_t *l) {
   free(l);
 }
 
-static void conn_freed(void *arg) {
+/* A connection stopped being open: its place is free (its close may still
+ * linger, but there is nothing more to do for it). */
+static void resume_cb(uv_timer_t *t) {
+  rill_listener_t *l = t->data;
+  if (!l->paused || l->closing || l->nconns >= l->max_conns) return;
+  /* A connection was waiting in the kernel's queue; take it now. */
+  l->paused = 0;
+  listener_accept(l);
+}
+
+static void conn_released(void *arg) {
   rill_listener_t *l = arg;
   l->nconns--;
-  if (l->paused && !l->closing && l->nconns < l->max_conns) {
-    /* A connection was waiting in the kernel's queue; take it now. */
-    l->paused = 0;
-    listener_accept(l);
-  }
-  listener_unref(l);
+  /* Not from here: whoever closed the connection is in the middle of
+   * something. */
+  if (l->paused && !l->closing) uv_timer_start(&l->resume, resume_cb, 0, 0);
+}
+
+static void conn_freed(void *arg) {
+  listener_unref(arg);
+}
+
+static void addr_conn_released(void *arg) {
+  addr_ref_t *ref = arg;
+  if (ref->l->addrs) addr_remove(ref->l->addrs, ref->ip);
+  conn_released(ref->l);
 }
 
 static void addr_conn_freed(void *arg) {
   addr_ref_t *ref = arg;
   rill_listener_t *l = ref->l;
-  if (l->addrs) addr_remove(l->addrs, ref->ip);
   free(ref);
   conn_freed(l);
 }
@@ -176,9 +196,9 @@ static void listener_accept(rill_listener_t *l) {
   l->nconns++;
   l->refs++;
   if (ref)
-    rill__uvstream_on_free(u, addr_conn_freed, ref);
+    rill__uvstream_owner(u, addr_conn_released, addr_conn_freed, ref);
   else
-    rill__uvstream_on_free(u, conn_freed, l);
+    rill__uvstream_owner(u, conn_released, conn_freed, l);
   l->on_accept(l, u);
 }
 
@@ -238,7 +258,9 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   l->on_accept = cb;
   l->data = data;
   l->max_conns = max_conns ? max_conns : 1u << 30;
-  l->refs = 1;
+  l->refs = 2; /* the socket's handle and the resume timer */
+  uv_timer_init(w->loop, &l->resume);
+  l->resume.data = l;
   uv_tcp_init_ex(w->loop, &l->h, ss.ss_family);
   l->h.data = l;
   if (reuse) {
@@ -254,6 +276,7 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
     r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
   if (r) {
     uv_close((uv_handle_t *)&l->h, listener_closed);
+    uv_close((uv_handle_t *)&l->resume, resume_closed);
     return r;
   }
   rill__obj_link(w, &l->obj, listener_destroy);
@@ -277,6 +300,7 @@ void rill__listener_close(rill_listener_t *l) {
   l->closing = 1;
   rill__obj_unlink(&l->obj);
   uv_close((uv_handle_t *)&l->h, listener_closed);
+  uv_close((uv_handle_t *)&l->resume, resume_closed);
 }
 
 /* ---- connect ---- */

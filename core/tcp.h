@@ -12,6 +12,7 @@ typedef void (*rill_accept_cb)(rill_listener_t *l, rill_uvstream_t *conn);
 struct rill_listener_s {
   rill_obj_t obj;
   uv_tcp_t h;
+  uv_timer_t resume; /* accepts again, on the loop's next turn, once a place is free */
   rill_worker_t *w;
   rill_accept_cb on_accept;
   void *data;

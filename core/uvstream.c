@@ -48,9 +48,9 @@ struct rill_uvstream_s {
   int phase;
   int closes; /* handles whose close callback is still to come */
   unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, drain_wait : 1,
-      timer_init : 1;
-  void (*on_free)(void *);
-  void *on_free_arg;
+      timer_init : 1, released : 1;
+  void (*on_release)(void *), (*on_free)(void *);
+  void *owner_arg;
 };
 
 /* What only a stream that shuts down or closes needs: kept apart so that an
@@ -249,12 +249,20 @@ static void handle_closed(uv_handle_t *h) {
   if (--u->closes > 0) return;
   free(u->aux);
   release_buf(u);
-  if (u->on_free) u->on_free(u->on_free_arg);
+  if (u->on_free) u->on_free(u->owner_arg);
   free(u);
+}
+
+/* The stream is no longer open: its owner may count it gone. */
+static void release(rill_uvstream_t *u) {
+  if (u->released) return;
+  u->released = 1;
+  if (u->on_release) u->on_release(u->owner_arg);
 }
 
 /* The one place the handles are closed. */
 static void final_close(rill_uvstream_t *u) {
+  release(u);
   if (u->phase == P_FINAL) return;
   u->phase = P_FINAL;
   rill__obj_unlink(&u->obj);
@@ -315,6 +323,7 @@ static void uvs_close(rill_stream_t *s) {
   if (u->phase != P_OPEN) return;
   u->phase = P_FLUSH;
   u->want = 0;
+  release(u);
   rill__stream_gone(s);
   /* No lingering while the worker is torn down: it must end now. */
   if (u->werr || u->rerr == UV_ECONNRESET || !uv_is_writable(&u->h.stream) ||
@@ -343,6 +352,7 @@ static void uvs_abort(rill_stream_t *s) {
   if (u->phase == P_FINAL) return;
   int was_open = u->phase == P_OPEN;
   u->want = 0;
+  release(u);
   if (was_open) rill__stream_gone(s);
   /* A reset, where the socket allows one now: no shutdown pending. */
   if (was_open && u->h.handle.type == UV_TCP && !u->shut_sent) {
@@ -422,9 +432,11 @@ void rill__uvstream_discard(rill_uvstream_t *u) {
   final_close(u);
 }
 
-void rill__uvstream_on_free(rill_uvstream_t *u, void (*cb)(void *), void *arg) {
-  u->on_free = cb;
-  u->on_free_arg = arg;
+void rill__uvstream_owner(rill_uvstream_t *u, void (*released)(void *),
+                          void (*freed)(void *), void *arg) {
+  u->on_release = released;
+  u->on_free = freed;
+  u->owner_arg = arg;
 }
 
 int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen) {

@@ -13,8 +13,12 @@ uv_stream_t *rill__uvstream_handle(rill_uvstream_t *u);
 rill_stream_t *rill__uvstream_stream(rill_uvstream_t *u);
 /* Frees a stream whose handle was never opened (e.g. a failed accept). */
 void rill__uvstream_discard(rill_uvstream_t *u);
-/* Sets a callback run once the stream and its handles are gone. */
-void rill__uvstream_on_free(rill_uvstream_t *u, void (*cb)(void *), void *arg);
+/* Callbacks for whoever counts the stream (a listener): released runs once
+ * the stream stops being open (closed, reset, or torn down: a place at a
+ * connection limit is free again, though a close may still linger), freed
+ * once its handles and memory are gone. Either may be NULL. */
+void rill__uvstream_owner(rill_uvstream_t *u, void (*released)(void *),
+                          void (*freed)(void *), void *arg);
 
 /* Formats a socket address as "host" and returns the port. */
 int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen);

@@ -26,17 +26,25 @@ client.MAX_HEAD = 65536      -- bytes of response head
 
 local pools = {}
 
+-- A pooled connection is reused only if nothing came on it while it was
+-- idle: not the server's close (it would fail the request), not bytes past
+-- the last response (they would be taken for the next one's).
 local function pool_get(key)
   local idle = pools[key]
   while idle and #idle > 0 do
     local entry = table.remove(idle)
     entry.timer:cancel()
-    return entry.sock:ref()
+    if entry.sock:_probe() == "idle" then return entry.sock:ref() end
+    entry.sock:close()
   end
   return nil
 end
 
 local function pool_put(key, sock)
+  if sock:_probe() ~= "idle" then
+    sock:close()
+    return
+  end
   local idle = pools[key]
   if not idle then
     idle = {}
