@@ -669,7 +669,8 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   int nobody = status < 200 || status == 204 || status == 304;
   if (nobody)
     c->framing = FR_NOBODY;
-  else if (length >= 0) {
+  else if (length >= 0 && !(c->is_head && has_len)) {
+    /* (A HEAD answer keeps the length its handler gave: that of the GET.) */
     c->framing = FR_LENGTH;
     c->resp_left = (uint64_t)length;
   } else if (has_len) {

@@ -402,6 +402,8 @@ ssize_t rill__chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
       if (c->remaining == 0) {
         c->state = RILL_CHUNK_TRAILER;
         c->cr = 0;
+        c->tname = 1;
+        c->tfields = 0;
       } else {
         c->state = RILL_CHUNK_DATA;
         return (ssize_t)(i + 1);
@@ -432,14 +434,28 @@ ssize_t rill__chunked_frame(rill_chunked_t *c, const char *p, size_t n) {
           c->state = RILL_CHUNK_DONE;
           return (ssize_t)(i + 1);
         }
+        if (c->tname) return chunk_error(c, "trailer field without a colon");
+        if (++c->tfields > RILL_CHUNK_TRAILERS_MAX)
+          return chunk_error(c, "too many trailer fields");
         if (trailer_put(c, (char)ch)) return chunk_error(c, "trailer section too large");
         c->line = 0;
+        c->tname = 1;
       } else {
         if (c->cr) return chunk_error(c, "bare CR in trailer section");
         if (c->line == 0 && (ch == ' ' || ch == '\t'))
           return chunk_error(c, "obsolete line folding in trailer section");
-        if ((ch < 0x20 && ch != '\t' && ch != '\r') || ch == 0x7f)
+        if (ch == '\r') {
+          /* the line's end */
+        } else if (c->tname) {
+          if (ch == ':') {
+            if (c->line == 0) return chunk_error(c, "empty trailer field name");
+            c->tname = 0;
+          } else if (!rill__http_tchar(ch)) {
+            return chunk_error(c, "invalid character in trailer field name");
+          }
+        } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
           return chunk_error(c, "invalid byte in trailer section");
+        }
         if (trailer_put(c, (char)ch)) return chunk_error(c, "trailer section too large");
         c->cr = ch == '\r';
         c->line++;

@@ -93,14 +93,22 @@ typedef struct {
   int state;
   uint64_t remaining; /* payload bytes left in the current chunk */
   unsigned digits;
-  unsigned cr;    /* TRAILER: the last byte was a CR */
-  size_t line;    /* bytes in the current line */
+  unsigned cr;      /* TRAILER: the last byte was a CR */
+  unsigned tname;   /* TRAILER: in a field's name (before its colon) */
+  unsigned tfields; /* TRAILER: field lines so far */
+  size_t line;      /* bytes in the current line */
   char *trailers; /* the trailer section, raw (CRLF line ends), once DONE */
   size_t tlen, tcap, tmax;
   const char *error;
 } rill_chunked_t;
 
-/* max_trailer bounds the trailer section's size. */
+/* The most field lines a trailer section may have. */
+#define RILL_CHUNK_TRAILERS_MAX 100
+
+/* max_trailer bounds the trailer section's size. The trailer section's
+ * lines are checked as they come (a token, a colon, a value without control
+ * bytes; no obs-fold, no bare CR or LF), so a section that ends is one
+ * rill__chunked_trailers splits. */
 void rill__chunked_init(rill_chunked_t *c, size_t max_trailer);
 void rill__chunked_free(rill_chunked_t *c);
 /* Reads framing from p[0..n): returns how many bytes it consumed, stopping

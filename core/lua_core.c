@@ -234,8 +234,11 @@ typedef struct {
 typedef struct {
   rill_worker_t *w;
   int handler_ref;
+  int timeout_ms;       /* each wait of a connection's socket; -1: none */
   rill_tls_conf_t *tls; /* NULL for plain TCP */
 } llistener_t;
+
+#define RAW_TIMEOUT_MS 300000 /* a raw connection's waits, unless told */
 
 static void conn_task_done(rill_task_t *t, int status) {
   /* The handler returned: close its socket unless it did. */
@@ -262,7 +265,7 @@ static void raw_start(llistener_t *ll, rill_stream_t *s) {
   }
   lua_State *co = t->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, ll->handler_ref);
-  rill__lstream_push(co, s, 1, -1);
+  rill__lstream_push(co, s, 1, ll->timeout_ms);
   lua_pushvalue(co, -1);
   t->done_data = (void *)(intptr_t)luaL_ref(co, LUA_REGISTRYINDEX);
   t->done = conn_task_done;
@@ -378,6 +381,15 @@ static int l_listen(lua_State *L) {
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
   unsigned per_addr = (unsigned)rill__opt_number(L, 1, "max_connections_per_address", 0);
+  lua_getfield(L, 1, "timeout");
+  int timeout_ms = RAW_TIMEOUT_MS;
+  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+    timeout_ms = -1;
+  } else if (!lua_isnil(L, -1)) {
+    lua_Number t = rill__opt_number(L, 1, "timeout", RAW_TIMEOUT_MS);
+    timeout_ms = t < 0 ? -1 : t > 2e9 ? 2000000000 : (int)t;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
   rill_tls_conf_t *tls = NULL;
@@ -396,6 +408,7 @@ static int l_listen(lua_State *L) {
   if (ll == NULL) return luaL_error(L, "out of memory");
   ll->w = w;
   ll->tls = tls;
+  ll->timeout_ms = timeout_ms;
   ll->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rill_listener_t *l;
   int r = rill__listen(w, host, port, backlog, maxc, raw_accept, ll, &l);

@@ -309,8 +309,8 @@ static int l_trailers(lua_State *L) {
   rill_http_conn_t *c = check(L);
   const rill_chunked_t *ch = rill__http_conn_chunk(c);
   if (ch == NULL) return 0;
-  rill_http_field_t f[64];
-  int n = rill__chunked_trailers(ch, f, 64);
+  rill_http_field_t f[RILL_CHUNK_TRAILERS_MAX];
+  int n = rill__chunked_trailers(ch, f, RILL_CHUNK_TRAILERS_MAX);
   if (n < 0) n = 0;
   push_fields(L, ch->trailers, f, (unsigned)n);
   return 1;
@@ -542,8 +542,8 @@ static int l_body_trailers(lua_State *L) {
   if (strcmp(s->vt->name, "body") != 0) return 0;
   const rill_chunked_t *ch = rill__body_trailers(rill__container_of(s, rill_body_t, base));
   if (ch == NULL) return 0;
-  rill_http_field_t f[64];
-  int n = rill__chunked_trailers(ch, f, 64);
+  rill_http_field_t f[RILL_CHUNK_TRAILERS_MAX];
+  int n = rill__chunked_trailers(ch, f, RILL_CHUNK_TRAILERS_MAX);
   push_fields(L, ch->trailers, f, n < 0 ? 0 : (unsigned)n);
   return 1;
 }

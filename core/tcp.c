@@ -205,7 +205,12 @@ static void listener_accept(rill_listener_t *l) {
 static void connection_cb(uv_stream_t *server, int status) {
   rill_listener_t *l = server->data;
   if (status < 0) {
-    rill__log(l->w, RILL_LOG_WARN, "accept: %s", rill__errmsg(status));
+    /* Out of descriptors (the client was refused): an idle connection
+     * makes room for the next one, as at the connection limit. */
+    int full = status == UV_EMFILE || status == UV_ENFILE;
+    if (!(full && l->make_room && l->make_room(l)))
+      rill__log(l->w, RILL_LOG_WARN, "accept: %s%s", rill__errmsg(status),
+                full ? " (raise the open-file limit, or lower --max-connections)" : "");
     return;
   }
   if (l->nconns >= l->max_conns) {

@@ -641,7 +641,14 @@ static int tls_peek(rill_stream_t *s, const char **p, size_t *n) {
     int r = mbedtls_ssl_read(&t->ssl, &dummy, 0);
     if (r == 0 && t->ssl.in_offt != NULL) continue;
     if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return 0;
-    /* mbedTLS reports the end of the lower stream as a read of 0 bytes. */
+    /* mbedTLS reports the end of the lower stream as a read of 0 bytes, and
+     * an empty record (which peers may send, several in a row) too: only
+     * the lower stream can tell which. */
+    if (r == 0 && t->lower) {
+      const char *lp;
+      size_t ln;
+      if (t->lower->vt->peek(t->lower, &lp, &ln) != RILL_EOF) continue;
+    }
     if (r == 0 || r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
         r == MBEDTLS_ERR_SSL_CONN_EOF) {
       t->read_eof = 1; /* we may still write: a half-close, as with TCP */

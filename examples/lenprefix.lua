@@ -5,7 +5,7 @@
 local rill = require "rill"
 
 local byte, char = string.byte, string.char
-local MAX = 16 * 1024 * 1024
+local MAX = 1024 * 1024 -- what one message may hold: this server reads it whole
 
 local function u32(s)
   local a, b, c, d = byte(s, 1, 4)
@@ -29,6 +29,7 @@ local function serve(sock)
   end
 end
 
-local l = assert(rill.listen{host = "127.0.0.1", port = tonumber(arg[1]) or 7001, handler = serve})
+local l = assert(rill.listen{host = "127.0.0.1", port = tonumber(arg[1]) or 7001, handler = serve,
+  timeout = 30000, max_connections_per_address = 64})
 rill.log("info", "length-prefixed server on 127.0.0.1:" .. l:port())
 return serve

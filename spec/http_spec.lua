@@ -159,6 +159,19 @@ describe("http server", function()
       assert.matches("twelve bytes$", rest)
     end)
 
+    -- A HEAD answer's Content-Length is what the GET would send: a handler
+    -- (or a proxy) that sets it and sends no body keeps it.
+    it("answers HEAD with the Content-Length its handler set", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        res:header("Content-Length", "1234")
+        res:finish()
+      end)
+      local raw = helper.raw(port, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\nContent%-Length: 1234\r\n", raw)
+      assert.matches("\r\n\r\n$", raw)
+    end)
+
     it("sends an empty 200 when the handler returns without answering", function()
       local port
       l, port = helper.listen(function(req, res) end)
@@ -1084,6 +1097,8 @@ end
       "GET / HTTP/1.1\r\nHost: x\r\n\rX-Smuggled: a\r\n\r\n")
     rejects("a bare CR inside a field value",
       "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n")
+    rejects("a trailer line without a colon",
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-No-Colon\r\n\r\n")
     rejects("a bare CR in the trailer section",
       "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: y\rZ: w\r\n\r\n")
 

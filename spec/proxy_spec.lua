@@ -177,6 +177,32 @@ describe("reverse proxy", function()
   setup(function() upstream = helper.serve("examples/echo.lua") end)
   teardown(function() assert.equal(0, upstream.stop()) end)
 
+  it("answers a CONNECT and an OPTIONS * itself, and passes an h2c Upgrade as a plain request",
+    function()
+      local seen
+      local ul, uport = helper.listen(function(req, res)
+        seen = {upgrade = req.headers.upgrade, method = req.method}
+        res:send("plain")
+      end)
+      local pl, pport = helper.listen(function(req, res)
+        rill.proxy.pass(req, res, "http://127.0.0.1:" .. uport)
+      end)
+      finally(function()
+        pl:close()
+        ul:close()
+      end)
+      local raw = helper.raw(pport, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+      assert.matches("^HTTP/1.1 405", raw)
+      raw = helper.raw(pport, "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1.1 400", raw)
+      assert.is_nil(seen)
+      raw = helper.raw(pport, "GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\n" ..
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+      assert.matches("^HTTP/1.1 200", raw)
+      assert.matches("plain$", raw)
+      assert.same({method = "GET"}, seen)
+    end)
+
   it("passes requests and headers, adding X-Forwarded-*", function()
     local seen
     local app = rill.router()

@@ -157,6 +157,30 @@ describe("rill", function()
     end)
   end)
 
+  describe("listen timeouts", function()
+    -- A raw connection's waits have a deadline unless the listener says
+    -- otherwise (300 s by default): a silent peer does not hold its place
+    -- forever.
+    it("gives a connection handler's reads the listener's timeout", function()
+      local got
+      local done = false
+      local l = assert(rill.listen{host = "127.0.0.1", port = 0, timeout = 200,
+        handler = function(sock)
+          got = {sock:read_some()}
+          done = true
+        end})
+      local s = assert(rill.connect("127.0.0.1", l:port()))
+      for _ = 1, 300 do
+        if done then break end
+        rill.sleep(10)
+      end
+      assert.is_nil(got[1])
+      assert.equal("timeout", got[2])
+      s:close()
+      l:close()
+    end)
+  end)
+
   describe("errors", function()
     -- rill_strerror() is the library's (rill.h); the running binary exports
     -- it, so Lua reaches it through the FFI.

@@ -105,9 +105,12 @@ local function fail(res, status, why)
   res:send(status == 504 and "Gateway Timeout\n" or "Bad Gateway\n")
 end
 
+-- A WebSocket upgrade (others, h2c among them, are not passed on: the
+-- request goes as a plain one, its Upgrade header being hop-by-hop).
 local function is_upgrade(req)
   local h = req.headers
-  return h.upgrade ~= nil and connection_tokens(h.connection).upgrade
+  return h.upgrade ~= nil and connection_tokens(h.connection).upgrade and
+    connection_tokens(h.upgrade).websocket
 end
 
 -- rill.proxy.pass(req, res, upstream [, opts]): forwards req to upstream (a
@@ -123,7 +126,14 @@ end
 -- WebSocket upgrades are joined to a WebSocket to the upstream.
 function proxy.pass(req, res, upstream, opts)
   opts = opts or {}
+  if req.method == "CONNECT" then
+    res:status(405):header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
+    return res:send("a reverse proxy does not tunnel\n")
+  end
   local target = req.target
+  if target == "*" then
+    return res:status(400):send("the * target names no resource to pass on\n")
+  end
   if target:sub(1, 1) ~= "/" then target = req.path .. (req.query_string ~= "" and "?" .. req.query_string or "") end
   if opts.strip_prefix and target:sub(1, #opts.strip_prefix) == opts.strip_prefix then
     target = target:sub(#opts.strip_prefix + 1)
@@ -270,7 +280,7 @@ function proxy.connect(req, res, opts)
   opts = opts or {}
   local host, port = req.target:match("^%[?([^%]]+)%]?:(%d+)$")
   port = tonumber(port)
-  if req.method ~= "CONNECT" or not host then
+  if req.method ~= "CONNECT" or not host or port < 1 or port > 65535 then
     res:status(400):send("CONNECT host:port\n")
     return
   end
