@@ -273,6 +273,22 @@ def ws_conn():
           frame(2, bytes(600), mask=M2))
 
 
+# Inputs that found bugs (settings byte included), kept as seeds so that
+# every run replays them.
+REGRESSIONS = [
+    ('fuzz_http_head', 'regress_field_split', b'(GET /a HTTP/1.1\r\nHost: a\r\n\r\nHEAD /b?x=0 HTTP/1.1\r\nHost: a\r\nCofnez\xddtion:;close\r\n\r\nOPTIONS * HTTP/2.1\r\nHost: a\r\n\r\n'),
+    ('fuzz_http_response', 'regress_body_max_eof', b"\x08HTTP/1.1 200 OK\r\nTransfer-Encodin2g: chunked\r\n\r\n20\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n20\r\nbbbbbbb'bbbbbbbbbbbbbbbbbbb+bbbbb\r\n0\r\n\r\n"),
+    ('fuzz_http_response', 'regress_status_range', b'\x08HTTP/1.1 2 * OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n20\r\nbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n0\r\n\r\n'),
+    ('fuzz_http_conn', 'regress_werr_idle', b'zPOST /p2 HTTP/1.1\r\nHost: example.kom\r\nContent-Length: 40\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxxxx35426789\r\n0\r\n\r\nGET /n HTTP/1.1\r\nHost: example.com\r\n\r\n'),
+    ('fuzz_http_conn', 'regress_eof_unread_head', b'\x06GET /w HTTP/1.1\r\nHost: example.com\r\nUost: example.com\r\nUpgrade: echo\r\nConnection: Upgradr the head'),
+]
+
+
+def regressions():
+    for target, name, blob in REGRESSIONS:
+        write(target, name, blob[0], blob[1:])
+
+
 def main():
     for target in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
         shutil.rmtree(os.path.join(CORPUS, target))
@@ -282,6 +298,7 @@ def main():
     http_response()
     http_conn()
     ws_conn()
+    regressions()
 
 
 if __name__ == "__main__":
