@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 # Build and runtime dependencies, then what the tests drive the server with.
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
       node-llhttp lua-busted"
-TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk
+TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk strace
            clang libclang-rt-14-dev"
 
 install_deps() {

@@ -126,6 +126,11 @@ void rill__http_conn_handler_done(rill_http_conn_t *c, int ok);
 /* Writes out buffered response bytes (called when the handler waits). */
 void rill__http_conn_flush(rill_http_conn_t *c);
 
+/* Whether the response has started (its head is built). */
+static inline int rill__http_started(const rill_http_conn_t *c) {
+  return c->resp != 0;
+}
+
 /* Responses. status and headers are used only while the head is unsent.
  * Each returns 0, RILL_EAGAIN (the bytes are queued above the high-water mark:
  * wait for the transport's drain), UV_EINVAL for a bad header name or value,

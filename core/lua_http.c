@@ -439,6 +439,27 @@ static int l_write(lua_State *L) {
   return result(L, c, t, rill__http_write(c, status, h, nh, data, len));
 }
 
+/* conn:flush(gen, status, headers): starts the response if it has not
+ * started (its head, then a streamed body), then sends what was gathered
+ * now rather than when the handler next waits. */
+static int l_flush(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_task_t *t = rill__task_check(c->w, L);
+  int r = 0;
+  if (!rill__http_started(c)) {
+    int status = (int)luaL_checkinteger(L, 3);
+    rill_hdr_t small[16], *h;
+    size_t nh = get_hdrs(L, 4, small, 16, &h);
+    r = rill__http_write(c, status, h, nh, "", 0);
+  }
+  if (r == 0) {
+    rill__http_conn_flush(c);
+    r = c->werr;
+  }
+  if (r == 0 && c->t) r = rill__stream_flush(c->t);
+  return result(L, c, t, r);
+}
+
 /* conn:finish(gen, status, headers) */
 static int l_finish(lua_State *L) {
   rill_http_conn_t *c = check(L);
@@ -563,7 +584,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
       {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
-      {"respond", l_respond}, {"write", l_write},       {"finish", l_finish},
+      {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {NULL, NULL},
   };
   rill__register(L, w, funcs);

@@ -88,6 +88,7 @@ int rill__sched_init(rill_worker_t *w) {
   sc->defer_idle.data = sc->defer_check.data = sc;
   uv_unref((uv_handle_t *)&sc->defer_idle);
   uv_unref((uv_handle_t *)&sc->defer_check);
+  sc->w = w;
   sc->svc.close = sched_close;
   sc->svc.free = sched_free;
   w->sched = sc;
@@ -298,4 +299,6 @@ static void drain(rill_sched_t *sc) {
     task_run(sc, t);
   }
   sc->draining = 0;
+  /* The tasks stopped running: what they wrote leaves now, together. */
+  if (!sc->w->stopping) rill__worker_flush(sc->w);
 }

@@ -40,6 +40,7 @@ struct rill_task_s {
 
 typedef struct rill_sched_s {
   rill_service_t svc; /* with the worker: closes the handles, then the Lua state */
+  rill_worker_t *w;
   rill_task_t *current;                 /* the task running now, or NULL */
   rill_task_t *ready_head, *ready_tail; /* woken, to resume in this turn */
   rill_task_t *defer_head, *defer_tail; /* yielded, to resume next turn */

@@ -316,6 +316,12 @@ static int l_write(lua_State *L) {
   return rill__lstream_write_result(L, s, r);
 }
 
+/* s:flush(): what was written leaves now, not when the task next waits. */
+static int l_flush(lua_State *L) {
+  rill_stream_t *s = check_open(L, 1);
+  return rill__lstream_write_result(L, s, rill__stream_flush(s));
+}
+
 /* ---- the rest ---- */
 
 static int l_shutdown(lua_State *L) {
@@ -464,6 +470,7 @@ static const luaL_Reg methods[] = {
     {"read_some", l_read_some},
     {"read_until", l_read_until},
     {"write", l_write},
+    {"flush", l_flush},
     {"shutdown", l_shutdown},
     {"close", l_close},
     {"settimeout", l_settimeout},

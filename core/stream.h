@@ -52,6 +52,10 @@ typedef struct rill_stream_vt_s {
    * RILL_EAGAIN when the queue is above the high-water mark (drained()
    * follows when it falls below the low one), or an error (nothing taken). */
   int (*write)(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs);
+  /* Optional: sends what the stream gathered now, rather than when the
+   * running tasks stop (a transport gathers writes: see worker.h). Returns
+   * 0 or a write error. */
+  int (*flush)(rill_stream_t *s);
   int (*shutdown)(rill_stream_t *s);
   /* Tells the bindings (gone), flushes what is queued, then closes; the
    * memory goes later. */
@@ -91,6 +95,11 @@ void rill__stream_gone(rill_stream_t *s);
 static inline int rill__stream_fill(rill_stream_t *s) {
   assert(s->top != NULL && "a stream is bound before it is filled");
   return s->vt->fill(s);
+}
+
+/* vt->flush, or 0 for a stream that does not gather. */
+static inline int rill__stream_flush(rill_stream_t *s) {
+  return s->vt->flush ? s->vt->flush(s) : 0;
 }
 
 /* The message Lua sees for err on s. */

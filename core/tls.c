@@ -445,8 +445,9 @@ typedef struct {
   char errmsg[200];
   char *session_key; /* clients: where to keep the session */
   char sni[256];
-  char *stage; /* plaintext waiting to become a record */
+  char *stage; /* plaintext gathered to become a record, RECORD bytes */
   size_t staged;
+  rill_flush_t fl; /* listed while stage holds bytes */
   /* lower_full: the lower stream is above its high-water mark; rblocked: a
    * reader stopped for it (records we have not read may make mbedTLS write:
    * alerts, refusals of renegotiation), until the lower stream drains. */
@@ -712,6 +713,22 @@ static int flush_stage(tls_t *t, const char *p, size_t len) {
   return 0;
 }
 
+/* Seals what the writes of a burst gathered, in one record. */
+static int seal(tls_t *t) {
+  rill__flush_remove(t->base.w, &t->fl);
+  if (t->staged == 0) return t->err;
+  size_t n = t->staged;
+  t->staged = 0;
+  int r = t->err ? t->err : flush_stage(t, t->stage, n);
+  free(t->stage);
+  t->stage = NULL;
+  return r;
+}
+
+static void seal_listed(rill_flush_t *f) {
+  seal(rill__container_of(f, tls_t, fl));
+}
+
 static int tls_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   tls_t *t = T(s);
   if (t->err) return t->err;
@@ -742,12 +759,7 @@ static int tls_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
       }
     }
   }
-  if (t->staged) {
-    size_t n = t->staged;
-    t->staged = 0;
-    int r = flush_stage(t, t->stage, n);
-    if (r) return r;
-  }
+  if (t->staged) rill__flush_add(s->w, &t->fl);
   if (t->lower_full) {
     t->drain_wait = 1;
     return RILL_EAGAIN;
@@ -758,7 +770,7 @@ static int tls_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
 static int tls_shutdown(rill_stream_t *s) {
   tls_t *t = T(s);
   if (t->lower == NULL) return RILL_ECLOSED;
-  if (t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
+  if (t->state == S_OPEN && !t->err && seal(t) == 0) mbedtls_ssl_close_notify(&t->ssl);
   return t->lower->vt->shutdown ? t->lower->vt->shutdown(t->lower) : 0;
 }
 
@@ -781,6 +793,8 @@ static void tls_release(tls_t *t, int abort) {
   timer_stop(t);
   rill__obj_unlink(&t->obj);
   rill_stream_t *lower = t->lower;
+  if (!abort && lower && t->state == S_OPEN) seal(t);
+  rill__flush_remove(t->base.w, &t->fl);
   if (lower) {
     if (!abort && t->state == S_OPEN && !t->err) mbedtls_ssl_close_notify(&t->ssl);
     rill__stream_unbind(&t->lower_b);
@@ -811,12 +825,20 @@ static int tls_ref(rill_stream_t *s, int ref) {
   return t->lower ? rill__stream_ref(t->lower, ref) : RILL_ECLOSED;
 }
 
+static int tls_flush(rill_stream_t *s) {
+  tls_t *t = T(s);
+  int r = seal(t);
+  if (r) return r;
+  return t->lower ? rill__stream_flush(t->lower) : RILL_ECLOSED;
+}
+
 static const rill_stream_vt tls_vt = {
     .name = "tls",
     .peek = tls_peek,
     .consume = tls_consume,
     .fill = tls_fill,
     .write = tls_write,
+    .flush = tls_flush,
     .shutdown = tls_shutdown,
     .close = tls_close,
     .abort = tls_abort,
@@ -838,6 +860,8 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
     return NULL;
   }
   rill__stream_init(&t->base, &tls_vt, w);
+  t->fl.flush = seal_listed;
+  t->fl.level = RILL_FLUSH_ABOVE;
   t->lower = lower;
   rill__stream_bind(lower, &t->lower_b, &lower_ops);
   t->conf = conf;

@@ -7,9 +7,15 @@
  * per request. The input buffer comes from the worker's pool and goes back to
  * it whenever it is empty.
  *
- * Writing is optimistic: uv_try_write() first, and what the kernel did not
- * take is copied into one queued uv_write(). A writer is told to wait
- * (RILL_EAGAIN) while more than RILL_WRITE_HIGH bytes are queued.
+ * Writing is gathered: a write is copied into the output buffer (from the
+ * worker's pool, back to it once sent) and the stream joins the worker's
+ * flush list, so the writes a task makes while it runs leave together, in
+ * one syscall, when it stops (see worker.h). A write that would pass one
+ * buffer sends what is gathered and itself at once, in one writev, by
+ * reference. Sending is optimistic: uv_try_write() first, and what the
+ * kernel did not take becomes a queued uv_write() (the output buffer
+ * itself, or a copy). A writer is told to wait (RILL_EAGAIN) while more
+ * than RILL_WRITE_HIGH bytes are queued.
  *
  * Closing goes through one sequence of phases, each entered once:
  *   OPEN → FLUSH (close(): queued bytes go out, then our FIN)
@@ -41,6 +47,9 @@ struct rill_uvstream_s {
   struct aux_s *aux; /* for shutting down and closing, made when needed */
   char *buf;
   size_t cap, r, w; /* unread bytes are buf[r..w) */
+  char *obuf;       /* gathered writes: obuf[0..olen), RILL_BUF_SIZE bytes */
+  size_t olen;
+  rill_flush_t fl;
   size_t queued;    /* bytes in uv_write requests not yet done */
   size_t lingered;
   int rerr; /* sticky: RILL_EOF or a read error */
@@ -64,6 +73,7 @@ typedef struct {
   uv_write_t req;
   rill_uvstream_t *u;
   size_t len;
+  char *pooled; /* an output buffer handed over, back to the pool when done */
   char data[];
 } wreq_t;
 
@@ -184,6 +194,7 @@ static void write_cb(uv_write_t *req, int status) {
   wreq_t *wr = (wreq_t *)req;
   rill_uvstream_t *u = wr->u;
   u->queued -= wr->len;
+  rill__buf_put(u->base.w, wr->pooled);
   free(wr);
   if (status < 0 && status != UV_ECANCELED && u->werr == 0) u->werr = status;
   if (u->drain_wait && u->phase == P_OPEN && (u->queued <= RILL_WRITE_LOW || u->werr)) {
@@ -192,54 +203,124 @@ static void write_cb(uv_write_t *req, int status) {
   }
 }
 
+/* The output buffer goes back to the pool; what was in it is dropped. */
+static void drop_out(rill_uvstream_t *u) {
+  rill__flush_remove(u->base.w, &u->fl);
+  rill__buf_put(u->base.w, u->obuf);
+  u->obuf = NULL;
+  u->olen = 0;
+}
+
+/* Queues what the kernel did not take of bufs (skipping done bytes) as one
+ * uv_write: the output buffer itself when that is all it is, else a copy. */
+static int queue_rest(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs, size_t done,
+                      size_t rest) {
+  int own = nbufs == 1 && bufs[0].base == u->obuf;
+  wreq_t *wr = malloc(sizeof(*wr) + (own ? 0 : rest));
+  if (wr == NULL) return UV_ENOMEM;
+  wr->u = u;
+  wr->len = rest;
+  wr->pooled = NULL;
+  uv_buf_t b;
+  if (own) {
+    wr->pooled = u->obuf;
+    b = uv_buf_init(u->obuf + done, (unsigned)rest);
+  } else {
+    char *p = wr->data;
+    size_t skip = done;
+    for (unsigned i = 0; i < nbufs; i++) {
+      size_t len = bufs[i].len;
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      memcpy(p, bufs[i].base + skip, len - skip);
+      p += len - skip;
+      skip = 0;
+    }
+    b = uv_buf_init(wr->data, (unsigned)rest);
+  }
+  int r = uv_write(&wr->req, &u->h.stream, &b, 1, write_cb);
+  if (r) {
+    free(wr);
+    return r;
+  }
+  if (own) u->obuf = NULL;
+  u->queued += rest;
+  return 0;
+}
+
+/* Sends bufs (total bytes) now: tried at once unless writes are queued. */
+static int send_bufs(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs, size_t total) {
+  size_t done = 0;
+  if (u->queued == 0) {
+    int r = uv_try_write(&u->h.stream, bufs, nbufs);
+    if (r >= 0)
+      done = (size_t)r;
+    else if (r != UV_EAGAIN && r != UV_ENOSYS)
+      return r;
+    if (done == total) return 0;
+  }
+  return queue_rest(u, bufs, nbufs, done, total - done);
+}
+
+/* Sends what is gathered. */
+static int flush_out(rill_uvstream_t *u) {
+  if (u->olen == 0) return u->werr;
+  rill__flush_remove(u->base.w, &u->fl);
+  uv_buf_t b = uv_buf_init(u->obuf, (unsigned)u->olen);
+  int r = u->werr ? u->werr : send_bufs(u, &b, 1, u->olen);
+  if (r) u->werr = r;
+  drop_out(u); /* a no-op on the buffer when a queued write took it */
+  return r;
+}
+
+static void flush_listed(rill_flush_t *f) {
+  flush_out(rill__container_of(f, rill_uvstream_t, fl));
+}
+
+static int pressure(rill_uvstream_t *u) {
+  if (u->queued <= RILL_WRITE_HIGH) return 0;
+  u->drain_wait = 1;
+  return RILL_EAGAIN;
+}
+
 static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   rill_uvstream_t *u = U(s);
   if (u->werr) return u->werr;
   if (u->phase != P_OPEN || u->shut_sent) return RILL_ECLOSED;
-  size_t total = 0, done = 0;
+  size_t total = 0;
   for (unsigned i = 0; i < nbufs; i++)
     total += bufs[i].len;
   if (total == 0) return 0;
-  if (u->queued == 0) {
-    int r = uv_try_write(&u->h.stream, bufs, nbufs);
-    if (r >= 0) {
-      done = (size_t)r;
-    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
-      u->werr = r;
-      return r;
+  if (u->olen + total <= RILL_BUF_SIZE) {
+    if (u->obuf == NULL && (u->obuf = rill__buf_get(s->w)) == NULL) return UV_ENOMEM;
+    for (unsigned i = 0; i < nbufs; i++) {
+      if (bufs[i].len == 0) continue;
+      memcpy(u->obuf + u->olen, bufs[i].base, bufs[i].len);
+      u->olen += bufs[i].len;
     }
-    if (done == total) return 0;
+    rill__flush_add(s->w, &u->fl);
+    return pressure(u);
   }
-  size_t rest = total - done;
-  wreq_t *wr = malloc(sizeof(*wr) + rest);
-  if (wr == NULL) return UV_ENOMEM;
-  wr->u = u;
-  wr->len = rest;
-  char *p = wr->data;
-  size_t skip = done;
-  for (unsigned i = 0; i < nbufs; i++) {
-    size_t len = bufs[i].len;
-    if (skip >= len) {
-      skip -= len;
-      continue;
-    }
-    memcpy(p, bufs[i].base + skip, len - skip);
-    p += len - skip;
-    skip = 0;
-  }
-  uv_buf_t b = uv_buf_init(wr->data, (unsigned)rest);
-  int r = uv_write(&wr->req, &u->h.stream, &b, 1, write_cb);
+  /* Past one buffer: what is gathered and these go now, in one writev. */
+  uv_buf_t stackv[16], *v = stackv;
+  if (nbufs + 1 > 16 && (v = malloc((nbufs + 1) * sizeof(*v))) == NULL) return UV_ENOMEM;
+  unsigned n = 0;
+  if (u->olen) v[n++] = uv_buf_init(u->obuf, (unsigned)u->olen);
+  memcpy(v + n, bufs, nbufs * sizeof(*v));
+  int r = send_bufs(u, v, n + nbufs, u->olen + total);
+  if (v != stackv) free(v);
+  drop_out(u);
   if (r) {
-    free(wr);
     u->werr = r;
     return r;
   }
-  u->queued += rest;
-  if (u->queued > RILL_WRITE_HIGH) {
-    u->drain_wait = 1;
-    return RILL_EAGAIN;
-  }
-  return 0;
+  return pressure(u);
+}
+
+static int uvs_flush(rill_stream_t *s) {
+  return flush_out(U(s));
 }
 
 /* ---- closing ---- */
@@ -265,6 +346,7 @@ static void final_close(rill_uvstream_t *u) {
   release(u);
   if (u->phase == P_FINAL) return;
   u->phase = P_FINAL;
+  drop_out(u);
   rill__obj_unlink(&u->obj);
   u->closes = 1;
   if (u->timer_init) {
@@ -312,6 +394,7 @@ static int uvs_shutdown(rill_stream_t *s) {
   if (u->shut_sent) return 0;
   if (u->phase != P_OPEN) return RILL_ECLOSED;
   if (aux(u) == NULL) return UV_ENOMEM;
+  flush_out(u); /* a write error shows in the shutdown's own */
   u->aux->sreq.data = u;
   int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
   if (r == 0) u->shut_sent = 1;
@@ -321,6 +404,7 @@ static int uvs_shutdown(rill_stream_t *s) {
 static void uvs_close(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->phase != P_OPEN) return;
+  flush_out(u);
   u->phase = P_FLUSH;
   u->want = 0;
   release(u);
@@ -357,6 +441,7 @@ static void uvs_abort(rill_stream_t *s) {
   /* A reset, where the socket allows one now: no shutdown pending. */
   if (was_open && u->h.handle.type == UV_TCP && !u->shut_sent) {
     u->phase = P_FINAL;
+    drop_out(u);
     rill__obj_unlink(&u->obj);
     u->closes = 1;
     if (uv_tcp_close_reset(&u->h.tcp, handle_closed) == 0) return;
@@ -391,6 +476,7 @@ static const rill_stream_vt uvs_vt = {
     .consume = uvs_consume,
     .fill = uvs_fill,
     .write = uvs_write,
+    .flush = uvs_flush,
     .shutdown = uvs_shutdown,
     .close = uvs_close,
     .abort = uvs_abort,
@@ -416,6 +502,7 @@ rill_uvstream_t *rill__uvstream_new(rill_worker_t *w, int kind) {
     return NULL;
   }
   u->h.handle.data = u;
+  u->fl.flush = flush_listed;
   rill__obj_link(w, &u->obj, uvs_destroy);
   return u;
 }

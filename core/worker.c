@@ -92,6 +92,50 @@ void rill__worker_stop(rill_worker_t *w, unsigned grace_ms) {
   uv_timer_start(&w->grace_timer, grace_cb, grace_ms, 0);
 }
 
+static void flush_cb(uv_handle_t *h);
+
+void rill__flush_add(rill_worker_t *w, rill_flush_t *f) {
+  if (f->listed) return;
+  int idle = w->flush_head[0] == NULL && w->flush_head[1] == NULL;
+  f->listed = 1;
+  f->prev = NULL;
+  f->next = w->flush_head[f->level];
+  if (f->next) f->next->prev = f;
+  w->flush_head[f->level] = f;
+  if (idle && !w->stopping) {
+    uv_prepare_start(&w->flush_prepare, (uv_prepare_cb)flush_cb);
+    uv_check_start(&w->flush_check, (uv_check_cb)flush_cb);
+  }
+}
+
+void rill__flush_remove(rill_worker_t *w, rill_flush_t *f) {
+  if (!f->listed) return;
+  f->listed = 0;
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    w->flush_head[f->level] = f->next;
+  if (f->next) f->next->prev = f->prev;
+  f->prev = f->next = NULL;
+}
+
+void rill__worker_flush(rill_worker_t *w) {
+  rill_flush_t *f;
+  while ((f = w->flush_head[RILL_FLUSH_ABOVE]) || (f = w->flush_head[RILL_FLUSH_TRANSPORT])) {
+    rill__flush_remove(w, f);
+    f->flush(f);
+  }
+}
+
+/* The end of a loop turn (prepare: after timers; check: after I/O) sends
+ * what callbacks wrote outside tasks. */
+static void flush_cb(uv_handle_t *h) {
+  rill_worker_t *w = h->data;
+  rill__worker_flush(w);
+  uv_prepare_stop(&w->flush_prepare);
+  uv_check_stop(&w->flush_check);
+}
+
 rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   rill_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return NULL;
@@ -111,9 +155,6 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   w->bufs = calloc(w->maxbufs, sizeof(char *));
   w->scratch = malloc(RILL_BUF_SIZE);
   w->date_sec = -1;
-  uv_async_init(loop, &w->cmd, cmd_cb);
-  w->cmd.data = w;
-  uv_unref((uv_handle_t *)&w->cmd);
   if (w->bufs == NULL || w->scratch == NULL) {
     free(w->bufs);
     free(w->scratch);
@@ -124,6 +165,12 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
     free(w);
     return NULL;
   }
+  uv_async_init(loop, &w->cmd, cmd_cb);
+  w->cmd.data = w;
+  uv_unref((uv_handle_t *)&w->cmd);
+  uv_prepare_init(loop, &w->flush_prepare);
+  uv_check_init(loop, &w->flush_check);
+  w->flush_prepare.data = w->flush_check.data = w;
   return w;
 }
 
@@ -145,6 +192,8 @@ void rill__worker_free(rill_worker_t *w) {
   for (rill_service_t *s = w->services; s; s = s->next)
     if (s->close) s->close(s, w);
   uv_close((uv_handle_t *)&w->cmd, close_stray_cb);
+  uv_close((uv_handle_t *)&w->flush_prepare, close_stray_cb);
+  uv_close((uv_handle_t *)&w->flush_check, close_stray_cb);
   if (w->graceful) {
     uv_close((uv_handle_t *)&w->stop_check, close_stray_cb);
     uv_close((uv_handle_t *)&w->grace_timer, close_stray_cb);

@@ -42,6 +42,23 @@ struct rill_service_s {
 
 void rill__worker_add_service(rill_worker_t *w, rill_service_t *svc);
 
+/* ---- gathered writes ---------------------------------------------------
+ * A transport gathers the small writes made while a task runs and sends them
+ * together. It joins its worker's flush list when it first holds unsent
+ * bytes; the list is flushed when the running tasks stop (the scheduler calls
+ * rill__worker_flush) and, for writes made outside tasks, at the end of the
+ * loop turn (before the loop next waits for I/O). Nothing waits on a timer.
+ * Layers above a transport that gather too (TLS seals its plaintext into
+ * records) are flushed first, so that their bytes join the same write. */
+typedef struct rill_flush_s rill_flush_t;
+enum { RILL_FLUSH_TRANSPORT, RILL_FLUSH_ABOVE };
+struct rill_flush_s {
+  rill_flush_t *prev, *next;
+  void (*flush)(rill_flush_t *f);
+  int level; /* RILL_FLUSH_*: what is above flushes first */
+  int listed;
+};
+
 enum { RILL_LOG_ERROR, RILL_LOG_WARN, RILL_LOG_INFO, RILL_LOG_DEBUG };
 enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4 };
 
@@ -95,6 +112,9 @@ struct rill_worker_s {
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
   uint64_t requests; /* HTTP requests dispatched */
+  rill_flush_t *flush_head[2]; /* holding gathered writes, by level */
+  uv_prepare_t flush_prepare;
+  uv_check_t flush_check;
   int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */
 };
 
@@ -107,6 +127,13 @@ void rill__worker_stop(rill_worker_t *w, unsigned grace_ms);
 /* Destroys every object, closes and frees the services, closes the loop (if
  * its own) and frees the worker. */
 void rill__worker_free(rill_worker_t *w);
+
+/* Lists f to be flushed (nothing if it is listed). */
+void rill__flush_add(rill_worker_t *w, rill_flush_t *f);
+/* Takes f off the list (nothing if it is not listed). */
+void rill__flush_remove(rill_worker_t *w, rill_flush_t *f);
+/* Flushes every listed transport, emptying the list. */
+void rill__worker_flush(rill_worker_t *w);
 
 char *rill__buf_get(rill_worker_t *w);
 void rill__buf_put(rill_worker_t *w, char *buf);

@@ -252,6 +252,14 @@ function Response:write(data, ...)
   return self._c:write(self._g, self._status, self._h, tostring(data))
 end
 
+-- res:flush(): starts the response if it has not started (its head goes,
+-- and the body is streamed), and sends what was written now rather than
+-- when the handler next waits.
+function Response:flush()
+  self.headers_sent = true
+  return self._c:flush(self._g, self._status, self._h)
+end
+
 -- res:send(body): the whole response, with a Content-Length.
 function Response:send(body)
   if self.headers_sent then error("the response head has been sent already", 2) end

@@ -65,8 +65,9 @@ Writer.__index = Writer
 Writer.__name = "rill.websocket.writer"
 
 -- ws:send_stream([type [, fragment_size]]) → writer: writer:write(data) sends
--- fragments (small writes gathered up to fragment_size, 64 KiB by default),
--- writer:close() ends the message.
+-- fragments (writes gathered up to fragment_size, 64 KiB by default; the
+-- latest write is held for the next fragment or the last, so a message sent
+-- in one write goes as one frame), writer:close() ends the message.
 function WS:send_stream(kind, fragment_size)
   if self:_streaming() then error("a message is being streamed on this websocket", 2) end
   self:_streaming(true)
@@ -77,19 +78,17 @@ end
 function Writer:write(data)
   if self.closed then error("the message has ended", 2) end
   data = tostring(data)
+  if #data == 0 then return true end
   local parts = self.parts
-  if self.n + #data < self.size then
-    parts[#parts + 1] = data
-    self.n = self.n + #data
-    return true
-  end
-  local payload = data
-  if self.n > 0 then
-    parts[#parts + 1] = data
-    payload = concat(parts)
-    self.parts = {}
-    self.n = 0
-  end
+  parts[#parts + 1] = data
+  self.n = self.n + #data
+  if self.n < self.size or #parts == 1 then return true end
+  -- A fragment's worth: all but the last write go now; the last waits, so
+  -- that a message ends with data, not with an empty final fragment.
+  parts[#parts] = nil
+  local payload = concat(parts)
+  self.parts = {data}
+  self.n = #data
   local op = self.started and 0 or self.op
   self.started = true
   return self.ws:frame(op, false, payload)
