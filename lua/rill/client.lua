@@ -77,15 +77,17 @@ local TLS_NEUTRAL = {handshake_timeout = true}
 
 -- A key field: "%", space, "=", "," and control bytes as %XX, so that no
 -- value can pose as another field.
+local function hex(c)
+  return format("%%%02X", byte(c))
+end
+
 local function esc(v)
   if type(v) == "table" then
     local list = {}
     for i, x in ipairs(v) do list[i] = esc(x) end
     return concat(list, ",")
   end
-  return (gsub(tostring(v), "[%z\1-\32%%=,\127]", function(c)
-    return format("%%%02X", byte(c))
-  end))
+  return (gsub(tostring(v), "[%z\1-\32%%=,\127]", hex))
 end
 
 -- The pool key of a request with these options (tls: the options given to
@@ -107,6 +109,33 @@ local function pool_key(scheme, host, port, address, tls)
     sort(parts)
     key = key .. " tls.verify=" .. tostring(tls.verify ~= false) .. " " .. concat(parts, " ")
   end
+  return key
+end
+
+-- The keys of plain http requests, made once per host, port and address (a
+-- proxy asks for the same one on every request); forgotten past 1024.
+local plain_keys, nplain = {}, 0
+
+local function pool_key_of(scheme, host, port, address, tls)
+  if tls then return pool_key(scheme, host, port, address, tls) end
+  local a = address or false
+  local ports = plain_keys[host]
+  local addrs = ports and ports[port]
+  local key = addrs and addrs[a]
+  if key then return key end
+  key = pool_key(scheme, host, port, address, nil)
+  if nplain >= 1024 then plain_keys, nplain, ports = {}, 0, nil end
+  if not ports then
+    ports = {}
+    plain_keys[host] = ports
+  end
+  addrs = ports[port]
+  if not addrs then
+    addrs = {}
+    ports[port] = addrs
+  end
+  addrs[a] = key
+  nplain = nplain + 1
   return key
 end
 
@@ -427,10 +456,14 @@ function client.request(opts)
   if type(method) == "string" then method = method:upper() end
   local o = {method = method, target = target, host_header = opts.host or authority,
     header_list = flatten(opts.headers), body = opts.body, close = opts.close}
-  local bad = check_head(o)
-  if bad then return nil, bad end
+  -- The reverse proxy passes on a request our server parsed (so checked)
+  -- with fields it made itself: _checked skips checking it again.
+  if not opts._checked then
+    local bad = check_head(o)
+    if bad then return nil, bad end
+  end
   local tls = tls_options(scheme, host, opts)
-  local key = pool_key(scheme, host, port, opts.address, tls)
+  local key = pool_key_of(scheme, host, port, opts.address, tls)
   local timeout = opts.timeout or 60000
   local res, err
   for attempt = 1, 2 do

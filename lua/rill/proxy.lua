@@ -176,10 +176,13 @@ function proxy.pass(req, res, upstream, opts)
     if clen then add("Content-Length", clen) end
   end
 
+  -- The method, target and fields came from our parser (so they are valid in
+  -- a request head) or from us: the client need not check them again, unless
+  -- opts.headers added some.
   local ures, err = client.request{url = url, method = req.method, headers = headers,
     body = body, timeout = opts.timeout or proxy.TIMEOUT,
     connect_timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
-    host = opts.preserve_host and h.host or nil}
+    host = opts.preserve_host and h.host or nil, _checked = opts.headers == nil}
   if not ures then
     err = tostring(err)
     return fail(res, err:find("timeout") and 504 or 502, url .. ": " .. err)
