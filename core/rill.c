@@ -11,6 +11,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ struct rill_s {
   int nworkers;
   rill_worker_t **workers;
   uv_thread_t *threads;
+  cpu_set_t cpus; /* the process's CPUs when it started, for pin */
   uv_sem_t ready;
   uv_mutex_t lock;
   int started, stop_requested, exit_code, boot_error, joined;
@@ -332,11 +334,31 @@ typedef struct {
   int id;
 } thread_arg_t;
 
+/* With the pin option: the calling thread, worker id's, goes to the id-th
+ * CPU of the process's mask (round robin past the last). */
+static void pin(rill_t *r, int id) {
+  int n = CPU_COUNT(&r->cpus);
+  if (!r->o.pin || n == 0) return;
+  int k = id % n;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+    if (!CPU_ISSET(cpu, &r->cpus) || k-- > 0) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int err = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    if (r->workers[id])
+      rill__log(r->workers[id], err ? RILL_LOG_WARN : RILL_LOG_DEBUG,
+                err ? "worker %d: pinning to CPU %d failed" : "worker %d on CPU %d", id, cpu);
+    return;
+  }
+}
+
 static void worker_thread(void *arg) {
   thread_arg_t *ta = arg;
   rill_t *r = ta->r;
   int id = ta->id;
   free(ta);
+  pin(r, id);
   int err = boot(r, id, NULL);
   if (err && r->boot_error == 0) r->boot_error = err;
   uv_sem_post(&r->ready);
@@ -531,6 +553,7 @@ int rill_start(rill_t *r) {
   if (r->started) return 0;
   if (!r->cli && r->app_path == NULL && r->app_code == NULL) return RILL_ELOAD;
   r->started = 1;
+  if (sched_getaffinity(0, sizeof(r->cpus), &r->cpus) != 0) CPU_ZERO(&r->cpus);
   r->ports = calloc((size_t)(r->nlistens + 1), sizeof(int));
   /* Worker 0 first, on this thread: its listeners fix the ports the others
    * then share. */
@@ -548,6 +571,8 @@ int rill_start(rill_t *r) {
     }
     uv_sem_wait(&r->ready);
   }
+  /* Worker 0 last: the threads made before inherited the whole mask. */
+  if (!r->host_loop) pin(r, 0);
   /* A stop asked for while workers were starting reaches them all now. */
   if (r->stop_requested) rill_stop(r);
   return r->boot_error;
@@ -643,7 +668,12 @@ void rill_free(rill_t *r) {
 
 /* ---- the command line ---- */
 
+/* The CPUs this process may run on (its affinity mask, as taskset or a
+ * container sets it), not the machine's. */
 static int cores(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+    return CPU_COUNT(&set);
   uv_cpu_info_t *info;
   int n = 1;
   if (uv_cpu_info(&info, &n) == 0) uv_free_cpu_info(info, n);
@@ -713,6 +743,8 @@ int rill_main(int argc, char **argv) {
       o.grace = atof(argv[i + 1]);
     else if (strcmp(argv[i], "--watch") == 0)
       o.watch = 1;
+    else if (strcmp(argv[i], "--pin") == 0)
+      o.pin = 1;
   }
   if (o.workers < 1) o.workers = 1;
   rill_t *r;

@@ -49,11 +49,12 @@ end
 
 -- Starts a child rill (argv after the binary) and waits for the log line
 -- that names its port ("127.0.0.1:PORT"); returns a server object with port,
--- pid, stop() and logtext().
-function helper.start(argv, env)
+-- pid, stop() and logtext(). wrap: a command put before the binary (taskset).
+function helper.start(argv, env, wrap)
   local spec = {stdout = "null", stderr = "pipe"}
+  for _, a in ipairs(wrap or {}) do spec[#spec + 1] = a end
   if env then
-    spec[1] = "env"
+    spec[#spec + 1] = "env"
     for k, v in pairs(env) do spec[#spec + 1] = k .. "=" .. v end
   end
   spec[#spec + 1] = helper.bin

@@ -61,6 +61,7 @@ typedef struct {
   const char *log_level; /* "error", "warn", "info" (default) or "debug" */
   double grace;          /* seconds a stop waits for requests in flight (default 30) */
   int watch;             /* reload when the app file or its modules change */
+  int pin;               /* pin worker i to the i-th CPU the process may run on */
 } rill_options_t;
 
 /* Creates a runtime with its own loops. opts may be NULL. */

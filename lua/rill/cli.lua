@@ -19,7 +19,9 @@ serve options (sizes in bytes, times in seconds):
   --tls-key FILE            with --tls-key; the first pair is the default, the
                             others are chosen by SNI
   --handshake-timeout S     TLS handshake (default 10)
-  --workers N               worker threads (default: one per core)
+  --workers N               worker threads (default: one per CPU this process
+                            may run on, from its affinity mask)
+  --pin                     pin worker i to the i-th CPU of that mask
   --grace S                 on SIGTERM/SIGINT, how long requests in flight may
                             take to finish (default 30)
   --watch                   reload when a .lua file beside the app changes
@@ -99,6 +101,8 @@ local function serve(args)
     elseif a == "--watch" then
       watch = true
       i = i + 1
+    elseif a == "--pin" then
+      i = i + 1 -- read by the runtime (core/rill.c)
     elseif a == "--log-level" then
       local ok = pcall(rill.set_log_level, v)
       if not ok then return die("--log-level: error, warn, info or debug") end
