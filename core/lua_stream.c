@@ -110,6 +110,21 @@ static int rop_step(lstream_ud *ud, lua_State *L) {
         size_t take = n < s->rop_n ? n : s->rop_n;
         lua_pushlstring(L, p, take);
         st->vt->consume(st, take);
+        if (take == s->rop_n) return 1;
+        /* A stream that decodes framing (a chunked body) may hold more
+         * pieces now: up to max in one string, without waiting. */
+        r = st->vt->peek(st, &p, &n);
+        if (r < 0 || n == 0) return 1;
+        size_t l0;
+        const char *s0 = lua_tolstring(L, -1, &l0);
+        if (acc_append(s, s0, l0)) return 1;
+        lua_pop(L, 1);
+        do {
+          take = n < s->rop_n - s->acclen ? n : s->rop_n - s->acclen;
+          if (acc_append(s, p, take)) break;
+          st->vt->consume(st, take);
+        } while (s->acclen < s->rop_n && st->vt->peek(st, &p, &n) == 0 && n > 0);
+        lua_pushlstring(L, s->acc, s->acclen);
         return 1;
       }
       if (s->rop == RILL_ROP_EXACT) {

@@ -73,6 +73,27 @@ describe("http server", function()
       assert.equal("abc", trailers["x-checksum"])
     end)
 
+    it("gives read_some the data of every chunk that has come, not one chunk at a time",
+      function()
+      local port
+      local first, second
+      l, port = helper.listen(function(req, res)
+        first = req.body:read_some(65536)
+        second = req.body:read_some(65536)
+        res:send("ok")
+      end)
+      local chunks = {}
+      for i = 1, 200 do chunks[i] = ("%x\r\n%s\r\n"):format(#("line " .. i .. "\n"),
+        "line " .. i .. "\n") end
+      -- The head, 200 chunks and the last chunk in one write: one read.
+      helper.raw(port, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" ..
+        "Connection: close\r\n\r\n" .. table.concat(chunks) .. "0\r\n\r\n")
+      local want = {}
+      for i = 1, 200 do want[i] = "line " .. i .. "\n" end
+      assert.equal(table.concat(want), first)
+      assert.is_nil(second)
+    end)
+
     it("reads body lines and chunks with the iterators", function()
       local port
       local lines = {}
