@@ -256,11 +256,13 @@ local function traced(script_text)
   return port, stop, log
 end
 
-local has_strace = helper.run({"sh", "-c", "command -v strace"}) == 0
+-- strace is installed by setup.sh; where tracing is not allowed (a container
+-- without ptrace) the counts cannot be taken.
+local has_strace = helper.run({"strace", "-f", "-qq", "-o", "/dev/null", "true"}) == 0
 
 describe("gathered writes, counted", function()
   if not has_strace then
-    pending("strace is not installed")
+    pending("strace is not installed or may not trace here")
     return
   end
 

@@ -167,6 +167,7 @@ def environment(run):
         ("nginx", f"{first_line('nginx', '-v').split(': ')[-1]}, "
                   f"lua module {deb('libnginx-mod-http-lua')}"),
         ("Node", first_line("node", "--version")),
+        ("Bun", f"{npm('bun')} (npm)"),
         ("LuaJIT", f"libluajit2 {deb('libluajit2-5.1-2')} (rill and nginx-lua)"),
         ("wrk", first_line("wrk", "-v").split(" [")[0]),
         ("curl", " ".join(first_line("curl", "--version").split()[:2])),

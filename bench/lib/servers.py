@@ -160,6 +160,20 @@ class Node(Server):
         return ["node", str(self.path), str(port), *self.args]
 
 
+class Bun(Server):
+    """`bun SCRIPT PORT` with the Bun that bench/run installs from npm into
+    bench/node_modules; the script calls Bun.serve on 127.0.0.1:PORT."""
+
+    BIN = ROOT / "bench" / "node_modules" / ".bin" / "bun"
+
+    def __init__(self, script, label="bun", note=None, args=(), cpus=None):
+        super().__init__(script, label, note, cpus=cpus)
+        self.args = [str(a) for a in args]
+
+    def argv(self, port, run, workdir):
+        return [str(self.BIN), str(self.path), str(port), *self.args]
+
+
 class Native(Server):
     """A server built from one source file, run as `PROGRAM PORT`: compile
     is the compiler's command line, with @SRC@ and @OUT@ for the source and

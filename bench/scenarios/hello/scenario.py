@@ -2,7 +2,7 @@
 per write and 16 pipelined per write, with the server's CPU time per request."""
 import load
 from report import Metric
-from servers import ROOT, Nginx, Node, Rill
+from servers import ROOT, Bun, Nginx, Node, Rill
 
 ORDER = 1
 TITLE = 'GET / → "Hello, world!", wrk -t1 -c50 keep-alive, {duration} s per figure'
@@ -11,6 +11,8 @@ SERVERS = [
     Nginx("nginx.conf"),
     Nginx("nginx-lua.conf", label="nginx-lua", lua=True),
     Node("node.js"),
+    Bun("bun.js", note="Bun.serve (uSockets); it does not batch the answers to pipelined "
+                       "requests"),
 ]
 METRICS = [
     Metric("rps", "req/s", "higher", limited_by="wrk_cpu"),
@@ -20,6 +22,7 @@ METRICS = [
     Metric("cpu_us", "server CPU µs/req", "lower", "{:.2f}"),
     Metric("rps16", "req/s, 16 pipelined", "higher", limited_by="wrk16_cpu"),
     Metric("wrk16_cpu", "wrk CPU", fmt="{:.0f}%"),
+    Metric("cpu16_us", "server CPU µs/req, 16 pipelined", "lower", "{:.2f}"),
 ]
 
 
@@ -29,4 +32,5 @@ def measure(run, srv):
     piped = load.wrk(run, srv, "/", pipeline=16)
     return {"rps": one["rps"], "wrk_cpu": one["client_cpu"], "p50_ms": one["p50_ms"],
             "p99_ms": one["p99_ms"], "cpu_us": one["cpu_us"],
-            "rps16": piped["rps"], "wrk16_cpu": piped["client_cpu"]}
+            "rps16": piped["rps"], "wrk16_cpu": piped["client_cpu"],
+            "cpu16_us": piped["cpu_us"]}

@@ -3,7 +3,7 @@ connections, and resident memory per idle WebSocket, rill against Node's ws
 and a Boost.Beast server."""
 import load
 from report import Metric
-from servers import ROOT, Native, Node, Rill
+from servers import ROOT, Bun, Native, Node, Rill
 
 ORDER = 7
 TITLE = ("WebSocket echo on / over 50 connections, one binary message in flight on each "
@@ -14,6 +14,8 @@ SERVERS = [
               "for each piece it reads: a large echo comes in several frames"),
     Node("node.js", note="the ws package with bufferutil (native masking); a message is "
                          "handed over whole and echoed as one frame"),
+    Bun("bun.js", note="Bun.serve's WebSocket (uWebSockets); a message is handed over whole "
+                       "and echoed as one frame"),
     Native("beast_echo.cpp", label="beast",
            compile=["g++", "-O2", "-std=c++17", "-o", "@OUT@", "@SRC@", "-pthread"],
            note="beast_echo.cpp, single-threaded, asynchronous: reads a whole message into "
