@@ -468,8 +468,18 @@ static int tls_pair(rill_tls_conf_t *sc, const char *ca, int verify, int close_m
   int r = ch.result;
   if (r == 0 && sh.result == 0) {
     /* Data both ways once open; a resumed session sent no certificate. */
-    uv_buf_t msg = uv_buf_init("ping", 4);
-    CHECK(cs->vt->write(cs, &msg, 1) == 0, "client write");
+    /* Two writes in one burst: gathered, then sealed into one record when
+     * the worker flushes (as the scheduler does when its tasks stop). */
+    settle();
+    uv_buf_t m1 = uv_buf_init("pi", 2), m2 = uv_buf_init("ng", 2);
+    size_t before = b->in_len - b->in_r;
+    CHECK(cs->vt->write(cs, &m1, 1) == 0 && cs->vt->write(cs, &m2, 1) == 0, "client write");
+    CHECK(b->in_len - b->in_r == before, "the writes wait for the flush");
+    rill__worker_flush(W);
+    size_t rec = b->in_len - b->in_r - before;
+    const unsigned char *h = (const unsigned char *)b->in + b->in_r + before;
+    CHECK(rec > 5 && h[0] == 23 && (size_t)(h[3] << 8 | h[4]) == rec - 5,
+          "one application-data record for both writes (%zu bytes)", rec);
     settle();
     const char *p;
     size_t n = 0;
