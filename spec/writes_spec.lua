@@ -124,6 +124,54 @@ print(len(buf))
     end)
   end
 
+  it("send at flush(), before the task waits, on a raw stream and a response", function()
+    local flag = os.tmpname()
+    os.remove(flag)
+    local saw = {}
+    local function spin(which)
+      local deadline = os.time() + 10
+      while os.time() < deadline and not exists(flag) do end
+      saw[which] = exists(flag)
+      os.remove(flag)
+    end
+    local l, port = raw_listener(function(s)
+      assert(s:write("hello\n"))
+      assert(s:flush())
+      spin("raw") -- no wait, so only flush() can have sent it
+      s:write("end\n")
+    end)
+    local code, out, err = python([[
+s = connect()
+until(s, b"hello\n")
+open(flag, "w").close()
+until(s, b"end\n")
+print("ok")
+]], port, false, flag)
+    l:close()
+    assert.are.equal(0, code, err)
+    assert.are.equal("ok\n", out)
+    local hl, hport = helper.listen(function(req, res)
+      res:header("X-Early", "yes")
+      assert(res:flush()) -- the head goes, the body is streamed
+      spin("http")
+      res:write("end\n")
+    end)
+    code, out, err = python([[
+s = connect()
+s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+until(s, b"X-Early: yes\r\n")
+assert b"Transfer-Encoding: chunked" in buf, buf
+open(flag, "w").close()
+until(s, b"end\n")
+print("ok")
+]], hport, false, flag)
+    hl:close()
+    assert.are.equal(0, code, err)
+    assert.are.equal("ok\n", out)
+    assert.is_true(saw.raw)
+    assert.is_true(saw.http)
+  end)
+
   it("send a response's first write before the handler waits for its body", function()
     local l, port = helper.listen(function(req, res)
       assert(res:write("ready\n"))
