@@ -205,6 +205,23 @@ def ws_echo(run, srv, path, conns, size, seconds):
             "client_cpu": client_cpu}
 
 
+def lp_echo(client, port, mode, conns, size, seconds, srv):
+    """lp_client: conns connections to 127.0.0.1:port over mode (tcp, tls,
+    ws, wss), each with one length-prefixed message of size bytes in flight
+    for seconds. Returns round trips/s, the server's CPU µs per round trip
+    and the client's CPU %."""
+    argv = [client, "127.0.0.1", str(port), mode, str(conns), str(size), str(seconds)]
+    cpu_before = srv.cpu_seconds()
+    out, client_cpu, _ = _run(argv)
+    server_cpu = srv.cpu_seconds() - cpu_before
+    r = _result(out, "lp_client")
+    rt = r["round_trips"]
+    if rt == 0:
+        raise BenchError(f"lp_client {mode} {size}: no round trip")
+    return {"rtps": rt / r["seconds"], "cpu_us": server_cpu * 1e6 / rt,
+            "client_cpu": client_cpu}
+
+
 def handshakes(run, srv, conns, seconds, groups="default", resume=False):
     """tls_client: conns connections at a time, each a TLS handshake (full,
     or with resume=True offering its slot's previous session), GET / with

@@ -175,16 +175,17 @@ class Bun(Server):
 
 
 class Native(Server):
-    """A server built from one source file, run as `PROGRAM PORT`: compile
+    """A server built from one source file, run as `PROGRAM PORT [ARGS]`: compile
     is the compiler's command line, with @SRC@ and @OUT@ for the source and
     the program. The program is kept in bench/.build/ under a name that
     holds a hash of the source and the command, so it is built once."""
 
     BUILD = ROOT / "bench" / ".build"
 
-    def __init__(self, source, label, compile, note=None):
+    def __init__(self, source, label, compile, note=None, args=()):
         super().__init__(source, label, note)
         self.compile = list(compile)
+        self.args = list(args)
 
     def program(self):
         digest = hashlib.sha256(self.path.read_bytes() + repr(self.compile).encode())
@@ -200,4 +201,4 @@ class Native(Server):
         return out
 
     def argv(self, port, run, workdir):
-        return [str(self.program()), str(port)]
+        return [str(self.program()), str(port), *(run.fill(a, PORT=port) for a in self.args)]
