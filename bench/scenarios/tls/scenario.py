@@ -13,7 +13,7 @@ SERVERS = [
     Rill(ROOT / "examples/hello.lua", args=["--tls-cert", "@CERT@", "--tls-key", "@KEY@"],
          tls=True),
     Nginx("nginx.conf", tls=True,
-          note="`ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;` "
+          note="`ssl_protocols TLSv1.2; ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305;` "
                "(what rill offers and picks), `ssl_ecdh_curve` left at its default (auto)"),
 ]
 KEEPALIVE = "keep-alive (wrk)"
