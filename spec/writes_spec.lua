@@ -271,15 +271,23 @@ local function count_writes(log)
 end
 
 -- Runs `rill run script` under strace; returns the port it logs, a stop
--- function, and the strace log's path.
+-- function, and the strace log's path. The script logs "port N" once it
+-- listens; its pid is told too, since stopping strace would only detach it.
 local function traced(script_text)
-  local script = tmpfile(script_text)
+  local script = tmpfile([[
+local rill = require "rill"
+local f = io.open("/proc/self/stat")
+local pid = f:read("*l"):match("^%d+")
+f:close()
+local log = rill.log
+function rill.log(level, msg, ...) return log(level, msg .. " pid " .. pid, ...) end
+]] .. script_text)
   local log = os.tmpname()
   local p = assert(rill.exec{"strace", "-f", "-qq", "-o", log,
     "-e", "trace=write,writev,sendmsg,sendto", helper.bin, "run", script,
     stdout = "null", stderr = "pipe"})
   p.stderr:settimeout(20000)
-  local port
+  local port, pid
   local lines = {}
   while not port do
     local line, err = p.stderr:read_until("\n")
@@ -290,12 +298,15 @@ local function traced(script_text)
         .. table.concat(lines, "\n"))
     end
     lines[#lines + 1] = line
-    port = tonumber(line:match("port (%d+)"))
+    port, pid = line:match("port (%d+) pid (%d+)")
+    port = tonumber(port)
   end
+  -- strace ends when the traced rill does.
   local function stop()
-    p:kill(15)
+    helper.run({"kill", "-TERM", pid})
     local code = p:wait(10000)
     if code == nil then
+      helper.run({"kill", "-KILL", pid})
       p:kill(9)
       p:wait()
     end
@@ -304,8 +315,6 @@ local function traced(script_text)
   return port, stop, log
 end
 
--- strace is installed by setup.sh; where tracing is not allowed (a container
--- without ptrace) the counts cannot be taken.
 local has_strace = helper.run({"strace", "-f", "-qq", "-o", "/dev/null", "true"}) == 0
 
 describe("gathered writes, counted", function()
