@@ -2,12 +2,13 @@
 -- big-endian length, then that many bytes, sent back as they came), served
 -- on four transports; over WebSocket, ws:as_stream() makes the binary
 -- messages one byte stream, so the same handler serves them:
---   the --listen port P   WebSocket on /
---   P+1                   WebSocket over TLS
---   P+2                   TCP
---   P+3                   TLS over TCP
--- LP_PORT (P), LP_CERT and LP_KEY come from the environment.
---   LP_PORT=P LP_CERT=cert.pem LP_KEY=key.pem rill serve app.lua --listen 127.0.0.1:P
+--   the --listen port     WebSocket on /
+--   LP_WSS                WebSocket over TLS
+--   LP_TCP                TCP
+--   LP_TLS                TLS over TCP
+-- The ports, LP_CERT and LP_KEY come from the environment.
+--   LP_WSS=P1 LP_TCP=P2 LP_TLS=P3 LP_CERT=cert.pem LP_KEY=key.pem \
+--     rill serve app.lua --listen 127.0.0.1:P
 local rill = require "rill"
 
 local byte = string.byte
@@ -26,13 +27,13 @@ local function echo(s)
   end
 end
 
-local port = assert(tonumber(os.getenv("LP_PORT")), "LP_PORT")
+local function port(name) return assert(tonumber(os.getenv(name)), name) end
 local tls = {cert = assert(os.getenv("LP_CERT")), key = assert(os.getenv("LP_KEY"))}
 local app = rill.router()
 app:websocket("/", function(ws) echo(ws:as_stream()) end, {max_message = MAX})
 
-assert(rill.http.listen{host = "127.0.0.1", port = port + 1, handler = app, tls = tls})
-assert(rill.listen{host = "127.0.0.1", port = port + 2, handler = echo, timeout = false})
-assert(rill.listen{host = "127.0.0.1", port = port + 3, handler = echo, timeout = false,
+assert(rill.http.listen{host = "127.0.0.1", port = port("LP_WSS"), handler = app, tls = tls})
+assert(rill.listen{host = "127.0.0.1", port = port("LP_TCP"), handler = echo, timeout = false})
+assert(rill.listen{host = "127.0.0.1", port = port("LP_TLS"), handler = echo, timeout = false,
   tls = tls})
 return app

@@ -2,11 +2,11 @@
 // length, then that many bytes, sent back as they came) over four
 // transports, single-threaded and asynchronous on one io_context:
 //   PORT     WebSocket  (each message is one record; echoed as one frame)
-//   PORT+1   WebSocket over TLS
-//   PORT+2   TCP        (read the length, then the bytes, write both back)
-//   PORT+3   TLS over TCP
+//   WSS      WebSocket over TLS
+//   TCP      TCP        (read the length, then the bytes, write both back)
+//   TLS      TLS over TCP
 // TLS is OpenSSL's (Boost.Asio ssl), TLS 1.2, with CERT and KEY.
-//   beast_lp PORT CERT KEY
+//   beast_lp PORT CERT KEY WSS TCP TLS
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -107,8 +107,8 @@ static std::shared_ptr<tcp::acceptor> listen(asio::io_context &io, int port) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: beast_lp PORT CERT KEY\n");
+  if (argc != 7) {
+    std::fprintf(stderr, "usage: beast_lp PORT CERT KEY WSS TCP TLS\n");
     return 2;
   }
   int port = std::atoi(argv[1]);
@@ -121,7 +121,8 @@ int main(int argc, char **argv) {
 
   // The plain TCP port last: the harness starts measuring once PORT accepts,
   // so every port listens before that one.
-  auto wss = listen(io, port + 1), raw = listen(io, port + 2), raws = listen(io, port + 3);
+  auto wss = listen(io, std::atoi(argv[4])), raw = listen(io, std::atoi(argv[5])),
+       raws = listen(io, std::atoi(argv[6]));
   accept_loop(wss, [&tls](tcp::socket sock) {
     auto w = std::make_shared<Ws<ssl::stream<tcp::socket>>>(std::move(sock), tls);
     w->ws.next_layer().async_handshake(ssl::stream_base::server, [w](error_code ec) {
