@@ -211,12 +211,9 @@ function helper.connect(port)
   return s
 end
 
--- Sends data on a new connection and reads until the server closes it (or
--- the timeout, default 5 s); returns everything read and how it ended.
-function helper.raw(port, data, timeout)
-  local s = helper.connect(port)
-  s:settimeout(timeout or 5000)
-  assert(s:write(data))
+-- Reads s until it ends (or a read fails), then closes it; returns
+-- everything read and how it ended ("closed", "timeout", ...).
+function helper.read_to_end(s)
   local parts = {}
   local why
   while true do
@@ -229,6 +226,15 @@ function helper.raw(port, data, timeout)
   end
   s:close()
   return table.concat(parts), why
+end
+
+-- Sends data on a new connection and reads until the server closes it (or
+-- the timeout, default 5 s); returns everything read and how it ended.
+function helper.raw(port, data, timeout)
+  local s = helper.connect(port)
+  s:settimeout(timeout or 5000)
+  assert(s:write(data))
+  return helper.read_to_end(s)
 end
 
 -- Reads an HTTP response head from s: status, headers (lower-case keys).

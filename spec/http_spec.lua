@@ -722,17 +722,7 @@ describe("http server", function()
           end, {body_timeout = 0.2})
           local s = helper.connect(port)
           s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-          local parts, why = {}, nil
-          while true do
-            local chunk, err = s:read_some()
-            if not chunk then
-              why = err or "closed"
-              break
-            end
-            parts[#parts + 1] = chunk
-          end
-          s:close()
-          local raw = table.concat(parts)
+          local raw, why = helper.read_to_end(s)
           assert.is_nil(got.data)
           assert.equal("timeout", got.err)
           assert.same({408}, statuses(raw))
@@ -822,18 +812,9 @@ describe("http server", function()
       end, {min_body_rate = 100, body_rate_grace = 1, body_timeout = 60})
       local s = post(port)
       s:settimeout(10000)
-      local parts, why = {}, nil
-      while true do
-        local chunk, err = s:read_some()
-        if not chunk then
-          why = err or "closed"
-          break
-        end
-        parts[#parts + 1] = chunk
-      end
-      s:close()
+      local raw, why = helper.read_to_end(s)
       assert.equal("closed", why, "the server held a body that sent nothing")
-      assert.same({408}, statuses(table.concat(parts)))
+      assert.same({408}, statuses(raw))
       assert.equal("timeout", got.err)
     end)
 

@@ -22,6 +22,22 @@ local function exists(path)
   return f ~= nil
 end
 
+-- A path for a flag file the python client creates once it has what it
+-- waited for.
+local function new_flag()
+  local flag = os.tmpname()
+  os.remove(flag)
+  return flag
+end
+
+-- Runs on without yielding (so no wait can flush what the task wrote) until
+-- the flag exists, or 10 s; returns whether it came.
+local function wait_flag(flag)
+  local deadline = os.time() + 10
+  while os.time() < deadline and not exists(flag) do end
+  return exists(flag)
+end
+
 -- A python3 client: connect (with TLS, not verified, if asked), then the
 -- steps of the script given as its body. until(b) reads until b was seen.
 local PY_PRELUDE = [[
@@ -95,18 +111,13 @@ print("ok")
     end)
 
     it("send 64 KiB gathered before the task stops running, over " .. over, function()
-      local flag = os.tmpname()
-      os.remove(flag)
+      local flag = new_flag()
       local saw_flag
       local l, port = raw_listener(function(s)
         s:settimeout(5000)
         local piece = string.rep("x", 99) .. "\n"
         for _ = 1, 700 do assert(s:write(piece)) end -- 70,000 bytes
-        -- Runs on without waiting (so without a flush at a wait) until the
-        -- client says it has 64 KiB, or 10 s.
-        local deadline = os.time() + 10
-        while os.time() < deadline and not exists(flag) do end
-        saw_flag = exists(flag)
+        saw_flag = wait_flag(flag) -- the client says it has 64 KiB
         s:write("end\n")
       end, tls)
       local code, out, err = python([[
@@ -125,13 +136,10 @@ print(len(buf))
   end
 
   it("send at flush(), before the task waits, on a raw stream and a response", function()
-    local flag = os.tmpname()
-    os.remove(flag)
+    local flag = new_flag()
     local saw = {}
     local function spin(which)
-      local deadline = os.time() + 10
-      while os.time() < deadline and not exists(flag) do end
-      saw[which] = exists(flag)
+      saw[which] = wait_flag(flag)
       os.remove(flag)
     end
     local l, port = raw_listener(function(s)
@@ -192,16 +200,13 @@ print("ok")
   end)
 
   it("send 64 KiB of a response gathered before the handler stops running", function()
-    local flag = os.tmpname()
-    os.remove(flag)
+    local flag = new_flag()
     local saw_flag
     local l, port = helper.listen(function(req, res)
       res:header("Content-Length", "70004")
       local piece = string.rep("x", 99) .. "\n"
       for _ = 1, 700 do assert(res:write(piece)) end
-      local deadline = os.time() + 10
-      while os.time() < deadline and not exists(flag) do end
-      saw_flag = exists(flag)
+      saw_flag = wait_flag(flag)
       res:write("end\n")
     end)
     local code, out, err = python([[
