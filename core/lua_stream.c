@@ -451,6 +451,16 @@ lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int tim
   return ud;
 }
 
+int rill__lstream_reuse(lstream_ud *ud, rill_stream_t *s, int timeout_ms) {
+  if (ud->s != NULL || ud->waits.head != NULL) return -1;
+  ud->s = s;
+  ud->owns = 0;
+  ud->timeout_ms = timeout_ms;
+  rop_reset(ud);
+  rill__stream_bind(s, &ud->b, &face_ops);
+  return 0;
+}
+
 rill_stream_t *rill__lstream_check(lua_State *L, int idx) {
   return check_open(L, idx);
 }

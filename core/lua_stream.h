@@ -34,6 +34,11 @@ void rill__lstream_open(lua_State *L);
 /* Pushes a new userdata bound to s. owns: collecting it closes s.
  * timeout_ms: the deadline of each wait (-1: none). */
 lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int timeout_ms);
+/* Binds ud, let go of (its stream gone), to s again, as a new userdata of
+ * rill__lstream_push(L, s, 0, timeout_ms) would be: a face made once for a
+ * stream that comes back (a websocket's next message). -1 if ud is still
+ * bound or has waits. */
+int rill__lstream_reuse(lstream_ud *ud, rill_stream_t *s, int timeout_ms);
 rill_stream_t *rill__lstream_check(lua_State *L, int idx);
 /* Binds the userdata at idx to s instead of its stream, which it lets go
  * without closing (starttls: the same Lua object reads through TLS). */

@@ -21,6 +21,8 @@ typedef struct {
   rill_waitq_t waits;   /* receive(), a send waiting for the drain, close() */
   int timeout_ms;
   int streaming;     /* a message is being sent in pieces (send_stream) */
+  lstream_ud *msg;   /* the face of the message stream, made once ... */
+  int msg_ref;       /* ... and kept in the registry (LUA_NOREF: none yet) */
   char protocol[64]; /* the negotiated subprotocol, or "" */
 } lws_t;
 
@@ -52,7 +54,16 @@ static int push_next(lua_State *L, lws_t *u, int r) {
   rill_websocket_t *ws = u->ws;
   if (r == RILL_WS_MESSAGE) {
     lua_pushstring(L, ws->msg_type == RILL_WS_TEXT ? "text" : "binary");
-    rill__lstream_push(L, &ws->msg, 0, u->timeout_ms);
+    /* rill__ws_next() let the last message's face go: it serves this one
+     * (no userdata, binding and finalizer per message). */
+    if (u->msg && rill__lstream_reuse(u->msg, &ws->msg, u->timeout_ms) == 0) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, u->msg_ref);
+      return 2;
+    }
+    u->msg = rill__lstream_push(L, &ws->msg, 0, u->timeout_ms);
+    luaL_unref(L, LUA_REGISTRYINDEX, u->msg_ref);
+    lua_pushvalue(L, -1);
+    u->msg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 2;
   }
   return push_end(L, ws, r);
@@ -247,16 +258,21 @@ static int l_protocol(lua_State *L) {
   return 1;
 }
 
-/* ws:_streaming([flag]) → whether a message is being sent in pieces */
+/* ws:_streaming([flag]) → whether a message was being sent in pieces (before
+ * flag, if given, set it) */
 static int l_streaming(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
-  if (!lua_isnone(L, 2)) u->streaming = lua_toboolean(L, 2);
   lua_pushboolean(L, u->streaming);
+  if (!lua_isnone(L, 2) && !(u->streaming && lua_toboolean(L, 2)))
+    u->streaming = lua_toboolean(L, 2);
   return 1;
 }
 
 static int l_gc(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->msg_ref);
+  u->msg_ref = LUA_NOREF;
+  u->msg = NULL;
   if (u->ws) {
     rill__ws_free(u->ws);
     u->ws = NULL;
@@ -285,6 +301,7 @@ static int l_ws_new(lua_State *L) {
   lws_t *u = lua_newuserdata(L, sizeof(*u));
   memset(u, 0, sizeof(*u));
   u->timeout_ms = to < 0 ? -1 : (int)(to * 1000);
+  u->msg_ref = LUA_NOREF;
   if (proto) snprintf(u->protocol, sizeof(u->protocol), "%s", proto);
   luaL_getmetatable(L, WS_MT);
   lua_setmetatable(L, -2);

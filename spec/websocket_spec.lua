@@ -366,6 +366,25 @@ describe("websocket server API", function()
       local msg, err = ws:receive()
       seen.idle = err
     end, {idle_timeout = 0.2})
+    app:websocket("/pieces", function(ws)
+      -- each message names the writes to send for it, then whether the
+      -- message before it can still be read
+      local before
+      while true do
+        local msg = ws:receive()
+        if not msg then return end
+        if before then
+          local ok, err = pcall(before.read_some, before)
+          seen.stale = seen.stale or {}
+          seen.stale[#seen.stale + 1] = ok and "read" or tostring(err)
+        end
+        local plan = msg:read_all()
+        local out = ws:send_stream("text", 5)
+        for piece in plan:gmatch("%S+") do assert(out:write(piece)) end
+        assert(out:close())
+        before = msg
+      end
+    end)
     app:websocket("/lines", function(ws)
       local s = ws:as_stream()
       for line in s:lines() do s:write(line:upper() .. "\n") end
@@ -498,6 +517,35 @@ describe("websocket server API", function()
     assert.equal("closed", why)
     assert.equal(1000, code)
     assert.equal("timeout", seen.idle)
+  end)
+
+  it("sends a streamed message in fragments of fragment_size, the last with data, " ..
+    "and an old message cannot read the next one", function()
+    local s = raw_ws(port, "/pieces")
+    local function frames_for(plan)
+      s:write(frame(1, plan))
+      local got = {}
+      repeat
+        local op, payload, fin = read_frame(s)
+        assert.is_not_nil(op)
+        got[#got + 1] = op .. ":" .. payload .. (fin and "!" or "")
+      until fin
+      return table.concat(got, " ")
+    end
+    -- one write: one frame, text, final
+    assert.equal("1:hello!", frames_for("hello"))
+    -- writes gathered below 5 bytes; the latest write is held back
+    assert.equal("1:abcd 0:efgh!", frames_for("a b cd efgh"))
+    assert.equal("1:abc 0:def 0:ghijkl 0:mn!", frames_for("abc def ghijkl mn"))
+    s:write(frame(8, close_payload(1000)))
+    assert.equal(1000, read_close(s))
+    s:close()
+    assert.same({"attempt to use a closed stream", "attempt to use a closed stream"},
+      (function()
+        local t = {}
+        for i, e in ipairs(seen.stale) do t[i] = e:match("attempt to use a closed stream") end
+        return t
+      end)())
   end)
 
   it("shows binary messages as one byte stream with as_stream()", function()

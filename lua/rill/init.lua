@@ -55,24 +55,39 @@ end
 
 -- for line in s:lines([max]): lines without their "\n"; the last one may lack
 -- it. A read error is raised.
+local function next_line(self, _, max)
+  local line, err, partial = self:read_until("\n", max)
+  if line then return line end
+  if err == "closed" and partial then return partial end
+  if err then error(err, 2) end
+  return nil
+end
+
+local function lines_of(self, max)
+  return function() return next_line(self, nil, max) end
+end
+
 function S:lines(max)
-  return function()
-    local line, err, partial = self:read_until("\n", max)
-    if line then return line end
-    if err == "closed" and partial then return partial end
-    if err then error(err, 2) end
-    return nil
-  end
+  if max == nil then return next_line, self end
+  return lines_of(self, max)
 end
 
 -- for chunk in s:chunks([max]): the bytes as they arrive. A read error is
--- raised.
+-- raised. Without max the iterator is a plain function (no closure per
+-- loop), so a loop over messages compiles.
+local function next_chunk(self, _, max)
+  local chunk, err = self:read_some(max)
+  if err then error(err, 2) end
+  return chunk
+end
+
+local function chunks_of(self, max) -- a closure here, so that chunks() has none
+  return function() return next_chunk(self, nil, max) end
+end
+
 function S:chunks(max)
-  return function()
-    local chunk, err = self:read_some(max)
-    if err then error(err, 2) end
-    return chunk
-  end
+  if max == nil then return next_chunk, self end
+  return chunks_of(self, max)
 end
 
 local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.websocket",

@@ -43,11 +43,23 @@ for _, m in ipairs({"read", "read_some", "read_until", "read_all", "lines", "chu
   end
 end
 
+-- The stream a message held once the next one came: the core serves every
+-- message of a websocket with one stream object, so an old message must not
+-- read the new one's bytes.
+local gone_stream = setmetatable({}, {__index = function()
+  return function() error("attempt to use a closed stream", 2) end
+end})
+local last_message = setmetatable({}, {__mode = "kv"}) -- websocket → its message
+
 -- ws:receive() → message | nil, "closed", code, reason | nil, error[, code]
 function WS:receive()
   local kind, s, code, reason = self:next()
+  local last = last_message[self]
+  if last then last.stream = gone_stream end
   if not kind then return nil, s, code, reason end
-  return setmetatable({type = kind, stream = s}, Message)
+  local msg = setmetatable({type = kind, stream = s}, Message)
+  last_message[self] = msg
+  return msg
 end
 
 -- ---- sending ----
@@ -69,26 +81,42 @@ Writer.__name = "rill.websocket.writer"
 -- latest write is held for the next fragment or the last, so a message sent
 -- in one write goes as one frame), writer:close() ends the message.
 function WS:send_stream(kind, fragment_size)
-  if self:_streaming() then error("a message is being streamed on this websocket", 2) end
-  self:_streaming(true)
+  if self:_streaming(true) then error("a message is being streamed on this websocket", 2) end
   return setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
-    parts = {}, n = 0, size = fragment_size or 65536}, Writer)
+    held = nil, parts = nil, n = 0, size = fragment_size or 65536}, Writer)
 end
 
+-- The writer holds its latest write in held; parts gathers the writes before
+-- it only when several make up one fragment (most messages are one write).
 function Writer:write(data)
   if self.closed then error("the message has ended", 2) end
-  data = tostring(data)
-  if #data == 0 then return true end
-  local parts = self.parts
-  parts[#parts + 1] = data
-  self.n = self.n + #data
-  if self.n < self.size or #parts == 1 then return true end
-  -- A fragment's worth: all but the last write go now; the last waits, so
-  -- that a message ends with data, not with an empty final fragment.
-  parts[#parts] = nil
-  local payload = concat(parts)
-  self.parts = {data}
-  self.n = #data
+  if type(data) ~= "string" then data = tostring(data) end
+  local len = #data
+  if len == 0 then return true end
+  local held = self.held
+  if held == nil then
+    self.held, self.n = data, len
+    return true
+  end
+  local parts, total = self.parts, self.n + len
+  if total < self.size then
+    if parts == nil then
+      self.parts = {held}
+    else
+      parts[#parts + 1] = held
+    end
+    self.held, self.n = data, total
+    return true
+  end
+  -- A fragment's worth: all but the latest write go now; the latest waits,
+  -- so that a message ends with data, not with an empty final fragment.
+  local payload = held
+  if parts ~= nil then
+    parts[#parts + 1] = held
+    payload = concat(parts)
+    self.parts = nil
+  end
+  self.held, self.n = data, len
   local op = self.started and 0 or self.op
   self.started = true
   return self.ws:frame(op, false, payload)
@@ -99,7 +127,12 @@ function Writer:close()
   self.closed = true
   self.ws:_streaming(false)
   local op = self.started and 0 or self.op
-  return self.ws:frame(op, true, concat(self.parts))
+  local payload, parts = self.held or "", self.parts
+  if parts ~= nil then
+    parts[#parts + 1] = payload
+    payload = concat(parts)
+  end
+  return self.ws:frame(op, true, payload)
 end
 
 -- ---- the server side ----
