@@ -495,6 +495,39 @@ static int l_upgrade(lua_State *L) {
   return 1;
 }
 
+/* Pushes what a parsed response head says: status, reason, minor version,
+ * headers, body mode, length, keep-alive, raw headers (8 values). The body
+ * mode follows the request's method (HEAD: none; CONNECT 2xx: none). */
+static int push_response(lua_State *L, const char *head, const rill_http_head_t *h,
+                         const char *method) {
+  lua_pushinteger(L, h->status);
+  lua_pushlstring(L, head + h->reason_off, h->reason_len);
+  lua_pushinteger(L, h->minor);
+  push_fields(L, head, h->fields, h->nfields);
+  const char *mode = "none";
+  int nobody = strcmp(method, "HEAD") == 0 || h->status < 200 || h->status == 204 ||
+               h->status == 304 || (strcmp(method, "CONNECT") == 0 && h->status < 300);
+  if (!nobody) {
+    if (h->flags & RILL_HTTP_CHUNKED)
+      mode = "chunked";
+    else if (h->flags & RILL_HTTP_LENGTH)
+      mode = h->content_length > 0 ? "length" : "none";
+    else
+      mode = "eof";
+  }
+  lua_pushstring(L, mode);
+  lua_pushnumber(L, (lua_Number)h->content_length);
+  lua_pushboolean(L, (h->flags & RILL_HTTP_KEEPALIVE) && strcmp(mode, "eof") != 0);
+  lua_createtable(L, (int)h->nfields * 2, 0);
+  for (unsigned i = 0; i < h->nfields; i++) {
+    lua_pushlstring(L, head + h->fields[i].name_off, h->fields[i].name_len);
+    lua_rawseti(L, -2, (int)i * 2 + 1);
+    lua_pushlstring(L, head + h->fields[i].value_off, h->fields[i].value_len);
+    lua_rawseti(L, -2, (int)i * 2 + 2);
+  }
+  return 8;
+}
+
 /* core.http_parse_response(head [, method]) → status, reason, minor version,
  * headers (lower-case, repeats in arrays), body mode ("none", "length",
  * "chunked", "eof"), length, keep-alive, raw headers {name, value, ...} as
@@ -512,33 +545,65 @@ static int l_parse_response(lua_State *L) {
     rill__http_head_free(&h);
     return 2;
   }
-  lua_pushinteger(L, h.status);
-  lua_pushlstring(L, head + h.reason_off, h.reason_len);
-  lua_pushinteger(L, h.minor);
-  push_fields(L, head, h.fields, h.nfields);
-  const char *mode = "none";
-  int nobody = strcmp(method, "HEAD") == 0 || h.status < 200 || h.status == 204 ||
-               h.status == 304 || (strcmp(method, "CONNECT") == 0 && h.status < 300);
-  if (!nobody) {
-    if (h.flags & RILL_HTTP_CHUNKED)
-      mode = "chunked";
-    else if (h.flags & RILL_HTTP_LENGTH)
-      mode = h.content_length > 0 ? "length" : "none";
-    else
-      mode = "eof";
-  }
-  lua_pushstring(L, mode);
-  lua_pushnumber(L, (lua_Number)h.content_length);
-  lua_pushboolean(L, (h.flags & RILL_HTTP_KEEPALIVE) && strcmp(mode, "eof") != 0);
-  lua_createtable(L, (int)h.nfields * 2, 0);
-  for (unsigned i = 0; i < h.nfields; i++) {
-    lua_pushlstring(L, head + h.fields[i].name_off, h.fields[i].name_len);
-    lua_rawseti(L, -2, (int)i * 2 + 1);
-    lua_pushlstring(L, head + h.fields[i].value_off, h.fields[i].value_len);
-    lua_rawseti(L, -2, (int)i * 2 + 2);
-  }
+  int n = push_response(L, head, &h, method);
   rill__http_head_free(&h);
-  return 8;
+  return n;
+}
+
+/* A response head read from a connection's own buffer: the parser state
+ * stays with the connection's stream face for its next response. */
+typedef struct {
+  rill_http_head_t h;
+  char method[16]; /* of the request it answers ("HEAD" and "CONNECT" matter) */
+  size_t max;      /* bytes the head may take */
+} resp_reader_t;
+
+static long parse_response(void *state, lua_State *L, const char *p, size_t n, int *nres) {
+  resp_reader_t *rr = state;
+  ssize_t r = rill__http_head_parse(&rr->h, p, n, rr->max);
+  if (r == 0) return 0;
+  if (r < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "bad response: %s", rr->h.err_reason ? rr->h.err_reason : "?");
+    *nres = 2;
+    return RILL_EPROTO;
+  }
+  *nres = push_response(L, p, &rr->h, rr->method);
+  return (long)r;
+}
+
+static void free_response_reader(void *state) {
+  resp_reader_t *rr = state;
+  rill__http_head_free(&rr->h);
+  free(rr);
+}
+
+/* core.http_read_response(sock, method, max) → as http_parse_response, read
+ * from sock: the head is parsed where it lies in the socket's buffer and
+ * consumed, the body's bytes stay. Errors: nil, "bad response: ...", nil
+ * and a read error, or nil alone at the end of the stream before a byte. */
+static int l_read_response(lua_State *L) {
+  lstream_ud *ud = rill__lstream_ud(L, 1);
+  size_t mlen;
+  const char *method = luaL_checklstring(L, 2, &mlen);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, max > 0, 3, "must be positive");
+  resp_reader_t *rr = ud->parse_state;
+  if (rr == NULL || ud->parse_free != free_response_reader) {
+    if (ud->parse_free) ud->parse_free(ud->parse_state);
+    ud->parse_state = NULL;
+    ud->parse_free = NULL;
+    rr = malloc(sizeof(*rr));
+    if (rr == NULL) return luaL_error(L, "out of memory");
+    rill__http_head_init(&rr->h, HTTP_RESPONSE, 256);
+    ud->parse_state = rr;
+    ud->parse_free = free_response_reader;
+  } else {
+    rill__http_head_reset(&rr->h);
+  }
+  snprintf(rr->method, sizeof(rr->method), "%s", mlen < sizeof(rr->method) ? method : "");
+  rr->max = (size_t)max;
+  return rill__lstream_read_parsed(L, 1, parse_response, (size_t)max);
 }
 
 /* core.http_body(stream, mode, length [, max]) → a stream of the body read
@@ -578,6 +643,7 @@ static int conn_tostring(lua_State *L) {
 void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"http_listen", l_http_listen},
                                    {"http_parse_response", l_parse_response},
+                                   {"http_read_response", l_read_response},
                                    {"http_body", l_body_stream},
                                    {"http_trailers", l_body_trailers},
                                    {NULL, NULL}};

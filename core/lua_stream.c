@@ -51,6 +51,7 @@ static int acc_append(lstream_ud *s, const char *p, size_t n) {
 
 static void rop_reset(lstream_ud *s) {
   s->rop = RILL_ROP_NONE;
+  s->parse_seen = 0;
   s->acclen = 0;
   if (s->acccap > READ_UNTIL_MAX) {
     free(s->acc);
@@ -105,7 +106,7 @@ static int rop_step(lstream_ud *ud, lua_State *L) {
     size_t n;
     int r = st->vt->peek(st, &p, &n);
     if (r < 0) return rop_fail(s, L, r);
-    if (n > 0) {
+    if (n > 0 && s->rop != RILL_ROP_PARSE) {
       if (s->rop == RILL_ROP_SOME) {
         size_t take = n < s->rop_n ? n : s->rop_n;
         lua_pushlstring(L, p, take);
@@ -170,6 +171,24 @@ static int rop_step(lstream_ud *ud, lua_State *L) {
         if (acc_append(s, p, n)) return rop_fail(s, L, UV_ENOMEM);
         st->vt->consume(st, n);
       }
+    }
+    if (s->rop == RILL_ROP_PARSE) {
+      /* The parser looks at the stream's own buffer: nothing is copied or
+       * consumed before it ends. */
+      int nres = 0;
+      long used = n > s->parse_seen ? s->parse(s->parse_state, L, p, n, &nres) : 0;
+      s->parse_seen = n;
+      if (used > 0) {
+        st->vt->consume(st, (size_t)used);
+        return nres;
+      }
+      if (used < 0) return nres > 0 ? nres : rop_fail(s, L, (int)used);
+      if (n >= s->rop_n) return rop_fail(s, L, RILL_ETOOLONG);
+      r = rill__stream_fill(st);
+      if (r < 0) return rop_fail(s, L, r == RILL_EOF && n > 0 ? RILL_ECLOSED : r);
+      r = st->vt->peek(st, &p, &n);
+      if (r == 0 && n <= s->parse_seen) return -1;
+      continue;
     }
     r = rill__stream_fill(st);
     if (r < 0) return rop_fail(s, L, r);
@@ -424,6 +443,9 @@ static int l_gc(lua_State *L) {
   }
   free(ud->acc);
   ud->acc = NULL;
+  if (ud->parse_free) ud->parse_free(ud->parse_state);
+  ud->parse_state = NULL;
+  ud->parse_free = NULL;
   if (ud->sep != ud->sep_small) free(ud->sep);
   ud->sep = ud->sep_small;
   return 0;
@@ -459,6 +481,21 @@ int rill__lstream_reuse(lstream_ud *ud, rill_stream_t *s, int timeout_ms) {
   rop_reset(ud);
   rill__stream_bind(s, &ud->b, &face_ops);
   return 0;
+}
+
+lstream_ud *rill__lstream_ud(lua_State *L, int idx) {
+  return toud(L, idx);
+}
+
+int rill__lstream_read_parsed(lua_State *L, int idx, rill_lstream_parse_fn parse, size_t max) {
+  lua_pushvalue(L, idx);
+  lua_replace(L, 1);
+  lstream_ud *ud = check_reader(L);
+  ud->rop = RILL_ROP_PARSE;
+  ud->rop_n = max;
+  ud->parse = parse;
+  ud->parse_seen = 0;
+  return read_start(L, ud);
 }
 
 rill_stream_t *rill__lstream_check(lua_State *L, int idx) {

@@ -10,7 +10,16 @@
 #define RILL_STREAM_MT "rill.stream"
 
 /* A pending read of the face. */
-enum { RILL_ROP_NONE, RILL_ROP_SOME, RILL_ROP_EXACT, RILL_ROP_UNTIL };
+enum { RILL_ROP_NONE, RILL_ROP_SOME, RILL_ROP_EXACT, RILL_ROP_UNTIL, RILL_ROP_PARSE };
+
+/* A read that a parser ends (RILL_ROP_PARSE): parse(state, L, p, n) looks at
+ * all the bytes the stream holds, from the read's start (the same bytes and
+ * possibly more on each call). It returns the bytes it used, having pushed
+ * its *nres results onto L; 0 for more bytes (pushing nothing); or a
+ * negative error, having pushed nothing (the read ends with nil and its
+ * message) or *nres > 0 results of its own (nil and why). */
+typedef long (*rill_lstream_parse_fn)(void *state, lua_State *L, const char *p, size_t n,
+                                      int *nres);
 
 /* The "rill.stream" userdata: bound to its stream while open, with the Lua
  * read state and the waits of the tasks that read and write through it. */
@@ -28,6 +37,12 @@ typedef struct {
   char sep_small[16];
   char *acc; /* bytes taken from the stream for a read not yet complete */
   size_t acclen, acccap;
+  /* PARSE: the parser, and its state (kept for the next parsed read; freed
+   * with the userdata by parse_free) */
+  rill_lstream_parse_fn parse;
+  void *parse_state;
+  void (*parse_free)(void *state);
+  size_t parse_seen; /* bytes the parser saw at its last call */
 } lstream_ud;
 
 void rill__lstream_open(lua_State *L);
@@ -40,6 +55,14 @@ lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int tim
  * bound or has waits. */
 int rill__lstream_reuse(lstream_ud *ud, rill_stream_t *s, int timeout_ms);
 rill_stream_t *rill__lstream_check(lua_State *L, int idx);
+/* The userdata at idx (raises if it is not a stream face). */
+lstream_ud *rill__lstream_ud(lua_State *L, int idx);
+/* Starts a parsed read on the userdata at idx, with the parser state kept in
+ * the userdata (state and free_fn are given on the first parsed read and
+ * kept: ud->parse_state, if set, is the one from before). At most max bytes
+ * are looked at: past them the read ends "too long". Call from a C function
+ * as `return rill__lstream_read_parsed(...)`. */
+int rill__lstream_read_parsed(lua_State *L, int idx, rill_lstream_parse_fn parse, size_t max);
 /* Binds the userdata at idx to s instead of its stream, which it lets go
  * without closing (starttls: the same Lua object reads through TLS). */
 void rill__lstream_rebind(lua_State *L, int idx, rill_stream_t *s);

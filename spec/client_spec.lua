@@ -241,3 +241,79 @@ describe("http client request heads", function()
     refused({})
   end)
 end)
+
+-- The response head is parsed where it lies in the connection's buffer
+-- (core.http_read_response): however the upstream splits its bytes, the
+-- head ends where it ends and the body's bytes stay for the body.
+describe("http client response heads", function()
+  -- An upstream that answers each request with the pieces given for it,
+  -- flushed one by one with a pause between.
+  local function upstream(answers)
+    local n = 0
+    local l = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+      sock:settimeout(10000)
+      while sock:read_until("\r\n\r\n") do
+        n = n + 1
+        for _, piece in ipairs(answers[n] or {}) do
+          sock:write(piece)
+          sock:flush()
+          rill.sleep(5)
+        end
+      end
+      sock:close()
+    end})
+    return l, ("http://127.0.0.1:%d/"):format(l:port())
+  end
+
+  it("reads a head split anywhere, after 1xx heads, and leaves the body's bytes", function()
+    local head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Split: yes\r\n\r\n"
+    local pieces = {"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 100 Cont", "inue\r\n\r\n"}
+    for i = 1, #head do pieces[#pieces + 1] = head:sub(i, i) end
+    pieces[#pieces + 1] = "hel"
+    pieces[#pieces + 1] = "lo" .. "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"
+    local l, url = upstream({pieces, {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}})
+    finally(function() l:close() end)
+    local res = assert(rill.http.request{url = url})
+    assert.equal(200, res.status)
+    assert.equal("yes", res.headers["x-split"])
+    assert.same({"Content-Length", "5", "X-Split", "yes"}, res.raw_headers)
+    assert.equal("hello", res.body:read_all())
+    -- the bytes after the body were not a response to the next request: the
+    -- connection is not reused, and the next request gets its own answer
+    res = assert(rill.http.request{url = url})
+    assert.equal(200, res.status)
+    assert.equal(2, l:connections())
+  end)
+
+  it("answers a malformed or oversized head with an error, not a response", function()
+    local l, url = upstream({{"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"}})
+    local res, err = rill.http.request{url = url}
+    l:close()
+    assert.is_nil(res)
+    assert.matches("^bad response", err)
+    l, url = upstream({{"HTTP/1.1 200 OK\r\nX-Long: " .. string.rep("a", client.MAX_HEAD) ..
+      "\r\n\r\n"}})
+    res, err = rill.http.request{url = url}
+    l:close()
+    assert.is_nil(res)
+    assert.truthy(err)
+  end)
+
+  it("reads response after response on a kept-alive connection, by each body's framing",
+    function()
+    local l, url = upstream({
+      {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"},
+      {"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n"},
+      {"HTTP/1.1 204 No Content\r\n\r\n"},
+    })
+    finally(function() l:close() end)
+    local res = assert(rill.http.request{url = url})
+    assert.equal("one", res.body:read_all())
+    res = assert(rill.http.request{url = url})
+    assert.equal(201, res.status)
+    assert.equal("two", res.body:read_all())
+    res = assert(rill.http.request{url = url, method = "HEAD"})
+    assert.equal(204, res.status)
+    assert.equal(1, l:connections())
+  end)
+end)

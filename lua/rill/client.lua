@@ -361,14 +361,14 @@ local function exchange(sock, o, key, reused)
 
   local status, reason, minor, headers, mode, clen, keepalive, raw
   repeat
-    local rhead, rerr = sock:read_until("\r\n\r\n", client.MAX_HEAD)
-    if not rhead then
-      if sender then rill.wait(sender, 0) end
-      return nil, send_err or rerr, reused and rerr ~= "timeout"
-    end
+    -- parsed where it lies in the socket's buffer; the body's bytes stay
     status, reason, minor, headers, mode, clen, keepalive, raw =
-      core.http_parse_response(rhead .. "\r\n\r\n", method)
-    if not status then return nil, "bad response: " .. tostring(reason) end
+      core.http_read_response(sock, method, client.MAX_HEAD)
+    if not status then
+      if reason and find(reason, "^bad response") then return nil, reason end
+      if sender then rill.wait(sender, 0) end
+      return nil, send_err or reason, reused and reason ~= "timeout"
+    end
   until status >= 200 or status == 101
 
   local res = {status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
