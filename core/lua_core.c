@@ -8,6 +8,7 @@
 #include <lua.h>
 
 #include "lua_core.h"
+#include "lua_ffi.h"
 #include "lua_stream.h"
 #include "lua_sched.h"
 #include "tcp.h"
@@ -768,7 +769,15 @@ int rill__open_core(lua_State *L) {
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "stream_methods");
-  lua_pop(L, 1);
+  lua_setfield(L, -2, "stream_mt");
+  /* The fast paths, for lua/rill/ffi.lua (the same functions for every
+   * worker: they find the worker through the object). */
+  static const rill_ffi_api_t api = {
+      sizeof(rill_ffi_api_t),  rill__ffi_stream_peek, rill__ffi_stream_consume,
+      rill__ffi_stream_write,  rill__ffi_ws_next,     rill__ffi_ws_send,
+      rill__ffi_ws_streaming};
+  lua_pushlightuserdata(L, (void *)&api);
+  lua_setfield(L, -2, "ffi_api");
   lua_pushstring(L, RILL_VERSION_STRING);
   lua_setfield(L, -2, "version");
   return 1;

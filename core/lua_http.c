@@ -4,6 +4,7 @@
  * Each request runs in a task that starts `dispatch(handler, conn, gen)`;
  * conn is one userdata per connection, gen the request's number on it, which
  * every method checks so that a request's objects die with the request. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,9 @@ static void on_drained(rill_http_conn_t *c, int status) {
 
 static void on_close(rill_http_conn_t *c) {
   lconn_ud *ud = c->data;
+  /* touches Lua: never from inside a fast path (lua_sched.h); no fast path
+   * reaches a connection's close */
+  assert(!rill__ffi_active(c->w));
   c->data = NULL;
   if (ud) {
     ud->c = NULL;

@@ -1,4 +1,5 @@
 /* Tasks and the scheduler. See lua_sched.h. */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +183,9 @@ static void task_timeout_cb(uv_timer_t *h) {
 static void task_resume(rill_wait_t *wt, int nres) {
   rill_task_t *t = rill__wait_task(wt);
   rill_worker_t *w = t->w;
+  /* Its results were pushed onto its stack: never from inside a fast path
+   * (lua_sched.h), where the Lua state must not be touched. */
+  assert(SC(w)->ffi == 0);
   uv_timer_stop(&t->timer);
   t->turn_armed = 0;
   if (w->stopping || t->state != RILL_TASK_WAITING) return;
@@ -288,15 +292,55 @@ static void task_run(rill_sched_t *sc, rill_task_t *t) {
   }
 }
 
+void rill__defer(rill_worker_t *w, rill_defer_t *d) {
+  rill_sched_t *sc = SC(w);
+  if (d->queued) return;
+  d->queued = 1;
+  d->next = NULL;
+  if (sc->later_tail)
+    sc->later_tail->next = d;
+  else
+    sc->later = d;
+  sc->later_tail = d;
+}
+
+void rill__defer_drop(rill_worker_t *w, rill_defer_t *d) {
+  rill_sched_t *sc = SC(w);
+  if (sc == NULL || !d->queued) return;
+  rill_defer_t **pp = &sc->later, *prev = NULL;
+  while (*pp && *pp != d) {
+    prev = *pp;
+    pp = &(*pp)->next;
+  }
+  if (*pp == NULL) return;
+  *pp = d->next;
+  if (sc->later_tail == d) sc->later_tail = prev;
+  d->queued = 0;
+}
+
+/* Runs the work faces deferred while a fast path ran. */
+static void run_deferred(rill_sched_t *sc) {
+  while (sc->later) {
+    rill_defer_t *d = sc->later;
+    sc->later = d->next;
+    if (sc->later == NULL) sc->later_tail = NULL;
+    d->queued = 0;
+    d->run(d);
+  }
+}
+
 static void drain(rill_sched_t *sc) {
   if (sc->draining) return;
   sc->draining = 1;
+  run_deferred(sc);
   while (sc->ready_head) {
     rill_task_t *t = sc->ready_head;
     if (t->w->stopping) break;
     sc->ready_head = t->next;
     if (sc->ready_head == NULL) sc->ready_tail = NULL;
     task_run(sc, t);
+    assert(sc->ffi == 0);
+    run_deferred(sc);
   }
   sc->draining = 0;
   /* The tasks stopped running: what they wrote leaves now, together. */

@@ -38,6 +38,26 @@ struct rill_task_s {
   unsigned on_turn : 1, turn_armed : 1;
 };
 
+/* ---- calls from compiled Lua (the FFI) ----
+ * The hot methods (stream reads and writes, websocket receives and sends)
+ * have a fast path that Lua calls through the FFI, so that a loop finding
+ * data waiting runs as a compiled trace; the fast path returns at once (data,
+ * done, or "take the slow path") and Lua does the waiting. A C function called
+ * so must not touch the Lua state, whose values may sit in registers the
+ * collector cannot see. It runs between rill__ffi_enter() and
+ * rill__ffi_leave(); a Lua face called back meanwhile (a stream turned
+ * readable or went, a websocket closed) does what it must to its own C state
+ * at once, and whatever would push results onto a waiting task goes into a
+ * rill_defer_t, which the scheduler runs as soon as the running task stops
+ * (before it resumes any other). Only a face with a waiter defers: the
+ * waiting task's stack keeps the face alive until then. */
+typedef struct rill_defer_s rill_defer_t;
+struct rill_defer_s {
+  rill_defer_t *next;
+  void (*run)(rill_defer_t *d);
+  int queued;
+};
+
 typedef struct rill_sched_s {
   rill_service_t svc; /* with the worker: closes the handles, then the Lua state */
   rill_worker_t *w;
@@ -50,7 +70,28 @@ typedef struct rill_sched_s {
   unsigned npool;
   uv_idle_t defer_idle;
   uv_check_t defer_check;
+  int ffi;                    /* inside a fast path called through the FFI */
+  rill_defer_t *later, *later_tail; /* faces' work deferred out of a fast path */
 } rill_sched_t;
+
+/* Whether a Lua face called back now must defer what touches Lua. */
+static inline int rill__ffi_active(rill_worker_t *w) {
+  return w->sched != NULL && w->sched->ffi;
+}
+/* The fast path may run: a task runs (so the scheduler runs the deferred work
+ * when it stops). Returns 0 if not (take the slow path), else enters. */
+static inline int rill__ffi_enter(rill_worker_t *w) {
+  if (w->sched == NULL || w->sched->current == NULL || w->stopping) return 0;
+  w->sched->ffi++;
+  return 1;
+}
+static inline void rill__ffi_leave(rill_worker_t *w) {
+  w->sched->ffi--;
+}
+/* Queues d (nothing if queued already). */
+void rill__defer(rill_worker_t *w, rill_defer_t *d);
+/* Takes d off the queue (its face is going). */
+void rill__defer_drop(rill_worker_t *w, rill_defer_t *d);
 
 /* Makes w's scheduler, for w->L; the worker closes both at its end. */
 int rill__sched_init(rill_worker_t *w);

@@ -9,6 +9,7 @@
  * A read that needs bytes from several fills (read(n), read_until) gathers
  * them in acc, taking from the stream only what it returns, so nothing after
  * a separator is consumed. When the stream goes, every wait ends "closed". */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include <lua.h>
 
 #include "lua_core.h"
+#include "lua_ffi.h"
 #include "lua_stream.h"
 #include "lua_sched.h"
 
@@ -218,20 +220,45 @@ static int write_cancel(rill_wait_t *wt, int status) {
   return 2;
 }
 
-/* The stream has bytes (or ended): go on with the read that waits. */
-static void face_readable(rill_binding_t *b, int status) {
-  lstream_ud *ud = rill__container_of(b, lstream_ud, b);
+enum { EV_READABLE = 1, EV_DRAINED = 2, EV_GONE = 4 };
+
+static void face_deferred(rill_defer_t *d);
+
+/* Whether the callback must leave ev for later (a fast path runs). */
+static int defer_ev(lstream_ud *ud, unsigned ev) {
+  if (ud->w == NULL || !rill__ffi_active(ud->w)) return 0;
+  ud->dfr_ev |= ev;
+  ud->dfr.run = face_deferred;
+  rill__defer(ud->w, &ud->dfr);
+  return 1;
+}
+
+static void read_ready(lstream_ud *ud) {
   rill_wait_t *wt = rill__waitq_find(&ud->waits, W_READ);
-  if (wt == NULL) return;
+  if (wt == NULL || ud->s == NULL) return;
   int n = rop_step(ud, rill__wait_task(wt)->co);
   if (n < 0) return;
   rop_reset(ud);
   rill__wait_done(wt, n);
 }
 
+/* The stream has bytes (or ended): go on with the read that waits. */
+static void face_readable(rill_binding_t *b, int status) {
+  lstream_ud *ud = rill__container_of(b, lstream_ud, b);
+  if (rill__waitq_find(&ud->waits, W_READ) == NULL || defer_ev(ud, EV_READABLE)) return;
+  read_ready(ud);
+}
+
 static void face_drained(rill_binding_t *b, int status) {
   lstream_ud *ud = rill__container_of(b, lstream_ud, b);
-  rill__task_drained(rill__waitq_find(&ud->waits, W_WRITE), status);
+  rill_wait_t *wt = rill__waitq_find(&ud->waits, W_WRITE);
+  if (wt == NULL) return;
+  if (ud->w && rill__ffi_active(ud->w)) {
+    ud->dfr_drain_status = status;
+    defer_ev(ud, EV_DRAINED);
+    return;
+  }
+  rill__task_drained(wt, status);
 }
 
 /* The stream is closing: the userdata lets go, and whoever waits on it is
@@ -239,7 +266,17 @@ static void face_drained(rill_binding_t *b, int status) {
 static void face_gone(rill_binding_t *b) {
   lstream_ud *ud = rill__container_of(b, lstream_ud, b);
   ud->s = NULL;
+  if (ud->waits.head == NULL || defer_ev(ud, EV_GONE)) return;
   rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+}
+
+static void face_deferred(rill_defer_t *d) {
+  lstream_ud *ud = rill__container_of(d, lstream_ud, dfr);
+  unsigned ev = ud->dfr_ev;
+  ud->dfr_ev = 0;
+  if (ev & EV_READABLE) read_ready(ud);
+  if (ev & EV_DRAINED) rill__task_drained(rill__waitq_find(&ud->waits, W_WRITE), ud->dfr_drain_status);
+  if ((ev & EV_GONE) || ud->s == NULL) rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
 }
 
 static const rill_binding_ops_t face_ops = {
@@ -350,6 +387,70 @@ static int l_write(lua_State *L) {
   return rill__lstream_write_result(L, s, r);
 }
 
+/* s:_wait_drained(): after a fast write the stream took but asked to wait
+ * for (the peer reads slowly): waits like write() would have. */
+static int l_wait_drained(lua_State *L) {
+  lstream_ud *ud = toud(L, 1);
+  if (ud->s == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, rill__errmsg(RILL_ECLOSED));
+    return 2;
+  }
+  rill_task_t *t = rill__task_check(ud->s->w, L);
+  if (rill__waitq_find(&ud->waits, W_WRITE))
+    return luaL_error(L, "stream already has a writer waiting");
+  return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, ud->timeout_ms, write_cancel);
+}
+
+/* ---- the fast paths (lua_sched.h: calls from compiled Lua) ---- */
+
+/* The bytes the stream holds for a read that would start now: their count,
+ * with *p at them; -1 at the end of the stream (nothing held); 0 when the
+ * read must take the slow path (nothing there, an error, a reader waiting,
+ * not in a task). */
+int rill__ffi_stream_peek(void *face, const char **p) {
+  lstream_ud *ud = face;
+  rill_stream_t *s = ud->s;
+  if (s == NULL || s->vt->peek == NULL || rill__waitq_find(&ud->waits, W_READ) ||
+      !rill__ffi_enter(ud->w))
+    return 0;
+  size_t n = 0;
+  int r = s->vt->peek(s, p, &n);
+  rill__ffi_leave(ud->w);
+  if (r == RILL_EOF) return -1;
+  if (r != 0) return 0;
+  return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Consumes n bytes that rill__ffi_stream_peek showed; returns the bytes held after them
+ * (a stream that decodes framing may hold more pieces), or 0. */
+int rill__ffi_stream_consume(void *face, size_t n) {
+  lstream_ud *ud = face;
+  rill_stream_t *s = ud->s;
+  if (s == NULL || !rill__ffi_enter(ud->w)) return 0;
+  s->vt->consume(s, n);
+  const char *p;
+  size_t more = 0;
+  int r = ud->s ? s->vt->peek(s, &p, &more) : -1;
+  rill__ffi_leave(ud->w);
+  return r != 0 ? 0 : more > INT_MAX ? INT_MAX : (int)more;
+}
+
+/* Writes p[0..n): 0 taken, 1 taken but wait for the drain (_wait_drained),
+ * 2 the slow path (nothing was taken: a writer waits, an error to report, not
+ * in a task). */
+int rill__ffi_stream_write(void *face, const char *p, size_t n) {
+  lstream_ud *ud = face;
+  rill_stream_t *s = ud->s;
+  if (s == NULL || s->vt->write == NULL || n > UINT_MAX ||
+      rill__waitq_find(&ud->waits, W_WRITE) || !rill__ffi_enter(ud->w))
+    return 2;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int r = s->vt->write(s, &b, 1);
+  rill__ffi_leave(ud->w);
+  return r == 0 ? 0 : r == RILL_EAGAIN ? 1 : 2;
+}
+
 /* s:flush(): what was written leaves now, not when the task next waits. */
 static int l_flush(lua_State *L) {
   rill_stream_t *s = check_open(L, 1);
@@ -436,6 +537,7 @@ static int l_sockname(lua_State *L) {
 static int l_gc(lua_State *L) {
   lstream_ud *ud = toud(L, 1);
   rill_stream_t *s = ud->s;
+  if (ud->w) rill__defer_drop(ud->w, &ud->dfr);
   if (s) {
     rill__stream_unbind(&ud->b);
     ud->s = NULL;
@@ -464,6 +566,7 @@ lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int tim
   lstream_ud *ud = lua_newuserdata(L, sizeof(*ud));
   memset(ud, 0, sizeof(*ud));
   ud->s = s;
+  ud->w = s->w;
   ud->owns = owns;
   ud->timeout_ms = timeout_ms;
   ud->sep = ud->sep_small;
@@ -527,9 +630,15 @@ int rill__lstream_reading(rill_stream_t *s) {
   return 0;
 }
 
+/* read, read_some and write are replaced by lua/rill/init.lua with fast paths
+ * in front of these (kept as _read, _read_some, _write). */
 static const luaL_Reg methods[] = {
     {"read", l_read},
     {"read_some", l_read_some},
+    {"_read", l_read},
+    {"_read_some", l_read_some},
+    {"_write", l_write},
+    {"_wait_drained", l_wait_drained},
     {"read_until", l_read_until},
     {"write", l_write},
     {"flush", l_flush},

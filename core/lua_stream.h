@@ -43,6 +43,11 @@ typedef struct {
   void *parse_state;
   void (*parse_free)(void *state);
   size_t parse_seen; /* bytes the parser saw at its last call */
+  /* what a callback during a fast path left for later (lua_sched.h) */
+  rill_defer_t dfr;
+  unsigned dfr_ev;
+  int dfr_drain_status;
+  rill_worker_t *w;
 } lstream_ud;
 
 void rill__lstream_open(lua_State *L);

@@ -1,6 +1,8 @@
 /* The Lua face of WebSockets: the "rill.websocket" userdata over ws_conn.c,
  * and the handshake helpers. lua/rill/websocket.lua builds the handshake,
  * the client, message objects and streaming sends on top. */
+#include <assert.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +10,7 @@
 #include <lua.h>
 
 #include "lua_core.h"
+#include "lua_ffi.h"
 #include "lua_stream.h"
 #include "lua_sched.h"
 #include "ws_conn.h"
@@ -24,7 +27,14 @@ typedef struct {
   lstream_ud *msg;   /* the face of the message stream, made once ... */
   int msg_ref;       /* ... and kept in the registry (LUA_NOREF: none yet) */
   char protocol[64]; /* the negotiated subprotocol, or "" */
+  /* what a callback during a fast path left for later (lua_sched.h) */
+  rill_worker_t *w;
+  rill_defer_t dfr;
+  unsigned dfr_ev;
+  int dfr_drain_status;
 } lws_t;
+
+enum { EV_NEXT = 1, EV_CLOSED = 2, EV_DRAINED = 4, EV_GONE = 8 };
 
 static lws_t *check(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
@@ -71,33 +81,74 @@ static int push_next(lua_State *L, lws_t *u, int r) {
 
 /* ---- what the websocket tells us ---- */
 
-static void on_next(rill_websocket_t *ws) {
-  lws_t *u = ws->data;
+static void deferred(rill_defer_t *d);
+
+/* Whether a callback with a waiter must leave ev for later (a fast path
+ * runs): the waiter's stack keeps u alive until then. */
+static int defer_ev(lws_t *u, unsigned ev) {
+  if (!rill__ffi_active(u->w)) return 0;
+  u->dfr_ev |= ev;
+  u->dfr.run = deferred;
+  rill__defer(u->w, &u->dfr);
+  return 1;
+}
+
+static void next_ready(lws_t *u) {
   rill_wait_t *wt = rill__waitq_find(&u->waits, W_NEXT);
-  if (wt == NULL) return;
-  int r = rill__ws_next(ws);
+  if (wt == NULL || u->ws == NULL) return;
+  int r = rill__ws_next(u->ws);
   if (r == RILL_EAGAIN) return;
   rill__wait_done(wt, push_next(rill__wait_task(wt)->co, u, r));
 }
 
-static void on_closed(rill_websocket_t *ws) {
-  lws_t *u = ws->data;
+static void closed_ready(lws_t *u) {
   rill_wait_t *wt = rill__waitq_find(&u->waits, W_CLOSE);
   if (wt == NULL) return;
   lua_pushboolean(rill__wait_task(wt)->co, 1);
   rill__wait_done(wt, 1);
 }
 
+static void on_next(rill_websocket_t *ws) {
+  lws_t *u = ws->data;
+  if (rill__waitq_find(&u->waits, W_NEXT) == NULL || defer_ev(u, EV_NEXT)) return;
+  next_ready(u);
+}
+
+static void on_closed(rill_websocket_t *ws) {
+  lws_t *u = ws->data;
+  if (rill__waitq_find(&u->waits, W_CLOSE) == NULL || defer_ev(u, EV_CLOSED)) return;
+  closed_ready(u);
+}
+
 static void on_drained(rill_websocket_t *ws, int status) {
   lws_t *u = ws->data;
-  rill__task_drained(rill__waitq_find(&u->waits, W_WRITE), status);
+  rill_wait_t *wt = rill__waitq_find(&u->waits, W_WRITE);
+  if (wt == NULL) return;
+  if (rill__ffi_active(u->w)) {
+    u->dfr_drain_status = status;
+    defer_ev(u, EV_DRAINED);
+    return;
+  }
+  rill__task_drained(wt, status);
 }
 
 /* Freed under us (a worker's teardown). */
 static void on_gone(rill_websocket_t *ws) {
   lws_t *u = ws->data;
   u->ws = NULL;
+  if (u->waits.head == NULL || defer_ev(u, EV_GONE)) return;
   rill__waitq_cancel_all(&u->waits, RILL_ECLOSED);
+}
+
+static void deferred(rill_defer_t *d) {
+  lws_t *u = rill__container_of(d, lws_t, dfr);
+  unsigned ev = u->dfr_ev;
+  u->dfr_ev = 0;
+  if (ev & EV_CLOSED) closed_ready(u);
+  if (ev & EV_NEXT) next_ready(u);
+  if (ev & EV_DRAINED)
+    rill__task_drained(rill__waitq_find(&u->waits, W_WRITE), u->dfr_drain_status);
+  if ((ev & EV_GONE) || u->ws == NULL) rill__waitq_cancel_all(&u->waits, RILL_ECLOSED);
 }
 
 static const rill_ws_ops_t ws_ops = {
@@ -268,8 +319,59 @@ static int l_streaming(lua_State *L) {
   return 1;
 }
 
+/* ws:_wait_drained(): after a fast send the websocket took but asked to
+ * wait for (the peer reads slowly): waits like send() would have. */
+static int l_wait_drained(lua_State *L) {
+  lws_t *u = check(L);
+  return send_result(L, u, check_writer(L, u), RILL_EAGAIN);
+}
+
+/* ---- the fast paths (lua_sched.h: calls from compiled Lua) ---- */
+
+/* The next message, if it has begun: 1 (text) or 2 (binary), the message
+ * stream's face (u->msg, which Lua holds) bound to it; 0 for the slow path
+ * (nothing yet, the end, a receiver or reader waiting, no face yet). */
+int rill__ffi_ws_next(void *p) {
+  lws_t *u = p;
+  rill_websocket_t *ws = u->ws;
+  if (ws == NULL || u->msg == NULL || u->waits.head || u->msg->waits.head ||
+      rill__lstream_reading(&ws->msg) || !rill__ffi_enter(u->w))
+    return 0;
+  int r = rill__ws_next(ws), kind = 0;
+  if (r == RILL_WS_MESSAGE) {
+    /* rill__ws_next() let u->msg go, with no waiter: it binds again. */
+    int reused = rill__lstream_reuse(u->msg, &ws->msg, u->timeout_ms);
+    assert(reused == 0);
+    (void)reused;
+    kind = ws->msg_type == RILL_WS_TEXT ? 1 : 2;
+  }
+  rill__ffi_leave(u->w);
+  return kind;
+}
+
+/* One frame: 0 sent (or queued), 1 sent but wait for the drain
+ * (_wait_drained), 2 the slow path (a writer waits, an error to report). */
+int rill__ffi_ws_send(void *p, int opcode, int fin, const char *data, size_t n) {
+  lws_t *u = p;
+  if (u->ws == NULL || n > UINT_MAX || rill__waitq_find(&u->waits, W_WRITE) ||
+      !rill__ffi_enter(u->w))
+    return 2;
+  int r = rill__ws_send(u->ws, opcode, fin, data, n);
+  rill__ffi_leave(u->w);
+  return r == 0 ? 0 : r == RILL_EAGAIN ? 1 : 2;
+}
+
+/* As ws:_streaming(): set < 0 reads the flag. */
+int rill__ffi_ws_streaming(void *p, int set) {
+  lws_t *u = p;
+  int was = u->streaming;
+  if (set >= 0 && !(was && set)) u->streaming = set;
+  return was;
+}
+
 static int l_gc(lua_State *L) {
   lws_t *u = luaL_checkudata(L, 1, WS_MT);
+  if (u->w) rill__defer_drop(u->w, &u->dfr);
   luaL_unref(L, LUA_REGISTRYINDEX, u->msg_ref);
   u->msg_ref = LUA_NOREF;
   u->msg = NULL;
@@ -306,6 +408,7 @@ static int l_ws_new(lua_State *L) {
   luaL_getmetatable(L, WS_MT);
   lua_setmetatable(L, -2);
   rill_stream_t *t = rill__lstream_take(L, 1);
+  u->w = w;
   u->ws = rill__ws_new(w, t, &o, &ws_ops, u);
   if (u->ws == NULL) return luaL_error(L, "out of memory");
   return 1;
@@ -356,9 +459,14 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {
       {"ws_new", l_ws_new}, {"ws_accept", l_ws_accept},   {"ws_key", l_ws_key},
       {"random", l_random}, {"utf8_valid", l_utf8_valid}, {NULL, NULL}};
+  /* next, send and frame get fast paths in lua/rill/websocket.lua, in front
+   * of these (kept as _next, _send, _frame). */
   static const luaL_Reg methods[] = {{"next", l_next},
                                      {"send", l_send},
                                      {"frame", l_frame},
+                                     {"_next", l_next},
+                                     {"_send", l_send},
+                                     {"_frame", l_frame},
                                      {"ping", l_ping},
                                      {"pong", l_pong},
                                      {"close", l_close},
@@ -368,6 +476,7 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
                                      {"state", l_state},
                                      {"protocol", l_protocol},
                                      {"_streaming", l_streaming},
+                                     {"_wait_drained", l_wait_drained},
                                      {NULL, NULL}};
   rill__register(L, w, funcs);
   rill__new_class(L, WS_MT, methods, l_gc);

@@ -68,6 +68,54 @@ describe("stream", function()
     end)
   end)
 
+  -- read, read_some and write answer from C through the FFI when the bytes
+  -- are there (or the write is taken); every other case goes to the C
+  -- methods. Both must give the same answers, in any mix.
+  describe("fast and slow paths", function()
+    it("give the same bytes in any mix of reads", function()
+      local port
+      l, port = server(function(sock)
+        sock:write("hello world\nrest of it")
+        sock:flush()
+        rill.sleep(50)
+        sock:write("tail")
+      end)
+      local s = helper.connect(port)
+      assert.equal("hello world\nrest of it", s:read(22)) -- waits (slow), gathers
+      assert.equal("tail", s:read_some())
+      s:close()
+      l:close()
+      l, port = server(function(sock) sock:write("hello world\nrest of it") end)
+      s = helper.connect(port)
+      rill.sleep(50) -- all of it arrived: the fast paths answer
+      assert.equal("hello", s:read(5))
+      assert.equal(" world", s:read_until("\n"))
+      assert.equal("re", s:read_some(2))
+      assert.equal("st ", s:read(3))
+      assert.equal("of it", s:read_some(100))
+      assert.is_nil(s:read_some()) -- the end
+      assert.is_nil(s:read(1))
+      s:close()
+    end)
+
+    it("check what they are given as the C methods do", function()
+      local port
+      l, port = server(function(sock) sock:write("abc") end)
+      local s = helper.connect(port)
+      rill.sleep(50)
+      assert.has_error(function() s:read_some(0) end)
+      assert.has_error(function() s:read(-1) end)
+      assert.has_error(function() s.read_some({}) end)
+      assert.has_error(function() s.write({}, "x") end)
+      assert.equal("abc", s:read_some())
+      assert.is_true(s:write("x"))
+      assert.is_true(s:write("a", "b", 3)) -- several pieces: the C method
+      s:close()
+      assert.has_error(function() s:read_some() end, "attempt to use a closed stream")
+      assert.has_error(function() s:write("x") end, "attempt to use a closed stream")
+    end)
+  end)
+
   describe("read_until(sep, max)", function()
     it("returns the bytes before a separator split across writes", function()
       local port

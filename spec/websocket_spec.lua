@@ -385,6 +385,16 @@ describe("websocket server API", function()
         before = msg
       end
     end)
+    app:websocket("/closing", function(ws)
+      -- one task closes and waits for the peer's close while this one is
+      -- reading a message whose last bytes and the peer's close come together
+      local msg = ws:receive()
+      seen.first = msg:read_some()
+      local closer = rill.spawn(function() return ws:close(1000, "bye") end)
+      rill.sleep(100) -- the rest of the message and the close arrive meanwhile
+      seen.second = {msg:read_some()}
+      seen.closed = {rill.wait(closer, 5000)}
+    end)
     app:websocket("/lines", function(ws)
       local s = ws:as_stream()
       for line in s:lines() do s:write(line:upper() .. "\n") end
@@ -547,6 +557,27 @@ describe("websocket server API", function()
         return t
       end)())
   end)
+
+  it("ends a message being read in one task with 'closed' when another closes, and " ..
+    "the close with the peer's", 
+    function()
+      local s = raw_ws(port, "/closing")
+      s:write(frame(1, "abc", {fin = false}))
+      local code, reason = read_close(s)
+      assert.same({1000, "bye"}, {code, reason})
+      s:write(frame(0, "def", {fin = false}) .. frame(8, close_payload(1000)))
+      assert.is_nil(s:read_some()) -- the server ends the connection
+      s:close()
+      for _ = 1, 200 do
+        if seen.closed then break end
+        rill.sleep(10)
+      end
+      assert.equal("abc", seen.first)
+      -- what comes after our close is not read (RFC 6455 §5.5.1: the peer's
+      -- close is awaited, its data dropped)
+      assert.same({nil, "closed"}, seen.second)
+      assert.same({true, true}, seen.closed)
+    end)
 
   it("shows binary messages as one byte stream with as_stream()", function()
     local ws = assert(helper.ws(("ws://127.0.0.1:%d/lines"):format(port)))

@@ -36,6 +36,55 @@ end
 -- Stream helpers shared by every stream (sockets, pipes, bodies).
 local S = core.stream_methods
 
+-- read_some, read and write: a fast path (rill.ffi) for bytes held now and
+-- for writes the stream takes at once; the C methods otherwise.
+do
+  local fast = require "rill.ffi"
+  local api, ptr, ffi_string = fast.api, fast.ptr, fast.string
+  local MT, getmetatable, type = core.stream_mt, getmetatable, type
+  local c_read_some, c_read, c_write, c_wait = S._read_some, S._read, S._write,
+    S._wait_drained
+
+  function S:read_some(max)
+    if getmetatable(self) == MT and (max == nil or type(max) == "number" and max >= 1) then
+      local n = api.stream_peek(self, ptr)
+      if n > 0 then
+        max = max or 65536
+        local take = n < max and n or max
+        local data = ffi_string(ptr[0], take)
+        if api.stream_consume(self, take) == 0 or take >= max then return data end
+        -- A stream that decodes framing holds more pieces now: up to max in
+        -- one string, as the C read gathers them (it returns at once).
+        local rest = c_read_some(self, max - take)
+        return rest and data .. rest or data
+      end
+      if n < 0 then return nil end -- the end
+    end
+    return c_read_some(self, max)
+  end
+
+  function S:read(n)
+    if getmetatable(self) == MT and type(n) == "number" and n >= 1 then
+      local have = api.stream_peek(self, ptr) -- (the end: -1, and C says so)
+      if have >= n then
+        local data = ffi_string(ptr[0], n)
+        api.stream_consume(self, n)
+        return data
+      end
+    end
+    return c_read(self, n)
+  end
+
+  function S:write(data, ...)
+    if select("#", ...) == 0 and type(data) == "string" and getmetatable(self) == MT then
+      local r = api.stream_write(self, data, #data)
+      if r == 0 then return true end
+      if r == 1 then return c_wait(self) end
+    end
+    return c_write(self, data, ...)
+  end
+end
+
 -- Reads to the end; fails with "too large" past limit bytes (default 1 MiB).
 function S:read_all(limit)
   limit = limit or 1048576

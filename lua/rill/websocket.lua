@@ -28,6 +28,58 @@ M.DEFAULT_IDLE_TIMEOUT = 300 -- seconds a server waits in receive() by default
 -- this module again (a reload) changes nothing for websockets already open.
 local WS = core.ws_methods
 
+-- next, send and frame: a fast path (rill.ffi) for a message that has begun
+-- and a frame the connection takes at once; the C methods (_next, _send,
+-- _frame) otherwise.
+local fast = require "rill.ffi"
+local api = fast.api
+local WS_MT = debug.getregistry()["rill.websocket"]
+local c_next, c_send, c_frame, c_streaming, c_wait = WS._next, WS._send, WS._frame,
+  WS._streaming, WS._wait_drained
+local OPCODE = {text = 1, binary = 2}
+
+-- The face of each websocket's message stream (the core makes one and binds
+-- it to every message in turn), once the slow path has handed it over.
+local message_face = setmetatable({}, {__mode = "k"})
+
+-- ws:next() → "text" | "binary", message stream | nil, why, code, reason
+function WS:next()
+  if getmetatable(self) == WS_MT then
+    local face = message_face[self]
+    if face then
+      local kind = api.ws_next(self)
+      if kind == 1 then return "text", face end
+      if kind == 2 then return "binary", face end
+    end
+    local kind, s, code, reason = c_next(self)
+    if kind then message_face[self] = s end
+    return kind, s, code, reason
+  end
+  return c_next(self)
+end
+
+-- One frame, through the fast path when the connection takes it now.
+local function send_frame(ws, op, fin, data)
+  if getmetatable(ws) == WS_MT and type(data) == "string" and type(op) == "number" then
+    local r = api.ws_send(ws, op, fin and 1 or 0, data, #data)
+    if r == 0 then return true end
+    if r == 1 then return c_wait(ws) end
+  end
+  return c_frame(ws, op, fin, data)
+end
+
+-- Whether a message is being streamed on ws (before setting it to set).
+local function streaming(ws, set)
+  if getmetatable(ws) == WS_MT then
+    return api.ws_streaming(ws, set == nil and -1 or set and 1 or 0) ~= 0
+  end
+  if set == nil then return c_streaming(ws) end
+  return c_streaming(ws, set)
+end
+
+-- ws:frame(opcode, fin, data): one frame of a message sent in pieces.
+WS.frame = send_frame
+
 -- ---- messages ----
 
 -- A received message: msg.type is "text" or "binary"; its payload is a
@@ -64,12 +116,12 @@ end
 
 -- ---- sending ----
 
-local csend = WS.send
-
 -- ws:send(data [, "text" | "binary"]): one frame, text by default.
 function WS:send(data, kind)
-  if self:_streaming() then error("a message is being streamed on this websocket", 2) end
-  return csend(self, data, kind)
+  if streaming(self) then error("a message is being streamed on this websocket", 2) end
+  local op = kind == nil and 1 or OPCODE[kind]
+  if op and type(data) == "string" then return send_frame(self, op, true, data) end
+  return c_send(self, data, kind)
 end
 
 local Writer = {}
@@ -81,7 +133,7 @@ Writer.__name = "rill.websocket.writer"
 -- latest write is held for the next fragment or the last, so a message sent
 -- in one write goes as one frame), writer:close() ends the message.
 function WS:send_stream(kind, fragment_size)
-  if self:_streaming(true) then error("a message is being streamed on this websocket", 2) end
+  if streaming(self, true) then error("a message is being streamed on this websocket", 2) end
   return setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
     held = nil, parts = nil, n = 0, size = fragment_size or 65536}, Writer)
 end
@@ -119,20 +171,20 @@ function Writer:write(data)
   self.held, self.n = data, len
   local op = self.started and 0 or self.op
   self.started = true
-  return self.ws:frame(op, false, payload)
+  return send_frame(self.ws, op, false, payload)
 end
 
 function Writer:close()
   if self.closed then return true end
   self.closed = true
-  self.ws:_streaming(false)
+  streaming(self.ws, false)
   local op = self.started and 0 or self.op
   local payload, parts = self.held or "", self.parts
   if parts ~= nil then
     parts[#parts + 1] = payload
     payload = concat(parts)
   end
-  return self.ws:frame(op, true, payload)
+  return send_frame(self.ws, op, true, payload)
 end
 
 -- ---- the server side ----

@@ -1,0 +1,29 @@
+/* The fast paths Lua calls through the FFI (lua_sched.h says what they may
+ * and may not do). core.ffi_api is a pointer to this table; lua/rill/ffi.lua
+ * declares the same struct and checks its size. Each function takes the
+ * block of a userdata (a stream face or a websocket) as Lua passes it. */
+#ifndef RILL_LUA_FFI_H
+#define RILL_LUA_FFI_H
+
+#include <stddef.h>
+
+typedef struct {
+  size_t size; /* sizeof(rill_ffi_api_t) */
+  int (*stream_peek)(void *face, const char **p);
+  int (*stream_consume)(void *face, size_t n);
+  int (*stream_write)(void *face, const char *p, size_t n);
+  int (*ws_next)(void *ws);
+  int (*ws_send)(void *ws, int opcode, int fin, const char *p, size_t n);
+  int (*ws_streaming)(void *ws, int set);
+} rill_ffi_api_t;
+
+/* lua_stream.c */
+int rill__ffi_stream_peek(void *face, const char **p);
+int rill__ffi_stream_consume(void *face, size_t n);
+int rill__ffi_stream_write(void *face, const char *p, size_t n);
+/* lua_ws.c */
+int rill__ffi_ws_next(void *ws);
+int rill__ffi_ws_send(void *ws, int opcode, int fin, const char *p, size_t n);
+int rill__ffi_ws_streaming(void *ws, int set);
+
+#endif
