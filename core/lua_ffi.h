@@ -15,6 +15,7 @@ typedef struct {
   int (*ws_next)(void *ws);
   int (*ws_send)(void *ws, int opcode, int fin, const char *p, size_t n);
   int (*ws_streaming)(void *ws, int set);
+  double (*ws_msg_length)(void *ws);
 } rill_ffi_api_t;
 
 /* lua_stream.c */
@@ -25,5 +26,6 @@ int rill__ffi_stream_write(void *face, const char *p, size_t n);
 int rill__ffi_ws_next(void *ws);
 int rill__ffi_ws_send(void *ws, int opcode, int fin, const char *p, size_t n);
 int rill__ffi_ws_streaming(void *ws, int set);
+double rill__ffi_ws_msg_length(void *ws);
 
 #endif

@@ -229,6 +229,35 @@ static int l_frame(lua_State *L) {
   return send_result(L, u, t, rill__ws_send(u->ws, op, fin, p, len));
 }
 
+/* ws:_frame_begin(opcode, fin, length): a frame whose payload follows in
+ * pieces (_frame_part), for a message of a length known before its bytes */
+static int l_frame_begin(lua_State *L) {
+  lws_t *u = check(L);
+  int op = (int)luaL_checkinteger(L, 2);
+  int fin = lua_toboolean(L, 3);
+  lua_Number len = luaL_checknumber(L, 4);
+  luaL_argcheck(L, len >= 0 && len < 9007199254740992.0, 4, "bad length");
+  rill_task_t *t = check_writer(L, u);
+  return send_result(L, u, t, rill__ws_send_begin(u->ws, op, fin, (uint64_t)len));
+}
+
+/* ws:_frame_part(data): the next bytes of that frame */
+static int l_frame_part(lua_State *L) {
+  lws_t *u = check(L);
+  size_t len;
+  const char *p = luaL_checklstring(L, 2, &len);
+  rill_task_t *t = check_writer(L, u);
+  return send_result(L, u, t, rill__ws_send_part(u->ws, p, len));
+}
+
+/* ws:_frame_abort(why): a frame begun cannot end (its writer closed early):
+ * the connection fails, as nothing else may follow the part sent. */
+static int l_frame_abort(lua_State *L) {
+  lws_t *u = check(L);
+  rill__ws_fail(u->ws, RILL_WS_INTERNAL_ERROR, luaL_optstring(L, 2, "message cut short"));
+  return 0;
+}
+
 /* ws:ping([data]), ws:pong([data]): wait like any write while the peer is
  * slow. */
 static int control(lua_State *L, int op) {
@@ -361,6 +390,13 @@ int rill__ffi_ws_send(void *p, int opcode, int fin, const char *data, size_t n) 
   return r == 0 ? 0 : r == RILL_EAGAIN ? 1 : 2;
 }
 
+/* The length of the message being read, if it came in one frame; else -1. */
+double rill__ffi_ws_msg_length(void *p) {
+  lws_t *u = p;
+  if (u->ws == NULL || !u->ws->msg_active) return -1;
+  return (double)u->ws->msg_len;
+}
+
 /* As ws:_streaming(): set < 0 reads the flag. */
 int rill__ffi_ws_streaming(void *p, int set) {
   lws_t *u = p;
@@ -477,6 +513,9 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
                                      {"protocol", l_protocol},
                                      {"_streaming", l_streaming},
                                      {"_wait_drained", l_wait_drained},
+                                     {"_frame_begin", l_frame_begin},
+                                     {"_frame_part", l_frame_part},
+                                     {"_frame_abort", l_frame_abort},
                                      {NULL, NULL}};
   rill__register(L, w, funcs);
   rill__new_class(L, WS_MT, methods, l_gc);

@@ -37,6 +37,49 @@ static int sent(rill_websocket_t *ws, int r) {
   return r;
 }
 
+/* The client's masked copy of payload bytes at offset off of a frame with
+ * mask key, through the scratch buffer. Returns as a write. */
+static int write_masked(rill_websocket_t *ws, const uint8_t *p, size_t left,
+                        const uint8_t mask[4], uint64_t off) {
+  rill_stream_t *t = ws->t;
+  uint8_t *buf = (uint8_t *)ws->w->scratch;
+  int last = 0;
+  while (left > 0) {
+    size_t k = left < PIECE ? left : PIECE;
+    rill__ws_mask_copy(buf, p, k, mask, off);
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
+    int r = t->vt->write(t, &b, 1);
+    if (r < 0 && r != RILL_EAGAIN) return r;
+    if (r == RILL_EAGAIN) last = r;
+    p += k;
+    off += k;
+    left -= k;
+  }
+  return last;
+}
+
+/* A control frame due while a frame is being streamed waits for its end
+ * (only the latest pong: RFC 6455 §5.5.3). */
+static int hold_control(rill_websocket_t *ws, int opcode, const uv_buf_t *bufs,
+                        unsigned nbufs, uint64_t total) {
+  if (total > RILL_WS_CONTROL_MAX || (opcode != RILL_WS_PONG && opcode != RILL_WS_CLOSE))
+    return RILL_ESTATE;
+  uint8_t *dst = opcode == RILL_WS_PONG ? ws->pend_pong : ws->pend_close;
+  size_t off = 0;
+  for (unsigned i = 0; i < nbufs; i++) {
+    memcpy(dst + off, bufs[i].base, bufs[i].len);
+    off += bufs[i].len;
+  }
+  if (opcode == RILL_WS_PONG) {
+    ws->pend_pong_len = off;
+    ws->pend_pong_set = 1;
+  } else {
+    ws->pend_close_len = off;
+    ws->pend_close_set = 1;
+  }
+  return 0;
+}
+
 /* Writes one frame: header and payload bufs. */
 static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
                       unsigned nbufs) {
@@ -45,6 +88,7 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   uint64_t total = 0;
   for (unsigned i = 0; i < nbufs; i++)
     total += bufs[i].len;
+  if (ws->out_open) return hold_control(ws, opcode, bufs, nbufs, total);
   uint8_t hdr[RILL_WS_HEADER_MAX];
   if (ws->o.server) {
     uv_buf_t small[9], *v = small;
@@ -67,21 +111,13 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   int r = t->vt->write(t, &hb, 1), last = r;
   if (r < 0 && r != RILL_EAGAIN) return r;
   uint64_t off = 0;
-  uint8_t *buf = (uint8_t *)ws->w->scratch;
   for (unsigned i = 0; i < nbufs; i++) {
-    const uint8_t *p = (const uint8_t *)bufs[i].base;
-    size_t left = bufs[i].len;
-    while (left > 0) {
-      size_t k = left < PIECE ? left : PIECE;
-      rill__ws_mask_copy(buf, p, k, mask, off);
-      uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
-      r = t->vt->write(t, &b, 1);
-      if (r < 0 && r != RILL_EAGAIN) return r;
-      if (r == RILL_EAGAIN) last = r;
-      p += k;
-      left -= k;
-      off += k;
+    r = write_masked(ws, (const uint8_t *)bufs[i].base, bufs[i].len, mask, off);
+    if (r < 0) {
+      if (r != RILL_EAGAIN) return r;
+      last = r;
     }
+    off += bufs[i].len;
   }
   return sent(ws, last);
 }
@@ -90,6 +126,68 @@ int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
   return send_frame(ws, opcode, fin, &b, len ? 1 : 0);
+}
+
+/* The streamed frame's last byte went: what waited follows. */
+static int frame_done(rill_websocket_t *ws) {
+  ws->out_open = 0;
+  int r = 0;
+  if (ws->pend_pong_set) {
+    ws->pend_pong_set = 0;
+    uv_buf_t b = uv_buf_init((char *)ws->pend_pong, (unsigned)ws->pend_pong_len);
+    r = send_frame(ws, RILL_WS_PONG, 1, &b, b.len ? 1 : 0);
+  }
+  if (ws->pend_close_set && (r == 0 || r == RILL_EAGAIN)) {
+    ws->pend_close_set = 0;
+    uv_buf_t b = uv_buf_init((char *)ws->pend_close, (unsigned)ws->pend_close_len);
+    int c = send_frame(ws, RILL_WS_CLOSE, 1, &b, b.len ? 1 : 0);
+    if (c != 0) r = c;
+  }
+  return r;
+}
+
+int rill__ws_send_begin(rill_websocket_t *ws, int opcode, int fin, uint64_t len) {
+  if (ws->close_sent || ws->state == RILL_WS_CLOSED || ws->t == NULL) return RILL_ECLOSED;
+  if (ws->out_open) return RILL_ESTATE;
+  uint8_t hdr[RILL_WS_HEADER_MAX];
+  const uint8_t *mask = NULL;
+  if (!ws->o.server) {
+    if (rill__random(ws->w, ws->mask, 4) != 0) return UV_EIO;
+    mask = ws->mask;
+  }
+  uv_buf_t b = uv_buf_init((char *)hdr, (unsigned)rill__ws_header_write(hdr, fin, opcode, len, mask));
+  int r = ws->t->vt->write(ws->t, &b, 1);
+  if (r < 0 && r != RILL_EAGAIN) return r;
+  ws->out_left = len;
+  ws->out_off = 0;
+  ws->out_open = 1;
+  if (len == 0) {
+    int d = frame_done(ws);
+    if (d != 0) r = d;
+  }
+  return sent(ws, r);
+}
+
+int rill__ws_send_part(rill_websocket_t *ws, const char *p, size_t n) {
+  rill_stream_t *t = ws->t;
+  if (!ws->out_open || n > ws->out_left) return UV_EINVAL;
+  if (t == NULL || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
+  if (n == 0) return 0;
+  int r;
+  if (ws->o.server) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    r = t->vt->write(t, &b, 1);
+  } else {
+    r = write_masked(ws, (const uint8_t *)p, n, ws->mask, ws->out_off);
+  }
+  if (r < 0 && r != RILL_EAGAIN) return r;
+  ws->out_left -= n;
+  ws->out_off += n;
+  if (ws->out_left == 0) {
+    int d = frame_done(ws);
+    if (d != 0) r = d;
+  }
+  return sent(ws, r);
 }
 
 static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
@@ -274,6 +372,7 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
     ws->unmasked = 0;
     if (h->opcode != RILL_WS_CONT) {
       ws->msg_type = (int)h->opcode;
+      ws->msg_len = h->fin ? (int64_t)h->len : -1;
       rill__utf8_init(&ws->utf8);
       return P_NEWMSG;
     }
@@ -630,6 +729,7 @@ rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws
   ws->w = w;
   ws->t = t;
   ws->o = *o;
+  ws->msg_len = -1;
   ws->ops = ops;
   ws->data = data;
   if (ws->o.close_timeout_ms == 0) ws->o.close_timeout_ms = 5000;

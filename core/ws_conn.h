@@ -73,9 +73,17 @@ struct rill_websocket_s {
   int err; /* RILL_EPROTO when the connection failed, a transport error, ... */
   const char *errmsg;
 
-  /* sending: the frame being sent in pieces (clients mask per frame) */
+  /* sending: a frame whose payload goes out as it comes (send_begin/part);
+   * clients mask it with one key, at the running offset. Until its last
+   * byte nothing else may go out: a pong or a close due meanwhile waits in
+   * pend_* and follows it. */
   uint8_t mask[4];
   uint64_t out_left, out_off;
+  int out_open;
+  uint8_t pend_pong[RILL_WS_CONTROL_MAX], pend_close[RILL_WS_CONTROL_MAX];
+  size_t pend_pong_len, pend_close_len;
+  unsigned pend_pong_set : 1, pend_close_set : 1;
+  int64_t msg_len; /* the current message's length, if it came in one frame; else -1 */
 
   uv_timer_t timer; /* close timeout */
   const rill_ws_ops_t *ops;
@@ -100,6 +108,15 @@ void rill__ws_next_cancel(rill_websocket_t *ws);
 /* Sends a whole frame. Returns 0, RILL_EAGAIN (wait for ops->drained), or an
  * error. A client masks it: len bytes go through a copy, 64 KiB at a time. */
 int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len);
+
+/* Starts a frame whose len payload bytes follow through rill__ws_send_part()
+ * as they come: a message relayed as it arrives keeps its one frame. Until
+ * the last byte nothing else goes out (whole frames fail with RILL_ESTATE; a
+ * pong or a close due meanwhile follows the frame). Returns as
+ * rill__ws_send. */
+int rill__ws_send_begin(rill_websocket_t *ws, int opcode, int fin, uint64_t len);
+/* The next n payload bytes of that frame; more than are left: UV_EINVAL. */
+int rill__ws_send_part(rill_websocket_t *ws, const char *p, size_t n);
 
 /* Starts the close handshake with code (0: none) and reason. Returns 0 once
  * the close is done, RILL_EAGAIN while it waits for the peer's close

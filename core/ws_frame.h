@@ -40,6 +40,7 @@ enum {
   RILL_WS_NO_STATUS = 1005, /* a close frame without a code; never sent */
   RILL_WS_INVALID_DATA = 1007,
   RILL_WS_TOO_BIG = 1009,
+  RILL_WS_INTERNAL_ERROR = 1011, /* the server cannot go on (a message it began cannot end) */
 };
 
 /* The largest frame header: 2 bytes, 8 of extended length, 4 of mask. */

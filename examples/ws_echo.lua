@@ -9,7 +9,9 @@ local function echo(ws)
   while true do
     local msg = ws:receive()
     if not msg then return end -- closed by the peer (or timed out)
-    local out = ws:send_stream(msg.type)
+    -- a message that came in one frame goes back in one (its length is
+    -- known before its bytes), its bytes leaving as they arrive
+    local out = ws:send_stream(msg.type, nil, msg.length)
     for chunk in msg:chunks() do
       if not out:write(chunk) then return end
     end

@@ -184,6 +184,36 @@ describe("websocket", function()
       s:close()
     end)
 
+    it("echoes a message that came in one frame in one frame, a ping's pong after it",
+      function()
+        local s = raw_ws(srv.port)
+        local payload = string.rep("0123456789abcdef", 256 * 1024 / 16) -- 256 KiB
+        local whole = frame(2, payload)
+        local cut = 100 * 1024
+        s:write(whole:sub(1, cut))
+        s:flush()
+        rill.sleep(50) -- the echo's frame has begun
+        s:write(whole:sub(cut + 1) .. frame(9, "mid"))
+        local op, got, fin = read_frame(s)
+        assert.equal(2, op)
+        assert.is_true(fin)
+        assert.equal(#payload, #got)
+        assert.equal(payload, got)
+        op, got = read_frame(s)
+        assert.same({10, "mid"}, {op, got})
+        -- a message in fragments is echoed as it comes: more than one frame
+        s:write(frame(1, "ab", {fin = false}) .. frame(0, "cd"))
+        local texts = {}
+        repeat
+          op, got, fin = read_frame(s)
+          texts[#texts + 1] = got
+        until fin
+        assert.equal("abcd", table.concat(texts))
+        s:write(frame(8, close_payload(1000)))
+        assert.equal(1000, read_close(s))
+        s:close()
+      end)
+
     it("closes with 1002 on an unknown opcode", function()
       local s = raw_ws(srv.port)
       s:write(frame(3, "x"))
@@ -395,6 +425,34 @@ describe("websocket server API", function()
       seen.second = {msg:read_some()}
       seen.closed = {rill.wait(closer, 5000)}
     end)
+    app:websocket("/declared", function(ws)
+      -- each message says how to answer: "<length> <piece> <piece> ..."
+      while true do
+        local msg = ws:receive()
+        if not msg then return end
+        seen.lengths = seen.lengths or {}
+        seen.lengths[#seen.lengths + 1] = msg.length or "none"
+        local plan = msg:read_all()
+        local length, rest = plan:match("^(%d+) ?(.*)$")
+        local out = ws:send_stream("text", nil, tonumber(length))
+        for piece in rest:gmatch("%S+") do
+          local ok, err = pcall(out.write, out, piece)
+          if not ok then seen.write_error = err end
+        end
+        seen.closed = {out:close()}
+      end
+    end)
+    app:websocket("/held", function(ws)
+      -- another task reads (and answers pings) while a frame of declared
+      -- length is half sent
+      local reader = rill.spawn(function() return ws:receive() end)
+      local out = ws:send_stream("text", nil, 6)
+      out:write("abc")
+      rill.sleep(100)
+      out:write("def")
+      out:close()
+      rill.wait(reader, 5000)
+    end)
     app:websocket("/lines", function(ws)
       local s = ws:as_stream()
       for line in s:lines() do s:write(line:upper() .. "\n") end
@@ -578,6 +636,49 @@ describe("websocket server API", function()
       assert.same({nil, "closed"}, seen.second)
       assert.same({true, true}, seen.closed)
     end)
+
+  it("sends a message of declared length as one frame, refuses more, fails on less",
+    function()
+      local s = raw_ws(port, "/declared")
+      s:write(frame(1, "6 abc def"))
+      local op, got, fin = read_frame(s)
+      assert.same({1, "abcdef", true}, {op, got, fin})
+      -- two of three bytes, then the writer closes: the frame cannot end,
+      -- so the connection fails without another frame
+      s:write(frame(1, "3 ab"))
+      local h = s:read(2)
+      assert.equal(0x81, h:byte(1)) -- the frame began, fin, text
+      assert.equal(3, h:byte(2))
+      assert.equal("ab", s:read(2))
+      assert.is_nil(s:read(1))
+      s:close()
+      assert.same({nil, "message shorter than its declared length"}, seen.closed)
+      assert.same({9, 4}, {seen.lengths[1], seen.lengths[2]})
+
+      s = raw_ws(port, "/declared")
+      -- more than declared: the write raises, nothing was sent, the
+      -- connection goes on
+      s:write(frame(1, "2 abc"))
+      -- a fragmented message has no length before its end
+      s:write(frame(1, "1 ", {fin = false}) .. frame(0, "x"))
+      op, got = read_frame(s)
+      assert.same({1, "x"}, {op, got})
+      assert.equal("none", seen.lengths[#seen.lengths])
+      assert.matches("more than the message's declared length", seen.write_error)
+      s:write(frame(8, close_payload(1000)))
+      assert.equal(1000, read_close(s))
+      s:close()
+    end)
+
+  it("answers a ping that comes while a frame is half sent after that frame", function()
+    local s = raw_ws(port, "/held")
+    s:write(frame(9, "mid"))
+    assert.same({1, "abcdef", true}, {read_frame(s)})
+    assert.same({10, "mid", true}, {read_frame(s)})
+    s:write(frame(8, close_payload(1000)))
+    assert.equal(1000, read_close(s))
+    s:close()
+  end)
 
   it("shows binary messages as one byte stream with as_stream()", function()
     local ws = assert(helper.ws(("ws://127.0.0.1:%d/lines"):format(port)))

@@ -17,6 +17,7 @@ typedef struct {
   int (*ws_next)(void *ws);
   int (*ws_send)(void *ws, int opcode, int fin, const char *p, size_t n);
   int (*ws_streaming)(void *ws, int set);
+  double (*ws_msg_length)(void *ws);
 } rill_ffi_api_t;
 ]]
 end

@@ -232,11 +232,15 @@ local function forward(a, b)
       b:close(code and code ~= 1005 and code ~= 1006 and code or 1000, reason)
       return
     end
-    local out = b:send_stream(msg.type)
+    -- a message that came in one frame is passed on in one, as it arrives
+    local out = b:send_stream(msg.type, nil, msg.length)
     while true do
       local chunk, err = msg:read_some(65536)
       if not chunk then
         if err then
+          -- a frame begun with its length cannot end early: closing the
+          -- writer fails the connection; otherwise a close says why
+          if msg.length then out:close() end
           b:close(1011, "upstream message cut short")
           return
         end

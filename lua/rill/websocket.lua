@@ -36,6 +36,7 @@ local api = fast.api
 local WS_MT = debug.getregistry()["rill.websocket"]
 local c_next, c_send, c_frame, c_streaming, c_wait = WS._next, WS._send, WS._frame,
   WS._streaming, WS._wait_drained
+local c_begin, c_part, c_abort = WS._frame_begin, WS._frame_part, WS._frame_abort
 local OPCODE = {text = 1, binary = 2}
 
 -- The face of each websocket's message stream (the core makes one and binds
@@ -103,13 +104,17 @@ local gone_stream = setmetatable({}, {__index = function()
 end})
 local last_message = setmetatable({}, {__mode = "kv"}) -- websocket → its message
 
--- ws:receive() → message | nil, "closed", code, reason | nil, error[, code]
+-- ws:receive() → message | nil, "closed", code, reason | nil, error[, code].
+-- msg.length is the payload's length in bytes when the message came in one
+-- frame (nil when fragmented: its length is known only at its end).
 function WS:receive()
   local kind, s, code, reason = self:next()
   local last = last_message[self]
   if last then last.stream = gone_stream end
   if not kind then return nil, s, code, reason end
-  local msg = setmetatable({type = kind, stream = s}, Message)
+  local length = getmetatable(self) == WS_MT and api.ws_msg_length(self) or -1
+  local msg = setmetatable({type = kind, stream = s, length = length >= 0 and length or nil},
+    Message)
   last_message[self] = msg
   return msg
 end
@@ -128,14 +133,37 @@ local Writer = {}
 Writer.__index = Writer
 Writer.__name = "rill.websocket.writer"
 
--- ws:send_stream([type [, fragment_size]]) → writer: writer:write(data) sends
--- fragments (writes gathered up to fragment_size, 64 KiB by default; the
--- latest write is held for the next fragment or the last, so a message sent
--- in one write goes as one frame), writer:close() ends the message.
-function WS:send_stream(kind, fragment_size)
+-- ws:send_stream([type [, fragment_size [, length]]]) → writer:
+-- writer:write(data) sends fragments (writes gathered up to fragment_size,
+-- 64 KiB by default; the latest write is held for the next fragment or the
+-- last, so a message sent in one write goes as one frame), writer:close()
+-- ends the message. With length (bytes, known before they are: a relayed
+-- message's msg.length) the message goes as one frame whose bytes leave as
+-- they are written; writing more is an error, and closing with fewer fails
+-- the connection (1011), as a frame begun cannot end early.
+function WS:send_stream(kind, fragment_size, length)
+  if length ~= nil and (type(length) ~= "number" or length < 0 or length % 1 ~= 0) then
+    error("bad length " .. tostring(length), 2)
+  end
   if streaming(self, true) then error("a message is being streamed on this websocket", 2) end
   return setmetatable({ws = self, op = kind == "binary" and 2 or 1, started = false,
-    held = nil, parts = nil, n = 0, size = fragment_size or 65536}, Writer)
+    held = nil, parts = nil, n = 0, size = fragment_size or 65536, length = length,
+    left = length}, Writer)
+end
+
+-- A write of a message of declared length: its frame's header first, then
+-- the bytes as they come (one write of the whole message: one plain frame).
+local function write_declared(self, data, len)
+  local left = self.left
+  if len > left then error("more than the message's declared length", 3) end
+  self.left = left - len
+  if not self.started then
+    self.started = true
+    if len == left then return send_frame(self.ws, self.op, true, data) end
+    local ok, err = c_begin(self.ws, self.op, true, self.length)
+    if not ok then return ok, err end
+  end
+  return c_part(self.ws, data)
 end
 
 -- The writer holds its latest write in held; parts gathers the writes before
@@ -145,6 +173,7 @@ function Writer:write(data)
   if type(data) ~= "string" then data = tostring(data) end
   local len = #data
   if len == 0 then return true end
+  if self.left ~= nil then return write_declared(self, data, len) end
   local held = self.held
   if held == nil then
     self.held, self.n = data, len
@@ -178,6 +207,16 @@ function Writer:close()
   if self.closed then return true end
   self.closed = true
   streaming(self.ws, false)
+  local left = self.left
+  if left ~= nil then
+    if left > 0 and self.started then
+      c_abort(self.ws, "message shorter than its declared length")
+      return nil, "message shorter than its declared length"
+    end
+    if self.started then return true end
+    if left > 0 then return nil, "message shorter than its declared length" end
+    return send_frame(self.ws, self.op, true, "")
+  end
   local op = self.started and 0 or self.op
   local payload, parts = self.held or "", self.parts
   if parts ~= nil then
