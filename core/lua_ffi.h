@@ -16,6 +16,7 @@ typedef struct {
   int (*ws_send)(void *ws, int opcode, int fin, const char *p, size_t n);
   int (*ws_streaming)(void *ws, int set);
   double (*ws_msg_length)(void *ws);
+  int (*http_write)(void *conn, unsigned gen, const char *p, size_t n);
 } rill_ffi_api_t;
 
 /* lua_stream.c */
@@ -27,5 +28,7 @@ int rill__ffi_ws_next(void *ws);
 int rill__ffi_ws_send(void *ws, int opcode, int fin, const char *p, size_t n);
 int rill__ffi_ws_streaming(void *ws, int set);
 double rill__ffi_ws_msg_length(void *ws);
+/* lua_http.c */
+int rill__ffi_http_write(void *conn, unsigned gen, const char *p, size_t n);
 
 #endif

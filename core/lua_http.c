@@ -5,6 +5,7 @@
  * conn is one userdata per connection, gen the request's number on it, which
  * every method checks so that a request's objects die with the request. */
 #include <assert.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 #include "http_conn.h"
 #include "lua_core.h"
+#include "lua_ffi.h"
 #include "lua_stream.h"
 #include "lua_sched.h"
 #include "tcp.h"
@@ -443,6 +445,29 @@ static int l_write(lua_State *L) {
   return result(L, c, t, rill__http_write(c, status, h, nh, data, len));
 }
 
+/* conn:_wait_drained(gen): after a fast write the connection took but asked
+ * to wait for (the client reads slowly): waits like write() would have. */
+static int l_wait_drained(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  return result(L, c, rill__task_check(c->w, L), RILL_EAGAIN);
+}
+
+/* The fast path of res:write (lua_sched.h: calls from compiled Lua): a piece
+ * of a response whose head went already. 0 taken, 1 taken but wait for the
+ * drain (_wait_drained), 2 the slow path (nothing taken: not started, over,
+ * a writer waiting, an error to report). */
+int rill__ffi_http_write(void *conn, unsigned gen, const char *p, size_t n) {
+  lconn_ud *ud = conn;
+  rill_http_conn_t *c = ud->c;
+  if (c == NULL || c->state != RILL_CONN_HANDLER || c->gen != gen || !rill__http_started(c) ||
+      ud->waits.head || n == 0 || n > UINT_MAX || !rill__ffi_enter(c->w))
+    return 2;
+  rill_worker_t *w = c->w;
+  int r = rill__http_write(c, 0, NULL, 0, p, n);
+  rill__ffi_leave(w);
+  return r == 0 ? 0 : r == RILL_EAGAIN ? 1 : 2;
+}
+
 /* conn:flush(gen, status, headers): starts the response if it has not
  * started (its head, then a streamed body), then sends what was gathered
  * now rather than when the handler next waits. */
@@ -655,7 +680,8 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
-      {"upgrade", l_upgrade}, {"scheme", l_scheme},     {NULL, NULL},
+      {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
+      {NULL, NULL},
   };
   rill__register(L, w, funcs);
   rill__new_class(L, CONN_MT, methods, NULL);

@@ -18,6 +18,7 @@ typedef struct {
   int (*ws_send)(void *ws, int opcode, int fin, const char *p, size_t n);
   int (*ws_streaming)(void *ws, int set);
   double (*ws_msg_length)(void *ws);
+  int (*http_write)(void *conn, unsigned gen, const char *p, size_t n);
 } rill_ffi_api_t;
 ]]
 end

@@ -15,6 +15,10 @@ local rawget, rawset, remove, setmetatable, select = rawget, rawset, table.remov
 
 local http = {}
 
+local api = require("rill.ffi").api
+local CONN_MT = debug.getregistry()["rill.http.conn"]
+local getmetatable = getmetatable
+
 -- ---- helpers ----
 
 local function unhex(h)
@@ -248,6 +252,13 @@ end
 -- the connection (HTTP/1.0). Waits while the client is slow.
 function Response:write(data, ...)
   if select("#", ...) > 0 then data = concat({data, ...}) end
+  local c = self._c
+  if self.headers_sent and type(data) == "string" and getmetatable(c) == CONN_MT then
+    -- the head went: the fast path (rill.ffi) takes the piece, if it can
+    local r = api.http_write(c, self._g, data, #data)
+    if r == 0 then return true end
+    if r == 1 then return c:_wait_drained(self._g) end
+  end
   self.headers_sent = true
   return self._c:write(self._g, self._status, self._h, tostring(data))
 end
