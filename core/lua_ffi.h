@@ -17,6 +17,8 @@ typedef struct {
   int (*ws_streaming)(void *ws, int set);
   double (*ws_msg_length)(void *ws);
   int (*http_write)(void *conn, unsigned gen, const char *p, size_t n);
+  int (*http_reqline)(void *conn, unsigned gen, const char **method, const char **target,
+                      int *target_len);
 } rill_ffi_api_t;
 
 /* lua_stream.c */
@@ -30,5 +32,7 @@ int rill__ffi_ws_streaming(void *ws, int set);
 double rill__ffi_ws_msg_length(void *ws);
 /* lua_http.c */
 int rill__ffi_http_write(void *conn, unsigned gen, const char *p, size_t n);
+int rill__ffi_http_reqline(void *conn, unsigned gen, const char **method, const char **target,
+                           int *target_len);
 
 #endif

@@ -243,6 +243,21 @@ static int l_reqline(lua_State *L) {
   return 3;
 }
 
+/* The fast path of conn:reqline (lua_sched.h: calls from compiled Lua):
+ * *method (a C string) and the target (*target, *target_len) of the
+ * request; returns its minor version, or -1 for the slow path (the request
+ * is over: the C method says so). */
+int rill__ffi_http_reqline(void *conn, unsigned gen, const char **method, const char **target,
+                           int *target_len) {
+  lconn_ud *ud = conn;
+  rill_http_conn_t *c = ud->c;
+  if (c == NULL || c->state != RILL_CONN_HANDLER || c->gen != gen) return -1;
+  *method = llhttp_method_name((llhttp_method_t)c->head->method);
+  *target = c->hbuf + c->head->url_off;
+  *target_len = (int)c->head->url_len;
+  return c->head->minor;
+}
+
 /* Pushes a table of the fields: lower-case names; a repeated field's values
  * in an array, in order. */
 static void push_fields(lua_State *L, const char *base, const rill_http_field_t *f,

@@ -19,6 +19,8 @@ typedef struct {
   int (*ws_streaming)(void *ws, int set);
   double (*ws_msg_length)(void *ws);
   int (*http_write)(void *conn, unsigned gen, const char *p, size_t n);
+  int (*http_reqline)(void *conn, unsigned gen, const char **method, const char **target,
+                      int *target_len);
 } rill_ffi_api_t;
 ]]
 end
@@ -26,4 +28,5 @@ end
 local api = ffi.cast("const rill_ffi_api_t *", core.ffi_api)
 assert(tonumber(api.size) == ffi.sizeof("rill_ffi_api_t"), "rill.ffi does not match the core")
 
-return {api = api, ptr = ffi.new("const char *[1]"), string = ffi.string}
+return {api = api, ptr = ffi.new("const char *[1]"), ptr2 = ffi.new("const char *[1]"),
+  int = ffi.new("int[1]"), string = ffi.string}

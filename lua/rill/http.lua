@@ -15,7 +15,7 @@ local rawget, rawset, remove, setmetatable, select = rawget, rawset, table.remov
 
 local http = {}
 
-local api = require("rill.ffi").api
+local api = require("rill.ffi").api -- the fast paths
 local CONN_MT = debug.getregistry()["rill.http.conn"]
 local getmetatable = getmetatable
 
@@ -89,8 +89,21 @@ http.Headers = Headers
 local Request = {}
 local getters = {}
 
+local fast = require "rill.ffi"
+local fptr, fptr2, fint, ffi_string = fast.ptr, fast.ptr2, fast.int, fast.string
+
 local function reqline(req)
-  local m, target, minor = req._c:reqline(req._g)
+  local c, g = req._c, req._g
+  if getmetatable(c) == CONN_MT then -- the fast path (rill.ffi)
+    local minor = api.http_reqline(c, g, fptr, fptr2, fint)
+    if minor >= 0 then
+      rawset(req, "method", ffi_string(fptr[0]))
+      rawset(req, "target", ffi_string(fptr2[0], fint[0]))
+      rawset(req, "version", minor == 1 and "1.1" or "1.0")
+      return
+    end
+  end
+  local m, target, minor = c:reqline(g)
   rawset(req, "method", m)
   rawset(req, "target", target)
   rawset(req, "version", minor == 1 and "1.1" or "1.0")
