@@ -248,9 +248,12 @@ end)
 describe("http client response heads", function()
   -- An upstream that answers each request with the pieces given for it,
   -- flushed one by one with a pause between.
+  local accepted -- connections the upstream has taken
   local function upstream(answers)
     local n = 0
+    accepted = 0
     local l = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
+      accepted = accepted + 1
       sock:settimeout(10000)
       while sock:read_until("\r\n\r\n") do
         n = n + 1
@@ -282,7 +285,7 @@ describe("http client response heads", function()
     -- connection is not reused, and the next request gets its own answer
     res = assert(rill.http.request{url = url})
     assert.equal(200, res.status)
-    assert.equal(2, l:connections())
+    assert.equal(2, accepted)
   end)
 
   it("answers a malformed or oversized head with an error, not a response", function()
@@ -297,6 +300,27 @@ describe("http client response heads", function()
     l:close()
     assert.is_nil(res)
     assert.truthy(err)
+  end)
+
+  it("reuses a pooled connection until client.IDLE_TIMEOUT, then closes it", function()
+    local old = client.IDLE_TIMEOUT
+    client.IDLE_TIMEOUT = 200
+    local ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    local l, url = upstream({{ok .. "r1"}, {ok .. "r2"}, {ok .. "r3"}})
+    finally(function()
+      client.IDLE_TIMEOUT = old
+      l:close()
+    end)
+    local key = client.pool_key{url = url}
+    assert.equal("r1", assert(rill.http.request{url = url}).body:read_all())
+    assert.equal(1, client.pooled(key))
+    rill.sleep(50)
+    assert.equal("r2", assert(rill.http.request{url = url}).body:read_all())
+    assert.equal(1, accepted)
+    rill.sleep(500)
+    assert.equal(0, client.pooled(key))
+    assert.equal("r3", assert(rill.http.request{url = url}).body:read_all())
+    assert.equal(2, accepted)
   end)
 
   it("reads response after response on a kept-alive connection, by each body's framing",
@@ -314,6 +338,6 @@ describe("http client response heads", function()
     assert.equal("two", res.body:read_all())
     res = assert(rill.http.request{url = url, method = "HEAD"})
     assert.equal(204, res.status)
-    assert.equal(1, l:connections())
+    assert.equal(1, accepted)
   end)
 end)

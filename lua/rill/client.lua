@@ -25,6 +25,41 @@ client.MAX_HEAD = 65536      -- bytes of response head
 -- ---- the pool: client.pool_key() → idle connections, newest last ----
 
 local pools = {}
+-- One timer for the whole pool, due when its oldest connection has been idle
+-- client.IDLE_TIMEOUT (not one per connection put back).
+local sweeper, sweeper_due
+local sweep
+
+local function arm(due)
+  if sweeper and sweeper_due <= due then return end
+  if sweeper then sweeper:cancel() end
+  sweeper_due = due
+  sweeper = rill.timer(math.max(0, due - rill.now()), sweep):unref() -- keeps no script running
+end
+
+-- Closes the connections idle for client.IDLE_TIMEOUT (the oldest are first
+-- in each list), then waits for the next to be.
+function sweep()
+  sweeper = nil
+  local now, next_due = rill.now(), nil
+  for key, idle in pairs(pools) do
+    local n = 0
+    while idle[n + 1] and now - idle[n + 1].at >= client.IDLE_TIMEOUT do n = n + 1 end
+    if n > 0 then
+      for i = 1, n do idle[i].sock:close() end
+      local m = #idle
+      table.move(idle, n + 1, m, 1)
+      for i = m - n + 1, m do idle[i] = nil end
+    end
+    if idle[1] then
+      local due = idle[1].at + client.IDLE_TIMEOUT
+      if not next_due or due < next_due then next_due = due end
+    else
+      pools[key] = nil
+    end
+  end
+  if next_due then arm(next_due) end
+end
 
 -- A pooled connection is reused only if nothing came on it while it was
 -- idle: not the server's close (it would fail the request), not bytes past
@@ -32,14 +67,18 @@ local pools = {}
 local function pool_get(key)
   local idle = pools[key]
   while idle and #idle > 0 do
-    local entry = table.remove(idle)
-    entry.timer:cancel()
-    if entry.sock:_probe() == "idle" then return entry.sock:ref() end
+    local entry = idle[#idle]
+    idle[#idle] = nil
+    if rill.now() - entry.at < client.IDLE_TIMEOUT and entry.sock:_probe() == "idle" then
+      return entry.sock:ref()
+    end
     entry.sock:close()
   end
   return nil
 end
 
+-- A connection put back is closed once idle client.IDLE_TIMEOUT, and never
+-- reused past it.
 local function pool_put(key, sock)
   if sock:_probe() ~= "idle" then
     sock:close()
@@ -54,17 +93,9 @@ local function pool_put(key, sock)
     sock:close()
     return
   end
-  local entry = {sock = sock:unref()}
-  entry.timer = rill.timer(client.IDLE_TIMEOUT, function()
-    for i, e in ipairs(idle) do
-      if e == entry then
-        table.remove(idle, i)
-        break
-      end
-    end
-    sock:close()
-  end):unref() -- idle connections do not keep a script running
-  idle[#idle + 1] = entry
+  local now = rill.now()
+  idle[#idle + 1] = {sock = sock:unref(), at = now}
+  arm(now + client.IDLE_TIMEOUT)
 end
 
 -- How many idle connections the pool holds for key (for tests).
@@ -187,7 +218,8 @@ local function body_done(self, err)
   local sock = self.sock
   self.sock = nil
   if not sock then return end
-  if err or not self.reusable or not self.sent_all() then
+  local sent_all = self.sent_all -- true, or a function while a body is being sent
+  if err or not self.reusable or not (sent_all == true or sent_all()) then
     sock:close()
   else
     pool_put(self.key, sock)
@@ -380,7 +412,7 @@ local function exchange(sock, o, key, reused)
   local stream = core.http_body(sock, mode, clen)
   res.body = setmetatable({stream = stream, sock = sock, key = key,
     reusable = keepalive and not o.close, finished = false,
-    sent_all = function() return sent_all end}, Body)
+    sent_all = not streamed or function() return sent_all end}, Body)
   if mode == "none" then body_done(res.body) end
   return res
 end
