@@ -10,8 +10,8 @@ TITLE = ("WebSocket echo on / over 50 connections, one binary message in flight 
          "(bench/lib/ws_client.c), {short} s per size; {idle_conns} idle WebSockets")
 SERVERS = [
     Rill(ROOT / "examples/ws_echo.lua",
-         note="examples/ws_echo.lua streams each message back as it arrives, a frame "
-              "for each piece it reads: a large echo comes in several frames"),
+         note="examples/ws_echo.lua streams each message back as it arrives; a message "
+              "that came in one frame goes back in one (its length is sent first)"),
     Node("node.js", note="the ws package with bufferutil (native masking); a message is "
                          "handed over whole and echoed as one frame"),
     Bun("bun.js", note="Bun.serve's WebSocket (uWebSockets); a message is handed over whole "
