@@ -480,9 +480,16 @@ function client.request(opts)
   elseif type(redirects) ~= "number" then
     error("follow_redirects must be a number or a boolean", 2)
   end
-  local scheme, host, port, target, authority = client.parse_url(opts.url)
-  if not scheme or find(authority, "[%z\1-\32\127]") then
-    return nil, "bad URL: " .. http.quote(opts.url)
+  local scheme, host, port, target, authority
+  local base = opts._base -- the reverse proxy's upstream, parsed once per route
+  if base then
+    scheme, host, port, authority = base.scheme, base.host, base.port, base.authority
+    target = base.path .. opts._target
+  else
+    scheme, host, port, target, authority = client.parse_url(opts.url)
+    if not scheme or find(authority, "[%z\1-\32\127]") then
+      return nil, "bad URL: " .. http.quote(opts.url)
+    end
   end
   local method = opts.method or "GET"
   if type(method) == "string" then method = method:upper() end

@@ -75,21 +75,24 @@ local function end_to_end(raw, connection, skip)
   return out
 end
 
--- base URL → its "scheme://authority" and path prefix, parsed once (a few
--- hundred kept; upstreams built per request just start the table over).
+-- base URL → its parts (client.request's _base: scheme, host, port,
+-- authority, path prefix, and "scheme://authority/prefix"), parsed once (a
+-- few hundred kept; upstreams built per request just start the table over).
+-- Returns the request's URL and the base.
 local bases, nbases = {}, 0
 local function join(base, target)
   local b = bases[base]
   if not b then
     if nbases >= 256 then bases, nbases = {}, 0 end
-    local scheme, _, _, path = client.parse_url(base)
-    if not scheme then return nil end
+    local scheme, host, port, path, authority = client.parse_url(base)
+    if not scheme or authority:find("[%z\1-\32\127]") then return nil end
     if path == "/" then path = "" end
     if path:sub(-1) == "/" then path = path:sub(1, -2) end
-    b = scheme .. "://" .. base:match("^https?://([^/?#]*)") .. path
+    b = {scheme = scheme, host = host, port = port, authority = authority, path = path,
+      prefix = scheme .. "://" .. authority .. path}
     bases[base], nbases = b, nbases + 1
   end
-  return b .. target
+  return b.prefix .. target, b
 end
 
 -- ---- the reverse proxy ----
@@ -139,7 +142,7 @@ function proxy.pass(req, res, upstream, opts)
     target = target:sub(#opts.strip_prefix + 1)
     if target:sub(1, 1) ~= "/" then target = "/" .. target end
   end
-  local url = join(upstream, target)
+  local url, base = join(upstream, target)
   if not url then error("bad upstream URL: " .. tostring(upstream), 2) end
   if is_upgrade(req) then return proxy.websocket(req, res, url, opts) end
 
@@ -179,7 +182,8 @@ function proxy.pass(req, res, upstream, opts)
   -- The method, target and fields came from our parser (so they are valid in
   -- a request head) or from us: the client need not check them again, unless
   -- opts.headers added some.
-  local ures, err = client.request{url = url, method = req.method, headers = headers,
+  local ures, err = client.request{url = url, _base = base, _target = target,
+    method = req.method, headers = headers,
     body = body, timeout = opts.timeout or proxy.TIMEOUT,
     connect_timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
     host = opts.preserve_host and h.host or nil, _checked = opts.headers == nil}
