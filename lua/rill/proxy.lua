@@ -54,7 +54,10 @@ local HOP = {connection = true, ["keep-alive"] = true, ["proxy-connection"] = tr
   ["proxy-authenticate"] = true, ["proxy-authorization"] = true}
 
 -- The headers named by Connection are hop-by-hop too.
+local NONE = setmetatable({}, {__newindex = function() error("read-only", 2) end})
+
 local function connection_tokens(value)
+  if value == nil then return NONE end
   local set = {}
   if type(value) == "table" then value = concat(value, ",") end
   for t in gmatch(value or "", "[^,%s]+") do set[lower(t)] = true end
@@ -198,13 +201,21 @@ function proxy.pass(req, res, upstream, opts)
   res:status(ures.status)
   -- The upstream's header lines as they came (case, order, repeats), unless
   -- on_response set a header of that name already.
-  local raw = ures.raw_headers
+  local raw, out = ures.raw_headers, res._h
   local skip = connection_tokens(ures.headers.connection)
-  local set = {}
-  for i = 1, #res._h, 2 do set[lower(res._h[i])] = true end
+  local set = NONE
+  if #out > 0 then
+    set = {}
+    for i = 1, #out, 2 do set[lower(out[i])] = true end
+  end
+  local n = #out
   for i = 1, #raw, 2 do
     local name = lower(raw[i])
-    if not HOP[name] and not skip[name] and not set[name] then res:add_header(raw[i], raw[i + 1]) end
+    if not HOP[name] and not skip[name] and not set[name] then
+      out[n + 1] = raw[i]
+      out[n + 2] = raw[i + 1]
+      n = n + 2
+    end
   end
   while true do
     local chunk, rerr = ures.body:read_some(65536)
