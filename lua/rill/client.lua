@@ -494,7 +494,9 @@ function client.request(opts)
   local method = opts.method or "GET"
   if type(method) == "string" then method = method:upper() end
   local o = {method = method, target = target, host_header = opts.host or authority,
-    header_list = flatten(opts.headers), body = opts.body, close = opts.close}
+    header_list = opts._flat and opts.headers or flatten(opts.headers), body = opts.body, close = opts.close}
+  -- (_flat: the reverse proxy's list is flat strings made for this request,
+  -- taken as it is.)
   -- The reverse proxy passes on a request our server parsed (so checked)
   -- with fields it made itself: _checked skips checking it again.
   if not opts._checked then

@@ -100,6 +100,13 @@ end
 
 -- ---- the reverse proxy ----
 
+-- Appends a header line to a flat list (a function, not a closure per request).
+local function add(headers, name, value)
+  local n = #headers
+  headers[n + 1] = name
+  headers[n + 2] = value
+end
+
 -- Request headers the proxy writes itself.
 local REPLACED = {host = true, ["content-length"] = true, ["x-forwarded-for"] = true,
   ["x-forwarded-proto"] = true, ["x-forwarded-host"] = true, expect = true}
@@ -151,15 +158,11 @@ function proxy.pass(req, res, upstream, opts)
 
   local h = req.headers
   local headers = end_to_end(req.raw_headers, h.connection, REPLACED)
-  local function add(name, value)
-    headers[#headers + 1] = name
-    headers[#headers + 1] = value
-  end
   local xff = h["x-forwarded-for"]
   if type(xff) == "table" then xff = concat(xff, ", ") end
-  add("X-Forwarded-For", (xff and xff .. ", " or "") .. req.remote_addr)
-  add("X-Forwarded-Proto", req.scheme)
-  if h.host then add("X-Forwarded-Host", h.host) end
+  add(headers, "X-Forwarded-For", (xff and xff .. ", " or "") .. req.remote_addr)
+  add(headers, "X-Forwarded-Proto", req.scheme)
+  if h.host then add(headers, "X-Forwarded-Host", h.host) end
   if opts.headers then
     for name, value in pairs(opts.headers) do
       local lname = lower(name)
@@ -169,7 +172,7 @@ function proxy.pass(req, res, upstream, opts)
           table.remove(headers, i)
         end
       end
-      if value then add(name, tostring(value)) end
+      if value then add(headers, name, tostring(value)) end
     end
   end
 
@@ -179,13 +182,13 @@ function proxy.pass(req, res, upstream, opts)
   local clen = h["content-length"]
   if clen or h["transfer-encoding"] then
     body = req.body
-    if clen then add("Content-Length", clen) end
+    if clen then add(headers, "Content-Length", clen) end
   end
 
   -- The method, target and fields came from our parser (so they are valid in
   -- a request head) or from us: the client need not check them again, unless
   -- opts.headers added some.
-  local ures, err = client.request{url = url, _base = base, _target = target,
+  local ures, err = client.request{url = url, _base = base, _target = target, _flat = true,
     method = req.method, headers = headers,
     body = body, timeout = opts.timeout or proxy.TIMEOUT,
     connect_timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
