@@ -779,6 +779,8 @@ int rill__open_core(lua_State *L) {
       rill__ffi_http_reqline};
   lua_pushlightuserdata(L, (void *)&api);
   lua_setfield(L, -2, "ffi_api");
+  lua_pushliteral(L, RILL_FFI_CDEF);
+  lua_setfield(L, -2, "ffi_cdef");
   lua_pushstring(L, RILL_VERSION_STRING);
   lua_setfield(L, -2, "version");
   return 1;
