@@ -20,7 +20,16 @@
   double (*ws_msg_length)(void *ws);                                                   \
   int (*http_write)(void *conn, unsigned gen, const char *p, size_t n);                \
   int (*http_reqline)(void *conn, unsigned gen, const char **method, const char **target, \
-                      int *target_len);
+                      int *target_len);                                                \
+  int (*http_respond)(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh, \
+                      const char *body, size_t len);
+
+/* A header line for http_respond: rill_hdr_t's layout (http_conn.h). */
+#define RILL_FFI_HDR_FIELDS const char *name; size_t nlen; const char *value; size_t vlen;
+
+typedef struct {
+  RILL_FFI_HDR_FIELDS
+} rill_ffi_hdr_t;
 
 typedef struct {
   RILL_FFI_API_FIELDS
@@ -28,7 +37,9 @@ typedef struct {
 
 #define RILL_FFI_STR_(x) #x
 #define RILL_FFI_STR(x) RILL_FFI_STR_(x)
-#define RILL_FFI_CDEF "typedef struct { " RILL_FFI_STR(RILL_FFI_API_FIELDS) " } rill_ffi_api_t;"
+#define RILL_FFI_CDEF                                                                      \
+  "typedef struct { " RILL_FFI_STR(RILL_FFI_HDR_FIELDS) " } rill_ffi_hdr_t; "             \
+  "typedef struct { " RILL_FFI_STR(RILL_FFI_API_FIELDS) " } rill_ffi_api_t;"
 
 /* lua_stream.c */
 int rill__ffi_stream_peek(void *face, const char **p);
@@ -43,5 +54,7 @@ double rill__ffi_ws_msg_length(void *ws);
 int rill__ffi_http_write(void *conn, unsigned gen, const char *p, size_t n);
 int rill__ffi_http_reqline(void *conn, unsigned gen, const char **method, const char **target,
                            int *target_len);
+int rill__ffi_http_respond(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh,
+                           const char *body, size_t len);
 
 #endif

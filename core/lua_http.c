@@ -6,6 +6,7 @@
  * every method checks so that a request's objects die with the request. */
 #include <assert.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -483,6 +484,37 @@ int rill__ffi_http_write(void *conn, unsigned gen, const char *p, size_t n) {
   return r == 0 ? 0 : r == RILL_EAGAIN ? 1 : 2;
 }
 
+/* The fast path's header lines are rill_hdr_t's. */
+_Static_assert(sizeof(rill_ffi_hdr_t) == sizeof(rill_hdr_t) &&
+                   offsetof(rill_ffi_hdr_t, nlen) == offsetof(rill_hdr_t, nlen) &&
+                   offsetof(rill_ffi_hdr_t, value) == offsetof(rill_hdr_t, value) &&
+                   offsetof(rill_ffi_hdr_t, vlen) == offsetof(rill_hdr_t, vlen),
+               "rill_ffi_hdr_t is rill_hdr_t");
+
+/* The fast path of res:send: the whole response, as conn:respond(). Returns
+ * 0 (done), 2 for the slow path (nothing done: over, started, a writer
+ * waiting, not in a task), or another status for conn:_result() to report
+ * as conn:respond() would. */
+int rill__ffi_http_respond(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh,
+                           const char *body, size_t len) {
+  lconn_ud *ud = conn;
+  rill_http_conn_t *c = ud->c;
+  if (c == NULL || c->state != RILL_CONN_HANDLER || c->gen != gen || rill__http_started(c) ||
+      ud->waits.head || nh < 0 || len > UINT_MAX || !rill__ffi_enter(c->w))
+    return 2;
+  rill_worker_t *w = c->w;
+  int r = rill__http_respond(c, status, (const rill_hdr_t *)h, (size_t)nh, body, len);
+  rill__ffi_leave(w);
+  return r == 2 ? RILL_EPROTO : r;
+}
+
+/* conn:_result(gen, status): what conn:respond() answers for a status the
+ * fast path met (true, a wait for the drain, nil and why, or an error). */
+static int l_result(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  return result(L, c, rill__task_check(c->w, L), (int)luaL_checkinteger(L, 3));
+}
+
 /* conn:flush(gen, status, headers): starts the response if it has not
  * started (its head, then a streamed body), then sends what was gathered
  * now rather than when the handler next waits. */
@@ -696,6 +728,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
+      {"_result", l_result},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

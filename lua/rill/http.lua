@@ -285,11 +285,35 @@ function Response:flush()
 end
 
 -- res:send(body): the whole response, with a Content-Length.
+local MAX_FAST_HEADERS = 32
+local fast_headers = require("ffi").new("rill_ffi_hdr_t[?]", MAX_FAST_HEADERS)
+
 function Response:send(body)
   if self.headers_sent then error("the response head has been sent already", 2) end
   self.headers_sent = true
   self.finished = true
-  return self._c:respond(self._g, self._status, self._h, body and tostring(body) or "")
+  if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
+  local c, g, status, h = self._c, self._g, self._status, self._h
+  local n = #h
+  if getmetatable(c) == CONN_MT and type(status) == "number" and n <= 2 * MAX_FAST_HEADERS then
+    -- the fast path (rill.ffi): the header lines point into h's strings
+    local ok = true
+    for i = 1, n, 2 do
+      local name, value = h[i], h[i + 1]
+      if type(name) ~= "string" or type(value) ~= "string" then
+        ok = false
+        break
+      end
+      local f = fast_headers[(i - 1) / 2]
+      f.name, f.nlen, f.value, f.vlen = name, #name, value, #value
+    end
+    if ok then
+      local r = api.http_respond(c, g, status, fast_headers, n / 2, body, #body)
+      if r == 0 then return true end
+      if r ~= 2 then return c:_result(g, r) end
+    end
+  end
+  return c:respond(g, status, h, body)
 end
 
 -- res:finish(): ends the response (an empty one if nothing was sent).
