@@ -434,7 +434,9 @@ describe("websocket to tcp bridge", function()
     local echo = tcp_echo()
     local bridge = helper.start({"serve", "examples/ws_tcp_bridge.lua", "--listen",
       "127.0.0.1:0"}, {TARGET = "127.0.0.1:" .. echo.port})
-    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(bridge.port)))
+    -- 512 MiB through two sanitized processes: a wait may be long on a
+    -- loaded machine; a hang still fails (after 60 s, not the default 10)
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(bridge.port), {idle_timeout = 60}))
     local total = 256 * MB
     local reader = rill.spawn(function()
       local got = 0
