@@ -505,7 +505,7 @@ int rill__ffi_http_respond(void *conn, unsigned gen, int status, const rill_ffi_
   rill_worker_t *w = c->w;
   int r = rill__http_respond(c, status, (const rill_hdr_t *)h, (size_t)nh, body, len);
   rill__ffi_leave(w);
-  return r == 2 ? RILL_EPROTO : r;
+  return r; /* 0 or a negative error: never the slow path's 2 */
 }
 
 /* conn:_result(gen, status): what conn:respond() answers for a status the

@@ -253,11 +253,8 @@ static void face_drained(rill_binding_t *b, int status) {
   lstream_ud *ud = rill__container_of(b, lstream_ud, b);
   rill_wait_t *wt = rill__waitq_find(&ud->waits, W_WRITE);
   if (wt == NULL) return;
-  if (ud->w && rill__ffi_active(ud->w)) {
-    ud->dfr_drain_status = status;
-    defer_ev(ud, EV_DRAINED);
-    return;
-  }
+  ud->dfr_drain_status = status; /* for a deferred run */
+  if (defer_ev(ud, EV_DRAINED)) return;
   rill__task_drained(wt, status);
 }
 

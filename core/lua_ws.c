@@ -124,11 +124,8 @@ static void on_drained(rill_websocket_t *ws, int status) {
   lws_t *u = ws->data;
   rill_wait_t *wt = rill__waitq_find(&u->waits, W_WRITE);
   if (wt == NULL) return;
-  if (rill__ffi_active(u->w)) {
-    u->dfr_drain_status = status;
-    defer_ev(u, EV_DRAINED);
-    return;
-  }
+  u->dfr_drain_status = status; /* for a deferred run */
+  if (defer_ev(u, EV_DRAINED)) return;
   rill__task_drained(wt, status);
 }
 
