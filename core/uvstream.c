@@ -46,16 +46,15 @@ struct rill_uvstream_s {
   } h;
   struct aux_s *aux; /* for shutting down and closing, made when needed */
   char *buf;
-  size_t cap, r, w; /* unread bytes are buf[r..w) */
-  char *obuf;       /* gathered writes: obuf[0..olen), RILL_BUF_SIZE bytes */
-  size_t olen;
+  uint32_t cap, r, w; /* unread bytes are buf[r..w); cap <= BUF_MAX */
+  uint32_t olen;      /* gathered writes: obuf[0..olen) */
+  char *obuf;         /* RILL_BUF_SIZE bytes, while it holds any */
   rill_flush_t fl;
-  size_t queued;    /* bytes in uv_write requests not yet done */
-  size_t lingered;
-  int rerr; /* sticky: RILL_EOF or a read error */
-  int werr; /* sticky write error */
-  int phase;
-  int closes; /* handles whose close callback is still to come */
+  size_t queued; /* bytes in uv_write requests not yet done */
+  int rerr;      /* sticky: RILL_EOF or a read error */
+  int werr;      /* sticky write error */
+  uint8_t phase;
+  uint8_t closes; /* handles whose close callback is still to come */
   unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, drain_wait : 1,
       timer_init : 1, released : 1;
   void (*on_release)(void *), (*on_free)(void *);
@@ -67,6 +66,7 @@ struct rill_uvstream_s {
 struct aux_s {
   uv_timer_t linger;
   uv_shutdown_t sreq;
+  size_t lingered; /* bytes read and dropped while lingering */
 };
 
 typedef struct {
@@ -150,7 +150,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   rill_uvstream_t *u = st->data;
   if (nread == 0) return;
   if (nread > 0) {
-    u->w += (size_t)nread;
+    u->w += (uint32_t)nread;
   } else {
     /* The end, an error, or UV_ENOBUFS: no buffer (out of memory) or a full
      * one a reader still wants more than. Sticky: the reader is told now,
@@ -363,8 +363,8 @@ static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
 
 static void linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   rill_uvstream_t *u = st->data;
-  if (nread > 0) u->lingered += (size_t)nread;
-  if (nread < 0 || u->lingered > LINGER_BYTES) final_close(u);
+  if (nread > 0) u->aux->lingered += (size_t)nread;
+  if (nread < 0 || u->aux->lingered > LINGER_BYTES) final_close(u);
 }
 
 static void linger_start(rill_uvstream_t *u) {
