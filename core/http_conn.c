@@ -473,6 +473,7 @@ static void conn_process(rill_http_conn_t *c) {
     c->hcap = 0;
     head_free(c);
     body_free(c);
+    if (c->nreq && c->srv->on_idle) c->srv->on_idle(c);
   }
   r = rill__stream_fill(t);
   if (r == UV_ENOBUFS)
@@ -529,7 +530,7 @@ static void conn_drain(rill_http_conn_t *c) {
 static void end_request(rill_http_conn_t *c) {
   /* The request's body stream dies with it: its readers are told. */
   rill__stream_gone(&c->body->base);
-  c->gen++;
+  c->gen = ++c->srv->gen_seq;
   if (c->werr || c->close_after || c->body->err || !c->keepalive) {
     conn_close(c, 0);
     return;
@@ -891,6 +892,7 @@ rill_http_conn_t *rill__http_conn_new(rill_http_server_t *srv, rill_stream_t *t)
   c->w = srv->w;
   c->t = t;
   c->ref = -1;
+  c->gen = ++srv->gen_seq;
   srv->refs++;
   rill__stream_bind(t, &c->tb, &transport_ops);
   rill__obj_link(c->w, &c->obj, conn_destroy);

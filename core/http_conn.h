@@ -37,9 +37,13 @@ struct rill_http_server_s {
    * connection failed (status < 0). */
   void (*on_drained)(rill_http_conn_t *c, int status);
   void (*on_close)(rill_http_conn_t *c);  /* the connection is going */
+  /* Optional: the connection waits for its next request, with nothing
+   * buffered: what the layer above keeps for it may go. */
+  void (*on_idle)(rill_http_conn_t *c);
   void (*on_free)(rill_http_server_t *s); /* the last reference went */
   void *data;
-  int refs; /* the owner's, plus one per connection */
+  int refs;         /* the owner's, plus one per connection */
+  unsigned gen_seq; /* the last request number given to a connection */
 
   /* Timeouts without a libuv timer per connection. Each kind of timeout has
    * one delay, so its queue, kept in the order the timeouts were set, is in
@@ -88,7 +92,8 @@ struct rill_http_conn_s {
   rill_http_conn_t *due_prev, *due_next; /* in the server's queue of its kind */
   rill_http_conn_t *next_dead;
   int state;
-  unsigned gen; /* counts requests; a request's objects carry its number */
+  unsigned gen; /* the request's number, unique among srv's connections; a
+                 * request's objects carry it */
   unsigned nreq;
   int handler_running; /* the memory stays until the handler has ended */
 
@@ -114,8 +119,6 @@ struct rill_http_conn_s {
 
   void *data; /* the layer above's */
   int ref;
-  char peer_host[48]; /* the client's address, once asked for */
-  int peer_port;
 };
 
 /* Takes over the transport t (binds to it and owns it) and starts reading

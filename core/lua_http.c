@@ -2,8 +2,12 @@
  * and response objects of lua/rill/http.lua are built on.
  *
  * Each request runs in a task that starts `dispatch(handler, conn, gen)`;
- * conn is one userdata per connection, gen the request's number on it, which
- * every method checks so that a request's objects die with the request. */
+ * conn is a userdata for the connection, gen the request's number on it,
+ * which every method checks so that a request's objects die with the request.
+ * The userdata is made for a connection's first request and kept for the
+ * requests that follow at once (pipelined), but dropped once the connection
+ * waits for its next request: an idle keep-alive connection keeps nothing
+ * in Lua. */
 #include <assert.h>
 #include <limits.h>
 #include <stddef.h>
@@ -30,10 +34,17 @@ typedef struct {
   rill_waitq_t waits;
 } lconn_ud;
 
+#define SPARE_FACES 16
+
 typedef struct {
   rill_http_server_t srv;
   int handler_ref;
   int dispatch_ref;
+  /* Userdata of connections gone idle, kept for the next request on any of
+   * them (request numbers are unique among the server's connections, so a
+   * stale request object never matches the new one's). */
+  int spare[SPARE_FACES];
+  int nspare;
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
 } lhttp_t;
 
@@ -58,7 +69,13 @@ static void on_request(rill_http_conn_t *c) {
   c->w->requests++;
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
-  if (c->ref == -1) {
+  if (c->ref == -1 && lh->nspare > 0) {
+    c->ref = lh->spare[--lh->nspare];
+    lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
+    lconn_ud *ud = lua_touserdata(co, -1);
+    ud->c = c;
+    c->data = ud;
+  } else if (c->ref == -1) {
     lconn_ud *ud = lua_newuserdata(co, sizeof(*ud));
     memset(ud, 0, sizeof(*ud));
     ud->c = c;
@@ -84,7 +101,9 @@ static void on_drained(rill_http_conn_t *c, int status) {
   if (ud) rill__task_drained(ud->waits.head, status);
 }
 
-static void on_close(rill_http_conn_t *c) {
+/* Detaches the connection's userdata: its methods say the request is over,
+ * and what waits on it is woken with RILL_ECLOSED. */
+static void drop_face(rill_http_conn_t *c) {
   lconn_ud *ud = c->data;
   /* touches Lua: never from inside a fast path (lua_sched.h); no fast path
    * reaches a connection's close */
@@ -94,8 +113,22 @@ static void on_close(rill_http_conn_t *c) {
     ud->c = NULL;
     rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
   }
-  if (c->ref != -1 && c->w->L && !c->w->stopping) luaL_unref(c->w->L, LUA_REGISTRYINDEX, c->ref);
+  if (c->ref != -1 && c->w->L && !c->w->stopping) {
+    lhttp_t *lh = c->srv->data;
+    if (lh->nspare < SPARE_FACES)
+      lh->spare[lh->nspare++] = c->ref;
+    else
+      luaL_unref(c->w->L, LUA_REGISTRYINDEX, c->ref);
+  }
   c->ref = -1;
+}
+
+static void on_close(rill_http_conn_t *c) { drop_face(c); }
+
+static void on_idle(rill_http_conn_t *c) {
+  /* A fast path reading a body kept past its request could end a drain:
+   * then the userdata stays until the connection's next wait or close. */
+  if (!rill__ffi_active(c->w)) drop_face(c);
 }
 
 static void on_free(rill_http_server_t *srv) {
@@ -104,6 +137,7 @@ static void on_free(rill_http_server_t *srv) {
   if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
+    while (lh->nspare > 0) luaL_unref(L, LUA_REGISTRYINDEX, lh->spare[--lh->nspare]);
   }
   rill__tls_conf_unref(lh->tls);
   rill__http_server_close(srv);
@@ -188,6 +222,7 @@ static int l_http_listen(lua_State *L) {
   lh->srv.on_request = on_request;
   lh->srv.on_drained = on_drained;
   lh->srv.on_close = on_close;
+  lh->srv.on_idle = on_idle;
   lh->srv.on_free = on_free;
   lh->srv.data = lh;
   lh->srv.refs = 1;
@@ -345,17 +380,15 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
+/* conn:peer(gen) → host, port: asked of the socket each time (http.lua keeps
+ * the answer on the request), so that an idle connection does not carry it */
 static int l_peer(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  if (c->peer_port == 0) {
-    /* Once per connection: it does not change between requests. */
-    if (c->t == NULL) return 0;
-    int port = rill__stream_addr(c->t, 1, c->peer_host, sizeof(c->peer_host));
-    if (port < 0) return 0;
-    c->peer_port = port;
-  }
-  lua_pushstring(L, c->peer_host);
-  lua_pushinteger(L, c->peer_port);
+  char host[48];
+  int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;
+  if (port < 0) return 0;
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
   return 2;
 }
 

@@ -338,6 +338,80 @@ describe("http server", function()
       s:close()
     end)
 
+    it("keeps nothing in Lua for an idle keep-alive connection", function()
+      -- Each request's Lua objects go with its handler: a keep-alive
+      -- connection waiting for its next request holds no Lua memory.
+      local port, served = nil, 0
+      l, port = helper.listen(function(req, res)
+        served = served + 1
+        res:send("ok")
+      end)
+      local n, socks = 200, {}
+      for i = 1, n do socks[i] = helper.connect(port) end
+      local function lua_bytes()
+        collectgarbage("collect")
+        collectgarbage("collect")
+        return collectgarbage("count") * 1024
+      end
+      local function round()
+        -- the answers are left unread: only the server's side is measured
+        for i = 1, n do socks[i]:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n") end
+        while served < n + 1 do rill.sleep(5) end
+        rill.sleep(50) -- every connection is idle again
+      end
+      local warm = helper.connect(port) -- makes what every request reuses
+      warm:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, (helper.read_response(warm)))
+      warm:close()
+      local before = lua_bytes()
+      round()
+      local grown = lua_bytes() - before
+      for i = 1, n do socks[i]:close() end
+      -- What grows is the client sockets' own (about 30 bytes each); a face
+      -- kept per idle connection added 70 more.
+      assert.is_true(grown < n * 64, ("%.0f bytes per connection"):format(grown / n))
+    end)
+
+    it("does not let a request's objects kept past it act on a later request, on any connection",
+      function()
+      -- An idle connection's Lua face is reused by the next request on
+      -- another connection: the old request's objects must stay dead.
+      local kept, stale = nil, {}
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.path == "/keep" then
+          kept = {req = req, res = res} -- the handler ends without answering
+          return
+        end
+        stale.addr = {pcall(function() return kept.req.remote_addr end)}
+        stale.path = {pcall(function() return kept.req.path end)}
+        stale.header = {pcall(function() return kept.req.headers.host end)}
+        res:send("fresh " .. req.path)
+      end)
+      local a = helper.connect(port)
+      a:write("GET /keep HTTP/1.1\r\nHost: a\r\n\r\n")
+      local status, _, body = helper.read_response(a)
+      assert.equal(200, status)
+      assert.equal("", body)
+      rill.sleep(50) -- a is idle: its face is spare
+      for _, path in ipairs({"/b1", "/b2"}) do
+        local b = helper.connect(port)
+        b:write("GET " .. path .. " HTTP/1.1\r\nHost: b\r\n\r\n")
+        status, _, body = helper.read_response(b)
+        assert.equal(200, status)
+        assert.equal("fresh " .. path, body)
+        b:close()
+        for _, what in ipairs({"addr", "header"}) do
+          assert.is_false(stale[what][1], what)
+          assert.matches("the request is over", stale[what][2])
+        end
+        assert.equal("/keep", stale.path[2]) -- kept on the request object
+      end
+      a:settimeout(200)
+      assert.same({nil, "timeout"}, {a:read_some()}) -- nothing more for a
+      a:close()
+    end)
+
     it("holds connections past max_connections in the kernel's queue while all are busy",
       function()
         local port
