@@ -832,6 +832,7 @@ static void conn_freed(rill_http_conn_t *c) {
   body_free(c);
   free(c->hbuf);
   free(c->out);
+  free(c->peer_host);
   free(c);
   if (--srv->refs == 0 && srv->on_free) srv->on_free(srv);
 }

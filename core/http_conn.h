@@ -119,6 +119,8 @@ struct rill_http_conn_s {
 
   void *data; /* the layer above's */
   int ref;
+  char *peer_host; /* the client's address (malloc'd), once a request asked */
+  int peer_port;
 };
 
 /* Takes over the transport t (binds to it and owns it) and starts reading

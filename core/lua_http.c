@@ -380,15 +380,20 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
-/* conn:peer(gen) → host, port: asked of the socket each time (http.lua keeps
- * the answer on the request), so that an idle connection does not carry it */
+/* conn:peer(gen) → host, port: asked of the socket once per connection (it
+ * does not change between requests), and kept only by connections whose
+ * requests asked */
 static int l_peer(lua_State *L) {
   rill_http_conn_t *c = check(L);
-  char host[48];
-  int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;
-  if (port < 0) return 0;
-  lua_pushstring(L, host);
-  lua_pushinteger(L, port);
+  if (c->peer_host == NULL) {
+    char host[48];
+    int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;
+    if (port < 0) return 0;
+    if ((c->peer_host = strdup(host)) == NULL) return luaL_error(L, "out of memory");
+    c->peer_port = port;
+  }
+  lua_pushstring(L, c->peer_host);
+  lua_pushinteger(L, c->peer_port);
   return 2;
 }
 
