@@ -347,6 +347,22 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
   return v;
 }
 
+static const char *caller_name(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
+  return "?";
+}
+
+int rill__opt_port(lua_State *L, int t, int def) {
+  lua_Number v = rill__opt_number(L, t, "port", def);
+  if (!(v >= 0 && v <= 65535) || v != (lua_Number)(int)v) {
+    lua_pushnumber(L, v);
+    luaL_error(L, "%s: option port must be an integer 0-65535, got %s", caller_name(L),
+               lua_tostring(L, -1));
+  }
+  return (int)v;
+}
+
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) {
   lua_getfield(L, t, k);
   if (lua_isnil(L, -1)) {
@@ -355,10 +371,8 @@ lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) 
   }
   if (!lua_isnumber(L, -1)) {
     /* Name the function as its caller did, and the option. */
-    lua_Debug ar;
-    const char *fn = "?";
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) fn = ar.name;
-    luaL_error(L, "%s: option %s must be a number, not %s", fn, k, luaL_typename(L, -1));
+    luaL_error(L, "%s: option %s must be a number, not %s", caller_name(L), k,
+               luaL_typename(L, -1));
   }
   lua_Number v = lua_tonumber(L, -1);
   lua_pop(L, 1);
@@ -378,7 +392,7 @@ static int l_listen(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = opt_string(L, 1, "host", "127.0.0.1");
-  int port = (int)rill__opt_number(L, 1, "port", 0);
+  int port = rill__opt_port(L, 1, 0);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
   unsigned per_addr = (unsigned)rill__opt_number(L, 1, "max_connections_per_address", 0);

@@ -170,9 +170,9 @@ static void listener_free(rill_listener_t *l) {
 }
 
 static unsigned opt_ms(lua_State *L, const char *k, unsigned def_ms) {
-  lua_Number s = rill__opt_number(L, 1, k, (lua_Number)def_ms / 1000.0);
-  if (s < 0) s = 0;
-  return s * 1000 > 4e9 ? 4000000000u : (unsigned)(s * 1000);
+  lua_Number ms = rill__opt_number(L, 1, k, (lua_Number)def_ms);
+  if (ms < 0) ms = 0;
+  return ms > 4e9 ? 4000000000u : (unsigned)ms;
 }
 
 /* A size option: a non-negative number, def when absent. */
@@ -191,7 +191,7 @@ static int l_http_listen(lua_State *L) {
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
   lua_pop(L, 1);
-  int port = (int)rill__opt_number(L, 1, "port", 8080);
+  int port = rill__opt_port(L, 1, 8080);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)opt_size(L, "max_connections", 16384);
   unsigned per_addr = (unsigned)opt_size(L, "max_connections_per_address", 0);

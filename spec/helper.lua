@@ -125,7 +125,7 @@ end
 -- rill.websocket.connect with a 10 s idle timeout, so that a broken server
 -- fails a spec instead of hanging it.
 function helper.ws(url, opts)
-  local o = {idle_timeout = 10}
+  local o = {idle_timeout = 10000}
   for k, v in pairs(opts or {}) do o[k] = v end
   return rill.websocket.connect(url, o)
 end

@@ -217,6 +217,45 @@ describe("http server", function()
       assert.matches("^HTTP/1.1 400", raw)
       assert.not_matches("Injected", raw)
     end)
+
+    it("refuses a status that is not an integer 100-999, at the caller's line", function()
+      local port
+      local errs = {}
+      l, port = helper.listen(function(req, res)
+        for _, bad in ipairs({"abc", 99, 1000, 200.5, true}) do
+          local ok, err = pcall(function() res:status(bad) end)
+          errs[#errs + 1] = not ok and err
+        end
+        res:status(204):send()
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1.1 204 No Content\r\n", raw)
+      assert.equal(5, #errs)
+      assert.matches('http_spec%.lua:%d+: res:status: the status must be an integer 100%-999, ' ..
+        'got "abc"', errs[1])
+      assert.matches("got 99$", errs[2])
+      assert.matches("got 200%.5$", errs[4])
+    end)
+
+    it("names every registered status code, and keeps a HEAD answer's Content-Length", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.method == "HEAD" then
+          res:header("Content-Length", "1234")
+          res:finish()
+          return
+        end
+        res:status(tonumber(req.path:sub(2))):send("x")
+      end)
+      for status, reason in pairs({[416] = "Range Not Satisfiable", [418] = "I'm a teapot",
+        [422] = "Unprocessable Content", [425] = "Too Early",
+        [451] = "Unavailable For Legal Reasons", [507] = "Insufficient Storage"}) do
+        local _, out = helper.curl("-si", ("http://127.0.0.1:%d/%d"):format(port, status))
+        assert.matches("^HTTP/1.1 " .. status .. " " .. reason:gsub("%p", "%%%0") .. "\r\n", out)
+      end
+      local _, out = helper.curl("-sI", ("http://127.0.0.1:%d/"):format(port))
+      assert.matches("\r\nContent%-Length: 1234\r\n", out)
+    end)
   end)
 
   describe("connections", function()
@@ -539,7 +578,7 @@ describe("http server", function()
       function()
         local port
         l, port = helper.listen(function(req, res) res:send(req.path) end,
-          {max_connections = 2, body_timeout = 60})
+          {max_connections = 2, body_timeout = 60000})
         local held = {}
         for i = 1, 2 do
           local s = helper.connect(port)
@@ -620,7 +659,7 @@ describe("http server", function()
       -- that asked for more used to be left waiting for the header timeout.
       local port
       l, port = helper.listen(function(req, res) res:send("x") end,
-        {max_header_bytes = 4 * 1024 * 1024, header_timeout = 30})
+        {max_header_bytes = 4 * 1024 * 1024, header_timeout = 30000})
       local s = helper.connect(port)
       s:settimeout(5000)
       s:write("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 1200 * 1024))
@@ -698,7 +737,7 @@ describe("http server", function()
 
     it("408 when the head does not arrive within header_timeout", function()
       local port
-      l, port = helper.listen(function(req, res) res:send("x") end, {header_timeout = 0.2})
+      l, port = helper.listen(function(req, res) res:send("x") end, {header_timeout = 200})
       local t0 = rill.now()
       local raw, why = helper.raw(port, "GET / HTTP/1.1\r\nHost:", 3000)
       assert.same({408}, statuses(raw))
@@ -708,7 +747,7 @@ describe("http server", function()
 
     it("closes an idle keep-alive connection after keepalive_timeout", function()
       local port
-      l, port = helper.listen(function(req, res) res:send("x") end, {keepalive_timeout = 0.2})
+      l, port = helper.listen(function(req, res) res:send("x") end, {keepalive_timeout = 200})
       local s = helper.connect(port)
       s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
       assert.equal(200, helper.read_response(s))
@@ -725,7 +764,7 @@ describe("http server", function()
       -- that is not their deadlines' order.
       local port
       l, port = helper.listen(function(req, res) res:send("x") end,
-        {keepalive_timeout = 1.2, body_timeout = 0.6, header_timeout = 0.3})
+        {keepalive_timeout = 1200, body_timeout = 600, header_timeout = 300})
       local t0 = rill.now()
       local idle = helper.connect(port)
       idle:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -768,7 +807,7 @@ describe("http server", function()
       l, port = helper.listen(function(req, res)
         got, err, partial = req.body:read(10)
         res:status(408):send("slow")
-      end, {body_timeout = 0.2})
+      end, {body_timeout = 200})
       local s = helper.connect(port)
       s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
       local status = helper.read_response(s)
@@ -793,7 +832,7 @@ describe("http server", function()
           l, port = helper.listen(function(req, res)
             got.data, got.err = req.body:read_all()
             if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
-          end, {body_timeout = 0.2})
+          end, {body_timeout = 200})
           local s = helper.connect(port)
           s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
           local raw, why = helper.read_to_end(s)
@@ -864,7 +903,7 @@ describe("http server", function()
           l, port = helper.listen(function(req, res)
             got.data, got.err = req.body:read_all()
             if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
-          end, {min_body_rate = 100, body_rate_grace = 1})
+          end, {min_body_rate = 100, body_rate_grace = 1000})
           local cut, sent, raw, why = drip(post(port))
           assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
           assert.is_nil(got.data)
@@ -883,7 +922,7 @@ describe("http server", function()
       local got = {}
       l, port = helper.listen(function(req, res)
         got.data, got.err = req.body:read_all()
-      end, {min_body_rate = 100, body_rate_grace = 1, body_timeout = 60})
+      end, {min_body_rate = 100, body_rate_grace = 1000, body_timeout = 60000})
       local s = post(port)
       s:settimeout(10000)
       local raw, why = helper.read_to_end(s)
@@ -911,7 +950,7 @@ describe("http server", function()
             rill.sleep(300)
           end
           res:send(tostring(n))
-        end, {min_body_rate = 1000000, body_rate_grace = 0.5})
+        end, {min_body_rate = 1000000, body_rate_grace = 500})
         local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n" ..
           "Connection: close\r\n\r\n" .. string.rep("s", 262144), 10000)
         assert.same({200}, statuses(raw), raw:sub(1, 200))
@@ -1001,7 +1040,7 @@ describe("http server", function()
             end
             wrote = wrote + #block
           end
-        end, {send_timeout = 0.5})
+        end, {send_timeout = 500})
         local s = helper.connect(port)
         s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         rill.sleep(1500)

@@ -197,6 +197,15 @@ function Request:header(name)
   return self.headers[name]
 end
 
+-- The fields a request reads from its connection, read now and kept on req:
+-- called before the connection is handed over (an upgrade), so that a
+-- WebSocket or tunnel handler can still read them.
+local kept_fields = {"method", "target", "version", "path", "query_string", "headers",
+  "raw_headers", "remote_addr", "remote_port", "scheme"}
+function http.keep_fields(req)
+  for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
+end
+
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.
 function Request:upgrade_websocket(opts)
@@ -213,6 +222,10 @@ Response.__name = "rill.http.response"
 function Response:status(code)
   if code == nil then return self._status end
   if self.headers_sent then error("the response head has been sent already", 2) end
+  if type(code) ~= "number" or code % 1 ~= 0 or code < 100 or code > 999 then
+    error("res:status: the status must be an integer 100-999, got " ..
+      (type(code) == "string" and ("%q"):format(code) or tostring(code)), 2)
+  end
   self._status = code
   return self
 end
@@ -360,7 +373,7 @@ end
 --   max_connections_per_address=, max_header_bytes=, max_headers=,
 --   max_body_bytes=, drain_bytes=, min_body_rate= (bytes/s),
 --   header_timeout=, body_timeout=, body_rate_grace=, keepalive_timeout=,
---   send_timeout= (seconds)}
+--   send_timeout= (milliseconds)}
 -- → listener (listener:port(), listener:close()) or nil, err.
 function http.listen(opts)
   local h = http.handler(opts.handler)
