@@ -45,6 +45,7 @@ typedef struct {
    * stale request object never matches the new one's). */
   int spare[SPARE_FACES];
   int nspare;
+  int gone_ref; /* gone(conn, gen): runs a request's on_close callbacks */
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
 } lhttp_t;
 
@@ -125,6 +126,23 @@ static void drop_face(rill_http_conn_t *c) {
 
 static void on_close(rill_http_conn_t *c) { drop_face(c); }
 
+/* The client left while the handler runs: what waits to write is told, and
+ * the request's on_close callbacks run in a task of their own. */
+static void on_peer_gone(rill_http_conn_t *c) {
+  lhttp_t *lh = c->srv->data;
+  lconn_ud *ud = c->data;
+  assert(!rill__ffi_active(c->w)); /* from a transport's read, on the loop */
+  if (ud == NULL) return;
+  rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  if (lh->gone_ref == LUA_NOREF) return;
+  rill_task_t *t = rill__task_new(c->w, "on_close callbacks");
+  if (t == NULL) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, lh->gone_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->ref);
+  lua_pushinteger(t->co, c->gen);
+  rill__task_start(t, 2);
+}
+
 static void on_idle(rill_http_conn_t *c) {
   /* A fast path reading a body kept past its request could end a drain:
    * then the userdata stays until the connection's next wait or close. */
@@ -138,6 +156,7 @@ static void on_free(rill_http_server_t *srv) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
     while (lh->nspare > 0) luaL_unref(L, LUA_REGISTRYINDEX, lh->spare[--lh->nspare]);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->gone_ref);
   }
   rill__tls_conf_unref(lh->tls);
   rill__http_server_close(srv);
@@ -223,12 +242,20 @@ static int l_http_listen(lua_State *L) {
   lh->srv.on_drained = on_drained;
   lh->srv.on_close = on_close;
   lh->srv.on_idle = on_idle;
+  lh->srv.on_peer_gone = on_peer_gone;
   lh->srv.on_free = on_free;
   lh->srv.data = lh;
   lh->srv.refs = 1;
   lh->srv.limits = lim;
   lh->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lh->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, 1, "gone");
+  if (lua_isfunction(L, -1)) {
+    lh->gone_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_pop(L, 1);
+    lh->gone_ref = LUA_NOREF;
+  }
   lua_getfield(L, 1, "tls");
   if (lua_toboolean(L, -1)) {
     static const char *const http_alpn[] = {"http/1.1", NULL};
@@ -370,6 +397,17 @@ static int l_trailers(lua_State *L) {
   int n = rill__chunked_trailers(ch, f, RILL_CHUNK_TRAILERS_MAX);
   if (n < 0) n = 0;
   push_fields(L, ch->trailers, f, (unsigned)n);
+  return 1;
+}
+
+/* conn:closed(gen) → whether the client went away while the request was
+ * handled (true too once the request is over) */
+static int l_closed(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_Integer gen = luaL_checkinteger(L, 2);
+  rill_http_conn_t *c = ud->c;
+  lua_pushboolean(L, c == NULL || c->gen != (unsigned)gen || c->peer_gone ||
+                         c->state != RILL_CONN_HANDLER);
   return 1;
 }
 
@@ -762,7 +800,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
                                    {"http_trailers", l_body_trailers},
                                    {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
+      {"reqline", l_reqline}, {"closed", l_closed}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},

@@ -451,6 +451,90 @@ describe("http server", function()
       a:close()
     end)
 
+    it("notices a client that leaves while its handler sleeps: on_close runs, req.closed, " ..
+      "the next write fails, and its slot serves another client", function()
+      local ev = {}
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.path == "/second" then
+          ev.second_served_while_first_runs = ev.first_done == nil
+          res:send("second")
+          return
+        end
+        ev.closed_before = req.closed
+        req:on_close(function() ev.on_close = true end)
+        res:write("first bytes\n")
+        rill.sleep(1500) -- the client leaves meanwhile
+        ev.closed_after = req.closed
+        ev.write = {res:write("more")}
+        req:on_close(function() ev.late_on_close = true end) -- runs at once
+        ev.first_done = true
+      end, {max_connections = 1})
+      local a = helper.connect(port)
+      a:write("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert(a:read_until("first bytes\n"))
+      a:close()
+      -- the slot is free again: a second client is served at once
+      local b = helper.connect(port)
+      b:write("GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = helper.read_response(b)
+      b:close()
+      assert.equal(200, status)
+      assert.equal("second", body)
+      assert.is_true(ev.second_served_while_first_runs)
+      assert.is_true(ev.on_close)
+      for _ = 1, 100 do
+        if ev.late_on_close then break end
+        rill.sleep(20)
+      end
+      assert.is_false(ev.closed_before)
+      assert.is_true(ev.closed_after)
+      assert.same({nil, "closed"}, ev.write)
+      assert.is_true(ev.late_on_close)
+    end)
+
+    it("watches a request with a body once the handler has read it", function()
+      local ev = {}
+      local port
+      l, port = helper.listen(function(req, res)
+        ev.body = req.body:read_all()
+        req:on_close(function() ev.on_close = rill.now() end)
+        res:write("got it\n")
+        rill.sleep(1000)
+        ev.closed = req.closed
+      end)
+      local a = helper.connect(port)
+      a:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+      assert(a:read_until("got it\n"))
+      local left = rill.now()
+      a:close()
+      for _ = 1, 100 do
+        if ev.closed ~= nil then break end
+        rill.sleep(20)
+      end
+      assert.equal("hello", ev.body)
+      assert.is_number(ev.on_close)
+      assert.is_true(ev.on_close - left < 900, "on_close came with the client's leaving")
+      assert.is_true(ev.closed)
+    end)
+
+    it("still answers a client that half-closes right after its request", function()
+      local port
+      local closed
+      l, port = helper.listen(function(req, res)
+        rill.sleep(200)
+        closed = req.closed
+        res:send("late answer")
+      end)
+      local a = helper.connect(port)
+      a:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert(a:shutdown())
+      local out = helper.read_to_end(a)
+      assert.matches("^HTTP/1.1 200 OK\r\n", out)
+      assert.matches("late answer$", out)
+      assert.is_false(closed)
+    end)
+
     it("holds connections past max_connections in the kernel's queue while all are busy",
       function()
         local port

@@ -176,6 +176,44 @@ function getters.scheme(req)
   return s
 end
 
+-- req.closed: whether the client went away while the request was handled
+-- (asked of the connection each time: it can change while the handler runs).
+function getters.closed(req) return req._c:closed(req._g) end
+
+-- The on_close callbacks of the request on each connection: conn → {gen, fn...}
+local on_close = setmetatable({}, {__mode = "k"})
+
+-- req:on_close(fn): fn() runs, in a thread of its own, when the client goes
+-- away before the handler has ended (at once if it has gone already). The
+-- connection is watched once the request's body has been read (at once for
+-- a request without one).
+function Request:on_close(fn)
+  if type(fn) ~= "function" then
+    error("req:on_close: fn must be a function, got " .. type(fn), 2)
+  end
+  if self.closed then
+    core.spawn(fn)
+    return
+  end
+  local c, list = self._c, on_close[self._c]
+  if not list or list.gen ~= self._g then
+    list = {gen = self._g}
+    on_close[c] = list
+  end
+  list[#list + 1] = fn
+end
+
+-- Called by the server (core/lua_http.c) when a request's client has gone.
+local function gone(conn, gen)
+  local list = on_close[conn]
+  if not list or list.gen ~= gen then return end
+  on_close[conn] = nil
+  for i = 1, #list do
+    local ok, err = xpcall(list[i], debug.traceback)
+    if not ok then core.log("error", "error in an on_close callback: " .. tostring(err)) end
+  end
+end
+
 function getters.params(req)
   local p = {}
   rawset(req, "params", p)
@@ -382,6 +420,7 @@ function http.listen(opts)
   for k, v in pairs(opts) do o[k] = v end
   o.handler = h
   o.dispatch = dispatch
+  o.gone = gone
   return core.http_listen(o)
 end
 
