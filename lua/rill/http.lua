@@ -206,6 +206,12 @@ function http.keep_fields(req)
   for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
 end
 
+-- req:json([limit]) → the body decoded, or nil, err: see rill.json, loaded
+-- when first used. (A tail call: its errors point at the caller's line.)
+function Request:json(limit)
+  return require("rill.json")._read_request(self, limit)
+end
+
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.
 function Request:upgrade_websocket(opts)
@@ -271,6 +277,12 @@ function Response:add_header(name, value)
   h[#h + 1] = name
   h[#h + 1] = tostring(value)
   return self
+end
+
+-- res:json(value [, status]): see rill.json, loaded when first used. (A
+-- tail call: its errors point at the caller's line.)
+function Response:json(value, status)
+  return require("rill.json")._respond(self, value, status)
 end
 
 -- res:write(data): streams a piece of the body; the head goes with the first.
