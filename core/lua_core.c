@@ -736,8 +736,8 @@ static int l_hmac_sha256(lua_State *L) {
   const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
   unsigned char mac[32];
   if (md == NULL) return luaL_error(L, "hmac_sha256: this mbedTLS has no SHA-256");
-  int r = mbedtls_md_hmac(md, (const unsigned char *)key, klen, (const unsigned char *)msg,
-                          mlen, mac);
+  int r = mbedtls_md_hmac(md, (const unsigned char *)key, klen,
+                          (const unsigned char *)msg, mlen, mac);
   if (r != 0) return luaL_error(L, "hmac_sha256: mbedTLS error %d", r);
   lua_pushlstring(L, (const char *)mac, sizeof(mac));
   return 1;
