@@ -244,6 +244,19 @@ function http.keep_fields(req)
   for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
 end
 
+-- req.cookies: the Cookie header parsed (rill.cookie.parse), when first read.
+function getters.cookies(req)
+  local c = require("rill.cookie").parse(req.headers.cookie)
+  rawset(req, "cookies", c)
+  return c
+end
+
+-- req:json([limit]) → the body decoded, or nil, err: see rill.json, loaded
+-- when first used. (A tail call: its errors point at the caller's line.)
+function Request:json(limit)
+  return require("rill.json")._read_request(self, limit)
+end
+
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.
 function Request:upgrade_websocket(opts)
@@ -309,6 +322,21 @@ function Response:add_header(name, value)
   h[#h + 1] = name
   h[#h + 1] = tostring(value)
   return self
+end
+
+-- res:json(value [, status]), res:cookie(name, value [, opts]) and
+-- res:clear_cookie(name [, opts]): see rill.json and rill.cookie, loaded when
+-- first used. (Tail calls: their errors point at the caller's line.)
+function Response:json(value, status)
+  return require("rill.json")._respond(self, value, status)
+end
+
+function Response:cookie(name, value, opts)
+  return require("rill.cookie")._set(self, name, value, opts)
+end
+
+function Response:clear_cookie(name, opts)
+  return require("rill.cookie")._clear(self, name, opts)
 end
 
 -- res:write(data): streams a piece of the body; the head goes with the first.

@@ -142,6 +142,9 @@ end
 local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.websocket",
   proxy = "rill.proxy"}
 
+-- rill.json (lua-cjson) and rill.cookie, loaded when first named.
+lazy.json, lazy.cookie = "rill.json", "rill.cookie"
+
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.
 function rill.pipe(a, b, opts)

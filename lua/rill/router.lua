@@ -42,8 +42,24 @@ local function segments(pattern)
   end
 end
 
--- app:route(method, pattern, fn): method "*" matches any method.
-function Router:route(method, pattern, fn)
+-- What a route's options do to its handler (app:get(pattern, opts, fn)):
+-- json = true | {limit = bytes}: the body must be JSON (rill.json._route).
+local route_options = {
+  json = function(fn, v) return require("rill.json")._route(fn, v) end,
+}
+
+-- app:route(method, pattern, [opts,] fn): method "*" matches any method.
+function Router:route(method, pattern, fn, ...)
+  if type(fn) == "table" and select("#", ...) > 0 then
+    local opts = fn
+    fn = ...
+    assert(type(fn) == "function", "handler must be a function")
+    for k, v in pairs(opts) do
+      local wrap = route_options[k]
+      if not wrap then error("unknown route option " .. tostring(k), 2) end
+      fn = wrap(fn, v)
+    end
+  end
   assert(type(pattern) == "string" and byte(pattern, 1) == 47, "pattern must start with /")
   assert(type(fn) == "function", "handler must be a function")
   local node = self.tree
@@ -79,11 +95,11 @@ end
 
 for _, m in ipairs({"get", "post", "put", "delete", "patch", "head", "options"}) do
   local M_ = m:upper()
-  Router[m] = function(self, pattern, fn) return self:route(M_, pattern, fn) end
+  Router[m] = function(self, pattern, ...) return self:route(M_, pattern, ...) end
 end
 
-function Router:any(pattern, fn)
-  return self:route("*", pattern, fn)
+function Router:any(pattern, ...)
+  return self:route("*", pattern, ...)
 end
 
 -- app:websocket(pattern, fn [, opts]): fn(ws, req) serves WebSocket upgrades
