@@ -584,6 +584,24 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
+/* conn:_response(gen) → "none", "started" or "ended": how far the response
+ * got, as the connection sees it (rill.hooks decides from it what a handler
+ * that raised may still answer). */
+static int l_response(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_pushstring(L, c->resp == 0 ? "none" : c->resp == 2 ? "ended" : "started");
+  return 1;
+}
+
+/* conn:_cut(gen): a response that started will not end whole (its handler
+ * raised): the connection is reset when the handler is done, so that the
+ * client never takes a part for the whole. */
+static int l_cut(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill__http_conn_cut(c, RILL_ECLOSED);
+  return 0;
+}
+
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
  * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
  * body or the response started. */
@@ -767,6 +785,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
+      {"_response", l_response}, {"_cut", l_cut},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

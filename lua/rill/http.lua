@@ -6,6 +6,7 @@
 --     res:send("Hello, world!")
 --   end}
 local core = require "rill.core"
+local hooks = require "rill.hooks"
 
 local byte, char, concat, find, format, gsub, lower, sub, tonumber, tostring, type =
   string.byte, string.char, table.concat, string.find, string.format, string.gsub,
@@ -221,7 +222,7 @@ Response.__name = "rill.http.response"
 -- res:status(code) sets the status and returns res; res:status() reads it.
 function Response:status(code)
   if code == nil then return self._status end
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then error("res:status: the response head has been sent already", 2) end
   if type(code) ~= "number" or code % 1 ~= 0 or code < 100 or code > 999 then
     error("res:status: the status must be an integer 100-999, got " ..
       (type(code) == "string" and ("%q"):format(code) or tostring(code)), 2)
@@ -250,7 +251,7 @@ function Response:header(name, value)
     end
     return nil
   end
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then error("res:header: the response head has been sent already", 2) end
   if #h > 0 then drop(h, lower(name)) end
   if type(value) == "table" then
     for i = 1, #value do
@@ -266,7 +267,9 @@ end
 
 -- res:add_header(name, value) adds a line, keeping others of the same name.
 function Response:add_header(name, value)
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then
+    error("res:add_header: the response head has been sent already", 2)
+  end
   local h = self._h
   h[#h + 1] = name
   h[#h + 1] = tostring(value)
@@ -278,15 +281,25 @@ end
 -- the connection (HTTP/1.0). Waits while the client is slow.
 function Response:write(data, ...)
   if select("#", ...) > 0 then data = concat({data, ...}) end
+  if self.finished then error("res:write: the response has ended", 2) end
   local c = self._c
   if self.headers_sent and type(data) == "string" and getmetatable(c) == CONN_MT then
     -- the head went: the fast path (rill.ffi) takes the piece, if it can
     local r = api.http_write(c, self._g, data, #data)
-    if r == 0 then return true end
-    if r == 1 then return c:_wait_drained(self._g) end
+    if r == 0 then
+      self._sent = self._sent + #data
+      return true
+    end
+    if r == 1 then
+      self._sent = self._sent + #data
+      return c:_wait_drained(self._g)
+    end
   end
   self.headers_sent = true
-  return self._c:write(self._g, self._status, self._h, tostring(data))
+  data = tostring(data)
+  local ok, err = self._c:write(self._g, self._status, self._h, data)
+  if ok then self._sent = self._sent + #data end
+  return ok, err
 end
 
 -- res:flush(): starts the response if it has not started (its head goes,
@@ -301,8 +314,17 @@ end
 local MAX_FAST_HEADERS = 32
 local fast_headers = require("ffi").new("rill_ffi_hdr_t[?]", MAX_FAST_HEADERS)
 
+-- Counts n body bytes as sent if the connection took them (ok).
+local function sent(res, n, ok, err)
+  if ok then res._sent = res._sent + n end
+  return ok, err
+end
+
 function Response:send(body)
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then
+    error(self.finished and "res:send: the response was sent already" or
+      "res:send: the response has started (res:write or res:flush); end it with res:finish", 2)
+  end
   self.headers_sent = true
   self.finished = true
   if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
@@ -322,11 +344,14 @@ function Response:send(body)
     end
     if ok then
       local r = api.http_respond(c, g, status, fast_headers, n / 2, body, #body)
-      if r == 0 then return true end
-      if r ~= 2 then return c:_result(g, r) end
+      if r == 0 then
+        self._sent = #body
+        return true
+      end
+      if r ~= 2 then return sent(self, #body, c:_result(g, r)) end
     end
   end
-  return c:respond(g, status, h, body)
+  return sent(self, #body, c:respond(g, status, h, body))
 end
 
 -- res:finish(): ends the response (an empty one if nothing was sent).
@@ -339,18 +364,40 @@ end
 
 Response.close = Response.finish
 
+-- res:on_finish(fn): fn(status, bytes, ms) runs once when the handler is
+-- done, whether it returned or raised (rill.hooks says what the arguments
+-- mean).
+function Response:on_finish(fn)
+  if type(fn) ~= "function" then error("res:on_finish: fn must be a function", 2) end
+  local list = self._on_finish
+  if list then list[#list + 1] = fn else self._on_finish = {fn} end
+  return self
+end
+
 -- ---- the server ----
 
--- Runs in a fresh (or pooled) coroutine for each request.
+local caught, now = hooks.caught, core.now
+
+-- Runs in a fresh (or pooled) coroutine for each request. A handler that
+-- raises is answered by rill.hooks (the app's on_error, or 500).
 local function dispatch(handler, conn, gen)
   local res = setmetatable({_c = conn, _g = gen, _status = 200, _h = {},
-    headers_sent = false, finished = false}, Response)
-  handler(setmetatable({_c = conn, _g = gen, res = res}, req_mt), res)
+    headers_sent = false, finished = false, _sent = 0, _t0 = now()}, Response)
+  local req = setmetatable({_c = conn, _g = gen, res = res}, req_mt)
+  local ok, err = xpcall(handler, caught, req, res)
+  if not ok then hooks.failed(err, req, res) end
   if not res.finished then
     res.finished = true
     res.headers_sent = true
+    if res._on_finish then
+      ok, err = pcall(conn.finish, conn, gen, res._status, res._h)
+      hooks.finished(req, res)
+      if not ok then error(err, 0) end
+      return
+    end
     conn:finish(gen, res._status, res._h)
   end
+  if res._on_finish then hooks.finished(req, res) end
 end
 
 -- A handler is a function(req, res), or an object with a handle method or a
@@ -389,6 +436,10 @@ end
 function http.request(opts)
   return require("rill.client").request(opts)
 end
+
+-- rill.http.abort(status [, message [, headers]]): raises an error object
+-- that the request is answered with (rill.hooks).
+http.abort = hooks.abort
 
 http.Request = Request
 http.Response = Response
