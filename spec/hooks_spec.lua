@@ -1,5 +1,5 @@
 -- Hooks (rill.hooks, the router's on_error / not_found / method_not_allowed,
--- res:on_finish), and errors after a complete response.
+-- res:on_finish), errors after a complete response, and res:redirect.
 -- Driven by curl and raw sockets against servers in this process, and by a
 -- child `rill serve` where the log is what is checked.
 local rill = require "rill"
@@ -368,5 +368,46 @@ return app
           srv.wait_log("error in request handler: .*" .. (logged:gsub("%p", "%%%0")))
         end)
     end
+  end)
+
+  describe("res:redirect", function()
+    it("answers 302 (or the status given) with Location", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.path == "/old" then return res:redirect("/new?x=1", 301) end
+        res:redirect("https://example.com/elsewhere")
+      end)
+      local code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+        url(port, "/"))
+      assert.equal(0, code)
+      assert.equal("302 https://example.com/elsewhere", out)
+      local status, headers, body = helper.fetch(url(port, "/old"))
+      assert.equal(301, status)
+      assert.equal("/new?x=1", headers.location)
+      assert.equal("Redirecting to /new?x=1\n", body)
+    end)
+
+    it("refuses CR, LF and NUL in the url, and a status outside 300-399, at the caller's line",
+      function()
+        local errs = {}
+        local port
+        l, port = helper.listen(function(req, res)
+          local target = req.path == "/crlf" and "/x\r\nSet-Cookie: a=b" or "/x"
+          local status = req.path == "/status" and 200 or nil
+          local ok, err = pcall(function() res:redirect(target, status) end)
+          errs[#errs + 1] = err
+          if not ok then res:status(400):send("refused") end
+        end)
+        local status, headers = helper.fetch(url(port, "/crlf"))
+        assert.equal(400, status)
+        assert.is_nil(headers["set-cookie"])
+        assert.is_nil(headers.location)
+        assert.matches("hooks_spec%.lua:%d+: res:redirect: url must be a string without CR, LF " ..
+          "or NUL", errs[1])
+        status = helper.fetch(url(port, "/status"))
+        assert.equal(400, status)
+        assert.matches("hooks_spec%.lua:%d+: res:redirect: status must be an integer 300%-399, " ..
+          "got 200", errs[2])
+      end)
   end)
 end)

@@ -374,6 +374,28 @@ function Response:on_finish(fn)
   return self
 end
 
+-- res:redirect(url [, status]): answers with Location: url and status
+-- (default 302; 300-399). A url with CR, LF or NUL is refused.
+function Response:redirect(url, status)
+  if type(url) ~= "string" or find(url, "[%z\r\n]") then
+    error("res:redirect: url must be a string without CR, LF or NUL, got " .. http.quote(url), 2)
+  end
+  status = status or 302
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 300 or status > 399 then
+    error("res:redirect: status must be an integer 300-399, got " .. tostring(status), 2)
+  end
+  if self.headers_sent then error("res:redirect: the response head has been sent already", 2) end
+  self._status = status
+  return self:header("Location", url):header("Content-Type", "text/plain; charset=utf-8")
+    :send("Redirecting to " .. url .. "\n")
+end
+
+-- res:sse([opts]) → an event writer (rill.sse): the head goes at once.
+function Response:sse(opts)
+  if self.headers_sent then error("res:sse: the response head has been sent already", 2) end
+  return require("rill.sse").new(self, opts)
+end
+
 -- ---- the server ----
 
 local caught, now = hooks.caught, core.now
