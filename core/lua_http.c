@@ -602,6 +602,19 @@ static int l_cut(lua_State *L) {
   return 0;
 }
 
+/* conn:_body_max(gen, bytes): lowers this request's body limit (never
+ * raises it). A read past it fails with "too large" and the request is
+ * answered 413 whatever the handler sends, as for max_body_bytes. */
+static int l_body_max(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "must be at least 1");
+  rill_body_t *b = c->body;
+  uint64_t max = n >= 1.8e19 ? UINT64_MAX : (uint64_t)n;
+  if (b && (b->max == 0 || max < b->max)) b->max = max;
+  return 0;
+}
+
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
  * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
  * body or the response started. */
@@ -785,7 +798,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
-      {"_response", l_response}, {"_cut", l_cut},
+      {"_response", l_response}, {"_cut", l_cut}, {"_body_max", l_body_max},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);
