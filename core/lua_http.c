@@ -32,6 +32,7 @@
 typedef struct {
   rill_http_conn_t *c; /* NULL once the connection is closed */
   rill_waitq_t waits;
+  uint64_t started; /* the loop's time (ms) when its latest request came */
 } lconn_ud;
 
 #define SPARE_FACES 16
@@ -87,6 +88,8 @@ static void on_request(rill_http_conn_t *c) {
   } else {
     lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
   }
+  /* (the loop's time: a read of memory, not a clock per request) */
+  ((lconn_ud *)c->data)->started = uv_now(c->w->loop);
   lua_pushinteger(co, c->gen);
   t->done = http_task_done;
   t->done_data = c;
@@ -593,6 +596,14 @@ static int l_response(lua_State *L) {
   return 1;
 }
 
+/* conn:_started() → the loop's time (ms, as rill.now) when the latest
+ * request on this connection came; what res:on_finish measures from. */
+static int l_started(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_pushnumber(L, (lua_Number)ud->started);
+  return 1;
+}
+
 /* conn:_cut(gen): a response that started will not end whole (its handler
  * raised): the connection is reset when the handler is done, so that the
  * client never takes a part for the whole. */
@@ -799,6 +810,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
       {"_response", l_response}, {"_cut", l_cut}, {"_body_max", l_body_max},
+      {"_started", l_started},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

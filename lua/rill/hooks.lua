@@ -186,7 +186,7 @@ local function index(t, k) return t[k] end
 -- status the response went with, the body bytes the connection took (not
 -- the head nor chunk framing; 0 for HEAD, 1xx, 204 and 304; bytes taken may
 -- still be on their way when fn runs), and the milliseconds since the
--- request's handler started. Each callback's error is logged; the others
+-- request came (its head was read; the loop's clock, to the ms). Each callback's error is logged; the others
 -- still run.
 function M.finished(req, res)
   local list = res._on_finish

@@ -370,7 +370,12 @@ Response.close = Response.finish
 function Response:on_finish(fn)
   if type(fn) ~= "function" then error("res:on_finish: fn must be a function", 2) end
   local list = self._on_finish
-  if list then list[#list + 1] = fn else self._on_finish = {fn} end
+  if list then
+    list[#list + 1] = fn
+  else
+    self._on_finish = {fn}
+    self._t0 = self._c:_started() -- (asked now: the connection may serve others later)
+  end
   return self
 end
 
@@ -398,13 +403,13 @@ end
 
 -- ---- the server ----
 
-local caught, now = hooks.caught, core.now
+local caught = hooks.caught
 
 -- Runs in a fresh (or pooled) coroutine for each request. A handler that
 -- raises is answered by rill.hooks (the app's on_error, or 500).
 local function dispatch(handler, conn, gen)
   local res = setmetatable({_c = conn, _g = gen, _status = 200, _h = {},
-    headers_sent = false, finished = false, _sent = 0, _t0 = now()}, Response)
+    headers_sent = false, finished = false, _sent = 0}, Response)
   local req = setmetatable({_c = conn, _g = gen, res = res}, req_mt)
   local ok, err = xpcall(handler, caught, req, res)
   if not ok then hooks.failed(err, req, res) end
