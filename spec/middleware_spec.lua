@@ -179,6 +179,28 @@ return app
       os.remove(tmp)
     end)
 
+    it("writes what it gathered when the server stops", function()
+      local tmp = os.tmpname()
+      local log_path = tmp .. ".log"
+      local f = assert(io.open(tmp .. ".lua", "w"))
+      f:write(([[
+local rill = require "rill"
+local app = rill.router()
+app:use(rill.middleware.logger{format = "common", output = %q, flush = 600000})
+app:get("/", function(req, res) res:send("ok") end)
+return app
+]]):format(log_path))
+      f:close()
+      local srv = helper.serve(tmp .. ".lua", {"--workers", "1"})
+      assert.equal(200, (helper.fetch(url(srv.port, "/"))))
+      assert.equal(200, (helper.fetch(url(srv.port, "/"))))
+      assert.equal("", read_file(log_path)) -- gathered: the buffer is far from full
+      assert.equal(0, srv.stop())
+      assert.equal(2, count_lines(read_file(log_path)))
+      assert.matches('"GET / HTTP/1%.1" 200 2\n$', read_file(log_path))
+      for _, p in ipairs({tmp .. ".lua", log_path, tmp}) do os.remove(p) end
+    end)
+
     it("refuses bad options", function()
       assert.has_error(function() mw.logger{format = "apache"} end,
         'rill.middleware.logger: format must be "combined", "common" or a function, got apache')
