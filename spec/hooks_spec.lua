@@ -81,6 +81,10 @@ describe("hooks", function()
       end)
       app:get("/odd", function() error({status = 200, message = "not an error status"}) end)
       app:get("/table", function() error({}) end)
+      app:get("/badheader", function(req, res)
+        res:header("X-Bad", "a\r\nInjected: yes")
+        res:send("never")
+      end)
       local port
       l, port = helper.listen(app)
 
@@ -109,6 +113,12 @@ describe("hooks", function()
       assert.equal("Internal Server Error\n", body)
       status = helper.fetch(url(port, "/table"))
       assert.equal(500, status)
+      -- a response that could not start (a header with CR LF) is answered
+      -- 500, without the headers the handler set
+      status, headers, body = helper.fetch(url(port, "/badheader"))
+      assert.same({500, "Internal Server Error\n"}, {status, body})
+      assert.is_nil(headers.injected)
+      assert.is_nil(headers["x-kept"])
     end)
 
     it("gives on_error the error object as raised", function()
