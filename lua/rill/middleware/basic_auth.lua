@@ -11,9 +11,10 @@
 -- gets 401 with WWW-Authenticate: Basic realm="...", charset="UTF-8". Passwords
 -- from users are compared in time that does not depend on where they differ
 -- (nor on whether the user exists).
-local byte, char, find, sub, concat, type, tostring, pairs =
-  string.byte, string.char, string.find, string.sub, table.concat, type, tostring,
-  pairs
+local byte, char, find, sub, concat, type, pairs =
+  string.byte, string.char, string.find, string.sub, table.concat, type, pairs
+local floor = math.floor
+local bit = require "bit"
 local bxor, bor = bit.bxor, bit.bor
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -29,7 +30,7 @@ local function unbase64(s)
     local va, vb, vc, vd = VALUE[a], VALUE[b], VALUE[c], VALUE[d]
     if not va or not vb then return nil end
     local n = va * 262144 + vb * 4096 + (vc or 0) * 64 + (vd or 0)
-    local b1, b2, b3 = math.floor(n / 65536), math.floor(n / 256) % 256, n % 256
+    local b1, b2, b3 = floor(n / 65536), floor(n / 256) % 256, n % 256
     if vc == nil then
       out[#out + 1] = char(b1)
     elseif vd == nil then
