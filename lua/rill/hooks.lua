@@ -118,63 +118,52 @@ local function answer(err, res)
   return res:send((body or REASONS[status] or "Error") .. "\n")
 end
 
--- The handler raised err (as caught() left it). What the client gets
--- depends on how far the response got:
--- * not started: the app's on_error(err, req, res) answers, or the default
---   does (also when on_error raises, or returns without answering);
--- * started (res:write, res:flush): the connection is reset when the handler
---   is done, so that the client does not take a part for the whole;
--- * ended: it stays delivered and the connection goes on; the misuse (res:send
---   twice, next() twice, res:header after res:send) is logged with the
---   user's file and line.
-function M.failed(e, req, res)
-  local err, logged = unwrap(e, "request handler")
+-- Whether an answer may still be given: nothing of the response went, as
+-- the connection sees it (res's flags are set back, in case a response
+-- failed to start, as res:send with a bad header). Otherwise res is settled:
+-- a started response is cut (the connection is reset when the handler is
+-- done, so that the client does not take a part for the whole); one that
+-- ended, or a request that is over (its connection gone or upgraded), is
+-- left as it is. Returns true, or false and "ended", "started" or nil.
+local function can_answer(res)
   local c, g = res._c, res._g
   local ok, state = pcall(c._response, c, g)
-  if not ok then
-    -- the request is over (its connection went, or was upgraded): nothing to answer
-    res.headers_sent, res.finished = true, true
-    return
+  if ok and state == "none" then
+    res.headers_sent, res.finished = false, false
+    return true
   end
-  if state == "ended" then
-    res.headers_sent, res.finished = true, true
-    if not logged then
+  res.headers_sent, res.finished = true, true
+  if ok and state == "started" then pcall(c._cut, c, g) end
+  return false, ok and state or nil
+end
+
+-- The handler raised e (as caught() left it). While nothing of the
+-- response went, the app's on_error(err, req, res) answers, or the default
+-- does (also when on_error raises, or returns without answering). After a
+-- complete response (res:send twice, next() twice, res:header after
+-- res:send) the response stays delivered and the connection goes on; the
+-- misuse was logged with the user's file and line.
+function M.failed(e, req, res)
+  local err, logged = unwrap(e, "request handler")
+  local ok, state = can_answer(res)
+  if not ok then
+    if state == "ended" and not logged then
       log("warn", "request handler: error " .. tostring(err.status) ..
         " raised after the response was sent; it stays as it was")
     end
     return
   end
-  if state == "started" then
-    res.headers_sent, res.finished = true, true
-    pcall(c._cut, c, g)
-    return
-  end
-  -- Nothing went: what the handler set up for its answer (a response that
-  -- failed to start, as res:send with a bad header) is undone.
-  res.headers_sent, res.finished = false, false
   local hook = res._on_error
   if hook then
     local hok, herr = xpcall(hook, M.caught, err, req, res)
-    if hok and res.headers_sent then return end
-    if not hok then
-      err = unwrap(herr, "on_error")
-      ok, state = pcall(c._response, c, g)
-      if not ok then
-        res.headers_sent, res.finished = true, true
-        return
-      end
-      if state ~= "none" then
-        res.headers_sent, res.finished = true, true
-        if state == "started" then pcall(c._cut, c, g) end
-        return
-      end
-      res.headers_sent, res.finished = false, false
-    end
+    if hok and res.headers_sent then return end -- answered (dispatch ends a streamed answer)
+    if not hok then err = unwrap(herr, "on_error") end
+    if not can_answer(res) then return end
   end
-  ok, e = pcall(answer, err, res)
-  if not ok then
+  local aok, aerr = pcall(answer, err, res)
+  if not aok then
     -- (a header the handler set that cannot go out): a bare 500 then
-    log("error", "error in the error answer: " .. tostring(e))
+    log("error", "error in the error answer: " .. tostring(aerr))
     res._h, res.headers_sent, res.finished = {}, false, false
     pcall(answer, nil, res)
   end
@@ -186,8 +175,8 @@ local function index(t, k) return t[k] end
 -- status the response went with, the body bytes the connection took (not
 -- the head nor chunk framing; 0 for HEAD, 1xx, 204 and 304; bytes taken may
 -- still be on their way when fn runs), and the milliseconds since the
--- request came (its head was read; the loop's clock, to the ms). Each callback's error is logged; the others
--- still run.
+-- request came (its head was read; the loop's clock, to the ms). Each
+-- callback's error is logged; the others still run.
 function M.finished(req, res)
   local list = res._on_finish
   res._on_finish = nil
