@@ -32,6 +32,7 @@
 typedef struct {
   rill_http_conn_t *c; /* NULL once the connection is closed */
   rill_waitq_t waits;
+  uint64_t started; /* the loop's time (ms) when its latest request came */
 } lconn_ud;
 
 #define SPARE_FACES 16
@@ -88,6 +89,8 @@ static void on_request(rill_http_conn_t *c) {
   } else {
     lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
   }
+  /* (the loop's time: a read of memory, not a clock per request) */
+  ((lconn_ud *)c->data)->started = uv_now(c->w->loop);
   lua_pushinteger(co, c->gen);
   t->done = http_task_done;
   t->done_data = c;
@@ -622,6 +625,45 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
+/* conn:_response(gen) → "none", "started" or "ended": how far the response
+ * got, as the connection sees it (rill.hooks decides from it what a handler
+ * that raised may still answer). */
+static int l_response(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_pushstring(L, c->resp == 0 ? "none" : c->resp == 2 ? "ended" : "started");
+  return 1;
+}
+
+/* conn:_started() → the loop's time (ms, as rill.now) when the latest
+ * request on this connection came; what res:on_finish measures from. */
+static int l_started(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_pushnumber(L, (lua_Number)ud->started);
+  return 1;
+}
+
+/* conn:_cut(gen): a response that started will not end whole (its handler
+ * raised): the connection is reset when the handler is done, so that the
+ * client never takes a part for the whole. */
+static int l_cut(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill__http_conn_cut(c, RILL_ECLOSED);
+  return 0;
+}
+
+/* conn:_body_max(gen, bytes): lowers this request's body limit (never
+ * raises it). A read past it fails with "too large" and the request is
+ * answered 413 whatever the handler sends, as for max_body_bytes. */
+static int l_body_max(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "must be at least 1");
+  rill_body_t *b = c->body;
+  uint64_t max = n >= 1.8e19 ? UINT64_MAX : (uint64_t)n;
+  if (b && (b->max == 0 || max < b->max)) b->max = max;
+  return 0;
+}
+
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
  * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
  * body or the response started. */
@@ -805,6 +847,8 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
+      {"_response", l_response}, {"_cut", l_cut}, {"_body_max", l_body_max},
+      {"_started", l_started},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

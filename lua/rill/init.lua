@@ -140,7 +140,7 @@ function S:chunks(max)
 end
 
 local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.websocket",
-  proxy = "rill.proxy"}
+  proxy = "rill.proxy", middleware = "rill.middleware"}
 
 -- rill.json (lua-cjson) and rill.cookie, loaded when first named.
 lazy.json, lazy.cookie = "rill.json", "rill.cookie"

@@ -310,7 +310,7 @@ function M.upgrade(req, res, opts)
   http.keep_fields(req) -- the connection is the websocket's from here
   local s = req._c:upgrade(req._g, hdrs)
   if not s then return refuse(400, "a WebSocket upgrade must not have a body") end
-  res.headers_sent, res.finished = true, true
+  res.headers_sent, res.finished, res._status = true, true, 101
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
     close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT,
