@@ -180,6 +180,52 @@ static void ltimer_cb(uv_timer_t *h) {
   if (t) rill__task_start(t, 0);
 }
 
+/* ---- graceful stops ---- */
+
+/* core.on_shutdown(fn): fn() runs in a task of its own when this worker
+ * begins a graceful stop (SIGTERM, rill_stop). Once per worker: rill.lua
+ * keeps the list of hooks. */
+typedef struct {
+  rill_obj_t obj;
+  rill_worker_t *w;
+  int fn_ref;
+} lshutdown_t;
+
+static void shutdown_run(rill_obj_t *o) {
+  lshutdown_t *s = rill__container_of(o, lshutdown_t, obj);
+  rill_task_t *t = rill__task_new(s->w, "shutdown hooks");
+  if (t == NULL) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, s->fn_ref);
+  rill__task_start(t, 0);
+}
+
+static void shutdown_destroy(rill_obj_t *o) {
+  lshutdown_t *s = rill__container_of(o, lshutdown_t, obj);
+  rill__obj_unlink(o);
+  if (s->w->L && !s->w->stopping) luaL_unref(s->w->L, LUA_REGISTRYINDEX, s->fn_ref);
+  free(s);
+}
+
+static int l_on_shutdown(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lshutdown_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) return luaL_error(L, "out of memory");
+  s->w = w;
+  lua_pushvalue(L, 1);
+  s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rill__obj_link(w, &s->obj, shutdown_destroy);
+  s->obj.shutdown = shutdown_run;
+  return 0;
+}
+
+/* core.stopping() → whether this worker has begun a graceful stop */
+static int l_stopping(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  lua_pushboolean(L, w->graceful || w->stopping);
+  return 1;
+}
+
 static int l_timer(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   lua_Number ms = luaL_checknumber(L, 1);
@@ -749,6 +795,7 @@ static const luaL_Reg core_funcs[] = {
     {"wait", l_wait},     {"timer", l_timer},
     {"listen", l_listen}, {"connect", l_connect},
     {"log", l_log},       {"set_log_level", l_set_log_level},
+    {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},
     {"stats", l_stats},   {"active_handles", l_collect_handles},

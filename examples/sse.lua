@@ -1,6 +1,7 @@
 -- Server-sent events: GET /events streams a numbered tick every second until
--- the client leaves; the server notices at once (req:on_close) and its count
--- of clients, at GET /clients, goes down. (Per worker: run with --workers 1.)
+-- the client leaves (the server notices at once: req:on_close, and its count
+-- of clients at GET /clients goes down) or the server stops gracefully
+-- (rill.stopping()). (The count is per worker: run with --workers 1.)
 --   rill serve examples/sse.lua --workers 1
 --   curl -N http://127.0.0.1:8080/events
 local rill = require "rill"
@@ -18,7 +19,7 @@ app:get("/events", function(req, res)
     rill.log("info", "an event stream's client left")
   end)
   local n = 0
-  while not req.closed do
+  while not req.closed and not rill.stopping() do -- a graceful stop ends it
     n = n + 1
     if not events:send{event = "tick", id = tostring(n), data = "tick " .. n} then break end
     rill.sleep(interval)

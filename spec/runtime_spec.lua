@@ -230,6 +230,59 @@ describe("graceful stop", function()
   end)
 end)
 
+describe("shutdown hooks", function()
+  it("run rill.on_shutdown hooks at a graceful stop, so a waiting handler can end", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    write(dir .. "/app.lua", [[
+local rill = require "rill"
+local stopped, order = false, {}
+rill.on_shutdown(function() order[#order + 1] = "first" end)
+local remove = rill.on_shutdown(function() order[#order + 1] = "removed" end)
+remove()
+rill.on_shutdown(function()
+  order[#order + 1] = "second"
+  stopped = true
+end)
+return function(req, res)
+  res:write("waiting\n")
+  while not stopped do rill.sleep(20) end
+  res:write(table.concat(order, ",") .. " stopping=" .. tostring(rill.stopping()) .. "\n")
+end
+]])
+    local srv = helper.serve(dir .. "/app.lua", {"--workers", "1"})
+    local s = helper.connect(srv.port)
+    s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.equal(200, (helper.read_response_head(s)))
+    assert(s:read_until("waiting\n"))
+    assert.equal("\r\n", s:read(2)) -- the chunk's end
+    srv.proc:kill(15)
+    local body = helper.read_chunked(s)
+    assert.equal("first,second stopping=true\n", body)
+    assert.equal(0, srv.proc:wait(10000))
+    s:close()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("examples/sse.lua ends its event streams at a graceful stop", function()
+    local srv = helper.start({"serve", "examples/sse.lua", "--listen", "127.0.0.1:0",
+      "--workers", "1"}, {SSE_INTERVAL_MS = "100"})
+    local s = helper.connect(srv.port)
+    s:write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.equal(200, (helper.read_response_head(s)))
+    assert(s:read_until("data: tick 1\n\n"))
+    assert.equal("\r\n", s:read(2)) -- the chunk's end
+    local t0 = rill.now()
+    srv.proc:kill(15)
+    -- the stream ends properly (its last chunk), well within the grace
+    assert.not_matches("data: tick 1\n", helper.read_chunked(s))
+    assert.equal(0, srv.proc:wait(10000))
+    assert.is_true(rill.now() - t0 < 5000)
+    s:close()
+  end)
+end)
+
 describe("stopping a server whose worker does not yield", function()
   -- A handler that computes without yielding (a loop bug, or the HEAD
   -- /stream?n=1e12 of examples/echo.lua) keeps its worker from its loop.

@@ -24,6 +24,37 @@ local rill = {
   yield = coroutine.yield, -- let other threads run; resumes on the next loop turn
 }
 
+-- rill.on_shutdown(fn): fn() runs, in a thread of its own, when this worker
+-- begins a graceful stop (SIGTERM, SIGINT, rill_stop), so that long-lived
+-- handlers (event streams, tunnels) can end cleanly within the grace period.
+-- Returns a function that removes fn again. Hooks belong to the worker, not
+-- to one version of the app: an app that registers one when it loads should
+-- remove the old one in on_reload (or register it once, from a handler).
+-- rill.stopping() says whether the graceful stop has begun.
+local shutdown_hooks
+function rill.on_shutdown(fn)
+  if type(fn) ~= "function" then
+    error("rill.on_shutdown: fn must be a function, got " .. type(fn), 2)
+  end
+  if not shutdown_hooks then
+    shutdown_hooks = {}
+    core.on_shutdown(function()
+      local hooks = {unpack(shutdown_hooks)} -- in the order registered
+      for i = 1, #hooks do
+        local ok, err = xpcall(hooks[i], debug.traceback)
+        if not ok then core.log("error", "error in an on_shutdown hook: " .. tostring(err)) end
+      end
+    end)
+  end
+  shutdown_hooks[#shutdown_hooks + 1] = fn
+  return function()
+    for i = #shutdown_hooks, 1, -1 do
+      if shutdown_hooks[i] == fn then table.remove(shutdown_hooks, i) end
+    end
+  end
+end
+rill.stopping = core.stopping
+
 -- rill.log(level, ...): "error", "warn", "info" or "debug"; the rest joined
 -- with spaces.
 function rill.log(level, ...)
