@@ -403,6 +403,14 @@ static int l_trailers(lua_State *L) {
   return 1;
 }
 
+/* core.http_reason(status) → the registered reason phrase, or nil */
+static int l_reason(lua_State *L) {
+  const char *r = rill__http_reason((int)luaL_checkinteger(L, 1));
+  if (strcmp(r, "Unknown") == 0) return 0;
+  lua_pushstring(L, r);
+  return 1;
+}
+
 /* conn:closed(gen) → whether the client went away while the request was
  * handled (true too once the request is over) */
 static int l_closed(lua_State *L) {
@@ -836,6 +844,7 @@ static int conn_tostring(lua_State *L) {
 
 void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"http_listen", l_http_listen},
+                                   {"http_reason", l_reason},
                                    {"http_parse_response", l_parse_response},
                                    {"http_read_response", l_read_response},
                                    {"http_body", l_body_stream},

@@ -18,25 +18,9 @@ local now, log = core.now, core.log
 
 local M = {}
 
--- Reason phrases for the default answer's body.
-local REASONS = {
-  [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required",
-  [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
-  [406] = "Not Acceptable", [407] = "Proxy Authentication Required",
-  [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone", [411] = "Length Required",
-  [412] = "Precondition Failed", [413] = "Content Too Large", [414] = "URI Too Long",
-  [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
-  [417] = "Expectation Failed", [418] = "I'm a teapot", [421] = "Misdirected Request",
-  [422] = "Unprocessable Content", [423] = "Locked", [424] = "Failed Dependency",
-  [425] = "Too Early", [426] = "Upgrade Required", [428] = "Precondition Required",
-  [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
-  [451] = "Unavailable For Legal Reasons", [500] = "Internal Server Error",
-  [501] = "Not Implemented", [502] = "Bad Gateway", [503] = "Service Unavailable",
-  [504] = "Gateway Timeout", [505] = "HTTP Version Not Supported",
-  [506] = "Variant Also Negotiates", [507] = "Insufficient Storage", [508] = "Loop Detected",
-  [511] = "Network Authentication Required",
-}
-M.REASONS = REASONS
+-- Reason phrases for the default answer's body: the server's own table
+-- (core/http_parse.c), the one its status lines use.
+local reason_of = core.http_reason
 
 local function is_error_object(v)
   if type(v) ~= "table" then return false end
@@ -47,7 +31,7 @@ M.is_error_object = is_error_object
 
 local ErrorObject = {__name = "rill.http.error"}
 ErrorObject.__tostring = function(e)
-  return e.status .. " " .. (e.message or REASONS[e.status] or "")
+  return e.status .. " " .. (e.message or reason_of(e.status) or "")
 end
 
 -- rill.http.abort(status [, message [, headers]]): raises an error object;
@@ -115,7 +99,7 @@ local function answer(err, res)
     for k, v in pairs(headers) do res:header(k, v) end
   end
   res:header("Content-Type", "text/plain; charset=utf-8")
-  return res:send((body or REASONS[status] or "Error") .. "\n")
+  return res:send((body or reason_of(status) or "Error") .. "\n")
 end
 
 -- Whether an answer may still be given: nothing of the response went, as
