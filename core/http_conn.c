@@ -626,6 +626,11 @@ void rill__http_conn_cut(rill_http_conn_t *c, int err) {
   if (c->werr == 0) c->werr = err;
 }
 
+void rill__http_conn_abort(rill_http_conn_t *c) {
+  c->olen = 0;
+  conn_close(c, 1);
+}
+
 void rill__http_conn_release(rill_http_conn_t *c) {
   if (c->state != RILL_CONN_UPGRADED) return;
   c->handler_running = 0;

@@ -181,6 +181,9 @@ void rill__http_conn_watch(rill_http_conn_t *c);
  * later write fails, and the connection is cut, not ended, when the handler
  * ends, so the client does not take a part for the whole. */
 void rill__http_conn_cut(rill_http_conn_t *c, int err);
+/* Closes the connection now, dropping what is queued (a response cut short
+ * must not look whole); the running handler's later calls find it closed. */
+void rill__http_conn_abort(rill_http_conn_t *c);
 
 /* Frees an upgraded connection now rather than when its handler ends (the
  * caller makes sure nothing will use it). */

@@ -219,6 +219,26 @@ static int l_on_shutdown(lua_State *L) {
   return 0;
 }
 
+/* core.current_task() → the running task, as a light userdata (for
+ * core.interrupt; valid only while that task runs or waits) */
+static int l_current_task(lua_State *L) {
+  rill_task_t *t = rill__task_current(rill__upworker(L));
+  if (t == NULL) return 0;
+  lua_pushlightuserdata(L, t);
+  return 1;
+}
+
+/* core.interrupt(task): ends the task's current wait as if its deadline had
+ * passed (it returns nil, "timeout"); nothing if the task is not waiting.
+ * The caller guarantees the task has not ended (a deadline timer cancelled
+ * when the task's function returns). */
+static int l_interrupt(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  rill_task_t *t = lua_touserdata(L, 1);
+  if (t->state == RILL_TASK_WAITING && !t->w->stopping) rill__wait_cancel(&t->wait, UV_ETIMEDOUT);
+  return 0;
+}
+
 /* core.stopping() → whether this worker has begun a graceful stop */
 static int l_stopping(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
@@ -796,6 +816,7 @@ static const luaL_Reg core_funcs[] = {
     {"listen", l_listen}, {"connect", l_connect},
     {"log", l_log},       {"set_log_level", l_set_log_level},
     {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
+    {"current_task", l_current_task}, {"interrupt", l_interrupt},
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},
     {"stats", l_stats},   {"active_handles", l_collect_handles},

@@ -659,6 +659,14 @@ static int l_cut(lua_State *L) {
   return 0;
 }
 
+/* conn:_abort(gen): closes the connection now (a handler past its deadline
+ * whose response had started) */
+static int l_abort(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill__http_conn_abort(c);
+  return 0;
+}
+
 /* conn:_body_max(gen, bytes): lowers this request's body limit (never
  * raises it). A read past it fails with "too large" and the request is
  * answered 413 whatever the handler sends, as for max_body_bytes. */
@@ -856,7 +864,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
-      {"_response", l_response}, {"_cut", l_cut}, {"_body_max", l_body_max},
+      {"_response", l_response}, {"_cut", l_cut}, {"_abort", l_abort}, {"_body_max", l_body_max},
       {"_started", l_started},
       {NULL, NULL},
   };

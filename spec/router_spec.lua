@@ -111,3 +111,80 @@ describe("router", function()
     l:close()
   end)
 end)
+
+describe("handler deadlines", function()
+  local l, port, seen
+  before_each(function()
+    seen = {}
+    local app = rill.router()
+    app:use("/all", rill.middleware.timeout(150))
+    app:get("/slow", {timeout = 150}, function(req, res)
+      res:header("X-Set-Before", "yes")
+      local t0 = rill.now()
+      seen.sleep = {rill.sleep(3000)}
+      seen.slept_ms = rill.now() - t0
+      res:send("too late") -- raises: the deadline answered; not logged again
+      seen.after_send = true
+    end)
+    app:get("/started", {timeout = 150}, function(req, res)
+      res:write("part one\n")
+      rill.sleep(3000)
+      seen.started_woke = true
+    end)
+    app:get("/fast", {timeout = 150}, function(req, res) res:send("fast") end)
+    app:get("/all/slow", function(req, res) rill.sleep(3000) end)
+    l, port = helper.listen(app)
+  end)
+  after_each(function() l:close() end)
+
+  it("answers 503 past a route's timeout, ends the handler's wait, and keeps the connection",
+    function()
+      local s = helper.connect(port)
+      local t0 = rill.now()
+      s:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, headers, body = helper.read_response(s)
+      assert.equal(503, status)
+      assert.equal("handler timed out\n", body)
+      assert.is_nil(headers["x-set-before"]) -- the handler's headers were not the answer's
+      assert.is_true(rill.now() - t0 < 2000)
+      for _ = 1, 50 do
+        if seen.slept_ms then break end
+        rill.sleep(20)
+      end
+      assert.is_true(seen.slept_ms < 1000, "the handler's sleep was ended")
+      assert.is_nil(seen.after_send)
+      -- the connection serves the next request
+      s:write("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+      status, _, body = helper.read_response(s)
+      assert.equal(200, status)
+      assert.equal("fast", body)
+      s:close()
+    end)
+
+  it("cuts a started response past the deadline: the client sees no proper end", function()
+    local s = helper.connect(port)
+    s:write("GET /started HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.equal(200, (helper.read_response_head(s)))
+    local rest, why = helper.read_to_end(s)
+    assert.matches("part one", rest)
+    assert.not_matches("\r\n0\r\n\r\n$", rest)
+    assert.matches("ECONNRESET", why) -- reset at once, not left to a timeout
+  end)
+
+  it("applies rill.middleware.timeout to everything after it", function()
+    local code, out = helper.curl("-w", " %{http_code}", ("http://127.0.0.1:%d/all/slow"):format(port))
+    assert.equal(0, code)
+    assert.equal("handler timed out\n 503", out)
+  end)
+
+  it("refuses a bad timeout and names a bad pattern at the caller's line", function()
+    local app = rill.router()
+    local ok, err = pcall(function() app:get("/x", {timeout = -1}, function() end) end)
+    assert.is_false(ok)
+    assert.matches("route option timeout must be a positive number of ms", err)
+    ok, err = pcall(function() app:get("todos", function() end) end)
+    assert.is_false(ok)
+    assert.matches('router_spec%.lua:%d+: app:route: the pattern must be a string starting ' ..
+      'with /, got "todos"', err)
+  end)
+end)

@@ -128,6 +128,7 @@ end
 -- res:send) the response stays delivered and the connection goes on; the
 -- misuse was logged with the user's file and line.
 function M.failed(e, req, res)
+  if res._timed_out then return end -- answered and logged by http.deadline
   local err, logged = unwrap(e, "request handler")
   local ok, state = can_answer(res)
   if not ok then

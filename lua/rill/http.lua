@@ -493,6 +493,38 @@ local function dispatch(handler, conn, gen)
   if res._on_finish then hooks.finished(req, res) end
 end
 
+-- http.deadline(ms, fn, req, res): runs fn(req, res) with a deadline of ms
+-- milliseconds (the route option `timeout`, rill.middleware.timeout). Past
+-- it, a response not yet started is answered 503 ("handler timed out"), one
+-- started is cut (its connection closed), and the handler's current wait
+-- ends with nil, "timeout"; its later calls on res fail, and the error they
+-- raise is not logged again. Returns what fn returns.
+function http.deadline(ms, fn, req, res)
+  if type(ms) ~= "number" or ms <= 0 then
+    error("a handler timeout must be a positive number of ms, got " .. tostring(ms), 2)
+  end
+  local task = core.current_task()
+  local timer = core.timer(ms, function()
+    res._timed_out = true
+    core.log("warn", ("handler past its deadline of %g ms: %s %s"):format(ms,
+      tostring(rawget(req, "method") or "?"), tostring(rawget(req, "path") or "?")))
+    local c, g = res._c, res._g
+    local ok, state = pcall(c._response, c, g)
+    if ok and state == "none" then
+      res._h = {}
+      res._status = 503
+      res:header("Content-Type", "text/plain")
+      pcall(res.send, res, "handler timed out\n")
+    elseif ok and state == "started" then
+      pcall(c._abort, c, g)
+    end
+    res.headers_sent, res.finished = true, true
+    core.interrupt(task) -- the handler's task is alive: on_finish cancels this timer
+  end)
+  res:on_finish(function() timer:cancel() end)
+  return fn(req, res)
+end
+
 -- A handler is a function(req, res), or an object with a handle method or a
 -- __call metamethod (a router).
 function http.handler(app)

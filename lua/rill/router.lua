@@ -45,9 +45,18 @@ local function segments(pattern)
 end
 
 -- What a route's options do to its handler (app:get(pattern, opts, fn)):
--- json = true | {limit = bytes}: the body must be JSON (rill.json._route).
+-- json = true | {limit = bytes}: the body must be JSON (rill.json._route);
+-- timeout = ms: a deadline for the handler (rill.http.deadline), applied
+-- around the others.
 local route_options = {
   json = function(fn, v) return require("rill.json")._route(fn, v) end,
+  timeout = function(fn, ms)
+    if type(ms) ~= "number" or ms <= 0 then
+      error("route option timeout must be a positive number of ms, got " .. tostring(ms), 3)
+    end
+    local deadline = require("rill.http").deadline
+    return function(req, res) return deadline(ms, fn, req, res) end
+  end,
 }
 
 -- app:route(method, pattern, [opts,] fn): method "*" matches any method.
@@ -59,11 +68,17 @@ function Router:route(method, pattern, fn, ...)
     for k, v in pairs(opts) do
       local wrap = route_options[k]
       if not wrap then error("unknown route option " .. tostring(k), 2) end
-      fn = wrap(fn, v)
+      if k ~= "timeout" then fn = wrap(fn, v) end
     end
+    if opts.timeout ~= nil then fn = route_options.timeout(fn, opts.timeout) end
   end
-  assert(type(pattern) == "string" and byte(pattern, 1) == 47, "pattern must start with /")
-  assert(type(fn) == "function", "handler must be a function")
+  if type(pattern) ~= "string" or byte(pattern, 1) ~= 47 then
+    error("app:route: the pattern must be a string starting with /, got " ..
+      (type(pattern) == "string" and ("%q"):format(pattern) or tostring(pattern)), 2)
+  end
+  if type(fn) ~= "function" then
+    error("app:route: the handler must be a function, got " .. type(fn), 2)
+  end
   local node = self.tree
   local segs = segments(pattern)
   for i, seg in ipairs(segs) do
