@@ -341,3 +341,17 @@ describe("http client response heads", function()
     assert.equal(1, accepted)
   end)
 end)
+
+describe("request bodies of the wrong type", function()
+  it("are refused at the call, naming the argument, with nothing sent", function()
+    local ok, err = pcall(function()
+      rill.http.request{url = "http://127.0.0.1:1/", method = "POST", body = {a = 1}}
+    end)
+    assert.is_false(ok)
+    assert.matches("client_spec%.lua:%d+: rill%.http%.request: body must be a string, a " ..
+      "function or a stream %(with read_some%), got table %(rill%.json%.encode it%?%)", err)
+    ok, err = pcall(function() rill.http.request{url = "http://127.0.0.1:1/", body = true} end)
+    assert.is_false(ok)
+    assert.matches("got boolean", err)
+  end)
+end)

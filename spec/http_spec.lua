@@ -218,6 +218,21 @@ describe("http server", function()
       assert.not_matches("Injected", raw)
     end)
 
+    it("refuses a table as a body, pointing at res:json, and sends numbers as text", function()
+      local port
+      local errs = {}
+      l, port = helper.listen(function(req, res)
+        errs.send = select(2, pcall(function() res:send({a = 1}) end))
+        errs.write = select(2, pcall(function() res:write("x", {}) end))
+        res:send(42)
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\n\r\n42$", raw)
+      assert.matches("http_spec%.lua:%d+: res:send: the body must be a string, got table " ..
+        "%(res:json sends a table as JSON%)", errs.send)
+      assert.matches("http_spec%.lua:%d+: res:write: the body must be a string, got table", errs.write)
+    end)
+
     it("refuses a status that is not an integer 100-999, at the caller's line", function()
       local port
       local errs = {}

@@ -457,6 +457,12 @@ end
 -- follow_redirects = true follows up to this many, as Go's http.Client does.
 client.MAX_REDIRECTS = 10
 
+-- Whether v is a stream (anything with read_some): a request body.
+local function has_read_some(v)
+  local ok, f = pcall(function() return v.read_some end)
+  return ok and f ~= nil
+end
+
 -- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
 --   tls=, address=, host=, follow_redirects=, close=} → res | nil, err.
 -- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
@@ -472,6 +478,11 @@ client.MAX_REDIRECTS = 10
 -- that cannot go into a request head as it is gives nil, "bad ..." with
 -- nothing sent.
 function client.request(opts)
+  local body, bt = opts.body, type(opts.body)
+  if body ~= nil and bt ~= "string" and bt ~= "function" and not has_read_some(body) then
+    error(("rill.http.request: body must be a string, a function or a stream (with " ..
+      "read_some), got %s%s"):format(bt, bt == "table" and " (rill.json.encode it?)" or ""), 2)
+  end
   local redirects = opts.follow_redirects
   if redirects == true then
     redirects = client.MAX_REDIRECTS

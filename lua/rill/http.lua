@@ -342,11 +342,26 @@ function Response:clear_cookie(name, opts)
   return require("rill.cookie")._clear(self, name, opts)
 end
 
+-- A body piece: a string, or a number (written as tostring would); anything
+-- else is a mistake (a table meant as JSON: res:json).
+local function body_piece(data, fname)
+  local t = type(data)
+  if t == "string" then return data end
+  if t == "number" then return tostring(data) end
+  error(("%s: the body must be a string, got %s%s"):format(fname, t,
+    t == "table" and " (res:json sends a table as JSON)" or ""), 3)
+end
+
 -- res:write(data): streams a piece of the body; the head goes with the first.
 -- Without a Content-Length header the body is chunked (HTTP/1.1) or ends with
 -- the connection (HTTP/1.0). Waits while the client is slow.
 function Response:write(data, ...)
-  if select("#", ...) > 0 then data = concat({data, ...}) end
+  if select("#", ...) > 0 then
+    for i = 1, select("#", ...) do body_piece((select(i, ...)), "res:write") end
+    data = concat({body_piece(data, "res:write"), ...})
+  elseif type(data) ~= "string" then
+    data = body_piece(data, "res:write")
+  end
   if self.finished then error("res:write: the response has ended", 2) end
   local c = self._c
   if self.headers_sent and type(data) == "string" and getmetatable(c) == CONN_MT then
@@ -387,6 +402,7 @@ local function sent(res, n, ok, err)
 end
 
 function Response:send(body)
+  if body ~= nil and type(body) ~= "string" then body = body_piece(body, "res:send") end
   if self.headers_sent then
     error(self.finished and "res:send: the response was sent already" or
       "res:send: the response has started (res:write or res:flush); end it with res:finish", 2)
