@@ -197,6 +197,11 @@ function Request:header(name)
   return self.headers[name]
 end
 
+-- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
+-- or multipart/form-data parts that are streams. See rill.form.
+function Request:form(limit) return require("rill.form").form(self, limit) end
+function Request:parts(opts) return require("rill.form").parts(self, opts) end
+
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.
 function Request:upgrade_websocket(opts)
