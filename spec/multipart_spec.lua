@@ -341,16 +341,20 @@ describe("forms", function()
       assert.matches("^unsupported media type", out)
     end)
 
-    it("raises for bad options, at the caller", function()
-      local ok, err
+    it("raises for bad options and a second iterator, at the caller", function()
+      local ok, err, ok2, err2
       local l2, port2 = helper.listen(function(req, res)
         ok, err = pcall(req.parts, req, {max_parts = -1})
+        req:parts()
+        ok2, err2 = pcall(req.parts, req)
         res:send("x")
       end)
       helper.curl(url(port2, "/"))
       l2:close()
       assert.is_false(ok)
       assert.matches("max_parts must be a non%-negative integer", err)
+      assert.is_false(ok2)
+      assert.matches("called a second time", err2)
     end)
   end)
 end)
@@ -402,6 +406,23 @@ describe("examples/upload.lua", function()
     if not helper.sanitized then
       assert.is_true(peak < 48 * MB, ("peak RSS %.1f MB"):format(peak / MB))
     end
+  end)
+
+  it("saves 64 MiB of near-delimiters (CRLF--XyQ, boundary XyZ) byte for byte", function()
+    local line = "ab\\r\\n--XyQ\\r" -- for printf: a CR before each newline too
+    local gen = ("{ printf -- '--XyZ\\r\\nContent-Disposition: form-data; name=\"n\"; " ..
+      "filename=\"n.bin\"\\r\\n\\r\\n'; yes \"$(printf '%s')\" | head -c 67108864; " ..
+      "printf -- '\\r\\n--XyZ--\\r\\n'; }"):format(line)
+    local code, out, err = helper.run({"bash", "-c", "curl -sS -X POST -T - -H " ..
+      "'Content-Type: multipart/form-data; boundary=XyZ' " .. url(srv.port, "/") ..
+      " < <(" .. gen .. ")"}, {timeout = 120000})
+    assert.equal(0, code, err)
+    local saved = out:match("^file n n%.bin 67108864 (%S+)\n$")
+    assert.is_truthy(saved, out)
+    code = helper.run({"bash", "-c", ("cmp <(yes \"$(printf '%s')\" | head -c 67108864) %s")
+      :format(line, dir .. "/" .. saved)})
+    os.remove(dir .. "/" .. saved)
+    assert.equal(0, code, "the saved file differs")
   end)
 
   it("answers 400 for a broken body and 405 for a GET", function()

@@ -209,9 +209,11 @@ function form.parts(req, opts)
   if type(opts) ~= "table" then
     error("req:parts: opts must be a table, got " .. type(opts), 3)
   end
+  if req._parts then error("req:parts: called a second time for one request", 3) end
   local max_parts = check_opt(opts, "max_parts", form.MAX_PARTS)
   local max_header = check_opt(opts, "max_header_bytes", form.MAX_HEADER_BYTES)
   check_opt(opts, "max_field_bytes", form.MAX_FIELD_BYTES)
+  req._parts = true
   local mp, done
   local function failed(err, status)
     done = true
