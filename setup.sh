@@ -1,6 +1,9 @@
 #!/bin/sh
 # rill's set-up, on Debian 12 as root (or with sudo):
-#   ./setup.sh run    install what is missing, build, serve examples/hello.lua
+#   ./setup.sh run [APP.lua [OPTIONS]]
+#                     install what is missing, build, serve APP.lua with
+#                     OPTIONS (rill serve's; default: examples/hello.lua on
+#                     127.0.0.1:8080)
 #   ./setup.sh test   install what is missing, build, run every test, then again
 #                     under AddressSanitizer + UndefinedBehaviorSanitizer, then
 #                     the libFuzzer targets of tests/fuzz for 20 s each
@@ -9,7 +12,7 @@ cd "$(dirname "$0")"
 
 # Build and runtime dependencies, then what the tests drive the server with.
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
-      node-llhttp lua-busted"
+      node-llhttp lua-busted lua-cjson"
 TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk strace
            clang libclang-rt-14-dev"
 
@@ -37,9 +40,11 @@ build() {
 
 case "${1:-}" in
 run)
+  shift
   install_deps
   build build -DCMAKE_BUILD_TYPE=Release
-  exec ./build/rill serve examples/hello.lua --listen 127.0.0.1:8080
+  [ $# -gt 0 ] || set -- examples/hello.lua --listen 127.0.0.1:8080
+  exec ./build/rill serve "$@"
   ;;
 test)
   install_deps $TEST_PKGS

@@ -15,6 +15,11 @@ static int fail(rill_body_t *b, int err) {
 static int ended(rill_body_t *b) {
   b->done = 1;
   if (b->own) rill__body_release(b);
+  if (b->on_end) {
+    void (*f)(rill_body_t *) = b->on_end;
+    b->on_end = NULL;
+    f(b);
+  }
   return RILL_EOF;
 }
 
@@ -196,6 +201,7 @@ void rill__body_start(rill_body_t *b, rill_stream_t *t, int mode, uint64_t lengt
   b->waiting = 0;
   b->on_wait = NULL;
   b->before_read = NULL;
+  b->on_end = NULL;
   b->t = NULL;
   if (b->mode == RILL_BODY_NONE) {
     b->done = 1;

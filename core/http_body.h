@@ -43,6 +43,9 @@ struct rill_body_s {
   void (*on_wait)(rill_body_t *b, int waiting);
   /* Called before each read until it clears itself (100 Continue). */
   void (*before_read)(rill_body_t *b);
+  /* Optional: the body has ended (its last byte was read); may release b
+   * from its transport. Called from inside a read: it must not call back. */
+  void (*on_end)(rill_body_t *b);
   void *data; /* the owner's */
 };
 

@@ -277,6 +277,21 @@ static void send_continue(rill_body_t *b) {
 
 /* ---- reading requests ---- */
 
+/* The client went away while the handler runs: its socket goes now (and
+ * the listener's slot with it); the handler's writes fail from here on. */
+static void peer_left(rill_http_conn_t *c) {
+  rill_stream_t *t = c->t;
+  c->peer_gone = 1;
+  c->watching = 0;
+  if (c->werr == 0) c->werr = RILL_ECLOSED;
+  if (c->body) rill__body_release(c->body);
+  rill__stream_unbind(&c->tb);
+  c->t = NULL;
+  t->vt->abort(t);
+  rill__log(c->w, RILL_LOG_DEBUG, "http: the client went away while its request was handled");
+  if (c->srv->on_peer_gone) c->srv->on_peer_gone(c);
+}
+
 static void transport_readable(rill_binding_t *b, int status) {
   rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
   if (c->state == RILL_CONN_HEAD) {
@@ -285,8 +300,33 @@ static void transport_readable(rill_binding_t *b, int status) {
     c->watching = 0;
     const char *p;
     size_t n;
-    if (c->t->vt->peek(c->t, &p, &n) < 0) c->peer_gone = 1;
+    if (c->t->vt->peek(c->t, &p, &n) < 0) peer_left(c);
   }
+}
+
+/* Starts watching for the client's end: what the transport already knows
+ * (bytes of a next request, or an end that came with this one) is left
+ * alone, and so is a request that asked to close the connection after its
+ * answer (its client may half-close after sending it) and one that may hand
+ * the transport over (an upgrade, a CONNECT: the read asked here would be
+ * left pending for the new owner). Never calls back (it may run inside a
+ * read of the body). */
+static void watch_start(rill_http_conn_t *c) {
+  const char *p;
+  size_t n;
+  if (c->watching || c->peer_gone || c->t == NULL || !c->keepalive ||
+      (c->head->flags & RILL_HTTP_UPGRADE) || c->head->method == HTTP_CONNECT ||
+      c->t->vt->peek(c->t, &p, &n) < 0 || n > 0)
+    return;
+  if (rill__stream_fill(c->t) == 0) c->watching = 1;
+}
+
+/* The handler read the body to its end: the connection watches from here. */
+static void body_ended(rill_body_t *b) {
+  rill_http_conn_t *c = b->data;
+  if (c->state != RILL_CONN_HANDLER) return; /* drained after the handler */
+  rill__body_release(b);
+  watch_start(c);
 }
 
 void rill__http_conn_watch(rill_http_conn_t *c) {
@@ -385,6 +425,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->body->min_rate = lim->min_body_rate;
   c->body->grace_ms = lim->body_rate_grace_ms;
   c->body->on_wait = body_waits;
+  c->body->on_end = body_ended;
   c->body->data = c;
   c->continue_sent = 0;
   c->continue_pending = (f & RILL_HTTP_CONTINUE) && mode != RILL_BODY_NONE;
@@ -400,6 +441,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->state = RILL_CONN_HANDLER;
   c->handler_running = 1;
   c->nreq++;
+  if (mode == RILL_BODY_NONE) watch_start(c);
   c->srv->on_request(c);
 }
 
@@ -484,6 +526,7 @@ static void conn_process(rill_http_conn_t *c) {
 
 static void next_request(rill_http_conn_t *c) {
   c->state = RILL_CONN_HEAD;
+  c->watching = 0; /* a read asked while watching now serves the next head */
   timer_clear(c);
   if (c->body) {
     rill__stream_unbind(&c->db);

@@ -40,6 +40,9 @@ struct rill_http_server_s {
   /* Optional: the connection waits for its next request, with nothing
    * buffered: what the layer above keeps for it may go. */
   void (*on_idle)(rill_http_conn_t *c);
+  /* Optional: the client went away while a handler ran (see
+   * rill__http_conn_watch); its socket is closed already. */
+  void (*on_peer_gone)(rill_http_conn_t *c);
   void (*on_free)(rill_http_server_t *s); /* the last reference went */
   void *data;
   int refs;         /* the owner's, plus one per connection */
@@ -162,7 +165,16 @@ rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
 /* While a handler writes what is not sent (RILL_HTTP_NOBODY), nothing tells
  * it that the client has gone: so the connection reads ahead (as Go's server
  * does), and sets peer_gone at the client's end or an error. A pipelined
- * request found instead stays in the transport's buffer. */
+ * request found instead stays in the transport's buffer.
+ *
+ * A request without a body is watched so from its dispatch on (one with a
+ * body, once the body has ended): a client that closes (or resets) while the
+ * handler runs has its socket closed at once, freeing the descriptor and the
+ * listener's slot, peer_gone set, later writes failing with RILL_ECLOSED, and
+ * on_peer_gone called (as nginx takes such a client as gone: its 499). A
+ * request that asked to close the connection after its answer (Connection:
+ * close, or HTTP/1.0 without keep-alive) is not watched: its client may
+ * half-close after sending it (as `nc -N` does) and still wants the answer. */
 void rill__http_conn_watch(rill_http_conn_t *c);
 
 /* The response cannot be finished (a write waited past its deadline): every

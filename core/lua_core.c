@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <mbedtls/md.h>
 
 #include "lua_core.h"
 #include "lua_ffi.h"
@@ -347,6 +348,22 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
   return v;
 }
 
+static const char *caller_name(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
+  return "?";
+}
+
+int rill__opt_port(lua_State *L, int t, int def) {
+  lua_Number v = rill__opt_number(L, t, "port", def);
+  if (!(v >= 0 && v <= 65535) || v != (lua_Number)(int)v) {
+    lua_pushnumber(L, v);
+    luaL_error(L, "%s: option port must be an integer 0-65535, got %s", caller_name(L),
+               lua_tostring(L, -1));
+  }
+  return (int)v;
+}
+
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) {
   lua_getfield(L, t, k);
   if (lua_isnil(L, -1)) {
@@ -355,10 +372,8 @@ lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) 
   }
   if (!lua_isnumber(L, -1)) {
     /* Name the function as its caller did, and the option. */
-    lua_Debug ar;
-    const char *fn = "?";
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) fn = ar.name;
-    luaL_error(L, "%s: option %s must be a number, not %s", fn, k, luaL_typename(L, -1));
+    luaL_error(L, "%s: option %s must be a number, not %s", caller_name(L), k,
+               luaL_typename(L, -1));
   }
   lua_Number v = lua_tonumber(L, -1);
   lua_pop(L, 1);
@@ -378,7 +393,7 @@ static int l_listen(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *host = opt_string(L, 1, "host", "127.0.0.1");
-  int port = (int)rill__opt_number(L, 1, "port", 0);
+  int port = rill__opt_port(L, 1, 0);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
   unsigned per_addr = (unsigned)rill__opt_number(L, 1, "max_connections_per_address", 0);
@@ -710,6 +725,24 @@ static int l_collect_handles(lua_State *L) {
   return 1;
 }
 
+/* ---- message authentication ---- */
+
+/* core.hmac_sha256(key, msg) → the 32 raw bytes of HMAC-SHA256(key, msg)
+ * (RFC 2104 with SHA-256, mbedTLS's). rill.cookie signs cookies with it. */
+static int l_hmac_sha256(lua_State *L) {
+  size_t klen, mlen;
+  const char *key = luaL_checklstring(L, 1, &klen);
+  const char *msg = luaL_checklstring(L, 2, &mlen);
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+  unsigned char mac[32];
+  if (md == NULL) return luaL_error(L, "hmac_sha256: this mbedTLS has no SHA-256");
+  int r = mbedtls_md_hmac(md, (const unsigned char *)key, klen,
+                          (const unsigned char *)msg, mlen, mac);
+  if (r != 0) return luaL_error(L, "hmac_sha256: mbedTLS error %d", r);
+  lua_pushlstring(L, (const char *)mac, sizeof(mac));
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"now", l_now},       {"time", l_time},
     {"sleep", l_sleep},   {"spawn", l_spawn},
@@ -719,6 +752,7 @@ static const luaL_Reg core_funcs[] = {
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},
     {"stats", l_stats},   {"active_handles", l_collect_handles},
+    {"hmac_sha256", l_hmac_sha256},
     {NULL, NULL},
 };
 

@@ -17,6 +17,8 @@ void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs);
 void rill__new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc);
 /* The number at t[k], def when nil; raises if it is not a number. */
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def);
+/* t.port, def when nil; raises unless it is an integer 0-65535. */
+int rill__opt_port(lua_State *L, int t, int def);
 /* Pushes a "rill.listener" userdata for l. */
 int rill__push_listener(lua_State *L, rill_listener_t *l);
 void rill__listener_forget_ud(rill_listener_t *l);

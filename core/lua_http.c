@@ -32,6 +32,7 @@
 typedef struct {
   rill_http_conn_t *c; /* NULL once the connection is closed */
   rill_waitq_t waits;
+  uint64_t started; /* the loop's time (ms) when its latest request came */
 } lconn_ud;
 
 #define SPARE_FACES 16
@@ -45,6 +46,7 @@ typedef struct {
    * stale request object never matches the new one's). */
   int spare[SPARE_FACES];
   int nspare;
+  int gone_ref; /* gone(conn, gen): runs a request's on_close callbacks */
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
 } lhttp_t;
 
@@ -87,6 +89,8 @@ static void on_request(rill_http_conn_t *c) {
   } else {
     lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
   }
+  /* (the loop's time: a read of memory, not a clock per request) */
+  ((lconn_ud *)c->data)->started = uv_now(c->w->loop);
   lua_pushinteger(co, c->gen);
   t->done = http_task_done;
   t->done_data = c;
@@ -125,6 +129,23 @@ static void drop_face(rill_http_conn_t *c) {
 
 static void on_close(rill_http_conn_t *c) { drop_face(c); }
 
+/* The client left while the handler runs: what waits to write is told, and
+ * the request's on_close callbacks run in a task of their own. */
+static void on_peer_gone(rill_http_conn_t *c) {
+  lhttp_t *lh = c->srv->data;
+  lconn_ud *ud = c->data;
+  assert(!rill__ffi_active(c->w)); /* from a transport's read, on the loop */
+  if (ud == NULL) return;
+  rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  if (lh->gone_ref == LUA_NOREF) return;
+  rill_task_t *t = rill__task_new(c->w, "on_close callbacks");
+  if (t == NULL) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, lh->gone_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, c->ref);
+  lua_pushinteger(t->co, c->gen);
+  rill__task_start(t, 2);
+}
+
 static void on_idle(rill_http_conn_t *c) {
   /* A fast path reading a body kept past its request could end a drain:
    * then the userdata stays until the connection's next wait or close. */
@@ -138,6 +159,7 @@ static void on_free(rill_http_server_t *srv) {
     luaL_unref(L, LUA_REGISTRYINDEX, lh->handler_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, lh->dispatch_ref);
     while (lh->nspare > 0) luaL_unref(L, LUA_REGISTRYINDEX, lh->spare[--lh->nspare]);
+    luaL_unref(L, LUA_REGISTRYINDEX, lh->gone_ref);
   }
   rill__tls_conf_unref(lh->tls);
   rill__http_server_close(srv);
@@ -170,9 +192,9 @@ static void listener_free(rill_listener_t *l) {
 }
 
 static unsigned opt_ms(lua_State *L, const char *k, unsigned def_ms) {
-  lua_Number s = rill__opt_number(L, 1, k, (lua_Number)def_ms / 1000.0);
-  if (s < 0) s = 0;
-  return s * 1000 > 4e9 ? 4000000000u : (unsigned)(s * 1000);
+  lua_Number ms = rill__opt_number(L, 1, k, (lua_Number)def_ms);
+  if (ms < 0) ms = 0;
+  return ms > 4e9 ? 4000000000u : (unsigned)ms;
 }
 
 /* A size option: a non-negative number, def when absent. */
@@ -191,7 +213,7 @@ static int l_http_listen(lua_State *L) {
   lua_getfield(L, 1, "host");
   const char *host = luaL_optstring(L, -1, "127.0.0.1");
   lua_pop(L, 1);
-  int port = (int)rill__opt_number(L, 1, "port", 8080);
+  int port = rill__opt_port(L, 1, 8080);
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)opt_size(L, "max_connections", 16384);
   unsigned per_addr = (unsigned)opt_size(L, "max_connections_per_address", 0);
@@ -223,12 +245,20 @@ static int l_http_listen(lua_State *L) {
   lh->srv.on_drained = on_drained;
   lh->srv.on_close = on_close;
   lh->srv.on_idle = on_idle;
+  lh->srv.on_peer_gone = on_peer_gone;
   lh->srv.on_free = on_free;
   lh->srv.data = lh;
   lh->srv.refs = 1;
   lh->srv.limits = lim;
   lh->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lh->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, 1, "gone");
+  if (lua_isfunction(L, -1)) {
+    lh->gone_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_pop(L, 1);
+    lh->gone_ref = LUA_NOREF;
+  }
   lua_getfield(L, 1, "tls");
   if (lua_toboolean(L, -1)) {
     static const char *const http_alpn[] = {"http/1.1", NULL};
@@ -370,6 +400,17 @@ static int l_trailers(lua_State *L) {
   int n = rill__chunked_trailers(ch, f, RILL_CHUNK_TRAILERS_MAX);
   if (n < 0) n = 0;
   push_fields(L, ch->trailers, f, (unsigned)n);
+  return 1;
+}
+
+/* conn:closed(gen) → whether the client went away while the request was
+ * handled (true too once the request is over) */
+static int l_closed(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_Integer gen = luaL_checkinteger(L, 2);
+  rill_http_conn_t *c = ud->c;
+  lua_pushboolean(L, c == NULL || c->gen != (unsigned)gen || c->peer_gone ||
+                         c->state != RILL_CONN_HANDLER);
   return 1;
 }
 
@@ -584,6 +625,45 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
+/* conn:_response(gen) → "none", "started" or "ended": how far the response
+ * got, as the connection sees it (rill.hooks decides from it what a handler
+ * that raised may still answer). */
+static int l_response(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_pushstring(L, c->resp == 0 ? "none" : c->resp == 2 ? "ended" : "started");
+  return 1;
+}
+
+/* conn:_started() → the loop's time (ms, as rill.now) when the latest
+ * request on this connection came; what res:on_finish measures from. */
+static int l_started(lua_State *L) {
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  lua_pushnumber(L, (lua_Number)ud->started);
+  return 1;
+}
+
+/* conn:_cut(gen): a response that started will not end whole (its handler
+ * raised): the connection is reset when the handler is done, so that the
+ * client never takes a part for the whole. */
+static int l_cut(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill__http_conn_cut(c, RILL_ECLOSED);
+  return 0;
+}
+
+/* conn:_body_max(gen, bytes): lowers this request's body limit (never
+ * raises it). A read past it fails with "too large" and the request is
+ * answered 413 whatever the handler sends, as for max_body_bytes. */
+static int l_body_max(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "must be at least 1");
+  rill_body_t *b = c->body;
+  uint64_t max = n >= 1.8e19 ? UINT64_MAX : (uint64_t)n;
+  if (b && (b->max == 0 || max < b->max)) b->max = max;
+  return 0;
+}
+
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
  * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
  * body or the response started. */
@@ -762,11 +842,13 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
                                    {"http_trailers", l_body_trailers},
                                    {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
+      {"reqline", l_reqline}, {"closed", l_closed}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
+      {"_response", l_response}, {"_cut", l_cut}, {"_body_max", l_body_max},
+      {"_started", l_started},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

@@ -36,9 +36,9 @@ static void read_alpn(lua_State *L, int t, const char **alpn) {
 
 static unsigned read_timeout(lua_State *L, int t) {
   lua_getfield(L, t, "handshake_timeout");
-  lua_Number s = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_Number ms = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0; /* milliseconds */
   lua_pop(L, 1);
-  return s > 0 ? (unsigned)(s * 1000) : 0;
+  return ms > 0 ? (ms > 4e9 ? 4000000000u : (unsigned)ms) : 0;
 }
 
 static int read_pair(lua_State *L, int t, rill_tls_pair_t *p) {

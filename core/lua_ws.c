@@ -428,14 +428,15 @@ static int l_ws_new(lua_State *L) {
   lua_pop(L, 1);
   o.max_frame = (uint64_t)rill__opt_number(L, 2, "max_frame", 0);
   o.max_message = (uint64_t)rill__opt_number(L, 2, "max_message", 0);
-  o.close_timeout_ms = (unsigned)(rill__opt_number(L, 2, "close_timeout", 5) * 1000);
+  lua_Number ct = rill__opt_number(L, 2, "close_timeout", 5000); /* milliseconds */
+  o.close_timeout_ms = ct < 0 ? 0 : ct > 4e9 ? 4000000000u : (unsigned)ct;
   lua_Number to = rill__opt_number(L, 2, "timeout", -1);
   lua_getfield(L, 2, "protocol");
   const char *proto = lua_tostring(L, -1);
   lua_pop(L, 1);
   lws_t *u = lua_newuserdata(L, sizeof(*u));
   memset(u, 0, sizeof(*u));
-  u->timeout_ms = to < 0 ? -1 : (int)(to * 1000);
+  u->timeout_ms = to < 0 ? -1 : to > 2e9 ? 2000000000 : (int)to;
   u->msg_ref = LUA_NOREF;
   if (proto) snprintf(u->protocol, sizeof(u->protocol), "%s", proto);
   luaL_getmetatable(L, WS_MT);

@@ -69,6 +69,6 @@ app:websocket("/ws", function(ws, req)
   end
   clients[ws] = nil
   broadcast(name .. " left")
-end, {idle_timeout = 3600})
+end, {idle_timeout = 3600000})
 
 return app

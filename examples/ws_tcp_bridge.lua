@@ -10,5 +10,5 @@ local host, port = (os.getenv("TARGET") or "127.0.0.1:5432"):match("^(.+):(%d+)$
 local app = rill.router()
 app:websocket("/", function(ws)
   rill.proxy.ws_to_tcp(ws, host, tonumber(port))
-end, {max_message = 1024 * 1024 * 1024, idle_timeout = 3600})
+end, {max_message = 1024 * 1024 * 1024, idle_timeout = 3600000})
 return app

@@ -50,10 +50,10 @@ describe("http client pool", function()
     end)
 
     it("shares a connection between requests with the same TLS options only", function()
-      local same = {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt", handshake_timeout = 5}}
+      local same = {address = "127.0.0.1", tls = {ca = dir .. "/ca.crt", handshake_timeout = 5000}}
       assert.same({200, "secret"}, {get(url, same)})
       assert.same({200, "secret"}, {get(url, {address = "127.0.0.1",
-        tls = {ca = dir .. "/ca.crt", handshake_timeout = 9}})})
+        tls = {ca = dir .. "/ca.crt", handshake_timeout = 9000}})})
       assert.equal(1, l:connections())
       assert.same({200, "secret"}, {get(url, {address = "127.0.0.1", tls = {verify = false}})})
       assert.equal(2, l:connections())

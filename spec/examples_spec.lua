@@ -226,6 +226,38 @@ describe("examples", function()
     assert.equal(0, srv.stop())
   end)
 
+  it("sse.lua streams events and sees a client leave within a second", function()
+    local srv = helper.start({"serve", "examples/sse.lua", "--listen", "127.0.0.1:0",
+      "--workers", "1"}, {SSE_INTERVAL_MS = "2000"})
+    local function clients()
+      return select(2, helper.curl(("http://127.0.0.1:%d/clients"):format(srv.port)))
+    end
+    local s = helper.connect(srv.port)
+    s:write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    local status, headers = helper.read_response_head(s)
+    assert.equal(200, status)
+    assert.matches("^text/event%-stream", headers["content-type"])
+    assert.matches("event: tick\nid: 1\ndata: tick 1\n\n", s:read_until("data: tick 1\n\n") ..
+      "data: tick 1\n\n")
+    assert.equal("1", clients())
+    -- the handler sleeps 2 s between events: the server must not wait for
+    -- its next write to learn that the client left
+    local left = rill.now()
+    s:close()
+    local now
+    for _ = 1, 100 do
+      if clients() == "0" then
+        now = rill.now()
+        break
+      end
+      rill.sleep(20)
+    end
+    assert.is_number(now, "the client's leaving was not noticed")
+    assert.is_true(now - left < 1000, ("noticed after %d ms"):format(now - left))
+    srv.wait_log("an event stream's client left")
+    assert.equal(0, srv.stop())
+  end)
+
   it("rill serve reports an app that does not load, with file and line", function()
     local f = assert(io.open("/tmp/rill_bad_app.lua", "w"))
     f:write("return function(req, res)\n  res:send(\nend\n")

@@ -39,6 +39,27 @@ function helper.curl(...)
   return helper.run({"curl", "-sS", "--max-time", "60", ...})
 end
 
+-- An HTTP request with curl (-i and the given arguments); returns status,
+-- headers (lower-case names; repeated ones joined with ", ") and body of the
+-- final response (past any 100 Continue). Fails the spec if curl fails.
+function helper.fetch(...)
+  local code, out, err = helper.curl("-i", ...)
+  assert(code == 0, "curl failed: " .. err)
+  local status, headers
+  repeat
+    local head_end = assert(out:find("\r\n\r\n", 1, true), "no response head: " .. out)
+    local head = out:sub(1, head_end - 1)
+    out = out:sub(head_end + 4)
+    status = tonumber(head:match("^HTTP/%S+ (%d+)"))
+    headers = {}
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+      name = name:lower()
+      headers[name] = headers[name] and headers[name] .. ", " .. value or value
+    end
+  until status >= 200
+  return status, headers, out
+end
+
 -- Starts an HTTP server in this process; returns its listener and port.
 function helper.listen(handler, opts)
   local o = {host = "127.0.0.1", port = 0, handler = handler}
@@ -125,7 +146,7 @@ end
 -- rill.websocket.connect with a 10 s idle timeout, so that a broken server
 -- fails a spec instead of hanging it.
 function helper.ws(url, opts)
-  local o = {idle_timeout = 10}
+  local o = {idle_timeout = 10000}
   for k, v in pairs(opts or {}) do o[k] = v end
   return rill.websocket.connect(url, o)
 end

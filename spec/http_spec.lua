@@ -217,6 +217,45 @@ describe("http server", function()
       assert.matches("^HTTP/1.1 400", raw)
       assert.not_matches("Injected", raw)
     end)
+
+    it("refuses a status that is not an integer 100-999, at the caller's line", function()
+      local port
+      local errs = {}
+      l, port = helper.listen(function(req, res)
+        for _, bad in ipairs({"abc", 99, 1000, 200.5, true}) do
+          local ok, err = pcall(function() res:status(bad) end)
+          errs[#errs + 1] = not ok and err
+        end
+        res:status(204):send()
+      end)
+      local raw = helper.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1.1 204 No Content\r\n", raw)
+      assert.equal(5, #errs)
+      assert.matches('http_spec%.lua:%d+: res:status: the status must be an integer 100%-999, ' ..
+        'got "abc"', errs[1])
+      assert.matches("got 99$", errs[2])
+      assert.matches("got 200%.5$", errs[4])
+    end)
+
+    it("names every registered status code, and keeps a HEAD answer's Content-Length", function()
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.method == "HEAD" then
+          res:header("Content-Length", "1234")
+          res:finish()
+          return
+        end
+        res:status(tonumber(req.path:sub(2))):send("x")
+      end)
+      for status, reason in pairs({[416] = "Range Not Satisfiable", [418] = "I'm a teapot",
+        [422] = "Unprocessable Content", [425] = "Too Early",
+        [451] = "Unavailable For Legal Reasons", [507] = "Insufficient Storage"}) do
+        local _, out = helper.curl("-si", ("http://127.0.0.1:%d/%d"):format(port, status))
+        assert.matches("^HTTP/1.1 " .. status .. " " .. reason:gsub("%p", "%%%0") .. "\r\n", out)
+      end
+      local _, out = helper.curl("-sI", ("http://127.0.0.1:%d/"):format(port))
+      assert.matches("\r\nContent%-Length: 1234\r\n", out)
+    end)
   end)
 
   describe("connections", function()
@@ -412,6 +451,90 @@ describe("http server", function()
       a:close()
     end)
 
+    it("notices a client that leaves while its handler sleeps: on_close runs, req.closed, " ..
+      "the next write fails, and its slot serves another client", function()
+      local ev = {}
+      local port
+      l, port = helper.listen(function(req, res)
+        if req.path == "/second" then
+          ev.second_served_while_first_runs = ev.first_done == nil
+          res:send("second")
+          return
+        end
+        ev.closed_before = req.closed
+        req:on_close(function() ev.on_close = true end)
+        res:write("first bytes\n")
+        rill.sleep(1500) -- the client leaves meanwhile
+        ev.closed_after = req.closed
+        ev.write = {res:write("more")}
+        req:on_close(function() ev.late_on_close = true end) -- runs at once
+        ev.first_done = true
+      end, {max_connections = 1})
+      local a = helper.connect(port)
+      a:write("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert(a:read_until("first bytes\n"))
+      a:close()
+      -- the slot is free again: a second client is served at once
+      local b = helper.connect(port)
+      b:write("GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, _, body = helper.read_response(b)
+      b:close()
+      assert.equal(200, status)
+      assert.equal("second", body)
+      assert.is_true(ev.second_served_while_first_runs)
+      assert.is_true(ev.on_close)
+      for _ = 1, 100 do
+        if ev.late_on_close then break end
+        rill.sleep(20)
+      end
+      assert.is_false(ev.closed_before)
+      assert.is_true(ev.closed_after)
+      assert.same({nil, "closed"}, ev.write)
+      assert.is_true(ev.late_on_close)
+    end)
+
+    it("watches a request with a body once the handler has read it", function()
+      local ev = {}
+      local port
+      l, port = helper.listen(function(req, res)
+        ev.body = req.body:read_all()
+        req:on_close(function() ev.on_close = rill.now() end)
+        res:write("got it\n")
+        rill.sleep(1000)
+        ev.closed = req.closed
+      end)
+      local a = helper.connect(port)
+      a:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+      assert(a:read_until("got it\n"))
+      local left = rill.now()
+      a:close()
+      for _ = 1, 100 do
+        if ev.closed ~= nil then break end
+        rill.sleep(20)
+      end
+      assert.equal("hello", ev.body)
+      assert.is_number(ev.on_close)
+      assert.is_true(ev.on_close - left < 900, "on_close came with the client's leaving")
+      assert.is_true(ev.closed)
+    end)
+
+    it("still answers a client that half-closes right after its request", function()
+      local port
+      local closed
+      l, port = helper.listen(function(req, res)
+        rill.sleep(200)
+        closed = req.closed
+        res:send("late answer")
+      end)
+      local a = helper.connect(port)
+      a:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert(a:shutdown())
+      local out = helper.read_to_end(a)
+      assert.matches("^HTTP/1.1 200 OK\r\n", out)
+      assert.matches("late answer$", out)
+      assert.is_false(closed)
+    end)
+
     it("holds connections past max_connections in the kernel's queue while all are busy",
       function()
         local port
@@ -539,7 +662,7 @@ describe("http server", function()
       function()
         local port
         l, port = helper.listen(function(req, res) res:send(req.path) end,
-          {max_connections = 2, body_timeout = 60})
+          {max_connections = 2, body_timeout = 60000})
         local held = {}
         for i = 1, 2 do
           local s = helper.connect(port)
@@ -620,7 +743,7 @@ describe("http server", function()
       -- that asked for more used to be left waiting for the header timeout.
       local port
       l, port = helper.listen(function(req, res) res:send("x") end,
-        {max_header_bytes = 4 * 1024 * 1024, header_timeout = 30})
+        {max_header_bytes = 4 * 1024 * 1024, header_timeout = 30000})
       local s = helper.connect(port)
       s:settimeout(5000)
       s:write("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " .. string.rep("b", 1200 * 1024))
@@ -698,7 +821,7 @@ describe("http server", function()
 
     it("408 when the head does not arrive within header_timeout", function()
       local port
-      l, port = helper.listen(function(req, res) res:send("x") end, {header_timeout = 0.2})
+      l, port = helper.listen(function(req, res) res:send("x") end, {header_timeout = 200})
       local t0 = rill.now()
       local raw, why = helper.raw(port, "GET / HTTP/1.1\r\nHost:", 3000)
       assert.same({408}, statuses(raw))
@@ -708,7 +831,7 @@ describe("http server", function()
 
     it("closes an idle keep-alive connection after keepalive_timeout", function()
       local port
-      l, port = helper.listen(function(req, res) res:send("x") end, {keepalive_timeout = 0.2})
+      l, port = helper.listen(function(req, res) res:send("x") end, {keepalive_timeout = 200})
       local s = helper.connect(port)
       s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
       assert.equal(200, helper.read_response(s))
@@ -725,7 +848,7 @@ describe("http server", function()
       -- that is not their deadlines' order.
       local port
       l, port = helper.listen(function(req, res) res:send("x") end,
-        {keepalive_timeout = 1.2, body_timeout = 0.6, header_timeout = 0.3})
+        {keepalive_timeout = 1200, body_timeout = 600, header_timeout = 300})
       local t0 = rill.now()
       local idle = helper.connect(port)
       idle:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -768,7 +891,7 @@ describe("http server", function()
       l, port = helper.listen(function(req, res)
         got, err, partial = req.body:read(10)
         res:status(408):send("slow")
-      end, {body_timeout = 0.2})
+      end, {body_timeout = 200})
       local s = helper.connect(port)
       s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
       local status = helper.read_response(s)
@@ -793,7 +916,7 @@ describe("http server", function()
           l, port = helper.listen(function(req, res)
             got.data, got.err = req.body:read_all()
             if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
-          end, {body_timeout = 0.2})
+          end, {body_timeout = 200})
           local s = helper.connect(port)
           s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
           local raw, why = helper.read_to_end(s)
@@ -864,7 +987,7 @@ describe("http server", function()
           l, port = helper.listen(function(req, res)
             got.data, got.err = req.body:read_all()
             if variant == "raises" then error("the body failed on purpose: " .. tostring(got.err)) end
-          end, {min_body_rate = 100, body_rate_grace = 1})
+          end, {min_body_rate = 100, body_rate_grace = 1000})
           local cut, sent, raw, why = drip(post(port))
           assert.is_true(cut, "the server held a client dripping 3 B/s for " .. sent .. " bytes")
           assert.is_nil(got.data)
@@ -883,7 +1006,7 @@ describe("http server", function()
       local got = {}
       l, port = helper.listen(function(req, res)
         got.data, got.err = req.body:read_all()
-      end, {min_body_rate = 100, body_rate_grace = 1, body_timeout = 60})
+      end, {min_body_rate = 100, body_rate_grace = 1000, body_timeout = 60000})
       local s = post(port)
       s:settimeout(10000)
       local raw, why = helper.read_to_end(s)
@@ -911,7 +1034,7 @@ describe("http server", function()
             rill.sleep(300)
           end
           res:send(tostring(n))
-        end, {min_body_rate = 1000000, body_rate_grace = 0.5})
+        end, {min_body_rate = 1000000, body_rate_grace = 500})
         local raw = helper.raw(port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 262144\r\n" ..
           "Connection: close\r\n\r\n" .. string.rep("s", 262144), 10000)
         assert.same({200}, statuses(raw), raw:sub(1, 200))
@@ -1001,7 +1124,7 @@ describe("http server", function()
             end
             wrote = wrote + #block
           end
-        end, {send_timeout = 0.5})
+        end, {send_timeout = 500})
         local s = helper.connect(port)
         s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         rill.sleep(1500)

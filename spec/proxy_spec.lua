@@ -436,7 +436,7 @@ describe("websocket to tcp bridge", function()
       "127.0.0.1:0"}, {TARGET = "127.0.0.1:" .. echo.port})
     -- 512 MiB through two sanitized processes: a wait may be long on a
     -- loaded machine; a hang still fails (after 60 s, not the default 10)
-    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(bridge.port), {idle_timeout = 60}))
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(bridge.port), {idle_timeout = 60000}))
     local total = 256 * MB
     local reader = rill.spawn(function()
       local got = 0

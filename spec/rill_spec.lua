@@ -157,6 +157,22 @@ describe("rill", function()
     end)
   end)
 
+  describe("listen ports", function()
+    it("refuses a port that is not an integer 0-65535, naming it, for TCP and HTTP", function()
+      local handler = function() end
+      for _, listen in ipairs({rill.listen, rill.http.listen}) do
+        for _, port in ipairs({"x", 99999, 65536, -1, 80.5}) do
+          local ok, err = pcall(listen, {host = "127.0.0.1", port = port, handler = handler})
+          assert.is_false(ok, tostring(port))
+          assert.matches("option port must be", err)
+        end
+      end
+      local ok, err = pcall(rill.listen, {host = "127.0.0.1", port = 99999, handler = handler})
+      assert.is_false(ok)
+      assert.matches("port must be an integer 0%-65535, got 99999", err)
+    end)
+  end)
+
   describe("listen timeouts", function()
     -- A raw connection's waits have a deadline unless the listener says
     -- otherwise (300 s by default): a silent peer does not hold its place
@@ -227,6 +243,31 @@ describe("rill", function()
       assert.matches("stack traceback", err)
       assert.matches("rill_run_err.lua:1", err)
       os.remove("/tmp/rill_run_err.lua")
+    end)
+
+    it("prints usage to stdout and exits 0 for --help, with or without serve", function()
+      for _, argv in ipairs({{"--help"}, {"serve", "--help"}, {"serve", "-h"}}) do
+        local code, out, err = helper.run({helper.bin, unpack(argv)})
+        assert.equal(0, code, table.concat(argv, " "))
+        assert.matches("usage: rill serve", out)
+        assert.matches("%-%-max%-body%-bytes", out)
+        assert.equal("", err)
+      end
+    end)
+
+    it("refuses a --listen address with a port out of range or no host, before serving",
+      function()
+      for _, addr in ipairs({"127.0.0.1:99999", "127.0.0.1:65536", ":8080", "127.0.0.1"}) do
+        local code, out, err = helper.run({helper.bin, "serve", "examples/hello.lua",
+          "--listen", addr})
+        assert.equal(2, code, addr)
+        assert.equal("", out)
+        assert.matches("bad %-%-listen address " .. addr:gsub("%p", "%%%0"), err)
+      end
+      local code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua",
+        "--listen-tls", "127.0.0.1:70000", "--tls-cert", "x", "--tls-key", "y"})
+      assert.equal(2, code)
+      assert.matches("bad %-%-listen%-tls address", err)
     end)
 
     it("prints its version", function()

@@ -136,6 +136,27 @@ describe("hot reload", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("with --watch, serves 503 after a failed first load and the app once an edit loads",
+    function()
+    local dir, app, message = app_dir("fixed")
+    local good = io.open(app):read("*a")
+    write(app, "local x = \n" .. good) -- a syntax error
+    local srv = helper.serve(app, {"--watch", "--workers", "1"})
+    srv.wait_log("the app failed to load; answering 503 until an edit loads")
+    local _, out = helper.curl("-w", "%{http_code}", ("http://127.0.0.1:%d/"):format(srv.port))
+    assert.matches("failed to load", out)
+    assert.matches("503$", out)
+    write(app, good)
+    assert.equal("fixed", wait_for(srv.port, "/", "fixed"))
+    -- without --watch, a broken app is an error at once
+    write(app, "local x = \n" .. good)
+    local code, _, err = helper.run({helper.bin, "serve", app, "--listen", "127.0.0.1:0"})
+    assert.equal(1, code)
+    assert.matches("app%.lua:%d+:", err)
+    assert.equal(0, srv.stop())
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("lets a WebSocket and a slow response that started before a reload finish on it",
     function()
       local dir, app, message = app_dir("old")

@@ -403,7 +403,7 @@ describe("closing a stream under a waiting task", function()
       sock:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" ..
         "Connection: Upgrade\r\nSec-WebSocket-Accept: " .. core.ws_accept(key) .. "\r\n\r\n")
     end)
-    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(srv.port), {close_timeout = 0.2}))
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(srv.port), {close_timeout = 200}))
     return ws, srv.conns[1], srv
   end
 

@@ -389,13 +389,16 @@ describe("websocket server API", function()
       seen.origin = req.headers.origin
       seen.custom = req.headers["x-custom"]
       local msg = ws:receive()
+      -- the request's fields stay readable after the upgrade, between messages
+      seen.fields = {req.method, req.path, req.query_string, req.remote_addr,
+        type(req.remote_port), req.scheme, req.version, req.raw_headers[1] ~= nil}
       if msg then ws:send("got " .. msg:read_all()) end
       ws:close(4000, "server done")
     end, {protocols = {"v2.chat", "v1.chat"}, origin = {"http://good.example"}})
     app:websocket("/idle", function(ws)
       local msg, err = ws:receive()
       seen.idle = err
-    end, {idle_timeout = 0.2})
+    end, {idle_timeout = 200})
     app:websocket("/pieces", function(ws)
       -- each message names the writes to send for it, then whether the
       -- message before it can still be read
@@ -479,6 +482,7 @@ describe("websocket server API", function()
       assert.equal("server done", reason)
       assert.equal("v2.chat", seen.protocol)
       assert.equal("yes", seen.custom)
+      assert.same({"GET", "/chat", "", "127.0.0.1", "number", "http", "1.1", true}, seen.fields)
     end)
 
   it("refuses a bad origin with 403, a plain GET with 426, a bad key with 400", function()
@@ -560,7 +564,7 @@ describe("websocket server API", function()
         done = true
         fl:close()
       end)
-      local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(fport), {close_timeout = 0.2}))
+      local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(fport), {close_timeout = 200}))
       ws:settimeout(1000)
       local payload = string.rep("c", 125)
       -- 500,000 frames are 65 MB: far more than the socket buffers hold

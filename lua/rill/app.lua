@@ -42,9 +42,17 @@ function M.load(path, code, name)
   return handler, app
 end
 
+-- What a watched app answers while its first load has failed.
+local function unavailable(req, res)
+  res:status(503)
+  res:header("Content-Type", "text/plain")
+  res:send("the app failed to load: the server's log says why\n")
+end
+
 -- Starts serving: cfg = {path = | code = name =, listens = {{host =, port =,
 -- tls =}}, limits = {...}, watch = bool}. Returns true and the ports bound,
--- or nil and an error.
+-- or nil and an error. A watched app file whose first load fails is served
+-- as 503 until an edit loads (as nodemon and air wait for a fix).
 function M.start(cfg)
   local dir = cfg.path and dirname(cfg.path)
   if dir then
@@ -52,7 +60,11 @@ function M.start(cfg)
     package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
   end
   local handler, app = M.load(cfg.path, cfg.code, cfg.name)
-  if not handler then return nil, app end
+  if not handler then
+    if not (cfg.watch and dir) then return nil, app end
+    rill.log("error", "the app failed to load; answering 503 until an edit loads: " .. app)
+    handler, app = unavailable, nil
+  end
   current = {path = cfg.path, code = cfg.code, name = cfg.name, dir = dir, handler = handler,
     app = app, listeners = {}}
   local ports = {}

@@ -25,7 +25,8 @@ serve options (sizes in bytes, times in seconds):
   --grace S                 on SIGTERM/SIGINT, how long requests in flight may
                             take to finish (default 30)
   --watch                   reload when a .lua file beside the app changes
-                            (SIGHUP reloads too)
+                            (SIGHUP reloads too); an app whose first load
+                            fails answers 503 until an edit loads
   --max-connections N       per worker (default 16384); at the limit the
                             longest idle connection is closed to make room
   --max-connections-per-address N
@@ -78,7 +79,10 @@ local function serve(args)
   while i <= #args do
     local a = args[i]
     local v = args[i + 1]
-    if a == "--listen" then
+    if a == "--help" or a == "-h" then
+      io.stdout:write(usage)
+      return 0
+    elseif a == "--listen" then
       if not v then return die("--listen needs HOST:PORT") end
       listens[#listens + 1] = v
       i = i + 2
@@ -90,7 +94,9 @@ local function serve(args)
     elseif flag_keys[a] then
       local n = tonumber(v)
       if not n or n < 0 then return die(a .. " needs a number") end
-      opts[flag_keys[a]] = n
+      -- flags give seconds; the Lua API takes milliseconds
+      local seconds = a:find("%-timeout$") or a == "--body-rate-grace"
+      opts[flag_keys[a]] = seconds and n * 1000 or n
       i = i + 2
     elseif a == "--workers" or a == "--grace" then
       -- read by the runtime before any Lua ran (core/rill.c)
@@ -130,15 +136,20 @@ local function serve(args)
   if #listens == 0 and #tls_listens == 0 then listens[1] = "127.0.0.1:8080" end
   local function add(addr, t)
     local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
-    if not host then return false end
-    cfg.listens[#cfg.listens + 1] = {host = host, port = tonumber(port), tls = t}
+    port = tonumber(port)
+    if not host or host == "" or port > 65535 then return false end
+    cfg.listens[#cfg.listens + 1] = {host = host, port = port, tls = t}
     return true
   end
   for _, a in ipairs(listens) do
-    if not add(a, #tls_listens == 0 and tls or nil) then return die("bad --listen address " .. a) end
+    if not add(a, #tls_listens == 0 and tls or nil) then
+      return die("bad --listen address " .. a .. " (HOST:PORT, PORT 0-65535)")
+    end
   end
   for _, a in ipairs(tls_listens) do
-    if not add(a, tls) then return die("bad --listen-tls address " .. a) end
+    if not add(a, tls) then
+      return die("bad --listen-tls address " .. a .. " (HOST:PORT, PORT 0-65535)")
+    end
   end
   local ok, err = require("rill.app").start(cfg)
   if not ok then

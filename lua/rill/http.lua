@@ -6,6 +6,7 @@
 --     res:send("Hello, world!")
 --   end}
 local core = require "rill.core"
+local hooks = require "rill.hooks"
 
 local byte, char, concat, find, format, gsub, lower, sub, tonumber, tostring, type =
   string.byte, string.char, table.concat, string.find, string.format, string.gsub,
@@ -176,6 +177,44 @@ function getters.scheme(req)
   return s
 end
 
+-- req.closed: whether the client went away while the request was handled
+-- (asked of the connection each time: it can change while the handler runs).
+function getters.closed(req) return req._c:closed(req._g) end
+
+-- The on_close callbacks of the request on each connection: conn → {gen, fn...}
+local on_close = setmetatable({}, {__mode = "k"})
+
+-- req:on_close(fn): fn() runs, in a thread of its own, when the client goes
+-- away before the handler has ended (at once if it has gone already). The
+-- connection is watched once the request's body has been read (at once for
+-- a request without one).
+function Request:on_close(fn)
+  if type(fn) ~= "function" then
+    error("req:on_close: fn must be a function, got " .. type(fn), 2)
+  end
+  if self.closed then
+    core.spawn(fn)
+    return
+  end
+  local c, list = self._c, on_close[self._c]
+  if not list or list.gen ~= self._g then
+    list = {gen = self._g}
+    on_close[c] = list
+  end
+  list[#list + 1] = fn
+end
+
+-- Called by the server (core/lua_http.c) when a request's client has gone.
+local function gone(conn, gen)
+  local list = on_close[conn]
+  if not list or list.gen ~= gen then return end
+  on_close[conn] = nil
+  for i = 1, #list do
+    local ok, err = xpcall(list[i], debug.traceback)
+    if not ok then core.log("error", "error in an on_close callback: " .. tostring(err)) end
+  end
+end
+
 function getters.params(req)
   local p = {}
   rawset(req, "params", p)
@@ -197,8 +236,31 @@ function Request:header(name)
   return self.headers[name]
 end
 
+-- The fields a request reads from its connection, read now and kept on req:
+-- called before the connection is handed over (an upgrade), so that a
+-- WebSocket or tunnel handler can still read them.
+local kept_fields = {"method", "target", "version", "path", "query_string", "headers",
+  "raw_headers", "remote_addr", "remote_port", "scheme"}
+function http.keep_fields(req)
+  for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
+end
+
+-- req.cookies: the Cookie header parsed (rill.cookie.parse), when first read.
+function getters.cookies(req)
+  local c = require("rill.cookie").parse(req.headers.cookie)
+  rawset(req, "cookies", c)
+  return c
+end
+
+-- req:json([limit]) → the body decoded, or nil, err: see rill.json, loaded
+-- when first used. (A tail call: its errors point at the caller's line.)
+function Request:json(limit)
+  return require("rill.json")._read_request(self, limit)
+end
+
 -- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
--- or multipart/form-data parts that are streams. See rill.form.
+-- or multipart/form-data parts that are streams. See rill.form. (Tail calls:
+-- their errors point at the caller's line.)
 function Request:form(limit) return require("rill.form").form(self, limit) end
 function Request:parts(opts) return require("rill.form").parts(self, opts) end
 
@@ -217,7 +279,11 @@ Response.__name = "rill.http.response"
 -- res:status(code) sets the status and returns res; res:status() reads it.
 function Response:status(code)
   if code == nil then return self._status end
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then error("res:status: the response head has been sent already", 2) end
+  if type(code) ~= "number" or code % 1 ~= 0 or code < 100 or code > 999 then
+    error("res:status: the status must be an integer 100-999, got " ..
+      (type(code) == "string" and ("%q"):format(code) or tostring(code)), 2)
+  end
   self._status = code
   return self
 end
@@ -242,7 +308,7 @@ function Response:header(name, value)
     end
     return nil
   end
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then error("res:header: the response head has been sent already", 2) end
   if #h > 0 then drop(h, lower(name)) end
   if type(value) == "table" then
     for i = 1, #value do
@@ -258,11 +324,28 @@ end
 
 -- res:add_header(name, value) adds a line, keeping others of the same name.
 function Response:add_header(name, value)
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then
+    error("res:add_header: the response head has been sent already", 2)
+  end
   local h = self._h
   h[#h + 1] = name
   h[#h + 1] = tostring(value)
   return self
+end
+
+-- res:json(value [, status]), res:cookie(name, value [, opts]) and
+-- res:clear_cookie(name [, opts]): see rill.json and rill.cookie, loaded when
+-- first used. (Tail calls: their errors point at the caller's line.)
+function Response:json(value, status)
+  return require("rill.json")._respond(self, value, status)
+end
+
+function Response:cookie(name, value, opts)
+  return require("rill.cookie")._set(self, name, value, opts)
+end
+
+function Response:clear_cookie(name, opts)
+  return require("rill.cookie")._clear(self, name, opts)
 end
 
 -- res:write(data): streams a piece of the body; the head goes with the first.
@@ -270,15 +353,25 @@ end
 -- the connection (HTTP/1.0). Waits while the client is slow.
 function Response:write(data, ...)
   if select("#", ...) > 0 then data = concat({data, ...}) end
+  if self.finished then error("res:write: the response has ended", 2) end
   local c = self._c
   if self.headers_sent and type(data) == "string" and getmetatable(c) == CONN_MT then
     -- the head went: the fast path (rill.ffi) takes the piece, if it can
     local r = api.http_write(c, self._g, data, #data)
-    if r == 0 then return true end
-    if r == 1 then return c:_wait_drained(self._g) end
+    if r == 0 then
+      self._sent = self._sent + #data
+      return true
+    end
+    if r == 1 then
+      self._sent = self._sent + #data
+      return c:_wait_drained(self._g)
+    end
   end
   self.headers_sent = true
-  return self._c:write(self._g, self._status, self._h, tostring(data))
+  data = tostring(data)
+  local ok, err = self._c:write(self._g, self._status, self._h, data)
+  if ok then self._sent = self._sent + #data end
+  return ok, err
 end
 
 -- res:flush(): starts the response if it has not started (its head goes,
@@ -293,8 +386,17 @@ end
 local MAX_FAST_HEADERS = 32
 local fast_headers = require("ffi").new("rill_ffi_hdr_t[?]", MAX_FAST_HEADERS)
 
+-- Counts n body bytes as sent if the connection took them (ok).
+local function sent(res, n, ok, err)
+  if ok then res._sent = res._sent + n end
+  return ok, err
+end
+
 function Response:send(body)
-  if self.headers_sent then error("the response head has been sent already", 2) end
+  if self.headers_sent then
+    error(self.finished and "res:send: the response was sent already" or
+      "res:send: the response has started (res:write or res:flush); end it with res:finish", 2)
+  end
   self.headers_sent = true
   self.finished = true
   if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
@@ -314,11 +416,14 @@ function Response:send(body)
     end
     if ok then
       local r = api.http_respond(c, g, status, fast_headers, n / 2, body, #body)
-      if r == 0 then return true end
-      if r ~= 2 then return c:_result(g, r) end
+      if r == 0 then
+        self._sent = #body
+        return true
+      end
+      if r ~= 2 then return sent(self, #body, c:_result(g, r)) end
     end
   end
-  return c:respond(g, status, h, body)
+  return sent(self, #body, c:respond(g, status, h, body))
 end
 
 -- res:finish(): ends the response (an empty one if nothing was sent).
@@ -331,18 +436,67 @@ end
 
 Response.close = Response.finish
 
+-- res:on_finish(fn): fn(status, bytes, ms) runs once when the handler is
+-- done, whether it returned or raised (rill.hooks says what the arguments
+-- mean).
+function Response:on_finish(fn)
+  if type(fn) ~= "function" then error("res:on_finish: fn must be a function", 2) end
+  local list = self._on_finish
+  if list then
+    list[#list + 1] = fn
+  else
+    self._on_finish = {fn}
+    self._t0 = self._c:_started() -- (asked now: the connection may serve others later)
+  end
+  return self
+end
+
+-- res:redirect(url [, status]): answers with Location: url and status
+-- (default 302; 300-399). A url with CR, LF or NUL is refused.
+function Response:redirect(url, status)
+  if type(url) ~= "string" or find(url, "[%z\r\n]") then
+    error("res:redirect: url must be a string without CR, LF or NUL, got " .. http.quote(url), 2)
+  end
+  status = status or 302
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 300 or status > 399 then
+    error("res:redirect: status must be an integer 300-399, got " .. tostring(status), 2)
+  end
+  if self.headers_sent then error("res:redirect: the response head has been sent already", 2) end
+  self._status = status
+  return self:header("Location", url):header("Content-Type", "text/plain; charset=utf-8")
+    :send("Redirecting to " .. url .. "\n")
+end
+
+-- res:sse([opts]) → an event writer (rill.sse): the head goes at once.
+function Response:sse(opts)
+  if self.headers_sent then error("res:sse: the response head has been sent already", 2) end
+  return require("rill.sse").new(self, opts)
+end
+
 -- ---- the server ----
 
--- Runs in a fresh (or pooled) coroutine for each request.
+local caught = hooks.caught
+
+-- Runs in a fresh (or pooled) coroutine for each request. A handler that
+-- raises is answered by rill.hooks (the app's on_error, or 500).
 local function dispatch(handler, conn, gen)
   local res = setmetatable({_c = conn, _g = gen, _status = 200, _h = {},
-    headers_sent = false, finished = false}, Response)
-  handler(setmetatable({_c = conn, _g = gen, res = res}, req_mt), res)
+    headers_sent = false, finished = false, _sent = 0}, Response)
+  local req = setmetatable({_c = conn, _g = gen, res = res}, req_mt)
+  local ok, err = xpcall(handler, caught, req, res)
+  if not ok then hooks.failed(err, req, res) end
   if not res.finished then
     res.finished = true
     res.headers_sent = true
+    if res._on_finish then
+      ok, err = pcall(conn.finish, conn, gen, res._status, res._h)
+      hooks.finished(req, res)
+      if not ok then error(err, 0) end
+      return
+    end
     conn:finish(gen, res._status, res._h)
   end
+  if res._on_finish then hooks.finished(req, res) end
 end
 
 -- A handler is a function(req, res), or an object with a handle method or a
@@ -365,7 +519,7 @@ end
 --   max_connections_per_address=, max_header_bytes=, max_headers=,
 --   max_body_bytes=, drain_bytes=, min_body_rate= (bytes/s),
 --   header_timeout=, body_timeout=, body_rate_grace=, keepalive_timeout=,
---   send_timeout= (seconds)}
+--   send_timeout= (milliseconds)}
 -- → listener (listener:port(), listener:close()) or nil, err.
 function http.listen(opts)
   local h = http.handler(opts.handler)
@@ -374,6 +528,7 @@ function http.listen(opts)
   for k, v in pairs(opts) do o[k] = v end
   o.handler = h
   o.dispatch = dispatch
+  o.gone = gone
   return core.http_listen(o)
 end
 
@@ -381,6 +536,10 @@ end
 function http.request(opts)
   return require("rill.client").request(opts)
 end
+
+-- rill.http.abort(status [, message [, headers]]): raises an error object
+-- that the request is answered with (rill.hooks).
+http.abort = hooks.abort
 
 http.Request = Request
 http.Response = Response

@@ -140,7 +140,10 @@ function S:chunks(max)
 end
 
 local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.websocket",
-  proxy = "rill.proxy"}
+  proxy = "rill.proxy", middleware = "rill.middleware"}
+
+-- rill.json (lua-cjson) and rill.cookie, loaded when first named.
+lazy.json, lazy.cookie = "rill.json", "rill.cookie"
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.

@@ -9,6 +9,7 @@
 local rill = require "rill"
 local client = require "rill.client"
 local websocket = require "rill.websocket"
+local http = require "rill.http"
 
 local concat, gmatch, lower, tostring, type = table.concat, string.gmatch, string.lower,
   tostring, type
@@ -315,6 +316,7 @@ function proxy.connect(req, res, opts)
   end
   local up, err = rill.connect(host, port, {timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT})
   if not up then return fail(res, tostring(err):find("timeout") and 504 or 502, req.target .. ": " .. tostring(err)) end
+  http.keep_fields(req)
   local s = req._c:upgrade(req._g, {}, 200)
   res.headers_sent, res.finished = true, true
   return proxy.pipe(s, up, opts)

@@ -7,7 +7,9 @@
 --
 -- Patterns are matched segment by segment: static segments first, then
 -- ":param", then "*rest". No route → 404; a route without the method → 405
--- with Allow. HEAD falls back to GET. Parameter values are percent-decoded.
+-- with Allow (app:not_found and app:method_not_allowed give their bodies).
+-- HEAD falls back to GET. Parameter values are percent-decoded. A handler
+-- that raises is answered by app:on_error (rill.hooks).
 local http = require "rill.http"
 
 local find, sub, byte, concat, sort = string.find, string.sub, string.byte, table.concat,
@@ -42,8 +44,24 @@ local function segments(pattern)
   end
 end
 
--- app:route(method, pattern, fn): method "*" matches any method.
-function Router:route(method, pattern, fn)
+-- What a route's options do to its handler (app:get(pattern, opts, fn)):
+-- json = true | {limit = bytes}: the body must be JSON (rill.json._route).
+local route_options = {
+  json = function(fn, v) return require("rill.json")._route(fn, v) end,
+}
+
+-- app:route(method, pattern, [opts,] fn): method "*" matches any method.
+function Router:route(method, pattern, fn, ...)
+  if type(fn) == "table" and select("#", ...) > 0 then
+    local opts = fn
+    fn = ...
+    assert(type(fn) == "function", "handler must be a function")
+    for k, v in pairs(opts) do
+      local wrap = route_options[k]
+      if not wrap then error("unknown route option " .. tostring(k), 2) end
+      fn = wrap(fn, v)
+    end
+  end
   assert(type(pattern) == "string" and byte(pattern, 1) == 47, "pattern must start with /")
   assert(type(fn) == "function", "handler must be a function")
   local node = self.tree
@@ -79,11 +97,11 @@ end
 
 for _, m in ipairs({"get", "post", "put", "delete", "patch", "head", "options"}) do
   local M_ = m:upper()
-  Router[m] = function(self, pattern, fn) return self:route(M_, pattern, fn) end
+  Router[m] = function(self, pattern, ...) return self:route(M_, pattern, ...) end
 end
 
-function Router:any(pattern, fn)
-  return self:route("*", pattern, fn)
+function Router:any(pattern, ...)
+  return self:route("*", pattern, ...)
 end
 
 -- app:websocket(pattern, fn [, opts]): fn(ws, req) serves WebSocket upgrades
@@ -114,6 +132,31 @@ function Router:use(prefix, fn)
   assert(type(fn) == "function", "middleware must be a function")
   if #prefix > 1 and sub(prefix, -1) == "/" then prefix = sub(prefix, 1, -2) end
   self.middleware[#self.middleware + 1] = {prefix = prefix, fn = fn}
+  return self
+end
+
+-- app:on_error(fn): fn(err, req, res) answers a request whose handler (or
+-- middleware) raised err, while nothing of the response has gone; see
+-- rill.hooks for error objects and what happens otherwise.
+function Router:on_error(fn)
+  if type(fn) ~= "function" then error("app:on_error: fn must be a function", 2) end
+  self._on_error = fn
+  return self
+end
+
+-- app:not_found(fn): fn(req, res) answers requests no route matches (the
+-- status is 404 already); middleware runs first.
+function Router:not_found(fn)
+  if type(fn) ~= "function" then error("app:not_found: fn must be a function", 2) end
+  self._not_found = fn
+  return self
+end
+
+-- app:method_not_allowed(fn): fn(req, res) answers a request whose path has
+-- routes but none for its method (the status is 405 and Allow is set).
+function Router:method_not_allowed(fn)
+  if type(fn) ~= "function" then error("app:method_not_allowed: fn must be a function", 2) end
+  self._method_not_allowed = fn
   return self
 end
 
@@ -166,16 +209,25 @@ local function allow(node)
   return concat(methods, ", ")
 end
 
-local function final(node, req, res)
+-- The route's handler, or the 404 or 405 answer (the app's not_found or
+-- method_not_allowed hook, with the status and Allow set, else a line of
+-- text).
+local function final(app, node, req, res)
   if not node then
-    res:status(404):header("Content-Type", "text/plain")
+    res:status(404)
+    local hook = app._not_found
+    if hook then return hook(req, res) end
+    res:header("Content-Type", "text/plain")
     return res:send("Not Found\n")
   end
   local h = node.handlers
   local m = req.method
   local fn = h[m] or (m == "HEAD" and h.GET) or h["*"]
   if not fn then
-    res:status(405):header("Content-Type", "text/plain"):header("Allow", allow(node))
+    res:status(405):header("Allow", allow(node))
+    local hook = app._method_not_allowed
+    if hook then return hook(req, res) end
+    res:header("Content-Type", "text/plain")
     return res:send("Method Not Allowed\n")
   end
   return fn(req, res)
@@ -194,18 +246,25 @@ function Router:handle(req, res)
   local params = {}
   local node = match(self.tree, path, path == "/" and 3 or 2, params)
   req.params = params
+  if self._on_error then res._on_error = self._on_error end
   local mw = self.middleware
-  if #mw == 0 then return final(node, req, res) end
-  local i = 0
+  if #mw == 0 then return final(self, node, req, res) end
+  -- The one next of this request. A call is the second of its caller once
+  -- the step started last has returned: every step still running has
+  -- called next already.
+  local i, over = 0, false
   local function nxt()
+    if over then error("next: called twice (the rest of the chain has run already)", 2) end
     i = i + 1
     local m = mw[i]
     while m and not under(m.prefix, path) do
       i = i + 1
       m = mw[i]
     end
-    if m then return m.fn(req, res, nxt) end
-    return final(node, req, res)
+    local r
+    if m then r = m.fn(req, res, nxt) else r = final(self, node, req, res) end
+    over = true
+    return r
   end
   return nxt()
 end

@@ -21,7 +21,7 @@ local setmetatable, type, tostring, tonumber = setmetatable, type, tostring, ton
 local M = {}
 
 M.DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
-M.DEFAULT_IDLE_TIMEOUT = 300 -- seconds a server waits in receive() by default
+M.DEFAULT_IDLE_TIMEOUT = 300000 -- ms a server waits in receive() by default
 
 -- The methods of websocket objects (core/lua_ws.c); this module adds the
 -- ones written in Lua. State lives on the objects, not here, so that loading
@@ -249,7 +249,7 @@ end
 -- Upgrades req to a WebSocket, or answers 400/403/426 and returns nil, why.
 -- opts: protocols = {...} (server's preference order), origin = function(origin,
 -- req) → bool or a list of allowed origins, headers = {name = value},
--- max_frame, max_message (bytes), idle_timeout, close_timeout (seconds).
+-- max_frame, max_message (bytes), idle_timeout, close_timeout (milliseconds).
 function M.upgrade(req, res, opts)
   opts = opts or {}
   local h = req.headers
@@ -307,9 +307,10 @@ function M.upgrade(req, res, opts)
     hdrs[#hdrs + 1] = k
     hdrs[#hdrs + 1] = tostring(v)
   end
+  http.keep_fields(req) -- the connection is the websocket's from here
   local s = req._c:upgrade(req._g, hdrs)
   if not s then return refuse(400, "a WebSocket upgrade must not have a body") end
-  res.headers_sent, res.finished = true, true
+  res.headers_sent, res.finished, res._status = true, true, 101
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
     close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT,
@@ -363,7 +364,7 @@ end
 -- opts: protocols = {...}, headers = {name = value}, origin, timeout (ms for
 -- connect and handshake), tls = {...} (rill.connect's TLS options for wss),
 -- address (connect here instead of the URL's host), max_frame, max_message,
--- idle_timeout, close_timeout (seconds). A path, subprotocol, origin or
+-- idle_timeout, close_timeout (milliseconds). A path, subprotocol, origin or
 -- header that cannot go into a request head as it is gives nil, "bad ..."
 -- with nothing sent.
 function M.connect(url, opts)

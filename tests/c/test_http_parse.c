@@ -295,6 +295,21 @@ static void test_format(void) {
   size_t n = rill__http_status_line(buf, 404);
   CHECK(n == 24 && memcmp(buf, "HTTP/1.1 404 Not Found\r\n", n) == 0, "status line %.*s",
         (int)n, buf);
+  /* every registered code has its phrase (the ones users met as "Unknown") */
+  static const struct {
+    int status;
+    const char *reason;
+  } known[] = {{100, "Continue"},          {103, "Early Hints"},
+               {226, "IM Used"},           {308, "Permanent Redirect"},
+               {416, "Range Not Satisfiable"}, {418, "I'm a teapot"},
+               {422, "Unprocessable Content"}, {425, "Too Early"},
+               {451, "Unavailable For Legal Reasons"}, {507, "Insufficient Storage"},
+               {511, "Network Authentication Required"}, {599, "Unknown"},
+               {306, "Unknown"},           {999, "Unknown"}};
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+    const char *r = rill__http_reason(known[i].status);
+    CHECK(strcmp(r, known[i].reason) == 0, "reason for %d: %s", known[i].status, r);
+  }
   n = rill__http_hex(buf, 0x1a2b);
   CHECK(n == 4 && memcmp(buf, "1a2b", 4) == 0, "hex");
   n = rill__http_u64(buf, 18446744073709551615ull);
