@@ -103,7 +103,7 @@ function form.form(req, limit)
   if cached then return cached end
   limit = limit or form.FORM_LIMIT
   if type(limit) ~= "number" or limit < 0 then
-    error("req:form: limit must be a number of bytes, got " .. tostring(limit), 3)
+    error("req:form: limit must be a number of bytes, got " .. tostring(limit), 2)
   end
   local mt, _, ct = content_type(req)
   if mt ~= "application/x-www-form-urlencoded" then
@@ -193,7 +193,7 @@ local function check_opt(opts, k, def)
   local v = opts[k]
   if v == nil then return def end
   if type(v) ~= "number" or v < 0 or v % 1 ~= 0 then
-    error(format("req:parts: %s must be a non-negative integer, got %s", k, tostring(v)), 4)
+    error(format("req:parts: %s must be a non-negative integer, got %s", k, tostring(v)), 3)
   end
   return v
 end
@@ -207,9 +207,9 @@ end
 function form.parts(req, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
-    error("req:parts: opts must be a table, got " .. type(opts), 3)
+    error("req:parts: opts must be a table, got " .. type(opts), 2)
   end
-  if req._parts then error("req:parts: called a second time for one request", 3) end
+  if req._parts then error("req:parts: called a second time for one request", 2) end
   local max_parts = check_opt(opts, "max_parts", form.MAX_PARTS)
   local max_header = check_opt(opts, "max_header_bytes", form.MAX_HEADER_BYTES)
   check_opt(opts, "max_field_bytes", form.MAX_FIELD_BYTES)
