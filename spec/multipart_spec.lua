@@ -341,6 +341,22 @@ describe("forms", function()
       assert.matches("^unsupported media type", out)
     end)
 
+    it("lets a handler hand a failure to the error hooks with rill.http.abort", function()
+      local l2, port2 = helper.listen(function(req, res)
+        for part, err, status in req:parts() do
+          if not part then rill.http.abort(status, err) end
+        end
+        res:send("all parts")
+      end)
+      local status, out = raw_post(port2, "/", CT, multipart({{name = "a", data = "1"}}))
+      assert.equal(200, status)
+      assert.equal("all parts", out)
+      status, out = raw_post(port2, "/", CT, "--" .. B .. "\r\n\r\nno end")
+      l2:close()
+      assert.equal(400, status)
+      assert.matches("bad multipart", out)
+    end)
+
     it("raises for bad options and a second iterator, at the caller", function()
       local ok, err, ok2, err2
       local l2, port2 = helper.listen(function(req, res)
