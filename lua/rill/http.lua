@@ -258,6 +258,12 @@ function Request:json(limit)
   return require("rill.json")._read_request(self, limit)
 end
 
+-- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
+-- or multipart/form-data parts that are streams. See rill.form. (Tail calls:
+-- their errors point at the caller's line.)
+function Request:form(limit) return require("rill.form").form(self, limit) end
+function Request:parts(opts) return require("rill.form").parts(self, opts) end
+
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.
 function Request:upgrade_websocket(opts)

@@ -20,7 +20,7 @@ if [ $# -gt 0 ]; then
   secs=$1
   shift
 fi
-all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn"
+all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn fuzz_multipart"
 targets=${*:-$all}
 build=${RILL_FUZZ_BUILD:-build-fuzz}
 
@@ -47,6 +47,7 @@ for t in $targets; do
   fuzz_http_head | fuzz_http_response | fuzz_http_conn) dict=-dict=tests/fuzz/http.dict ;;
   fuzz_chunked) dict=-dict=tests/fuzz/chunked.dict ;;
   fuzz_ws_*) dict=-dict=tests/fuzz/ws.dict ;;
+  fuzz_multipart) dict=-dict=tests/fuzz/multipart.dict ;;
   *) dict="" ;;
   esac
   log="$tmp/$t.log"
