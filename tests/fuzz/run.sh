@@ -27,6 +27,8 @@ build=${RILL_FUZZ_BUILD:-build-fuzz}
 if [ ! -f "$build/CMakeCache.txt" ]; then
   CC=clang cmake -S . -B "$build" -DRILL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     >/dev/null || exit 1
+else
+  cmake "$build" >/dev/null || exit 1 # targets added since it was configured
 fi
 # shellcheck disable=SC2086
 if ! cmake --build "$build" -j2 --target $targets >"$build/fuzz-build.log" 2>&1; then
