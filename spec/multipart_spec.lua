@@ -7,9 +7,7 @@ local helper = require "spec.helper"
 
 local MB = 1024 * 1024
 
-local function url(port, path)
-  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
-end
+local url = helper.url
 
 local function tmpdir()
   local d = os.tmpname()

@@ -164,18 +164,9 @@ function Part:value(limit)
 end
 
 local function new_part(s, raw, opts)
-  local h = setmetatable({}, require("rill.http").Headers)
-  for i = 1, #raw, 2 do
-    local k, v = lower(raw[i]), raw[i + 1]
-    local old = h[k]
-    if old == nil then
-      h[k] = v
-    elseif type(old) == "table" then
-      old[#old + 1] = v
-    else
-      h[k] = {old, v}
-    end
-  end
+  local http = require("rill.http")
+  local h = setmetatable({}, http.Headers)
+  for i = 1, #raw, 2 do http._add_value(h, lower(raw[i]), raw[i + 1]) end
   local cd = h["content-disposition"]
   local disp, params = form.parse_params(type(cd) == "string" and cd or nil)
   if disp ~= "form-data" or type(params.name) ~= "string" then return nil end

@@ -32,6 +32,20 @@ function http.unescape(s, form)
   return (gsub(s, "%%(%x%x)", unhex))
 end
 
+-- Adds v under k in t: a second value makes an array of them (as repeated
+-- query keys, form fields and header fields are kept).
+function http._add_value(t, k, v)
+  local old = t[k]
+  if old == nil then
+    t[k] = v
+  elseif type(old) == "table" then
+    old[#old + 1] = v
+  else
+    t[k] = {old, v}
+  end
+end
+local add_value = http._add_value
+
 -- Parses "a=1&b=2&a=3" into {a = {"1", "3"}, b = "2"}; a key with no "=" is true.
 function http.parse_query(qs)
   local t = {}
@@ -43,14 +57,7 @@ function http.parse_query(qs)
     else
       k, v = http.unescape(pair, true), true
     end
-    local old = t[k]
-    if old == nil then
-      t[k] = v
-    elseif type(old) == "table" then
-      old[#old + 1] = v
-    else
-      t[k] = {old, v}
-    end
+    add_value(t, k, v)
   end
   return t
 end
