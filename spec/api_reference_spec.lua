@@ -124,6 +124,7 @@ describe("lua/README.md", function()
   it("covers every public name of rill.* and of the objects it makes", function()
     local stop = {}
     local function finally_stop(x) stop[#stop + 1] = x return x end
+    finally(function() for _, x in ipairs(stop) do x:close() end end)
 
     -- modules
     walk_table("rill", rill)
@@ -239,8 +240,6 @@ describe("lua/README.md", function()
     walk_fields("message_field", msg)
     assert.equal("hi", msg:read_all())
     ws:close(1000)
-
-    for _, x in ipairs(stop) do x:close() end
 
     -- every name found is mentioned
     local missing = {}
