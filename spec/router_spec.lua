@@ -186,5 +186,16 @@ describe("handler deadlines", function()
     assert.is_false(ok)
     assert.matches('router_spec%.lua:%d+: app:route: the pattern must be a string starting ' ..
       'with /, got "todos"', err)
+    for call, want in pairs({
+      [function() app:get("/x", {}, "nope") end] = "app:route: the handler must be a function",
+      [function() app:websocket("/ws", 1) end] = "app:websocket: the handler must be a function",
+      [function() app:use(42) end] = "app:use: the middleware must be a function",
+      [function() app:use("api", function() end) end] = "app:use: the prefix must be a string",
+      [function() app:proxy("api", "http://x") end] = "app:proxy: the prefix must be a string",
+    }) do
+      ok, err = pcall(call)
+      assert.is_false(ok)
+      assert.matches("router_spec%.lua:%d+: " .. want:gsub("%p", "%%%0"), err)
+    end
   end)
 end)

@@ -64,7 +64,9 @@ function Router:route(method, pattern, fn, ...)
   if type(fn) == "table" and select("#", ...) > 0 then
     local opts = fn
     fn = ...
-    assert(type(fn) == "function", "handler must be a function")
+    if type(fn) ~= "function" then
+      error("app:route: the handler must be a function, got " .. type(fn), 2)
+    end
     for k, v in pairs(opts) do
       local wrap = route_options[k]
       if not wrap then error("unknown route option " .. tostring(k), 2) end
@@ -123,7 +125,9 @@ end
 -- of GET pattern (see rill.websocket.upgrade for opts); the websocket is
 -- closed when fn returns.
 function Router:websocket(pattern, fn, opts)
-  assert(type(fn) == "function", "handler must be a function")
+  if type(fn) ~= "function" then
+    error("app:websocket: the handler must be a function, got " .. type(fn), 2)
+  end
   return self:route("GET", pattern, function(req, res)
     local ws = req:upgrade_websocket(opts)
     if ws then return require("rill.websocket").run(ws, fn, req) end
@@ -133,6 +137,9 @@ end
 -- app:proxy(prefix, upstream [, opts]): every method under prefix goes to
 -- upstream (see rill.proxy.pass), WebSocket upgrades included.
 function Router:proxy(prefix, upstream, opts)
+  if type(prefix) ~= "string" or byte(prefix, 1) ~= 47 then
+    error("app:proxy: the prefix must be a string starting with /, got " .. tostring(prefix), 2)
+  end
   if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
   local function pass(req, res) return require("rill.proxy").pass(req, res, upstream, opts) end
   self:route("*", prefix .. "*rest", pass)
@@ -144,7 +151,12 @@ end
 -- under prefix (default "/"); it calls next() to go on.
 function Router:use(prefix, fn)
   if fn == nil then prefix, fn = "/", prefix end
-  assert(type(fn) == "function", "middleware must be a function")
+  if type(fn) ~= "function" then
+    error("app:use: the middleware must be a function, got " .. type(fn), 2)
+  end
+  if type(prefix) ~= "string" or byte(prefix, 1) ~= 47 then
+    error("app:use: the prefix must be a string starting with /, got " .. tostring(prefix), 2)
+  end
   if #prefix > 1 and sub(prefix, -1) == "/" then prefix = sub(prefix, 1, -2) end
   self.middleware[#self.middleware + 1] = {prefix = prefix, fn = fn}
   return self
