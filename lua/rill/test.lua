@@ -6,7 +6,8 @@
 -- ran (from its start to its end, not its before_each or after_each) are
 -- added to its report if it fails or errs, and dropped if it passes. Lines
 -- logged outside tests are added to the report of an error in a hook
--- (before_each, setup, ...), else dropped. RILL_TEST_LOG=all turns the
+-- (before_each, setup, ...), else dropped, as are lines logged after the
+-- last test. RILL_TEST_LOG=all turns the
 -- capture off: every line goes to stderr as it is logged.
 local core = require "rill.core"
 local rill = require "rill"
@@ -115,13 +116,9 @@ function M.run(paths)
   end
   local ok, err = pcall(require("busted.runner"), {standalone = false})
   close_opened()
-  if capture then
-    -- What the specs' modules still gather (an access logger's buffer) is
-    -- written when they are collected: here, still captured, not after.
-    collectgarbage()
-    collectgarbage()
-    core.log_capture(false)
-  end
+  -- The capture stays on to the end: lines logged after the last test (an
+  -- access logger's gathered lines, written when the Lua state closes)
+  -- belong to no test and are dropped.
   if not ok and err ~= stop then
     io.stderr:write("rill test: ", tostring(err), "\n")
     code = 1
