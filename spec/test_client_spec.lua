@@ -124,6 +124,26 @@ describe("rill.test.client", function()
     c:close() -- twice: nothing
   end)
 
+  it("closes its websockets at close", function()
+    local gone
+    local ended = false
+    local app = rill.router()
+    app:websocket("/ws", function(ws)
+      local msg, why, code = ws:receive()
+      gone, ended = {msg, why, code}, true
+    end)
+    local wc = assert(rill.test.client(app))
+    local ws = assert(wc:websocket("/ws"))
+    wc:close()
+    for _ = 1, 500 do
+      if ended then break end
+      rill.sleep(10)
+    end
+    assert.is_true(ended)
+    assert.same({nil, "closed", 1001}, gone)
+    assert.equal("closed", (select(2, ws:receive())))
+  end)
+
   it("reads bodies up to max_body", function()
     local small = assert(rill.test.client(function(req, res) res:send(("x"):rep(100)) end,
       {max_body = 50}))
@@ -180,6 +200,41 @@ end)
     assert.not_matches("PASSING", out)
     assert.not_matches("PASSING", err)
     assert.not_matches("FAILING", err)
+  end)
+
+  it("closes the clients a spec file left open when the file ends", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local function write(name, text)
+      local f = assert(io.open(dir .. "/" .. name, "w"))
+      f:write(text)
+      f:close()
+    end
+    write("a_spec.lua", ([[
+local c = require("rill").test.client(function(req, res) res:send("ok") end)
+it("opens a client", function()
+  assert.equal("ok", c:get("/").body)
+  local f = assert(io.open(%q, "w"))
+  f:write(c.port)
+  f:close()
+end)
+]]):format(dir .. "/port"))
+    write("b_spec.lua", ([[
+it("finds its server stopped", function()
+  local f = assert(io.open(%q))
+  local port = tonumber(f:read("*a"))
+  f:close()
+  local s, err = require("rill").connect("127.0.0.1", port, 2000)
+  assert.is_nil(s)
+  assert.matches("ECONNREFUSED", err)
+end)
+]]):format(dir .. "/port"))
+    local code, out = helper.run({helper.bin, "test", "-o", "plainTerminal",
+      dir .. "/a_spec.lua", dir .. "/b_spec.lua"})
+    os.execute("rm -rf " .. dir)
+    assert.equal(0, code, out)
+    assert.matches("2 successes / 0 failures", out)
   end)
 
   it("writes every line as it comes with RILL_TEST_LOG=all", function()
