@@ -6,8 +6,11 @@
 --
 -- GET /todos, POST /todos {title, done?}, GET/PATCH/DELETE /todos/:id.
 -- The session is a signed cookie (rill.cookie.sign with TODO_SECRET; a dev
--- secret without it). CORS for TODO_ORIGINS (comma-separated; default any
--- origin, without credentials), one access-log line per request to stderr.
+-- secret without it), set with the session's first todo. Errors are JSON
+-- {"error": "..."}: 400 for a body that is not a todo, 404 for an unknown
+-- id, 415 for a body that is not JSON. CORS for TODO_ORIGINS
+-- (comma-separated; default any origin, without credentials), one
+-- access-log line per request to stderr.
 -- Todos live in this worker's memory: gone at a restart, and with several
 -- workers each has its own, so a session would see a different list on each
 -- (hence --workers 1; a store shared by workers is another matter).
@@ -19,10 +22,11 @@ local SECRET = os.getenv("TODO_SECRET") or "dev secret: set TODO_SECRET in produ
 local COOKIE = "todo_session"
 local MAX_TITLE = 200 -- bytes
 local MAX_TODOS = 1000 -- per session
+local MAX_SESSIONS = 10000
 
 local app = rill.router()
 -- State that a reload hands on (rill serve --watch): the sessions' todos.
-app.state = {sessions = {}, next_id = 1}
+app.state = {sessions = {}, nsessions = 0, next_id = 1}
 function app.on_reload(old) app.state = old or app.state end
 
 app:use(mw.logger())
@@ -35,22 +39,29 @@ else
   app:use(mw.cors())
 end
 
--- req.todos: this session's todos ({list = {...}, by_id = {}}), a new
--- session (and its cookie) if the request has no valid one.
-app:use(function(req, res, next)
+-- A request's session todos ({list = {...}, by_id = {}}): those of its
+-- valid session cookie, else none (NONE, never written: only POST adds, and
+-- it asks for a session). create: make a session (and set its cookie) if
+-- the request has none; past MAX_SESSIONS new ones are refused with 503.
+-- Sessions are created only for a client that stores something, so
+-- requests without a cookie cost no memory; they never expire here (a real
+-- app keeps them in a store with an expiry).
+local NONE = {list = {}, by_id = {}}
+
+local function session(req, res, create)
   local state = app.state
   local sid = rill.cookie.verify(req.cookies[COOKIE], SECRET)
   local todos = sid and state.sessions[sid]
-  if not todos then
-    -- 16 bytes from the kernel's generator, as 32 hex digits
-    sid = core.random(16):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
-    todos = {list = {}, by_id = {}}
-    state.sessions[sid] = todos
-    res:cookie(COOKIE, rill.cookie.sign(sid, SECRET), {http_only = true, same_site = "Lax"})
-  end
-  req.todos = todos
-  return next()
-end)
+  if todos or not create then return todos or NONE end
+  if state.nsessions >= MAX_SESSIONS then rill.http.abort(503, "too many sessions") end
+  -- 16 bytes from the kernel's generator, as 32 hex digits
+  sid = core.random(16):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  todos = {list = {}, by_id = {}}
+  state.sessions[sid] = todos
+  state.nsessions = state.nsessions + 1
+  res:cookie(COOKIE, rill.cookie.sign(sid, SECRET), {http_only = true, same_site = "Lax"})
+  return todos
+end
 
 local function bad(res, message)
   return res:json({error = message}, 400)
@@ -74,21 +85,21 @@ local function fields(body, partial)
   return {title = title, done = done}
 end
 
-local function find(req)
-  local todo = req.todos.by_id[req.params.id]
+local function find(req, res)
+  local todo = session(req, res).by_id[req.params.id]
   if not todo then rill.http.abort(404, "no such todo") end
   return todo
 end
 
 app:get("/todos", function(req, res)
-  local list = req.todos.list
+  local list = session(req, res).list
   res:json(#list > 0 and list or rill.json.empty_array)
 end)
 
 app:post("/todos", {json = true}, function(req, res)
   local f, err = fields(req:json(), false)
   if not f then return bad(res, err) end
-  local todos = req.todos
+  local todos = session(req, res, true)
   if #todos.list >= MAX_TODOS then return bad(res, "too many todos") end
   local state = app.state
   local todo = {id = tostring(state.next_id), title = f.title, done = f.done or false}
@@ -100,11 +111,11 @@ app:post("/todos", {json = true}, function(req, res)
 end)
 
 app:get("/todos/:id", function(req, res)
-  res:json(find(req))
+  res:json(find(req, res))
 end)
 
 app:patch("/todos/:id", {json = true}, function(req, res)
-  local todo = find(req)
+  local todo = find(req, res)
   local f, err = fields(req:json(), true)
   if not f then return bad(res, err) end
   if f.title ~= nil then todo.title = f.title end
@@ -113,8 +124,8 @@ app:patch("/todos/:id", {json = true}, function(req, res)
 end)
 
 app:delete("/todos/:id", function(req, res)
-  local todo = find(req)
-  local todos = req.todos
+  local todo = find(req, res)
+  local todos = session(req, res)
   todos.by_id[todo.id] = nil
   for i, t in ipairs(todos.list) do
     if t == todo then
