@@ -202,6 +202,22 @@ end)
     assert.not_matches("FAILING", err)
   end)
 
+  it("keeps up to 1 MiB of lines between takes and counts the rest (core.log_capture)", function()
+    local core = require "rill.core"
+    local was_on = os.getenv("RILL_TEST_LOG") ~= "all"
+    core.log_capture(true) -- (takes what the runner kept of this test)
+    core.log_write("written whole\n")
+    local line = ("x"):rep(1000)
+    for _ = 1, 1100 do rill.log("info", line) end
+    local text, dropped = core.log_capture(was_on)
+    assert.equal("written whole\n", text:sub(1, 14))
+    assert.is_true(#text <= 1024 * 1024)
+    local kept = select(2, text:gsub("\n", "")) - 1
+    assert.is_true(dropped > 0)
+    assert.equal(1100, kept + dropped)
+    assert.matches("%[info%] %[w0%] x+\n$", text)
+  end)
+
   it("closes the clients a spec file left open when the file ends", function()
     local dir = os.tmpname()
     os.remove(dir)
