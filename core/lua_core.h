@@ -35,6 +35,7 @@ void rill__runtime_exit(rill_worker_t *w, int code);
 void rill__open_http(lua_State *L, rill_worker_t *w);
 void rill__open_tls(lua_State *L, rill_worker_t *w);
 void rill__open_ws(lua_State *L, rill_worker_t *w);
+void rill__open_multipart(lua_State *L, rill_worker_t *w);
 
 struct rill_tls_conf_s;
 /* A TLS configuration from the Lua options at idx (see lua_tls.c), or NULL

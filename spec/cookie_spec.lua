@@ -6,9 +6,7 @@ local helper = require "spec.helper"
 local core = require "rill.core"
 local cookie = require "rill.cookie"
 
-local function url(port, path)
-  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
-end
+local url = helper.url
 
 local function hex(s)
   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))

@@ -60,6 +60,21 @@ function helper.fetch(...)
   return status, headers, out
 end
 
+-- http://127.0.0.1:port/path (path "/" when not given).
+function helper.url(port, path)
+  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
+end
+
+-- Waits (up to 5 s) for fn() to be true: for what a server does after the
+-- client has its answer. Returns whether it came true.
+function helper.eventually(fn)
+  for _ = 1, 500 do
+    if fn() then return true end
+    rill.sleep(10)
+  end
+  return false
+end
+
 -- Starts an HTTP server in this process; returns its listener and port.
 function helper.listen(handler, opts)
   local o = {host = "127.0.0.1", port = 0, handler = handler}

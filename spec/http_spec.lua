@@ -4,9 +4,7 @@
 local rill = require "rill"
 local helper = require "spec.helper"
 
-local function url(port, path)
-  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
-end
+local url = helper.url
 
 -- Counts the status lines in a raw response stream.
 local function statuses(raw)

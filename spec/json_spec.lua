@@ -5,9 +5,7 @@ local rill = require "rill"
 local helper = require "spec.helper"
 local json = require "rill.json"
 
-local function url(port, path)
-  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
-end
+local url = helper.url
 
 -- A file with text in it; its name.
 local function tmpfile(text, suffix)

@@ -5,19 +5,9 @@ local rill = require "rill"
 local helper = require "spec.helper"
 local mw = rill.middleware
 
-local function url(port, path)
-  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
-end
+local url = helper.url
 
--- Waits (up to 5 s) for fn() to be true: for what a server does after the
--- client has its answer.
-local function eventually(fn)
-  for _ = 1, 500 do
-    if fn() then return true end
-    rill.sleep(10)
-  end
-  return false
-end
+local eventually = helper.eventually
 
 local function read_file(path)
   local f = io.open(path)

@@ -32,6 +32,20 @@ function http.unescape(s, form)
   return (gsub(s, "%%(%x%x)", unhex))
 end
 
+-- Adds v under k in t: a second value makes an array of them (as repeated
+-- query keys, form fields and header fields are kept).
+function http._add_value(t, k, v)
+  local old = t[k]
+  if old == nil then
+    t[k] = v
+  elseif type(old) == "table" then
+    old[#old + 1] = v
+  else
+    t[k] = {old, v}
+  end
+end
+local add_value = http._add_value
+
 -- Parses "a=1&b=2&a=3" into {a = {"1", "3"}, b = "2"}; a key with no "=" is true.
 function http.parse_query(qs)
   local t = {}
@@ -43,14 +57,7 @@ function http.parse_query(qs)
     else
       k, v = http.unescape(pair, true), true
     end
-    local old = t[k]
-    if old == nil then
-      t[k] = v
-    elseif type(old) == "table" then
-      old[#old + 1] = v
-    else
-      t[k] = {old, v}
-    end
+    add_value(t, k, v)
   end
   return t
 end
@@ -257,6 +264,12 @@ end
 function Request:json(limit)
   return require("rill.json")._read_request(self, limit)
 end
+
+-- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
+-- or multipart/form-data parts that are streams. See rill.form. (Tail calls:
+-- their errors point at the caller's line.)
+function Request:form(limit) return require("rill.form").form(self, limit) end
+function Request:parts(opts) return require("rill.form").parts(self, opts) end
 
 -- req:upgrade_websocket([opts]) → websocket | nil, why (the refusal, 400, 403
 -- or 426, has been sent). See rill.websocket.upgrade for opts.

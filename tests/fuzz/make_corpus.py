@@ -289,6 +289,26 @@ def regressions():
         write(target, name, blob[0], blob[1:])
 
 
+def multipart():
+    t = "fuzz_multipart"
+    # settings: bits 0-1 the boundary ("b", "boundary", "----x=y", "AaB03x"),
+    # bits 2-3 max_parts (1000, 1, 2, 3), bits 4-5 max_header_bytes (16384,
+    # 2, 20, 100), bit 6 read 2 bytes of each part, bit 7 a byte per consume
+    write(t, "rfc7578", 3, "--AaB03x\r\n"
+          "Content-Disposition: form-data; name=\"submit-name\"\r\n\r\nLarry\r\n"
+          "--AaB03x\r\nContent-Disposition: form-data; name=\"files\"; "
+          "filename=\"file1.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+          "... contents of file1.txt ...\r\n--AaB03x--\r\n")
+    write(t, "preamble_epilogue", 1, "preamble\r\n--boundary \t\r\nA: 1\r\n\r\n"
+          "data\r\n--boundary--\r\nepilogue")
+    write(t, "awkward", 0, "--b\r\n\r\n\r\n-\r\n--\r\n--c\r\r\n--b\r\n\r\n\r\n--b--")
+    write(t, "skip_and_bytes", 0x80 | 0x40 | 2, "------x=y\r\nX: y\r\n\r\n0123456789"
+          "\r\n-----x=y\r\n\r\nabc\r\n-----x=y--")
+    write(t, "limits", (2 << 2) | (2 << 4), "--b\r\nA: 1\r\n\r\n\r\n--b\r\n"
+          "A-long-name: a long value\r\n\r\n\r\n--b\r\n\r\n\r\n--b--")
+    write(t, "broken", 0, "--b\r\nA: 1\r\n 2\r\n\r\n--bX")
+
+
 def main():
     for target in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
         shutil.rmtree(os.path.join(CORPUS, target))
@@ -298,6 +318,7 @@ def main():
     http_response()
     http_conn()
     ws_conn()
+    multipart()
     regressions()
 
 

@@ -20,13 +20,15 @@ if [ $# -gt 0 ]; then
   secs=$1
   shift
 fi
-all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn"
+all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn fuzz_multipart"
 targets=${*:-$all}
 build=${RILL_FUZZ_BUILD:-build-fuzz}
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
   CC=clang cmake -S . -B "$build" -DRILL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     >/dev/null || exit 1
+else
+  cmake "$build" >/dev/null || exit 1 # targets added since it was configured
 fi
 # shellcheck disable=SC2086
 if ! cmake --build "$build" -j2 --target $targets >"$build/fuzz-build.log" 2>&1; then
@@ -47,6 +49,7 @@ for t in $targets; do
   fuzz_http_head | fuzz_http_response | fuzz_http_conn) dict=-dict=tests/fuzz/http.dict ;;
   fuzz_chunked) dict=-dict=tests/fuzz/chunked.dict ;;
   fuzz_ws_*) dict=-dict=tests/fuzz/ws.dict ;;
+  fuzz_multipart) dict=-dict=tests/fuzz/multipart.dict ;;
   *) dict="" ;;
   esac
   log="$tmp/$t.log"
