@@ -181,6 +181,13 @@ describe("child", function()
     assert.equal(500, c:get("/").status)
   end)
 end)
+describe("a hook", function()
+  before_each(function()
+    rill.log("warn", "LINE-OF-THE-FAILING-HOOK")
+    error("the hook fails on purpose")
+  end)
+  it("is not reached", function() end)
+end)
 ]])
     f:close()
     local argv = {helper.bin, "test", "-o", "plainTerminal", dir .. "/child_spec.lua"}
@@ -192,11 +199,14 @@ end)
 
   it("shows a failing test's log lines in its report, and no passing test's", function()
     local code, out, err = run_child()
-    assert.equal(1, code)
+    assert.equal(2, code) -- a failure and an error
     local report = out:match("Failure.-fails on purpose.*")
     assert.is_not_nil(report, out)
     assert.matches("%-%- log of this test %(2 lines%):\n[^\n]*%[warn%] %[w0%] " ..
       "LINE%-OF%-THE%-FAILING%-TEST\n", report)
+    -- a hook's error: with what was logged since the last test
+    assert.matches("the hook fails on purpose\n\n%-%- log of the runtime since the last test " ..
+      "%(1 line%):\n[^\n]*LINE%-OF%-THE%-FAILING%-HOOK\n", out)
     assert.not_matches("PASSING", out)
     assert.not_matches("PASSING", err)
     assert.not_matches("FAILING", err)
@@ -255,7 +265,7 @@ end)
 
   it("writes every line as it comes with RILL_TEST_LOG=all", function()
     local code, out, err = run_child("RILL_TEST_LOG=all")
-    assert.equal(1, code)
+    assert.equal(2, code)
     assert.matches("LINE%-OF%-THE%-FAILING%-TEST", err)
     assert.matches("HANDLER%-ERROR%-OF%-THE%-PASSING%-TEST", err)
     assert.not_matches("log of this test", out)
