@@ -731,6 +731,30 @@ static int l_set_log_level(lua_State *L) {
   return 0;
 }
 
+/* core.log_write(text): whole log lines (ending in "\n"), written as
+ * rill__log writes its lines: to stderr, or kept by the log capture. */
+static int l_log_write(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  rill__log_write(rill__upworker(L), text, len);
+  return 0;
+}
+
+/* core.log_capture(on) → the lines captured since the last call, and how
+ * many were dropped past the limit; on (boolean) turns the capture of this
+ * worker's log on or off (see rill__log_capture). */
+static int l_log_capture(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  luaL_checktype(L, 1, LUA_TBOOLEAN);
+  size_t len;
+  unsigned long dropped;
+  const char *text = rill__log_captured(w, &len, &dropped);
+  lua_pushlstring(L, text, len);
+  lua_pushnumber(L, (lua_Number)dropped);
+  rill__log_capture(w, lua_toboolean(L, 1));
+  return 2;
+}
+
 static int l_exit(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   w->exit_code = (int)luaL_optinteger(L, 1, 0);
@@ -815,6 +839,7 @@ static const luaL_Reg core_funcs[] = {
     {"wait", l_wait},     {"timer", l_timer},
     {"listen", l_listen}, {"connect", l_connect},
     {"log", l_log},       {"set_log_level", l_set_log_level},
+    {"log_write", l_log_write}, {"log_capture", l_log_capture},
     {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
     {"current_task", l_current_task}, {"interrupt", l_interrupt},
     {"exit", l_exit},     {"worker_id", l_worker_id},

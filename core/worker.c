@@ -222,6 +222,7 @@ void rill__worker_free(rill_worker_t *w) {
     free(w->bufs[i]);
   free(w->bufs);
   free(w->scratch);
+  free(w->capture);
   free(w);
 }
 
@@ -287,9 +288,61 @@ void rill__log(rill_worker_t *w, int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  /* One fprintf per line, so that lines of several workers do not mix. */
-  fprintf(stderr, "%s.%03ldZ [%s] [w%d] %s\n", when, ts.tv_nsec / 1000000,
-          level_names[level], w ? w->id : 0, msg);
+  char line[4200];
+  int n = snprintf(line, sizeof(line), "%s.%03ldZ [%s] [w%d] %s\n", when, ts.tv_nsec / 1000000,
+                   level_names[level], w ? w->id : 0, msg);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof(line)) { /* cut: still one line */
+    n = sizeof(line) - 1;
+    line[n - 1] = '\n';
+  }
+  rill__log_write(w, line, (size_t)n);
+}
+
+static int capture_here(rill_worker_t *w) {
+  if (w == NULL || !w->capturing) return 0;
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &w->capture_thread);
+}
+
+void rill__log_write(rill_worker_t *w, const char *text, size_t len) {
+  if (!capture_here(w)) {
+    /* One write per call, so that lines of several workers do not mix. */
+    fwrite(text, 1, len, stderr);
+    return;
+  }
+  if (w->capture_len + len > RILL_LOG_CAPTURE_MAX) {
+    for (size_t i = 0; i < len; i++)
+      if (text[i] == '\n') w->capture_dropped++;
+    return;
+  }
+  if (w->capture_len + len > w->capture_cap) {
+    size_t cap = w->capture_cap ? w->capture_cap : 4096;
+    while (cap < w->capture_len + len)
+      cap *= 2;
+    char *p = realloc(w->capture, cap);
+    if (p == NULL) {
+      w->capture_dropped++;
+      return;
+    }
+    w->capture = p;
+    w->capture_cap = cap;
+  }
+  memcpy(w->capture + w->capture_len, text, len);
+  w->capture_len += len;
+}
+
+void rill__log_capture(rill_worker_t *w, int on) {
+  w->capturing = on;
+  if (on) w->capture_thread = uv_thread_self();
+}
+
+const char *rill__log_captured(rill_worker_t *w, size_t *len, unsigned long *dropped) {
+  *len = w->capture_len;
+  *dropped = w->capture_dropped;
+  w->capture_len = 0;
+  w->capture_dropped = 0;
+  return w->capture ? w->capture : "";
 }
 
 const char *rill__errmsg(int err) {

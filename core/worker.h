@@ -116,6 +116,13 @@ struct rill_worker_s {
   uv_prepare_t flush_prepare;
   uv_check_t flush_check;
   int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */
+  /* The log capture (rill__log_capture): lines logged on the capturing
+   * thread are kept here instead of going to stderr. */
+  int capturing;
+  uv_thread_t capture_thread;
+  char *capture;
+  size_t capture_len, capture_cap;
+  unsigned long capture_dropped; /* lines past RILL_LOG_CAPTURE_MAX */
 };
 
 rill_worker_t *rill__worker_new(uv_loop_t *loop);
@@ -147,5 +154,20 @@ int rill__random(rill_worker_t *w, void *buf, size_t n);
 
 void rill__log(rill_worker_t *w, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Writes whole log lines (len bytes ending in "\n"): kept by the capture
+ * when it is on and the caller is its thread, else to stderr in one write. */
+void rill__log_write(rill_worker_t *w, const char *text, size_t len);
+
+/* The log capture, for `rill test` (which shows the log of a failing test
+ * only): while on, what the calling thread logs through w (rill__log,
+ * rill__log_write) is kept in memory instead of going to stderr; other
+ * threads (a signal thread) still write to stderr. Past
+ * RILL_LOG_CAPTURE_MAX bytes kept, lines are counted, not kept. on = 0
+ * stops it (what is kept stays until taken). */
+#define RILL_LOG_CAPTURE_MAX (1024 * 1024)
+void rill__log_capture(rill_worker_t *w, int on);
+/* Returns what the capture kept since the last call (*len bytes, valid
+ * until the next log line) and how many lines it dropped, and empties it. */
+const char *rill__log_captured(rill_worker_t *w, size_t *len, unsigned long *dropped);
 
 #endif /* RILL_WORKER_H */

@@ -115,7 +115,8 @@ local KINDS = {
   thread = "th:", process = "p:", process_field = "p.", websocket_obj = "ws:",
   message = "msg:", message_field = "msg.", ws_writer = "wr:",
   client_response = "cres.", body = "body:", sse = "w:", part = "part:",
-  part_field = "part.", error_object = "e.",
+  part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
+  test_response = "tres:", test_response_field = "tres.",
 }
 
 describe("lua/README.md", function()
@@ -240,6 +241,15 @@ describe("lua/README.md", function()
     walk_fields("message_field", msg)
     assert.equal("hi", msg:read_all())
     ws:close(1000)
+
+    -- a test client and its response
+    local c = assert(rill.test.client(app))
+    walk_methods("test_client", c)
+    walk_fields("test_client_field", c)
+    local tres = assert(c:get("/objects"))
+    walk_methods("test_response", tres)
+    walk_fields("test_response_field", tres)
+    c:close()
 
     -- every name found is mentioned
     local missing = {}

@@ -98,6 +98,15 @@ local function pool_put(key, sock)
   arm(now + client.IDLE_TIMEOUT)
 end
 
+-- Closes the idle connections the pool holds for key (rill.test.client,
+-- when it stops its server).
+function client.drop_idle(key)
+  local idle = pools[key]
+  if not idle then return end
+  pools[key] = nil
+  for i = 1, #idle do idle[i].sock:close() end
+end
+
 -- How many idle connections the pool holds for key (for tests).
 function client.pooled(key)
   return pools[key] and #pools[key] or 0

@@ -175,6 +175,7 @@ local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.webs
 
 -- rill.json (lua-cjson) and rill.cookie, loaded when first named.
 lazy.json, lazy.cookie = "rill.json", "rill.cookie"
+lazy.test = "rill.test" -- rill.test.client(app) for specs
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.

@@ -24,6 +24,7 @@
 -- microseconds, but a stderr pipe whose reader stops blocks the worker
 -- until it reads again.
 local rill = require "rill"
+local core = require "rill.core"
 
 local format, byte, gsub, floor, date, type, tostring, rawget =
   string.format, string.byte, string.gsub, math.floor, os.date, type, tostring, rawget
@@ -63,6 +64,10 @@ local function combined(i)
 end
 
 local FORMATS = {common = common, combined = combined}
+
+-- stderr, as the runtime's log writes it (core.log_write): one write(2)
+-- per call, and captured by `rill test` as its log lines are.
+local STDERR = {write = function(_, ...) core.log_write(concat({...})) end}
 
 -- A sink: write(line) gathers, flush() writes what is gathered.
 local function file_sink(f, buffer, flush_ms)
@@ -124,7 +129,7 @@ return function(opts)
   if type(out) == "function" then
     write = out
   elseif out == nil then
-    write = file_sink(io.stderr, buffer, flush_ms)
+    write = file_sink(STDERR, buffer, flush_ms)
   elseif type(out) == "string" then
     local f, err = io.open(out, "a")
     if not f then error("rill.middleware.logger: cannot open " .. err, 2) end
