@@ -145,6 +145,22 @@ static inline void fz_check_split(const char *target, const fz_rec_t *whole,
   abort();
 }
 
+/* The entry point of a target whose run(rec, input, n, cfg, split) records
+ * what the code did: the first byte configures the run, the rest is the
+ * input, fed whole (split 0) and in pieces (split 1); the records must agree. */
+typedef void (*fz_run_t)(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, int split);
+static inline int fz_whole_and_split(const char *target, fz_run_t run, const uint8_t *data,
+                                     size_t size) {
+  if (size < 1) return 0;
+  fz_rec_t whole = {0}, split = {0};
+  run(&whole, data + 1, size - 1, data[0], 0);
+  run(&split, data + 1, size - 1, data[0], 1);
+  fz_check_split(target, &whole, &split);
+  fz_rec_free(&whole);
+  fz_rec_free(&split);
+  return 0;
+}
+
 /* Aborts with a message: an invariant of the code under test does not hold. */
 #define FZ_ASSERT(target, cond, ...)                                                     \
   do {                                                                                   \

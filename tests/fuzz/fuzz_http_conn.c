@@ -775,12 +775,5 @@ static void init(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (W == NULL) init();
-  if (size < 1) return 0;
-  fz_rec_t whole = {0}, split = {0};
-  run(&whole, data + 1, size - 1, data[0], 0);
-  run(&split, data + 1, size - 1, data[0], 1);
-  fz_check_split(T, &whole, &split);
-  fz_rec_free(&whole);
-  fz_rec_free(&split);
-  return 0;
+  return fz_whole_and_split(T, run, data, size);
 }
