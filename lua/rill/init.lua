@@ -176,6 +176,7 @@ local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.webs
 -- rill.json (lua-cjson) and rill.cookie, loaded when first named.
 lazy.json, lazy.cookie = "rill.json", "rill.cookie"
 lazy.test = "rill.test" -- rill.test.client(app) for specs
+lazy.fs = "rill.fs" -- files through the thread pool
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.
