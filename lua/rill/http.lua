@@ -573,12 +573,12 @@ function Response:send_file(f, offset, length)
     if cl == nil then self:header("Content-Length", length) end
     -- A small file all in the page cache is read now (that never waits for
     -- the disk), and its bytes go with the head in one write.
-    local data
-    if length > 0 and length <= SMALL_FILE and (cl == nil or tonumber(cl) == length) and
-        not no_body(self) then
+    local data, empty = nil, no_body(self)
+    if not empty and length > 0 and length <= SMALL_FILE and (cl == nil or tonumber(cl) == length)
+    then
       data = file:_read_now(length, offset)
     end
-    if no_body(self) then
+    if empty then
       ok, werr = self:send("")
     elseif data and #data == length then
       ok, werr = self:send(data)

@@ -11,7 +11,9 @@ TITLE = ("GET a 4 KiB file (wrk -t1 -c50 keep-alive, {duration} s) and a {downlo
          "(curl -o /dev/null), from disk")
 SERVERS = [
     Rill("app.lua", env={"WWW": "@WWW@"}),
-    Nginx("nginx.conf"),
+    Nginx("nginx.conf", note="nginx's defaults: no open_file_cache"),
+    Nginx("nginx-cache.conf", label="nginx+cache",
+          note="open_file_cache max=1024, valid 1 s, errors cached: as rill's app.lua"),
 ]
 METRICS = [
     Metric("rps", "4 KiB req/s", "higher", limited_by="wrk_cpu"),
