@@ -129,6 +129,61 @@ describe("rill.fs", function()
   end)
 end)
 
+describe("rill.fs.open with the open-file cache", function()
+  it("reuses a recent open and its stat, and sees a change once the entry is older than cache",
+    function()
+      local path = write("cached.txt", "one")
+      local f1 = assert(fs.open(path, {cache = 60000}))
+      assert.equal(3, f1:stat().size)
+      write("cached.txt", "three") -- same inode, rewritten
+      os.execute("mv " .. path .. " " .. path .. ".old && printf 'second!' > " .. path)
+      local f2 = assert(fs.open(path, {cache = 60000}))
+      -- the cached open: the old file, and its stat as of the open
+      assert.equal(3, f2:stat().size)
+      assert.equal("three", f2:read(100, 0))
+      local f3 = assert(fs.open(path, {cache = 0})) -- too old for 0 ms: opened again
+      rill.sleep(5)
+      local f4 = assert(fs.open(path, {cache = 1}))
+      assert.equal(7, f4:stat().size)
+      assert.equal("second!", f4:read(100, 0))
+      for _, f in ipairs({f1, f2, f3, f4}) do f:close() end
+    end)
+
+  it("caches a failure too, with its code", function()
+    local path = dir .. "/later.txt"
+    local f, err, code = fs.open(path, {cache = 60000})
+    assert.is_nil(f)
+    assert.equal("ENOENT", code)
+    assert.matches("later.txt", err)
+    write("later.txt", "now")
+    assert.equal("ENOENT", select(3, fs.open(path, {cache = 60000})))
+    rill.sleep(5)
+    assert.equal("now", assert(fs.open(path, {cache = 1})):read(10))
+  end)
+
+  it("opens a directory and says so in its stat", function()
+    local f = assert(fs.open(dir .. "/sub", {cache = 1000}))
+    assert.equal("directory", f:stat().type)
+    f:close()
+  end)
+
+  it("keeps at most 1024 descriptors, closing those it drops", function()
+    local function count() return #assert(fs.readdir("/proc/self/fd")) end
+    for i = 1, 1100 do write("many" .. i, "x") end
+    local base = count()
+    for i = 1, 1100 do assert(fs.open(dir .. "/many" .. i, {cache = 60000})):close() end
+    collectgarbage()
+    assert.is_true(helper.eventually(function() return count() <= base + 1024 end),
+      count() - base .. " more descriptors")
+    assert.is_true(count() > base + 1000)
+    for i = 1, 1100 do os.remove(dir .. "/many" .. i) end
+  end)
+
+  it("raises for options that are not a table", function()
+    assert.has_error(function() fs.open(small_path, 5) end)
+  end)
+end)
+
 describe("res:send_file and res:write_file", function()
   local l, port, l_tls, port_tls
   setup(function()
