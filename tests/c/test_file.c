@@ -13,20 +13,19 @@
 
 static rill_worker_t *W;
 static int done_count;
+static rill_fsop_t *finished; /* the last operation that called back */
 
 static void done_cb(rill_fsop_t *op) {
   done_count++;
-  *(rill_fsop_t **)op->data = op;
+  finished = op;
 }
 
 /* Runs the loop until the operation calls back; returns it. */
 static rill_fsop_t *finish(rill_fsop_t *op) {
-  rill_fsop_t *got = NULL;
-  op->data = &got;
-  while (got == NULL)
+  finished = NULL;
+  while (finished != op)
     uv_run(W->loop, UV_RUN_ONCE);
-  got->data = NULL;
-  return got;
+  return op;
 }
 
 static int open_fds(void) {
