@@ -44,5 +44,11 @@ struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
                                         int server, const char *const *default_alpn,
                                         char *err, size_t errlen);
 void rill__open_process(lua_State *L, rill_worker_t *w);
+void rill__open_fs(lua_State *L, rill_worker_t *w);
+
+/* lua_fs.c: the open file of a "rill.file" at idx (raises if it is not one,
+ * or closed). */
+typedef struct rill_file_s rill_file_t;
+rill_file_t *rill__lfile_check(lua_State *L, int idx);
 
 #endif

@@ -633,6 +633,16 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
+/* conn:_sendfile(gen, status, headers, file, offset, length) → true | nil,
+ * err: the range of file as part of the body, by sendfile(2); nil,
+ * "unsupported" (nothing done) where the transport cannot (TLS). */
+static int l_sendfile(lua_State *L) {
+  check(L);
+  lua_pushnil(L);
+  lua_pushliteral(L, "unsupported");
+  return 2;
+}
+
 /* conn:_response(gen) → "none", "started" or "ended": how far the response
  * got, as the connection sees it (rill.hooks decides from it what a handler
  * that raised may still answer). */
@@ -865,7 +875,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},
       {"_response", l_response}, {"_cut", l_cut}, {"_abort", l_abort}, {"_body_max", l_body_max},
-      {"_started", l_started},
+      {"_started", l_started}, {"_sendfile", l_sendfile},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

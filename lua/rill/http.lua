@@ -458,6 +458,132 @@ function Response:send(body)
   return sent(self, #body, c:respond(g, status, h, body))
 end
 
+-- ---- files as (part of) the body ----
+
+local FILE_MT = debug.getregistry()["rill.file"]
+local FILE_CHUNK = 65536 -- bytes per read on the path without sendfile
+local floor = math.floor
+
+-- f: a path (opened here: own is true) or a file from rill.fs.open.
+local function file_arg(f, fname)
+  if type(f) == "string" then
+    local file, err = require("rill.fs").open(f)
+    if not file then return nil, err end
+    return file, nil, true
+  end
+  if getmetatable(f) ~= FILE_MT then
+    error(fname .. ": file must be a path or a file from rill.fs.open, got " .. type(f), 3)
+  end
+  return f, nil, false
+end
+
+local function range_arg(v, what, fname)
+  if v == nil then return nil end
+  if type(v) ~= "number" or v < 0 or v ~= floor(v) then
+    error(("%s: %s must be a whole number of bytes (0 or more), got %s"):format(fname, what,
+      tostring(v)), 3)
+  end
+  return v
+end
+
+-- offset and length of file's range: length defaults to the rest of the file.
+local function file_range(file, offset, length)
+  if length then return offset, length end
+  local st, err = file:stat()
+  if not st then return nil, err end
+  local left = st.size - offset
+  return offset, left > 0 and left or 0
+end
+
+-- Whether this response sends no body bytes: HEAD, 1xx, 204, 304.
+local function no_body(res)
+  local s = res._status
+  if s < 200 or s == 204 or s == 304 then return true end
+  return (res._c:reqline(res._g)) == "HEAD"
+end
+
+-- The bytes of file's range through res:write: pooled reads in the thread
+-- pool, each piece written with backpressure (TLS, or a body transformed).
+local function write_by_reads(res, file, offset, length)
+  while length > 0 do
+    local data, err = file:read(length < FILE_CHUNK and length or FILE_CHUNK, offset)
+    if not data then
+      -- the file shrank under us, or failed: the response cannot be whole
+      pcall(res._c._cut, res._c, res._g)
+      return nil, err or "file ended early (truncated while it was sent?)"
+    end
+    local ok, werr = res:write(data)
+    if not ok then return nil, werr end
+    offset, length = offset + #data, length - #data
+  end
+  return true
+end
+
+local function write_file(res, file, offset, length)
+  offset, length = file_range(file, offset, length)
+  if not offset then return nil, length end
+  if length == 0 or no_body(res) then return res:write("") end
+  -- The hook for body transforms (compression, rill.middleware): a response
+  -- whose body is transformed sets res._transform, and its bytes go through
+  -- res:write; otherwise plain HTTP sends the file with sendfile(2).
+  if res._transform == nil then
+    res.headers_sent = true
+    local ok, err = res._c:_sendfile(res._g, res._status, res._h, file, offset, length)
+    if ok then
+      res._sent = res._sent + length
+      return true
+    end
+    if err ~= "unsupported" then return nil, err end
+  end
+  return write_by_reads(res, file, offset, length)
+end
+
+-- res:write_file(file_or_path [, offset [, length]]) → true | nil, err:
+-- writes that byte range of the file (length: the rest of the file from
+-- offset, 0 by default) as part of the body; the head goes first, as with
+-- res:write. Waits while the client is slow.
+function Response:write_file(f, offset, length)
+  offset = range_arg(offset, "offset", "res:write_file") or 0
+  length = range_arg(length, "length", "res:write_file")
+  if self.finished then error("res:write_file: the response has ended", 2) end
+  local file, err, own = file_arg(f, "res:write_file")
+  if not file then return nil, err end
+  local ok, werr = write_file(self, file, offset, length)
+  if own then file:close() end
+  return ok, werr
+end
+
+-- res:send_file(file_or_path [, offset [, length]]) → true | nil, err: the
+-- whole response: Content-Length is length (unless the handler set one),
+-- the range as the body, then the end. HEAD: the head only, no file I/O
+-- (but the size of a path is asked of the file system when no length is
+-- given).
+function Response:send_file(f, offset, length)
+  offset = range_arg(offset, "offset", "res:send_file") or 0
+  length = range_arg(length, "length", "res:send_file")
+  if self.headers_sent then
+    error(self.finished and "res:send_file: the response was sent already" or
+      "res:send_file: the response has started (res:write or res:flush)", 2)
+  end
+  local file, err, own = file_arg(f, "res:send_file")
+  if not file then return nil, err end
+  local ok, werr
+  offset, length = file_range(file, offset, length)
+  if not offset then
+    ok, werr = nil, length
+  else
+    if self:header("Content-Length") == nil then self:header("Content-Length", length) end
+    if no_body(self) then
+      ok, werr = self:send("")
+    else
+      ok, werr = write_file(self, file, offset, length)
+      if ok then ok, werr = self:finish() else self.finished = true end
+    end
+  end
+  if own then file:close() end
+  return ok, werr
+end
+
 -- res:finish(): ends the response (an empty one if nothing was sent).
 function Response:finish()
   if self.finished then return true end

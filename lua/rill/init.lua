@@ -184,6 +184,7 @@ lazy.path = "rill.path" -- rill.path.safe_join(root, rest)
 function rill.static(root, opts)
   return require("rill.static").new(root, opts)
 end
+lazy.fs = "rill.fs" -- files through the thread pool
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.
