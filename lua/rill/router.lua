@@ -177,7 +177,13 @@ function Router:static(prefix, root, opts)
   if not ok then error(handler, 2) end
   if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
   self:route("GET", prefix .. "*rest", handler)
-  if prefix ~= "/" then self:route("GET", prefix:sub(1, -2), handler) end
+  if prefix ~= "/" then
+    -- the prefix itself is the root (redirected to prefix/)
+    self:route("GET", prefix:sub(1, -2), function(req, res)
+      req.raw_params.rest = ""
+      return handler(req, res)
+    end)
+  end
   return self
 end
 
