@@ -116,7 +116,7 @@ local KINDS = {
   message = "msg:", message_field = "msg.", ws_writer = "wr:",
   client_response = "cres.", body = "body:", sse = "w:", part = "part:",
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
-  test_response = "tres:", test_response_field = "tres.",
+  test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
 }
 
 describe("lua/README.md", function()
@@ -144,6 +144,11 @@ describe("lua/README.md", function()
     end
     walk_table("test", require "rill.test")
     walk_table("form", require "rill.form")
+    add("rill", "fs", rill.fs)
+    walk_table("fs", rill.fs)
+    local f = assert(rill.fs.open(SOURCE))
+    walk_methods("file", f)
+    f:close()
 
     -- a thread, a timer, a child process
     local th = rill.spawn(function() return 1 end)
