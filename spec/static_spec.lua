@@ -532,6 +532,100 @@ describe("rill.static options", function()
     halt()
   end)
 
+  it("follows a root reached through a symlink that a deploy switches", function()
+    sh([[mkdir -p "$1/r1" "$1/r2" && echo one > "$1/r1/v.txt" && echo two > "$1/r2/v.txt" &&
+      ln -sfn r1 "$1/current"]])
+    local app = rill.router()
+    app:static("/", T .. "/current")
+    local p, halt = serve(app)
+    assert.equal("one\n", select(3, helper.fetch(helper.url(p, "/v.txt"))))
+    sh([[ln -sfn r2 "$1/current.new" && mv -T "$1/current.new" "$1/current"]])
+    -- the cached entry may serve r1's file for up to `cache` ms, whole; then r2's
+    assert.is_true(helper.eventually(function()
+      local status, _, body = helper.fetch(helper.url(p, "/v.txt"))
+      assert.equal(200, status)
+      assert.is_truthy(body == "one\n" or body == "two\n")
+      return body == "two\n"
+    end))
+    halt()
+  end)
+
+  it("cache = false sees a replaced file at once; with the cache, soon and whole", function()
+    sh([[mkdir -p "$1/c" && printf 'old' > "$1/c/f.txt"]])
+    local p, halt = serve((function()
+      local app = rill.router()
+      app:static("/nc", T .. "/c", {cache = false})
+      app:static("/c", T .. "/c")
+      return app
+    end)())
+    assert.equal("old", select(3, helper.fetch(helper.url(p, "/nc/f.txt"))))
+    assert.equal("old", select(3, helper.fetch(helper.url(p, "/c/f.txt"))))
+    sh([[printf 'newer!' > "$1/c/f.new" && mv "$1/c/f.new" "$1/c/f.txt"]])
+    assert.equal("newer!", select(3, helper.fetch(helper.url(p, "/nc/f.txt"))))
+    local etags = {}
+    assert.is_true(helper.eventually(function()
+      local _, h, body = helper.fetch(helper.url(p, "/c/f.txt"))
+      -- never a mix: the length and ETag are those of the bytes sent
+      assert.equal(tostring(#body), h["content-length"])
+      etags[body] = etags[body] or h.etag
+      assert.equal(etags[body], h.etag)
+      return body == "newer!"
+    end))
+    assert.is_not.equal(etags.old, etags["newer!"])
+    halt()
+  end)
+
+  it("keeps at most cache_entries files open", function()
+    local files = {}
+    for i = 1, 60 do files[#files + 1] = ('printf %d > "$1/many/f%d.txt"'):format(i, i) end
+    sh('mkdir -p "$1/many" && ' .. table.concat(files, " && "))
+    local function fds()
+      local _, out = helper.run({"sh", "-c", "ls /proc/$PPID/fd | wc -l"})
+      return tonumber(out)
+    end
+    -- How many descriptors 60 requests leave open, the collector stopped
+    -- (curl's pipes wait for it): without the cache, and with 8 entries.
+    local function growth(opts)
+      local app = rill.router()
+      app:static("/", T .. "/many", opts)
+      local p, halt = serve(app)
+      helper.fetch(helper.url(p, "/f1.txt"))
+      collectgarbage()
+      collectgarbage("stop")
+      local before = fds()
+      for i = 1, 60 do
+        assert.equal(tostring(i), select(3, helper.fetch(helper.url(p, "/f" .. i .. ".txt"))))
+      end
+      local after = fds()
+      collectgarbage("restart")
+      halt()
+      return after - before
+    end
+    local without = growth({cache = false})
+    local with = growth({cache = 600000, cache_entries = 8})
+    assert.is_true(with <= without + 8, ("%d more fds, %d without the cache"):format(with,
+      without))
+  end)
+
+  it("serves the same over HTTPS (curl with the test CA)", function()
+    local certs = helper.certs()
+    local l = assert(rill.http.listen{host = "127.0.0.1", port = 0, handler = site(),
+      tls = {cert = certs .. "/a.test.crt", key = certs .. "/a.test.key"}})
+    local u = ("https://a.test:%d"):format(l:port())
+    local tls = {"--resolve", "a.test:" .. l:port() .. ":127.0.0.1", "--cacert",
+      certs .. "/ca.crt"}
+    local status, h, body = helper.fetch(tls[1], tls[2], tls[3], tls[4], u .. "/digits.txt")
+    assert.equal(200, status)
+    assert.equal(DIGITS, body)
+    status, h, body = helper.fetch(tls[1], tls[2], tls[3], tls[4], "-r", "0-1,-2",
+      u .. "/digits.txt")
+    assert.equal(206, status)
+    assert.matches("multipart/byteranges", h["content-type"])
+    assert.matches("\r\n\r\n01\r\n", body)
+    assert.matches("\r\n\r\n89\r\n", body)
+    l:close()
+  end)
+
   it("raises for bad options, naming them, at the caller's line", function()
     local function err_of(...)
       local ok, e = pcall(...)

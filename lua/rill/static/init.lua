@@ -20,6 +20,7 @@ local fs = require "rill.fs"
 local rpath = require "rill.path"
 local mime = require "rill.static.mime"
 local H = require "rill.static.headers"
+local cache_m = require "rill.static.cache"
 
 local byte, concat, find, format, gsub, lower, sub, floor, sort, type, tostring, pairs,
   ipairs, rawget, error =
@@ -28,6 +29,7 @@ local byte, concat, find, format, gsub, lower, sub, floor, sort, type, tostring,
 local segments, etag_of, http_date, precondition, if_range_holds, parse_range, accepts =
   rpath._segments, H.etag, H.http_date, H.precondition, H.if_range_holds, H.parse_range,
   H.accepts
+local release = cache_m.release
 
 local M = {}
 
@@ -75,21 +77,26 @@ end
 -- root's or under it, component-wise ("/srv/www2" is not under "/srv/www");
 -- "deny" when it is root/rel itself (no symlink on the way). Returns true,
 -- or nil, err, code of a failed realpath.
-local function allowed(cfg, path, rel)
-  local mode = cfg.symlinks
-  if mode == "allow" then return true end
-  local root = cfg.root_real
-  if not root then
-    local r, err, code = fs.realpath(cfg.root)
-    if not r then return nil, err, code end
-    root = r
-    cfg.root_real = r
-  end
-  local real, err, code = fs.realpath(path)
-  if not real then return nil, err, code end
+local function under(mode, real, root, rel)
   if mode == "deny" then return real == join(root, rel) end
   if root == "/" or real == root then return true end
   return sub(real, 1, #root + 1) == root .. "/"
+end
+
+local function allowed(cfg, path, rel)
+  local mode = cfg.symlinks
+  if mode == "allow" then return true end
+  local real, err, code = fs.realpath(path)
+  if not real then return nil, err, code end
+  -- The root's real path is kept, and asked again when a path seems to
+  -- leave it: a root reached through a symlink that a deploy switches
+  -- ("current" → a new release) is followed at once.
+  local root = cfg.root_real
+  if root and under(mode, real, root, rel) then return true end
+  root, err, code = fs.realpath(cfg.root)
+  if not root then return nil, err, code end
+  cfg.root_real = root
+  return under(mode, real, root, rel)
 end
 
 -- ---- listing ----
@@ -143,13 +150,13 @@ end
 
 -- The Range answer: 206 with one range, or multipart/byteranges (RFC 9110
 -- 14.6) with a random boundary, each part's head written before its bytes.
-local function send_ranges(res, path, size, ctype, ranges)
+local function send_ranges(res, body, size, ctype, ranges)
   res:status(206)
   if #ranges == 1 then
     local r = ranges[1]
     res:header("Content-Type", ctype)
     res:header("Content-Range", format("bytes %d-%d/%d", r[1], r[2], size))
-    return res:send_file(path, r[1], r[2] - r[1] + 1)
+    return res:send_file(body, r[1], r[2] - r[1] + 1)
   end
   local boundary = hex(core.random(12))
   local heads, total = {}, 0
@@ -163,7 +170,7 @@ local function send_ranges(res, path, size, ctype, ranges)
   res:header("Content-Length", format("%d", total + #tail))
   for i, r in ipairs(ranges) do
     local ok, err = res:write(heads[i])
-    if ok then ok, err = res:write_file(path, r[1], r[2] - r[1] + 1) end
+    if ok then ok, err = res:write_file(body, r[1], r[2] - r[1] + 1) end
     if not ok then return nil, err end
   end
   local ok, err = res:write(tail)
@@ -171,38 +178,51 @@ local function send_ranges(res, path, size, ctype, ranges)
   return res:finish()
 end
 
--- Serves the file at path (st its stat; rel its path under the root) or,
--- when cfg.precompressed and the client accepts one, its .br / .gz sibling.
-local function serve_file(cfg, req, res, path, rel, st)
-  local h = req.headers
-  local ctype = mime.lookup(path, cfg.mime_types)
-  if ctype == mime.DEFAULT then ctype = cfg.default_type end
-  local encoding
-  local pre = cfg.precompressed
-  if pre then
-    local ae = h["accept-encoding"]
-    if ae then
-      for i = 1, #pre do
-        local coding = pre[i]
-        if accepts(ae, coding) then
-          local p = path .. SUFFIX[coding]
-          local st2 = fs.stat(p)
-          if st2 and st2.type == "file" and allowed(cfg, p, rel .. SUFFIX[coding]) == true then
-            path, st, encoding = p, st2, coding
-            break
-          end
-        end
+-- The entry of path (rel: its path under the root), held by the caller
+-- until release(e): from the cache when fresh, else made: fs.stat, the
+-- symlink check, and when caching, a file opened and its fstat (so that
+-- the bytes sent are those of the file stated). See rill.static.cache.
+local function lookup(cfg, path, rel)
+  local cache = cfg.cache
+  if cache then
+    local e = cache:get(path)
+    if e then return e end
+  end
+  local e = {users = 1, file = false}
+  local st, err, code = fs.stat(path)
+  if st then
+    local ok
+    ok, err, code = allowed(cfg, path, rel)
+    e.ok = ok
+    if ok == nil then
+      st = nil
+    elseif ok and cache and st.type == "file" then
+      local f
+      f, err, code = fs.open(path)
+      st = nil
+      if f then
+        st, err, code = f:stat()
+        if st then e.file = f else f:close() end
       end
     end
   end
+  e.st = st
+  if not st then e.err, e.code = err, code end
+  -- what is there, and what is not; not a failure that may pass
+  if cache and (st or GONE[code]) then cache:put(path, e) end
+  return e
+end
 
+-- The answer for a file: validators, conditionals, Range, the bytes (body:
+-- the open file, or its path when not caching).
+local function answer(cfg, req, res, h, st, path, body, ctype, encoding)
   local method = req.method
   local etag = cfg.etag and etag_of(st) or nil
   local mtime = cfg.last_modified and (st.mtime_sec or floor(st.mtime)) or nil
   if etag then res:header("ETag", etag) end
   if mtime then res:header("Last-Modified", http_date(mtime)) end
   if cfg.cache_control then res:header("Cache-Control", cfg.cache_control) end
-  if pre then res:header("Vary", "Accept-Encoding") end
+  if cfg.precompressed then res:header("Vary", "Accept-Encoding") end
   if cfg.set_headers then cfg.set_headers(res, path, st) end
 
   local cond = precondition(h, method, etag, mtime)
@@ -227,12 +247,79 @@ local function serve_file(cfg, req, res, path, rel, st)
     end
   end
   if encoding then res:header("Content-Encoding", encoding) end
-  if ranges then return send_ranges(res, path, size, ctype, ranges) end
+  if ranges then return send_ranges(res, body, size, ctype, ranges) end
   res:header("Content-Type", ctype)
-  return res:send_file(path, 0, size)
+  return res:send_file(body, 0, size)
+end
+
+-- Serves the file at path (e its entry, rel its path under the root) or,
+-- when cfg.precompressed and the client accepts one, its .br / .gz sibling.
+local function serve_file(cfg, req, res, path, rel, e)
+  local h = req.headers
+  local ctype = mime.lookup(path, cfg.mime_types)
+  if ctype == mime.DEFAULT then ctype = cfg.default_type end
+  local pre = cfg.precompressed
+  local ae = pre and h["accept-encoding"]
+  if ae then
+    for i = 1, #pre do
+      local coding = pre[i]
+      if accepts(ae, coding) then
+        local suffix = SUFFIX[coding]
+        local se = lookup(cfg, path .. suffix, rel .. suffix)
+        local st = se.st
+        if st and se.ok and st.type == "file" then
+          local p = path .. suffix
+          local r1, r2 = answer(cfg, req, res, h, st, p, se.file or p, ctype, coding)
+          release(se)
+          return r1, r2
+        end
+        release(se)
+      end
+    end
+  end
+  return answer(cfg, req, res, h, e.st, path, e.file or path, ctype, nil)
 end
 
 -- ---- the handler ----
+
+-- The answer for path once its entry e is known.
+local function serve_entry(cfg, req, res, path, rel, dir_asked, e)
+  local st = e.st
+  if not st then return fs_failed(cfg, req, res, path, e.err, e.code) end
+  if not e.ok then return not_found(cfg, req, res) end
+  if st.type == "file" then
+    if dir_asked then return not_found(cfg, req, res) end
+    return serve_file(cfg, req, res, path, rel, e)
+  end
+  if st.type ~= "directory" then return not_found(cfg, req, res) end
+
+  -- A directory: its URL ends in "/", so that relative links in it work.
+  if byte(req.path, -1) ~= 47 then
+    if not cfg.redirect then return not_found(cfg, req, res) end
+    local qs = req.query_string
+    return res:redirect(req.path .. "/" .. (qs ~= "" and "?" .. qs or ""), 301)
+  end
+  local index = cfg.index
+  for i = 1, #index do
+    local name = index[i]
+    local ipath, irel = join(path, name), rel == "" and name or rel .. "/" .. name
+    local ie = lookup(cfg, ipath, irel)
+    local ist = ie.st
+    if ist and ist.type == "file" then
+      local r1, r2
+      if ie.ok then
+        r1, r2 = serve_file(cfg, req, res, ipath, irel, ie)
+      else
+        r1, r2 = not_found(cfg, req, res)
+      end
+      release(ie)
+      return r1, r2
+    end
+    release(ie)
+  end
+  if cfg.listing then return listing(cfg, req, res, path, rel == "") end
+  return not_found(cfg, req, res)
+end
 
 local function serve(cfg, req, res)
   local method = req.method
@@ -270,40 +357,10 @@ local function serve(cfg, req, res)
     rel = concat(segs, "/")
   end
   local path = join(cfg.root, rel)
-
-  local st, err, code = fs.stat(path)
-  if not st then return fs_failed(cfg, req, res, path, err, code) end
-  local ok
-  ok, err, code = allowed(cfg, path, rel)
-  if not ok then
-    if ok == nil then return fs_failed(cfg, req, res, path, err, code) end
-    return not_found(cfg, req, res)
-  end
-
-  if st.type == "file" then
-    if dir_asked then return not_found(cfg, req, res) end
-    return serve_file(cfg, req, res, path, rel, st)
-  end
-  if st.type ~= "directory" then return not_found(cfg, req, res) end
-
-  -- A directory: its URL ends in "/", so that relative links in it work.
-  if byte(req.path, -1) ~= 47 then
-    if not cfg.redirect then return not_found(cfg, req, res) end
-    local qs = req.query_string
-    return res:redirect(req.path .. "/" .. (qs ~= "" and "?" .. qs or ""), 301)
-  end
-  for _, name in ipairs(cfg.index) do
-    local ipath, irel = join(path, name), rel == "" and name or rel .. "/" .. name
-    local ist = fs.stat(ipath)
-    if ist and ist.type == "file" then
-      ok, err, code = allowed(cfg, ipath, irel)
-      if ok then return serve_file(cfg, req, res, ipath, irel, ist) end
-      if ok == nil then return fs_failed(cfg, req, res, ipath, err, code) end
-      return not_found(cfg, req, res)
-    end
-  end
-  if cfg.listing then return listing(cfg, req, res, path, rel == "") end
-  return not_found(cfg, req, res)
+  local e = lookup(cfg, path, rel)
+  local r1, r2 = serve_entry(cfg, req, res, path, rel, dir_asked, e)
+  release(e)
+  return r1, r2
 end
 
 -- ---- options ----
@@ -319,7 +376,8 @@ local TYPES = {
   last_modified = "boolean", max_age = "number", immutable = "boolean",
   cache_control = "string or false", mime_types = "table", default_type = "string",
   fallthrough = "boolean", not_found = "function", param = "string", max_ranges = "number",
-  redirect = "boolean", set_headers = "function",
+  redirect = "boolean", set_headers = "function", cache = "number or false",
+  cache_entries = "number",
 }
 
 local function check(fname, k, v)
@@ -407,6 +465,14 @@ function M.new(root, opts, fname)
     cfg.cache_control = format("public, max-age=%d", floor(ms / 1000)) ..
       (opts.immutable and ", immutable" or "")
   end
+
+  local ttl = opts.cache
+  if ttl == nil then ttl = 1000 end
+  local entries = opts.cache_entries or 256
+  if ttl and ttl < 0 or entries < 1 or entries % 1 ~= 0 then
+    error(fname .. ": options cache (ms) and cache_entries must be >= 0 and >= 1", 2)
+  end
+  if ttl and ttl > 0 then cfg.cache = cache_m.new(ttl, entries) end
 
   if opts.mime_types then
     cfg.mime_types = {}
