@@ -37,6 +37,28 @@ describe("rill.path.safe_join", function()
     end
   end)
 
+  it("never returns a path outside the root, for 50000 random shapes", function()
+    local alphabet = {".", ".", "/", "/", "%", "2", "e", "E", "f", "F", "5", "c", "0", "a",
+      "\\", "%2e", "%2f", "%5c", "%00", "..", "%2E%2E", "x"}
+    math.randomseed(14)
+    for _ = 1, 50000 do
+      local parts = {}
+      for i = 1, math.random(1, 12) do parts[i] = alphabet[math.random(#alphabet)] end
+      local rest = table.concat(parts)
+      local p = join("/srv/www", rest)
+      if p then
+        assert.equal("/srv/www", p:sub(1, 8), rest)
+        local tail = p:sub(9)
+        assert.is_truthy(tail == "" or tail:sub(1, 1) == "/", rest)
+        assert.is_nil(tail:find("[%z\\]"), rest)
+        for seg in (tail:sub(2) .. "/"):gmatch("([^/]*)/") do
+          assert.is_truthy(seg ~= "." and seg ~= "..", rest)
+        end
+        assert.is_nil(tail:find("//", 1, true), rest)
+      end
+    end
+  end)
+
   it("raises for a root or rest that is not a string, at the caller's line", function()
     local ok, err = pcall(join, nil, "a")
     assert.is_false(ok)
