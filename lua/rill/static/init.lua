@@ -215,12 +215,21 @@ end
 
 -- The answer for a file: validators, conditionals, Range, the bytes (body:
 -- the open file, or its path when not caching).
-local function answer(cfg, req, res, h, st, path, body, ctype, encoding)
+-- e is the entry of the file sent: its ETag and date are made once.
+local function answer(cfg, req, res, h, e, path, ctype, encoding)
   local method = req.method
-  local etag = cfg.etag and etag_of(st) or nil
-  local mtime = cfg.last_modified and (st.mtime_sec or floor(st.mtime)) or nil
+  local st = e.st
+  local body = e.file or path
+  local etag, mtime = e.etag, nil
+  if cfg.etag and not etag then
+    etag = etag_of(st)
+    e.etag = etag
+  end
+  if cfg.last_modified then
+    mtime = st.mtime_sec or floor(st.mtime)
+    res:header("Last-Modified", http_date(mtime))
+  end
   if etag then res:header("ETag", etag) end
-  if mtime then res:header("Last-Modified", http_date(mtime)) end
   if cfg.cache_control then res:header("Cache-Control", cfg.cache_control) end
   if cfg.precompressed then res:header("Vary", "Accept-Encoding") end
   if cfg.set_headers then cfg.set_headers(res, path, st) end
@@ -256,8 +265,12 @@ end
 -- when cfg.precompressed and the client accepts one, its .br / .gz sibling.
 local function serve_file(cfg, req, res, path, rel, e)
   local h = req.headers
-  local ctype = mime.lookup(path, cfg.mime_types)
-  if ctype == mime.DEFAULT then ctype = cfg.default_type end
+  local ctype = e.ctype
+  if not ctype then
+    ctype = mime.lookup(path, cfg.mime_types)
+    if ctype == mime.DEFAULT then ctype = cfg.default_type end
+    e.ctype = ctype
+  end
   local pre = cfg.precompressed
   local ae = pre and h["accept-encoding"]
   if ae then
@@ -269,7 +282,7 @@ local function serve_file(cfg, req, res, path, rel, e)
         local st = se.st
         if st and se.ok and st.type == "file" then
           local p = path .. suffix
-          local r1, r2 = answer(cfg, req, res, h, st, p, se.file or p, ctype, coding)
+          local r1, r2 = answer(cfg, req, res, h, se, p, ctype, coding)
           release(se)
           return r1, r2
         end
@@ -277,7 +290,7 @@ local function serve_file(cfg, req, res, path, rel, e)
       end
     end
   end
-  return answer(cfg, req, res, h, e.st, path, e.file or path, ctype, nil)
+  return answer(cfg, req, res, h, e, path, ctype, nil)
 end
 
 -- ---- the handler ----
