@@ -351,7 +351,9 @@ void rill__http_conn_watch(rill_http_conn_t *c) {
 static void transport_drained(rill_binding_t *b, int status) {
   rill_http_conn_t *c = rill__container_of(b, rill_http_conn_t, tb);
   if (status < 0 && c->werr == 0) c->werr = status;
-  if (c->state == RILL_CONN_HANDLER) {
+  if (c->state == RILL_CONN_HANDLER && rill__http_file_waiting(c)) {
+    rill__http_file_drained(c, status);
+  } else if (c->state == RILL_CONN_HANDLER) {
     if (c->srv->on_drained) c->srv->on_drained(c, status);
   } else if (c->werr && c->state != RILL_CONN_CLOSED) {
     conn_close(c, 1); /* between requests: nobody will write again */
@@ -571,6 +573,8 @@ static void conn_drain(rill_http_conn_t *c) {
 
 /* The current request is over: go on to the next, drain, or close. */
 static void end_request(rill_http_conn_t *c) {
+  rill__http_file_free(c);
+  c->piece_left = 0;
   /* The request's body stream dies with it: its readers are told. */
   rill__stream_gone(&c->body->base);
   c->gen = ++c->srv->gen_seq;
@@ -854,10 +858,47 @@ int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
   return out_write(c, bufs, n);
 }
 
+int rill__http_piece_begin(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                           uint64_t len) {
+  if (c->piece_left > 0) return len == c->piece_left ? 0 : UV_EINVAL;
+  if (c->resp == R_DONE) return UV_EBUSY;
+  if (c->resp == R_NONE) {
+    if (body_broken(c)) return RILL_ECLOSED;
+    int r = build_head(c, status, h, nh, -1);
+    if (r) return r;
+    c->resp = R_STREAMING;
+  }
+  if (c->is_head || c->framing == FR_NOBODY) {
+    int r = out_write(c, NULL, 0);
+    return r == 0 ? RILL_HTTP_NOBODY : r;
+  }
+  if (c->werr) return c->werr;
+  if (c->framing == FR_LENGTH) {
+    if (len > c->resp_left) return RILL_EBODY;
+    c->resp_left -= len;
+  } else if (c->framing == FR_CHUNKED) {
+    if (out_reserve(c, 20)) return UV_ENOMEM;
+    c->olen += rill__http_hex(c->out + c->olen, len);
+    OUT_LIT(c, "\r\n");
+  }
+  c->piece_left = len;
+  /* The head and framing go to the transport, which sends them first. */
+  int r = out_write(c, NULL, 0);
+  return r == RILL_EAGAIN ? 0 : r;
+}
+
+void rill__http_piece_sent(rill_http_conn_t *c, uint64_t n) {
+  assert(n <= c->piece_left);
+  c->piece_left -= n;
+  if (c->piece_left == 0 && c->framing == FR_CHUNKED && out_reserve(c, 2) == 0)
+    OUT_LIT(c, "\r\n");
+}
+
 int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh) {
   if (c->resp == R_DONE) return 0;
   if (c->resp == R_NONE) return rill__http_respond(c, status, h, nh, "", 0);
   c->resp = R_DONE;
+  if (c->piece_left > 0 && c->werr == 0) c->werr = RILL_ECLOSED; /* a file cut short */
   if (c->werr) return c->werr; /* cut: no last chunk */
   if (c->framing == FR_CHUNKED && !c->is_head) {
     if (out_reserve(c, 5)) return UV_ENOMEM;
@@ -898,6 +939,7 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   if (!abort) rill__http_conn_flush(c);
   c->state = RILL_CONN_CLOSED;
   timer_clear(c);
+  rill__http_file_free(c);
   if (c->body) {
     rill__stream_unbind(&c->db);
     rill__body_retire(c->body);

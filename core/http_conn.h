@@ -44,6 +44,8 @@ struct rill_http_server_s {
    * rill__http_conn_watch); its socket is closed already. */
   void (*on_peer_gone)(rill_http_conn_t *c);
   void (*on_free)(rill_http_server_t *s); /* the last reference went */
+  /* A rill__http_sendfile call ended: bytes sent (> 0), or an error. */
+  void (*on_file)(rill_http_conn_t *c, int64_t result);
   void *data;
   int refs;         /* the owner's, plus one per connection */
   unsigned gen_seq; /* the last request number given to a connection */
@@ -119,6 +121,8 @@ struct rill_http_conn_s {
   int werr;
   char *out; /* head and framing bytes not yet written */
   size_t olen, ocap;
+  uint64_t piece_left; /* bytes of a body piece written outside (a file) still to come */
+  struct rill_http_file_s *file; /* sending a file, while the response lasts */
 
   void *data; /* the layer above's */
   int ref;
@@ -152,6 +156,33 @@ int rill__http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, siz
 int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                     const char *data, size_t len);
 int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh);
+
+/* ---- a file as (part of) the body, by sendfile: http_file.c ----
+ * rill__http_sendfile sends up to len bytes of f from off, the rest of a
+ * body piece of the file: the first call of a piece starts the head if
+ * needed and frames len bytes (under Content-Length, or as one chunk);
+ * each later call must ask for what is left of it. Returns 0, and on_file
+ * follows once (bytes sent, or an error; less than len: call again for the
+ * rest); UV_ENOTSUP (nothing done) when the transport cannot (TLS: write
+ * the bytes instead); RILL_HTTP_NOBODY for a response without a body; or
+ * another error at once. A failure cuts the response (it cannot be whole).
+ * RILL_EFILE: the file ended before the range did. */
+typedef struct rill_http_file_s rill_http_file_t;
+struct rill_file_s;
+int rill__http_sendfile(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                        struct rill_file_s *f, int64_t off, uint64_t len);
+/* For http_conn.c: the transport drained while the sender waits for its
+ * queue to empty (rill__http_file_waiting); the response ends (frees the
+ * sender, cutting a send in progress). */
+void rill__http_file_drained(rill_http_conn_t *c, int status);
+int rill__http_file_waiting(const rill_http_conn_t *c);
+void rill__http_file_free(rill_http_conn_t *c);
+/* For http_file.c: begins a body piece of len bytes written outside the
+ * write path (0, RILL_HTTP_NOBODY, or an error as rill__http_write's), and
+ * counts n of its bytes sent. */
+int rill__http_piece_begin(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
+                           uint64_t len);
+void rill__http_piece_sent(rill_http_conn_t *c, uint64_t n);
 
 /* Answers the current request with a head (101 for an upgrade, 200 for a
  * CONNECT) made of status line, Date and the given fields as they are, and

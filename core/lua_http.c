@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "file.h"
 #include "http_conn.h"
 #include "lua_core.h"
 #include "lua_ffi.h"
@@ -99,10 +100,16 @@ static void on_request(rill_http_conn_t *c) {
   rill__task_start(t, 3);
 }
 
-/* A response write may go on (or the client is gone). */
+enum { W_WRITE, W_NOBODY, W_FILE }; /* what a task waits for on a connection */
+
+static void on_file(rill_http_conn_t *c, int64_t result);
+
+/* A response write may go on (or the client is gone). A file being sent
+ * hears of its own progress through on_file. */
 static void on_drained(rill_http_conn_t *c, int status) {
   lconn_ud *ud = c->data;
-  if (ud) rill__task_drained(ud->waits.head, status);
+  if (ud && ud->waits.head && ud->waits.head->kind != W_FILE)
+    rill__task_drained(ud->waits.head, status);
 }
 
 /* Detaches the connection's userdata: its methods say the request is over,
@@ -247,6 +254,7 @@ static int l_http_listen(lua_State *L) {
   lh->srv.on_idle = on_idle;
   lh->srv.on_peer_gone = on_peer_gone;
   lh->srv.on_free = on_free;
+  lh->srv.on_file = on_file;
   lh->srv.data = lh;
   lh->srv.refs = 1;
   lh->srv.limits = lim;
@@ -469,7 +477,6 @@ static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
   return n;
 }
 
-enum { W_WRITE, W_NOBODY };
 
 static int write_cancel(rill_wait_t *wt, int status) {
   lconn_ud *ud = wt->obj;
@@ -633,14 +640,65 @@ static int l_finish(lua_State *L) {
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
-/* conn:_sendfile(gen, status, headers, file, offset, length) → true | nil,
- * err: the range of file as part of the body, by sendfile(2); nil,
- * "unsupported" (nothing done) where the transport cannot (TLS). */
-static int l_sendfile(lua_State *L) {
-  check(L);
-  lua_pushnil(L);
-  lua_pushliteral(L, "unsupported");
+/* A sendfile call ended: bytes sent, or an error, to the waiting task. */
+static void on_file(rill_http_conn_t *c, int64_t result) {
+  lconn_ud *ud = c->data;
+  rill_wait_t *wt = ud ? rill__waitq_find(&ud->waits, W_FILE) : NULL;
+  if (wt == NULL) return;
+  if (result < 0) {
+    rill__wait_cancel(wt, (int)result);
+    return;
+  }
+  lua_pushnumber(rill__wait_task(wt)->co, (lua_Number)result);
+  rill__wait_done(wt, 1);
+}
+
+static int file_cancel(rill_wait_t *wt, int status) {
+  lconn_ud *ud = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  /* Ended before the send did (a deadline, an interrupt, the client gone):
+   * the sender stops, and the response is cut. */
+  if (ud->c) {
+    if (ud->c->file && status == UV_ETIMEDOUT) rill__http_conn_cut(ud->c, status);
+    rill__http_file_free(ud->c);
+  }
+  lua_pushnil(co);
+  lua_pushstring(co, ud->c && ud->c->t ? rill__stream_errmsg(ud->c->t, status)
+                                       : rill__errmsg(status));
   return 2;
+}
+
+/* conn:_sendfile(gen, status, headers, file, offset, length) → bytes sent
+ * (1..length: call again for the rest) | nil, err: the range of file as
+ * part of the body, by sendfile(2) (http_file.c); nil, "unsupported"
+ * (nothing done) where the transport cannot (TLS). Waits at most
+ * send_timeout for each piece. */
+static int l_sendfile(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  rill_task_t *t = rill__task_check(c->w, L);
+  int status = (int)luaL_checkinteger(L, 3);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  rill_file_t *f = rill__lfile_check(L, 5);
+  lua_Number off = luaL_checknumber(L, 6), len = luaL_checknumber(L, 7);
+  luaL_argcheck(L, off >= 0 && off < 9e18, 6, "must be a byte offset");
+  luaL_argcheck(L, len >= 1 && len < 9e18, 7, "must be a positive length");
+  lconn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+  if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
+  int r = rill__http_sendfile(c, status, h, nh, f, (int64_t)off, (uint64_t)len);
+  if (r == 0)
+    return rill__task_wait(L, t, &ud->waits, W_FILE, ud, (int)c->srv->limits.send_timeout_ms,
+                           file_cancel);
+  if (r == RILL_HTTP_NOBODY) {
+    lua_pushnumber(L, len);
+    return 1;
+  }
+  if (r == UV_ENOTSUP) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unsupported");
+    return 2;
+  }
+  return result(L, c, t, r);
 }
 
 /* conn:_response(gen) → "none", "started" or "ended": how far the response

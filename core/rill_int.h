@@ -22,6 +22,9 @@ typedef struct rill_stream_s rill_stream_t;
 #define rill__container_of(ptr, type, field)                                             \
   ((type *)((char *)(ptr)-offsetof(type, field)))
 
+/* A file ended before the range being sent from it (it shrank meanwhile). */
+#define RILL_EFILE (-30064)
+
 /* Error codes as the messages Lua sees: "timeout", "closed", "ENAME: text". */
 const char *rill__errmsg(int err);
 

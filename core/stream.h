@@ -69,6 +69,13 @@ typedef struct rill_stream_vt_s {
   int (*addr)(rill_stream_t *s, int peer, char *host, size_t hostlen);
   /* Optional: whether the stream keeps the loop running (uv_ref/uv_unref). */
   int (*ref)(rill_stream_t *s, int ref);
+  /* Optional, for sendfile(2): sends what the stream gathered and returns
+   * its socket's descriptor once every byte written before has left the
+   * stream's queue, so that bytes written to the descriptor directly come
+   * after them; RILL_EAGAIN while bytes are still queued (drained() follows
+   * once the queue is empty); or a write error. A stream that transforms
+   * what is written (TLS) has none: the caller writes through write(). */
+  int (*sendfile_fd)(rill_stream_t *s);
 } rill_stream_vt;
 
 struct rill_stream_s {

@@ -56,7 +56,7 @@ struct rill_uvstream_s {
   uint8_t phase;
   uint8_t closes; /* handles whose close callback is still to come */
   unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, drain_wait : 1,
-      timer_init : 1, released : 1;
+      timer_init : 1, released : 1, empty_wait : 1;
   void (*on_release)(void *), (*on_free)(void *);
   void *owner_arg;
 };
@@ -199,6 +199,10 @@ static void write_cb(uv_write_t *req, int status) {
   if (status < 0 && status != UV_ECANCELED && u->werr == 0) u->werr = status;
   if (u->drain_wait && u->phase == P_OPEN && (u->queued <= RILL_WRITE_LOW || u->werr)) {
     u->drain_wait = 0;
+    u->empty_wait = u->empty_wait && u->queued > 0 && !u->werr;
+    rill__stream_drained(&u->base, u->werr);
+  } else if (u->empty_wait && u->phase == P_OPEN && (u->queued == 0 || u->werr)) {
+    u->empty_wait = 0;
     rill__stream_drained(&u->base, u->werr);
   }
 }
@@ -321,6 +325,21 @@ static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
 
 static int uvs_flush(rill_stream_t *s) {
   return flush_out(U(s));
+}
+
+static int uvs_sendfile_fd(rill_stream_t *s) {
+  rill_uvstream_t *u = U(s);
+  uv_os_fd_t fd;
+  if (u->werr) return u->werr;
+  if (u->phase != P_OPEN || u->shut_sent) return RILL_ECLOSED;
+  int r = flush_out(u);
+  if (r) return r;
+  if (u->queued > 0) {
+    u->empty_wait = 1;
+    return RILL_EAGAIN;
+  }
+  r = uv_fileno(&u->h.handle, &fd);
+  return r < 0 ? r : fd;
 }
 
 /* ---- closing ---- */
@@ -476,6 +495,7 @@ static const rill_stream_vt uvs_vt = {
     .consume = uvs_consume,
     .fill = uvs_fill,
     .write = uvs_write,
+    .sendfile_fd = uvs_sendfile_fd,
     .flush = uvs_flush,
     .shutdown = uvs_shutdown,
     .close = uvs_close,

@@ -363,6 +363,8 @@ const char *rill__errmsg(int err) {
     return "the app did not load";
   case RILL_ESTATE:
     return "not in this state";
+  case RILL_EFILE:
+    return "file ended early (it shrank while it was sent)";
   default: {
     /* The _r forms: the plain ones allocate a message for an unknown code. */
     char name[32], text[80];

@@ -245,3 +245,187 @@ describe("res:send_file and res:write_file", function()
     assert.equal("hello, file\n" .. big:sub(2, 4) .. "hello, file\n", out)
   end)
 end)
+
+-- A server of its own (rill run), for what is measured on its process:
+-- descriptors, memory, syscalls. It serves dir's files by path, over HTTP
+-- and HTTPS, and logs how each send_file ended.
+local function server_script(wrap_env)
+  local certs = helper.certs()
+  local script = dir .. "/server.lua"
+  local f = assert(io.open(script, "wb"))
+  f:write(([[
+local rill = require "rill"
+local dir = %q
+local function handler(req, res)
+  local ok, err = res:send_file(dir .. req.path)
+  if not ok then rill.log("info", "send_file " .. req.path .. ": " .. tostring(err)) end
+  if ok then rill.log("info", "sent " .. req.path) end
+end
+local l = assert(rill.http.listen{host = "127.0.0.1", port = 0, handler = handler})
+local t = assert(rill.http.listen{host = "127.0.0.1", port = 0, handler = handler,
+  tls = {cert = %q, key = %q}})
+local f = io.open("/proc/self/stat")
+local pid = f:read("*l"):match("^%%d+")
+f:close()
+rill.log("info", "listening on 127.0.0.1:" .. l:port() .. " tls " .. t:port() .. " pid " .. pid)
+]]):format(dir, certs .. "/a.test.crt", certs .. "/a.test.key"))
+  f:close()
+  local srv = helper.start({"run", script}, nil, wrap_env)
+  srv.tls_port = tonumber(srv.wait_log("tls (%d+)"))
+  srv.pid = tonumber(srv.wait_log("pid (%d+)")) -- rill's, under strace too
+  if wrap_env then
+    -- stopping strace would only detach it: rill is told, and strace ends with it
+    local stop = srv.stop
+    function srv.stop()
+      helper.run({"kill", "-TERM", tostring(srv.pid)})
+      return stop()
+    end
+  end
+  return srv
+end
+
+local function fd_count(pid)
+  local list = fs.readdir("/proc/" .. pid .. "/fd")
+  return list and #list
+end
+
+local MB = 1024 * 1024
+
+describe("sending files, measured on the server", function()
+  local srv
+  setup(function()
+    assert(os.execute("truncate -s 1G " .. dir .. "/huge.bin") == 0)
+    srv = server_script()
+  end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    os.remove(dir .. "/huge.bin")
+  end)
+
+  -- Reads a response head and then n body bytes slowly (a pause between
+  -- reads), then stops reading (the server is held back), then closes.
+  local function slow_reader(port, path, tls, n)
+    local s
+    if tls then
+      s = assert(rill.connect("127.0.0.1", port, {timeout = 10000,
+        tls = {server_name = "a.test", ca = helper.certs() .. "/ca.crt"}}))
+    else
+      s = helper.connect(port)
+    end
+    s:settimeout(20000)
+    s:write("GET " .. path .. " HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    local head = assert(s:read_until("\r\n\r\n"))
+    local got = 0
+    while got < n do
+      local data = assert(s:read_some(65536))
+      got = got + #data
+      if got % (1 * MB) < 65536 then rill.sleep(5) end
+    end
+    return s, head, got
+  end
+
+  for _, tls in ipairs({false, true}) do
+    local scheme = tls and "HTTPS" or "HTTP"
+    it("sends 1 GiB to a slow reader over " .. scheme .. " in flat memory, and frees the " ..
+      "descriptors when the reader leaves", function()
+      local base = fd_count(srv.pid)
+      local s, head = slow_reader(tls and srv.tls_port or srv.port, "/huge.bin", tls, 8 * MB)
+      assert.matches("Content%-Length: 1073741824", head)
+      -- held: the reader reads no more for a while; others are served
+      for _ = 1, 5 do
+        rill.sleep(100)
+        local code, out = helper.curl(helper.url(srv.port, "/small.txt"))
+        assert.equal(0, code)
+        assert.equal("hello, file\n", out)
+      end
+      assert.is_true(fd_count(srv.pid) > base) -- the socket, the file
+      s:close()
+      assert.is_true(helper.eventually(function() return fd_count(srv.pid) <= base end),
+        "descriptors: " .. fd_count(srv.pid) .. " > " .. base)
+      srv.wait_log("send_file /huge.bin: ")
+      if not helper.sanitized then
+        local rss, peak = helper.rss(srv.pid)
+        assert.is_true(peak < 48 * MB, ("peak RSS %.1f MB"):format(peak / MB))
+        assert.is_true(rss < 48 * MB)
+      end
+    end)
+  end
+
+  it("sends 1 GiB whole over HTTP and HTTPS to curl, with the server's peak RSS under 48 MB",
+    function()
+      for _, url in ipairs({helper.url(srv.port, "/huge.bin"),
+          ("https://a.test:%d/huge.bin"):format(srv.tls_port)}) do
+        local code, out, err = helper.run({"curl", "-sS", "-o", "/dev/null", "-w",
+          "%{size_download}", "--resolve", "a.test:" .. srv.tls_port .. ":127.0.0.1",
+          "--cacert", helper.certs() .. "/ca.crt", url}, {timeout = 300000})
+        assert.equal(0, code, err)
+        assert.equal("1073741824", out)
+      end
+      if not helper.sanitized then
+        local _, peak = helper.rss(srv.pid)
+        assert.is_true(peak < 48 * MB, ("peak RSS %.1f MB"):format(peak / MB))
+      end
+    end)
+
+  for _, tls in ipairs({false, true}) do
+    local scheme = tls and "HTTPS" or "HTTP"
+    it("cuts the response of a file truncated while it is sent over " .. scheme ..
+      ", and goes on serving", function()
+      local name = "shrinks" .. (tls and "_tls" or "")
+      assert(os.execute("head -c 20000000 /dev/urandom > " .. dir .. "/" .. name) == 0)
+      local s, _, got = slow_reader(tls and srv.tls_port or srv.port, "/" .. name, tls, 1 * MB)
+      assert(os.execute("truncate -s 2000000 " .. dir .. "/" .. name) == 0)
+      while true do
+        local data = s:read_some(65536)
+        if not data then break end
+        got = got + #data
+      end
+      s:close()
+      assert.is_true(got < 20000000, got .. " bytes")
+      assert.matches("ended early", srv.wait_log("send_file /" .. name .. ": (.*)"))
+      local code, out = helper.curl(helper.url(srv.port, "/small.txt"))
+      assert.equal("hello, file\n", out)
+    end)
+  end
+
+  it("sends a file deleted while it is sent whole (the open file lives on)", function()
+    assert(os.execute("head -c 20000000 /dev/urandom > " .. dir .. "/gone") == 0)
+    local s, _, got = slow_reader(srv.port, "/gone", false, 1 * MB)
+    os.remove(dir .. "/gone")
+    while true do
+      local data = s:read_some(65536)
+      if not data then break end
+      got = got + #data
+      if got >= 20000000 then break end
+    end
+    s:close()
+    assert.equal(20000000, got)
+    srv.wait_log("sent /gone")
+  end)
+end)
+
+describe("plain HTTP uses sendfile(2)", function()
+  local has_strace = helper.run({"strace", "-f", "-qq", "-o", "/dev/null", "true"}) == 0
+  it("sends a file by sendfile from a thread, and no file bytes by write", function()
+    if not has_strace then return pending("strace is not installed or may not trace here") end
+    local log = dir .. "/strace.log"
+    local srv = server_script({"strace", "-f", "-qq", "-o", log, "-e",
+      "trace=sendfile,write,writev,read,pread64"})
+    local code, out = helper.curl(helper.url(srv.port, "/big.txt"))
+    srv.stop()
+    assert.equal(0, code)
+    assert.is_true(out == big)
+    local sendfiles, sent, file_reads = 0, 0, 0
+    for line in io.lines(log) do
+      local n = line:match("sendfile%(.-%) = (%d+)")
+      if n then
+        sendfiles = sendfiles + 1
+        sent = sent + tonumber(n)
+      end
+      if line:match("pread64%(.-%) = 65536") then file_reads = file_reads + 1 end
+    end
+    assert.is_true(sendfiles >= 1, "no sendfile")
+    assert.equal(#big, sent)
+    assert.equal(0, file_reads)
+  end)
+end)

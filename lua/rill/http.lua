@@ -528,12 +528,17 @@ local function write_file(res, file, offset, length)
   -- res:write; otherwise plain HTTP sends the file with sendfile(2).
   if res._transform == nil then
     res.headers_sent = true
-    local ok, err = res._c:_sendfile(res._g, res._status, res._h, file, offset, length)
-    if ok then
-      res._sent = res._sent + length
-      return true
+    local c, g = res._c, res._g
+    while length > 0 do
+      local n, err = c:_sendfile(g, res._status, res._h, file, offset, length)
+      if not n then
+        if err == "unsupported" then break end -- TLS: by reads
+        return nil, err
+      end
+      res._sent = res._sent + n
+      offset, length = offset + n, length - n
     end
-    if err ~= "unsupported" then return nil, err end
+    if length == 0 then return true end
   end
   return write_by_reads(res, file, offset, length)
 end
