@@ -14,7 +14,8 @@
 -- conditionals (304, 412), Range (206, 416, multipart/byteranges), and the
 -- bytes by res:send_file / res:write_file (sendfile on plain TCP). No
 -- request reads a file on the loop: every look at the disk is rill.fs's,
--- through libuv's thread pool.
+-- through libuv's thread pool, and what it learns of a path (stat, symlink
+-- check, the file open) is kept briefly (rill.static.cache).
 local core = require "rill.core"
 local fs = require "rill.fs"
 local rpath = require "rill.path"
@@ -75,8 +76,8 @@ end
 -- Whether path (root/rel, rel without a trailing "/") may be served under
 -- cfg.symlinks: "allow" any; "inside" (default) when its real path is the
 -- root's or under it, component-wise ("/srv/www2" is not under "/srv/www");
--- "deny" when it is root/rel itself (no symlink on the way). Returns true,
--- or nil, err, code of a failed realpath.
+-- "deny" when it is root/rel itself (no symlink on the way). Returns true
+-- or false, or nil, err, code of a failed realpath.
 local function under(mode, real, root, rel)
   if mode == "deny" then return real == join(root, rel) end
   if root == "/" or real == root then return true end
@@ -107,7 +108,7 @@ local function html_escape(s)
 end
 
 local function url_escape(s)
-  return (gsub(s, "[^%w%-._~]", function(c) return format("%%%02X", byte(c)) end))
+  return (gsub(s, "[^A-Za-z0-9%-._~]", function(c) return format("%%%02X", byte(c)) end))
 end
 
 local function by_name(a, b) return a.name < b.name end
