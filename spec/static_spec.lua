@@ -602,9 +602,34 @@ describe("rill.static options", function()
       return after - before
     end
     local without = growth({cache = false})
-    local with = growth({cache = 600000, cache_entries = 8})
+    local with = growth({cache = 600000, cache_entries = 8, memory_max = 0})
     assert.is_true(with <= without + 8, ("%d more fds, %d without the cache"):format(with,
       without))
+  end)
+
+  it("sends the same bytes from memory, from an open file, and by path", function()
+    local configs = {{}, {memory_max = 0}, {cache = false}}
+    for i, opts in ipairs(configs) do
+      local p, halt = serve(site(opts))
+      local u = helper.url(p, "/digits.txt")
+      for _ = 1, 2 do -- a miss, then a hit
+        local status, h, body = helper.fetch(u)
+        assert.equal(200, status, i)
+        assert.equal(DIGITS, body, i)
+        local code, out = helper.curl("-sI", u)
+        assert.equal(0, code)
+        assert.matches("Content%-Length: 100\r\n", out)
+        assert.matches("\r\n\r\n$", out) -- no body
+        status, _, body = helper.fetch("-r", "5-9", u)
+        assert.equal(206, status, i)
+        assert.equal("56789", body, i)
+        status, _, body = helper.fetch("-r", "0-0,-1", u)
+        assert.equal(206, status, i)
+        assert.matches("\r\n\r\n0\r\n%-%-.*\r\n\r\n9\r\n", body)
+        assert.equal(304, (helper.fetch("-H", "If-None-Match: " .. h.etag, u)), i)
+      end
+      halt()
+    end
   end)
 
   it("serves the same over HTTPS (curl with the test CA)", function()

@@ -5,9 +5,10 @@
 -- so they match the size and ETag it stated, as nginx's do); a miss costs
 -- stat, realpath, open and fstat, each a trip through the thread pool.
 --
--- An entry is {st =, ok =, file =, err =, code =, expires =, users =, dead =}:
--- st nil for a path that is not there (err, code say why), ok false for
--- one that may not be served, file false for a directory. Each request
+-- An entry is {st =, ok =, file =, data =, err =, code =, expires =, users =,
+-- dead =}: st nil for a path that is not there (err, code say why), ok
+-- false for one that may not be served, file false for a directory or a
+-- small file whose bytes are kept instead (data). Each request
 -- using an entry holds it (users); an entry that leaves the cache (expired,
 -- replaced, or the cache full) closes its file once the last user lets go.
 -- A request that raised never lets go: its entry's file is closed when

@@ -149,6 +149,23 @@ local function hex(s)
   return (gsub(s, ".", function(c) return format("%02x", byte(c)) end))
 end
 
+-- The bytes of a file from offset, length of them, as the whole response
+-- or a piece of it. body is {data} for a small file kept in memory, else
+-- the open file or its path.
+local function send_body(res, body, offset, length)
+  if type(body) == "table" then
+    local data = body[1]
+    if offset == 0 and length == #data then return res:send(data) end
+    return res:send(sub(data, offset + 1, offset + length))
+  end
+  return res:send_file(body, offset, length)
+end
+
+local function write_body(res, body, offset, length)
+  if type(body) == "table" then return res:write(sub(body[1], offset + 1, offset + length)) end
+  return res:write_file(body, offset, length)
+end
+
 -- The Range answer: 206 with one range, or multipart/byteranges (RFC 9110
 -- 14.6) with a random boundary, each part's head written before its bytes.
 local function send_ranges(res, body, size, ctype, ranges)
@@ -157,7 +174,7 @@ local function send_ranges(res, body, size, ctype, ranges)
     local r = ranges[1]
     res:header("Content-Type", ctype)
     res:header("Content-Range", format("bytes %d-%d/%d", r[1], r[2], size))
-    return res:send_file(body, r[1], r[2] - r[1] + 1)
+    return send_body(res, body, r[1], r[2] - r[1] + 1)
   end
   local boundary = hex(core.random(12))
   local heads, total = {}, 0
@@ -171,7 +188,7 @@ local function send_ranges(res, body, size, ctype, ranges)
   res:header("Content-Length", format("%d", total + #tail))
   for i, r in ipairs(ranges) do
     local ok, err = res:write(heads[i])
-    if ok then ok, err = res:write_file(body, r[1], r[2] - r[1] + 1) end
+    if ok then ok, err = write_body(res, body, r[1], r[2] - r[1] + 1) end
     if not ok then return nil, err end
   end
   local ok, err = res:write(tail)
@@ -203,7 +220,20 @@ local function lookup(cfg, path, rel)
       st = nil
       if f then
         st, err, code = f:stat()
-        if st then e.file = f else f:close() end
+        if not st then
+          f:close()
+        elseif st.size <= cfg.memory_max then
+          -- small: kept in memory, sent without a trip to the pool
+          local data = st.size == 0 and "" or f:read(st.size, 0)
+          if data and #data == st.size then
+            e.data = {data}
+            f:close()
+          else
+            e.file = f
+          end
+        else
+          e.file = f
+        end
       end
     end
   end
@@ -220,7 +250,7 @@ end
 local function answer(cfg, req, res, h, e, path, ctype, encoding)
   local method = req.method
   local st = e.st
-  local body = e.file or path
+  local body = e.data or e.file or path -- (data: {bytes})
   local etag, mtime = e.etag, nil
   if cfg.etag and not etag then
     etag = etag_of(st)
@@ -259,7 +289,7 @@ local function answer(cfg, req, res, h, e, path, ctype, encoding)
   if encoding then res:header("Content-Encoding", encoding) end
   if ranges then return send_ranges(res, body, size, ctype, ranges) end
   res:header("Content-Type", ctype)
-  return res:send_file(body, 0, size)
+  return send_body(res, body, 0, size)
 end
 
 -- Serves the file at path (e its entry, rel its path under the root) or,
@@ -391,7 +421,7 @@ local TYPES = {
   cache_control = "string or false", mime_types = "table", default_type = "string",
   fallthrough = "boolean", not_found = "function", param = "string", max_ranges = "number",
   redirect = "boolean", set_headers = "function", cache = "number or false",
-  cache_entries = "number",
+  cache_entries = "number", memory_max = "number",
 }
 
 local function check(fname, k, v)
@@ -487,6 +517,8 @@ function M.new(root, opts, fname)
     error(fname .. ": options cache (ms) and cache_entries must be >= 0 and >= 1", 2)
   end
   if ttl and ttl > 0 then cfg.cache = cache_m.new(ttl, entries) end
+  cfg.memory_max = opts.memory_max or 16384
+  if cfg.memory_max < 0 then error(fname .. ": option memory_max must be >= 0 (bytes)", 2) end
 
   if opts.mime_types then
     cfg.mime_types = {}
