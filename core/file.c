@@ -1,17 +1,25 @@
 /* Files through libuv's thread pool. See file.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "file.h"
 
-enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE };
+#define POLL_MS 2 /* the longest a pool thread waits for a full socket */
+
+enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE, K_OPENSTAT };
 
 rill_file_t *rill__file_new(rill_worker_t *w, int fd) {
   rill_file_t *f = malloc(sizeof(*f));
@@ -95,7 +103,8 @@ void rill__fs_close(rill_worker_t *w, int fd) {
 
 void rill__fsop_free(rill_fsop_t *op) {
   if (op == NULL) return;
-  if (op->kind != K_SENDFILE) uv_fs_req_cleanup(&op->req);
+  if (op->kind != K_SENDFILE && op->kind != K_OPENSTAT) uv_fs_req_cleanup(&op->req);
+  free(op->path);
   rill__fs_buf_free(op->w, op->buf, op->len);
   rill__fs_close(op->w, op->close_fd);
   rill__file_unref(op->file);
@@ -109,7 +118,8 @@ void rill__fsop_abandon(rill_fsop_t *op) {
 /* The pool is done: tell the owner, or clean up for one that left. */
 static void op_done(rill_fsop_t *op) {
   if (op->cb == NULL) {
-    if (op->kind == K_OPEN && op->result >= 0) op->close_fd = op->result;
+    if ((op->kind == K_OPEN || op->kind == K_OPENSTAT) && op->result >= 0)
+      op->close_fd = op->result;
     rill__fsop_free(op);
     return;
   }
@@ -154,12 +164,62 @@ int rill__fs_fstat(rill_worker_t *w, rill_file_t *f, rill_fsop_cb cb, void *data
   return started(op, uv_fs_fstat(w->loop, &op->req, f->fd, fs_cb), out);
 }
 
-int rill__fs_open(rill_worker_t *w, const char *path, rill_fsop_cb cb, void *data,
+/* In a pool thread: open and fstat in one trip. */
+static void openstat_work(uv_work_t *wk) {
+  rill_fsop_t *op = wk->data;
+  int fd = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    op->result = -errno;
+    return;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    op->result = -errno;
+    close(fd);
+    return;
+  }
+  uv_stat_t us = {0};
+  us.st_mode = sb.st_mode;
+  us.st_size = (uint64_t)sb.st_size;
+  us.st_ino = sb.st_ino;
+  us.st_dev = sb.st_dev;
+  us.st_mtim.tv_sec = sb.st_mtim.tv_sec;
+  us.st_mtim.tv_nsec = sb.st_mtim.tv_nsec;
+  stat_copy(&op->st, &us);
+  op->result = fd;
+}
+
+static void work_after(uv_work_t *wk, int status) {
+  rill_fsop_t *op = wk->data;
+  if (status < 0) op->result = status; /* cancelled */
+  op_done(op);
+}
+
+int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
                   rill_fsop_t **out) {
-  rill_fsop_t *op = op_new(w, K_OPEN, cb, data);
+  rill_fsop_t *op = op_new(w, stat ? K_OPENSTAT : K_OPEN, cb, data);
   *out = NULL;
   if (op == NULL) return UV_ENOMEM;
-  return started(op, uv_fs_open(w->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, fs_cb), out);
+  if (!stat)
+    return started(op, uv_fs_open(w->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, fs_cb), out);
+  if ((op->path = strdup(path)) == NULL) return started(op, UV_ENOMEM, out);
+  return started(op, uv_queue_work(w->loop, &op->work, openstat_work, work_after), out);
+}
+
+ssize_t rill__fs_read_now(rill_file_t *f, char *buf, size_t len, int64_t offset) {
+#ifdef RWF_NOWAIT
+  struct iovec iov = {buf, len};
+  ssize_t n;
+  do
+    n = preadv2(f->fd, &iov, 1, (off_t)offset, RWF_NOWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return n;
+  /* EOPNOTSUPP: a file system without it; read in the pool */
+  return errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS ? RILL_EAGAIN : -errno;
+#else
+  (void)f, (void)buf, (void)len, (void)offset;
+  return RILL_EAGAIN;
+#endif
 }
 
 int rill__fs_read(rill_worker_t *w, rill_file_t *f, size_t len, int64_t offset, rill_fsop_cb cb,
@@ -222,8 +282,11 @@ static void sendfile_work(uv_work_t *wk) {
   off_t off = (off_t)op->off;
   size_t sent = 0;
   int err = 0, again = 0;
-  /* A socket buffer may take more than one call's worth; go on until it is
-   * full (EAGAIN), the range is sent, or the file ends. */
+  /* A socket buffer may take more than one call's worth; go on until the
+   * range is sent or the file ends. When the socket is full, wait a little
+   * for the client to make room (POLL_MS): a client reading at full speed
+   * keeps the pool thread sending without a trip through the loop per
+   * socket buffer; a slow one gives the thread back within POLL_MS. */
   while (sent < op->len) {
     ssize_t n = sendfile(op->out_fd, op->file->fd, &off, op->len - sent);
     if (n > 0) {
@@ -232,10 +295,13 @@ static void sendfile_work(uv_work_t *wk) {
     }
     if (n == 0) break; /* the file is shorter than the range */
     if (errno == EINTR) continue;
-    if (errno == EAGAIN)
-      again = 1;
-    else
+    if (errno != EAGAIN) {
       err = -errno;
+      break;
+    }
+    struct pollfd pfd = {.fd = op->out_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, POLL_MS) == 1) continue;
+    again = 1;
     break;
   }
   if (err == UV_EPIPE) {
@@ -252,12 +318,6 @@ static void sendfile_work(uv_work_t *wk) {
                         : 0;
 }
 
-static void sendfile_after(uv_work_t *wk, int status) {
-  rill_fsop_t *op = wk->data;
-  if (status < 0) op->result = status; /* cancelled */
-  op_done(op);
-}
-
 int rill__fs_sendfile(rill_worker_t *w, int out_fd, rill_file_t *f, int64_t offset, size_t len,
                       rill_fsop_cb cb, void *data, rill_fsop_t **out) {
   rill_fsop_t *op = op_new(w, K_SENDFILE, cb, data);
@@ -267,7 +327,7 @@ int rill__fs_sendfile(rill_worker_t *w, int out_fd, rill_file_t *f, int64_t offs
   op->file = rill__file_ref(f);
   op->off = offset;
   op->len = len;
-  return started(op, uv_queue_work(w->loop, &op->work, sendfile_work, sendfile_after), out);
+  return started(op, uv_queue_work(w->loop, &op->work, sendfile_work, work_after), out);
 }
 
 const char *rill__fs_type_name(int type) {

@@ -60,6 +60,7 @@ struct rill_fsop_s {
   int result;    /* req.result as an int (or the sendfile's error) */
   rill_stat_t st; /* stat, lstat, fstat: filled on success */
   char *buf;      /* read: the bytes (pooled when len <= RILL_BUF_SIZE) */
+  char *path;     /* open with stat: a copy */
   size_t len;
   int close_fd;   /* a descriptor to close once the operation is done, or -1 */
   rill_file_t *file; /* read, fstat, sendfile: held until the operation is freed */
@@ -75,9 +76,15 @@ int rill__fs_stat(rill_worker_t *w, const char *path, int follow, rill_fsop_cb c
                   rill_fsop_t **out);
 int rill__fs_fstat(rill_worker_t *w, rill_file_t *f, rill_fsop_cb cb, void *data,
                    rill_fsop_t **out);
-/* Opens read-only (O_CLOEXEC); op->result is the descriptor. */
-int rill__fs_open(rill_worker_t *w, const char *path, rill_fsop_cb cb, void *data,
+/* Opens read-only (O_CLOEXEC); op->result is the descriptor. With stat,
+ * op->st is the open file's too (fstat in the same pool trip). */
+int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
                   rill_fsop_t **out);
+/* Reads up to len bytes at offset on the calling thread, only from the page
+ * cache (preadv2 with RWF_NOWAIT: it never waits for the disk). Returns
+ * the byte count (0 at the end), RILL_EAGAIN when some of it is not cached
+ * (read in the pool instead), or an error. */
+ssize_t rill__fs_read_now(rill_file_t *f, char *buf, size_t len, int64_t offset);
 /* Reads up to len bytes at offset into a buffer of the operation's
  * (rill__fsop_take_buf takes it over); op->result is the byte count, 0 at
  * the end. */
@@ -114,6 +121,27 @@ void rill__fsop_free(rill_fsop_t *op);
 /* The owner walks away from an operation whose callback has not run: it
  * will not run, and op frees itself (closing what it opened). */
 void rill__fsop_abandon(rill_fsop_t *op);
+
+/* ---- the open-file cache ----
+ * A worker's cache of recent opens (as nginx's open_file_cache): a path's
+ * descriptor and stat, or the error its open met, kept for reuse while they
+ * are recent enough for the caller (valid_ms, asked at each lookup), at
+ * most RILL_FCACHE_MAX entries (the least recently used goes first). The
+ * cache holds a reference to each file: a descriptor it drops closes once
+ * nobody else uses it. Cleared (every descriptor let go) at the worker's
+ * end. */
+#define RILL_FCACHE_MAX 1024
+
+/* 1 with *f (a new reference; NULL for a cached failure), *err and *st when
+ * path's entry was made or checked at most valid_ms ago; else 0. */
+int rill__fcache_get(rill_worker_t *w, const char *path, uint64_t valid_ms, rill_file_t **f,
+                     int *err, rill_stat_t *st);
+/* Keeps the outcome of opening path now: f (the cache takes a reference of
+ * its own) and st, or err (f NULL). Replaces what path had. */
+void rill__fcache_put(rill_worker_t *w, const char *path, rill_file_t *f, int err,
+                      const rill_stat_t *st);
+/* Drops every entry; returns how many there were. */
+unsigned rill__fcache_clear(rill_worker_t *w);
 
 /* The type name ("file", "directory", "link", "other") of RILL_FT_*. */
 const char *rill__fs_type_name(int type);

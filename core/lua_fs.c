@@ -26,6 +26,8 @@
 typedef struct {
   rill_file_t *f; /* NULL once closed */
   int64_t pos;    /* where a read without an offset starts */
+  int has_st;     /* opened with cache: st is its stat as of the open */
+  rill_stat_t st;
 } lfile_ud;
 
 enum { C_STAT, C_LSTAT, C_REALPATH, C_READDIR, C_OPEN, C_READ, C_FSTAT };
@@ -38,6 +40,7 @@ typedef struct {
   rill_fsop_t *op;
   int what;        /* C_* */
   lfile_ud *file;  /* C_READ: the object read (alive: on the task's stack) */
+  int cache;       /* C_OPEN: keep the outcome in the open-file cache */
   char path[];     /* for error messages */
 } lcall_t;
 
@@ -70,10 +73,12 @@ static void push_stat(lua_State *L, const rill_stat_t *st) {
   lua_setfield(L, -2, "mode");
 }
 
-static void push_file(lua_State *L, rill_file_t *f) {
+static void push_file(lua_State *L, rill_file_t *f, const rill_stat_t *st) {
   lfile_ud *ud = lua_newuserdata(L, sizeof(*ud));
   ud->f = f;
   ud->pos = 0;
+  ud->has_st = st != NULL;
+  if (st) ud->st = *st;
   luaL_getmetatable(L, FILE_MT);
   lua_setmetatable(L, -2);
 }
@@ -95,6 +100,7 @@ static void call_done(rill_fsop_t *op) {
   lua_State *co = rill__wait_task(wt)->co;
   int r = op->result, n = 1;
   if (r < 0) {
+    if (c->what == C_OPEN && c->cache) rill__fcache_put(op->w, c->path, NULL, r, NULL);
     push_error(co, r, c->path);
     n = 3;
   } else {
@@ -128,7 +134,8 @@ static void call_done(rill_fsop_t *op) {
         push_error(co, UV_ENOMEM, c->path);
         n = 3;
       } else {
-        push_file(co, f);
+        if (c->cache) rill__fcache_put(op->w, c->path, f, 0, &op->st);
+        push_file(co, f, c->cache ? &op->st : NULL);
       }
       break;
     }
@@ -183,9 +190,28 @@ static int path_call(lua_State *L, int what) {
   case C_READDIR:
     r = rill__fs_readdir(w, path, call_done, c, &c->op);
     break;
-  default:
-    r = rill__fs_open(w, path, call_done, c, &c->op);
+  default: {
+    /* fs.open(path, {cache = ms}): the open-file cache first */
+    lua_Number ms = lua_istable(L, 2) ? rill__opt_number(L, 2, "cache", -1) : -1;
+    if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) luaL_argerror(L, 2, "must be a table");
+    if (ms >= 0) {
+      rill_file_t *f;
+      int err;
+      rill_stat_t st;
+      if (rill__fcache_get(w, path, (uint64_t)ms, &f, &err, &st)) {
+        free(c);
+        if (f == NULL) {
+          push_error(L, err, path);
+          return 3;
+        }
+        push_file(L, f, &st);
+        return 1;
+      }
+      c->cache = 1;
+    }
+    r = rill__fs_open(w, path, c->cache, call_done, c, &c->op);
     break;
+  }
   }
   return call_wait(L, t, c, r);
 }
@@ -198,7 +224,9 @@ static int l_lstat(lua_State *L) { return path_call(L, C_LSTAT); }
 static int l_realpath(lua_State *L) { return path_call(L, C_REALPATH); }
 /* fs.readdir(path) → {{name=, type=}, ...} | nil, message, code */
 static int l_readdir(lua_State *L) { return path_call(L, C_READDIR); }
-/* fs.open(path) → file (read-only) | nil, message, code */
+/* fs.open(path [, {cache = ms}]) → file (read-only) | nil, message, code.
+ * With cache: an open (or its failure) of at most ms ago is reused, and the
+ * file's stat as of then comes with it. */
 static int l_open(lua_State *L) { return path_call(L, C_OPEN); }
 
 static lfile_ud *check_ud(lua_State *L) {
@@ -230,14 +258,40 @@ static int f_read(lua_State *L) {
   return call_wait(L, t, c, r);
 }
 
-/* file:stat() → st | nil, message, code */
+/* file:stat() → st | nil, message, code. A file from the cache answers at
+ * once with its stat as of its open. */
 static int f_stat(lua_State *L) {
   lfile_ud *ud = check_ud(L);
   rill_worker_t *w = rill__upworker(L);
   if (ud->f == NULL) luaL_error(L, "file:stat: the file is closed");
+  if (ud->has_st) {
+    push_stat(L, &ud->st);
+    return 1;
+  }
   rill_task_t *t = rill__task_check(w, L);
   lcall_t *c = call_new(L, C_FSTAT, NULL);
   return call_wait(L, t, c, rill__fs_fstat(w, ud->f, call_done, c, &c->op));
+}
+
+/* file:_read_now(n, offset) → up to n bytes read from the page cache now,
+ * without waiting ("" at the end), or nil when they are not all cached (or
+ * the read fails): read them in the pool then. For small files sent whole
+ * (res:send_file): the bytes join the head in one write. */
+static int f_read_now(lua_State *L) {
+  lfile_ud *ud = check_ud(L);
+  rill_worker_t *w = rill__upworker(L);
+  lua_Number n = luaL_checknumber(L, 2), off = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1 && n <= RILL_BUF_SIZE, 2, "must be 1 to 65536");
+  luaL_argcheck(L, off >= 0 && off < 9e18, 3, "must be a byte offset");
+  if (ud->f == NULL) luaL_error(L, "file:_read_now: the file is closed");
+  char *buf = rill__buf_get(w);
+  if (buf == NULL) return 0;
+  ssize_t r = rill__fs_read_now(ud->f, buf, (size_t)n, (int64_t)off);
+  if (r >= 0 && (r == (ssize_t)n || r == 0)) lua_pushlstring(L, buf, (size_t)r);
+  rill__buf_put(w, buf);
+  /* a short read: the rest is uncached, or the file ends (the caller's
+   * length said otherwise: let the pool path find out which) */
+  return r >= 0 && (r == (ssize_t)n || r == 0) ? 1 : 0;
 }
 
 /* file:close() → true. Returns at once: the descriptor is closed in the
@@ -277,7 +331,8 @@ void rill__open_fs(lua_State *L, rill_worker_t *w) {
                                    {"fs_realpath", l_realpath}, {"fs_readdir", l_readdir},
                                    {"fs_open", l_open},       {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"read", f_read}, {"stat", f_stat}, {"close", f_close}, {NULL, NULL}};
+      {"read", f_read}, {"stat", f_stat}, {"close", f_close}, {"_read_now", f_read_now},
+      {NULL, NULL}};
   rill__register(L, w, funcs);
   /* The methods and __gc need the worker as their upvalue. */
   luaL_newmetatable(L, FILE_MT);

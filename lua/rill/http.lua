@@ -462,6 +462,7 @@ end
 
 local FILE_MT = debug.getregistry()["rill.file"]
 local FILE_CHUNK = 65536 -- bytes per read on the path without sendfile
+local SMALL_FILE = 65536 -- a whole body up to this is read from the page cache if it can
 local floor = math.floor
 
 -- f: a path (opened here: own is true) or a file from rill.fs.open.
@@ -577,9 +578,19 @@ function Response:send_file(f, offset, length)
   if not offset then
     ok, werr = nil, length
   else
-    if self:header("Content-Length") == nil then self:header("Content-Length", length) end
+    local cl = self:header("Content-Length")
+    if cl == nil then self:header("Content-Length", length) end
+    -- A small file all in the page cache is read now (that never waits for
+    -- the disk), and its bytes go with the head in one write.
+    local data
+    if length > 0 and length <= SMALL_FILE and (cl == nil or tonumber(cl) == length) and
+        not no_body(self) then
+      data = file:_read_now(length, offset)
+    end
     if no_body(self) then
       ok, werr = self:send("")
+    elseif data and #data == length then
+      ok, werr = self:send(data)
     else
       ok, werr = write_file(self, file, offset, length)
       if ok then ok, werr = self:finish() else self.finished = true end
