@@ -244,9 +244,9 @@ local function lookup(cfg, path, rel)
   return e
 end
 
--- The answer for a file: validators, conditionals, Range, the bytes (body:
--- the open file, or its path when not caching).
--- e is the entry of the file sent: its ETag and date are made once.
+-- The answer for a file (e its entry: its ETag is made once; path its
+-- path): validators, conditionals, Range, then the bytes: from memory, the
+-- open file, or by path when not caching.
 local function answer(cfg, req, res, h, e, path, ctype, encoding)
   local method = req.method
   local st = e.st
