@@ -108,7 +108,7 @@ end
 -- prefix for each kind; the reverse check looks for these in the text.
 local KINDS = {
   rill = "rill.", http = "rill.http.", websocket = "rill.websocket.",
-  proxy = "rill.proxy.", json = "rill.json.", cookie = "rill.cookie.",
+  proxy = "rill.proxy.", json = "rill.json.", path = "rill.path.", cookie = "rill.cookie.",
   middleware = "rill.middleware.", test = "rill.test.", form = "rill.form.",
   router = "app:", request = "req:", request_field = "req.", response = "res:",
   response_field = "res.", stream = "s:", listener = "l:", timer = "t:",
@@ -120,7 +120,7 @@ local KINDS = {
 }
 
 describe("lua/README.md", function()
-  local sub = {"http", "websocket", "proxy", "json", "cookie", "middleware"}
+  local sub = {"http", "websocket", "proxy", "json", "cookie", "middleware", "path"}
 
   it("covers every public name of rill.* and of the objects it makes", function()
     local stop = {}

@@ -228,6 +228,15 @@ function getters.params(req)
   return p
 end
 
+-- req.raw_params: the route parameters as they came in the URL, not
+-- percent-decoded (the router sets them; empty for a request it did not
+-- route, or a route without parameters).
+function getters.raw_params(req)
+  local p = {}
+  rawset(req, "raw_params", p)
+  return p
+end
+
 local req_mt = {
   __name = "rill.http.request",
   __index = function(req, k)

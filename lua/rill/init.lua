@@ -176,6 +176,14 @@ local lazy = {http = "rill.http", router = "rill.router", websocket = "rill.webs
 -- rill.json (lua-cjson) and rill.cookie, loaded when first named.
 lazy.json, lazy.cookie = "rill.json", "rill.cookie"
 lazy.test = "rill.test" -- rill.test.client(app) for specs
+lazy.path = "rill.path" -- rill.path.safe_join(root, rest)
+
+-- rill.static(root [, opts]) → a handler serving the files under root; see
+-- rill.static (lua/rill/static/init.lua). (A tail call: its errors point at
+-- the caller's line.)
+function rill.static(root, opts)
+  return require("rill.static").new(root, opts)
+end
 lazy.fs = "rill.fs" -- files through the thread pool
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both

@@ -8,12 +8,14 @@
 -- Patterns are matched segment by segment: static segments first, then
 -- ":param", then "*rest". No route → 404; a route without the method → 405
 -- with Allow (app:not_found and app:method_not_allowed give their bodies).
--- HEAD falls back to GET. Parameter values are percent-decoded. A handler
+-- HEAD falls back to GET. Parameter values are percent-decoded in
+-- req.params; req.raw_params has them as they came in the URL (for a path
+-- that must be decoded once and checked: rill.path.safe_join). A handler
 -- that raises is answered by app:on_error (rill.hooks).
 local http = require "rill.http"
 
-local find, sub, byte, concat, sort = string.find, string.sub, string.byte, table.concat,
-  table.sort
+local find, sub, byte, concat, sort, next, pairs = string.find, string.sub, string.byte,
+  table.concat, table.sort, next, pairs
 local unescape = http.unescape
 
 local Router = {}
@@ -147,6 +149,44 @@ function Router:proxy(prefix, upstream, opts)
   return self
 end
 
+-- app:static(prefix, root [, opts]): GET and HEAD under prefix (and prefix
+-- itself) serve the files under root (see rill.static for opts); a missing
+-- file is answered as a path no route matches (app:not_found) unless
+-- opts.fallthrough is false.
+function Router:static(prefix, root, opts)
+  if type(prefix) ~= "string" or byte(prefix, 1) ~= 47 then
+    error("app:static: the prefix must be a string starting with /, got " .. tostring(prefix), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("app:static: opts must be a table, got " .. type(opts), 2)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.param = "rest"
+  if o.fallthrough ~= false and o.not_found == nil then
+    local app = self
+    o.not_found = function(req, res)
+      res:status(404)
+      local hook = app._not_found
+      if hook then return hook(req, res) end
+      res:header("Content-Type", "text/plain")
+      return res:send("Not Found\n")
+    end
+  end
+  local ok, handler = pcall(require("rill.static").new, root, o, "app:static")
+  if not ok then error(handler, 2) end
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  self:route("GET", prefix .. "*rest", handler)
+  if prefix ~= "/" then
+    -- the prefix itself is the root (redirected to prefix/)
+    self:route("GET", prefix:sub(1, -2), function(req, res)
+      req.raw_params.rest = ""
+      return handler(req, res)
+    end)
+  end
+  return self
+end
+
 -- app:use([prefix,] fn): fn(req, res, next) runs before the route for paths
 -- under prefix (default "/"); it calls next() to go on.
 function Router:use(prefix, fn)
@@ -212,13 +252,13 @@ local function match(node, path, pos, params)
   if node.param and seg ~= "" then
     local found = match(node.param, path, nextpos, params)
     if found then
-      params[node.param_name] = unescape(seg)
+      params[node.param_name] = seg
       return found
     end
   end
   local rest = node.rest
   if rest and rest.handlers then
-    params[node.rest_name] = unescape(sub(path, pos))
+    params[node.rest_name] = sub(path, pos)
     return rest
   end
   return nil
@@ -273,6 +313,15 @@ function Router:handle(req, res)
   local params = {}
   local node = match(self.tree, path, path == "/" and 3 or 2, params)
   req.params = params
+  if next(params) ~= nil then
+    -- match keeps the values raw: a second table only for routes with some
+    local raw = {}
+    for k, v in pairs(params) do
+      raw[k] = v
+      params[k] = unescape(v)
+    end
+    req.raw_params = raw
+  end
   if self._on_error then res._on_error = self._on_error end
   local mw = self.middleware
   if #mw == 0 then return final(self, node, req, res) end
