@@ -1,7 +1,8 @@
 """static: files from disk. A small file (4 KiB) on keep-alive connections
 with wrk (req/s and the server's CPU per request), and a large one (the
 download size, a sparse file) with curl (MB/s, peak RSS): rill's
-res:send_file against nginx's `root` with `sendfile on`."""
+app:static (and a handler on rill.fs alone) against nginx's `root` with
+`sendfile on`, with its defaults and with open_file_cache."""
 import load
 from report import Metric
 from servers import Nginx, Rill
@@ -10,10 +11,13 @@ ORDER = 4.8
 TITLE = ("GET a 4 KiB file (wrk -t1 -c50 keep-alive, {duration} s) and a {download} file "
          "(curl -o /dev/null), from disk")
 SERVERS = [
-    Rill("app.lua", env={"WWW": "@WWW@"}),
+    Rill("app.lua", env={"WWW": "@WWW@"}, note="app:static with its defaults"),
+    Rill("fs_app.lua", label="rill-fs", env={"WWW": "@WWW@"},
+         note="a handler on rill.fs alone: fs.open through the open-file cache (1 s), "
+              "res:send_file"),
     Nginx("nginx.conf", note="nginx's defaults: no open_file_cache"),
     Nginx("nginx-cache.conf", label="nginx+cache",
-          note="open_file_cache max=1024, valid 1 s, errors cached: as rill's app.lua"),
+          note="open_file_cache max=1024, valid 1 s, errors cached (as rill's caches)"),
 ]
 METRICS = [
     Metric("rps", "4 KiB req/s", "higher", limited_by="wrk_cpu"),
