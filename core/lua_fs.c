@@ -177,6 +177,12 @@ static int path_call(lua_State *L, int what) {
   rill_worker_t *w = rill__upworker(L);
   const char *path = luaL_checkstring(L, 1);
   rill_task_t *t = rill__task_check(w, L);
+  /* fs.open(path, {cache = ms}): options read before anything is made */
+  lua_Number ms = -1;
+  if (what == C_OPEN && !lua_isnoneornil(L, 2)) {
+    luaL_argcheck(L, lua_istable(L, 2), 2, "must be a table");
+    ms = rill__opt_number(L, 2, "cache", -1);
+  }
   lcall_t *c = call_new(L, what, path);
   int r;
   switch (what) {
@@ -191,9 +197,7 @@ static int path_call(lua_State *L, int what) {
     r = rill__fs_readdir(w, path, call_done, c, &c->op);
     break;
   default: {
-    /* fs.open(path, {cache = ms}): the open-file cache first */
-    lua_Number ms = lua_istable(L, 2) ? rill__opt_number(L, 2, "cache", -1) : -1;
-    if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2)) luaL_argerror(L, 2, "must be a table");
+    /* the open-file cache first */
     if (ms >= 0) {
       rill_file_t *f;
       int err;
