@@ -466,6 +466,7 @@ describe("plain HTTP uses sendfile(2)", function()
     local log = dir .. "/strace.log"
     local srv = server_script({"strace", "-f", "-qq", "-o", log, "-e",
       "trace=sendfile,write,writev,read,pread64"})
+    finally(srv.stop)
     local code, out = helper.curl(helper.url(srv.port, "/big.txt"))
     srv.stop()
     assert.equal(0, code)
