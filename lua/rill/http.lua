@@ -265,6 +265,13 @@ function Request:json(limit)
   return require("rill.json")._read_request(self, limit)
 end
 
+-- req:decompress([opts]) → true, or nil, err: from now on req.body (and
+-- req:json, req:form, req:parts) reads the body decoded from its
+-- Content-Encoding (gzip, deflate). See rill.middleware.decompress.
+function Request:decompress(opts)
+  return require("rill.middleware.decompress")._request(self, opts)
+end
+
 -- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
 -- or multipart/form-data parts that are streams. See rill.form. (Tail calls:
 -- their errors point at the caller's line.)
@@ -365,6 +372,12 @@ local function body_piece(data, fname)
     t == "table" and " (res:json sends a table as JSON)" or ""), 3)
 end
 
+-- rill.middleware.compress's decision, made just before the head goes
+-- (res._zip is set by the middleware); len is the whole body's size if known.
+local function zip_head(res, len)
+  return require("rill.middleware.compress")._head(res, len)
+end
+
 -- res:write(data): streams a piece of the body; the head goes with the first.
 -- Without a Content-Length header the body is chunked (HTTP/1.1) or ends with
 -- the connection (HTTP/1.0). Waits while the client is slow.
@@ -389,6 +402,7 @@ function Response:write(data, ...)
       return c:_wait_drained(self._g)
     end
   end
+  if self._zip and not self.headers_sent then zip_head(self) end
   self.headers_sent = true
   data = tostring(data)
   local ok, err = self._c:write(self._g, self._status, self._h, data)
@@ -400,6 +414,7 @@ end
 -- and the body is streamed), and sends what was written now rather than
 -- when the handler next waits.
 function Response:flush()
+  if self._zip and not self.headers_sent then zip_head(self) end
   self.headers_sent = true
   return self._c:flush(self._g, self._status, self._h)
 end
@@ -420,9 +435,10 @@ function Response:send(body)
     error(self.finished and "res:send: the response was sent already" or
       "res:send: the response has started (res:write or res:flush); end it with res:finish", 2)
   end
+  if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
+  if self._zip then zip_head(self, #body) end
   self.headers_sent = true
   self.finished = true
-  if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
   local c, g, status, h = self._c, self._g, self._status, self._h
   local n = #h
   if getmetatable(c) == CONN_MT and type(status) == "number" and n <= 2 * MAX_FAST_HEADERS then
@@ -452,6 +468,7 @@ end
 -- res:finish(): ends the response (an empty one if nothing was sent).
 function Response:finish()
   if self.finished then return true end
+  if self._zip and not self.headers_sent then zip_head(self, 0) end
   self.headers_sent = true
   self.finished = true
   return self._c:finish(self._g, self._status, self._h)
@@ -509,6 +526,7 @@ local function dispatch(handler, conn, gen)
   local ok, err = xpcall(handler, caught, req, res)
   if not ok then hooks.failed(err, req, res) end
   if not res.finished then
+    if res._zip and not res.headers_sent then pcall(zip_head, res, 0) end
     res.finished = true
     res.headers_sent = true
     if res._on_finish then
