@@ -95,7 +95,6 @@ int rill__inflate_init(rill_inflate_t *z, int format, uint64_t max) {
   memset(z, 0, sizeof(*z));
   z->format = format;
   z->max = max;
-  /* The deflate format is chosen at the first bytes (zlib or raw). */
   int r = inflateInit2(&z->zs, zlib_wbits(format, 15));
   return r == Z_OK ? 0 : r == Z_MEM_ERROR ? UV_ENOMEM : UV_EINVAL;
 }
@@ -116,14 +115,6 @@ int rill__inflate(rill_inflate_t *z, const char **in, size_t *inlen, char *out, 
     if (z->format != RILL_Z_GZIP) return bad(z, "data after the end of the deflate stream");
     if (inflateReset(&z->zs) != Z_OK) return bad(z, "inflate reset failed");
     z->ended = 0;
-  }
-  if (z->format == RILL_Z_DEFLATE && z->zs.total_in == 0 && z->out == 0) {
-    /* RFC 9110's deflate is zlib; some clients send raw deflate. A zlib
-     * header is CMF = 8 (deflate) with a check: (CMF*256 + FLG) % 31 == 0. */
-    unsigned cmf = *inlen ? (unsigned char)(*in)[0] : 0;
-    unsigned flg = *inlen > 1 ? (unsigned char)(*in)[1] : 0;
-    if (*inlen >= 2 && ((cmf & 0x0f) != 8 || (cmf * 256 + flg) % 31 != 0))
-      if (inflateReset2(&z->zs, -15) != Z_OK) return bad(z, "inflate reset failed");
   }
   /* Room for one byte past the limit: producing it proves the limit passed. */
   size_t room = cap;

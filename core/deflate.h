@@ -65,8 +65,8 @@ typedef struct {
 } rill_inflate_t;
 
 /* Starts a decompressor for format (RILL_Z_GZIP: gzip, several members
- * allowed, as gunzip does; RILL_Z_DEFLATE: zlib, or a raw deflate stream as
- * some clients send) that produces at most max bytes (0: no limit).
+ * allowed, as gunzip does; RILL_Z_DEFLATE: the zlib format, as RFC 9110
+ * defines "deflate") that produces at most max bytes (0: no limit).
  * Returns 0, UV_EINVAL or UV_ENOMEM. */
 int rill__inflate_init(rill_inflate_t *z, int format, uint64_t max);
 /* Inflates from *in (*inlen bytes) into out (cap bytes): advances *in and

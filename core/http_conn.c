@@ -37,6 +37,14 @@ void rill__http_limits_default(rill_http_limits_t *l) {
   l->body_rate_grace_ms = 20000;
 }
 
+/* The compressor of a response, listed to be flushed while it holds input
+ * the client has not been sent (above TLS: its output joins the burst). */
+typedef struct rill_http_zip_s {
+  rill_flush_t fl;
+  rill_http_conn_t *c;
+  rill_deflate_t d;
+} zip_t;
+
 static void conn_process(rill_http_conn_t *c);
 static void conn_drain(rill_http_conn_t *c);
 static void conn_close(rill_http_conn_t *c, int abort);
@@ -238,6 +246,11 @@ int rill__http_server_init(rill_http_server_t *s, rill_worker_t *w) {
 }
 
 void rill__http_server_close(rill_http_server_t *s) {
+  if (s->zip_spare) {
+    rill__deflate_end(&s->zip_spare->d);
+    free(s->zip_spare);
+    s->zip_spare = NULL;
+  }
   if (s->timer) uv_close((uv_handle_t *)s->timer, close_timer_cb);
   s->timer = NULL;
 }
@@ -815,14 +828,6 @@ static int body_broken(rill_http_conn_t *c) {
 
 /* ---- compressed responses ---- */
 
-/* The compressor of a response, listed to be flushed while it holds input
- * the client has not been sent (above TLS: its output joins the burst). */
-typedef struct rill_http_zip_s {
-  rill_flush_t fl;
-  rill_http_conn_t *c;
-  rill_deflate_t d;
-} zip_t;
-
 int rill__http_compress(rill_http_conn_t *c, int format, int level) {
   if (c->resp != R_NONE) return UV_EBUSY;
   if ((format != RILL_Z_GZIP && format != RILL_Z_DEFLATE) || level < 1 || level > 9)
@@ -841,7 +846,15 @@ static void zip_listed(rill_flush_t *f) {
 /* Starts the compressor of a body of len bytes (0: unknown). */
 static int zip_start(rill_http_conn_t *c, uint64_t len) {
   int mem, wbits = rill__deflate_wbits(len, &mem);
-  zip_t *z = malloc(sizeof(*z));
+  zip_t *z = c->srv->zip_spare;
+  if (z && z->d.format == c->zformat && z->d.wbits == wbits && z->d.memlevel == mem &&
+      rill__deflate_reset(&z->d, c->zlevel) == 0) {
+    c->srv->zip_spare = NULL;
+    z->c = c;
+    c->zip = z;
+    return 0;
+  }
+  z = malloc(sizeof(*z));
   if (z == NULL) return UV_ENOMEM;
   memset(&z->fl, 0, sizeof(z->fl));
   z->fl.flush = zip_listed;
@@ -861,6 +874,11 @@ static void zip_free(rill_http_conn_t *c) {
   if (z == NULL) return;
   c->zip = NULL;
   rill__flush_remove(c->w, &z->fl);
+  /* The last one of the full size is kept for the next response. */
+  if (z->d.wbits == 15 && c->srv->zip_spare == NULL && c->srv->timer) {
+    c->srv->zip_spare = z;
+    return;
+  }
   rill__deflate_end(&z->d);
   free(z);
 }

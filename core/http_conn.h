@@ -56,6 +56,10 @@ struct rill_http_server_s {
   uint64_t armed_at; /* when the timer fires; UINT64_MAX: not armed */
   rill_http_conn_t *due_head[4], *due_tail[4];
   rill_http_conn_t *dead; /* closed, to be freed */
+  /* A compressor of a response that ended, kept for the next one (zlib's
+   * state is 256 KiB: allocating and freeing it per response costs page
+   * faults); freed with the server. */
+  struct rill_http_zip_s *zip_spare;
 };
 
 /* Makes s's timer; returns 0 or UV_ENOMEM. */
