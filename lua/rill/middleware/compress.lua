@@ -16,7 +16,8 @@
 --
 -- Negotiation (RFC 9110 12.5.3): q-values count, "*" stands for codings not
 -- named, "q=0" refuses; gzip is preferred to deflate on a tie, and a coding
--- is used only if the client likes it at least as much as identity. No
+-- is used only if the client likes it at least as much as identity (which,
+-- when not named, ranks with the least liked coding named). No
 -- Accept-Encoding header: not compressed.
 --
 -- Not compressed: status 1xx, 204, 206, 304; a response with
@@ -62,15 +63,24 @@ function M.negotiate(accept)
     end
   end
   local star = q["*"]
-  local function of(name, default)
+  local function of(name)
     local v = q[name]
-    if v == nil then v = star or default end
+    if v == nil then v = star or 0 end
     return v
   end
-  local identity = of("identity", 1)
+  -- identity, when not named (nor by "*"), ranks with the least liked
+  -- coding named (as Express's negotiator ranks it): "gzip;q=0.8" alone
+  -- still means gzip.
+  local identity = q.identity or star
+  if identity == nil then
+    identity = 1
+    for _, v in pairs(q) do
+      if v < identity then identity = v end
+    end
+  end
   local best, bq = nil, 0
   for _, name in ipairs({"gzip", "deflate"}) do
-    local v = of(name, 0)
+    local v = of(name)
     if v > bq then best, bq = name, v end
   end
   if best and bq >= identity then return best end
