@@ -267,9 +267,9 @@ end
 
 -- req:decompress([opts]) → true, or nil, err: from now on req.body (and
 -- req:json, req:form, req:parts) reads the body decoded from its
--- Content-Encoding (gzip, deflate). See rill.middleware.decompress.
+-- Content-Encoding (gzip, deflate). See rill.encoding.
 function Request:decompress(opts)
-  return require("rill.middleware.decompress")._request(self, opts)
+  return require("rill.encoding")._decompress_request(self, opts)
 end
 
 -- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
@@ -375,7 +375,7 @@ end
 -- rill.middleware.compress's decision, made just before the head goes
 -- (res._zip is set by the middleware); len is the whole body's size if known.
 local function zip_head(res, len)
-  return require("rill.middleware.compress")._head(res, len)
+  return require("rill.encoding")._head(res, len)
 end
 
 -- res:write(data): streams a piece of the body; the head goes with the first.
