@@ -28,7 +28,7 @@ static int vt_peek(rill_stream_t *base, const char **p, size_t *n) {
     return 0;
   }
   if (s->err) return s->err;
-  if (s->below == NULL) return fail(s, RILL_ECLOSED);
+  if (s->below == NULL) return s->z.ended ? RILL_EOF : fail(s, RILL_ECLOSED);
   for (;;) {
     const char *in;
     size_t inlen;
@@ -72,7 +72,7 @@ static void vt_consume(rill_stream_t *base, size_t n) {
 static int vt_fill(rill_stream_t *base) {
   rill_inflate_stream_t *s = S(base);
   if (s->err) return s->err;
-  if (s->below == NULL) return fail(s, RILL_ECLOSED);
+  if (s->below == NULL) return s->z.ended ? RILL_EOF : fail(s, RILL_ECLOSED);
   int r = rill__stream_fill(s->below);
   if (r < 0 && r != RILL_EOF) return fail(s, r);
   return r;
@@ -114,12 +114,14 @@ static void below_readable(rill_binding_t *b, int status) {
   rill__stream_readable(&s->base, status == RILL_EOF ? 0 : status);
 }
 
-/* The body below is retired (its request ended) or closing. */
+/* The body below is retired (its request ended) or closing. Our reader
+ * stays bound, and is told as a body tells its reader when its transport
+ * goes: it owns us, and closes (frees) us when it is done. */
 static void below_gone(rill_binding_t *b) {
   rill_inflate_stream_t *s = rill__container_of(b, rill_inflate_stream_t, bb);
   s->below = NULL;
   s->on_error = NULL; /* its owner (a request) is over */
-  rill__stream_gone(&s->base);
+  rill__stream_readable(&s->base, RILL_ECLOSED);
 }
 
 static const rill_binding_ops_t below_ops = {

@@ -35,7 +35,9 @@ struct rill_inflate_stream_s {
  * RILL_Z_DEFLATE), failing with RILL_EBODY past max inflated bytes (0: no
  * limit). It binds to below (which must have nothing bound that reads it
  * meanwhile). Closing it unbinds and frees it; below is not closed. Returns
- * NULL when out of memory. */
+ * NULL when out of memory. When below goes (a request's body at the end of
+ * the request), reads fail with RILL_ECLOSED (or end, if the compressed
+ * stream had ended); the reader still closes it. */
 rill_inflate_stream_t *rill__inflate_stream_new(rill_worker_t *w, rill_stream_t *below,
                                                 int format, uint64_t max);
 

@@ -188,6 +188,9 @@ function M._head(res, len)
   local etag = res:header("ETag")
   if type(etag) == "string" and sub(etag, 1, 1) == '"' then res:header("ETag", "W/" .. etag) end
   res._c:_compress(res._g, enc, cfg.level)
+  -- The body is transformed: a file's bytes go through res:write (the
+  -- compressor), not sendfile (rill.http's res:write_file checks this).
+  res._transform = enc
 end
 
 function M.compress(opts)

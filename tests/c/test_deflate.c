@@ -26,7 +26,7 @@ static void put(buf_t *b, const void *p, size_t n) {
     b->cap = (b->len + n) * 2;
     b->p = realloc(b->p, b->cap);
   }
-  memcpy(b->p + b->len, p, n);
+  if (n) memcpy(b->p + b->len, p, n);
   b->len += n;
 }
 
