@@ -134,7 +134,12 @@ int rill__inflate(rill_inflate_t *z, const char **in, size_t *inlen, char *out, 
   *in += used;
   *inlen -= used;
   z->out += n;
-  if (z->max && z->out > z->max) return z->err = RILL_EBODY;
+  if (z->max && z->out > z->max) {
+    /* The byte past the limit is dropped; those up to it are given. */
+    *produced = n - (size_t)(z->out - z->max);
+    z->out = z->max;
+    return z->err = RILL_EBODY;
+  }
   *produced = n;
   switch (r) {
   case Z_OK:

@@ -72,9 +72,10 @@ int rill__inflate_init(rill_inflate_t *z, int format, uint64_t max);
 /* Inflates from *in (*inlen bytes) into out (cap bytes): advances *in and
  * *inlen past what it used and sets *produced. Returns 0 (call again with
  * more input or more room), RILL_EOF once the stream has ended (input after
- * the end is left unused, except more gzip members), RILL_EBODY past max
- * (nothing past max is produced), or RILL_EPROTO for corrupt input (z->msg
- * says why). Errors stay. */
+ * the end is left unused, except more gzip members), RILL_EBODY once the
+ * output would pass max (*produced then counts the bytes up to max, so the
+ * total given is exactly max), or RILL_EPROTO for corrupt input (z->msg
+ * says why; *produced counts what came before it). Errors stay. */
 int rill__inflate(rill_inflate_t *z, const char **in, size_t *inlen, char *out, size_t cap,
                   size_t *produced);
 void rill__inflate_end(rill_inflate_t *z);
