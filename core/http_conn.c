@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deflate.h"
 #include "http_conn.h"
 
 enum { R_NONE, R_STREAMING, R_DONE };
@@ -36,11 +37,21 @@ void rill__http_limits_default(rill_http_limits_t *l) {
   l->body_rate_grace_ms = 20000;
 }
 
+/* The compressor of a response, listed to be flushed while it holds input
+ * the client has not been sent (above TLS: its output joins the burst). */
+typedef struct rill_http_zip_s {
+  rill_flush_t fl;
+  rill_http_conn_t *c;
+  rill_deflate_t d;
+} zip_t;
+
 static void conn_process(rill_http_conn_t *c);
 static void conn_drain(rill_http_conn_t *c);
 static void conn_close(rill_http_conn_t *c, int abort);
 static int body_broken(rill_http_conn_t *c);
 static void conn_free_later(rill_http_conn_t *c);
+static void zip_free(rill_http_conn_t *c);
+static int zip_put(rill_http_conn_t *c, const char *p, size_t len, int flush);
 
 /* ---- output ---- */
 
@@ -80,6 +91,7 @@ static int out_write(rill_http_conn_t *c, const uv_buf_t *extra, unsigned nextra
 }
 
 void rill__http_conn_flush(rill_http_conn_t *c) {
+  if (c->zip && c->t && c->state != RILL_CONN_CLOSED) zip_put(c, NULL, 0, Z_SYNC_FLUSH);
   if (c->olen && c->t && c->state != RILL_CONN_CLOSED) out_write(c, NULL, 0);
 }
 
@@ -234,6 +246,11 @@ int rill__http_server_init(rill_http_server_t *s, rill_worker_t *w) {
 }
 
 void rill__http_server_close(rill_http_server_t *s) {
+  if (s->zip_spare) {
+    rill__deflate_end(&s->zip_spare->d);
+    free(s->zip_spare);
+    s->zip_spare = NULL;
+  }
   if (s->timer) uv_close((uv_handle_t *)s->timer, close_timer_cb);
   s->timer = NULL;
 }
@@ -439,6 +456,7 @@ static void dispatch(rill_http_conn_t *c, const char *p, size_t hl) {
   c->close_after = c->head->method == HTTP_CONNECT;
   c->resp = R_NONE;
   c->resp_left = 0;
+  c->zformat = 0;
 
   c->state = RILL_CONN_HANDLER;
   c->handler_running = 1;
@@ -575,6 +593,7 @@ static void conn_drain(rill_http_conn_t *c) {
 static void end_request(rill_http_conn_t *c) {
   rill__http_file_free(c);
   c->piece_left = 0;
+  zip_free(c);
   /* The request's body stream dies with it: its readers are told. */
   rill__stream_gone(&c->body->base);
   c->gen = ++c->srv->gen_seq;
@@ -624,6 +643,10 @@ rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
   c->t = NULL;
   c->state = RILL_CONN_UPGRADED;
   return t;
+}
+
+void rill__http_conn_body_failed(rill_http_conn_t *c, int err) {
+  if (c->body && c->body->err == 0) c->body->err = err;
 }
 
 void rill__http_conn_cut(rill_http_conn_t *c, int err) {
@@ -722,11 +745,11 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   int nobody = status < 200 || status == 204 || status == 304;
   if (nobody)
     c->framing = FR_NOBODY;
-  else if (length >= 0 && !(c->is_head && has_len)) {
+  else if (length >= 0 && !c->zformat && !(c->is_head && has_len)) {
     /* (A HEAD answer keeps the length its handler gave: that of the GET.) */
     c->framing = FR_LENGTH;
     c->resp_left = (uint64_t)length;
-  } else if (has_len) {
+  } else if (has_len && !c->zformat) {
     c->framing = FR_LENGTH;
     c->resp_left = user_len;
   } else if (c->head->minor >= 1) {
@@ -784,7 +807,7 @@ static int body_broken(rill_http_conn_t *c) {
   const char *why;
   if (err == RILL_EPROTO) {
     status = 400;
-    why = "invalid chunked body";
+    why = "invalid request body (framing or encoding)";
   } else if (err == RILL_EBODY) {
     status = 413;
     why = "request body too large";
@@ -807,10 +830,108 @@ static int body_broken(rill_http_conn_t *c) {
   return 1;
 }
 
+/* ---- compressed responses ---- */
+
+int rill__http_compress(rill_http_conn_t *c, int format, int level) {
+  if (c->resp != R_NONE) return UV_EBUSY;
+  if ((format != RILL_Z_GZIP && format != RILL_Z_DEFLATE) || level < 1 || level > 9)
+    return UV_EINVAL;
+  c->zformat = format;
+  c->zlevel = level;
+  return 0;
+}
+
+static void zip_listed(rill_flush_t *f) {
+  zip_t *z = rill__container_of(f, zip_t, fl);
+  rill_http_conn_t *c = z->c;
+  if (c->t && c->state != RILL_CONN_CLOSED) zip_put(c, NULL, 0, Z_SYNC_FLUSH);
+}
+
+/* Starts the compressor of a body of len bytes (0: unknown). */
+static int zip_start(rill_http_conn_t *c, uint64_t len) {
+  int mem, wbits = rill__deflate_wbits(len, &mem);
+  zip_t *z = c->srv->zip_spare;
+  if (z && z->d.format == c->zformat && z->d.wbits == wbits && z->d.memlevel == mem &&
+      rill__deflate_reset(&z->d, c->zlevel) == 0) {
+    c->srv->zip_spare = NULL;
+    z->c = c;
+    c->zip = z;
+    return 0;
+  }
+  z = malloc(sizeof(*z));
+  if (z == NULL) return UV_ENOMEM;
+  memset(&z->fl, 0, sizeof(z->fl));
+  z->fl.flush = zip_listed;
+  z->fl.level = RILL_FLUSH_HTTP;
+  z->c = c;
+  int r = rill__deflate_init(&z->d, c->zformat, c->zlevel, wbits, mem);
+  if (r) {
+    free(z);
+    return r;
+  }
+  c->zip = z;
+  return 0;
+}
+
+static void zip_free(rill_http_conn_t *c) {
+  zip_t *z = c->zip;
+  if (z == NULL) return;
+  c->zip = NULL;
+  rill__flush_remove(c->w, &z->fl);
+  /* The last one of the full size is kept for the next response. */
+  if (z->d.wbits == 15 && c->srv->zip_spare == NULL && c->srv->timer) {
+    c->srv->zip_spare = z;
+    return;
+  }
+  rill__deflate_end(&z->d);
+  free(z);
+}
+
+/* The compressor's output, framed as the body's. */
+static int zip_emit(void *arg, const char *p, size_t n) {
+  rill_http_conn_t *c = arg;
+  uv_buf_t bufs[2];
+  unsigned k = 0;
+  bufs[k++] = uv_buf_init((char *)p, (unsigned)n);
+  if (c->framing == FR_CHUNKED) {
+    if (out_reserve(c, 20)) return UV_ENOMEM;
+    c->olen += rill__http_hex(c->out + c->olen, n);
+    OUT_LIT(c, "\r\n");
+    bufs[k++] = uv_buf_init("\r\n", 2);
+  }
+  return out_write(c, bufs, k);
+}
+
+static int zip_put(rill_http_conn_t *c, const char *p, size_t len, int flush) {
+  zip_t *z = c->zip;
+  if (c->werr) return c->werr;
+  int r = rill__deflate_put(&z->d, p, len, flush, zip_emit, c);
+  if (z->d.pending)
+    rill__flush_add(c->w, &z->fl);
+  else
+    rill__flush_remove(c->w, &z->fl);
+  return r;
+}
+
+/* ---- responses, continued ---- */
+
 int rill__http_respond(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                       const char *body, size_t len) {
   if (c->resp != R_NONE) return UV_EBUSY;
   if (body_broken(c)) return 0;
+  if (c->zformat) {
+    /* The whole body through the compressor, as a streamed one. */
+    int r = build_head(c, status, h, nh, -1);
+    if (r) return r;
+    c->resp = R_STREAMING;
+    if (!c->is_head && c->framing != FR_NOBODY && len > 0) {
+      if ((r = zip_start(c, len)) != 0) return r;
+      r = zip_put(c, body, len, Z_FINISH);
+      if (r < 0 && r != RILL_EAGAIN) return r;
+    }
+    int f = rill__http_finish(c, status, h, nh);
+    return f ? f : r;
+  }
   int r = build_head(c, status, h, nh, (int64_t)len);
   if (r) return r;
   c->resp = R_DONE;
@@ -836,12 +957,15 @@ int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
     int r = build_head(c, status, h, nh, -1);
     if (r) return r;
     c->resp = R_STREAMING;
+    if (c->zformat && !c->is_head && c->framing != FR_NOBODY && (r = zip_start(c, 0)) != 0)
+      return r;
   }
   if (c->is_head || c->framing == FR_NOBODY) {
     int r = out_write(c, NULL, 0);
     return r == 0 && len > 0 ? RILL_HTTP_NOBODY : r;
   }
   if (len == 0) return out_write(c, NULL, 0);
+  if (c->zip) return zip_put(c, data, len, Z_NO_FLUSH);
   if (c->framing == FR_LENGTH) {
     if (len > c->resp_left) return RILL_EBODY;
     c->resp_left -= len;
@@ -898,6 +1022,11 @@ int rill__http_finish(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   if (c->resp == R_DONE) return 0;
   if (c->resp == R_NONE) return rill__http_respond(c, status, h, nh, "", 0);
   c->resp = R_DONE;
+  if (c->zip) {
+    int r = zip_put(c, NULL, 0, Z_FINISH);
+    zip_free(c);
+    if (r < 0 && r != RILL_EAGAIN && c->werr == 0) c->werr = r;
+  }
   if (c->piece_left > 0 && c->werr == 0) c->werr = RILL_ECLOSED; /* a file cut short */
   if (c->werr) return c->werr; /* cut: no last chunk */
   if (c->framing == FR_CHUNKED && !c->is_head) {
@@ -938,6 +1067,7 @@ static void conn_close(rill_http_conn_t *c, int abort) {
   if (c->state == RILL_CONN_CLOSED) return;
   if (!abort) rill__http_conn_flush(c);
   c->state = RILL_CONN_CLOSED;
+  zip_free(c);
   timer_clear(c);
   rill__http_file_free(c);
   if (c->body) {

@@ -58,6 +58,10 @@ struct rill_http_server_s {
   uint64_t armed_at; /* when the timer fires; UINT64_MAX: not armed */
   rill_http_conn_t *due_head[4], *due_tail[4];
   rill_http_conn_t *dead; /* closed, to be freed */
+  /* A compressor of a response that ended, kept for the next one (zlib's
+   * state is 256 KiB: allocating and freeing it per response costs page
+   * faults); freed with the server. */
+  struct rill_http_zip_s *zip_spare;
 };
 
 /* Makes s's timer; returns 0 or UV_ENOMEM. */
@@ -119,6 +123,10 @@ struct rill_http_conn_s {
   unsigned keepalive : 1, close_after : 1, is_head : 1;
   unsigned watching : 1, peer_gone : 1; /* see rill__http_conn_watch */
   int werr;
+  /* Response compression (rill__http_compress): the format asked for, and
+   * the compressor while the body streams. */
+  int zformat, zlevel;
+  struct rill_http_zip_s *zip;
   char *out; /* head and framing bytes not yet written */
   size_t olen, ocap;
   uint64_t piece_left; /* bytes of a body piece written outside (a file) still to come */
@@ -183,6 +191,19 @@ void rill__http_file_free(rill_http_conn_t *c);
 int rill__http_piece_begin(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,
                            uint64_t len);
 void rill__http_piece_sent(rill_http_conn_t *c, uint64_t n);
+/* Compresses the response about to start: its body goes through a gzip or
+ * zlib compressor (format RILL_Z_GZIP or RILL_Z_DEFLATE, level 1-9), and
+ * leaves chunked (HTTP/1.1) or delimited by the connection's end (HTTP/1.0);
+ * a Content-Length given is not sent. The layer above sets Content-Encoding
+ * and the other headers. The compressed bytes are gathered like any write:
+ * what was written is flushed (Z_SYNC_FLUSH) when the burst leaves (the
+ * handler waits or ends, rill__http_conn_flush, the end of the loop turn),
+ * so each burst arrives whole; Z_FINISH at the end. State per response:
+ * zlib's (256 KiB at most, less for a short body given whole) and a 16 KiB
+ * buffer, freed when the response ends. HEAD and bodiless statuses get the
+ * head a compressed body would have, with no compressor. Returns 0, or
+ * UV_EBUSY if the response has started, or UV_EINVAL. */
+int rill__http_compress(rill_http_conn_t *c, int format, int level);
 
 /* Answers the current request with a head (101 for an upgrade, 200 for a
  * CONNECT) made of status line, Date and the given fields as they are, and
@@ -207,6 +228,11 @@ rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
  * close, or HTTP/1.0 without keep-alive) is not watched: its client may
  * half-close after sending it (as `nc -N` does) and still wants the answer. */
 void rill__http_conn_watch(rill_http_conn_t *c);
+
+/* The body as the handler reads it (decoded by a layer above the body
+ * stream) failed with err: RILL_EBODY (413) or RILL_EPROTO (400). The
+ * request is answered as for a broken body, whatever the handler sends. */
+void rill__http_conn_body_failed(rill_http_conn_t *c, int err);
 
 /* The response cannot be finished (a write waited past its deadline): every
  * later write fails, and the connection is cut, not ended, when the handler

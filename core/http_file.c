@@ -136,7 +136,7 @@ int rill__http_sendfile(rill_http_conn_t *c, int status, const rill_hdr_t *h, si
    * must pass through the write path returns UV_ENOTSUP here, before the
    * head is sent, and its caller writes the file through rill__http_write. */
   if (c->t == NULL) return c->werr ? c->werr : RILL_ECLOSED;
-  if (c->t->vt->sendfile_fd == NULL) return UV_ENOTSUP;
+  if (c->t->vt->sendfile_fd == NULL || c->zformat) return UV_ENOTSUP;
   if (len == 0 || off < 0) return UV_EINVAL;
   rill_http_file_t *sf = c->file;
   if (sf && sf->busy) return UV_EBUSY;

@@ -19,6 +19,7 @@
 
 #include "file.h"
 #include "http_conn.h"
+#include "inflate_stream.h"
 #include "lua_core.h"
 #include "lua_ffi.h"
 #include "lua_stream.h"
@@ -748,6 +749,44 @@ static int l_body_max(lua_State *L) {
   return 0;
 }
 
+static const char *const z_formats[] = {"gzip", "deflate", NULL};
+
+/* conn:_compress(gen, format, level): the response, not started yet, is
+ * compressed ("gzip" or "deflate", level 1-9); see rill__http_compress. */
+static int l_compress(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  int format = luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Integer level = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, level >= 1 && level <= 9, 4, "a level 1-9");
+  if (rill__http_compress(c, format, (int)level) != 0)
+    return luaL_error(L, "the response has already started");
+  return 0;
+}
+
+/* A decoded body passed its limit or was corrupt: the request is answered
+ * 413 or 400. */
+static void inflate_failed(rill_inflate_stream_t *s, int err) {
+  rill__http_conn_body_failed(s->data, err);
+}
+
+/* conn:_inflate(gen, format, max) → a stream of the request body inflated
+ * ("gzip" or "deflate"), failing with "too large" past max bytes (0: no
+ * limit), and with the request answered 413 (or 400 for corrupt data). */
+static int l_inflate(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  int format = luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Number max = luaL_checknumber(L, 4);
+  luaL_argcheck(L, max >= 0, 4, "a byte count");
+  if (c->body->base.top) return luaL_error(L, "the body stream was taken already");
+  rill_inflate_stream_t *s = rill__inflate_stream_new(
+      c->w, &c->body->base, format, max >= 1.8e19 ? 0 : (uint64_t)max);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  s->on_error = inflate_failed;
+  s->data = c;
+  rill__lstream_push(L, &s->base, 1, -1);
+  return 1;
+}
+
 /* conn:upgrade(gen, headers [, status]) → the connection's stream, after a
  * 101 head (or 200 for a CONNECT) made of headers; nil if the request had a
  * body or the response started. */
@@ -934,6 +973,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {"_result", l_result},
       {"_response", l_response}, {"_cut", l_cut}, {"_abort", l_abort}, {"_body_max", l_body_max},
       {"_started", l_started}, {"_sendfile", l_sendfile},
+      {"_compress", l_compress}, {"_inflate", l_inflate},
       {NULL, NULL},
   };
   rill__register(L, w, funcs);

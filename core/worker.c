@@ -96,7 +96,9 @@ static void flush_cb(uv_handle_t *h);
 
 void rill__flush_add(rill_worker_t *w, rill_flush_t *f) {
   if (f->listed) return;
-  int idle = w->flush_head[0] == NULL && w->flush_head[1] == NULL;
+  int idle = 1;
+  for (int i = 0; i < RILL_FLUSH_LEVELS; i++)
+    if (w->flush_head[i]) idle = 0;
   f->listed = 1;
   f->prev = NULL;
   f->next = w->flush_head[f->level];
@@ -120,10 +122,17 @@ void rill__flush_remove(rill_worker_t *w, rill_flush_t *f) {
 }
 
 void rill__worker_flush(rill_worker_t *w) {
-  rill_flush_t *f;
-  while ((f = w->flush_head[RILL_FLUSH_ABOVE]) || (f = w->flush_head[RILL_FLUSH_TRANSPORT])) {
+  /* A flush at one level adds to the levels below it: start again from
+   * the top after each. */
+  for (int i = RILL_FLUSH_LEVELS - 1; i >= 0;) {
+    rill_flush_t *f = w->flush_head[i];
+    if (f == NULL) {
+      i--;
+      continue;
+    }
     rill__flush_remove(w, f);
     f->flush(f);
+    i = RILL_FLUSH_LEVELS - 1;
   }
 }
 

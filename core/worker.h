@@ -49,9 +49,11 @@ void rill__worker_add_service(rill_worker_t *w, rill_service_t *svc);
  * rill__worker_flush) and, for writes made outside tasks, at the end of the
  * loop turn (before the loop next waits for I/O). Nothing waits on a timer.
  * Layers above a transport that gather too (TLS seals its plaintext into
- * records) are flushed first, so that their bytes join the same write. */
+ * records; a compressed HTTP response flushes its compressor above that)
+ * are flushed first, highest level first, so that their bytes join the same
+ * write. */
 typedef struct rill_flush_s rill_flush_t;
-enum { RILL_FLUSH_TRANSPORT, RILL_FLUSH_ABOVE };
+enum { RILL_FLUSH_TRANSPORT, RILL_FLUSH_ABOVE, RILL_FLUSH_HTTP, RILL_FLUSH_LEVELS };
 struct rill_flush_s {
   rill_flush_t *prev, *next;
   void (*flush)(rill_flush_t *f);
@@ -113,7 +115,7 @@ struct rill_worker_s {
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
   uint64_t requests; /* HTTP requests dispatched */
-  rill_flush_t *flush_head[2]; /* holding gathered writes, by level */
+  rill_flush_t *flush_head[RILL_FLUSH_LEVELS]; /* holding gathered writes, by level */
   uv_prepare_t flush_prepare;
   uv_check_t flush_check;
   int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */

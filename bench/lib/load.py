@@ -53,12 +53,15 @@ def _result(out, tool):
     return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
 
 
-def wrk(run, srv, path, pipeline=1, duration=None, shared=None, threads=1, cpu=None):
+def wrk(run, srv, path, pipeline=1, duration=None, shared=None, threads=1, cpu=None,
+        headers=()):
     """wrk -t<threads> -c50 on path for the run's duration (on cpu, default
-    procs.CPU_CLIENT); pipeline > 1 sends that many requests per write.
-    Returns requests/s, p50/p99 latency in ms and the server's CPU µs per
-    request (all its processes and threads, from /proc)."""
-    argv = ["wrk", f"-t{threads}", "-c50", f"-d{duration or run.duration}s", "-s",
+    procs.CPU_CLIENT); pipeline > 1 sends that many requests per write;
+    headers ("Name: value") are added to each request. Returns requests/s,
+    p50/p99 latency in ms and the server's CPU µs per request (all its
+    processes and threads, from /proc)."""
+    argv = ["wrk", f"-t{threads}", "-c50", f"-d{duration or run.duration}s",
+            *(a for h in headers for a in ("-H", h)), "-s",
             str(LIB / "wrk.lua"), srv.url(path), "--", str(pipeline)]
     cpu_before = srv.cpu_seconds()
     shared_before = shared.cpu_seconds() if shared else 0
@@ -79,10 +82,10 @@ def wrk(run, srv, path, pipeline=1, duration=None, shared=None, threads=1, cpu=N
         "cpu_us": server_cpu * 1e6 / r["requests"], "client_cpu": client_cpu})
 
 
-def warm_up(run, srv, path):
+def warm_up(run, srv, path, headers=()):
     """A short wrk run whose figures are dropped: JIT compilers (LuaJIT, V8)
     and lazily built state are warm before the measurement."""
-    wrk(run, srv, path, duration=run.warmup)
+    wrk(run, srv, path, duration=run.warmup, headers=headers)
 
 
 # curl's -w output after the response body. --speed-time/--speed-limit make
@@ -100,6 +103,13 @@ def _curl(argv, what, stdin=None):
     if status != "200":
         raise BenchError(f"{what}: HTTP status {status}: {out[-300:]}")
     return body.strip(), int(size), float(seconds), client_cpu
+
+
+def response_size(srv, path, headers=()):
+    """The size in bytes of one response body as sent (not decoded), with
+    headers ("Name: value") on the request."""
+    argv = [*(a for h in headers for a in ("-H", h)), "-o", "/dev/null", srv.url(path)]
+    return _curl(argv, f"GET {path}")[1]
 
 
 def upload(run, srv, path, chunked, shared=None):

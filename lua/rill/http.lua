@@ -274,6 +274,13 @@ function Request:json(limit)
   return require("rill.json")._read_request(self, limit)
 end
 
+-- req:decompress([opts]) → true, or nil, err: from now on req.body (and
+-- req:json, req:form, req:parts) reads the body decoded from its
+-- Content-Encoding (gzip, deflate). See rill.encoding.
+function Request:decompress(opts)
+  return require("rill.encoding")._decompress_request(self, opts)
+end
+
 -- req:form([limit]) and req:parts([opts]): the body as an urlencoded form,
 -- or multipart/form-data parts that are streams. See rill.form. (Tail calls:
 -- their errors point at the caller's line.)
@@ -374,6 +381,12 @@ local function body_piece(data, fname)
     t == "table" and " (res:json sends a table as JSON)" or ""), 3)
 end
 
+-- rill.middleware.compress's decision, made just before the head goes
+-- (res._zip is set by the middleware); len is the whole body's size if known.
+local function zip_head(res, len)
+  return require("rill.encoding")._head(res, len)
+end
+
 -- res:write(data): streams a piece of the body; the head goes with the first.
 -- Without a Content-Length header the body is chunked (HTTP/1.1) or ends with
 -- the connection (HTTP/1.0). Waits while the client is slow.
@@ -398,6 +411,7 @@ function Response:write(data, ...)
       return c:_wait_drained(self._g)
     end
   end
+  if self._zip and not self.headers_sent then zip_head(self) end
   self.headers_sent = true
   data = tostring(data)
   local ok, err = self._c:write(self._g, self._status, self._h, data)
@@ -409,6 +423,7 @@ end
 -- and the body is streamed), and sends what was written now rather than
 -- when the handler next waits.
 function Response:flush()
+  if self._zip and not self.headers_sent then zip_head(self) end
   self.headers_sent = true
   return self._c:flush(self._g, self._status, self._h)
 end
@@ -429,9 +444,10 @@ function Response:send(body)
     error(self.finished and "res:send: the response was sent already" or
       "res:send: the response has started (res:write or res:flush); end it with res:finish", 2)
   end
+  if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
+  if self._zip then zip_head(self, #body) end
   self.headers_sent = true
   self.finished = true
-  if body == nil then body = "" elseif type(body) ~= "string" then body = tostring(body) end
   local c, g, status, h = self._c, self._g, self._status, self._h
   local n = #h
   if getmetatable(c) == CONN_MT and type(status) == "number" and n <= 2 * MAX_FAST_HEADERS then
@@ -524,6 +540,9 @@ local function write_file(res, file, offset, length)
   offset, length = file_range(file, offset, length)
   if not offset then return nil, length end
   if length == 0 or no_body(res) then return res:write("") end
+  -- rill.middleware.compress decides before the head goes; if it compresses,
+  -- it sets res._transform.
+  if res._zip and not res.headers_sent then zip_head(res) end
   -- The hook for body transforms (compression, rill.middleware): a response
   -- whose body is transformed sets res._transform, and its bytes go through
   -- res:write; otherwise plain HTTP sends the file with sendfile(2).
@@ -603,6 +622,7 @@ end
 -- res:finish(): ends the response (an empty one if nothing was sent).
 function Response:finish()
   if self.finished then return true end
+  if self._zip and not self.headers_sent then zip_head(self, 0) end
   self.headers_sent = true
   self.finished = true
   return self._c:finish(self._g, self._status, self._h)
@@ -660,6 +680,7 @@ local function dispatch(handler, conn, gen)
   local ok, err = xpcall(handler, caught, req, res)
   if not ok then hooks.failed(err, req, res) end
   if not res.finished then
+    if res._zip and not res.headers_sent then pcall(zip_head, res, 0) end
     res.finished = true
     res.headers_sent = true
     if res._on_finish then

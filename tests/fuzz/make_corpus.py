@@ -309,6 +309,25 @@ def multipart():
     write(t, "broken", 0, "--b\r\nA: 1\r\n 2\r\n\r\n--bX")
 
 
+def inflate():
+    """fuzz_inflate: gzip (cfg bit 0 clear) and zlib (set) streams; bits 1-3
+    the limit, bits 4-5 the output buffer."""
+    import gzip
+    import zlib
+    t = "fuzz_inflate"
+    text = b"alpha bravo charlie delta echo " * 40
+    write(t, "gzip", 3 << 1 | 2 << 4, gzip.compress(text))
+    write(t, "gzip_small_limit", 2 << 1, gzip.compress(text))
+    write(t, "gzip_two_members", 5 << 1 | 1 << 4, gzip.compress(b"one ") + gzip.compress(b"two"))
+    write(t, "zlib", 1 | 4 << 1 | 3 << 4, zlib.compress(text, 9))
+    write(t, "zlib_trailing", 1 | 3 << 1, zlib.compress(b"abc") + b"junk")
+    write(t, "bomb", 5 << 1 | 3 << 4, gzip.compress(bytes(1 << 20), 9))
+    sync = zlib.compressobj(6, zlib.DEFLATED, 31)
+    write(t, "gzip_sync_flushed", 3 << 1, sync.compress(text) + sync.flush(zlib.Z_SYNC_FLUSH))
+    write(t, "truncated", 6 << 1, gzip.compress(text)[:40])
+    write(t, "not_gzip", 0, b"hello, world")
+
+
 def main():
     for target in os.listdir(CORPUS) if os.path.isdir(CORPUS) else []:
         shutil.rmtree(os.path.join(CORPUS, target))
@@ -319,6 +338,7 @@ def main():
     http_conn()
     ws_conn()
     multipart()
+    inflate()
     regressions()
 
 

@@ -3,11 +3,12 @@
 --   app:use(rill.middleware.logger())
 --   app:use("/api", rill.middleware.cors{origins = {"https://app.example"}})
 --
--- logger, cors, request_id, body_limit, basic_auth, timeout: each is a
+-- logger, cors, request_id, body_limit, basic_auth, timeout, compress,
+-- decompress: each is a
 -- function of its options that returns a middleware function(req, res,
 -- next); its module (rill.middleware.NAME) describes the options.
 local NAMES = {logger = true, cors = true, request_id = true, body_limit = true,
-  basic_auth = true, timeout = true}
+  basic_auth = true, timeout = true, compress = true, decompress = true}
 
 return setmetatable({}, {
   __index = function(t, k)
