@@ -7,6 +7,12 @@
  * byte stream, next() and a close waiting for the peer's are four ways of
  * driving that loop; the W_* bits say which of them wait for it to go on.
  *
+ * permessage-deflate (RFC 7692) sits between that loop and its drivers: a
+ * compressed message's payload is inflated into a pooled buffer as it is
+ * pulled (inflating() over frames()), and a compressed message's frames
+ * are deflated as they are sent (send_deflated()). Checks that apply to a
+ * message's content (UTF-8, max_message) then apply to the inflated bytes.
+ *
  * Replies the reader sends by itself (pongs) obey the transport's high-water
  * mark like any write: while the transport is above it, the reader stops at
  * a ping and reads nothing more until the transport drains. So a peer that
@@ -122,10 +128,118 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   return sent(ws, last);
 }
 
+/* One frame of n bytes at p: the deflater's output. */
+static int send_bytes(rill_websocket_t *ws, int opcode, int fin, const uint8_t *p, size_t n) {
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  return send_frame(ws, opcode, fin, &b, n ? 1 : 0);
+}
+
+/* Deflates a data frame's payload (bufs) and sends it: as one frame, or as
+ * several when the output passes a buffer (RFC 7692 lets a compressed
+ * message's fragments cut its bytes anywhere). The message's first frame
+ * carries RSV1; its last drops the 00 00 ff ff tail of the sync flush
+ * (§7.2.1). Memory: a pooled buffer for the call, and the deflater, which
+ * without context takeover goes at the message's end. Returns as
+ * send_frame. */
+static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                         unsigned nbufs) {
+  if (ws->t == NULL) return RILL_ECLOSED;
+  rill_wsz_t *z = ws->outz;
+  if (z == NULL &&
+      (z = ws->outz = rill__wsz_deflater(ws->o.z_own_bits, ws->o.z_level, ws->o.z_mem_level)) ==
+          NULL)
+    return UV_ENOMEM;
+  uint8_t *out = (uint8_t *)rill__buf_get(ws->w);
+  if (out == NULL) return UV_ENOMEM;
+  const size_t cap = RILL_BUF_SIZE;
+  size_t len = 0;
+  int op = opcode == RILL_WS_CONT ? RILL_WS_CONT : (opcode | RILL_WS_RSV1);
+  int last = 0, r = 0;
+  unsigned i = 0;
+  const uint8_t *in = nbufs ? (const uint8_t *)bufs[0].base : NULL;
+  size_t left = nbufs ? bufs[0].len : 0;
+  for (;;) {
+    /* The buffers but the last go without a flush: one flush a frame. */
+    int flush = i + 1 >= nbufs;
+    size_t used, made;
+    int d = rill__wsz_deflate(z, in, left, &used, out + len, cap - len, &made, flush);
+    if (d < 0 || (d == 0 && used == 0 && made == 0 && len < cap)) {
+      r = UV_EIO;
+      break;
+    }
+    in += used;
+    left -= used;
+    len += made;
+    if (d == 1) {
+      if (flush) break;
+      i++;
+      in = (const uint8_t *)bufs[i].base;
+      left = bufs[i].len;
+      continue;
+    }
+    if (len < cap) continue;
+    /* Full: all but the last 4 bytes go as a fragment (they may be the
+     * tail, which the message's last frame must drop). */
+    r = send_bytes(ws, op, 0, out, len - 4);
+    if (r < 0 && r != RILL_EAGAIN) break;
+    if (r == RILL_EAGAIN) last = r;
+    r = 0;
+    ws->out_z_bytes += len - 4;
+    op = RILL_WS_CONT;
+    memmove(out, out + len - 4, 4);
+    len = 4;
+  }
+  if (r == 0) {
+    if (fin) {
+      if (len >= 4 && memcmp(out + len - 4, rill__wsz_tail, 4) == 0) len -= 4;
+      /* An empty compressed message is one 0x00 byte (§7.2.3.6): with the
+       * tail, an empty stored block. */
+      if (len == 0 && ws->out_z_bytes == 0) out[len++] = 0;
+    }
+    r = send_bytes(ws, op, fin, out, len);
+    ws->out_z_bytes += len;
+    if (r == 0) r = last;
+  }
+  rill__buf_put(ws->w, (char *)out);
+  if (r == UV_EIO) {
+    /* A message begun cannot go on. */
+    rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "compression failed");
+    return RILL_ECLOSED;
+  }
+  if (fin) {
+    ws->out_z = 0;
+    if (ws->o.z_own_reset) {
+      rill__wsz_free(ws->outz);
+      ws->outz = NULL;
+    }
+  }
+  return r;
+}
+
+/* A data frame (or, opcode >= 8, a control frame): deflated when it belongs
+ * to a compressed message. Whether a message is compressed is decided at its
+ * first frame: when permessage-deflate was negotiated, our window can be
+ * honoured (bits 8 cannot: see ws_deflate.c), and the message is longer than
+ * z_min_size or comes in several frames. */
+static int send_data(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                     unsigned nbufs) {
+  if (ws->o.deflate && opcode < 8 && !ws->out_open) {
+    if (opcode != RILL_WS_CONT) {
+      uint64_t total = 0;
+      for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+      ws->out_z = ws->o.z_own_bits >= 9 && (!fin || total >= ws->o.z_min_size);
+      ws->out_z_bytes = 0;
+    }
+    if (ws->out_z) return send_deflated(ws, opcode, fin, bufs, nbufs);
+  }
+  return send_frame(ws, opcode, fin, bufs, nbufs);
+}
+
 int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-  return send_frame(ws, opcode, fin, &b, len ? 1 : 0);
+  return send_data(ws, opcode, fin, &b, len ? 1 : 0);
 }
 
 /* The streamed frame's last byte went: what waited follows. */
@@ -273,8 +387,9 @@ static int on_close_frame(rill_websocket_t *ws) {
 
 /* ---- reading ---- */
 
-/* Advances the reader as far as it can without waiting. See the top. */
-static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
+/* Advances the frame reader as far as it can without waiting. See the top.
+ * For a compressed message it gives the compressed payload. */
+static int frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
   rill_ws_header_t *h = &ws->h;
   for (;;) {
     if (ws->err) return ws->err == RILL_ECLOSED ? P_CLOSED : P_ERROR;
@@ -288,7 +403,7 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
       ws->rstate = R_HEADER;
       ws->unmasked = 0;
       if (fin) {
-        if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
+        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z && !rill__utf8_complete(&ws->utf8)) {
           rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
@@ -327,7 +442,8 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
         uint8_t *q = (uint8_t *)p + ws->unmasked;
         size_t k = avail - (size_t)ws->unmasked;
         if (h->masked) rill__ws_mask(q, k, h->mask, h->pos + ws->unmasked);
-        if (ws->msg_type == RILL_WS_TEXT && rill__utf8_feed(&ws->utf8, q, k) != 0) {
+        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z &&
+            rill__utf8_feed(&ws->utf8, q, k) != 0) {
           rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
@@ -372,7 +488,12 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
     ws->unmasked = 0;
     if (h->opcode != RILL_WS_CONT) {
       ws->msg_type = (int)h->opcode;
-      ws->msg_len = h->fin ? (int64_t)h->len : -1;
+      ws->msg_z = (h->rsv & RILL_WS_RSV1) != 0;
+      ws->z_fin = 0;
+      ws->z_tail = 0;
+      ws->z_in = ws->z_out = 0;
+      /* A compressed message's length is known only once inflated. */
+      ws->msg_len = h->fin && !ws->msg_z ? (int64_t)h->len : -1;
       rill__utf8_init(&ws->utf8);
       return P_NEWMSG;
     }
@@ -380,10 +501,116 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
 }
 
 /* Takes n payload bytes of the current frame. */
-static void take(rill_websocket_t *ws, size_t n) {
+static void take_frame(rill_websocket_t *ws, size_t n) {
   ws->t->vt->consume(ws->t, n);
   ws->h.pos += n;
   ws->unmasked -= n;
+}
+
+/* The end of a compressed message: its checks, and what it no longer needs. */
+static int inflated_end(rill_websocket_t *ws) {
+  ws->msg_z = 0;
+  ws->z_fin = 0;
+  rill__buf_put(ws->w, ws->zbuf);
+  ws->zbuf = NULL;
+  ws->zpos = ws->zlen = 0;
+  if (ws->o.z_peer_reset) {
+    rill__wsz_free(ws->inz);
+    ws->inz = NULL;
+  }
+  if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
+    rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+    return P_ERROR;
+  }
+  return P_MSGEND;
+}
+
+/* frames() for a compressed message: its payload inflated into zbuf, one
+ * buffer at a time, only when the last is used up. So the reader's pace
+ * drives inflate, and a message that inflates to any size costs one buffer.
+ * Returns as frames(). */
+static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
+  for (;;) {
+    if (ws->zpos < ws->zlen) {
+      *pp = ws->zbuf + ws->zpos;
+      *pn = ws->zlen - ws->zpos;
+      ws->from_z = 1;
+      return P_DATA;
+    }
+    const uint8_t *in = NULL;
+    size_t n = 0;
+    /* z_more: inflate may hold output it had no room for. */
+    int more = ws->zbuf && ws->zlen == RILL_BUF_SIZE;
+    if (ws->z_fin) {
+      /* The compressed bytes ended: the tail follows them (not after an
+       * empty payload, which a lenient reading takes as an empty message). */
+      if ((ws->z_tail == 4 || ws->z_in == 0) && !more) return inflated_end(ws);
+      in = rill__wsz_tail + ws->z_tail;
+      n = ws->z_in == 0 ? 0 : 4 - ws->z_tail;
+    } else if (!more) {
+      const char *p;
+      int r = frames(ws, &p, &n);
+      if (r == P_MSGEND) {
+        ws->z_fin = 1;
+        continue;
+      }
+      if (r != P_DATA) return r;
+      in = (const uint8_t *)p;
+    }
+    if (ws->inz == NULL && (ws->inz = rill__wsz_inflater(ws->o.z_peer_bits)) == NULL) {
+      rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "out of memory");
+      return P_ERROR;
+    }
+    if (ws->zbuf == NULL && (ws->zbuf = rill__buf_get(ws->w)) == NULL) {
+      rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "out of memory");
+      return P_ERROR;
+    }
+    size_t used, made;
+    if (rill__wsz_inflate(ws->inz, in, n, &used, (uint8_t *)ws->zbuf, RILL_BUF_SIZE,
+                          &made) != 0 ||
+        (n > 0 && used == 0 && made == 0)) {
+      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid compressed data");
+      return P_ERROR;
+    }
+    if (ws->z_fin) {
+      ws->z_tail += (unsigned)used;
+    } else if (used) {
+      take_frame(ws, used);
+      ws->z_in += used;
+    }
+    ws->zpos = 0;
+    ws->zlen = made;
+    if (made == 0) {
+      if (ws->z_fin && n == 0) return inflated_end(ws); /* nothing was held */
+      continue;
+    }
+    ws->z_out += made;
+    if (ws->o.max_message && ws->z_out > ws->o.max_message) {
+      rill__ws_fail(ws, RILL_WS_TOO_BIG, "message too big");
+      return P_ERROR;
+    }
+    if (ws->msg_type == RILL_WS_TEXT &&
+        rill__utf8_feed(&ws->utf8, (const uint8_t *)ws->zbuf, made) != 0) {
+      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+      return P_ERROR;
+    }
+  }
+}
+
+/* Advances the reader: frames(), and inflating() inside a compressed
+ * message. */
+static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
+  if (ws->msg_z) return inflating(ws, pp, pn);
+  ws->from_z = 0;
+  return frames(ws, pp, pn);
+}
+
+/* Takes n bytes of what pump() gave. */
+static void take(rill_websocket_t *ws, size_t n) {
+  if (ws->from_z)
+    ws->zpos += n;
+  else
+    take_frame(ws, n);
 }
 
 /* Records that who waits for the reader to go on, and asks the transport
@@ -548,7 +775,7 @@ static int bytes_fill(rill_stream_t *s) {
 static int bytes_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
-  return send_frame(ws, RILL_WS_BINARY, 1, bufs, nbufs);
+  return send_data(ws, RILL_WS_BINARY, 1, bufs, nbufs);
 }
 
 static int bytes_shutdown(rill_stream_t *s) {
@@ -687,6 +914,11 @@ static void timer_closed(uv_handle_t *h) {
 
 void rill__ws_free(rill_websocket_t *ws) {
   ws->waiting = W_NONE;
+  rill__wsz_free(ws->inz);
+  rill__wsz_free(ws->outz);
+  ws->inz = ws->outz = NULL;
+  rill__buf_put(ws->w, ws->zbuf);
+  ws->zbuf = NULL;
   rill__stream_gone(&ws->msg);
   rill__stream_gone(&ws->bytes);
   close_transport(ws);
@@ -735,6 +967,7 @@ rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws
   if (ws->o.close_timeout_ms == 0) ws->o.close_timeout_ms = 5000;
   rill__ws_header_init(&ws->h, o->server, o->max_frame);
   ws->h.max_message = o->max_message;
+  if (o->deflate) ws->h.rsv_allowed = RILL_WS_RSV1;
   rill__stream_init(&ws->msg, &msg_vt, w);
   rill__stream_init(&ws->bytes, &bytes_vt, w);
   rill__stream_bind(t, &ws->tb, &transport_ops);
