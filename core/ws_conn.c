@@ -138,9 +138,12 @@ static int send_bytes(rill_websocket_t *ws, int opcode, int fin, const uint8_t *
  * several when the output passes a buffer (RFC 7692 lets a compressed
  * message's fragments cut its bytes anywhere). The message's first frame
  * carries RSV1; its last drops the 00 00 ff ff tail of the sync flush
- * (§7.2.1). Memory: a pooled buffer for the call, and the deflater, which
- * without context takeover goes at the message's end. Returns as
- * send_frame. */
+ * (§7.2.1). Since the frame after may add nothing (a flush with no new
+ * input makes no bytes), the last 4 bytes of every frame but the
+ * message's last wait in zcarry for the next, so the tail that ends the
+ * message is always the one dropped. Memory: a pooled buffer for the call,
+ * and the deflater, which without context takeover goes at the message's
+ * end. Returns as send_frame. */
 static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
                          unsigned nbufs) {
   if (ws->t == NULL) return RILL_ECLOSED;
@@ -152,7 +155,9 @@ static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf
   uint8_t *out = (uint8_t *)rill__buf_get(ws->w);
   if (out == NULL) return UV_ENOMEM;
   const size_t cap = RILL_BUF_SIZE;
-  size_t len = 0;
+  size_t len = ws->zcarry_len;
+  memcpy(out, ws->zcarry, len);
+  ws->zcarry_len = 0;
   int op = opcode == RILL_WS_CONT ? RILL_WS_CONT : (opcode | RILL_WS_RSV1);
   int last = 0, r = 0;
   unsigned i = 0;
@@ -195,6 +200,10 @@ static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf
       /* An empty compressed message is one 0x00 byte (§7.2.3.6): with the
        * tail, an empty stored block. */
       if (len == 0 && ws->out_z_bytes == 0) out[len++] = 0;
+    } else {
+      ws->zcarry_len = len < 4 ? len : 4;
+      len -= ws->zcarry_len;
+      memcpy(ws->zcarry, out + len, ws->zcarry_len);
     }
     r = send_bytes(ws, op, fin, out, len);
     ws->out_z_bytes += len;
@@ -543,8 +552,10 @@ static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
     int more = ws->zbuf && ws->zlen == RILL_BUF_SIZE;
     if (ws->z_fin) {
       /* The compressed bytes ended: the tail follows them (not after an
-       * empty payload, which a lenient reading takes as an empty message). */
-      if ((ws->z_tail == 4 || ws->z_in == 0) && !more) return inflated_end(ws);
+       * empty payload, which a lenient reading takes as an empty message,
+       * nor after a final block, RFC 7692 §7.2.3.4). */
+      if ((ws->z_tail == 4 || ws->z_in == 0 || ws->inz->ended) && !more)
+        return inflated_end(ws);
       in = rill__wsz_tail + ws->z_tail;
       n = ws->z_in == 0 ? 0 : 4 - ws->z_tail;
     } else if (!more) {

@@ -84,6 +84,10 @@ struct rill_websocket_s {
   rill_wsz_t *outz;
   int out_z;
   uint64_t out_z_bytes;
+  /* The last bytes deflated, held back from a frame that was not the
+   * message's last: they may be the tail its last frame must drop. */
+  uint8_t zcarry[4];
+  size_t zcarry_len;
 
   /* all binary payload as one byte stream (ws:as_stream()) */
   rill_stream_t bytes;
