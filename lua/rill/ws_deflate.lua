@@ -193,8 +193,8 @@ function M.accept(value, cfg)
       -- client_max_window_bits; else the offer is declined.
       local peer_bits, offered = 15, p.client_max_window_bits
       if type(offered) == "number" then peer_bits = offered end
-      local limit_ok = true
-      if cfg.peer_window_bits < peer_bits then
+      local limit_ok, limit = true, cfg.peer_window_bits < peer_bits
+      if limit then
         if offered then peer_bits = cfg.peer_window_bits else limit_ok = false end
       end
       if limit_ok then
@@ -206,7 +206,7 @@ function M.accept(value, cfg)
         if own_reset then out[#out + 1] = "server_no_context_takeover" end
         if peer_reset then out[#out + 1] = "client_no_context_takeover" end
         if asked or own_bits < 15 then out[#out + 1] = "server_max_window_bits=" .. own_bits end
-        if offered and peer_bits < 15 then out[#out + 1] = "client_max_window_bits=" .. peer_bits end
+        if limit then out[#out + 1] = "client_max_window_bits=" .. peer_bits end
         return concat(out, "; "), core_params(cfg, own_bits, peer_bits, own_reset, peer_reset)
       end
     end
