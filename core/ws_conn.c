@@ -519,6 +519,7 @@ static void take_frame(rill_websocket_t *ws, size_t n) {
 /* The end of a compressed message: its checks, and what it no longer needs. */
 static int inflated_end(rill_websocket_t *ws) {
   ws->msg_z = 0;
+  ws->z_bad = 0;
   ws->z_fin = 0;
   rill__buf_put(ws->w, ws->zbuf);
   ws->zbuf = NULL;
@@ -545,6 +546,10 @@ static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
       *pn = ws->zlen - ws->zpos;
       ws->from_z = 1;
       return P_DATA;
+    }
+    if (ws->z_bad) {
+      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid compressed data");
+      return P_ERROR;
     }
     const uint8_t *in = NULL;
     size_t n = 0;
@@ -577,12 +582,16 @@ static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
       return P_ERROR;
     }
     size_t used, made;
-    if (rill__wsz_inflate(ws->inz, in, n, &used, (uint8_t *)ws->zbuf, RILL_BUF_SIZE,
-                          &made) != 0 ||
-        (n > 0 && used == 0 && made == 0)) {
+    int bad = rill__wsz_inflate(ws->inz, in, n, &used, (uint8_t *)ws->zbuf, RILL_BUF_SIZE,
+                                &made) != 0 ||
+              (n > 0 && used == 0 && made == 0);
+    if (bad && made == 0) {
       rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid compressed data");
       return P_ERROR;
     }
+    /* The bytes inflated before bad data go first, so that the failure
+     * is the same however the input was cut. */
+    ws->z_bad = bad;
     if (ws->z_fin) {
       ws->z_tail += (unsigned)used;
     } else if (used) {
@@ -595,14 +604,21 @@ static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
       if (ws->z_fin && n == 0) return inflated_end(ws); /* nothing was held */
       continue;
     }
+    /* The first byte that breaks a rule decides which: bad UTF-8 within
+     * max_message, or the byte past it. */
+    size_t within = made;
+    if (ws->o.max_message) {
+      uint64_t room = ws->z_out < ws->o.max_message ? ws->o.max_message - ws->z_out : 0;
+      if (within > room) within = (size_t)room;
+    }
     ws->z_out += made;
-    if (ws->o.max_message && ws->z_out > ws->o.max_message) {
-      rill__ws_fail(ws, RILL_WS_TOO_BIG, "message too big");
+    if (ws->msg_type == RILL_WS_TEXT &&
+        rill__utf8_feed(&ws->utf8, (const uint8_t *)ws->zbuf, within) != 0) {
+      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
       return P_ERROR;
     }
-    if (ws->msg_type == RILL_WS_TEXT &&
-        rill__utf8_feed(&ws->utf8, (const uint8_t *)ws->zbuf, made) != 0) {
-      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
+    if (within < made) {
+      rill__ws_fail(ws, RILL_WS_TOO_BIG, "message too big");
       return P_ERROR;
     }
   }

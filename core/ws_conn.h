@@ -76,7 +76,8 @@ struct rill_websocket_s {
   rill_wsz_t *inz;
   char *zbuf;
   size_t zpos, zlen;
-  unsigned msg_z : 1, z_fin : 1, from_z : 1;
+  unsigned msg_z : 1, z_fin : 1, from_z : 1, z_bad : 1; /* z_bad: bad data follows
+                                                          what zbuf holds */
   unsigned z_tail;
   uint64_t z_in, z_out;
   /* sending: the message being sent is compressed (out_z); out_z_bytes of
