@@ -172,7 +172,7 @@ static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf
       r = UV_EIO;
       break;
     }
-    in += used;
+    if (used) in += used;
     left -= used;
     len += made;
     if (d == 1) {
@@ -218,7 +218,7 @@ static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf
   if (fin) {
     ws->out_z = 0;
     if (ws->o.z_own_reset) {
-      rill__wsz_free(ws->outz);
+      rill__wsz_release(ws->outz);
       ws->outz = NULL;
     }
   }
@@ -525,7 +525,7 @@ static int inflated_end(rill_websocket_t *ws) {
   ws->zbuf = NULL;
   ws->zpos = ws->zlen = 0;
   if (ws->o.z_peer_reset) {
-    rill__wsz_free(ws->inz);
+    rill__wsz_release(ws->inz);
     ws->inz = NULL;
   }
   if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {

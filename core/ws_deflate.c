@@ -1,22 +1,90 @@
 /* permessage-deflate's zlib state. See ws_deflate.h. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "ws_deflate.h"
 
 const uint8_t rill__wsz_tail[4] = {0x00, 0x00, 0xff, 0xff};
 
+/* Where no input points (zlib and pointer arithmetic want an address). */
+static const uint8_t no_input[1];
+
+/* ---- the per-thread cache of released state ----
+ *
+ * Each worker is one thread, so a thread's cache needs no lock. What it
+ * holds goes when the thread ends (a key's destructor); the main thread's
+ * stays reachable until the process ends. */
+
+#define CACHE_MAX 8
+
+typedef struct {
+  rill_wsz_t *z[CACHE_MAX];
+  int n;
+} cache_t;
+
+static __thread cache_t cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_end(void *p) {
+  cache_t *c = p;
+  while (c->n > 0)
+    rill__wsz_free(c->z[--c->n]);
+}
+
+static void cache_init(void) {
+  pthread_key_create(&cache_key, cache_end);
+}
+
+/* Takes a cached deflater (deflating 1) or inflater (0) that fits. */
+static rill_wsz_t *cache_take(int deflating, int bits, int level, int mem_level) {
+  for (int i = cache.n - 1; i >= 0; i--) {
+    rill_wsz_t *z = cache.z[i];
+    if (z->deflating != deflating) continue;
+    if (deflating && (z->bits != bits || z->level != level || z->mem_level != mem_level))
+      continue;
+    if (!deflating && z->bits != bits) {
+      if (inflateReset2(&z->z, -bits) != Z_OK) continue;
+      z->bits = bits;
+    }
+    cache.z[i] = cache.z[--cache.n];
+    return z;
+  }
+  return NULL;
+}
+
+void rill__wsz_release(rill_wsz_t *z) {
+  if (z == NULL) return;
+  rill__wsz_reset(z);
+  if (cache.n == CACHE_MAX) {
+    rill__wsz_free(z);
+    return;
+  }
+  pthread_once(&cache_once, cache_init);
+  if (cache.n == 0) pthread_setspecific(cache_key, &cache);
+  cache.z[cache.n++] = z;
+}
+
+/* ---- making and freeing ---- */
+
 rill_wsz_t *rill__wsz_inflater(int bits) {
-  rill_wsz_t *z = calloc(1, sizeof(*z));
-  if (z == NULL) return NULL;
-  /* Window 8 is inflated with 9: a larger window inflates anything a smaller
-   * one made, and zlib's deflate (which some peers use when asked for 8) in
-   * fact makes 9 (see rill__wsz_deflater), so 9 is the safe reading. */
-  if (bits < 9) bits = 9;
-  if (bits > 15) bits = 15;
+  /* Every peer is inflated with a 32 KiB window, whatever it was asked to
+   * use. A larger window reads anything a smaller one made (zlib's deflate,
+   * asked for 8, in fact makes 9). And zlib checks a distance only against
+   * the bytes it has, counting those written in the current call: with a
+   * smaller window, data that reaches past it would pass or fail depending
+   * on how the frames were cut into reads. With 32 KiB (deflate's largest
+   * distance) the answer is the same however the bytes come. */
+  (void)bits;
+  bits = 15;
+  rill_wsz_t *z = cache_take(0, bits, 0, 0);
+  if (z) return z;
+  if ((z = calloc(1, sizeof(*z))) == NULL) return NULL;
   if (inflateInit2(&z->z, -bits) != Z_OK) {
     free(z);
     return NULL;
   }
+  z->bits = bits;
   return z;
 }
 
@@ -26,13 +94,17 @@ rill_wsz_t *rill__wsz_deflater(int bits, int level, int mem_level) {
    * inflate). The layer above never compresses when the peer asked for 8:
    * it sends its messages uncompressed, which RFC 7692 allows. */
   if (bits < 9 || bits > 15) return NULL;
-  rill_wsz_t *z = calloc(1, sizeof(*z));
-  if (z == NULL) return NULL;
+  rill_wsz_t *z = cache_take(1, bits, level, mem_level);
+  if (z) return z;
+  if ((z = calloc(1, sizeof(*z))) == NULL) return NULL;
   if (deflateInit2(&z->z, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
     free(z);
     return NULL;
   }
   z->deflating = 1;
+  z->bits = bits;
+  z->level = level;
+  z->mem_level = mem_level;
   return z;
 }
 
@@ -56,6 +128,7 @@ void rill__wsz_reset(rill_wsz_t *z) {
 int rill__wsz_inflate(rill_wsz_t *z, const uint8_t *in, size_t n, size_t *used,
                       uint8_t *out, size_t cap, size_t *made) {
   *used = *made = 0;
+  if (in == NULL) in = no_input;
   if (z->ended && n > 0) rill__wsz_reset(z);
   z->z.next_in = (Bytef *)in;
   z->z.avail_in = n > UINT32_MAX ? UINT32_MAX : (uInt)n;
@@ -76,6 +149,7 @@ int rill__wsz_inflate(rill_wsz_t *z, const uint8_t *in, size_t n, size_t *used,
 int rill__wsz_deflate(rill_wsz_t *z, const uint8_t *in, size_t n, size_t *used,
                       uint8_t *out, size_t cap, size_t *made, int flush) {
   *used = *made = 0;
+  if (in == NULL) in = no_input;
   z->z.next_in = (Bytef *)in;
   z->z.avail_in = n > UINT32_MAX ? UINT32_MAX : (uInt)n;
   z->z.next_out = out;

@@ -14,7 +14,8 @@
  *
  * Memory, from zlib's zconf.h: a deflater costs (1 << (bits + 2)) +
  * (1 << (mem_level + 9)) bytes (256 KiB at bits 15, mem_level 8; 8 KiB at
- * 9 and 1), an inflater (1 << bits) plus about 7 KiB (39 KiB at 15). */
+ * 9 and 1), an inflater 32 KiB plus about 7 KiB whatever the peer's
+ * window (see rill__wsz_inflater). */
 #ifndef RILL_WS_DEFLATE_H
 #define RILL_WS_DEFLATE_H
 
@@ -27,19 +28,28 @@ typedef struct {
   z_stream z;
   int deflating; /* 1: a deflater, 0: an inflater */
   int ended;     /* an inflater saw a final block: it resets before more */
+  int bits, level, mem_level; /* as made */
 } rill_wsz_t;
 
 /* The 4 bytes a sync flush ends with: stripped from a message's last frame
  * by its sender, appended by its receiver. */
 extern const uint8_t rill__wsz_tail[4];
 
-/* A new inflater for a peer whose window is 2^bits bytes (8..15), or NULL
- * when out of memory. */
+/* An inflater for a peer whose window is 2^bits bytes (8..15), fresh or
+ * from the cache (see rill__wsz_release), or NULL when out of memory. It
+ * reads with a 32 KiB window whatever bits is (see ws_deflate.c). */
 rill_wsz_t *rill__wsz_inflater(int bits);
-/* A new deflater with window 2^bits (9..15), level (0..9) and mem_level
- * (1..9), or NULL when out of memory or for bits zlib cannot do. */
+/* A deflater with window 2^bits (9..15), level (0..9) and mem_level
+ * (1..9), fresh or from the cache, or NULL when out of memory or for bits
+ * zlib cannot do. */
 rill_wsz_t *rill__wsz_deflater(int bits, int level, int mem_level);
 void rill__wsz_free(rill_wsz_t *z);
+/* Gives z back at a message's end without context takeover: reset, it
+ * waits in a small per-thread cache for the next message that needs one of
+ * its kind (this connection's or another's), so that a connection holds no
+ * zlib state between messages and a message allocates none. Frees it when
+ * the cache is full. NULL: nothing. */
+void rill__wsz_release(rill_wsz_t *z);
 /* Forgets the context (no context takeover): the next message starts afresh. */
 void rill__wsz_reset(rill_wsz_t *z);
 
