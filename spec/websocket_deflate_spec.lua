@@ -501,6 +501,39 @@ describe("websocket permessage-deflate", function()
     s:close()
   end)
 
+  it("bridges compressed binary messages to a TCP connection (rill.proxy.ws_to_tcp)", function()
+    local tcp = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(s)
+      while true do -- a TCP echo
+        local chunk = s:read_some(65536)
+        if not chunk or not s:write(chunk) then break end
+      end
+      s:close()
+    end})
+    local l, port = helper.listen(function(req)
+      local ws = req:upgrade_websocket()
+      if ws then rill.proxy.ws_to_tcp(ws, "127.0.0.1", tcp:port()) end
+    end)
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(port)))
+    assert.equal("permessage-deflate", ws:extensions())
+    local sent = {}
+    for i = 1, 20 do
+      sent[i] = ("%04d;"):format(i):rep(i * 100)
+      assert(ws:send(sent[i], "binary"))
+    end
+    local want, got = table.concat(sent), {}
+    local n = 0
+    while n < #want do
+      local msg = assert(ws:receive())
+      local data = msg:read_all(MB)
+      got[#got + 1] = data
+      n = n + #data
+    end
+    assert.equal(want, table.concat(got))
+    ws:close()
+    l:close()
+    tcp:close()
+  end)
+
   it("echoes a 256 MiB compressible message in flat memory, streamed both ways", function()
     local ws = assert(helper.ws(url("/"), {max_message = 1024 * MB}))
     assert.equal("permessage-deflate", assert(ws:receive()):read_all())
