@@ -156,7 +156,8 @@ static int wait_cancel(rill_wait_t *wt, int status) {
   lws_t *u = wt->obj;
   lua_State *co = rill__wait_task(wt)->co;
   if (wt->kind == W_NEXT && u->ws) rill__ws_next_cancel(u->ws);
-  if (wt->kind == W_NEXT && status == RILL_ECLOSED && u->ws) return push_end(co, u->ws, status);
+  if (wt->kind == W_NEXT && status == RILL_ECLOSED && u->ws)
+    return push_end(co, u->ws, status);
   lua_pushnil(co);
   lua_pushstring(co, rill__errmsg(status));
   return 2;

@@ -9,9 +9,9 @@
  *
  * permessage-deflate (RFC 7692) sits between that loop and its drivers: a
  * compressed message's payload is inflated into a pooled buffer as it is
- * pulled (inflating() over frames()), and a compressed message's frames
- * are deflated as they are sent (send_deflated()). Checks that apply to a
- * message's content (UTF-8, max_message) then apply to the inflated bytes.
+ * pulled, and a compressed message's frames are deflated as they are sent
+ * (ws_pmd.c). Checks that apply to a message's content (UTF-8,
+ * max_message) then apply to the inflated bytes.
  *
  * Replies the reader sends by itself (pongs) obey the transport's high-water
  * mark like any write: while the transport is above it, the reader stops at
@@ -22,9 +22,9 @@
 #include <string.h>
 
 #include "ws_conn.h"
+#include "ws_int.h"
 
 enum { R_HEADER, R_DATA, R_CONTROL, R_CONTROL_READY };
-enum { P_DATA, P_NEWMSG, P_MSGEND, P_AGAIN, P_CLOSED, P_ERROR };
 /* Who waits for the reader to go on (bits: a close may wait while a reader
  * does). */
 enum { W_NONE = 0, W_NEXT = 1, W_MSG = 2, W_BYTES = 4, W_CLOSE = 8 };
@@ -87,8 +87,8 @@ static int hold_control(rill_websocket_t *ws, int opcode, const uv_buf_t *bufs,
 }
 
 /* Writes one frame: header and payload bufs. */
-static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
-                      unsigned nbufs) {
+int rill__ws_send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                        unsigned nbufs) {
   rill_stream_t *t = ws->t;
   if (t == NULL) return RILL_ECLOSED;
   uint64_t total = 0;
@@ -128,103 +128,6 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   return sent(ws, last);
 }
 
-/* One frame of n bytes at p: the deflater's output. */
-static int send_bytes(rill_websocket_t *ws, int opcode, int fin, const uint8_t *p, size_t n) {
-  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-  return send_frame(ws, opcode, fin, &b, n ? 1 : 0);
-}
-
-/* Deflates a data frame's payload (bufs) and sends it: as one frame, or as
- * several when the output passes a buffer (RFC 7692 lets a compressed
- * message's fragments cut its bytes anywhere). The message's first frame
- * carries RSV1; its last drops the 00 00 ff ff tail of the sync flush
- * (§7.2.1). Since the frame after may add nothing (a flush with no new
- * input makes no bytes), the last 4 bytes of every frame but the
- * message's last wait in zcarry for the next, so the tail that ends the
- * message is always the one dropped. Memory: a pooled buffer for the call,
- * and the deflater, which without context takeover goes at the message's
- * end. Returns as send_frame. */
-static int send_deflated(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
-                         unsigned nbufs) {
-  if (ws->t == NULL) return RILL_ECLOSED;
-  rill_wsz_t *z = ws->outz;
-  if (z == NULL &&
-      (z = ws->outz = rill__wsz_deflater(ws->o.z_own_bits, ws->o.z_level, ws->o.z_mem_level)) ==
-          NULL)
-    return UV_ENOMEM;
-  uint8_t *out = (uint8_t *)rill__buf_get(ws->w);
-  if (out == NULL) return UV_ENOMEM;
-  const size_t cap = RILL_BUF_SIZE;
-  size_t len = ws->zcarry_len;
-  memcpy(out, ws->zcarry, len);
-  ws->zcarry_len = 0;
-  int op = opcode == RILL_WS_CONT ? RILL_WS_CONT : (opcode | RILL_WS_RSV1);
-  int last = 0, r = 0;
-  unsigned i = 0;
-  const uint8_t *in = nbufs ? (const uint8_t *)bufs[0].base : NULL;
-  size_t left = nbufs ? bufs[0].len : 0;
-  for (;;) {
-    /* The buffers but the last go without a flush: one flush a frame. */
-    int flush = i + 1 >= nbufs;
-    size_t used, made;
-    int d = rill__wsz_deflate(z, in, left, &used, out + len, cap - len, &made, flush);
-    if (d < 0 || (d == 0 && used == 0 && made == 0 && len < cap)) {
-      r = UV_EIO;
-      break;
-    }
-    if (used) in += used;
-    left -= used;
-    len += made;
-    if (d == 1) {
-      if (flush) break;
-      i++;
-      in = (const uint8_t *)bufs[i].base;
-      left = bufs[i].len;
-      continue;
-    }
-    if (len < cap) continue;
-    /* Full: all but the last 4 bytes go as a fragment (they may be the
-     * tail, which the message's last frame must drop). */
-    r = send_bytes(ws, op, 0, out, len - 4);
-    if (r < 0 && r != RILL_EAGAIN) break;
-    if (r == RILL_EAGAIN) last = r;
-    r = 0;
-    ws->out_z_bytes += len - 4;
-    op = RILL_WS_CONT;
-    memmove(out, out + len - 4, 4);
-    len = 4;
-  }
-  if (r == 0) {
-    if (fin) {
-      if (len >= 4 && memcmp(out + len - 4, rill__wsz_tail, 4) == 0) len -= 4;
-      /* An empty compressed message is one 0x00 byte (§7.2.3.6): with the
-       * tail, an empty stored block. */
-      if (len == 0 && ws->out_z_bytes == 0) out[len++] = 0;
-    } else {
-      ws->zcarry_len = len < 4 ? len : 4;
-      len -= ws->zcarry_len;
-      memcpy(ws->zcarry, out + len, ws->zcarry_len);
-    }
-    r = send_bytes(ws, op, fin, out, len);
-    ws->out_z_bytes += len;
-    if (r == 0) r = last;
-  }
-  rill__buf_put(ws->w, (char *)out);
-  if (r == UV_EIO) {
-    /* A message begun cannot go on. */
-    rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "compression failed");
-    return RILL_ECLOSED;
-  }
-  if (fin) {
-    ws->out_z = 0;
-    if (ws->o.z_own_reset) {
-      rill__wsz_release(ws->outz);
-      ws->outz = NULL;
-    }
-  }
-  return r;
-}
-
 /* A data frame (or, opcode >= 8, a control frame): deflated when it belongs
  * to a compressed message. Whether a message is compressed is decided at its
  * first frame: when permessage-deflate was negotiated, our window can be
@@ -240,9 +143,9 @@ static int send_data(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *
       ws->out_z = ws->o.z_own_bits >= 9 && (!fin || total >= ws->o.z_min_size);
       ws->out_z_bytes = 0;
     }
-    if (ws->out_z) return send_deflated(ws, opcode, fin, bufs, nbufs);
+    if (ws->out_z) return rill__ws_send_deflated(ws, opcode, fin, bufs, nbufs);
   }
-  return send_frame(ws, opcode, fin, bufs, nbufs);
+  return rill__ws_send_frame(ws, opcode, fin, bufs, nbufs);
 }
 
 int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
@@ -258,12 +161,12 @@ static int frame_done(rill_websocket_t *ws) {
   if (ws->pend_pong_set) {
     ws->pend_pong_set = 0;
     uv_buf_t b = uv_buf_init((char *)ws->pend_pong, (unsigned)ws->pend_pong_len);
-    r = send_frame(ws, RILL_WS_PONG, 1, &b, b.len ? 1 : 0);
+    r = rill__ws_send_frame(ws, RILL_WS_PONG, 1, &b, b.len ? 1 : 0);
   }
   if (ws->pend_close_set && (r == 0 || r == RILL_EAGAIN)) {
     ws->pend_close_set = 0;
     uv_buf_t b = uv_buf_init((char *)ws->pend_close, (unsigned)ws->pend_close_len);
-    int c = send_frame(ws, RILL_WS_CLOSE, 1, &b, b.len ? 1 : 0);
+    int c = rill__ws_send_frame(ws, RILL_WS_CLOSE, 1, &b, b.len ? 1 : 0);
     if (c != 0) r = c;
   }
   return r;
@@ -278,7 +181,8 @@ int rill__ws_send_begin(rill_websocket_t *ws, int opcode, int fin, uint64_t len)
     if (rill__random(ws->w, ws->mask, 4) != 0) return UV_EIO;
     mask = ws->mask;
   }
-  uv_buf_t b = uv_buf_init((char *)hdr, (unsigned)rill__ws_header_write(hdr, fin, opcode, len, mask));
+  uv_buf_t b = uv_buf_init((char *)hdr,
+                           (unsigned)rill__ws_header_write(hdr, fin, opcode, len, mask));
   int r = ws->t->vt->write(ws->t, &b, 1);
   if (r < 0 && r != RILL_EAGAIN) return r;
   ws->out_left = len;
@@ -322,7 +226,7 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
   ws->close_sent = 1;
   if (!ws->close_received) ws->closed_here = 1;
   uv_buf_t b = uv_buf_init((char *)payload, (unsigned)n);
-  send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
+  rill__ws_send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
 }
 
 /* ---- failing and closing ---- */
@@ -398,7 +302,7 @@ static int on_close_frame(rill_websocket_t *ws) {
 
 /* Advances the frame reader as far as it can without waiting. See the top.
  * For a compressed message it gives the compressed payload. */
-static int frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
+int rill__ws_frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
   rill_ws_header_t *h = &ws->h;
   for (;;) {
     if (ws->err) return ws->err == RILL_ECLOSED ? P_CLOSED : P_ERROR;
@@ -412,7 +316,8 @@ static int frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
       ws->rstate = R_HEADER;
       ws->unmasked = 0;
       if (fin) {
-        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z && !rill__utf8_complete(&ws->utf8)) {
+        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z &&
+            !rill__utf8_complete(&ws->utf8)) {
           rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
@@ -432,7 +337,7 @@ static int frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
           return P_AGAIN;
         }
         uv_buf_t b = uv_buf_init((char *)ws->ctl, (unsigned)ws->ctl_len);
-        int r = send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
+        int r = rill__ws_send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
         if (r < 0 && r != RILL_EAGAIN) return transport_end(ws, r);
       }
       ws->rstate = R_HEADER;
@@ -510,126 +415,18 @@ static int frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
 }
 
 /* Takes n payload bytes of the current frame. */
-static void take_frame(rill_websocket_t *ws, size_t n) {
+void rill__ws_take_frame(rill_websocket_t *ws, size_t n) {
   ws->t->vt->consume(ws->t, n);
   ws->h.pos += n;
   ws->unmasked -= n;
 }
 
-/* The end of a compressed message: its checks, and what it no longer needs. */
-static int inflated_end(rill_websocket_t *ws) {
-  ws->msg_z = 0;
-  ws->z_bad = 0;
-  ws->z_fin = 0;
-  rill__buf_put(ws->w, ws->zbuf);
-  ws->zbuf = NULL;
-  ws->zpos = ws->zlen = 0;
-  if (ws->o.z_peer_reset) {
-    rill__wsz_release(ws->inz);
-    ws->inz = NULL;
-  }
-  if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
-    rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
-    return P_ERROR;
-  }
-  return P_MSGEND;
-}
-
-/* frames() for a compressed message: its payload inflated into zbuf, one
- * buffer at a time, only when the last is used up. So the reader's pace
- * drives inflate, and a message that inflates to any size costs one buffer.
- * Returns as frames(). */
-static int inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
-  for (;;) {
-    if (ws->zpos < ws->zlen) {
-      *pp = ws->zbuf + ws->zpos;
-      *pn = ws->zlen - ws->zpos;
-      ws->from_z = 1;
-      return P_DATA;
-    }
-    if (ws->z_bad) {
-      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid compressed data");
-      return P_ERROR;
-    }
-    const uint8_t *in = NULL;
-    size_t n = 0;
-    /* z_more: inflate may hold output it had no room for. */
-    int more = ws->zbuf && ws->zlen == RILL_BUF_SIZE;
-    if (ws->z_fin) {
-      /* The compressed bytes ended: the tail follows them (not after an
-       * empty payload, which a lenient reading takes as an empty message,
-       * nor after a final block, RFC 7692 §7.2.3.4). */
-      if ((ws->z_tail == 4 || ws->z_in == 0 || ws->inz->ended) && !more)
-        return inflated_end(ws);
-      in = rill__wsz_tail + ws->z_tail;
-      n = ws->z_in == 0 ? 0 : 4 - ws->z_tail;
-    } else if (!more) {
-      const char *p;
-      int r = frames(ws, &p, &n);
-      if (r == P_MSGEND) {
-        ws->z_fin = 1;
-        continue;
-      }
-      if (r != P_DATA) return r;
-      in = (const uint8_t *)p;
-    }
-    if (ws->inz == NULL && (ws->inz = rill__wsz_inflater(ws->o.z_peer_bits)) == NULL) {
-      rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "out of memory");
-      return P_ERROR;
-    }
-    if (ws->zbuf == NULL && (ws->zbuf = rill__buf_get(ws->w)) == NULL) {
-      rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "out of memory");
-      return P_ERROR;
-    }
-    size_t used, made;
-    int bad = rill__wsz_inflate(ws->inz, in, n, &used, (uint8_t *)ws->zbuf, RILL_BUF_SIZE,
-                                &made) != 0 ||
-              (n > 0 && used == 0 && made == 0);
-    if (bad && made == 0) {
-      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid compressed data");
-      return P_ERROR;
-    }
-    /* The bytes inflated before bad data go first, so that the failure
-     * is the same however the input was cut. */
-    ws->z_bad = bad;
-    if (ws->z_fin) {
-      ws->z_tail += (unsigned)used;
-    } else if (used) {
-      take_frame(ws, used);
-      ws->z_in += used;
-    }
-    ws->zpos = 0;
-    ws->zlen = made;
-    if (made == 0) {
-      if (ws->z_fin && n == 0) return inflated_end(ws); /* nothing was held */
-      continue;
-    }
-    /* The first byte that breaks a rule decides which: bad UTF-8 within
-     * max_message, or the byte past it. */
-    size_t within = made;
-    if (ws->o.max_message) {
-      uint64_t room = ws->z_out < ws->o.max_message ? ws->o.max_message - ws->z_out : 0;
-      if (within > room) within = (size_t)room;
-    }
-    ws->z_out += made;
-    if (ws->msg_type == RILL_WS_TEXT &&
-        rill__utf8_feed(&ws->utf8, (const uint8_t *)ws->zbuf, within) != 0) {
-      rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
-      return P_ERROR;
-    }
-    if (within < made) {
-      rill__ws_fail(ws, RILL_WS_TOO_BIG, "message too big");
-      return P_ERROR;
-    }
-  }
-}
-
 /* Advances the reader: frames(), and inflating() inside a compressed
  * message. */
 static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
-  if (ws->msg_z) return inflating(ws, pp, pn);
+  if (ws->msg_z) return rill__ws_inflating(ws, pp, pn);
   ws->from_z = 0;
-  return frames(ws, pp, pn);
+  return rill__ws_frames(ws, pp, pn);
 }
 
 /* Takes n bytes of what pump() gave. */
@@ -637,7 +434,7 @@ static void take(rill_websocket_t *ws, size_t n) {
   if (ws->from_z)
     ws->zpos += n;
   else
-    take_frame(ws, n);
+    rill__ws_take_frame(ws, n);
 }
 
 /* Records that who waits for the reader to go on, and asks the transport
@@ -978,8 +775,9 @@ static void ws_destroy(rill_obj_t *o) {
   rill__ws_free(ws);
 }
 
-rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws_opts_t *o,
-                               const rill_ws_ops_t *ops, void *data) {
+rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t,
+                               const rill_ws_opts_t *o, const rill_ws_ops_t *ops,
+                               void *data) {
   rill_websocket_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL) {
     t->vt->abort(t);

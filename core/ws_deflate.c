@@ -97,7 +97,8 @@ rill_wsz_t *rill__wsz_deflater(int bits, int level, int mem_level) {
   rill_wsz_t *z = cache_take(1, bits, level, mem_level);
   if (z) return z;
   if ((z = calloc(1, sizeof(*z))) == NULL) return NULL;
-  if (deflateInit2(&z->z, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
+  if (deflateInit2(&z->z, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
     free(z);
     return NULL;
   }

@@ -26,8 +26,8 @@
 
 typedef struct {
   z_stream z;
-  int deflating; /* 1: a deflater, 0: an inflater */
-  int ended;     /* an inflater saw a final block: it resets before more */
+  int deflating;              /* 1: a deflater, 0: an inflater */
+  int ended;                  /* an inflater saw a final block: it resets before more */
   int bits, level, mem_level; /* as made */
 } rill_wsz_t;
 

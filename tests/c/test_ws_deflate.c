@@ -39,7 +39,8 @@ static rill_ws_opts_t opts(int server, int own_bits, int peer_bits, int reset) {
 
 /* A masked client frame with mask 0 (XOR nothing): first byte b0. */
 static size_t frame(uint8_t *out, int b0, const void *p, size_t n) {
-  size_t h = rill__ws_header_write(out, b0 >> 7, b0 & 0x7f, n, (const uint8_t *)"\0\0\0\0");
+  size_t h =
+      rill__ws_header_write(out, b0 >> 7, b0 & 0x7f, n, (const uint8_t *)"\0\0\0\0");
   memcpy(out + h, p, n);
   return h + n;
 }
@@ -95,10 +96,7 @@ static void test_rfc_vectors(void) {
     const char *want[2];
   } cases[] = {
       {"one frame", {"\xc1\xf2\x48\xcd\xc9\xc9\x07\x00"}, {7}, {"Hello"}},
-      {"two fragments",
-       {"\x41\xf2\x48\xcd", "\x80\xc9\xc9\x07\x00"},
-       {3, 4},
-       {"Hello"}},
+      {"two fragments", {"\x41\xf2\x48\xcd", "\x80\xc9\xc9\x07\x00"}, {3, 4}, {"Hello"}},
       {"no compression (a stored block)",
        {"\xc1\x00\x05\x00\xfa\xff\x48\x65\x6c\x6c\x6f\x00"},
        {11},
@@ -121,8 +119,8 @@ static void test_rfc_vectors(void) {
     for (int k = 0; k < 2 && cases[c].want[k]; k++) {
       char buf[64];
       long n = read_message(ws, buf, sizeof(buf), NULL);
-      CHECK(n == 5 && memcmp(buf, cases[c].want[k], 5) == 0, "%s: message %d: %ld", cases[c].name,
-            k, n);
+      CHECK(n == 5 && memcmp(buf, cases[c].want[k], 5) == 0, "%s: message %d: %ld",
+            cases[c].name, k, n);
     }
     done(ws, m);
   }
@@ -143,7 +141,8 @@ static void test_ping_inside(void) {
   CHECK(n == 5 && memcmp(buf, "Hello", 5) == 0, "ping inside: %ld", n);
   char out[16];
   size_t k = memstream_take(m, out, sizeof(out));
-  CHECK(k == 4 && (uint8_t)out[0] == 0x8a && memcmp(out + 2, "hi", 2) == 0, "pong: %zu", k);
+  CHECK(k == 4 && (uint8_t)out[0] == 0x8a && memcmp(out + 2, "hi", 2) == 0, "pong: %zu",
+        k);
   done(ws, m);
 }
 
@@ -262,7 +261,8 @@ static void exchange(const char *name, rill_ws_opts_t co, rill_ws_opts_t so) {
       settle();
       k = read_message(cw, got, sizeof(got), &type);
       CHECK(k == (long)n && memcmp(got, msg, n) == 0 && type == back,
-            "%s: %zu bytes back, %ld (%u %s / %u %s)", name, n, k, cw->close_code, cw->errmsg ? cw->errmsg : "", sw->close_code, sw->errmsg ? sw->errmsg : "");
+            "%s: %zu bytes back, %ld (%u %s / %u %s)", name, n, k, cw->close_code,
+            cw->errmsg ? cw->errmsg : "", sw->close_code, sw->errmsg ? sw->errmsg : "");
     }
   }
   rill__ws_free(cw);
@@ -292,7 +292,8 @@ static void test_wire(void) {
   char out[64];
   CHECK(rill__ws_send(ws, RILL_WS_TEXT, 1, "Hi!", 3) == 0, "send");
   size_t k = memstream_take(m, out, sizeof(out));
-  CHECK(k == 5 && (uint8_t)out[0] == 0x81, "under min_size: plain: %zu %02x", k, (uint8_t)out[0]);
+  CHECK(k == 5 && (uint8_t)out[0] == 0x81, "under min_size: plain: %zu %02x", k,
+        (uint8_t)out[0]);
   CHECK(rill__ws_send(ws, RILL_WS_TEXT, 1, "Hello", 5) == 0, "send");
   k = memstream_take(m, out, sizeof(out));
   CHECK(k == 9 && memcmp(out, "\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00", 9) == 0,
@@ -304,8 +305,8 @@ static void test_wire(void) {
   CHECK(k > 4 && (uint8_t)out[0] == 0x41 && (uint8_t)out[out[1] + 2] == 0x80,
         "RSV1 on the first fragment only: %02x %02x", (uint8_t)out[0],
         (uint8_t)out[out[1] + 2]);
-  CHECK(rill__ws_send(ws, RILL_WS_TEXT, 1, "", 0) == 0 && memstream_take(m, out, 64) == 2 &&
-            (uint8_t)out[0] == 0x81,
+  CHECK(rill__ws_send(ws, RILL_WS_TEXT, 1, "", 0) == 0 &&
+            memstream_take(m, out, 64) == 2 && (uint8_t)out[0] == 0x81,
         "empty: plain");
   done(ws, m);
 
