@@ -1,5 +1,4 @@
 /* permessage-deflate's zlib state. See ws_deflate.h. */
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "ws_deflate.h"
@@ -9,65 +8,75 @@ const uint8_t rill__wsz_tail[4] = {0x00, 0x00, 0xff, 0xff};
 /* Where no input points (zlib and pointer arithmetic want an address). */
 static const uint8_t no_input[1];
 
-/* ---- the per-thread cache of released state ----
+/* ---- the per-worker cache of released state ----
  *
- * Each worker is one thread, so a thread's cache needs no lock. What it
- * holds goes when the thread ends (a key's destructor); the main thread's
- * stays reachable until the process ends. */
+ * A service of the worker (worker.h), made on first use and found again by
+ * its close function: it holds what no connection holds between messages,
+ * and frees it when the worker ends. */
 
 #define CACHE_MAX 8
 
 typedef struct {
+  rill_service_t svc;
   rill_wsz_t *z[CACHE_MAX];
   int n;
 } cache_t;
 
-static __thread cache_t cache;
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
-static void cache_end(void *p) {
-  cache_t *c = p;
-  while (c->n > 0)
-    rill__wsz_free(c->z[--c->n]);
+static void cache_close(rill_service_t *svc, rill_worker_t *w) {
+  (void)svc;
+  (void)w;
 }
 
-static void cache_init(void) {
-  pthread_key_create(&cache_key, cache_end);
+static void cache_free(rill_service_t *svc, rill_worker_t *w) {
+  (void)w;
+  cache_t *c = (cache_t *)svc;
+  while (c->n > 0)
+    rill__wsz_free(c->z[--c->n]);
+  free(c);
+}
+
+/* w's cache; made when make is set (NULL when out of memory or not made). */
+static cache_t *cache_of(rill_worker_t *w, int make) {
+  for (rill_service_t *svc = w->services; svc; svc = svc->next)
+    if (svc->close == cache_close) return (cache_t *)svc;
+  if (!make) return NULL;
+  cache_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->svc.close = cache_close;
+  c->svc.free = cache_free;
+  rill__worker_add_service(w, &c->svc);
+  return c;
 }
 
 /* Takes a cached deflater (deflating 1) or inflater (0) that fits. */
-static rill_wsz_t *cache_take(int deflating, int bits, int level, int mem_level) {
-  for (int i = cache.n - 1; i >= 0; i--) {
-    rill_wsz_t *z = cache.z[i];
+static rill_wsz_t *cache_take(rill_worker_t *w, int deflating, int bits, int level,
+                              int mem_level) {
+  cache_t *c = cache_of(w, 0);
+  for (int i = c ? c->n - 1 : -1; i >= 0; i--) {
+    rill_wsz_t *z = c->z[i];
     if (z->deflating != deflating) continue;
     if (deflating && (z->bits != bits || z->level != level || z->mem_level != mem_level))
       continue;
-    if (!deflating && z->bits != bits) {
-      if (inflateReset2(&z->z, -bits) != Z_OK) continue;
-      z->bits = bits;
-    }
-    cache.z[i] = cache.z[--cache.n];
+    c->z[i] = c->z[--c->n];
     return z;
   }
   return NULL;
 }
 
-void rill__wsz_release(rill_wsz_t *z) {
+void rill__wsz_release(rill_worker_t *w, rill_wsz_t *z) {
   if (z == NULL) return;
   rill__wsz_reset(z);
-  if (cache.n == CACHE_MAX) {
+  cache_t *c = cache_of(w, 1);
+  if (c == NULL || c->n == CACHE_MAX) {
     rill__wsz_free(z);
     return;
   }
-  pthread_once(&cache_once, cache_init);
-  if (cache.n == 0) pthread_setspecific(cache_key, &cache);
-  cache.z[cache.n++] = z;
+  c->z[c->n++] = z;
 }
 
 /* ---- making and freeing ---- */
 
-rill_wsz_t *rill__wsz_inflater(int bits) {
+rill_wsz_t *rill__wsz_inflater(rill_worker_t *w, int bits) {
   /* Every peer is inflated with a 32 KiB window, whatever it was asked to
    * use. A larger window reads anything a smaller one made (zlib's deflate,
    * asked for 8, in fact makes 9). And zlib checks a distance only against
@@ -77,7 +86,7 @@ rill_wsz_t *rill__wsz_inflater(int bits) {
    * distance) the answer is the same however the bytes come. */
   (void)bits;
   bits = 15;
-  rill_wsz_t *z = cache_take(0, bits, 0, 0);
+  rill_wsz_t *z = cache_take(w, 0, bits, 0, 0);
   if (z) return z;
   if ((z = calloc(1, sizeof(*z))) == NULL) return NULL;
   if (inflateInit2(&z->z, -bits) != Z_OK) {
@@ -88,13 +97,13 @@ rill_wsz_t *rill__wsz_inflater(int bits) {
   return z;
 }
 
-rill_wsz_t *rill__wsz_deflater(int bits, int level, int mem_level) {
+rill_wsz_t *rill__wsz_deflater(rill_worker_t *w, int bits, int level, int mem_level) {
   /* zlib refuses a raw deflate with window bits 8 (its 256-byte window has
    * a bug it avoids by using 9, which a peer that asked for 8 could not
    * inflate). The layer above never compresses when the peer asked for 8:
    * it sends its messages uncompressed, which RFC 7692 allows. */
   if (bits < 9 || bits > 15) return NULL;
-  rill_wsz_t *z = cache_take(1, bits, level, mem_level);
+  rill_wsz_t *z = cache_take(w, 1, bits, level, mem_level);
   if (z) return z;
   if ((z = calloc(1, sizeof(*z))) == NULL) return NULL;
   if (deflateInit2(&z->z, level, Z_DEFLATED, -bits, mem_level, Z_DEFAULT_STRATEGY) !=

@@ -24,6 +24,8 @@
 
 #include <zlib.h>
 
+#include "worker.h"
+
 typedef struct {
   z_stream z;
   int deflating;              /* 1: a deflater, 0: an inflater */
@@ -38,18 +40,18 @@ extern const uint8_t rill__wsz_tail[4];
 /* An inflater for a peer whose window is 2^bits bytes (8..15), fresh or
  * from the cache (see rill__wsz_release), or NULL when out of memory. It
  * reads with a 32 KiB window whatever bits is (see ws_deflate.c). */
-rill_wsz_t *rill__wsz_inflater(int bits);
+rill_wsz_t *rill__wsz_inflater(rill_worker_t *w, int bits);
 /* A deflater with window 2^bits (9..15), level (0..9) and mem_level
  * (1..9), fresh or from the cache, or NULL when out of memory or for bits
  * zlib cannot do. */
-rill_wsz_t *rill__wsz_deflater(int bits, int level, int mem_level);
+rill_wsz_t *rill__wsz_deflater(rill_worker_t *w, int bits, int level, int mem_level);
 void rill__wsz_free(rill_wsz_t *z);
 /* Gives z back at a message's end without context takeover: reset, it
- * waits in a small per-thread cache for the next message that needs one of
- * its kind (this connection's or another's), so that a connection holds no
- * zlib state between messages and a message allocates none. Frees it when
- * the cache is full. NULL: nothing. */
-void rill__wsz_release(rill_wsz_t *z);
+ * waits in w's small cache (at most 8, freed with the worker) for the next
+ * message that needs one of its kind (this connection's or another's), so
+ * that a connection holds no zlib state between messages and a message
+ * allocates none. Frees it when the cache is full. NULL: nothing. */
+void rill__wsz_release(rill_worker_t *w, rill_wsz_t *z);
 /* Forgets the context (no context takeover): the next message starts afresh. */
 void rill__wsz_reset(rill_wsz_t *z);
 

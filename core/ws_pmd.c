@@ -42,8 +42,9 @@ int rill__ws_send_deflated(rill_websocket_t *ws, int opcode, int fin,
                            const uv_buf_t *bufs, unsigned nbufs) {
   if (ws->t == NULL) return RILL_ECLOSED;
   rill_wsz_t *z = ws->outz;
-  if (z == NULL && (z = ws->outz = rill__wsz_deflater(ws->o.z_own_bits, ws->o.z_level,
-                                                      ws->o.z_mem_level)) == NULL)
+  if (z == NULL &&
+      (z = ws->outz = rill__wsz_deflater(ws->w, ws->o.z_own_bits, ws->o.z_level,
+                                         ws->o.z_mem_level)) == NULL)
     return UV_ENOMEM;
   uint8_t *out = (uint8_t *)rill__buf_get(ws->w);
   if (out == NULL) return UV_ENOMEM;
@@ -111,7 +112,7 @@ int rill__ws_send_deflated(rill_websocket_t *ws, int opcode, int fin,
   if (fin) {
     ws->out_z = 0;
     if (ws->o.z_own_reset) {
-      rill__wsz_release(ws->outz);
+      rill__wsz_release(ws->w, ws->outz);
       ws->outz = NULL;
     }
   }
@@ -129,7 +130,7 @@ static int inflated_end(rill_websocket_t *ws) {
   ws->zbuf = NULL;
   ws->zpos = ws->zlen = 0;
   if (ws->o.z_peer_reset) {
-    rill__wsz_release(ws->inz);
+    rill__wsz_release(ws->w, ws->inz);
     ws->inz = NULL;
   }
   if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
@@ -177,7 +178,8 @@ int rill__ws_inflating(rill_websocket_t *ws, const char **pp, size_t *pn) {
       if (r != P_DATA) return r;
       in = (const uint8_t *)p;
     }
-    if (ws->inz == NULL && (ws->inz = rill__wsz_inflater(ws->o.z_peer_bits)) == NULL) {
+    if (ws->inz == NULL &&
+        (ws->inz = rill__wsz_inflater(ws->w, ws->o.z_peer_bits)) == NULL) {
       rill__ws_fail(ws, RILL_WS_INTERNAL_ERROR, "out of memory");
       return P_ERROR;
     }
