@@ -27,6 +27,7 @@ typedef struct {
   lstream_ud *msg;   /* the face of the message stream, made once ... */
   int msg_ref;       /* ... and kept in the registry (LUA_NOREF: none yet) */
   char protocol[64]; /* the negotiated subprotocol, or "" */
+  char *extensions;  /* the negotiated Sec-WebSocket-Extensions, or NULL */
   /* what a callback during a fast path left for later (lua_sched.h) */
   rill_worker_t *w;
   rill_defer_t dfr;
@@ -155,7 +156,8 @@ static int wait_cancel(rill_wait_t *wt, int status) {
   lws_t *u = wt->obj;
   lua_State *co = rill__wait_task(wt)->co;
   if (wt->kind == W_NEXT && u->ws) rill__ws_next_cancel(u->ws);
-  if (wt->kind == W_NEXT && status == RILL_ECLOSED && u->ws) return push_end(co, u->ws, status);
+  if (wt->kind == W_NEXT && status == RILL_ECLOSED && u->ws)
+    return push_end(co, u->ws, status);
   lua_pushnil(co);
   lua_pushstring(co, rill__errmsg(status));
   return 2;
@@ -335,6 +337,14 @@ static int l_protocol(lua_State *L) {
   return 1;
 }
 
+/* ws:extensions() → the negotiated Sec-WebSocket-Extensions, or nil */
+static int l_extensions(lua_State *L) {
+  lws_t *u = luaL_checkudata(L, 1, WS_MT);
+  if (u->extensions == NULL) return 0;
+  lua_pushstring(L, u->extensions);
+  return 1;
+}
+
 /* ws:_streaming([flag]) → whether a message was being sent in pieces (before
  * flag, if given, set it) */
 static int l_streaming(lua_State *L) {
@@ -408,6 +418,8 @@ static int l_gc(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, u->msg_ref);
   u->msg_ref = LUA_NOREF;
   u->msg = NULL;
+  free(u->extensions);
+  u->extensions = NULL;
   if (u->ws) {
     rill__ws_free(u->ws);
     u->ws = NULL;
@@ -415,8 +427,38 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+/* An integer option of table idx in lo..hi, or def when absent. */
+static int int_opt(lua_State *L, int idx, const char *name, int lo, int hi, int def) {
+  lua_Number v = rill__opt_number(L, idx, name, def);
+  if (v < lo || v > hi || v != (int)v) luaL_error(L, "bad %s %f", name, v);
+  return (int)v;
+}
+
+static int bool_opt(lua_State *L, int idx, const char *name) {
+  lua_getfield(L, idx, name);
+  int b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+/* The permessage-deflate parameters websocket.lua negotiated:
+ * {own_bits=, peer_bits=, own_reset=, peer_reset=, level=, mem_level=,
+ * min_size=, header=} at idx. */
+static void deflate_opts(lua_State *L, int idx, rill_ws_opts_t *o) {
+  o->deflate = 1;
+  o->z_own_bits = int_opt(L, idx, "own_bits", 8, 15, 15);
+  o->z_peer_bits = int_opt(L, idx, "peer_bits", 8, 15, 15);
+  o->z_own_reset = bool_opt(L, idx, "own_reset");
+  o->z_peer_reset = bool_opt(L, idx, "peer_reset");
+  o->z_level = int_opt(L, idx, "level", 0, 9, 6);
+  o->z_mem_level = int_opt(L, idx, "mem_level", 1, 9, 8);
+  lua_Number min = rill__opt_number(L, idx, "min_size", 0);
+  o->z_min_size = min < 0 ? 0 : (uint64_t)min;
+}
+
 /* core.ws_new(stream, {server=, max_frame=, max_message=, close_timeout=,
- * timeout=}) → websocket; takes the stream over. */
+ * timeout=, protocol=, deflate= (see deflate_opts), extensions=}) →
+ * websocket; takes the stream over. */
 static int l_ws_new(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checkudata(L, 1, RILL_STREAM_MT);
@@ -431,14 +473,22 @@ static int l_ws_new(lua_State *L) {
   lua_Number ct = rill__opt_number(L, 2, "close_timeout", 5000); /* milliseconds */
   o.close_timeout_ms = ct < 0 ? 0 : ct > 4e9 ? 4000000000u : (unsigned)ct;
   lua_Number to = rill__opt_number(L, 2, "timeout", -1);
+  lua_getfield(L, 2, "deflate");
+  if (lua_istable(L, -1)) deflate_opts(L, lua_gettop(L), &o);
+  lua_pop(L, 1);
   lua_getfield(L, 2, "protocol");
   const char *proto = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "extensions");
+  const char *ext = lua_tostring(L, -1);
+  char *extensions = ext ? strdup(ext) : NULL;
   lua_pop(L, 1);
   lws_t *u = lua_newuserdata(L, sizeof(*u));
   memset(u, 0, sizeof(*u));
   u->timeout_ms = to < 0 ? -1 : to > 2e9 ? 2000000000 : (int)to;
   u->msg_ref = LUA_NOREF;
   if (proto) snprintf(u->protocol, sizeof(u->protocol), "%s", proto);
+  u->extensions = extensions;
   luaL_getmetatable(L, WS_MT);
   lua_setmetatable(L, -2);
   rill_stream_t *t = rill__lstream_take(L, 1);
@@ -509,6 +559,7 @@ void rill__open_ws(lua_State *L, rill_worker_t *w) {
                                      {"close_info", l_close_info},
                                      {"state", l_state},
                                      {"protocol", l_protocol},
+                                     {"extensions", l_extensions},
                                      {"_streaming", l_streaming},
                                      {"_wait_drained", l_wait_drained},
                                      {"_frame_begin", l_frame_begin},

@@ -7,6 +7,12 @@
  * byte stream, next() and a close waiting for the peer's are four ways of
  * driving that loop; the W_* bits say which of them wait for it to go on.
  *
+ * permessage-deflate (RFC 7692) sits between that loop and its drivers: a
+ * compressed message's payload is inflated into a pooled buffer as it is
+ * pulled, and a compressed message's frames are deflated as they are sent
+ * (ws_pmd.c). Checks that apply to a message's content (UTF-8,
+ * max_message) then apply to the inflated bytes.
+ *
  * Replies the reader sends by itself (pongs) obey the transport's high-water
  * mark like any write: while the transport is above it, the reader stops at
  * a ping and reads nothing more until the transport drains. So a peer that
@@ -16,9 +22,9 @@
 #include <string.h>
 
 #include "ws_conn.h"
+#include "ws_int.h"
 
 enum { R_HEADER, R_DATA, R_CONTROL, R_CONTROL_READY };
-enum { P_DATA, P_NEWMSG, P_MSGEND, P_AGAIN, P_CLOSED, P_ERROR };
 /* Who waits for the reader to go on (bits: a close may wait while a reader
  * does). */
 enum { W_NONE = 0, W_NEXT = 1, W_MSG = 2, W_BYTES = 4, W_CLOSE = 8 };
@@ -81,8 +87,8 @@ static int hold_control(rill_websocket_t *ws, int opcode, const uv_buf_t *bufs,
 }
 
 /* Writes one frame: header and payload bufs. */
-static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
-                      unsigned nbufs) {
+int rill__ws_send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                        unsigned nbufs) {
   rill_stream_t *t = ws->t;
   if (t == NULL) return RILL_ECLOSED;
   uint64_t total = 0;
@@ -122,10 +128,30 @@ static int send_frame(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t 
   return sent(ws, last);
 }
 
+/* A data frame (or, opcode >= 8, a control frame): deflated when it belongs
+ * to a compressed message. Whether a message is compressed is decided at its
+ * first frame: when permessage-deflate was negotiated, our window can be
+ * honoured (bits 8 cannot: see ws_deflate.c), and the message is longer than
+ * z_min_size or comes in several frames. */
+static int send_data(rill_websocket_t *ws, int opcode, int fin, const uv_buf_t *bufs,
+                     unsigned nbufs) {
+  if (ws->o.deflate && opcode < 8 && !ws->out_open) {
+    if (opcode != RILL_WS_CONT) {
+      uint64_t total = 0;
+      for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+      ws->out_z = ws->o.z_own_bits >= 9 && (!fin || total >= ws->o.z_min_size);
+      ws->out_z_bytes = 0;
+    }
+    if (ws->out_z) return rill__ws_send_deflated(ws, opcode, fin, bufs, nbufs);
+  }
+  return rill__ws_send_frame(ws, opcode, fin, bufs, nbufs);
+}
+
 int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len) {
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-  return send_frame(ws, opcode, fin, &b, len ? 1 : 0);
+  return send_data(ws, opcode, fin, &b, len ? 1 : 0);
 }
 
 /* The streamed frame's last byte went: what waited follows. */
@@ -135,12 +161,12 @@ static int frame_done(rill_websocket_t *ws) {
   if (ws->pend_pong_set) {
     ws->pend_pong_set = 0;
     uv_buf_t b = uv_buf_init((char *)ws->pend_pong, (unsigned)ws->pend_pong_len);
-    r = send_frame(ws, RILL_WS_PONG, 1, &b, b.len ? 1 : 0);
+    r = rill__ws_send_frame(ws, RILL_WS_PONG, 1, &b, b.len ? 1 : 0);
   }
   if (ws->pend_close_set && (r == 0 || r == RILL_EAGAIN)) {
     ws->pend_close_set = 0;
     uv_buf_t b = uv_buf_init((char *)ws->pend_close, (unsigned)ws->pend_close_len);
-    int c = send_frame(ws, RILL_WS_CLOSE, 1, &b, b.len ? 1 : 0);
+    int c = rill__ws_send_frame(ws, RILL_WS_CLOSE, 1, &b, b.len ? 1 : 0);
     if (c != 0) r = c;
   }
   return r;
@@ -155,7 +181,8 @@ int rill__ws_send_begin(rill_websocket_t *ws, int opcode, int fin, uint64_t len)
     if (rill__random(ws->w, ws->mask, 4) != 0) return UV_EIO;
     mask = ws->mask;
   }
-  uv_buf_t b = uv_buf_init((char *)hdr, (unsigned)rill__ws_header_write(hdr, fin, opcode, len, mask));
+  uv_buf_t b = uv_buf_init((char *)hdr,
+                           (unsigned)rill__ws_header_write(hdr, fin, opcode, len, mask));
   int r = ws->t->vt->write(ws->t, &b, 1);
   if (r < 0 && r != RILL_EAGAIN) return r;
   ws->out_left = len;
@@ -199,7 +226,7 @@ static void send_close(rill_websocket_t *ws, unsigned code, const char *reason,
   ws->close_sent = 1;
   if (!ws->close_received) ws->closed_here = 1;
   uv_buf_t b = uv_buf_init((char *)payload, (unsigned)n);
-  send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
+  rill__ws_send_frame(ws, RILL_WS_CLOSE, 1, &b, n ? 1 : 0);
 }
 
 /* ---- failing and closing ---- */
@@ -273,8 +300,9 @@ static int on_close_frame(rill_websocket_t *ws) {
 
 /* ---- reading ---- */
 
-/* Advances the reader as far as it can without waiting. See the top. */
-static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
+/* Advances the frame reader as far as it can without waiting. See the top.
+ * For a compressed message it gives the compressed payload. */
+int rill__ws_frames(rill_websocket_t *ws, const char **pp, size_t *pn) {
   rill_ws_header_t *h = &ws->h;
   for (;;) {
     if (ws->err) return ws->err == RILL_ECLOSED ? P_CLOSED : P_ERROR;
@@ -288,7 +316,8 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
       ws->rstate = R_HEADER;
       ws->unmasked = 0;
       if (fin) {
-        if (ws->msg_type == RILL_WS_TEXT && !rill__utf8_complete(&ws->utf8)) {
+        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z &&
+            !rill__utf8_complete(&ws->utf8)) {
           rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
@@ -308,7 +337,7 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
           return P_AGAIN;
         }
         uv_buf_t b = uv_buf_init((char *)ws->ctl, (unsigned)ws->ctl_len);
-        int r = send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
+        int r = rill__ws_send_frame(ws, RILL_WS_PONG, 1, &b, ws->ctl_len ? 1 : 0);
         if (r < 0 && r != RILL_EAGAIN) return transport_end(ws, r);
       }
       ws->rstate = R_HEADER;
@@ -327,7 +356,8 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
         uint8_t *q = (uint8_t *)p + ws->unmasked;
         size_t k = avail - (size_t)ws->unmasked;
         if (h->masked) rill__ws_mask(q, k, h->mask, h->pos + ws->unmasked);
-        if (ws->msg_type == RILL_WS_TEXT && rill__utf8_feed(&ws->utf8, q, k) != 0) {
+        if (ws->msg_type == RILL_WS_TEXT && !ws->msg_z &&
+            rill__utf8_feed(&ws->utf8, q, k) != 0) {
           rill__ws_fail(ws, RILL_WS_INVALID_DATA, "invalid UTF-8 in a text message");
           return P_ERROR;
         }
@@ -372,7 +402,12 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
     ws->unmasked = 0;
     if (h->opcode != RILL_WS_CONT) {
       ws->msg_type = (int)h->opcode;
-      ws->msg_len = h->fin ? (int64_t)h->len : -1;
+      ws->msg_z = (h->rsv & RILL_WS_RSV1) != 0;
+      ws->z_fin = 0;
+      ws->z_tail = 0;
+      ws->z_in = ws->z_out = 0;
+      /* A compressed message's length is known only once inflated. */
+      ws->msg_len = h->fin && !ws->msg_z ? (int64_t)h->len : -1;
       rill__utf8_init(&ws->utf8);
       return P_NEWMSG;
     }
@@ -380,10 +415,26 @@ static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
 }
 
 /* Takes n payload bytes of the current frame. */
-static void take(rill_websocket_t *ws, size_t n) {
+void rill__ws_take_frame(rill_websocket_t *ws, size_t n) {
   ws->t->vt->consume(ws->t, n);
   ws->h.pos += n;
   ws->unmasked -= n;
+}
+
+/* Advances the reader: frames(), and inflating() inside a compressed
+ * message. */
+static int pump(rill_websocket_t *ws, const char **pp, size_t *pn) {
+  if (ws->msg_z) return rill__ws_inflating(ws, pp, pn);
+  ws->from_z = 0;
+  return rill__ws_frames(ws, pp, pn);
+}
+
+/* Takes n bytes of what pump() gave. */
+static void take(rill_websocket_t *ws, size_t n) {
+  if (ws->from_z)
+    ws->zpos += n;
+  else
+    rill__ws_take_frame(ws, n);
 }
 
 /* Records that who waits for the reader to go on, and asks the transport
@@ -548,7 +599,7 @@ static int bytes_fill(rill_stream_t *s) {
 static int bytes_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   rill_websocket_t *ws = rill__container_of(s, rill_websocket_t, bytes);
   if (ws->close_sent || ws->state == RILL_WS_CLOSED) return RILL_ECLOSED;
-  return send_frame(ws, RILL_WS_BINARY, 1, bufs, nbufs);
+  return send_data(ws, RILL_WS_BINARY, 1, bufs, nbufs);
 }
 
 static int bytes_shutdown(rill_stream_t *s) {
@@ -687,6 +738,11 @@ static void timer_closed(uv_handle_t *h) {
 
 void rill__ws_free(rill_websocket_t *ws) {
   ws->waiting = W_NONE;
+  rill__wsz_free(ws->inz);
+  rill__wsz_free(ws->outz);
+  ws->inz = ws->outz = NULL;
+  rill__buf_put(ws->w, ws->zbuf);
+  ws->zbuf = NULL;
   rill__stream_gone(&ws->msg);
   rill__stream_gone(&ws->bytes);
   close_transport(ws);
@@ -719,8 +775,9 @@ static void ws_destroy(rill_obj_t *o) {
   rill__ws_free(ws);
 }
 
-rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws_opts_t *o,
-                               const rill_ws_ops_t *ops, void *data) {
+rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t,
+                               const rill_ws_opts_t *o, const rill_ws_ops_t *ops,
+                               void *data) {
   rill_websocket_t *ws = calloc(1, sizeof(*ws));
   if (ws == NULL) {
     t->vt->abort(t);
@@ -735,6 +792,7 @@ rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t, const rill_ws
   if (ws->o.close_timeout_ms == 0) ws->o.close_timeout_ms = 5000;
   rill__ws_header_init(&ws->h, o->server, o->max_frame);
   ws->h.max_message = o->max_message;
+  if (o->deflate) ws->h.rsv_allowed = RILL_WS_RSV1;
   rill__stream_init(&ws->msg, &msg_vt, w);
   rill__stream_init(&ws->bytes, &bytes_vt, w);
   rill__stream_bind(t, &ws->tb, &transport_ops);

@@ -10,6 +10,7 @@
 #define RILL_WEBSOCKET_H
 
 #include "stream.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 typedef struct rill_websocket_s rill_websocket_t;
@@ -29,6 +30,15 @@ typedef struct {
   uint64_t max_frame;        /* 1009 past it; 0: no limit */
   uint64_t max_message;      /* 1009 past it; 0: no limit */
   unsigned close_timeout_ms; /* how long a close waits for the peer's */
+  /* permessage-deflate (RFC 7692) as the handshake negotiated it; 0: off.
+   * max_message then holds for the inflated size of a message. */
+  int deflate;
+  int z_own_bits, z_peer_bits;    /* window bits, 8..15: ours (8: we send
+                                     every message uncompressed, see
+                                     ws_deflate.c) and the peer's */
+  int z_own_reset, z_peer_reset;  /* no context takeover: ours, the peer's */
+  int z_level, z_mem_level;       /* zlib's, for our messages (0..9, 1..9) */
+  uint64_t z_min_size;            /* messages shorter go uncompressed */
 } rill_ws_opts_t;
 
 enum { RILL_WS_OPEN, RILL_WS_CLOSING, RILL_WS_CLOSED };
@@ -54,6 +64,31 @@ struct rill_websocket_s {
   rill_stream_t msg;
   int msg_type; /* RILL_WS_TEXT or RILL_WS_BINARY, 0 when none */
   int msg_active, msg_eof;
+
+  /* permessage-deflate, reading: the current message is compressed
+   * (msg_z); its payload is inflated into zbuf (a pooled buffer, held while
+   * it has bytes) as far as the reader pulls. z_fin: its compressed bytes
+   * have all been read, and z_tail bytes of the 00 00 ff ff tail fed after
+   * them. from_z: the slice pump() last gave is zbuf's. z_in, z_out: the
+   * message's compressed and inflated bytes so far. The inflater exists
+   * from the first compressed message on, and only between messages
+   * without context takeover (z_peer_reset). */
+  rill_wsz_t *inz;
+  char *zbuf;
+  size_t zpos, zlen;
+  unsigned msg_z : 1, z_fin : 1, from_z : 1, z_bad : 1; /* z_bad: bad data follows
+                                                          what zbuf holds */
+  unsigned z_tail;
+  uint64_t z_in, z_out;
+  /* sending: the message being sent is compressed (out_z); out_z_bytes of
+   * it have gone. The deflater lives as the inflater does. */
+  rill_wsz_t *outz;
+  int out_z;
+  uint64_t out_z_bytes;
+  /* The last bytes deflated, held back from a frame that was not the
+   * message's last: they may be the tail its last frame must drop. */
+  uint8_t zcarry[4];
+  size_t zcarry_len;
 
   /* all binary payload as one byte stream (ws:as_stream()) */
   rill_stream_t bytes;
@@ -106,11 +141,15 @@ int rill__ws_next(rill_websocket_t *ws);
 void rill__ws_next_cancel(rill_websocket_t *ws);
 
 /* Sends a whole frame. Returns 0, RILL_EAGAIN (wait for ops->drained), or an
- * error. A client masks it: len bytes go through a copy, 64 KiB at a time. */
+ * error. A client masks it: len bytes go through a copy, 64 KiB at a time.
+ * With permessage-deflate, a data frame of a compressed message (one whose
+ * first frame was not final or had z_min_size bytes or more) is deflated
+ * first and may leave as several frames. */
 int rill__ws_send(rill_websocket_t *ws, int opcode, int fin, const char *p, size_t len);
 
 /* Starts a frame whose len payload bytes follow through rill__ws_send_part()
- * as they come: a message relayed as it arrives keeps its one frame. Until
+ * as they come: a message relayed as it arrives keeps its one frame (never
+ * compressed: its length is known before its bytes). Until
  * the last byte nothing else goes out (whole frames fail with RILL_ESTATE; a
  * pong or a close due meanwhile follows the frame). Returns as
  * rill__ws_send. */

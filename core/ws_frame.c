@@ -41,6 +41,11 @@ static int check_byte0(rill_ws_header_t *h) {
   h->rsv = b & 0x70;
   h->opcode = b & 0x0f;
   if (h->rsv & ~h->rsv_allowed) return fail(h, 1002, "reserved bits set");
+  /* RSV1 (permessage-deflate) marks a message's first frame only. */
+  if ((h->rsv & RILL_WS_RSV1) && (h->opcode == RILL_WS_CONT || (h->opcode & 0x8)))
+    return fail(h, 1002,
+                h->opcode == RILL_WS_CONT ? "RSV1 on a continuation frame"
+                                          : "RSV1 on a control frame");
   switch (h->opcode) {
   case RILL_WS_CONT:
     if (!h->msg_open) return fail(h, 1002, "continuation frame without a message");
@@ -66,8 +71,17 @@ static int check_length(rill_ws_header_t *h) {
   if (h->opcode & 0x8) return 0;
   uint64_t total = h->opcode == RILL_WS_CONT ? h->msg_len : 0;
   total = h->len > UINT64_MAX - total ? UINT64_MAX : total + h->len;
-  if (h->max_message && total > h->max_message) return fail(h, 1009, "message too big");
-  if (h->opcode != RILL_WS_CONT) h->msg_opcode = h->opcode;
+  uint64_t limit = h->max_message;
+  unsigned rsv = h->opcode == RILL_WS_CONT ? h->msg_rsv : h->rsv;
+  /* A compressed message is held to max_message once inflated (by the
+   * layer above); its compressed bytes may pass it by deflate's worst-case
+   * growth on incompressible data (5 bytes a stored block, well under 1/1024). */
+  if (limit && (rsv & RILL_WS_RSV1) && limit < UINT64_MAX / 2) limit += (limit >> 10) + 1024;
+  if (limit && total > limit) return fail(h, 1009, "message too big");
+  if (h->opcode != RILL_WS_CONT) {
+    h->msg_opcode = h->opcode;
+    h->msg_rsv = h->rsv;
+  }
   h->msg_len = total;
   h->msg_open = !h->fin;
   return 0;

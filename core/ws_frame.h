@@ -53,13 +53,18 @@ typedef struct {
   /* settings, kept by reset */
   int expect_masked;    /* 1 on a server: every frame must be masked; 0 on a client:
                            none may be */
-  unsigned rsv_allowed; /* RILL_WS_RSV* bits an extension negotiated (0 for now) */
+  unsigned rsv_allowed; /* RILL_WS_RSV* bits an extension negotiated: RSV1 with
+                           permessage-deflate (RFC 7692), allowed on a message's
+                           first frame only */
   uint64_t max_frame;   /* a larger payload length fails with 1009; 0: no limit */
   uint64_t max_message; /* a data message whose frames add up to more fails with
-                           1009; 0: no limit. Set it after init. */
+                           1009; 0: no limit. Set it after init. A compressed
+                           message (RSV1) may pass it by deflate's worst-case
+                           growth: its inflated size is checked above. */
   /* the data message in progress (RFC 6455 §5.4), kept by reset */
   unsigned msg_opcode; /* TEXT or BINARY: the message the last data frame is part
                           of (a continuation frame's type is found here) */
+  unsigned msg_rsv;    /* the RSV bits of that message's first frame */
   int msg_open;        /* 1 while a fragmented message awaits its final frame */
   uint64_t msg_len;    /* payload bytes of that message, through the last frame */
   /* the header being read */
@@ -85,7 +90,8 @@ void rill__ws_header_reset(rill_ws_header_t *h);
  * error, as soon as the byte that breaks the rules arrives. Once complete it
  * returns 0 with *done set until reset; after an error it keeps returning -1
  * (reset clears the error, but a connection that saw one should be closed).
- * Rejects (1002): RSV bits not allowed, unknown opcodes (3-7, 0xB-0xF), control
+ * Rejects (1002): RSV bits not allowed (RSV1 even when allowed, on a control
+ * or continuation frame: RFC 7692 §6.1), unknown opcodes (3-7, 0xB-0xF), control
  * frames that are fragmented or longer than 125, a 64-bit length with the top
  * bit set, lengths not in their minimal encoding (§5.2), a mask bit that does
  * not match expect_masked, a continuation frame with no message in progress, a

@@ -23,4 +23,10 @@ end
 -- bounds what a peer can make the server read.
 app:websocket("/", echo, {max_message = 1024 * 1024 * 1024})
 
+-- The same with permessage-deflate at explicit settings (those of the
+-- benchmark's Node peer): every message compressed, zlib level 1, memLevel
+-- 8, window 15. (On "/" too it is on, at the defaults, when a client offers it.)
+app:websocket("/deflate", echo, {max_message = 1024 * 1024 * 1024,
+  deflate = {min_size = 0, level = 1, mem_level = 8, window_bits = 15}})
+
 return app

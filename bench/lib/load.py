@@ -160,7 +160,7 @@ def idle(run, srv, path, n, websocket=False):
     after the reading, and the client's CPU time in ms."""
     if websocket:
         def client(k):
-            return [run.tool("ws_client"), "127.0.0.1", str(srv.port), path, "idle", str(k)]
+            return [run.tool("ws_client", "-lz"), "127.0.0.1", str(srv.port), path, "idle", str(k)]
         _hold(client(1), 1, lambda: None)  # first-connection set-up
     else:
         def client(k):
@@ -198,13 +198,14 @@ def _hold(argv, n, while_held):
     return int(rest.split()[-1]), cpu
 
 
-def ws_echo(run, srv, path, conns, size, seconds):
+def ws_echo(run, srv, path, conns, size, seconds, deflate=False):
     """ws_client: conns WebSockets on path, each with one binary message of
-    size bytes in flight (sent, echoed whole, sent again) for seconds.
+    size bytes in flight (sent, echoed whole, sent again) for seconds; with
+    deflate, permessage-deflate negotiated and the message compressible text.
     Returns round trips/s, MB/s (payload bytes each way), the server's CPU
     µs per round trip and the data frames per echo (> 1: fragmented)."""
-    argv = [run.tool("ws_client"), "127.0.0.1", str(srv.port), path, "echo", str(conns),
-            str(size), str(seconds)]
+    argv = [run.tool("ws_client", "-lz"), "127.0.0.1", str(srv.port), path, "echo", str(conns),
+            str(size), str(seconds)] + (["deflate"] if deflate else [])
     cpu_before = srv.cpu_seconds()
     out, client_cpu, _ = _run(argv)
     server_cpu = srv.cpu_seconds() - cpu_before
@@ -212,7 +213,7 @@ def ws_echo(run, srv, path, conns, size, seconds):
     rt = r["round_trips"]
     return {"rtps": rt / r["seconds"], "mbs": rt * size / r["seconds"] / MB,
             "cpu_us": server_cpu * 1e6 / rt, "frames": r["frames"] / rt,
-            "client_cpu": client_cpu}
+            "client_cpu": client_cpu, "zbytes": r.get("zbytes")}
 
 
 def lp_echo(client, port, mode, conns, size, seconds, srv):

@@ -239,7 +239,7 @@ def rounds(sc, run, table):
                     srv.stop()
             table.add(server.label, figures)
             progress(f"{where}: " + ", ".join(f"{m.label} {m.fmt.format(figures[m.key])}"
-                                              for m in sc.METRICS))
+                                              for m in sc.METRICS if m.key in figures))
 
 
 def main():

@@ -60,8 +60,11 @@ class Table:
         return t
 
     def add(self, label, figures):
+        """A round's figures for label; a metric it has no figure for (a
+        part of the scenario that server does not do) shows as n/a."""
         for m in self.metrics:
-            self.samples[label][m.key].append(figures[m.key])
+            if m.key in figures:
+                self.samples[label][m.key].append(figures[m.key])
 
     def median(self, label, key):
         values = self.samples[label][key]

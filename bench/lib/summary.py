@@ -23,7 +23,7 @@ FIGURES = {
     "download": ["mbs", "rss"],
     "idle": ["bytes"],
     "tls": ["cpu_us", "full_us", "resumed_us"],
-    "websocket": ["us64", "us65536", "idle_bytes"],
+    "websocket": ["us64", "us65536", "zrtcpu64", "zrtcpu65536", "idle_bytes"],
     "proxy": ["cpu_us", "up_mbs", "down_mbs", "rss"],
     "workers": ["rps", "cpu_us"],
 }

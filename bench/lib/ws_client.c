@@ -1,4 +1,4 @@
-/* ws_client HOST PORT PATH echo CONNS BYTES SECONDS
+/* ws_client HOST PORT PATH echo CONNS BYTES SECONDS [deflate]
  * ws_client HOST PORT PATH idle CONNS
  *
  * A WebSocket (RFC 6455) load client for the bench harness, single-threaded
@@ -18,6 +18,15 @@
  *   RESULT round_trips=N seconds=S bytes=BYTES conns=CONNS frames=F
  * where N counts the echoes completed within the SECONDS, and F the data
  * frames they came in (F > N: the server fragments its echoes); exits 0.
+ *
+ * deflate: the handshake offers permessage-deflate (RFC 7692) with
+ * client_no_context_takeover, and the server must accept it. The message is
+ * then compressible text (JSON-like records with random numbers), deflated
+ * once (zlib's default level: without context takeover it compresses the
+ * same every time) and sent as one compressed frame; echoes are inflated
+ * (with the server's context, unless it declared server_no_context_takeover)
+ * whether they come compressed or not, and their inflated length checked.
+ * The RESULT line then adds zbytes=Z, the compressed size sent.
  *
  * idle: once every connection is open, prints "ready N", holds them until its
  * standard input closes, prints "closed K" -- how many the server closed
@@ -39,6 +48,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_PENDING 256
 #define HEAD_MAX 4096
@@ -71,12 +81,20 @@ typedef struct {
   uint64_t msg_got; /* payload bytes of the current echo so far */
   uint8_t ctrl[125];
   size_t ctrl_len;
+  z_stream inf;    /* deflate: the server's messages inflated */
+  int compressed;  /* the echo being read came compressed */
   int verified; /* the first echo has been compared */
   int sending;  /* a message is in flight */
 } conn_t;
 
 static size_t msg_bytes;
 static uint8_t *plain; /* the payload every message carries */
+static int deflate_on;      /* permessage-deflate negotiated */
+static int server_reset;    /* the server declared server_no_context_takeover */
+static uint8_t *zplain;     /* plain deflated, the tail dropped */
+static size_t zplain_len;
+static uint8_t *zout;       /* inflated bytes, a buffer at a time */
+#define ZOUT (256 * 1024)
 static uint64_t rng;
 static int ep;
 static int stopping;
@@ -225,8 +243,11 @@ static void send_upgrade(conn_t *c, const char *host, const char *path) {
   int n = snprintf(request, sizeof(request),
                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   path, host, key);
+                   "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                   path, host, key,
+                   deflate_on ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                "client_no_context_takeover; client_max_window_bits\r\n"
+                              : "");
   if (write(c->fd, request, (size_t)n) != n) die("write (upgrade)");
   c->state = UPGRADING;
   watch(c, EPOLLIN);
@@ -252,7 +273,7 @@ static size_t read_upgrade(conn_t *c) {
     fprintf(stderr, "ws_client: expected 101 Switching Protocols, got: %.200s\n", c->head);
     exit(1);
   }
-  int accepted = 0;
+  int accepted = 0, extension = 0;
   for (char *line = strstr(c->head, "\r\n"); line && line < end;
        line = strstr(line + 2, "\r\n")) {
     if (strncasecmp(line + 2, "sec-websocket-accept:", 21) == 0) {
@@ -261,8 +282,19 @@ static size_t read_upgrade(conn_t *c) {
         v++;
       accepted = strncmp(v, c->accept, 28) == 0;
     }
+    if (strncasecmp(line + 2, "sec-websocket-extensions:", 25) == 0) {
+      char *eol = strstr(line + 2, "\r\n");
+      char value[512];
+      snprintf(value, sizeof(value), "%.*s", (int)(eol - line - 2), line + 2);
+      if (!deflate_on || strstr(value, "permessage-deflate") == NULL)
+        fail("an extension we did not offer");
+      extension = 1;
+      if (strstr(value, "server_no_context_takeover")) server_reset = 1;
+    }
   }
   if (!accepted) fail("wrong or missing Sec-WebSocket-Accept");
+  if (deflate_on && !extension) fail("the server declined permessage-deflate");
+  if (deflate_on && inflateInit2(&c->inf, -15) != Z_OK) fail("inflateInit2");
   c->state = OPEN;
   return (size_t)(end + 4 - c->head);
 }
@@ -329,9 +361,11 @@ static void mask(uint8_t *dst, const uint8_t *src, size_t n, uint32_t key) {
 
 static void send_message(conn_t *c) {
   uint32_t key = random32();
-  size_t h = frame_header(c->out, 2, msg_bytes, key);
-  mask(c->out + h, plain, msg_bytes, key);
-  c->out_len = h + msg_bytes;
+  const uint8_t *p = deflate_on ? zplain : plain;
+  size_t n = deflate_on ? zplain_len : msg_bytes;
+  size_t h = frame_header(c->out, deflate_on ? 0x40 | 2 : 2, n, key);
+  mask(c->out + h, p, n, key);
+  c->out_len = h + n;
   c->out_off = 0;
   c->sending = 1;
   c->msg_got = 0;
@@ -348,6 +382,31 @@ static void queue_pong(conn_t *c) {
   flush(c);
 }
 
+/* Payload bytes of the echo: counted, and the first echo compared. */
+static void echo_plain(conn_t *c, const uint8_t *p, size_t take) {
+  if (!c->verified && c->msg_got + take <= msg_bytes &&
+      memcmp(plain + c->msg_got, p, take) != 0)
+    fail("the echo differs from the message sent");
+  c->msg_got += take;
+}
+
+/* Payload bytes of an echo: inflated first when it came compressed. */
+static void echo_bytes(conn_t *c, const uint8_t *p, size_t n) {
+  if (!c->compressed) {
+    echo_plain(c, p, n);
+    return;
+  }
+  c->inf.next_in = (Bytef *)p;
+  c->inf.avail_in = (uInt)n;
+  do {
+    c->inf.next_out = zout;
+    c->inf.avail_out = ZOUT;
+    int r = inflate(&c->inf, Z_SYNC_FLUSH);
+    if (r != Z_OK && r != Z_BUF_ERROR) fail("an echo that does not inflate");
+    echo_plain(c, zout, ZOUT - c->inf.avail_out);
+  } while (c->inf.avail_out == 0);
+}
+
 /* A frame has ended (its payload is read). */
 static void frame_done(conn_t *c) {
   if (c->opcode >= 8) {
@@ -357,6 +416,11 @@ static void frame_done(conn_t *c) {
   }
   if (!stopping) data_frames++;
   if (!c->fin) return;
+  if (c->compressed) {
+    static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+    echo_bytes(c, tail, 4);
+    if (server_reset) inflateReset(&c->inf);
+  }
   c->in_message = 0;
   if (!c->sending) fail("an unasked-for message");
   if (c->msg_got != msg_bytes) {
@@ -389,9 +453,12 @@ static void header_parse(conn_t *c) {
     for (int i = 2; i < 10; i++)
       len = len << 8 | c->hdr[i];
   }
-  if (c->hdr[0] & 0x70) fail("reserved bits set in a frame");
   c->fin = c->hdr[0] >> 7;
   c->opcode = c->hdr[0] & 0x0f;
+  int rsv1 = (c->hdr[0] & 0x40) != 0;
+  if ((c->hdr[0] & 0x30) || (rsv1 && (!deflate_on || c->opcode != 2)))
+    fail("reserved bits set in a frame");
+  if (c->opcode == 2) c->compressed = rsv1;
   if (c->opcode >= 8) {
     if (!c->fin || len > 125) fail("a bad control frame");
     c->ctrl_len = 0;
@@ -423,10 +490,7 @@ static void received(conn_t *c, const uint8_t *p, size_t n) {
       memcpy(c->ctrl + c->ctrl_len, p, take);
       c->ctrl_len += take;
     } else {
-      if (!c->verified && c->msg_got + take <= msg_bytes &&
-          memcmp(plain + c->msg_got, p, take) != 0)
-        fail("the echo differs from the message sent");
-      c->msg_got += take;
+      echo_bytes(c, p, take);
     }
     p += take;
     n -= take;
@@ -450,10 +514,12 @@ static void read_frames(conn_t *c, uint8_t *buf) {
 }
 
 int main(int argc, char **argv) {
-  int echo = argc == 8 && strcmp(argv[4], "echo") == 0;
+  int echo = (argc == 8 || (argc == 9 && strcmp(argv[8], "deflate") == 0)) &&
+             strcmp(argv[4], "echo") == 0;
+  deflate_on = argc == 9;
   int idle = argc == 6 && strcmp(argv[4], "idle") == 0;
   if (!echo && !idle) {
-    fprintf(stderr, "usage: ws_client HOST PORT PATH echo CONNS BYTES SECONDS\n"
+    fprintf(stderr, "usage: ws_client HOST PORT PATH echo CONNS BYTES SECONDS [deflate]\n"
                     "       ws_client HOST PORT PATH idle CONNS\n");
     return 2;
   }
@@ -473,6 +539,37 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < msg_bytes; i++)
     plain[i] = (uint8_t)random32();
   close(urandom);
+  if (deflate_on) {
+    /* JSON-like records, their numbers random: text that deflates about
+     * as an application's messages do. */
+    size_t at = 0;
+    while (at < msg_bytes) {
+      char rec[160];
+      int k = snprintf(rec, sizeof(rec),
+                       "{\"id\":%u,\"user\":\"user-%u\",\"score\":%u.%02u,"
+                       "\"tags\":[\"alpha\",\"beta\"],\"active\":%s},",
+                       random32() % 1000000, random32() % 10000, random32() % 1000,
+                       random32() % 100, random32() & 1 ? "true" : "false");
+      size_t take = msg_bytes - at < (size_t)k ? msg_bytes - at : (size_t)k;
+      memcpy(plain + at, rec, take);
+      at += take;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+      fail("deflateInit2");
+    size_t cap = deflateBound(&z, msg_bytes) + 16;
+    zplain = malloc(cap);
+    zout = malloc(ZOUT);
+    if (zplain == NULL || zout == NULL) die("malloc");
+    z.next_in = plain;
+    z.avail_in = (uInt)msg_bytes;
+    z.next_out = zplain;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0) fail("deflate");
+    zplain_len = cap - z.avail_out - 4; /* the 00 00 ff ff tail dropped */
+    deflateEnd(&z);
+  }
 
   conn_t **conns = calloc((size_t)n, sizeof(*conns));
   uint8_t *buf = malloc(READ_BUF);
@@ -556,8 +653,10 @@ int main(int argc, char **argv) {
     }
     close(conns[i]->fd);
   }
-  printf("RESULT round_trips=%llu seconds=%.6f bytes=%zu conns=%d frames=%llu\n",
+  printf("RESULT round_trips=%llu seconds=%.6f bytes=%zu conns=%d frames=%llu",
          (unsigned long long)round_trips, elapsed, msg_bytes, n,
          (unsigned long long)data_frames);
+  if (deflate_on) printf(" zbytes=%zu", zplain_len);
+  printf("\n");
   return 0;
 }

@@ -273,6 +273,9 @@ end
 
 -- proxy.websocket(req, res, url, opts): joins the client's WebSocket to one
 -- opened to url (http(s) URLs become ws(s)); subprotocols pass through.
+-- permessage-deflate is negotiated on each side on its own (opts.deflate
+-- for both): messages are inflated as read from one and, if that side
+-- negotiated it, deflated as written to the other.
 function proxy.websocket(req, res, url, opts)
   opts = opts or {}
   url = url:gsub("^http", "ws")
@@ -283,12 +286,13 @@ function proxy.websocket(req, res, url, opts)
   local xff = req.headers["x-forwarded-for"]
   local uws, err = websocket.connect(url, {protocols = offered, origin = req.headers.origin,
     timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
-    max_message = opts.max_message or 1024 * 1024 * 1024,
+    max_message = opts.max_message or 1024 * 1024 * 1024, deflate = opts.deflate,
     headers = {["X-Forwarded-For"] = (type(xff) == "string" and xff .. ", " or "") .. req.remote_addr}})
   if not uws then return fail(res, tostring(err):find("timeout") and 504 or 502, url .. ": " .. tostring(err)) end
   local chosen = uws:protocol()
   local ws = req:upgrade_websocket({protocols = chosen and {chosen} or nil,
-    max_message = opts.max_message or 1024 * 1024 * 1024, idle_timeout = opts.idle_timeout})
+    max_message = opts.max_message or 1024 * 1024 * 1024, idle_timeout = opts.idle_timeout,
+    deflate = opts.deflate})
   if not ws then
     uws:close(1001)
     return

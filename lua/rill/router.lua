@@ -130,6 +130,7 @@ function Router:websocket(pattern, fn, opts)
   if type(fn) ~= "function" then
     error("app:websocket: the handler must be a function, got " .. type(fn), 2)
   end
+  if type(opts) == "table" then require("rill.ws_deflate").config(opts.deflate, "app:websocket", 2) end
   return self:route("GET", pattern, function(req, res)
     local ws = req:upgrade_websocket(opts)
     if ws then return require("rill.websocket").run(ws, fn, req) end

@@ -13,6 +13,7 @@
 local core = require "rill.core"
 local rill = require "rill"
 local http = require "rill.http"
+local deflate = require "rill.ws_deflate"
 
 local concat, find, gmatch, lower, sub = table.concat, string.find, string.gmatch,
   string.lower, string.sub
@@ -249,9 +250,12 @@ end
 -- Upgrades req to a WebSocket, or answers 400/403/426 and returns nil, why.
 -- opts: protocols = {...} (server's preference order), origin = function(origin,
 -- req) → bool or a list of allowed origins, headers = {name = value},
--- max_frame, max_message (bytes), idle_timeout, close_timeout (milliseconds).
+-- max_frame, max_message (bytes), idle_timeout, close_timeout (milliseconds),
+-- deflate = false | {...} (permessage-deflate, rill.ws_deflate; on by default).
 function M.upgrade(req, res, opts)
   opts = opts or {}
+  -- (req:upgrade_websocket tail-calls this: level 2 is the caller's line)
+  local zcfg = deflate.config(opts.deflate, "upgrade_websocket", 2)
   local h = req.headers
   local function refuse(status, why, extra)
     res:status(status):header("Content-Type", "text/plain")
@@ -303,6 +307,11 @@ function M.upgrade(req, res, opts)
     hdrs[#hdrs + 1] = "Sec-WebSocket-Protocol"
     hdrs[#hdrs + 1] = chosen
   end
+  local ext, zparams = deflate.accept(h["sec-websocket-extensions"], zcfg)
+  if ext then
+    hdrs[#hdrs + 1] = "Sec-WebSocket-Extensions"
+    hdrs[#hdrs + 1] = ext
+  end
   for k, v in pairs(opts.headers or {}) do
     hdrs[#hdrs + 1] = k
     hdrs[#hdrs + 1] = tostring(v)
@@ -314,7 +323,7 @@ function M.upgrade(req, res, opts)
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
     close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT,
-    protocol = chosen})
+    protocol = chosen, deflate = zparams, extensions = ext})
   return ws
 end
 
@@ -364,11 +373,13 @@ end
 -- opts: protocols = {...}, headers = {name = value}, origin, timeout (ms for
 -- connect and handshake), tls = {...} (rill.connect's TLS options for wss),
 -- address (connect here instead of the URL's host), max_frame, max_message,
--- idle_timeout, close_timeout (milliseconds). A path, subprotocol, origin or
--- header that cannot go into a request head as it is gives nil, "bad ..."
--- with nothing sent.
+-- idle_timeout, close_timeout (milliseconds), deflate = false | {...}
+-- (permessage-deflate offered, rill.ws_deflate; on by default). A path,
+-- subprotocol, origin or header that cannot go into a request head as it is
+-- gives nil, "bad ..." with nothing sent.
 function M.connect(url, opts)
   opts = opts or {}
+  local zcfg = deflate.config(opts.deflate, "rill.websocket.connect", 2)
   local scheme, host, port, path, authority = parse_url(url)
   if not scheme or not host or host == "" or find(authority, "[%z\1-\32\127]") then
     return nil, "bad WebSocket URL: " .. http.quote(url)
@@ -391,6 +402,7 @@ function M.connect(url, opts)
     req[#req + 1] = "Sec-WebSocket-Protocol: " .. concat(opts.protocols, ", ")
   end
   if opts.origin then req[#req + 1] = "Origin: " .. opts.origin end
+  if zcfg then req[#req + 1] = "Sec-WebSocket-Extensions: " .. deflate.offer(zcfg) end
   for k, v in pairs(opts.headers or {}) do
     req[#req + 1] = k .. ": " .. tostring(v)
   end
@@ -408,7 +420,12 @@ function M.connect(url, opts)
   local headers = {}
   for line in gmatch(sub(head, (find(head, "\r\n", 1, true) or #head) + 2) .. "\r\n", "(.-)\r\n") do
     local k, v = line:match("^([^:]+):%s*(.-)%s*$")
-    if k then headers[lower(k)] = v end
+    if k then
+      k = lower(k)
+      -- extension lists may come in several lines: they join (RFC 9110 §5.3)
+      if k == "sec-websocket-extensions" and headers[k] then v = headers[k] .. ", " .. v end
+      headers[k] = v
+    end
   end
   local function fail(why)
     s:close()
@@ -429,10 +446,14 @@ function M.connect(url, opts)
     end
     if not offered then return fail("server chose a subprotocol we did not offer") end
   end
+  local ext = headers["sec-websocket-extensions"]
+  local zparams, zerr = deflate.check(ext, zcfg)
+  if zparams == false then return fail(zerr) end
   s:settimeout(nil)
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = false, max_frame = opts.max_frame or max, max_message = max,
-    close_timeout = opts.close_timeout, timeout = opts.idle_timeout, protocol = chosen})
+    close_timeout = opts.close_timeout, timeout = opts.idle_timeout, protocol = chosen,
+    deflate = zparams, extensions = zparams and ext or nil})
   return ws, headers
 end
 

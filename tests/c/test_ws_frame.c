@@ -265,6 +265,12 @@ static void test_rejections(void) {
       {"RSV2", 0, 0, 0, 0, 0, B("\xa1\x05Hello"), 1002, 0},
       {"RSV3", 0, 0, 0, 0, 0, B("\x91\x05Hello"), 1002, 0},
       {"RSV2 with RSV1 allowed", 0, 0, 0, 0, RILL_WS_RSV1, B("\xa1\x05Hello"), 1002, 0},
+      /* RFC 7692 §6.1: RSV1 marks a message's first frame, never another */
+      {"RSV1 on a ping", 0, 0, 0, 0, RILL_WS_RSV1, B("\xc9\x00"), 1002, 0},
+      {"RSV1 on a close", 0, 0, 0, 0, RILL_WS_RSV1, B("\xc8\x00"), 1002, 0},
+      {"RSV1 on a continuation", 0, 1, 0, 0, RILL_WS_RSV1, B("\xc0\x00"), 1002, 0},
+      {"RSV1 message past max_message and deflate's growth", 0, 0, 0, 100, RILL_WS_RSV1,
+       B("\xc2\x7e\x04\x65"), 1009, 3},
       {"opcode 3", 0, 0, 0, 0, 0, B("\x83\x00"), 1002, 0},
       {"opcode 4", 0, 0, 0, 0, 0, B("\x84\x00"), 1002, 0},
       {"opcode 5", 0, 0, 0, 0, 0, B("\x85\x00"), 1002, 0},

@@ -24,12 +24,21 @@
  *   bit 2      the websocket lives on a worker of its own, torn down
  *              (rill__worker_free) once all input is in, instead of the
  *              input's end: the owner is told it is gone, nothing leaks
+ *   bit 3      permessage-deflate negotiated: frames in may carry RSV1 and
+ *              arbitrary deflate data, inflated as read; what we send is
+ *              compressed (read back through zlib here)
+ *   bits 4-5   its parameters: window bits 15 both ways with context
+ *              takeover; the same without (both ways); window 9 both ways
+ *              (data with longer distances fails with 1007); our window 8
+ *              (we send uncompressed) and a min_size of 10
  * Pings are answered and closes handled by the connection itself.
  *
  * The result: what was written, read back frame by frame by a decoder of
  * this file's own (which also checks that every frame written is valid:
  * minimal lengths, the mask bit, control frames short and whole, text that
- * is UTF-8, nothing after a close), as whole messages and control frames,
+ * is UTF-8, nothing after a close, RSV1 only on a message's first frame and
+ * only with deflate, a compressed message that inflates), as whole messages
+ * (inflated) and control frames,
  * a message cut short by the end dropped; then how the connection ended
  * (close code and reason, error, closes sent and received, transport closed
  * or reset). After each run: the connection closed, its handler ended, and
@@ -37,6 +46,8 @@
  *
  * Split check: once with the input fed whole, once in pieces (callbacks
  * delivered until none is due after each); the results must be the same. */
+#include <zlib.h>
+
 #include "fuzz_common.h"
 #include "memstream.h"
 #include "ws_conn.h"
@@ -354,12 +365,42 @@ static void step(handler_t *hd) {
 
 /* ---- reading back what was written ---- */
 
+/* Inflates a compressed message we wrote (p[0..n), the tail appended) with
+ * zs; returns a new buffer of *outn bytes. */
+static uint8_t *inflate_back(z_stream *zs, const uint8_t *p, size_t n, size_t *outn) {
+  uint8_t *in = malloc(n + 4);
+  size_t cap = n * 4 + 1024, len = 0;
+  uint8_t *out = malloc(cap);
+  if (in == NULL || out == NULL) abort();
+  if (n) memcpy(in, p, n);
+  memcpy(in + n, rill__wsz_tail, 4);
+  zs->next_in = in;
+  zs->avail_in = (uInt)(n + 4);
+  for (;;) {
+    zs->next_out = out + len;
+    zs->avail_out = (uInt)(cap - len);
+    int r = inflate(zs, Z_SYNC_FLUSH);
+    len = cap - zs->avail_out;
+    FZ_ASSERT(T, r == Z_OK || (r == Z_BUF_ERROR && zs->avail_in == 0),
+              "a compressed message we wrote does not inflate: %d", r);
+    if (zs->avail_in == 0 && zs->avail_out > 0) break;
+    if (zs->avail_out == 0 && (out = realloc(out, cap *= 2)) == NULL) abort();
+  }
+  free(in);
+  *outn = len;
+  return out;
+}
+
 /* Decodes out[0..n) as the frames we wrote (masked if we are a client) into
  * rec: control frames as they come, data as whole messages. Aborts on a
  * frame we should not have written. */
 static void read_back(fz_rec_t *rec, uint8_t *out, size_t n, int masked, int bytes_mode,
-                      int drop_data) {
+                      int drop_data, const rill_ws_opts_t *o) {
   size_t i = 0;
+  z_stream zs;
+  memset(&zs, 0, sizeof(zs));
+  if (o->deflate && inflateInit2(&zs, -15) != Z_OK) abort();
+  int mz = 0; /* the message being read back is compressed */
   fz_rec_t stream = {0}; /* bytes mode: the binary messages, joined */
   uint8_t *msg = NULL;
   size_t mlen = 0, mcap = 0;
@@ -369,7 +410,9 @@ static void read_back(fz_rec_t *rec, uint8_t *out, size_t n, int masked, int byt
     FZ_ASSERT(T, n - i >= 2, "a frame header cut short at the end of the output");
     uint8_t b0 = out[i], b1 = out[i + 1];
     unsigned fin = b0 >> 7, op = b0 & 15;
-    FZ_ASSERT(T, (b0 & 0x70) == 0, "RSV bits written: %02x", b0);
+    FZ_ASSERT(T, (b0 & 0x70) == 0 || (o->deflate && o->z_own_bits >= 9 && (b0 & 0x70) == 0x40 &&
+                                      (op == 1 || op == 2)),
+              "RSV bits written: %02x", b0);
     FZ_ASSERT(T, (b1 >> 7) == (unsigned)masked, "mask bit %u written", b1 >> 7);
     FZ_ASSERT(T, op <= 2 || (op >= 8 && op <= 10), "opcode %u written", op);
     uint64_t len = b1 & 0x7f;
@@ -428,6 +471,7 @@ static void read_back(fz_rec_t *rec, uint8_t *out, size_t n, int masked, int byt
       FZ_ASSERT(T, mtype == 0, "a new message written inside a fragmented one");
       mtype = (int)op;
       mlen = 0;
+      mz = (b0 & 0x40) != 0;
     }
     if (mlen + len > mcap) {
       mcap = (mlen + (size_t)len) * 2 + 64;
@@ -435,6 +479,15 @@ static void read_back(fz_rec_t *rec, uint8_t *out, size_t n, int masked, int byt
     }
     if (len) memcpy(msg + mlen, p, (size_t)len);
     mlen += (size_t)len;
+    if (fin && mz) {
+      size_t k;
+      uint8_t *plain = inflate_back(&zs, msg, mlen, &k);
+      free(msg);
+      msg = plain;
+      mlen = k;
+      mcap = k;
+      if (o->z_own_reset) inflateReset(&zs);
+    }
     if (fin) {
       if (mtype == RILL_WS_TEXT)
         FZ_ASSERT(T, rill__utf8_valid(msg, mlen),
@@ -456,6 +509,7 @@ static void read_back(fz_rec_t *rec, uint8_t *out, size_t n, int masked, int byt
     fz_put_bytes(rec, stream.p, stream.len);
   }
   fz_rec_free(&stream);
+  if (o->deflate) inflateEnd(&zs);
   /* A message cut short (the connection failed while it was echoed piece by
    * piece) is dropped: how much of it went out depends on the cut. */
   free(msg);
@@ -496,6 +550,17 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
       .max_frame = max_frame_of[(cfg >> 1) & 3],
       .max_message = max_message_of[(cfg >> 3) & 3],
   };
+  if (cfg2 & 8) {
+    static const int own[] = {15, 15, 9, 8}, peer[] = {15, 15, 9, 15};
+    int mode = (cfg2 >> 4) & 3;
+    o.deflate = 1;
+    o.z_own_bits = own[mode];
+    o.z_peer_bits = peer[mode];
+    o.z_own_reset = o.z_peer_reset = mode == 1;
+    o.z_level = 1;
+    o.z_mem_level = 8;
+    o.z_min_size = mode == 3 ? 10 : 0;
+  }
   handler_t *hd = &H;
   memset(hd, 0, sizeof(*hd));
   hd->bytes_mode = (cfg >> 7) & 1;
@@ -522,13 +587,14 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
     fz_put_u64(rec, ws->close_code);
     fz_put_u64(rec, (uint64_t)hd->done);
     int closed_before = ws->state == RILL_WS_CLOSED;
-    int drop = hd->bytes_mode && ws->close_code == RILL_WS_INVALID_DATA;
+    int drop = hd->bytes_mode && (ws->close_code == RILL_WS_INVALID_DATA ||
+                                  (o.deflate && ws->close_code == RILL_WS_TOO_BIG));
     rill__worker_free(w);
     take_output(&out, m);
     FZ_ASSERT(T, hd->gone, "the teardown did not tell the websocket's owner");
     FZ_ASSERT(T, m->closed, "the transport is open after the teardown");
     FZ_ASSERT(T, m->base.top == NULL, "a binding left on the transport");
-    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop);
+    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop, &o);
     fz_put_u64(rec, (uint64_t)(m->aborted && !closed_before));
   } else {
     if (cfg2 & 1) m->read_err = UV_ECONNRESET;
@@ -547,8 +613,9 @@ static void run(fz_rec_t *rec, const uint8_t *data, size_t n, uint8_t cfg, uint8
      * slice are not handed out. So how much of it went through the byte
      * stream (written back slice by slice) depends on the cut: the data is
      * not compared then, only the frames around it. */
-    int drop = hd->bytes_mode && ws->close_code == RILL_WS_INVALID_DATA;
-    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop);
+    int drop = hd->bytes_mode && (ws->close_code == RILL_WS_INVALID_DATA ||
+                                  (o.deflate && ws->close_code == RILL_WS_TOO_BIG));
+    read_back(rec, out.p, out.len, !o.server, hd->bytes_mode, drop, &o);
     fz_put_tag(rec, 'e');
     fz_put_u64(rec, (uint64_t)hd->end);
     fz_put_u64(rec, ws->close_code);

@@ -10,6 +10,7 @@ the committed corpus never grows.
 import os
 import shutil
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -271,6 +272,29 @@ def ws_conn():
     write(t, "byte_stream", [0x80 | (2 << 5), 0], frame(2, b"first ", fin=False, mask=M) +
           frame(9, "", mask=M2) + frame(0, b"second", mask=M) + frame(1, "third", mask=M) +
           frame(2, bytes(600), mask=M2))
+    # Second byte bit 3: permessage-deflate; bits 4-5 its mode (takeover,
+    # none, window 9, our window 8). RSV1 (0x40) marks compressed messages.
+    hello = b"\xf2\x48\xcd\xc9\xc9\x07\x00"  # RFC 7692's "Hello"
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    big = (z.compress(b"frag " + bytes(70000)) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    again = (z.compress(b"Hello again " * 50) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    write(t, "deflate_rfc7692", [0, 8], frame(1, hello, rsv=0x40, mask=M) +
+          frame(1, b"\xf2\x48\xcd", fin=False, rsv=0x40, mask=M) + frame(9, "p", mask=M2) +
+          frame(0, b"\xc9\xc9\x07\x00", mask=M) +
+          frame(1, b"\xf2\x00\x11\x00\x00", rsv=0x40, mask=M2) +
+          frame(2, b"\x00\x05\x00\xfa\xff\x48\x65\x6c\x6c\x6f\x00", rsv=0x40, mask=M) +
+          frame(1, b"\xf3\x48\xcd\xc9\xc9\x07\x00\x00", rsv=0x40, mask=M) +
+          frame(1, "plain", mask=M))
+    write(t, "deflate_fragments", [0, 8], frame(1, big[:100], fin=False, rsv=0x40, mask=M) +
+          frame(0, big[100:], mask=M2) + frame(1, again, rsv=0x40, mask=M))
+    write(t, "deflate_no_takeover", [0, 8 | 16], frame(1, hello, rsv=0x40, mask=M) +
+          frame(1, hello, rsv=0x40, mask=M2))
+    write(t, "deflate_window9_bomb", [3 << 3, 8 | 32], frame(2, big, rsv=0x40, mask=M))
+    write(t, "deflate_bytes_window8", [0x80, 8 | 48], frame(2, big, rsv=0x40, mask=M) +
+          frame(2, b"short", mask=M2))
+    write(t, "deflate_client", [1, 8], frame(1, hello, rsv=0x40) + frame(2, b"\xff\xff", rsv=0x40))
+    write(t, "deflate_bad_rsv1", [0, 8], frame(1, b"x", fin=False, rsv=0x40, mask=M) +
+          frame(0, b"y", rsv=0x40, mask=M))
 
 
 # Inputs that found bugs (settings byte included), kept as seeds so that
