@@ -26,6 +26,7 @@ FIGURES = {
     "websocket": ["us64", "us65536", "zrtcpu64", "zrtcpu65536", "idle_bytes"],
     "proxy": ["cpu_us", "up_mbs", "down_mbs", "rss"],
     "workers": ["rps", "cpu_us"],
+    "redis": ["single_cps", "pipe_cps"],
 }
 
 
