@@ -118,6 +118,7 @@ local KINDS = {
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
   pool = "rill.pool.", pool_object = "conns:",
+  redis = "rill.redis.", redis_client = "r:", redis_sub = "sub:", redis_sub_field = "sub.",
 }
 
 describe("lua/README.md", function()

@@ -137,8 +137,11 @@ describe("rill.redis", function()
     r:zadd("z3", 1.5, "m")
     assert.equal(1.5, r:zscore("z3", "m")) -- a double, not a string
     assert.is_nil(r:get("missing"))
-    assert.is_true(r:eval("return true", 0))
+    assert.is_true(r:eval("redis.setresp(3); return true", 0))
+    assert.is_false(r:eval("redis.setresp(3); return false", 0))
     assert.equal(3.25, r:eval("return {double = 3.25}", 0))
+    assert.equal("123456789012345678901234567890",
+      r:eval("return {big_number = '123456789012345678901234567890'}", 0))
     local info = r:call("CLIENT", "INFO") -- a verbatim string
     assert.matches("^id=%d+ ", info)
     local hello = r:call("HELLO", "3")

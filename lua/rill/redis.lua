@@ -88,6 +88,10 @@ local function fail(c, err)
   return nil, err
 end
 
+-- The CLIENT subcommands that change the connection's state.
+local CLIENT_STATE = {REPLY = true, TRACKING = true, SETNAME = true, CACHING = true,
+  ["NO-EVICT"] = true, ["NO-TOUCH"] = true, SETINFO = true}
+
 -- Follows a reply to a command that changes the connection's state.
 local function track(c, name, v, arg)
   if v == nil or getmetatable(v) == Error then
@@ -106,8 +110,8 @@ local function track(c, name, v, arg)
     c._db = tonumber(arg) or c._db
   elseif name == "RESET" then
     c._multi, c._watch, c._db, c._dirty = false, false, 0, true
-  else
-    -- MONITOR, CLIENT (REPLY, TRACKING, SETNAME...), HELLO, AUTH, QUIT: not
+  elseif name ~= "CLIENT" or CLIENT_STATE[upper(tostring(arg))] then
+    -- MONITOR, CLIENT REPLY, TRACKING, SETNAME..., HELLO, AUTH, QUIT: not
     -- worth following: such a connection is not pooled.
     c._dirty = true
   end
@@ -272,7 +276,8 @@ Pipeline.__name = "rill.redis.pipeline"
 
 -- pl:call(name, ...): adds any command.
 function PipelineMethods:call(...)
-  return pipeline_add(self, "pl:call", ...)
+  local pl = pipeline_add(self, "pl:call", ...)
+  return pl
 end
 
 Pipeline.__index = function(_, k)
@@ -282,7 +287,10 @@ Pipeline.__index = function(_, k)
   local f = pcommands[k]
   if not f then
     local name, fname = upper(k), "pl:" .. k
-    f = function(self, ...) return pipeline_add(self, fname, name, ...) end
+    f = function(self, ...)
+      local pl = pipeline_add(self, fname, name, ...)
+      return pl
+    end
     pcommands[k] = f
   end
   return f
