@@ -418,7 +418,8 @@ end)
 
 describe("rill.redis parser", function()
   -- A fake server: answers each command with the next canned reply, written
-  -- a byte at a time when slow is set (replies cut everywhere).
+  -- a byte at a time when slow is true, in pieces of slow() bytes when it is
+  -- a function (replies cut everywhere).
   local function fake(replies, slow)
     local l = assert(rill.listen{host = "127.0.0.1", port = 0, handler = function(sock)
       sock:settimeout(5000)
@@ -431,10 +432,14 @@ describe("rill.redis parser", function()
           sock:read(len + 2)
         end
         if slow then
-          for i = 1, #reply do
-            sock:write(reply:sub(i, i))
+          -- slow: true (a byte at a time) or a function giving piece sizes
+          local i = 1
+          while i <= #reply do
+            local n = slow == true and 1 or slow()
+            sock:write(reply:sub(i, i + n - 1))
             sock:flush()
-            if i % 7 == 0 then rill.yield() end
+            i = i + n
+            if slow ~= true or i % 7 == 0 then rill.yield() end
           end
         else
           sock:write(reply)
@@ -471,6 +476,74 @@ describe("rill.redis parser", function()
       local l = fake(REPLIES, slow)
       local r = assert(redis.connect{port = l:port(), pool = false})
       check(r)
+      r:close()
+      l:close()
+    end
+  end)
+
+  it("parses 300 random replies the same however the bytes are cut", function()
+    math.randomseed(15)
+    local random, char = math.random, string.char
+    local function str()
+      local t = {}
+      for i = 1, random(0, 12) do t[i] = char(random(0, 255)) end
+      return table.concat(t)
+    end
+    local word = function() return ("k" .. random(1, 1e6)) end
+    -- a random reply: its RESP3 bytes and the value rill.redis gives for it
+    local function gen(depth, top)
+      local kind = random(1, depth < 4 and 11 or 8)
+      if kind == 1 then
+        local w = word()
+        return "+" .. w .. "\r\n", w
+      elseif kind == 2 then
+        local v = str()
+        return "$" .. #v .. "\r\n" .. v .. "\r\n", v
+      elseif kind == 3 then
+        local n = random(-1e12, 1e12)
+        return ":" .. n .. "\r\n", n
+      elseif kind == 4 and not top then
+        return "_\r\n", redis.null
+      elseif kind == 5 then
+        local d = random(-1000, 1000) / 4
+        return "," .. d .. "\r\n", d
+      elseif kind == 6 then
+        local b = random(2) == 1
+        return (b and "#t" or "#f") .. "\r\n", b
+      elseif kind == 7 then
+        local w = "=" -- verbatim
+        local v = str()
+        return w .. (#v + 4) .. "\r\ntxt:" .. v .. "\r\n", v
+      elseif kind == 8 or kind == 4 then
+        local digits = tostring(random(1, 9)) .. string.rep("7", random(20, 40))
+        return "(" .. digits .. "\r\n", digits
+      end
+      local n = random(0, 4)
+      local parts, value = {}, {}
+      if kind == 9 then -- a map with string keys
+        parts[1] = "%" .. n .. "\r\n"
+        for _ = 1, n do
+          local k = word()
+          local b, v = gen(depth + 1)
+          parts[#parts + 1] = "+" .. k .. "\r\n" .. b
+          value[k] = v
+        end
+      else -- an array or a set
+        parts[1] = (kind == 10 and "*" or "~") .. n .. "\r\n"
+        for i = 1, n do
+          local b, v = gen(depth + 1)
+          parts[#parts + 1] = b
+          value[i] = v
+        end
+      end
+      return table.concat(parts), value
+    end
+    local replies, values = {}, {}
+    for i = 1, 300 do replies[i], values[i] = gen(1, true) end
+    for _, cut in ipairs{false, true} do
+      local l = fake(replies, cut and function() return random(1, 40) end)
+      local r = assert(redis.connect{port = l:port(), pool = false})
+      for i = 1, 300 do assert.same(values[i], r:call("X")) end
       r:close()
       l:close()
     end

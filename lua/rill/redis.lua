@@ -4,7 +4,7 @@
 --   local r = assert(rill.redis.connect{host = "127.0.0.1", port = 6379})
 --   r:set("k", "v")
 --   print(r:get("k"))                       --> v
---   local res = r:pipeline(function(p) p:incr("n"); p:get("n") end)
+--   local res = r:pipeline(function(pl) pl:incr("n"); pl:get("n") end)
 --   r:release()                             -- back to this worker's pool
 --
 -- Replies are parsed by rill.resp, which reads from the socket only while
@@ -208,7 +208,7 @@ for _, k in ipairs{"get", "set", "del", "exists", "expire", "incr", "incrby", "d
   Client[k] = command_method(k)
 end
 
--- r:pipeline(fn): fn(p) names commands on p (p:set(...), p:call(...)),
+-- r:pipeline(fn): fn(pl) names commands on pl (pl:set(...), pl:call(...)),
 -- which are sent together in one write; then every reply is read. Returns
 -- results (results[i] the reply to the i-th command: rill.redis.null for a
 -- null, {err = "..."} for an error reply; results.n their number), or nil,
