@@ -135,6 +135,9 @@ local function call(h, c, fname, ...)
   end
   local np = encode(scratch, 0, fname, 5, n, ...)
   local cmd = concat(scratch, "", 1, np)
+  if #cmd > 65536 then -- a large argument is not kept alive by scratch
+    for i = 1, np do scratch[i] = nil end
+  end
   local sock = c._sock
   if not sock then return nil, "closed" end
   if h then
@@ -386,6 +389,22 @@ local function check_opts(opts)
   end
 end
 
+-- Whom connect(opts) talks to, and how: {host, port, resp, username,
+-- password}, and the TLS options for rill.connect (server_name defaults to
+-- host) or nil.
+local function endpoint(opts)
+  local o = {host = opts.host or "127.0.0.1", port = opts.port or 6379, resp = opts.resp or 2,
+    username = opts.username, password = opts.password}
+  local tls
+  if opts.tls then
+    tls = {server_name = o.host}
+    if type(opts.tls) == "table" then
+      for k, v in pairs(opts.tls) do tls[k] = v end
+    end
+  end
+  return o, tls
+end
+
 local function limits(c, opts)
   c._max_bulk = opts.max_bulk or redis.MAX_BULK
   c._max_depth = opts.max_depth or redis.MAX_DEPTH
@@ -401,16 +420,8 @@ end
 function redis.connect(opts)
   opts = opts or {}
   check_opts(opts)
-  local o = {host = opts.host or "127.0.0.1", port = opts.port or 6379, resp = opts.resp or 2,
-    username = opts.username, password = opts.password}
+  local o, tls = endpoint(opts)
   local timeout = opts.timeout or 5000
-  local tls
-  if opts.tls then
-    tls = {server_name = o.host}
-    if type(opts.tls) == "table" then
-      for k, v in pairs(opts.tls) do tls[k] = v end
-    end
-  end
   local db = opts.db or 0
   local base = key_base(o, tls)
   local use_pool = opts.pool ~= false
@@ -503,13 +514,7 @@ end
 function redis.pooled(opts)
   opts = opts or {}
   check_opts(opts)
-  local o = {host = opts.host or "127.0.0.1", port = opts.port or 6379, resp = opts.resp or 2,
-    username = opts.username, password = opts.password}
-  local tls
-  if opts.tls then
-    tls = {server_name = o.host}
-    if type(opts.tls) == "table" then for k, v in pairs(opts.tls) do tls[k] = v end end
-  end
+  local o, tls = endpoint(opts)
   if not pool then return 0 end
   return pool:count(key_base(o, tls) .. " db=" .. (opts.db or 0))
 end
