@@ -530,6 +530,8 @@ local KINDS = {message = true, pmessage = true, smessage = true, subscribe = tru
 -- The message of a reply in subscribe mode: {kind =, channel =, data =}
 -- (pmessage: and pattern =; confirmations: count =), or nil, err.
 local function message(v)
+  -- RESP3 answers a PING in subscribe mode as it does outside it
+  if type(v) == "string" then return {kind = "pong", data = v} end
   if type(v) ~= "table" then return nil, "bad reply: not a message" end
   local kind = v[1]
   if not KINDS[kind] then return nil, "bad reply: not a message" end
