@@ -347,6 +347,12 @@ describe("rill.redis", function()
     assert.same({nil, "timeout"}, {r:get("k")})
     assert.same({nil, "closed"}, {r:get("k")})
     paused.resume()
+    -- a blocking command longer than the timeout: r:settimeout for it
+    r = assert(redis.connect{port = paused.port, timeout = 100})
+    assert.equal(r, r:settimeout(5000))
+    assert.same({}, {r:blpop("nothing", 0.3)}) -- Redis's null after 300 ms
+    r:settimeout(100)
+    assert.same({nil, "timeout"}, {r:blpop("nothing", 0.3)})
   end)
 
   it("says closed when Redis kills the connection", function()

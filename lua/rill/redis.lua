@@ -467,6 +467,21 @@ function redis.connect(opts)
   return new_client(c)
 end
 
+-- r:settimeout(ms): the limit on each wait of later commands (a blocking
+-- command such as BLPOP needs more than its own timeout); nil or a
+-- negative value: none. Returns r.
+function Client:settimeout(ms)
+  if ms ~= nil and type(ms) ~= "number" then
+    error("r:settimeout: ms must be a number, got " .. type(ms), 2)
+  end
+  local c = self._c
+  if c and c._sock then
+    c._timeout = ms or -1
+    c._sock:settimeout(ms or -1)
+  end
+  return self
+end
+
 -- r:close(): closes the connection; later calls give nil, "closed".
 function Client:close()
   local c = self._c
