@@ -47,6 +47,8 @@ NOTES = [
     "single: 50 connections, each with one command in flight (SET then GET of a 16-byte "
     "value, 1,000 keys); pipelined: 4 connections, each sending batches of 100 commands "
     "(50 SET, 50 GET) and waiting for their replies",
+    "commands/s is bound by round trips (neither the client nor redis-server is busy: "
+    "see their CPU), so the figure that compares is commands per CPU second",
     "commands per CPU second: commands done over the client process's own CPU time "
     "(user + system, measured inside it: os.clock, process.cpuUsage) over the same "
     "seconds, after a warm-up; the client runs alone on the server CPU",
