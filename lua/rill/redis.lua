@@ -111,7 +111,7 @@ local function track(c, name, v, arg)
   elseif name == "RESET" then
     c._multi, c._watch, c._db, c._dirty = false, false, 0, true
   elseif name ~= "CLIENT" or CLIENT_STATE[upper(tostring(arg))] then
-    -- MONITOR, CLIENT REPLY, TRACKING, SETNAME..., HELLO, AUTH, QUIT: not
+    -- CLIENT REPLY, TRACKING, SETNAME..., HELLO, AUTH, QUIT: not
     -- worth following: such a connection is not pooled.
     c._dirty = true
   end
@@ -133,6 +133,7 @@ local function call(h, c, fname, ...)
     or special == "UNSUBSCRIBE" or special == "PUNSUBSCRIBE") then
     error(fname .. ": use r:subscribe() or r:psubscribe() for " .. special, 3)
   end
+  if special == "MONITOR" then error(fname .. ": MONITOR is not supported", 3) end
   local np = encode(scratch, 0, fname, 5, n, ...)
   local cmd = concat(scratch, "", 1, np)
   if #cmd > 65536 then -- a large argument is not kept alive by scratch
@@ -269,6 +270,7 @@ local function pipeline_add(p, fname, ...)
       special == "UNSUBSCRIBE" or special == "PUNSUBSCRIBE" then
       error(fname .. ": use r:subscribe() or r:psubscribe() for " .. special, 3)
     end
+    if special == "MONITOR" then error(fname .. ": MONITOR is not supported", 3) end
     p._names[i], p._args[i] = special, select(2, ...)
   end
   return p
@@ -498,7 +500,7 @@ local function unclean(c)
   if c._sub then return "subscribed" end
   if c._multi then return "in a transaction (MULTI)" end
   if c._watch then return "keys are watched (WATCH)" end
-  if c._dirty then return "its state was changed (CLIENT, HELLO, AUTH, MONITOR...)" end
+  if c._dirty then return "its state was changed (CLIENT, HELLO, AUTH, RESET...)" end
   if c._pos <= #c._buf or c._depth > 0 then return "unread bytes" end
 end
 
