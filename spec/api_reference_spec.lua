@@ -119,6 +119,7 @@ local KINDS = {
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
   shared = "rill.shared.", dict = "dict:", dict_field = "dict.", channel = "ch:",
   channel_field = "ch.", subscription = "sub:",
+  pool = "rill.pool.", pool_object = "conns:",
 }
 
 describe("lua/README.md", function()
@@ -162,6 +163,9 @@ describe("lua/README.md", function()
     local f = assert(rill.fs.open(SOURCE))
     walk_methods("file", f)
     f:close()
+    add("rill", "pool", rill.pool)
+    walk_table("pool", rill.pool)
+    walk_methods("pool_object", rill.pool.new())
 
     -- a thread, a timer, a child process
     local th = rill.spawn(function() return 1 end)
