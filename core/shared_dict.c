@@ -539,3 +539,26 @@ double rill__sdict_count(rill_sdict_t *d) {
   uv_mutex_unlock(&d->lock);
   return (double)n;
 }
+
+int rill__sdict_verify(rill_sdict_t *d) {
+  int bad = 0;
+  uv_mutex_lock(&d->lock);
+  size_t n = 0, used = 0;
+  for (entry_t *e = d->lru.next; e != &d->lru && !bad; e = e->next) {
+    if (e->next->prev != e) bad = 1;
+    if (find(d, e->data, e->klen, e->hash) != e) bad = 2;
+    if (e->hash != siphash(d->k0, d->k1, e->data, e->klen)) bad = 3;
+    if (e->cost != sizeof(*e) + e->klen + e->vlen) bad = 4;
+    n++;
+    used += e->cost;
+  }
+  size_t in_buckets = 0;
+  for (size_t i = 0; i < d->nbuckets && !bad; i++)
+    for (entry_t *e = d->buckets[i]; e; e = e->hnext)
+      in_buckets++;
+  if (!bad && (n != d->count || in_buckets != n)) bad = 5;
+  if (!bad && used != d->used) bad = 6;
+  if (!bad && d->used > d->cap) bad = 7;
+  uv_mutex_unlock(&d->lock);
+  return bad;
+}

@@ -109,4 +109,9 @@ double rill__sdict_free_space(rill_sdict_t *d);
 /* The number of entries (expired ones not yet removed included). */
 double rill__sdict_count(rill_sdict_t *d);
 
+/* For tests: checks the dict's bookkeeping (every entry in its bucket and in
+ * the list once, the bytes and the count summed, within the cap). Returns
+ * 0, or the number of the first check that failed. */
+int rill__sdict_verify(rill_sdict_t *d);
+
 #endif /* RILL_SHARED_DICT_H */

@@ -111,6 +111,7 @@ static void test_dict(void) {
     CHECK(rill__sdict_free_space(s) >= 0 && rill__sdict_capacity(s) == 8192, "within the cap");
   }
   CHECK(evicted > 900, "evicted %d", evicted);
+  CHECK(rill__sdict_verify(s) == 0, "bookkeeping: %d", rill__sdict_verify(s));
   CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING, "newest kept");
   CHECK(rill__sdict_get(s, "k0", 2, buf, 200, &len, &num) == RILL_SD_NONE, "oldest evicted");
   int r = rill__sdict_set(s, "x", 1, RILL_SD_STRING, big, 2000, 0, 0, RILL_SD_SAFE_SET);
@@ -130,6 +131,7 @@ static void test_dict(void) {
   uv_sleep(20);
   r = rill__sdict_set(s, "x", 1, RILL_SD_STRING, big, 2000, 0, 0, RILL_SD_SAFE_SET);
   CHECK(r == 0, "safe_set after expiry: %d", r);
+  CHECK(rill__sdict_verify(s) == 0 && rill__sdict_verify(d) == 0, "bookkeeping");
   free(big);
 }
 
@@ -143,6 +145,7 @@ static rill_sdict_t *HD;
 static void dict_worker(void *arg) {
   long id = (long)arg;
   char key[32], buf[64];
+  memset(buf, 'v', sizeof(buf));
   for (int i = 0; i < ROUNDS; i++) {
     double out;
     rill__sdict_incr(HD, "count", 5, 1, 1, 0, 0, &out);
@@ -154,11 +157,36 @@ static void dict_worker(void *arg) {
     int t = rill__sdict_get(HD, key, strlen(key), buf, sizeof(buf), &len, &num);
     if (t == RILL_SD_STRING && (len != strlen(key) || memcmp(buf, key, len) != 0))
       CHECK(0, "a value from another key");
+    /* the other operations now and then, each thread its own mix */
+    char other[32];
+    snprintf(other, sizeof(other), "o%d", i % 37);
+    switch ((i + id) % 7) {
+    case 0:
+      rill__sdict_set(HD, other, strlen(other), RILL_SD_STRING, buf, i % 60, 0, 0,
+                      RILL_SD_SAFE_SET);
+      break;
+    case 1:
+      rill__sdict_set(HD, other, strlen(other), RILL_SD_NUMBER, NULL, 0, i, 2, RILL_SD_ADD);
+      break;
+    case 2:
+      rill__sdict_delete(HD, other, strlen(other));
+      break;
+    case 3:
+      rill__sdict_expire(HD, other, strlen(other), 1);
+      break;
+    case 4:
+      rill__sdict_set(HD, other, strlen(other), RILL_SD_BOOLEAN, NULL, 0, 1, 0,
+                      RILL_SD_REPLACE);
+      break;
+    default:
+      break;
+    }
     if (i % 1000 == 0) {
       char *block;
       size_t n;
       if (rill__sdict_keys(HD, 50, &block, &n) == 0) free(block);
       rill__sdict_flush_expired(HD, 10);
+      if (rill__sdict_verify(HD) != 0) CHECK(0, "bookkeeping: %d", rill__sdict_verify(HD));
     }
   }
 }
@@ -176,6 +204,7 @@ static void test_dict_threads(void) {
   int t = rill__sdict_get(HD, "count", 5, buf, sizeof(buf), &len, &num);
   /* count is the most used key: evictions take the least recently used */
   CHECK(t == RILL_SD_NUMBER && num == THREADS * ROUNDS, "count %g", num);
+  CHECK(rill__sdict_verify(HD) == 0, "bookkeeping after: %d", rill__sdict_verify(HD));
   CHECK(rill__sdict_free_space(HD) >= 0, "within the cap");
 }
 
