@@ -8,8 +8,9 @@
  * long as the process); core.sdict_open finds or makes one and
  * core.sdict_keys makes the table of keys.
  *
- * Channels: core.chan_open gives a light userdata (channels live as long as
- * the process too), core.chan_publish copies a message into it, and
+ * Channels: core.chan_open gives a userdata holding a reference on the
+ * channel (released when collected; a subscriber holds one of its own),
+ * core.chan_publish copies a message into it, and
  * core.chan_subscribe makes a "rill.subscription": a userdata with the
  * subscriber of shared_chan.c, whose `_read` waits (wait.h) until its hub
  * notifies it on this worker's loop. A subscription is on the worker's
@@ -27,6 +28,7 @@
 #include "shared_dict.h"
 
 #define SUB_MT "rill.subscription"
+#define CHAN_MT "rill.channel_ref" /* a reference on a channel (shared_chan.h) */
 
 /* ---- dicts ---- */
 
@@ -108,22 +110,44 @@ typedef struct {
   rill_waitq_t waits;   /* a task in _read */
 } lsub_t;
 
-/* core.chan_open(name) → the channel (a light userdata) */
+/* core.chan_open(name) → a reference on the channel (a userdata: the
+ * channel is released when it is collected) */
 static int l_chan_open(lua_State *L) {
   size_t nlen;
   const char *name = luaL_checklstring(L, 1, &nlen);
-  rill_chan_t *c = rill__chan_open(name, nlen);
-  if (c == NULL) return luaL_error(L, "out of memory");
-  lua_pushlightuserdata(L, c);
+  rill_chan_t **ud = lua_newuserdata(L, sizeof(*ud));
+  *ud = NULL;
+  luaL_getmetatable(L, CHAN_MT);
+  lua_setmetatable(L, -2);
+  *ud = rill__chan_open(name, nlen);
+  if (*ud == NULL) return luaL_error(L, "out of memory");
+  return 1;
+}
+
+static rill_chan_t *check_chan(lua_State *L, int idx) {
+  rill_chan_t **ud = luaL_checkudata(L, idx, CHAN_MT);
+  return *ud;
+}
+
+static int chan_gc(lua_State *L) {
+  rill_chan_t **ud = luaL_checkudata(L, 1, CHAN_MT);
+  if (*ud) rill__chan_release(*ud);
+  *ud = NULL;
+  return 0;
+}
+
+/* core.chan_count() → how many channels exist in the process (for tests) */
+static int l_chan_count(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)rill__chan_count());
   return 1;
 }
 
 /* core.chan_publish(c, msg) → subscribers reached, or nil and "too large" */
 static int l_chan_publish(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  rill_chan_t *c = check_chan(L, 1);
   size_t len;
   const char *msg = luaL_checklstring(L, 2, &len);
-  int r = rill__chan_publish(lua_touserdata(L, 1), msg, len);
+  int r = rill__chan_publish(c, msg, len);
   if (r < 0) {
     lua_pushnil(L);
     lua_pushstring(L, rill__chan_errmsg(r));
@@ -135,8 +159,7 @@ static int l_chan_publish(lua_State *L) {
 
 /* core.chan_subscribers(c) → how many subscribe now (on any worker) */
 static int l_chan_subscribers(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
-  lua_pushinteger(L, rill__chan_subscribers(lua_touserdata(L, 1)));
+  lua_pushinteger(L, rill__chan_subscribers(check_chan(L, 1)));
   return 1;
 }
 
@@ -189,7 +212,7 @@ static void lsub_notify(void *data) {
 /* core.chan_subscribe(c, queue, bytes) → a subscription */
 static int l_chan_subscribe(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
-  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  rill_chan_t *c = check_chan(L, 1);
   lua_Number q = luaL_optnumber(L, 2, 0), b = luaL_optnumber(L, 3, 0);
   rill_chan_hub_t *h = rill__chan_hub(w);
   if (h == NULL) return luaL_error(L, "out of memory");
@@ -198,7 +221,7 @@ static int l_chan_subscribe(lua_State *L) {
   ls->w = w;
   luaL_getmetatable(L, SUB_MT);
   lua_setmetatable(L, -2);
-  ls->sub = rill__chan_subscribe(lua_touserdata(L, 1), h, (size_t)q, (size_t)b, lsub_notify,
+  ls->sub = rill__chan_subscribe(c, h, (size_t)q, (size_t)b, lsub_notify,
                                  ls);
   if (ls->sub == NULL) return luaL_error(L, "out of memory");
   rill__obj_link(w, &ls->obj, lsub_destroy);
@@ -256,6 +279,7 @@ static const luaL_Reg shared_funcs[] = {
     {"sdict_open", l_sdict_open},       {"sdict_keys", l_sdict_keys},
     {"chan_open", l_chan_open},         {"chan_publish", l_chan_publish},
     {"chan_subscribe", l_chan_subscribe}, {"chan_subscribers", l_chan_subscribers},
+    {"chan_count", l_chan_count},
     {NULL, NULL},
 };
 
@@ -264,7 +288,9 @@ void rill__open_shared(lua_State *L, rill_worker_t *w) {
                                    {"close", sub_close},
                                    {"pending", sub_pending},
                                    {NULL, NULL}};
+  static const luaL_Reg chan_m[] = {{NULL, NULL}};
   rill__new_class(L, SUB_MT, sub_m, sub_gc);
+  rill__new_class(L, CHAN_MT, chan_m, chan_gc);
   rill__register(L, w, shared_funcs);
   lua_pushlightuserdata(L, (void *)&shared_api);
   lua_setfield(L, -2, "shared_ffi_api");

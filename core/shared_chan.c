@@ -7,6 +7,7 @@
 
 struct rill_chan_s {
   rill_chan_t *next; /* in the registry */
+  size_t refs;       /* under the registry's lock: openers and subscribers */
   uv_mutex_t lock;
   rill_chan_sub_t *subs; /* under lock */
   int nsubs;
@@ -64,6 +65,7 @@ void rill__chan_msg_unref(rill_chan_msg_t *m) {
 static uv_once_t registry_once = UV_ONCE_INIT;
 static uv_mutex_t registry_lock;
 static rill_chan_t *registry;
+static size_t nchannels;
 
 static void registry_init(void) {
   uv_mutex_init(&registry_lock);
@@ -81,9 +83,42 @@ rill_chan_t *rill__chan_open(const char *name, size_t nlen) {
     memcpy(c->name, name, nlen);
     c->next = registry;
     registry = c;
+    nchannels++;
   }
+  if (c) c->refs++;
   uv_mutex_unlock(&registry_lock);
   return c;
+}
+
+static void chan_ref(rill_chan_t *c) {
+  uv_mutex_lock(&registry_lock);
+  c->refs++;
+  uv_mutex_unlock(&registry_lock);
+}
+
+void rill__chan_release(rill_chan_t *c) {
+  uv_mutex_lock(&registry_lock);
+  int last = --c->refs == 0;
+  if (last) {
+    rill_chan_t **p = &registry;
+    while (*p != c)
+      p = &(*p)->next;
+    *p = c->next;
+    nchannels--;
+  }
+  uv_mutex_unlock(&registry_lock);
+  if (!last) return;
+  assert(c->subs == NULL);
+  uv_mutex_destroy(&c->lock);
+  free(c);
+}
+
+size_t rill__chan_count(void) {
+  uv_once(&registry_once, registry_init);
+  uv_mutex_lock(&registry_lock);
+  size_t n = nchannels;
+  uv_mutex_unlock(&registry_lock);
+  return n;
 }
 
 int rill__chan_subscribers(rill_chan_t *c) {
@@ -275,6 +310,7 @@ int rill__chan_publish(rill_chan_t *c, const void *p, size_t len) {
 rill_chan_sub_t *rill__chan_subscribe(rill_chan_t *c, rill_chan_hub_t *h, size_t max_msgs,
                                       size_t max_bytes, void (*notify)(void *data),
                                       void *data) {
+  if (h->closed) return NULL;
   if (max_msgs == 0) max_msgs = RILL_CHAN_QUEUE_DEFAULT;
   if (max_msgs > RILL_CHAN_QUEUE_MAX) max_msgs = RILL_CHAN_QUEUE_MAX;
   if (max_bytes == 0) max_bytes = RILL_CHAN_BYTES_DEFAULT;
@@ -291,6 +327,7 @@ rill_chan_sub_t *rill__chan_subscribe(rill_chan_t *c, rill_chan_hub_t *h, size_t
   s->notify = notify;
   s->data = data;
   s->hub = h;
+  chan_ref(c); /* the subscriber's, given back when it leaves the channel */
   s->hnext = h->subs;
   if (h->subs) h->subs->hprev = s;
   h->subs = s;
@@ -347,6 +384,7 @@ static void sub_off_channel(rill_chan_sub_t *s) {
   s->chan = NULL;
   drop_queue(s);
   uv_mutex_unlock(&c->lock);
+  rill__chan_release(c);
 }
 
 void rill__chan_unsubscribe(rill_chan_sub_t *s) {

@@ -1,8 +1,9 @@
 /* Shared channels: publish/subscribe between the workers of a process
  * (rill.shared.channel). No Lua here.
  *
- * A channel is named and lives as long as the process (like a shared dict:
- * the registry never frees one, so a pointer to it never dangles). Publishing
+ * A channel is named and counted: each rill__chan_open and each subscriber
+ * holds a reference, and the registry frees the channel when the last goes
+ * (so names an app makes from a peer's input do not pile up). Publishing
  * copies the message once into a block with a reference count and appends it
  * to every subscriber's queue; each subscriber takes its messages in the
  * order the channel got them (one lock per channel orders the publishers).
@@ -55,9 +56,13 @@ typedef struct {
 /* "overflow", "too large", else rill__errmsg's. */
 const char *rill__chan_errmsg(int err);
 
-/* The channel named name (nlen bytes, made if new), or NULL when out of
- * memory. Thread-safe. */
+/* The channel named name (nlen bytes, made if new), with a reference the
+ * caller gives back with rill__chan_release; NULL when out of memory.
+ * Thread-safe. */
 rill_chan_t *rill__chan_open(const char *name, size_t nlen);
+void rill__chan_release(rill_chan_t *c);
+/* How many channels exist (for tests). */
+size_t rill__chan_count(void);
 
 /* Appends a copy of the len bytes at p to every subscriber's queue. Returns
  * how many subscribers it reached (those whose queue took it), or
@@ -89,7 +94,7 @@ rill_chan_hub_t *rill__chan_hub(rill_worker_t *w);
  * and max_bytes bytes (0: the defaults). notify(data) runs on h's loop
  * after the queue turned non-empty or overflowed (it may find it empty
  * again: someone took the messages meanwhile). Returns the subscriber, or
- * NULL when out of memory. */
+ * NULL when out of memory or h is closed. */
 rill_chan_sub_t *rill__chan_subscribe(rill_chan_t *c, rill_chan_hub_t *h, size_t max_msgs,
                                       size_t max_bytes, void (*notify)(void *data),
                                       void *data);

@@ -279,6 +279,26 @@ describe("rill.shared.channel", function()
     assert.equal(0, ch:publish("x"))
   end)
 
+  it("frees channels nobody holds: names made from input do not pile up", function()
+    local core = require "rill.core"
+    collectgarbage()
+    local before = core.chan_count()
+    local function rooms()
+      for i = 1, 1000 do
+        local ch = shared.channel(uniq("room"))
+        local sub = ch:subscribe()
+        ch:publish("hello " .. i)
+        assert.equal("hello " .. i, sub:read())
+        if i % 2 == 0 then sub:close() end
+      end
+    end
+    rooms()
+    assert.is_true(core.chan_count() >= before)
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, core.chan_count())
+  end)
+
   it("raises on misuse", function()
     local ch = shared.channel(uniq("misuse"))
     assert.has_error(function() ch:publish({}) end, nil)

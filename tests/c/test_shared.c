@@ -349,11 +349,22 @@ static void test_channel_queue(void) {
   CHECK(rill__chan_next(s, &m) == 1 && m->data[0] == 'y', "y");
   rill__chan_msg_unref(m);
   rill__chan_publish(c, "z", 1);
+  /* channels are counted: the last reference frees one */
+  size_t nch = rill__chan_count();
+  rill_chan_t *tmp = rill__chan_open("tmp", 3);
+  rill_chan_sub_t *ts = rill__chan_subscribe(tmp, h, 0, 0, count_notify, NULL);
+  CHECK(rill__chan_count() == nch + 1, "made");
+  rill__chan_release(tmp);
+  CHECK(rill__chan_count() == nch + 1, "the subscriber holds it");
+  CHECK(rill__chan_publish(tmp, "x", 1) == 1, "it still reaches the subscriber");
+  rill__chan_unsubscribe(ts);
+  CHECK(rill__chan_count() == nch, "freed with the last");
   /* the hub closes first: the subscriber is off the channel, still freeable */
   rill__chan_hub_close(h);
   CHECK(rill__chan_subscribers(c) == 0, "off the channel");
   CHECK(rill__chan_publish(c, "w", 1) == 0, "reaches nobody");
   rill__chan_unsubscribe(s);
+  CHECK(rill__chan_subscribe(c, h, 0, 0, count_notify, NULL) == NULL, "a closed hub");
   uv_close((uv_handle_t *)&keep, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   rill__chan_hub_free(h);
