@@ -433,6 +433,26 @@ describe("shared across workers", function()
     assert.equal(20, total)
   end)
 
+  it("incr from both workers at once loses no increment", function()
+    local urls = {}
+    for _ = 1, 50 do urls[#urls + 1] = helper.url(srv.port, "/incr/together") end
+    local runs = {}
+    for i = 1, 10 do
+      -- ten curls at once, each request on a connection of its own (the app
+      -- answers Connection: close), so both workers serve them
+      runs[i] = rill.spawn(function()
+        local argv = {"curl", "-sS", "--max-time", "60"}
+        for _, u in ipairs(urls) do argv[#argv + 1] = u end
+        return helper.run(argv)
+      end)
+    end
+    for i = 1, 10 do
+      local _, code = rill.wait(runs[i])
+      assert.equal(0, code)
+    end
+    assert.equal("501", (get(srv.port, "/incr/together")))
+  end)
+
   it("10,000 messages to 4 subscribers on 2 workers, one slow: the others get all " ..
      "in order, the slow one overflow, memory bounded", function()
     local rss0 = helper.rss(srv.pid)
