@@ -33,6 +33,7 @@
 /* ---- dicts ---- */
 
 /* The FFI table: shared_dict.h's functions as they are. */
+/* clang-format off */
 #define RILL_SHARED_FFI_FIELDS                                                           \
   size_t size;                                                                           \
   int (*get)(rill_sdict_t *d, const char *k, size_t kl, char *buf, size_t cap,           \
@@ -48,6 +49,7 @@
   int (*flush_expired)(rill_sdict_t *d, int max);                                        \
   double (*capacity)(rill_sdict_t *d);                                                   \
   double (*free_space)(rill_sdict_t *d);
+/* clang-format on */
 
 typedef struct {
   RILL_SHARED_FFI_FIELDS
@@ -61,9 +63,9 @@ typedef struct {
   "typedef struct { " SHARED_STR(RILL_SHARED_FFI_FIELDS) " } rill_shared_ffi_t;"
 
 static const rill_shared_ffi_t shared_api = {
-    sizeof(rill_shared_ffi_t), rill__sdict_get,           rill__sdict_set,
-    rill__sdict_incr,          rill__sdict_delete,        rill__sdict_ttl,
-    rill__sdict_expire,        rill__sdict_flush_all,     rill__sdict_flush_expired,
+    sizeof(rill_shared_ffi_t), rill__sdict_get,        rill__sdict_set,
+    rill__sdict_incr,          rill__sdict_delete,     rill__sdict_ttl,
+    rill__sdict_expire,        rill__sdict_flush_all,  rill__sdict_flush_expired,
     rill__sdict_capacity,      rill__sdict_free_space,
 };
 
@@ -221,8 +223,7 @@ static int l_chan_subscribe(lua_State *L) {
   ls->w = w;
   luaL_getmetatable(L, SUB_MT);
   lua_setmetatable(L, -2);
-  ls->sub = rill__chan_subscribe(c, h, (size_t)q, (size_t)b, lsub_notify,
-                                 ls);
+  ls->sub = rill__chan_subscribe(c, h, (size_t)q, (size_t)b, lsub_notify, ls);
   if (ls->sub == NULL) return luaL_error(L, "out of memory");
   rill__obj_link(w, &ls->obj, lsub_destroy);
   return 1;
@@ -245,7 +246,8 @@ static int sub_read(lua_State *L) {
   int n = push_next(L, ls);
   if (n > 0) return n;
   rill_task_t *t = rill__task_check(ls->w, L);
-  if (ls->waits.head) return luaL_error(L, "sub:read: the subscription has a reader already");
+  if (ls->waits.head)
+    return luaL_error(L, "sub:read: the subscription has a reader already");
   int timeout = ms < 0 ? -1 : ms > 2e9 ? 2000000000 : (int)ms;
   return rill__task_wait(L, t, &ls->waits, 0, ls, timeout, sub_cancel);
 }
@@ -276,18 +278,15 @@ static int sub_gc(lua_State *L) {
 }
 
 static const luaL_Reg shared_funcs[] = {
-    {"sdict_open", l_sdict_open},       {"sdict_keys", l_sdict_keys},
-    {"chan_open", l_chan_open},         {"chan_publish", l_chan_publish},
+    {"sdict_open", l_sdict_open},         {"sdict_keys", l_sdict_keys},
+    {"chan_open", l_chan_open},           {"chan_publish", l_chan_publish},
     {"chan_subscribe", l_chan_subscribe}, {"chan_subscribers", l_chan_subscribers},
-    {"chan_count", l_chan_count},
-    {NULL, NULL},
+    {"chan_count", l_chan_count},         {NULL, NULL},
 };
 
 void rill__open_shared(lua_State *L, rill_worker_t *w) {
-  static const luaL_Reg sub_m[] = {{"_read", sub_read},
-                                   {"close", sub_close},
-                                   {"pending", sub_pending},
-                                   {NULL, NULL}};
+  static const luaL_Reg sub_m[] = {
+      {"_read", sub_read}, {"close", sub_close}, {"pending", sub_pending}, {NULL, NULL}};
   static const luaL_Reg chan_m[] = {{NULL, NULL}};
   rill__new_class(L, SUB_MT, sub_m, sub_gc);
   rill__new_class(L, CHAN_MT, chan_m, chan_gc);

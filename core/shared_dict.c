@@ -279,8 +279,8 @@ static uint64_t expiry(double ttl_ms, uint64_t now) {
 
 /* ---- operations ---- */
 
-int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf, size_t bufcap,
-                    size_t *len, double *num) {
+int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf,
+                    size_t bufcap, size_t *len, double *num) {
   *len = 0;
   *num = 0;
   if (klen > RILL_SD_KEY_MAX) return RILL_SD_NONE;
@@ -305,8 +305,8 @@ int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf, si
   return type;
 }
 
-static entry_t *entry_new(const char *key, size_t klen, int type, const char *s, size_t len,
-                          double num, uint64_t h) {
+static entry_t *entry_new(const char *key, size_t klen, int type, const char *s,
+                          size_t len, double num, uint64_t h) {
   size_t vlen = type == RILL_SD_STRING ? len : 0;
   entry_t *e = malloc(sizeof(*e) + klen + vlen);
   if (e == NULL) return NULL;
@@ -322,8 +322,8 @@ static entry_t *entry_new(const char *key, size_t klen, int type, const char *s,
   return e;
 }
 
-int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type, const char *s,
-                    size_t len, double num, double ttl_ms, int mode) {
+int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type,
+                    const char *s, size_t len, double num, double ttl_ms, int mode) {
   if (type < RILL_SD_STRING || type > RILL_SD_BOOLEAN || mode < RILL_SD_SET ||
       mode > RILL_SD_REPLACE)
     return UV_EINVAL;
@@ -368,8 +368,8 @@ int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type, con
   return r;
 }
 
-int rill__sdict_incr(rill_sdict_t *d, const char *key, size_t klen, double by, int has_init,
-                     double init, double init_ttl_ms, double *out) {
+int rill__sdict_incr(rill_sdict_t *d, const char *key, size_t klen, double by,
+                     int has_init, double init, double init_ttl_ms, double *out) {
   *out = 0;
   if (klen > RILL_SD_KEY_MAX) return has_init ? RILL_SD_ETOOLARGE : RILL_SD_ENOTFOUND;
   uint64_t h = siphash(d->k0, d->k1, key, klen);
@@ -432,7 +432,8 @@ int rill__sdict_delete(rill_sdict_t *d, const char *key, size_t klen) {
 }
 
 /* Finds a live entry and applies: ttl (set) or reads it. */
-static int with_expiry(rill_sdict_t *d, const char *key, size_t klen, double *ms, int set) {
+static int with_expiry(rill_sdict_t *d, const char *key, size_t klen, double *ms,
+                       int set) {
   if (klen > RILL_SD_KEY_MAX) return RILL_SD_ENOTFOUND;
   uint64_t h = siphash(d->k0, d->k1, key, klen);
   uint64_t now = now_ms();
@@ -495,7 +496,8 @@ int rill__sdict_keys(rill_sdict_t *d, int max, char **out, size_t *count) {
   uint64_t now = now_ms();
   uv_mutex_lock(&d->lock);
   size_t bytes = 0, n = 0;
-  for (entry_t *e = d->lru.next; e != &d->lru && (max <= 0 || n < (size_t)max); e = e->next)
+  for (entry_t *e = d->lru.next; e != &d->lru && (max <= 0 || n < (size_t)max);
+       e = e->next)
     if (!expired(e, now)) {
       bytes += 2 + e->klen;
       n++;

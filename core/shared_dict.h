@@ -43,8 +43,8 @@ enum { RILL_SD_SET = 0, RILL_SD_SAFE_SET = 1, RILL_SD_ADD = 2, RILL_SD_REPLACE =
 #define RILL_SD_EEXISTS (-30102)   /* "exists": add found a live value */
 #define RILL_SD_ENOTFOUND (-30103) /* "not found" */
 #define RILL_SD_ENOTNUM (-30104)   /* "not a number": incr on another type */
-#define RILL_SD_ETOOLARGE (-30105) /* "too large": a key past RILL_SD_KEY_MAX, an
-                                      entry larger than the whole cap */
+/* "too large": a key past RILL_SD_KEY_MAX, an entry larger than the cap */
+#define RILL_SD_ETOOLARGE (-30105)
 
 /* The message for an error of this file ("no memory", ...), else
  * rill__errmsg's. */
@@ -60,8 +60,8 @@ rill_sdict_t *rill__sdict_open(const char *name, size_t nlen, size_t cap, int *c
  * string's length in *len, its bytes copied into buf when they fit in
  * bufcap (when *len > bufcap nothing is copied: ask again with a buffer
  * that large). A hit makes the entry the most recently used. */
-int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf, size_t bufcap,
-                    size_t *len, double *num);
+int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf,
+                    size_t bufcap, size_t *len, double *num);
 
 /* Stores key → a value of type (RILL_SD_STRING: the len bytes at s;
  * RILL_SD_NUMBER: num; RILL_SD_BOOLEAN: num != 0) that expires after
@@ -69,16 +69,16 @@ int rill__sdict_get(rill_sdict_t *d, const char *key, size_t klen, char *buf, si
  * was made by evicting live entries, or RILL_SD_ENOMEM, RILL_SD_EEXISTS
  * (add), RILL_SD_ENOTFOUND (replace), RILL_SD_ETOOLARGE, UV_ENOMEM,
  * UV_EINVAL (a bad type or mode). */
-int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type, const char *s,
-                    size_t len, double num, double ttl_ms, int mode);
+int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type,
+                    const char *s, size_t len, double num, double ttl_ms, int mode);
 
 /* Adds by to the number at key, keeping its expiry; the result in *out.
  * A key with no value: with has_init, it becomes init + by, expiring after
  * init_ttl_ms (<= 0: never), evicting as `set` does; else
  * RILL_SD_ENOTFOUND. A value that is not a number: RILL_SD_ENOTNUM.
  * Returns 0, 1 (made room by evicting) or an error. */
-int rill__sdict_incr(rill_sdict_t *d, const char *key, size_t klen, double by, int has_init,
-                     double init, double init_ttl_ms, double *out);
+int rill__sdict_incr(rill_sdict_t *d, const char *key, size_t klen, double by,
+                     int has_init, double init, double init_ttl_ms, double *out);
 
 /* Removes key. Returns 0, or RILL_SD_ENOTFOUND if it held no value. */
 int rill__sdict_delete(rill_sdict_t *d, const char *key, size_t klen);

@@ -37,23 +37,32 @@ static void test_dict(void) {
   CHECK(get_str(d, "a", buf, sizeof(buf)) == RILL_SD_STRING && strcmp(buf, "hello") == 0,
         "get: %s", buf);
   /* too small a buffer: the length, nothing copied */
-  CHECK(rill__sdict_get(d, "a", 1, buf, 2, &len, &num) == RILL_SD_STRING && len == 5, "len");
-  CHECK(rill__sdict_set(d, "n", 1, RILL_SD_NUMBER, NULL, 0, 1.5, 0, RILL_SD_SET) == 0, "num");
-  CHECK(rill__sdict_get(d, "n", 1, buf, 10, &len, &num) == RILL_SD_NUMBER && num == 1.5, "n");
-  CHECK(rill__sdict_set(d, "b", 1, RILL_SD_BOOLEAN, NULL, 0, 0, 0, RILL_SD_SET) == 0, "bool");
-  CHECK(rill__sdict_get(d, "b", 1, buf, 10, &len, &num) == RILL_SD_BOOLEAN && num == 0, "b");
+  CHECK(rill__sdict_get(d, "a", 1, buf, 2, &len, &num) == RILL_SD_STRING && len == 5,
+        "len");
+  CHECK(rill__sdict_set(d, "n", 1, RILL_SD_NUMBER, NULL, 0, 1.5, 0, RILL_SD_SET) == 0,
+        "num");
+  CHECK(rill__sdict_get(d, "n", 1, buf, 10, &len, &num) == RILL_SD_NUMBER && num == 1.5,
+        "n");
+  CHECK(rill__sdict_set(d, "b", 1, RILL_SD_BOOLEAN, NULL, 0, 0, 0, RILL_SD_SET) == 0,
+        "bool");
+  CHECK(rill__sdict_get(d, "b", 1, buf, 10, &len, &num) == RILL_SD_BOOLEAN && num == 0,
+        "b");
   /* an empty string and a key with zero bytes in it */
-  CHECK(rill__sdict_set(d, "z\0z", 3, RILL_SD_STRING, "", 0, 0, 0, RILL_SD_SET) == 0, "empty");
+  CHECK(rill__sdict_set(d, "z\0z", 3, RILL_SD_STRING, "", 0, 0, 0, RILL_SD_SET) == 0,
+        "empty");
   CHECK(rill__sdict_get(d, "z\0z", 3, buf, 10, &len, &num) == RILL_SD_STRING && len == 0,
         "empty value");
-  CHECK(rill__sdict_get(d, "z", 1, buf, 10, &len, &num) == RILL_SD_NONE, "z is another key");
+  CHECK(rill__sdict_get(d, "z", 1, buf, 10, &len, &num) == RILL_SD_NONE,
+        "z is another key");
 
   /* add, replace */
   CHECK(set_str(d, "a", "x", 0, RILL_SD_ADD) == RILL_SD_EEXISTS, "add on a live key");
-  CHECK(set_str(d, "new", "x", 0, RILL_SD_REPLACE) == RILL_SD_ENOTFOUND, "replace nothing");
+  CHECK(set_str(d, "new", "x", 0, RILL_SD_REPLACE) == RILL_SD_ENOTFOUND,
+        "replace nothing");
   CHECK(set_str(d, "new", "x", 0, RILL_SD_ADD) == 0, "add");
   CHECK(set_str(d, "new", "y", 0, RILL_SD_REPLACE) == 0, "replace");
-  CHECK(get_str(d, "new", buf, sizeof(buf)) == RILL_SD_STRING && strcmp(buf, "y") == 0, "y");
+  CHECK(get_str(d, "new", buf, sizeof(buf)) == RILL_SD_STRING && strcmp(buf, "y") == 0,
+        "y");
 
   /* incr */
   double out;
@@ -93,11 +102,14 @@ static void test_dict(void) {
   /* limits: a key past the limit; an entry larger than the cap */
   char *big = malloc(70000);
   memset(big, 'k', 70000);
-  CHECK(rill__sdict_set(d, big, 65536, RILL_SD_NUMBER, NULL, 0, 1, 0, 0) == RILL_SD_ETOOLARGE,
+  CHECK(rill__sdict_set(d, big, 65536, RILL_SD_NUMBER, NULL, 0, 1, 0, 0) ==
+            RILL_SD_ETOOLARGE,
         "long key");
-  CHECK(rill__sdict_set(d, "v", 1, RILL_SD_STRING, big, 65536, 0, 0, 0) == RILL_SD_ETOOLARGE,
+  CHECK(rill__sdict_set(d, "v", 1, RILL_SD_STRING, big, 65536, 0, 0, 0) ==
+            RILL_SD_ETOOLARGE,
         "value past the cap");
-  CHECK(rill__sdict_get(d, big, 65536, buf, 1, &len, &num) == RILL_SD_NONE, "get long key");
+  CHECK(rill__sdict_get(d, big, 65536, buf, 1, &len, &num) == RILL_SD_NONE,
+        "get long key");
 
   /* the cap: set evicts the least recently used, safe_set and add fail */
   rill_sdict_t *s = rill__sdict_open("small", 5, 8192, NULL);
@@ -105,20 +117,25 @@ static void test_dict(void) {
   int i, evicted = 0;
   for (i = 0; i < 1000; i++) {
     snprintf(key, sizeof(key), "k%d", i);
-    int r = rill__sdict_set(s, key, strlen(key), RILL_SD_STRING, big, 100, 0, 0, RILL_SD_SET);
+    int r =
+        rill__sdict_set(s, key, strlen(key), RILL_SD_STRING, big, 100, 0, 0, RILL_SD_SET);
     CHECK(r == 0 || r == 1, "set under the cap: %d", r);
     if (r == 1) evicted++;
-    CHECK(rill__sdict_free_space(s) >= 0 && rill__sdict_capacity(s) == 8192, "within the cap");
+    CHECK(rill__sdict_free_space(s) >= 0 && rill__sdict_capacity(s) == 8192,
+          "within the cap");
   }
   CHECK(evicted > 900, "evicted %d", evicted);
   CHECK(rill__sdict_verify(s) == 0, "bookkeeping: %d", rill__sdict_verify(s));
-  CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING, "newest kept");
-  CHECK(rill__sdict_get(s, "k0", 2, buf, 200, &len, &num) == RILL_SD_NONE, "oldest evicted");
+  CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING,
+        "newest kept");
+  CHECK(rill__sdict_get(s, "k0", 2, buf, 200, &len, &num) == RILL_SD_NONE,
+        "oldest evicted");
   int r = rill__sdict_set(s, "x", 1, RILL_SD_STRING, big, 2000, 0, 0, RILL_SD_SAFE_SET);
   CHECK(r == RILL_SD_ENOMEM, "safe_set: no memory (%d)", r);
   r = rill__sdict_set(s, "x", 1, RILL_SD_STRING, big, 2000, 0, 0, RILL_SD_ADD);
   CHECK(r == RILL_SD_ENOMEM, "add: no memory (%d)", r);
-  CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING, "safe kept");
+  CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING,
+        "safe kept");
   /* expired entries make room for safe_set */
   rill__sdict_flush_all(s);
   for (i = 0; i < 1000; i++) {
@@ -166,7 +183,8 @@ static void dict_worker(void *arg) {
                       RILL_SD_SAFE_SET);
       break;
     case 1:
-      rill__sdict_set(HD, other, strlen(other), RILL_SD_NUMBER, NULL, 0, i, 2, RILL_SD_ADD);
+      rill__sdict_set(HD, other, strlen(other), RILL_SD_NUMBER, NULL, 0, i, 2,
+                      RILL_SD_ADD);
       break;
     case 2:
       rill__sdict_delete(HD, other, strlen(other));
@@ -186,7 +204,8 @@ static void dict_worker(void *arg) {
       size_t n;
       if (rill__sdict_keys(HD, 50, &block, &n) == 0) free(block);
       rill__sdict_flush_expired(HD, 10);
-      if (rill__sdict_verify(HD) != 0) CHECK(0, "bookkeeping: %d", rill__sdict_verify(HD));
+      if (rill__sdict_verify(HD) != 0)
+        CHECK(0, "bookkeeping: %d", rill__sdict_verify(HD));
     }
   }
 }
@@ -239,7 +258,8 @@ static void on_notify(void *data) {
     memcpy(tmp, m->data, n);
     tmp[n] = 0;
     long v = atol(tmp);
-    if (v == -1) s->done = 1;
+    if (v == -1)
+      s->done = 1;
     else if (s->small ? v < s->expect : v != s->expect)
       s->bad++;
     s->expect = v + 1;
@@ -300,7 +320,8 @@ static void test_channel_threads(void) {
   uv_thread_join(&pub);
   int reached = rill__chan_publish(HC, "-1", 2);
   CHECK(reached == SUBS + 1, "the end reached %d", reached);
-  CHECK(rill__chan_publish(HC, "x", RILL_CHAN_MSG_MAX + 1) == RILL_CHAN_ETOOLARGE, "too large");
+  CHECK(rill__chan_publish(HC, "x", RILL_CHAN_MSG_MAX + 1) == RILL_CHAN_ETOOLARGE,
+        "too large");
   for (int i = 0; i <= SUBS; i++)
     uv_thread_join(&th[i]);
   for (int i = 0; i < SUBS; i++) {
@@ -337,7 +358,8 @@ static void test_channel_queue(void) {
   CHECK(notified == 1, "one notify for two messages: %d", notified);
   CHECK(rill__chan_publish(c, "cccc", 4) == 1, "3 (past the bytes: overflow, then kept)");
   CHECK(rill__chan_next(s, &m) == RILL_CHAN_EOVERFLOW, "overflow first");
-  CHECK(rill__chan_next(s, &m) == 1 && m->len == 4 && memcmp(m->data, "cccc", 4) == 0, "c");
+  CHECK(rill__chan_next(s, &m) == 1 && m->len == 4 && memcmp(m->data, "cccc", 4) == 0,
+        "c");
   rill__chan_msg_unref(m);
   CHECK(rill__chan_next(s, &m) == 0, "then empty");
   CHECK(rill__chan_publish(c, "0123456789abc", 13) == 0, "larger than the bound");
