@@ -353,7 +353,8 @@ int rill__sdict_set(rill_sdict_t *d, const char *key, size_t klen, int type,
   } else {
     size_t freed = old ? old->cost : 0;
     size_t need = n->cost > freed ? n->cost - freed : 0;
-    if (!make_room(d, need, old, mode == RILL_SD_SET, now, &evicted, &dead)) {
+    if (!make_room(d, need, old, mode == RILL_SD_SET || mode == RILL_SD_REPLACE, now,
+                   &evicted, &dead)) {
       r = RILL_SD_ENOMEM;
     } else {
       if (old) remove_entry(d, old, &dead); /* live: make_room kept it */

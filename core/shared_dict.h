@@ -16,8 +16,8 @@
  * expiry on the monotonic clock (ms). Entries are kept in order of use.
  * Every entry costs sizeof its record + key bytes + value bytes; the sum
  * never passes the cap. When a store needs room, expired entries at the
- * least recently used end go first; then `set` (RILL_SD_SET) evicts live
- * ones, least recently used first, and says so (returns 1), while
+ * least recently used end go first; then `set` and `replace` evict live
+ * ones, least recently used first, and say so (return 1), while
  * `safe_set` and `add` fail with RILL_SD_ENOMEM instead.
  *
  * Locking: one mutex per dict, held only to find and copy. Entries are
