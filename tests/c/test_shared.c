@@ -136,6 +136,8 @@ static void test_dict(void) {
   CHECK(r == RILL_SD_ENOMEM, "add: no memory (%d)", r);
   CHECK(rill__sdict_get(s, "k999", 4, buf, 200, &len, &num) == RILL_SD_STRING,
         "safe kept");
+  r = rill__sdict_set(s, "k999", 4, RILL_SD_STRING, big, 3000, 0, 0, RILL_SD_REPLACE);
+  CHECK(r == 1, "replace evicts as set does (%d)", r);
   /* expired entries make room for safe_set */
   rill__sdict_flush_all(s);
   for (i = 0; i < 1000; i++) {
