@@ -117,6 +117,7 @@ local KINDS = {
   client_response = "cres.", body = "body:", sse = "w:", part = "part:",
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
+  metrics = "rill.metrics.",
 }
 
 describe("lua/README.md", function()
@@ -146,6 +147,8 @@ describe("lua/README.md", function()
     walk_table("form", require "rill.form")
     add("rill", "fs", rill.fs)
     walk_table("fs", rill.fs)
+    add("rill", "metrics", rill.metrics)
+    walk_table("metrics", rill.metrics)
     local f = assert(rill.fs.open(SOURCE))
     walk_methods("file", f)
     f:close()
