@@ -469,6 +469,19 @@ return app
     os.execute("rm -rf " .. dir)
   end)
 
+  it("health answers 503 once a graceful stop has begun", function()
+    local app = rill.router()
+    app:health()
+    local c = rill.test.client(app)
+    assert.equal(200, c:get("/health").status)
+    local real = rill.stopping
+    rill.stopping = function() return true end -- as during a graceful stop
+    local res = c:get("/health")
+    rill.stopping = real
+    assert.equal(503, res.status)
+    assert.equal("stopping\n", res.body)
+  end)
+
   it("raise on a bad path", function()
     local app = rill.router()
     assert.has_error(function() app:health("healthz") end,
