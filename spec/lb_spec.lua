@@ -411,6 +411,7 @@ app:get("/s/:code", function(req, res)
   res:send("x")
 end)
 app:get("/boom", function() error("boom") end)
+app:websocket("/ws", function(ws) ws:receive() end)
 return app
 ]]
 
@@ -453,6 +454,13 @@ return app
     assert.equal("gauge", types.rill_connections)
     assert.is_true(m.rill_connections >= 1) -- this scrape's
     assert.equal(0, m.rill_websockets)
+    -- a WebSocket open now is counted (its 101 too)
+    local ws = assert(helper.ws(("ws://127.0.0.1:%d/ws"):format(srv.port)))
+    local _, _, t2 = helper.fetch(helper.url(srv.port, "/metrics"))
+    local m2 = parse_prometheus(t2)
+    assert.equal(1, m2.rill_websockets)
+    assert.equal(1, m2['rill_requests_total{class="1xx"}'])
+    ws:close()
     assert.is_true(m.rill_received_bytes_total > 0)
     assert.is_true(m.rill_sent_bytes_total > 0)
     assert.equal(0, m.rill_reloads_total)
