@@ -169,8 +169,10 @@ local rill = require "rill"
 local app = rill.router()
 app:health()
 app:metrics()
+local name = os.getenv("INSTANCE") or "?"
 app:get("/", function(req, res)
-  res:send(req.remote_addr .. ":" .. req.remote_port .. " via " .. tostring(req.proxy_addr))
+  res:send(req.remote_addr .. ":" .. req.remote_port .. " via " .. tostring(req.proxy_addr) ..
+    " at " .. name)
 end)
 return app
 ]]
@@ -222,15 +224,18 @@ describe("HAProxy in front of two instances", function()
     -- up once both backends answer their health checks
     assert(helper.eventually(function()
       local code, out = helper.curl(helper.url(fport))
-      return code == 0 and out:match(" via 127%.0%.0%.1$")
+      return code == 0 and out:match(" via 127%.0%.0%.1 at %a$")
     end), "haproxy did not come up")
   end
 
   setup(function()
     dir = tmpdir()
     write_file(dir .. "/app.lua", APP)
-    a = helper.serve(dir .. "/app.lua", {"--workers", "2", "--proxy-protocol", "--grace", "10"})
-    b = helper.serve(dir .. "/app.lua", {"--workers", "2", "--proxy-protocol", "--grace", "10"})
+    local function instance(name)
+      return helper.start({"serve", dir .. "/app.lua", "--listen", "127.0.0.1:0", "--workers",
+        "2", "--proxy-protocol", "--grace", "10"}, {INSTANCE = name})
+    end
+    a, b = instance("a"), instance("b")
     start_haproxy()
   end)
 
@@ -245,15 +250,18 @@ describe("HAProxy in front of two instances", function()
   end)
 
   it("tells rill the client's address and port, with send-proxy-v2 and send-proxy", function()
+    local seen = {}
     for _, p in ipairs({fport, fport1}) do
       for _ = 1, 4 do -- both instances, round robin
         local code, out = helper.curl("-w", " %{local_port}", helper.url(p))
         assert.equal(0, code)
-        local port, via, client = out:match("^127%.0%.0%.1:(%d+) via (%S+) (%d+)$")
+        local port, via, at, client = out:match("^127%.0%.0%.1:(%d+) via (%S+) at (%a) (%d+)$")
         assert.equal(client, port, out) -- the client's port, not haproxy's
         assert.equal("127.0.0.1", via)
+        seen[p .. at] = true
       end
     end
+    assert.same({[fport .. "a"] = true, [fport .. "b"] = true, [fport1 .. "a"] = true}, seen)
   end)
 
   it("refuses a direct connection without the header", function()
@@ -266,6 +274,12 @@ describe("HAProxy in front of two instances", function()
       stdout = "pipe", stderr = "pipe"})
     local out = rill.spawn(function() return wrk.stdout:read_all(1e6) end)
     rill.sleep(1000)
+    -- a has been serving wrk's requests (its metrics, asked with a header)
+    local s = helper.connect(a.port)
+    assert(s:write("PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n" ..
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    local served = tonumber(helper.read_to_end(s):match('\nrill_requests_total{class="2xx"} (%d+)'))
+    assert.is_true(served > 100, tostring(served))
     assert.equal(0, a.stop()) -- SIGTERM: a graceful stop, exit 0
     local code = wrk:wait()
     local _, report = rill.wait(out)
@@ -274,9 +288,11 @@ describe("HAProxy in front of two instances", function()
     assert.not_matches("Socket errors", report)
     assert.not_matches("Non%-2xx", report)
     -- b alone serves now
-    local c, body = helper.curl(helper.url(fport))
-    assert.equal(0, c)
-    assert.matches(" via 127%.0%.0%.1$", body)
+    for _ = 1, 3 do
+      local c, body = helper.curl(helper.url(fport))
+      assert.equal(0, c)
+      assert.matches(" via 127%.0%.0%.1 at b$", body)
+    end
   end)
 end)
 
