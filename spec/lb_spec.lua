@@ -144,6 +144,25 @@ describe("PROXY protocol", function()
     raw:close()
   end)
 
+  it("rill serve --proxy-from allows only the sources listed, and says what is wrong", function()
+    local srv = helper.serve("examples/hello.lua", {"--workers", "1", "--proxy-protocol",
+      "--proxy-from", "10.0.0.0/8"})
+    assert.equal("", (get_over(srv.port, "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n")))
+    assert.equal(0, srv.stop())
+    srv = helper.serve("examples/hello.lua", {"--workers", "1", "--proxy-protocol",
+      "--proxy-from", "10.0.0.0/8", "--proxy-from", "127.0.0.1"})
+    assert.matches("Hello", (get_over(srv.port, "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n")))
+    assert.equal(0, srv.stop())
+    local code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua", "--listen",
+      "127.0.0.1:0", "--workers", "1", "--proxy-protocol", "--proxy-from", "bogus"})
+    assert.equal(1, code)
+    assert.matches("rill: listen: option proxy_from: bad address bogus", err)
+    code, _, err = helper.run({helper.bin, "serve", "examples/hello.lua", "--proxy-from",
+      "10.0.0.1"})
+    assert.equal(2, code)
+    assert.matches("%-%-proxy%-from needs %-%-proxy%-protocol", err)
+  end)
+
   it("s:proxyname() and req.proxy_addr say when there was no header", function()
     local got
     local l, port = helper.listen(function(req, res)

@@ -178,7 +178,10 @@ local function serve(args)
       return die("bad --listen-tls address " .. a .. " (HOST:PORT, PORT 0-65535)")
     end
   end
-  local ok, err = require("rill.app").start(cfg)
+  -- A bad flag value that only the listener can judge (a --proxy-from
+  -- address) raises there: say it as the other errors are said.
+  local called, ok, err = pcall(require("rill.app").start, cfg)
+  if not called then ok, err = nil, (tostring(ok):gsub("^[^\n]-:%d+: ", "")) end
   if not ok then
     io.stderr:write("rill: ", err, "\n")
     return 1
