@@ -90,7 +90,7 @@ static int parse_v1(const char *p, size_t n, rill_proxy_hdr_t *h) {
   for (size_t i = 0; i < lim; i++) {
     if (p[i] == '\r') {
       if (i + 2 > RILL_PROXY_V1_MAX) return RILL_EPROTO; /* no room for the "\n" */
-      if (i + 1 == n) return 0; /* the "\n" is still to come */
+      if (i + 1 == n) return 0;                          /* the "\n" is still to come */
       if (p[i + 1] != '\n') return RILL_EPROTO;
       int r = v1_line(p, i, h);
       return r ? r : (int)(i + 2);
@@ -131,7 +131,8 @@ static int parse_v2(const unsigned char *p, size_t n, rill_proxy_hdr_t *h) {
   }
   const unsigned char *a = p + 16;
   if (af == 1) {
-    struct sockaddr_in *s = (struct sockaddr_in *)&h->src, *d = (struct sockaddr_in *)&h->dst;
+    struct sockaddr_in *s = (struct sockaddr_in *)&h->src,
+                       *d = (struct sockaddr_in *)&h->dst;
     s->sin_family = d->sin_family = AF_INET;
     memcpy(&s->sin_addr, a, 4);
     memcpy(&d->sin_addr, a + 4, 4);

@@ -170,8 +170,8 @@ int rill__ticket_write(void *p, const mbedtls_ssl_session *session, unsigned cha
   mbedtls_gcm_init(&gcm);
   r = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, k.key, 256);
   if (r == 0)
-    r = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, slen, start + NAME, NONCE, start,
-                                  NAME, body, body, TAG, body + slen);
+    r = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, slen, start + NAME, NONCE,
+                                  start, NAME, body, body, TAG, body + slen);
   mbedtls_gcm_free(&gcm);
   memset(&k, 0, sizeof(k));
   if (r) return r;
@@ -200,8 +200,8 @@ int rill__ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size
   mbedtls_gcm_init(&gcm);
   int r = mbedtls_gcm_setkey(&gcm, MBEDTLS_CIPHER_ID_AES, k.key, 256);
   if (r == 0)
-    r = mbedtls_gcm_auth_decrypt(&gcm, clen, buf + NAME, NONCE, buf, NAME, body + clen, TAG,
-                                 body, body);
+    r = mbedtls_gcm_auth_decrypt(&gcm, clen, buf + NAME, NONCE, buf, NAME, body + clen,
+                                 TAG, body, body);
   mbedtls_gcm_free(&gcm);
   memset(&k, 0, sizeof(k));
   if (r) return MBEDTLS_ERR_SSL_INVALID_MAC;

@@ -41,6 +41,7 @@ int rill__ticket_keys_reload(char *err, size_t errlen);
  * does not open, is refused (a full handshake follows). */
 int rill__ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
                        const unsigned char *end, size_t *tlen, uint32_t *lifetime);
-int rill__ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len);
+int rill__ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf,
+                       size_t len);
 
 #endif /* RILL_TLS_TICKET_H */

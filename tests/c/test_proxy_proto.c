@@ -27,7 +27,8 @@ static int parse_all(const char *in, size_t n, rill_proxy_hdr_t *h) {
     free(p);
     if (whole > 0 && (int)k < whole)
       CHECK(r == 0, "a prefix of %zu bytes of a good header gave %d", k, r);
-    if (whole > 0 && (int)k >= whole) CHECK(r == whole, "cut at %zu: %d, not %d", k, r, whole);
+    if (whole > 0 && (int)k >= whole)
+      CHECK(r == whole, "cut at %zu: %d, not %d", k, r, whole);
     if (whole < 0) CHECK(r <= 0, "a prefix of %zu bytes of a bad header gave %d", k, r);
   }
   return whole;
@@ -45,12 +46,14 @@ static void addr_is(const struct sockaddr_storage *ss, const char *host, int por
     inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
     p = ntohs(a->sin6_port);
   }
-  CHECK(strcmp(buf, host) == 0 && p == port, "address %s:%d, not %s:%d", buf, p, host, port);
+  CHECK(strcmp(buf, host) == 0 && p == port, "address %s:%d, not %s:%d", buf, p, host,
+        port);
 }
 
 static void v1(void) {
   rill_proxy_hdr_t h;
-  static const char tcp4[] = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n";
+  static const char tcp4[] =
+      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n";
   int r = parse_all(B(tcp4), &h);
   CHECK(r == 47, "TCP4: %d", r);
   CHECK(h.version == 1 && h.family == AF_INET && !h.local, "TCP4 fields");
@@ -70,8 +73,8 @@ static void v1(void) {
   CHECK(r == (int)sizeof(unk) - 1 && h.family == AF_UNSPEC, "UNKNOWN with fields: %d", r);
 
   /* The longest line is 107 bytes. */
-  static const char longest[] =
-      "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+  static const char longest[] = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+                                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
   CHECK(sizeof(longest) - 1 == 104, "longest: %zu", sizeof(longest) - 1);
   r = parse_all(B(longest), &h);
   CHECK(r == 104, "longest TCP6: %d", r);
@@ -88,7 +91,7 @@ static void v1(void) {
       "PROXY TCP4 192.168.0.1 192.168.0.11 056324 443\r\n",  /* leading zero */
       "PROXY TCP4 192.168.0.1 192.168.0.11 -1 443\r\n",
       "PROXY TCP4 192.168.0.256 192.168.0.11 1 443\r\n", /* address */
-      "PROXY TCP4 ::1 ::1 1 2\r\n",                       /* family */
+      "PROXY TCP4 ::1 ::1 1 2\r\n",                      /* family */
       "PROXY TCP6 1.2.3.4 1.2.3.4 1 2\r\n",
       "PROXY TCP4 1.2.3.4  1.2.3.4 1 2\r\n", /* two spaces */
       "PROXY TCP4 1.2.3.4 1.2.3.4 1 2 \r\n", /* a field too many */
@@ -179,7 +182,8 @@ static void v2tests(void) {
   CHECK(parse_all(buf, n, &h) == RILL_EPROTO, "INET6 addresses cut");
   n = v2(buf, 0x21, 0x11, a4, 12);
   buf[14] = (char)((RILL_PROXY_V2_MAX + 1) >> 8), buf[15] = (char)(RILL_PROXY_V2_MAX + 1);
-  CHECK(rill__proxy_parse(buf, 16, &h) == RILL_EPROTO, "a length past the cap fails at once");
+  CHECK(rill__proxy_parse(buf, 16, &h) == RILL_EPROTO,
+        "a length past the cap fails at once");
   n = v2(buf, 0x21, 0x11, a4, 12);
   buf[7] = 'X';
   CHECK(rill__proxy_parse(buf, 8, &h) == RILL_EPROTO, "a bad signature fails at once");
