@@ -544,8 +544,10 @@ static int l_listen(lua_State *L) {
   l->on_free = raw_listener_free;
   l->set_handler = raw_set_handler;
   if ((per_addr && rill__listener_limit_per_addr(l, per_addr) != 0) ||
-      (nfrom >= 0 && rill__listener_proxy(l, from, (size_t)nfrom,
-                                          timeout_ms > 0 && timeout_ms < 30000 ? (unsigned)timeout_ms : 30000) != 0)) {
+      (nfrom >= 0 &&
+       rill__listener_proxy(l, from, (size_t)nfrom,
+                            timeout_ms > 0 && timeout_ms < 30000 ? (unsigned)timeout_ms
+                                                                 : 30000) != 0)) {
     rill__listener_close(l);
     return luaL_error(L, "out of memory");
   }
@@ -913,7 +915,8 @@ static const luaL_Reg core_funcs[] = {
     {"listen", l_listen}, {"connect", l_connect},
     {"log", l_log},       {"set_log_level", l_set_log_level},
     {"log_write", l_log_write}, {"log_capture", l_log_capture},
-    {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping}, {"metrics", l_metrics},
+    {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
+    {"metrics", l_metrics},
     {"current_task", l_current_task}, {"interrupt", l_interrupt},
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},

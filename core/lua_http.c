@@ -451,7 +451,8 @@ static int l_peer(lua_State *L) {
   if (lua_toboolean(L, 3)) {
     /* conn:peer(gen, true): the balancer's address behind a PROXY header */
     char host[48];
-    int port = c->t ? rill__stream_addr(c->t, RILL_ADDR_PROXY, host, sizeof(host)) : UV_ENOTCONN;
+    int port =
+        c->t ? rill__stream_addr(c->t, RILL_ADDR_PROXY, host, sizeof(host)) : UV_ENOTCONN;
     if (port < 0) return 0;
     lua_pushstring(L, host);
     lua_pushinteger(L, port);

@@ -191,7 +191,8 @@ static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_tcp_t *h) {
   uint8_t ip[16];
   rill_stream_t *s = rill__uvstream_stream(u);
   if (peer_ip(h, ip) != 0 || !rill__cidr_match(l->proxy_from, l->nproxy_from, ip)) {
-    rill__log(l->w, RILL_LOG_DEBUG, "PROXY protocol: a connection from a source not allowed");
+    rill__log(l->w, RILL_LOG_DEBUG,
+              "PROXY protocol: a connection from a source not allowed");
     s->vt->abort(s);
     return;
   }
@@ -207,7 +208,8 @@ int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
     memcpy(list, from, n * sizeof(*list));
   } else {
     n = 2;
-    for (size_t i = 0; i < n; i++) rill__cidr_parse(loopback[i], &list[i]);
+    for (size_t i = 0; i < n; i++)
+      rill__cidr_parse(loopback[i], &list[i]);
   }
   free(l->proxy_from);
   l->proxy_from = list;

@@ -354,8 +354,8 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
   /* Without them, sessions resume by ticket on no worker: not an error. */
   c->ticket.keys = rill__ticket_keys(NULL, msg, sizeof(msg));
   if (c->ticket.keys)
-    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write,
-                                        rill__ticket_parse, &c->ticket);
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write, rill__ticket_parse,
+                                        &c->ticket);
   if ((r = copy_alpn(c, alpn)) != 0) {
     snprintf(err, errlen, r == UV_ENOMEM ? "out of memory" : "bad ALPN protocol list");
     rill__tls_conf_unref(c);
@@ -370,8 +370,8 @@ int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
   rill_ticket_keys_t *ks = rill__ticket_keys(path, err, errlen);
   if (ks == NULL) return UV_EINVAL;
   if (c->ticket.keys == NULL)
-    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write,
-                                        rill__ticket_parse, &c->ticket);
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write, rill__ticket_parse,
+                                        &c->ticket);
   c->ticket.keys = ks;
   return 0;
 }

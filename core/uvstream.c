@@ -563,7 +563,7 @@ void rill__uvstream_owner(rill_uvstream_t *u, void (*released)(void *),
 }
 
 int rill__uvstream_set_addrs(rill_uvstream_t *u, const struct sockaddr *src,
-                            const struct sockaddr *dst) {
+                             const struct sockaddr *dst) {
   if (u->px == NULL && (u->px = calloc(1, sizeof(*u->px))) == NULL) return UV_ENOMEM;
   size_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                           : sizeof(struct sockaddr_in);

@@ -136,7 +136,7 @@ struct rill_worker_s {
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
   uint64_t requests; /* HTTP requests dispatched */
-  rill_metrics_t *m;  /* its counters: the runtime's slot for it, or own_m */
+  rill_metrics_t *m; /* its counters: the runtime's slot for it, or own_m */
   rill_metrics_t own_m;
   rill_flush_t *flush_head[RILL_FLUSH_LEVELS]; /* holding gathered writes, by level */
   uv_prepare_t flush_prepare;
