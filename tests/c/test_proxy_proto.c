@@ -121,7 +121,7 @@ static size_t v2(char *out, int vc, int fam, const void *body, size_t len) {
   out[13] = (char)fam;
   out[14] = (char)(len >> 8);
   out[15] = (char)len;
-  memcpy(out + 16, body, len);
+  if (len) memcpy(out + 16, body, len);
   return 16 + len;
 }
 
