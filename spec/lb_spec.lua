@@ -163,6 +163,26 @@ describe("PROXY protocol", function()
     assert.matches("%-%-proxy%-from needs %-%-proxy%-protocol", err)
   end)
 
+  it("gives a WebSocket handler the client's address", function()
+    local app = rill.router()
+    app:websocket("/ws", function(ws, req)
+      ws:send(req.remote_addr .. " " .. req.remote_port .. " " .. req.proxy_addr)
+      ws:close()
+    end)
+    local l, port = helper.listen(app, {proxy_protocol = true})
+    local s = helper.connect(port)
+    assert(s:write(v2_inet("203.0.113.9", "127.0.0.1", 7777, 80) ..
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+    local status = helper.read_response_head(s)
+    assert.equal(101, status)
+    local hdr = s:read(2)
+    assert.equal(0x81, hdr:byte(1)) -- one text frame
+    assert.equal("203.0.113.9 7777 127.0.0.1", s:read(hdr:byte(2)))
+    s:close()
+    l:close()
+  end)
+
   it("s:proxyname() and req.proxy_addr say when there was no header", function()
     local got
     local l, port = helper.listen(function(req, res)
