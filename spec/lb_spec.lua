@@ -142,6 +142,20 @@ describe("PROXY protocol", function()
     assert.equal("127.0.0.1", seen.proxy[1])
     assert.equal("hello", seen.data) -- nothing after the header was taken
     raw:close()
+
+    -- a raw TLS server: the header, then the handshake
+    local tls_raw = assert(rill.listen{host = "127.0.0.1", port = 0, proxy_protocol = true,
+      tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"},
+      handler = function(sock)
+        local host, port = sock:peername()
+        sock:write(host .. " " .. port)
+        sock:close()
+      end})
+    local t = helper.connect(tls_raw:port())
+    assert(t:write("PROXY TCP6 2001:db8::9 ::1 9999 443\r\n"))
+    assert(t:starttls{server_name = "a.test", ca = dir .. "/ca.crt"})
+    assert.equal("2001:db8::9 9999", (helper.read_to_end(t)))
+    tls_raw:close()
   end)
 
   it("rill serve --proxy-from allows only the sources listed, and says what is wrong", function()
