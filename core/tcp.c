@@ -170,11 +170,38 @@ static void addr_conn_freed(void *arg) {
   conn_freed(l);
 }
 
+/* A connection whose PROXY header is being read, in its listener's list. */
+typedef struct proxy_pending_s {
+  struct proxy_pending_s *prev, *next;
+  rill_listener_t *l;
+  rill_uvstream_t *u;
+} proxy_pending_t;
+
+/* At the connection limit: the connection that has waited longest for its
+ * header is closed (its proxy_done follows at once). Returns 1 if one was. */
+static int proxy_make_room(rill_listener_t *l) {
+  proxy_pending_t *p = l->pending_head;
+  if (p == NULL) return 0;
+  rill_stream_t *s = rill__uvstream_stream(p->u);
+  s->vt->abort(s);
+  return 1;
+}
+
 /* The PROXY header was read (or not): the connection goes on to its
  * handler, now with the client's address. During a graceful stop the
  * listener is closed: a connection that got in before is closed too. */
 static void proxy_done(void *data, rill_uvstream_t *u, int status) {
-  rill_listener_t *l = data;
+  proxy_pending_t *p = data;
+  rill_listener_t *l = p->l;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    l->pending_head = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  else
+    l->pending_tail = p->prev;
+  free(p);
   if (status != 0) {
     rill__log(l->w, RILL_LOG_DEBUG, "PROXY protocol: %s", rill__errmsg(status));
     return;
@@ -196,7 +223,24 @@ static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_tcp_t *h) {
     s->vt->abort(s);
     return;
   }
-  if (rill__proxy_read(u, l->proxy_timeout_ms, proxy_done, l) != 0) s->vt->abort(s);
+  proxy_pending_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    s->vt->abort(s);
+    return;
+  }
+  p->l = l;
+  p->u = u;
+  p->prev = l->pending_tail;
+  if (l->pending_tail)
+    l->pending_tail->next = p;
+  else
+    l->pending_head = p;
+  l->pending_tail = p;
+  /* proxy_done takes p off the list, whenever and however the read ends */
+  if (rill__proxy_read(u, l->proxy_timeout_ms, proxy_done, p) != 0) {
+    proxy_done(p, u, UV_ENOMEM);
+    s->vt->abort(s);
+  }
 }
 
 int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
@@ -263,7 +307,7 @@ static void connection_cb(uv_stream_t *server, int status) {
     /* Out of descriptors (the client was refused): an idle connection
      * makes room for the next one, as at the connection limit. */
     int full = status == UV_EMFILE || status == UV_ENFILE;
-    if (!(full && l->make_room && l->make_room(l)))
+    if (!(full && (proxy_make_room(l) || (l->make_room && l->make_room(l)))))
       rill__log(l->w, RILL_LOG_WARN, "accept: %s%s", rill__errmsg(status),
                 full ? " (raise the open-file limit, or lower --max-connections)" : "");
     return;
@@ -274,7 +318,7 @@ static void connection_cb(uv_stream_t *server, int status) {
      * now to make room, or the next to end. */
     if (l->paused) return;
     l->paused = 1;
-    if (l->make_room && l->make_room(l)) return;
+    if (proxy_make_room(l) || (l->make_room && l->make_room(l))) return;
     rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
     return;
   }

@@ -34,6 +34,9 @@ struct rill_listener_s {
   rill_cidr_t *proxy_from;
   size_t nproxy_from;
   unsigned proxy_timeout_ms;
+  /* connections whose header is still to come, oldest first: at the
+   * connection limit the oldest is closed to make room */
+  struct proxy_pending_s *pending_head, *pending_tail;
   unsigned paused : 1, closing : 1;
 };
 
