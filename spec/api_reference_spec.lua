@@ -119,6 +119,7 @@ local KINDS = {
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
   shared = "rill.shared.", dict = "dict:", dict_field = "dict.", channel = "ch:",
   channel_field = "ch.", subscription = "sub:",
+  metrics = "rill.metrics.",
   pool = "rill.pool.", pool_object = "conns:",
 }
 
@@ -160,6 +161,8 @@ describe("lua/README.md", function()
     local sub = ch:subscribe()
     walk_methods("subscription", sub)
     sub:close()
+    add("rill", "metrics", rill.metrics)
+    walk_table("metrics", rill.metrics)
     local f = assert(rill.fs.open(SOURCE))
     walk_methods("file", f)
     f:close()
