@@ -61,4 +61,8 @@ void rill__open_shared(lua_State *L, rill_worker_t *w);
 typedef struct rill_file_s rill_file_t;
 rill_file_t *rill__lfile_check(lua_State *L, int idx);
 
+/* lua_host.c: lets rill_suspend() and rill_loop() find w from any of its
+ * Lua states' threads (a registry entry). */
+void rill__host_bind(lua_State *L, rill_worker_t *w);
+
 #endif

@@ -309,6 +309,7 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
    * them may send SIGTERM at once (it is handled when the loop first runs). */
   if (id == 0 && !r->host_loop && !r->cli) control_start(r);
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;
+  rill__host_bind(w->L, w);
   add_host(r, w->L);
   rill_task_t *t = rill__task_new(w, "main");
   if (t == NULL) return UV_ENOMEM;

@@ -101,6 +101,7 @@ struct rill_worker_s {
   struct rill_sched_s *sched;
   void *tls; /* TLS state (tls.c), freed as a service */
   void *fcache; /* the open-file cache (file_cache.c), made when first used */
+  void *host_hub; /* resumes from host threads (lua_host.c), made when first used */
 
   /* The runtime around the worker (rill.c), or NULL: a port 0 is the port the
    * first worker got, and workers share ports (SO_REUSEPORT). port_for
