@@ -583,8 +583,8 @@ end
 
 -- r:subscribe(channel, ...) / r:psubscribe(pattern, ...): the connection
 -- goes into subscribe mode and becomes the subscription returned (this
--- handle is done with). Waits for Redis to confirm each; returns sub, or
--- nil, err.
+-- handle is done with). Waits for Redis to confirm each; returns the
+-- subscription (rs), or nil, err.
 local function start_subscription(self, fname, cmd, ...)
   if select("#", ...) == 0 then error(fname .. ": a channel is needed", 3) end
   local c = self._c
@@ -627,18 +627,18 @@ function Client:psubscribe(...)
   return sub, err
 end
 
--- sub:read([timeout_ms]) → the next message, or nil, err: "timeout" (the
+-- rs:read([timeout_ms]) → the next message, or nil, err: "timeout" (the
 -- subscription goes on), "closed" or another failure (it is closed). Waits
 -- as long as it takes without a timeout.
 function Subscription:read(timeout)
   if timeout ~= nil and type(timeout) ~= "number" then
-    error("sub:read: timeout must be a number (ms), got " .. type(timeout), 2)
+    error("rs:read: timeout must be a number (ms), got " .. type(timeout), 2)
   end
   local q = self._queue
   if q[1] then return table.remove(q, 1) end
   local c = self._c
   if not c or not c._sock then return nil, "closed" end
-  if self._busy then error("sub:read: another thread is reading this subscription", 2) end
+  if self._busy then error("rs:read: another thread is reading this subscription", 2) end
   self._busy = true
   c._sock:settimeout(timeout or -1)
   while true do
@@ -664,12 +664,12 @@ function Subscription:read(timeout)
   end
 end
 
--- sub:subscribe(channel, ...), sub:psubscribe, sub:unsubscribe([channel,
--- ...]), sub:punsubscribe: send the command and return true (or nil, err)
--- without waiting; Redis's confirmations come through sub:read() as
+-- rs:subscribe(channel, ...), rs:psubscribe, rs:unsubscribe([channel,
+-- ...]), rs:punsubscribe: send the command and return true (or nil, err)
+-- without waiting; Redis's confirmations come through rs:read() as
 -- messages of that kind, with count =.
 for _, name in ipairs{"subscribe", "psubscribe", "unsubscribe", "punsubscribe"} do
-  local cmd, fname = upper(name), "sub:" .. name
+  local cmd, fname = upper(name), "rs:" .. name
   Subscription[name] = function(self, ...)
     if (name == "subscribe" or name == "psubscribe") and select("#", ...) == 0 then
       error(fname .. ": a channel is needed", 2)
@@ -681,15 +681,15 @@ for _, name in ipairs{"subscribe", "psubscribe", "unsubscribe", "punsubscribe"} 
   end
 end
 
--- sub:ping([data]): Redis answers through sub:read() with {kind = "pong"}.
+-- rs:ping([data]): Redis answers through rs:read() with {kind = "pong"}.
 function Subscription:ping(data)
   local c = self._c
   if not c then return nil, "closed" end
-  if data == nil then return sub_send(c, "sub:ping", 3, "PING") end
-  return sub_send(c, "sub:ping", 3, "PING", tostring(data))
+  if data == nil then return sub_send(c, "rs:ping", 3, "PING") end
+  return sub_send(c, "rs:ping", 3, "PING", tostring(data))
 end
 
--- sub:close(): closes the connection; a read waiting ends with nil, "closed".
+-- rs:close(): closes the connection; a read waiting ends with nil, "closed".
 function Subscription:close()
   local c = self._c
   if not c then return true end
@@ -698,9 +698,9 @@ function Subscription:close()
   return true
 end
 
--- for msg in sub:messages([timeout_ms]): the messages (kind "message" and
+-- for msg in rs:messages([timeout_ms]): the messages (kind "message" and
 -- "pmessage" only) until the subscription ends or a read fails (then the
--- loop ends; sub.err says why).
+-- loop ends; rs.err says why).
 function Subscription:messages(timeout)
   return function()
     while true do
