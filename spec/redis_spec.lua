@@ -586,15 +586,18 @@ end)
 
 describe("examples/redis_chat.lua", function()
   it("carries a chat between two rill instances of two workers each through Redis", function()
-    local rs = start_redis()
-    finally(rs.stop)
+    local rs, a, b = start_redis(), nil, nil
+    -- (busted keeps one finally per test)
+    finally(function()
+      if a then a.stop() end
+      if b then b.stop() end
+      rs.stop()
+    end)
     local env = {REDIS_PORT = tostring(rs.port), CHAT_CHANNEL = "chat" .. rs.port}
-    local a = helper.start({"serve", "examples/redis_chat.lua", "--listen", "127.0.0.1:0",
+    a = helper.start({"serve", "examples/redis_chat.lua", "--listen", "127.0.0.1:0",
       "--workers", "2"}, env)
-    finally(a.stop)
-    local b = helper.start({"serve", "examples/redis_chat.lua", "--listen", "127.0.0.1:0",
+    b = helper.start({"serve", "examples/redis_chat.lua", "--listen", "127.0.0.1:0",
       "--workers", "2"}, env)
-    finally(b.stop)
     local clients = {}
     for i = 1, 8 do
       local port = i % 2 == 1 and a.port or b.port
