@@ -390,10 +390,17 @@ describe("TLS session tickets", function()
     return out .. err
   end
 
+  -- The app is written once: rewriting it while an instance's second worker
+  -- still loads it would hand that worker an empty file.
   local function serve(...)
-    write_file(dir .. "/worker.lua",
-      'local rill = require "rill"\n' ..
-      'return function(req, res) res:send("worker " .. rill.worker_id()) end\n')
+    local f = io.open(dir .. "/worker.lua")
+    if f then
+      f:close()
+    else
+      write_file(dir .. "/worker.lua",
+        'local rill = require "rill"\n' ..
+        'return function(req, res) res:send("worker " .. rill.worker_id()) end\n')
+    end
     return helper.serve(dir .. "/worker.lua", {"--workers", "2", "--tls-cert",
       certs .. "/a.test.crt", "--tls-key", certs .. "/a.test.key", ...})
   end
