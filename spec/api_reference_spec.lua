@@ -117,6 +117,7 @@ local KINDS = {
   client_response = "cres.", body = "body:", sse = "w:", part = "part:",
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
+  pool = "rill.pool.", pool_object = "conns:",
 }
 
 describe("lua/README.md", function()
@@ -149,6 +150,9 @@ describe("lua/README.md", function()
     local f = assert(rill.fs.open(SOURCE))
     walk_methods("file", f)
     f:close()
+    add("rill", "pool", rill.pool)
+    walk_table("pool", rill.pool)
+    walk_methods("pool_object", rill.pool.new())
 
     -- a thread, a timer, a child process
     local th = rill.spawn(function() return 1 end)

@@ -302,13 +302,13 @@ describe("http client response heads", function()
     assert.truthy(err)
   end)
 
-  it("reuses a pooled connection until client.IDLE_TIMEOUT, then closes it", function()
-    local old = client.IDLE_TIMEOUT
-    client.IDLE_TIMEOUT = 200
+  it("reuses a pooled connection until client.pool.idle_timeout, then closes it", function()
+    local old = client.pool.idle_timeout
+    client.pool.idle_timeout = 200
     local ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
     local l, url = upstream({{ok .. "r1"}, {ok .. "r2"}, {ok .. "r3"}})
     finally(function()
-      client.IDLE_TIMEOUT = old
+      client.pool.idle_timeout = old
       l:close()
     end)
     local key = client.pool_key{url = url}

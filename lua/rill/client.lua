@@ -11,6 +11,7 @@
 local core = require "rill.core"
 local rill = require "rill"
 local http = require "rill.http"
+local pool = require "rill.pool"
 
 local byte, concat, find, format, gsub, lower, sort, tostring, type = string.byte,
   table.concat, string.find, string.format, string.gsub, string.lower, table.sort,
@@ -18,98 +19,22 @@ local byte, concat, find, format, gsub, lower, sort, tostring, type = string.byt
 
 local client = {}
 
-client.POOL_SIZE = 256       -- idle connections kept per host
-client.IDLE_TIMEOUT = 30000  -- ms an idle pooled connection is kept
 client.MAX_HEAD = 65536      -- bytes of response head
 
--- ---- the pool: client.pool_key() → idle connections, newest last ----
-
-local pools = {}
--- One timer for the whole pool, due when its oldest connection has been idle
--- client.IDLE_TIMEOUT (not one per connection put back).
-local sweeper, sweeper_due
-local sweep
-
-local function arm(due)
-  if sweeper and sweeper_due <= due then return end
-  if sweeper then sweeper:cancel() end
-  sweeper_due = due
-  sweeper = rill.timer(math.max(0, due - rill.now()), sweep):unref() -- keeps no script running
-end
-
--- Closes the connections idle for client.IDLE_TIMEOUT (the oldest are first
--- in each list), then waits for the next to be.
-function sweep()
-  sweeper = nil
-  local now, next_due = rill.now(), nil
-  for key, idle in pairs(pools) do
-    local n = 0
-    while idle[n + 1] and now - idle[n + 1].at >= client.IDLE_TIMEOUT do n = n + 1 end
-    if n > 0 then
-      for i = 1, n do idle[i].sock:close() end
-      local m = #idle
-      table.move(idle, n + 1, m, 1)
-      for i = m - n + 1, m do idle[i] = nil end
-    end
-    if idle[1] then
-      local due = idle[1].at + client.IDLE_TIMEOUT
-      if not next_due or due < next_due then next_due = due end
-    else
-      pools[key] = nil
-    end
-  end
-  if next_due then arm(next_due) end
-end
-
--- A pooled connection is reused only if nothing came on it while it was
--- idle: not the server's close (it would fail the request), not bytes past
--- the last response (they would be taken for the next one's).
-local function pool_get(key)
-  local idle = pools[key]
-  while idle and #idle > 0 do
-    local entry = idle[#idle]
-    idle[#idle] = nil
-    if rill.now() - entry.at < client.IDLE_TIMEOUT and entry.sock:_probe() == "idle" then
-      return entry.sock:ref()
-    end
-    entry.sock:close()
-  end
-  return nil
-end
-
--- A connection put back is closed once idle client.IDLE_TIMEOUT, and never
--- reused past it.
-local function pool_put(key, sock)
-  if sock:_probe() ~= "idle" then
-    sock:close()
-    return
-  end
-  local idle = pools[key]
-  if not idle then
-    idle = {}
-    pools[key] = idle
-  end
-  if #idle >= client.POOL_SIZE then
-    sock:close()
-    return
-  end
-  local now = rill.now()
-  idle[#idle + 1] = {sock = sock:unref(), at = now}
-  arm(now + client.IDLE_TIMEOUT)
-end
+-- Idle keep-alive connections by client.pool_key(): 256 per key, closed
+-- after 30000 ms idle (client.pool.size, client.pool.idle_timeout).
+client.pool = pool.new{size = 256, idle_timeout = 30000}
+local conns = client.pool
 
 -- Closes the idle connections the pool holds for key (rill.test.client,
 -- when it stops its server).
 function client.drop_idle(key)
-  local idle = pools[key]
-  if not idle then return end
-  pools[key] = nil
-  for i = 1, #idle do idle[i].sock:close() end
+  conns:drop(key)
 end
 
 -- How many idle connections the pool holds for key (for tests).
 function client.pooled(key)
-  return pools[key] and #pools[key] or 0
+  return conns:count(key)
 end
 
 -- Options in opts.tls that decide nothing about whom we talk to or trust.
@@ -231,7 +156,7 @@ local function body_done(self, err)
   if err or not self.reusable or not (sent_all == true or sent_all()) then
     sock:close()
   else
-    pool_put(self.key, sock)
+    conns:put(self.key, sock)
   end
 end
 
@@ -528,7 +453,7 @@ function client.request(opts)
   local timeout = opts.timeout or 60000
   local res, err
   for attempt = 1, 2 do
-    local sock = not opts.close and pool_get(key)
+    local sock = not opts.close and conns:get(key)
     local reused = sock ~= nil
     if not sock then
       sock, err = rill.connect(opts.address or host, port,
