@@ -77,7 +77,8 @@ static int l_base64_encode(lua_State *L) {
   size_t cap = 4 * ((len + 2) / 3) + 1;
   char stackbuf[512];
   char *out = cap <= sizeof(stackbuf) ? stackbuf : lua_newuserdata(L, cap);
-  if (mbedtls_base64_encode((unsigned char *)out, cap, &olen, (const unsigned char *)s, len) != 0)
+  if (mbedtls_base64_encode((unsigned char *)out, cap, &olen, (const unsigned char *)s,
+                            len) != 0)
     return luaL_error(L, "base64_encode: mbedTLS failed");
   lua_pushlstring(L, out, olen);
   return 1;
@@ -91,7 +92,8 @@ static int l_base64_decode(lua_State *L) {
   size_t cap = 3 * (len / 4) + 3;
   char stackbuf[512];
   char *out = cap <= sizeof(stackbuf) ? stackbuf : lua_newuserdata(L, cap);
-  if (mbedtls_base64_decode((unsigned char *)out, cap, &olen, (const unsigned char *)s, len) != 0)
+  if (mbedtls_base64_decode((unsigned char *)out, cap, &olen, (const unsigned char *)s,
+                            len) != 0)
     return 0;
   lua_pushlstring(L, out, olen);
   return 1;

@@ -154,6 +154,14 @@ describe("lua/README.md", function()
     walk_table("pool", rill.pool)
     walk_methods("pool_object", rill.pool.new())
 
+    -- rill.pg and its objects (their methods; a server is not needed)
+    add("rill", "pg", rill.pg)
+    walk_table("pg", rill.pg)
+    walk_methods("pg_conn", setmetatable({}, rill.pg._Conn))
+    walk_methods("pg_copy_out", setmetatable({}, rill.pg._CopyOut))
+    walk_methods("pg_copy_in", setmetatable({}, rill.pg._CopyIn))
+    walk_methods("pg_notifications", setmetatable({}, rill.pg._Notifications))
+
     -- a thread, a timer, a child process
     local th = rill.spawn(function() return 1 end)
     walk_methods("thread", th)

@@ -185,6 +185,7 @@ function rill.static(root, opts)
   return require("rill.static").new(root, opts)
 end
 lazy.fs = "rill.fs" -- files through the thread pool
+lazy.pg = "rill.pg" -- the Postgres client
 lazy.pool = "rill.pool" -- idle connections kept for reuse, by key
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
