@@ -118,6 +118,8 @@ local KINDS = {
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
   pool = "rill.pool.", pool_object = "conns:",
+  pg = "rill.pg.", pg_conn = "conn:", pg_copy_out = "cout:", pg_copy_in = "cin:",
+  pg_notifications = "ns:",
 }
 
 describe("lua/README.md", function()

@@ -145,9 +145,11 @@ local function kill(c)
   if c.sock then pcall(c.sock.close, c.sock) end
 end
 
--- Fails the operation and the connection; returns nil, err.
+-- Fails the operation and the connection; returns nil, err. The server
+-- going away is "closed", however the socket learnt it (an end, a reset).
 local function fail(c, err)
   kill(c)
+  if err == nil or find(err, "^ECONNRESET") or find(err, "^EPIPE") then err = "closed" end
   return nil, err
 end
 
@@ -248,7 +250,7 @@ local function async(c, t, p, e)
     local pid = a * 16777216 + b * 65536 + cc * 256 + d
     local channel, q = cstring(buf, p + 4)
     local payload = cstring(buf, q)
-    local queue = c.notifications
+    local queue = c.queue
     if #queue >= MAX_QUEUED then table.remove(queue, 1) c.dropped = (c.dropped or 0) + 1 end
     queue[#queue + 1] = {channel = channel, payload = payload, pid = pid}
     return true
@@ -299,8 +301,14 @@ local function columns(c, buf, p)
     cols[i] = {name = name, type = oid, decode = dec}
     p = p + 18
   end
+  -- what rows.columns shows (made once per statement)
+  local public = new_tab(n, 0)
+  for i = 1, n do public[i] = {name = cols[i].name, type = cols[i].type} end
+  cols.public = public
   return cols
 end
+
+local NO_COLUMNS = {public = {}}
 
 -- A DataRow as a table keyed by column name (NULL: the key is absent).
 local function row_of(buf, p, cols)
@@ -368,14 +376,14 @@ local function result(c, stmt, each_row)
     local buf = c.buf
     if t == 68 then -- 'D' DataRow
       if not failure then
-        local row = row_of(buf, p, cols or {})
+        local row = row_of(buf, p, cols or NO_COLUMNS)
         if each_row then each_row(row) else n = n + 1 rows[n] = row end
       end
     elseif t == 84 then -- 'T' RowDescription
       cols = columns(c, buf, p)
       if stmt then stmt.columns = cols end
     elseif t == 110 then -- 'n' NoData
-      cols = {}
+      cols = NO_COLUMNS
       if stmt then stmt.columns = cols end
     elseif t == 67 then -- 'C' CommandComplete
       info = command_info(buf, p)
@@ -400,9 +408,7 @@ local function result(c, stmt, each_row)
     forget(c, stmt, failure)
     return nil, error_text(failure), failure
   end
-  local names = {}
-  for i = 1, #(cols or {}) do names[i] = {name = cols[i].name, type = cols[i].type} end
-  rows.columns = names
+  rows.columns = (cols or NO_COLUMNS).public
   return rows, info or {command = "", count = nil}
 end
 
@@ -499,12 +505,12 @@ function Conn:rows(sql, ...)
       local buf = c.buf
       if t == 68 and not failure then
         c.busy = false
-        return row_of(buf, p, cols or {})
+        return row_of(buf, p, cols or NO_COLUMNS)
       elseif t == 84 then
         cols = columns(c, buf, p)
         if stmt then stmt.columns = cols end
       elseif t == 110 then
-        cols = {}
+        cols = NO_COLUMNS
         if stmt then stmt.columns = cols end
       elseif t == 49 then
         if stmt then stmt.parsed = true end
@@ -538,7 +544,7 @@ function Conn:simple(sql)
   if not ok then return nil, err end
   self.busy = true
   -- several results: the last one wins
-  local last_rows, last_info, cols, rows, failure = nil, nil, {}, {}, nil
+  local last_rows, last_info, cols, rows, failure = nil, nil, NO_COLUMNS, {}, nil
   while true do
     local t, p, e = next_msg(self)
     if not t then
@@ -551,11 +557,9 @@ function Conn:simple(sql)
     elseif t == 84 then
       cols, rows = columns(self, buf, p), {}
     elseif t == 67 then
-      local names = {}
-      for i = 1, #cols do names[i] = {name = cols[i].name, type = cols[i].type} end
-      rows.columns = names
+      rows.columns = cols.public or {}
       last_rows, last_info = rows, command_info(buf, p)
-      cols, rows = {}, {}
+      cols, rows = NO_COLUMNS, {}
     elseif t == 73 then
       rows.columns = {}
       last_rows, last_info = rows, {command = "", count = nil}
@@ -575,21 +579,24 @@ function Conn:simple(sql)
   return last_rows, last_info
 end
 
+local function pack(...) return {n = select("#", ...), ...} end
+
 -- conn:transaction(fn, ...) runs fn(conn, ...) between BEGIN and COMMIT:
--- its results, or after ROLLBACK nil, err when it raised (err the value
--- raised) or returned nil/false (err its second result).
+-- its results. ROLLBACK instead, and nil, err, when fn raises (err the
+-- value raised), returns false, or returns nil, err.
 function Conn:transaction(fn, ...)
   if type(fn) ~= "function" then
     error("conn:transaction: fn must be a function, got " .. type(fn), 2)
   end
   local ok, err, f = self:query("BEGIN")
   if not ok then return nil, err, f end
-  local res = {pcall(fn, self, ...)}
-  if res[1] and res[2] then
+  local res = pack(pcall(fn, self, ...))
+  local failed = not res[1] or res[2] == false or (res[2] == nil and res.n >= 3)
+  if not failed then
     ok, err, f = self:query("COMMIT")
     if not ok then return nil, err, f end
-    if err and err.command == "ROLLBACK" then return nil, "rolled back" end
-    return unpack(res, 2, table.maxn(res))
+    if err.command == "ROLLBACK" then return nil, "rolled back" end
+    return unpack(res, 2, res.n)
   end
   if not self.closed then
     if self.busy or self.pending then self.pending = true end
@@ -644,20 +651,21 @@ function Notifications:read(timeout)
   if timeout ~= nil and type(timeout) ~= "number" then
     error("ns:read: timeout_ms must be a number, got " .. type(timeout), 2)
   end
-  local queue = c.notifications
+  local queue = c.queue
   if #queue > 0 then return table.remove(queue, 1) end
   local ok, err = begin(c, "ns:read")
   if not ok then return nil, err end
   c.busy = true
   c.sock:settimeout(timeout)
   while #queue == 0 do
-    local t, p, e = next_msg(c, true)
+    local t, p, e = recv(c, true)
     if not t then
       c.busy = false
       if not c.closed then c.sock:settimeout(c.timeout) end
       return nil, p
     end
-    if t == 69 then -- a FATAL error (the server shuts down)
+    if async(c, t, p, e) then -- a notification is queued now
+    elseif t == 69 then -- a FATAL error (the server shuts down)
       local f = fields(c.buf, p, e)
       c.busy = false
       kill(c)
@@ -933,7 +941,7 @@ end
 function Conn:release()
   if self.closed then return end
   if self.busy or self.pending or self.status ~= "I" or self.listening or not self.key
-    or #self.buf >= self.pos or #self.notifications > 0 then
+    or #self.buf >= self.pos or #self.queue > 0 then
     return self:close()
   end
   self.buf, self.pos = "", 1
@@ -1126,7 +1134,7 @@ function pg.connect(opts)
   if not sock then return nil, err end
   sock:settimeout(timeout)
   local c = setmetatable({sock = sock, buf = "", pos = 1, timeout = timeout,
-    max_message = max_message, statements = {}, nstatements = 0, seq = 0, notifications = {},
+    max_message = max_message, statements = {}, nstatements = 0, seq = 0, queue = {},
     parameters = {}, gen = 0, status = "I", decode_json = opts.decode_json and
     require("rill.json").decode or nil, on_notice = opts.on_notice,
     key = opts.pool ~= false and key or nil}, Conn)
