@@ -357,6 +357,18 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
       assert.equal("timeout", err)
       assert.equal("closed", select(2, db:query("SELECT 1")))
       db:release() -- a closed connection is not pooled
+      -- and the server was asked to cancel it
+      assert.is_true(helper.eventually(function()
+        local _, out = pgs.psql("SELECT count(*) FROM pg_stat_activity WHERE query = " ..
+          "'SELECT pg_sleep(10)' AND state = 'active'")
+        return out == "0\n"
+      end))
+      -- a message past max_message
+      local small = assert(connect{max_message = 1000, pool = false})
+      rows, err = small:query("SELECT repeat('x', 5000) AS big")
+      assert.is_nil(rows)
+      assert.equal("too large", err)
+      assert.is_true(small.closed)
       local victim = assert(connect{pool = false})
       local admin = assert(connect{pool = false})
       assert(admin:query("SELECT pg_terminate_backend($1)", victim.pid))
@@ -365,6 +377,69 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
       assert.equal("closed", err)
       admin:close()
     end)
+
+  -- A fake server: handler(sock, startup) after the startup message.
+  local function fake(handler)
+    local l = assert(rill.listen{port = 0, handler = function(sock)
+      sock:settimeout(5000)
+      local len = sock:read(4)
+      if not len then return end
+      local a, b, c, d = len:byte(1, 4)
+      local startup = sock:read(a * 16777216 + b * 65536 + c * 256 + d - 4)
+      handler(sock, startup)
+    end})
+    return l
+  end
+  local function be32(n) return string.char(0, 0, math.floor(n / 256) % 256, n % 256) end
+  local function R(body) return "R" .. be32(#body + 4) .. body end
+
+  it("waits no longer than its timeout, and refuses what it cannot check", function()
+    if not need() then return end
+    -- a server that says nothing
+    local l = fake(function(sock) sock:read_some() end)
+    local db, err = pg.connect{port = l:port(), timeout = 100, pool = false}
+    assert.is_nil(db)
+    assert.equal("timeout", err)
+    l:close()
+    -- GSSAPI
+    l = fake(function(sock) sock:write(R(be32(7))) sock:read_some() end)
+    db, err = pg.connect{port = l:port(), timeout = 5000, pool = false}
+    assert.equal("auth: unsupported method GSSAPI", err)
+    l:close()
+    -- SCRAM from a server that does not know the password: its signature is wrong
+    l = fake(function(sock)
+      sock:write(R(be32(10) .. "SCRAM-SHA-256\0\0"))
+      assert(sock:read(1) == "p")
+      local len = sock:read(4)
+      local a, b, c, d = len:byte(1, 4)
+      local first = sock:read(a * 16777216 + b * 65536 + c * 256 + d - 4)
+      local cnonce = first:match("r=([^,]+)$")
+      sock:write(R(be32(11) .. "r=" .. cnonce .. "srv,s=" .. core.base64_encode("salt") ..
+        ",i=4096"))
+      assert(sock:read(1) == "p")
+      len = sock:read(4)
+      a, b, c, d = len:byte(1, 4)
+      sock:read(a * 16777216 + b * 65536 + c * 256 + d - 4)
+      sock:write(R(be32(12) .. "v=" .. core.base64_encode(("x"):rep(32))) .. R(be32(0)))
+      sock:read_some()
+    end)
+    db, err = pg.connect{port = l:port(), timeout = 5000, password = "pw", pool = false}
+    assert.equal("auth: the server's SCRAM signature is wrong", err)
+    l:close()
+    -- a server that skips SCRAM's last step
+    l = fake(function(sock)
+      sock:write(R(be32(10) .. "SCRAM-SHA-256\0\0"))
+      sock:read(1)
+      local len = sock:read(4)
+      local a, b, c, d = len:byte(1, 4)
+      sock:read(a * 16777216 + b * 65536 + c * 256 + d - 4)
+      sock:write(R(be32(0)))
+      sock:read_some()
+    end)
+    db, err = pg.connect{port = l:port(), timeout = 5000, password = "pw", pool = false}
+    assert.matches("^auth: ", err)
+    l:close()
+  end)
 
   -- A rill server that sends COPY TO STDOUT into a response, chunk by chunk.
   local APP = [[

@@ -145,10 +145,29 @@ local function kill(c)
   if c.sock then pcall(c.sock.close, c.sock) end
 end
 
+-- Asks the server to cancel what c's backend runs (a CancelRequest on a
+-- connection of its own), in a thread of its own: the caller goes on.
+local function cancel(c)
+  local host, port, pid, secret = c.host, c.port, c.pid, c.secret
+  if not (host and pid and secret) then return end
+  rill.spawn(function()
+    local s = rill.connect(host, port, {timeout = 5000})
+    if not s then return end
+    s:settimeout(5000)
+    s:write(i32(16) .. i32(80877102) .. i32(pid) .. secret)
+    s:read_some() -- the server closes it when done
+    s:close()
+  end)
+end
+
 -- Fails the operation and the connection; returns nil, err. The server
 -- going away is "closed", however the socket learnt it (an end, a reset).
+-- After a timeout the server is asked to cancel the statement, so that it
+-- does not run on for nobody.
 local function fail(c, err)
+  local was_open = not c.closed
   kill(c)
+  if err == "timeout" and was_open then cancel(c) end
   if err == nil or find(err, "^ECONNRESET") or find(err, "^EPIPE") then err = "closed" end
   return nil, err
 end
@@ -1137,7 +1156,7 @@ function pg.connect(opts)
     max_message = max_message, statements = {}, nstatements = 0, seq = 0, queue = {},
     parameters = {}, gen = 0, status = "I", decode_json = opts.decode_json and
     require("rill.json").decode or nil, on_notice = opts.on_notice,
-    key = opts.pool ~= false and key or nil}, Conn)
+    key = opts.pool ~= false and key or nil, host = host, port = port}, Conn)
   if tls_opts then
     local ok
     ok, err = sock:write(i32(8) .. i32(80877103))
