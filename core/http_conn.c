@@ -887,9 +887,9 @@ static void zip_free(rill_http_conn_t *c) {
   free(z);
 }
 
-/* The compressor's output, framed as the body's. */
-static int zip_emit(void *arg, const char *p, size_t n) {
-  rill_http_conn_t *c = arg;
+/* n > 0 body bytes out, framed as the body is (a chunk's size line and
+ * CRLF around them when chunked), by reference. */
+static int write_framed(rill_http_conn_t *c, const char *p, size_t n) {
   uv_buf_t bufs[2];
   unsigned k = 0;
   bufs[k++] = uv_buf_init((char *)p, (unsigned)n);
@@ -900,6 +900,11 @@ static int zip_emit(void *arg, const char *p, size_t n) {
     bufs[k++] = uv_buf_init("\r\n", 2);
   }
   return out_write(c, bufs, k);
+}
+
+/* The compressor's output, framed as the body's. */
+static int zip_emit(void *arg, const char *p, size_t n) {
+  return write_framed(arg, p, n);
 }
 
 static int zip_put(rill_http_conn_t *c, const char *p, size_t len, int flush) {
@@ -970,16 +975,7 @@ int rill__http_write(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_
     if (len > c->resp_left) return RILL_EBODY;
     c->resp_left -= len;
   }
-  uv_buf_t bufs[2];
-  unsigned n = 0;
-  bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-  if (c->framing == FR_CHUNKED) {
-    if (out_reserve(c, 20)) return UV_ENOMEM;
-    c->olen += rill__http_hex(c->out + c->olen, len);
-    OUT_LIT(c, "\r\n");
-    bufs[n++] = uv_buf_init("\r\n", 2);
-  }
-  return out_write(c, bufs, n);
+  return write_framed(c, data, len);
 }
 
 int rill__http_piece_begin(rill_http_conn_t *c, int status, const rill_hdr_t *h, size_t nh,

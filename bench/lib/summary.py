@@ -21,11 +21,13 @@ FIGURES = {
     "router": ["cpu_us"],
     "upload": ["chunked_mbs", "length_mbs", "length_rss"],
     "download": ["mbs", "rss"],
+    "static": ["cpu_us", "mbs", "rss"],
     "idle": ["bytes"],
     "tls": ["cpu_us", "full_us", "resumed_us"],
     "websocket": ["us64", "us65536", "zrtcpu64", "zrtcpu65536", "idle_bytes"],
     "proxy": ["cpu_us", "up_mbs", "down_mbs", "rss"],
     "workers": ["rps", "cpu_us"],
+    "compress": ["mbs", "cpu_ms"],
 }
 
 
