@@ -24,6 +24,8 @@ SERVERS = [
          "it sees its SQL and only binds it after"),
     Node("node.js", note="pg (node-postgres) with a pg.Pool of 64; unnamed statements "
          "(Parse, Bind, Execute for every query), its default"),
+    Node("node.js", label="node-named", args=["named"],
+         note="the same with each query a named prepared statement (`{name, text, values}`)"),
 ]
 ADD, LOOKUP = "SELECT $1::int + 1", "lookup by id"
 METRICS = [

@@ -414,6 +414,18 @@ local function opt_string(opts, k, def)
   return v
 end
 
+-- The password's part of a pool key: a hash, so that the key does not hold
+-- it (memoized: connect runs per request).
+local hashes = setmetatable({}, {__mode = "k"})
+local function password_hash(pw)
+  local h = hashes[pw]
+  if not h then
+    h = hex(core.sha256(pw))
+    hashes[pw] = h
+  end
+  return h
+end
+
 -- rill.pg.connect(opts) → a connection, or nil, err, fields.
 function pg.connect(opts)
   if type(opts) ~= "table" then
@@ -450,7 +462,7 @@ function pg.connect(opts)
   if opts.on_notice ~= nil and type(opts.on_notice) ~= "function" then
     error("rill.pg.connect: on_notice must be a function", 2)
   end
-  local key = concat({host, port, user, o.database, hex(core.sha256(o.password or "")),
+  local key = concat({host, port, user, o.database, password_hash(o.password or ""),
     tls_opts and concat({"tls", tostring(tls_opts.server_name), tostring(tls_opts.ca),
       tostring(tls_opts.verify)}, ",") or "plain", opts.decode_json and "json" or ""}, "|")
   if opts.pool ~= false then

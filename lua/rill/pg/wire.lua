@@ -59,7 +59,11 @@ local function param_text(v, i, fname)
     if v ~= v then return "NaN" end
     if v == huge then return "Infinity" end
     if v == -huge then return "-Infinity" end
-    if v == floor(v) and v > -2 ^ 63 and v < 2 ^ 63 then return format("%.0f", v) end
+    -- (tostring writes integers below 1e14 exactly, and is compiled)
+    if v == floor(v) then
+      if v > -1e14 and v < 1e14 then return tostring(v) end
+      if v > -2 ^ 63 and v < 2 ^ 63 then return format("%.0f", v) end
+    end
     return format("%.17g", v)
   end
   if t == "boolean" then return v and "true" or "false" end
@@ -420,6 +424,8 @@ end
 -- Makes c ready for an operation: raises on misuse, finishes an operation
 -- that was left half read (a rows loop broken off); nil, err when the
 -- connection is gone.
+local function drop_row() end
+
 local function begin(c, fname)
   if getmetatable(c) ~= Conn then error(fname .. ": not a connection (use ':')", 3) end
   if c.closed then return nil, "closed" end
@@ -427,7 +433,7 @@ local function begin(c, fname)
   if c.pending then
     c.pending = nil
     c.gen = c.gen + 1
-    local ok, err = result(c, nil, function() end)
+    local ok, err = result(c, nil, drop_row)
     if not ok and c.closed then return nil, err end
   end
   return true
