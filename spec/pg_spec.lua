@@ -441,6 +441,35 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
     l:close()
   end)
 
+  it("closes with a protocol error on malformed messages, and goes on serving", function()
+    if not need() then return end
+    local function msg(t, body) return t .. string.char(0, 0, 0, #body + 4) .. body end
+    local answers = {
+      msg("D", "\0\1\0\0\0\50x"), -- a value longer than its message
+      "Z\0\0\0\2", -- a length below 4
+      msg("?", ""), -- an unknown message
+    }
+    for _, bad in ipairs(answers) do
+      local l = fake(function(sock)
+        sock:write(R(be32(0)) .. msg("Z", "I"))
+        sock:read_some()
+        sock:write(msg("1", "") .. msg("t", "\0\0") .. msg("T", "\0\1x\0" .. ("\0"):rep(6) ..
+          "\0\0\0\25" .. ("\0"):rep(8)) .. msg("2", "") .. bad)
+        sock:read_some()
+      end)
+      local db = assert(pg.connect{port = l:port(), timeout = 5000, pool = false})
+      local rows, err = db:query("SELECT x")
+      l:close()
+      assert.is_nil(rows)
+      assert.matches("^protocol error", err)
+      assert.is_true(db.closed)
+    end
+    -- the real server is still served
+    local db = assert(connect{pool = false})
+    assert.equal(1, assert(db:query("SELECT 1 AS one"))[1].one)
+    db:close()
+  end)
+
   -- A rill server that sends COPY TO STDOUT into a response, chunk by chunk.
   local APP = [[
 local pg = require "rill.pg"

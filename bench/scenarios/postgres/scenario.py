@@ -119,10 +119,10 @@ def queries(run, srv, q, n):
 
 
 def measure(run, srv):
-    n = 20000 if run.quick else 100000
+    n = 30000 if run.quick else 100000
     out = {}
     for q in ("add", "lookup"):
-        _get(srv, f"/run?q={q}&n=2000&c={CONNS}")  # warm-up: connections, JIT, plans
+        _get(srv, f"/run?q={q}&n=10000&c={CONNS}")  # warm-up: connections, JITs, plans
         qcpu, qps, pg_cpu = queries(run, srv, q, n)
         out[f"{q}_qcpu"], out[f"{q}_qps"], out[f"{q}_pg"] = qcpu, qps, pg_cpu
     return out

@@ -119,7 +119,13 @@ function Conn:rows(sql, ...)
       local buf = c.buf
       if t == 68 and not failure then
         c.busy = false
-        return row_of(buf, p, cols or NO_COLUMNS)
+        local row = row_of(buf, p, e, cols or NO_COLUMNS)
+        if not row then
+          done = true
+          fail(c, "protocol error")
+          error("conn:rows: protocol error: a bad DataRow", 2)
+        end
+        return row
       elseif t == 84 then
         cols = columns(c, buf, p)
         if stmt then stmt.columns = cols end
@@ -167,7 +173,14 @@ function Conn:simple(sql)
     end
     local buf = self.buf
     if t == 68 then
-      if not failure then rows[#rows + 1] = row_of(buf, p, cols) end
+      if not failure then
+        local row = row_of(buf, p, e, cols)
+        if not row then
+          self.busy = false
+          return fail(self, "protocol error: a bad DataRow")
+        end
+        rows[#rows + 1] = row
+      end
     elseif t == 84 then
       cols, rows = columns(self, buf, p), {}
     elseif t == 67 then

@@ -317,16 +317,20 @@ end
 
 local NO_COLUMNS = {public = {}}
 
--- A DataRow as a table keyed by column name (NULL: the key is absent).
-local function row_of(buf, p, cols)
+-- A DataRow (body p..e) as a table keyed by column name (NULL: the key is
+-- absent); nil for one whose lengths do not fit the message.
+local function row_of(buf, p, e, cols)
+  if p + 1 > e then return nil end
   local n = byte(buf, p) * 256 + byte(buf, p + 1)
   p = p + 2
   local row = new_tab(0, n)
   for i = 1, n do
+    if p + 3 > e then return nil end
     local a, b, cc, d = byte(buf, p, p + 3)
     p = p + 4
     if a ~= 255 then
       local len = a * 16777216 + b * 65536 + cc * 256 + d
+      if p + len - 1 > e then return nil end
       local v = sub(buf, p, p + len - 1)
       p = p + len
       local col = cols[i]
@@ -383,7 +387,8 @@ local function result(c, stmt, each_row)
     local buf = c.buf
     if t == 68 then -- 'D' DataRow
       if not failure then
-        local row = row_of(buf, p, cols or NO_COLUMNS)
+        local row = row_of(buf, p, e, cols or NO_COLUMNS)
+        if not row then return fail(c, "protocol error: a bad DataRow") end
         if each_row then each_row(row) else n = n + 1 rows[n] = row end
       end
     elseif t == 84 then -- 'T' RowDescription
