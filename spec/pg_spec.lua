@@ -470,6 +470,48 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
     db:close()
   end)
 
+  it("returns errors, never raises, whatever messages a server sends (random, seeded)", function()
+    if not need() then return end
+    math.randomseed(15)
+    local TYPES = "123tTnDCIZsEANSdcHGKRv?"
+    local function random_messages()
+      local parts = {}
+      for _ = 1, math.random(1, 6) do
+        local i = math.random(#TYPES)
+        local body = {}
+        for k = 1, math.random(0, 24) do
+          -- mostly small bytes, so that counts and lengths are often plausible
+          body[k] = string.char(math.random() < 0.7 and math.random(0, 3) or math.random(0, 255))
+        end
+        body = table.concat(body)
+        parts[#parts + 1] = TYPES:sub(i, i) .. be32(#body + 4) .. body
+      end
+      return table.concat(parts)
+    end
+    local script
+    local l = fake(function(sock)
+      sock:write(R(be32(0)) .. "Z" .. be32(5) .. "I")
+      while sock:read_some() do
+        sock:write(script)
+        sock:close()
+        return
+      end
+    end)
+    for round = 1, 300 do
+      script = random_messages()
+      local db = assert(pg.connect{port = l:port(), timeout = 2000, pool = false})
+      local call = round % 3 == 0 and "simple" or round % 3 == 1 and "query" or "copy_out"
+      local ok, r1, r2 = pcall(db[call], db, "SELECT 1")
+      assert(ok, ("round %d (%s) raised %s for %q"):format(round, call, tostring(r1), script))
+      if call == "copy_out" and r1 then
+        ok, r2 = pcall(r1.read_all, r1)
+        assert(ok, ("round %d: cout:read_all raised %s for %q"):format(round, tostring(r2), script))
+      end
+      db:close()
+    end
+    l:close()
+  end)
+
   -- A rill server that sends COPY TO STDOUT into a response, chunk by chunk.
   local APP = [[
 local pg = require "rill.pg"

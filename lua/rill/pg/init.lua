@@ -127,7 +127,12 @@ function Conn:rows(sql, ...)
         end
         return row
       elseif t == 84 then
-        cols = columns(c, buf, p)
+        cols = columns(c, buf, p, e)
+        if not cols then
+          done = true
+          fail(c, "protocol error")
+          error("conn:rows: protocol error: a bad RowDescription", 2)
+        end
         if stmt then stmt.columns = cols end
       elseif t == 110 then
         cols = NO_COLUMNS
@@ -182,7 +187,11 @@ function Conn:simple(sql)
         rows[#rows + 1] = row
       end
     elseif t == 84 then
-      cols, rows = columns(self, buf, p), {}
+      cols, rows = columns(self, buf, p, e), {}
+      if not cols then
+        self.busy = false
+        return fail(self, "protocol error: a bad RowDescription")
+      end
     elseif t == 67 then
       rows.columns = cols.public or {}
       last_rows, last_info = rows, command_info(buf, p)

@@ -190,6 +190,11 @@ local function fill(c, n)
   return true
 end
 
+-- The least body of the messages whose fixed fields are read without
+-- further checks: ReadyForQuery, BackendKeyData, Authentication,
+-- NotificationResponse, RowDescription, DataRow.
+local MIN_BODY = {[90] = 1, [75] = 8, [82] = 4, [65] = 6, [84] = 2, [68] = 2}
+
 -- The next message: its type (a byte), and where its body is in c.buf
 -- (first, last), c.pos past it. soft: a timeout fails only the call.
 local function recv(c, soft)
@@ -201,7 +206,9 @@ local function recv(c, soft)
   local buf, pos = c.buf, c.pos
   local t, a, b, cc, d = byte(buf, pos, pos + 4)
   local len = a * 16777216 + b * 65536 + cc * 256 + d
-  if len < 4 then return fail(c, "protocol error: a message of length " .. len) end
+  if len - 4 < (MIN_BODY[t] or 0) then
+    return fail(c, "protocol error: a message of length " .. len)
+  end
   if len - 4 > c.max_message then return fail(c, "too large") end
   if #buf - pos < len then
     ok, err = fill(c, len + 1)
@@ -293,7 +300,7 @@ end
 -- ---- reading results ----
 
 -- The columns of a RowDescription: {name =, type = oid, decode =}.
-local function columns(c, buf, p)
+local function columns(c, buf, p, e)
   local n = byte(buf, p) * 256 + byte(buf, p + 1)
   p = p + 2
   local cols = new_tab(n, 0)
@@ -301,6 +308,7 @@ local function columns(c, buf, p)
   for i = 1, n do
     local name
     name, p = cstring(buf, p)
+    if not name or p + 17 > e then return nil end
     local a, b, cc, d = byte(buf, p + 6, p + 9)
     local oid = a * 16777216 + b * 65536 + cc * 256 + d
     local dec = DECODERS[oid]
@@ -392,7 +400,8 @@ local function result(c, stmt, each_row)
         if each_row then each_row(row) else n = n + 1 rows[n] = row end
       end
     elseif t == 84 then -- 'T' RowDescription
-      cols = columns(c, buf, p)
+      cols = columns(c, buf, p, e)
+      if not cols then return fail(c, "protocol error: a bad RowDescription") end
       if stmt then stmt.columns = cols end
     elseif t == 110 then -- 'n' NoData
       cols = NO_COLUMNS
