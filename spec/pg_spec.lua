@@ -510,6 +510,19 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
       db:close()
     end
     l:close()
+    -- and during the startup and authentication
+    l = fake(function(sock)
+      sock:write(script)
+      sock:close()
+    end)
+    for round = 1, 300 do
+      script = random_messages()
+      local ok, err = pcall(pg.connect, {port = l:port(), timeout = 2000, pool = false,
+        password = "pw"})
+      assert(ok, ("round %d: connect raised %s for %q"):format(round, tostring(err), script))
+      if ok and err then err:close() end
+    end
+    l:close()
   end)
 
   -- A rill server that sends COPY TO STDOUT into a response, chunk by chunk.
