@@ -1,8 +1,10 @@
 -- rill.pg against Debian's PostgreSQL, started here: the hashes its auth
 -- needs (RFC vectors), trust, password, md5 and SCRAM-SHA-256 auth, TLS with
 -- verification, parameters of every common type, errors with SQLSTATE,
--- streamed rows, COPY both ways (1 GiB into an HTTP response under 48 MB),
--- LISTEN/NOTIFY, the pool, timeouts and a lost server.
+-- streamed rows, COPY both ways (1 GiB into an HTTP response under 48 MB;
+-- a slow HTTP reader stalls Postgres itself, for COPY and for rows),
+-- LISTEN/NOTIFY, the pool, timeouts, a lost server, and fake servers that
+-- misbehave (malformed and random messages: errors, never raised ones).
 local rill = require "rill"
 local core = require "rill.core"
 local pg = require "rill.pg"
@@ -530,6 +532,14 @@ CREATE ROLE tlsuser LOGIN PASSWORD 'tls pass';
 local pg = require "rill.pg"
 return function(req, res)
   local db = assert(pg.connect{port = tonumber(os.getenv("PG_PORT")), timeout = 60000})
+  if req.query.mode == "rows" then -- a result streamed row by row
+    res:header("Content-Type", "text/plain")
+    for row in db:rows("SELECT repeat('x', 1000) AS x FROM generate_series(1, $1)",
+      tonumber(req.query.rows)) do
+      if not res:write(row.x, "\n") then return db:close() end
+    end
+    return db:release()
+  end
   local out = assert(db:copy_out(("COPY (SELECT repeat('x', 1000) FROM generate_series(1, %d)) TO STDOUT")
     :format(tonumber(req.query.rows))))
   res:header("Content-Type", "text/plain")
@@ -570,27 +580,33 @@ end
     assert.equal(0, srv.stop())
   end)
 
-  it("slows the COPY down to a slow HTTP reader (backpressure to Postgres)", function()
-    if not need() then return end
-    local srv, path = serve_app()
-    finally(function() srv.stop() os.remove(path) end)
-    local rows = 50000
-    local s = helper.connect(srv.port)
-    s:settimeout(30000)
-    assert(s:write("GET /?rows=" .. rows .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-    assert.equal(200, helper.read_response_head(s))
-    -- not reading: the Postgres backend waits to write to its client
-    assert.is_true(helper.eventually(function()
-      local _, o = pgs.psql("SELECT wait_event FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT repeat%'")
-      return o == "ClientWrite\n"
-    end))
-    local _, held = helper.rss(srv.pid)
-    -- now read it all: every byte arrives
-    local body = helper.read_chunked(s)
-    s:close()
-    assert.equal(rows * 1001, #body)
-    if not helper.sanitized then
-      assert.is_true(held < 48 * MB, ("server RSS %.1f MB while stalled"):format(held / MB))
-    end
-  end)
+  for _, mode in ipairs{"copy", "rows"} do
+    it("slows the " .. mode .. " stream down to a slow HTTP reader (backpressure to Postgres)",
+      function()
+        if not need() then return end
+        local srv, path = serve_app()
+        finally(function() srv.stop() os.remove(path) end)
+        local rows = 50000
+        local s = helper.connect(srv.port)
+        s:settimeout(30000)
+        assert(s:write("GET /?mode=" .. mode .. "&rows=" .. rows ..
+          " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        assert.equal(200, helper.read_response_head(s))
+        -- not reading: the Postgres backend waits to write to its client
+        local like = mode == "copy" and "COPY (SELECT repeat%" or "SELECT repeat%"
+        assert.is_true(helper.eventually(function()
+          local _, o = pgs.psql("SELECT wait_event FROM pg_stat_activity WHERE query LIKE '" ..
+            like .. "'")
+          return o == "ClientWrite\n"
+        end))
+        local _, held = helper.rss(srv.pid)
+        -- now read it all: every byte arrives
+        local body = helper.read_chunked(s)
+        s:close()
+        assert.equal(rows * 1001, #body)
+        if not helper.sanitized then
+          assert.is_true(held < 48 * MB, ("server RSS %.1f MB while stalled"):format(held / MB))
+        end
+      end)
+  end
 end)
