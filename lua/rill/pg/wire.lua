@@ -352,9 +352,22 @@ local function row_of(buf, p, e, cols)
   return row
 end
 
+-- A CommandComplete's tag ("INSERT 0 3"): {command = its first word, count
+-- = the number ending it (nil when it has none)}. (By hand: patterns are
+-- not compiled, and this runs for every query.)
 local function command_info(buf, p)
-  local tag = cstring(buf, p) or ""
-  return {command = tag:match("^(%S+)") or tag, count = tonumber(tag:match(" (%d+)$"))}
+  local z = find(buf, "\0", p, true) or p
+  local sp = find(buf, " ", p, true)
+  local command = sub(buf, p, (sp and sp < z and sp or z) - 1)
+  local q = z - 1
+  while q >= p do
+    local ch = byte(buf, q)
+    if ch < 48 or ch > 57 then break end
+    q = q - 1
+  end
+  local count
+  if q < z - 1 and q >= p and byte(buf, q) == 32 then count = tonumber(sub(buf, q + 1, z - 1)) end
+  return {command = command, count = count}
 end
 
 -- Reads up to ReadyForQuery after an error; returns nil, text, fields.
