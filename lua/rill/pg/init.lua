@@ -491,7 +491,7 @@ function pg.connect(opts)
     local c = pg.pool:get(key)
     if c then
       c:settimeout(timeout)
-      c.on_notice = opts.on_notice
+      c.on_notice, c.max_message = opts.on_notice, max_message
       return c
     end
   end
