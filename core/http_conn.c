@@ -257,6 +257,12 @@ void rill__http_server_close(rill_http_server_t *s) {
 
 /* ---- errors ---- */
 
+/* Counts a response by its status class (rill.metrics). */
+static void count_status(rill_http_conn_t *c, int status) {
+  int k = status >= 100 && status < 600 ? status / 100 : 0;
+  RILL_COUNT(c->w->m->responses[k], 1);
+}
+
 /* Answers a bad request with status and closes the connection. */
 static void conn_error(rill_http_conn_t *c, int status, const char *why) {
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
@@ -265,6 +271,7 @@ static void conn_error(rill_http_conn_t *c, int status, const char *why) {
   const char *date = rill__date_line(c->w, &dl);
   size_t wl = strlen(why);
   size_t nl = rill__http_u64(num, wl + 1);
+  count_status(c, status);
   if (out_reserve(c, ll + dl + nl + wl + 128) == 0) {
     out_put(c, line, ll);
     out_put(c, date, dl);
@@ -626,6 +633,7 @@ rill_stream_t *rill__http_conn_upgrade(rill_http_conn_t *c, int status,
   size_t dl;
   const char *date = rill__date_line(c->w, &dl);
   if (out_reserve(c, need + dl + 64)) return NULL;
+  count_status(c, status);
   c->olen += rill__http_status_line(c->out + c->olen, status);
   out_put(c, date, dl);
   for (size_t i = 0; i < nh; i++) {
@@ -768,6 +776,7 @@ static int build_head(rill_http_conn_t *c, int status, const rill_hdr_t *h, size
   size_t dl;
   const char *date = rill__date_line(c->w, &dl);
   if (out_reserve(c, need + dl + 160)) return UV_ENOMEM;
+  count_status(c, status);
   c->olen += rill__http_status_line(c->out + c->olen, status);
   if (!has_date) out_put(c, date, dl);
   for (size_t i = 0; i < nh; i++) {
@@ -820,6 +829,7 @@ static int body_broken(rill_http_conn_t *c) {
   rill__log(c->w, RILL_LOG_DEBUG, "http: %d: %s", status, why);
   char line[64];
   size_t ll = rill__http_status_line(line, status);
+  count_status(c, status);
   if (out_reserve(c, ll + 80) == 0) {
     out_put(c, line, ll);
     OUT_LIT(c, "Content-Length: 0\r\nConnection: close\r\n\r\n");

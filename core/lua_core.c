@@ -446,6 +446,43 @@ lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) 
   return v;
 }
 
+int rill__opt_proxy(lua_State *L, int t, rill_cidr_t *from) {
+  lua_getfield(L, t, "proxy_protocol");
+  int on = lua_toboolean(L, -1);
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "%s: option proxy_protocol must be a boolean, not %s", caller_name(L),
+               luaL_typename(L, -1));
+  lua_pop(L, 1);
+  lua_getfield(L, t, "proxy_from");
+  int n = 0;
+  if (lua_isstring(L, -1)) {
+    /* one source, as a string */
+    if (rill__cidr_parse(lua_tostring(L, -1), &from[0]) != 0)
+      luaL_error(L, "%s: option proxy_from: bad address %s", caller_name(L),
+                 lua_tostring(L, -1));
+    n = 1;
+  } else if (lua_istable(L, -1)) {
+    int len = (int)lua_objlen(L, -1);
+    if (len > RILL_PROXY_FROM_MAX)
+      luaL_error(L, "%s: option proxy_from: at most %d sources", caller_name(L),
+                 RILL_PROXY_FROM_MAX);
+    for (int i = 1; i <= len; i++) {
+      lua_rawgeti(L, -1, i);
+      const char *a = lua_tostring(L, -1);
+      if (a == NULL || rill__cidr_parse(a, &from[n]) != 0)
+        luaL_error(L, "%s: option proxy_from: bad address %s", caller_name(L),
+                   a ? a : luaL_typename(L, -1));
+      n++;
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "%s: option proxy_from must be a list of addresses, not %s",
+               caller_name(L), luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return on ? n : -1;
+}
+
 int rill__push_listener(lua_State *L, rill_listener_t *l) {
   llistener_ud *ud = lua_newuserdata(L, sizeof(*ud));
   ud->l = l;
@@ -472,6 +509,8 @@ static int l_listen(lua_State *L) {
     timeout_ms = t < 0 ? -1 : t > 2e9 ? 2000000000 : (int)t;
   }
   lua_pop(L, 1);
+  rill_cidr_t from[RILL_PROXY_FROM_MAX];
+  int nfrom = rill__opt_proxy(L, 1, from);
   lua_getfield(L, 1, "handler");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "handler must be a function");
   rill_tls_conf_t *tls = NULL;
@@ -504,7 +543,11 @@ static int l_listen(lua_State *L) {
   }
   l->on_free = raw_listener_free;
   l->set_handler = raw_set_handler;
-  if (per_addr && rill__listener_limit_per_addr(l, per_addr) != 0) {
+  if ((per_addr && rill__listener_limit_per_addr(l, per_addr) != 0) ||
+      (nfrom >= 0 &&
+       rill__listener_proxy(l, from, (size_t)nfrom,
+                            timeout_ms > 0 && timeout_ms < 30000 ? (unsigned)timeout_ms
+                                                                 : 30000) != 0)) {
     rill__listener_close(l);
     return luaL_error(L, "out of memory");
   }
@@ -804,6 +847,38 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* core.metrics() → {{requests =, responses = {[1] = 1xx, ..., [5] = 5xx,
+ * [0] = other}, bytes_in =, ...}, ...}: one table per worker, in order. */
+static int l_metrics(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  rill_metrics_t m[256];
+  int n = rill__runtime_metrics(w, m, 256);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 10);
+#define F(name)                                                                          \
+  lua_pushnumber(L, (lua_Number)m[i].name);                                              \
+  lua_setfield(L, -2, #name)
+    F(requests);
+    F(bytes_in);
+    F(bytes_out);
+    F(connections);
+    F(websockets);
+    F(reloads);
+    F(lua_bytes);
+    F(buffers_pooled);
+#undef F
+    lua_createtable(L, 5, 1);
+    for (int k = 0; k < 6; k++) {
+      lua_pushnumber(L, (lua_Number)m[i].responses[k]);
+      lua_rawseti(L, -2, k);
+    }
+    lua_setfield(L, -2, "responses");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static int l_worker_id(lua_State *L) {
   lua_pushinteger(L, rill__upworker(L)->id);
   return 1;
@@ -841,6 +916,7 @@ static const luaL_Reg core_funcs[] = {
     {"log", l_log},       {"set_log_level", l_set_log_level},
     {"log_write", l_log_write}, {"log_capture", l_log_capture},
     {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
+    {"metrics", l_metrics},
     {"current_task", l_current_task}, {"interrupt", l_interrupt},
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},
@@ -895,6 +971,7 @@ int rill__open_core(lua_State *L) {
   rill__open_ws(L, w);
   rill__open_multipart(L, w);
   rill__open_fs(L, w);
+  rill__open_shared(L, w);
   rill__open_crypto(L, w);
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_getfield(L, -1, "__index");

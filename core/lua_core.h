@@ -19,6 +19,12 @@ void rill__new_class(lua_State *L, const char *name, const luaL_Reg *methods, lu
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def);
 /* t.port, def when nil; raises unless it is an integer 0-65535. */
 int rill__opt_port(lua_State *L, int t, int def);
+/* The options proxy_protocol (boolean) and proxy_from (a list of "addr" or
+ * "addr/bits") of the table at t, into from[RILL_PROXY_FROM_MAX]. Returns
+ * -1 when proxy_protocol is off, else the number of sources (0: the
+ * default, loopback). Raises on a bad option. */
+#define RILL_PROXY_FROM_MAX 64
+int rill__opt_proxy(lua_State *L, int t, rill_cidr_t *from);
 /* Pushes a "rill.listener" userdata for l. */
 int rill__push_listener(lua_State *L, rill_listener_t *l);
 void rill__listener_forget_ud(rill_listener_t *l);
@@ -30,6 +36,9 @@ int rill__lua_setup(rill_worker_t *w, const char *extra_path);
  * (worker 0 only), reload every worker, end the run with a status. */
 int rill__runtime_watch(rill_worker_t *w, const char *dir);
 int rill__runtime_reload(rill_worker_t *w);
+/* Reads the counters of every worker of w's runtime (or w's alone) into
+ * out[0..max); returns how many. Safe from any worker at any time. */
+int rill__runtime_metrics(rill_worker_t *w, rill_metrics_t *out, int max);
 void rill__runtime_exit(rill_worker_t *w, int code);
 
 void rill__open_http(lua_State *L, rill_worker_t *w);
@@ -45,11 +54,16 @@ struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
                                         char *err, size_t errlen);
 void rill__open_process(lua_State *L, rill_worker_t *w);
 void rill__open_fs(lua_State *L, rill_worker_t *w);
+void rill__open_shared(lua_State *L, rill_worker_t *w);
 void rill__open_crypto(lua_State *L, rill_worker_t *w);
 
 /* lua_fs.c: the open file of a "rill.file" at idx (raises if it is not one,
  * or closed). */
 typedef struct rill_file_s rill_file_t;
 rill_file_t *rill__lfile_check(lua_State *L, int idx);
+
+/* lua_host.c: lets rill_suspend() and rill_loop() find w from any of its
+ * Lua states' threads (a registry entry). */
+void rill__host_bind(lua_State *L, rill_worker_t *w);
 
 #endif

@@ -71,6 +71,7 @@ static void on_request(rill_http_conn_t *c) {
   }
   lua_State *co = t->co;
   c->w->requests++;
+  RILL_COUNT(c->w->m->requests, 1);
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->dispatch_ref);
   lua_rawgeti(co, LUA_REGISTRYINDEX, lh->handler_ref);
   if (c->ref == -1 && lh->nspare > 0) {
@@ -238,6 +239,8 @@ static int l_http_listen(lua_State *L) {
   lim.send_timeout_ms = opt_ms(L, "send_timeout", lim.send_timeout_ms);
   lim.body_rate_grace_ms = opt_ms(L, "body_rate_grace", lim.body_rate_grace_ms);
   if (lim.max_header_bytes < 64) lim.max_header_bytes = 64;
+  rill_cidr_t from[RILL_PROXY_FROM_MAX];
+  int nfrom = rill__opt_proxy(L, 1, from);
   if (lim.max_headers < 1) lim.max_headers = 1;
   lua_getfield(L, 1, "handler");
   lua_getfield(L, 1, "dispatch");
@@ -284,7 +287,9 @@ static int l_http_listen(lua_State *L) {
 
   rill_listener_t *l;
   int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);
-  if (r == 0 && per_addr && (r = rill__listener_limit_per_addr(l, per_addr)) != 0)
+  if (r == 0 && ((per_addr && (r = rill__listener_limit_per_addr(l, per_addr)) != 0) ||
+                 (nfrom >= 0 && (r = rill__listener_proxy(l, from, (size_t)nfrom,
+                                                          lim.header_timeout_ms)) != 0)))
     rill__listener_close(l); /* its on_free is not set yet: lh is ours still */
   if (r) {
     on_free(&lh->srv);
@@ -443,6 +448,16 @@ static int l_scheme(lua_State *L) {
  * requests asked */
 static int l_peer(lua_State *L) {
   rill_http_conn_t *c = check(L);
+  if (lua_toboolean(L, 3)) {
+    /* conn:peer(gen, true): the balancer's address behind a PROXY header */
+    char host[48];
+    int port =
+        c->t ? rill__stream_addr(c->t, RILL_ADDR_PROXY, host, sizeof(host)) : UV_ENOTCONN;
+    if (port < 0) return 0;
+    lua_pushstring(L, host);
+    lua_pushinteger(L, port);
+    return 2;
+  }
   if (c->peer_host == NULL) {
     char host[48];
     int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;

@@ -345,4 +345,9 @@ static void drain(rill_sched_t *sc) {
   sc->draining = 0;
   /* The tasks stopped running: what they wrote leaves now, together. */
   if (!sc->w->stopping) rill__worker_flush(sc->w);
+  /* The Lua state's size, for a scrape on any worker (rill.metrics). */
+  lua_State *L = sc->w->L;
+  if (L && !sc->w->stopping)
+    RILL_GAUGE(sc->w->m->lua_bytes, (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+                                        (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0));
 }

@@ -531,6 +531,20 @@ static int l_sockname(lua_State *L) {
   return push_addr(L, 0);
 }
 
+/* s:proxyname(): the load balancer's address, when a PROXY header gave the
+ * peer's; nil, err otherwise. */
+static int l_proxyname(lua_State *L) {
+  rill_stream_t *s = check_open(L, 1);
+  char host[64];
+  int port = rill__stream_addr(s, RILL_ADDR_PROXY, host, sizeof(host));
+  if (port == UV_ENOENT || port == UV_ENOTSUP) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no PROXY header");
+    return 2;
+  }
+  return push_addr(L, RILL_ADDR_PROXY);
+}
+
 static int l_gc(lua_State *L) {
   lstream_ud *ud = toud(L, 1);
   rill_stream_t *s = ud->s;
@@ -644,6 +658,7 @@ static const luaL_Reg methods[] = {
     {"settimeout", l_settimeout},
     {"_probe", l_probe},
     {"peername", l_peername},
+    {"proxyname", l_proxyname},
     {"sockname", l_sockname},
     {NULL, NULL},
 };

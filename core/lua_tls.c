@@ -89,6 +89,14 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
     }
     if (rill__tls_server_conf(w, pairs, n, use_alpn, timeout, &c, err, errlen) != 0)
       return NULL;
+    lua_getfield(L, idx, "ticket_keys");
+    const char *keys = lua_tostring(L, -1);
+    int r = keys ? rill__tls_conf_ticket_keys(c, keys, err, errlen) : 0;
+    lua_pop(L, 1);
+    if (r != 0) {
+      rill__tls_conf_unref(c);
+      return NULL;
+    }
     return c;
   }
   int verify = 1;

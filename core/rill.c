@@ -26,6 +26,7 @@
 #include "lua_core.h"
 #include "lua_sched.h"
 #include "tcp.h"
+#include "tls_ticket.h"
 
 typedef struct {
   char *name;
@@ -44,6 +45,8 @@ struct rill_s {
   int nworkers;
   rill_worker_t **workers;
   uv_thread_t *threads;
+  /* per worker: its counters, here so that they outlive it (worker.h) */
+  rill_metrics_t *metrics;
   cpu_set_t cpus; /* the process's CPUs when it started, for pin */
   uv_sem_t ready;
   uv_mutex_t lock;
@@ -208,8 +211,10 @@ static void on_command(rill_worker_t *w, int cmds) {
     return;
   }
   if (cmds & RILL_CMD_STOP) rill__worker_stop(w, w->rt ? grace_ms(w->rt) : 30000);
-  if ((cmds & RILL_CMD_RELOAD) && !w->graceful)
+  if ((cmds & RILL_CMD_RELOAD) && !w->graceful) {
+    RILL_COUNT(w->m->reloads, 1);
     run_lua(w, "require('rill.app').reload()");
+  }
 }
 
 /* The bootstrap task ended. */
@@ -295,6 +300,7 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   r->workers[id] = w;
   w->id = id;
   w->rt = r;
+  w->m = &r->metrics[id];
   w->port_for = port_for;
   w->port_bound = port_bound;
   w->log_level = level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
@@ -303,6 +309,7 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
    * them may send SIGTERM at once (it is handled when the loop first runs). */
   if (id == 0 && !r->host_loop && !r->cli) control_start(r);
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;
+  rill__host_bind(w->L, w);
   add_host(r, w->L);
   rill_task_t *t = rill__task_new(w, "main");
   if (t == NULL) return UV_ENOMEM;
@@ -453,8 +460,31 @@ void rill__runtime_exit(rill_worker_t *w, int code) {
       rill__worker_command(r->workers[i], RILL_CMD_FORCE);
 }
 
+/* TLS ticket key files are read again at each reload: the new first key
+ * seals, the old ones listed after it still open. */
+static void reload_ticket_keys(rill_worker_t *w) {
+  char err[256];
+  if (rill__ticket_keys_reload(err, sizeof(err)) != 0)
+    rill__log(w, RILL_LOG_ERROR, "reload: %s (the old keys stay)", err);
+}
+
+int rill__runtime_metrics(rill_worker_t *w, rill_metrics_t *out, int max) {
+  rill_t *r = w->rt;
+  if (r == NULL || max < 1) {
+    if (max < 1) return 0;
+    rill__metrics_read(w->m, &out[0]);
+    return 1;
+  }
+  int n = r->nworkers < max ? r->nworkers : max;
+  for (int i = 0; i < n; i++)
+    rill__metrics_read(&r->metrics[i], &out[i]);
+  return n;
+}
+
 int rill__runtime_reload(rill_worker_t *w) {
   if (w->rt) return rill_reload(w->rt);
+  reload_ticket_keys(w);
+  RILL_COUNT(w->m->reloads, 1);
   run_lua(w, "require('rill.app').reload()");
   return 0;
 }
@@ -475,9 +505,11 @@ static int create(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) {
   r->nworkers = loop ? 1 : r->o.workers > 0 ? r->o.workers : 1;
   r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
   r->threads = calloc((size_t)r->nworkers, sizeof(*r->threads));
-  if (r->workers == NULL || r->threads == NULL) {
+  r->metrics = calloc((size_t)r->nworkers, sizeof(*r->metrics));
+  if (r->workers == NULL || r->threads == NULL || r->metrics == NULL) {
     free(r->workers);
     free(r->threads);
+    free(r->metrics);
     free(r);
     return UV_ENOMEM;
   }
@@ -612,6 +644,7 @@ int rill_run(rill_t *r) {
 
 int rill_reload(rill_t *r) {
   if (!r->started) return RILL_ESTATE;
+  reload_ticket_keys(r->workers[0]);
   for (int i = 0; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_RELOAD);
   return 0;
@@ -659,6 +692,7 @@ void rill_free(rill_t *r) {
   free(r->app_name);
   free(r->lua_path);
   free(r->log_level);
+  free(r->metrics);
   free(r->workers);
   free(r->threads);
   uv_sem_destroy(&r->ready);

@@ -20,6 +20,8 @@
 
 typedef struct rill_binding_s rill_binding_t;
 
+enum { RILL_ADDR_LOCAL = 0, RILL_ADDR_PEER = 1, RILL_ADDR_PROXY = 2 };
+
 typedef struct {
   /* The fill() asked for has completed: bytes, the end, or an error
    * (status). Peek again to see which. */
@@ -64,8 +66,11 @@ typedef struct rill_stream_vt_s {
   void (*abort)(rill_stream_t *s);
   /* Optional: a message for err more precise than rill__errmsg's, or NULL. */
   const char *(*strerror)(rill_stream_t *s, int err);
-  /* Optional: the local (peer 0) or remote (peer 1) address: writes the host
-   * and returns the port, or a negative error. */
+  /* Optional: the local (RILL_ADDR_LOCAL) or remote (RILL_ADDR_PEER)
+   * address: writes the host and returns the port, or a negative error.
+   * Behind a load balancer that sent a PROXY header, these are the ones it
+   * gave, and RILL_ADDR_PROXY is the balancer's own (UV_ENOENT without a
+   * header). */
   int (*addr)(rill_stream_t *s, int peer, char *host, size_t hostlen);
   /* Optional: whether the stream keeps the loop running (uv_ref/uv_unref). */
   int (*ref)(rill_stream_t *s, int ref);

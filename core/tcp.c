@@ -130,6 +130,7 @@ static void listener_unref(rill_listener_t *l) {
   if (l->on_free) l->on_free(l);
   if (l->addrs) free(l->addrs->slots);
   free(l->addrs);
+  free(l->proxy_from);
   free(l);
 }
 
@@ -146,6 +147,7 @@ static void resume_cb(uv_timer_t *t) {
 static void conn_released(void *arg) {
   rill_listener_t *l = arg;
   l->nconns--;
+  RILL_COUNT(l->w->m->connections, -1);
   /* Not from here: whoever closed the connection is in the middle of
    * something. */
   if (l->paused && !l->closing) uv_timer_start(&l->resume, resume_cb, 0, 0);
@@ -166,6 +168,98 @@ static void addr_conn_freed(void *arg) {
   rill_listener_t *l = ref->l;
   free(ref);
   conn_freed(l);
+}
+
+/* A connection whose PROXY header is being read, in its listener's list. */
+typedef struct proxy_pending_s {
+  struct proxy_pending_s *prev, *next;
+  rill_listener_t *l;
+  rill_uvstream_t *u;
+} proxy_pending_t;
+
+/* At the connection limit: the connection that has waited longest for its
+ * header is closed (its proxy_done follows at once). Returns 1 if one was. */
+static int proxy_make_room(rill_listener_t *l) {
+  proxy_pending_t *p = l->pending_head;
+  if (p == NULL) return 0;
+  rill_stream_t *s = rill__uvstream_stream(p->u);
+  s->vt->abort(s);
+  return 1;
+}
+
+/* The PROXY header was read (or not): the connection goes on to its
+ * handler, now with the client's address. During a graceful stop the
+ * listener is closed: a connection that got in before is closed too. */
+static void proxy_done(void *data, rill_uvstream_t *u, int status) {
+  proxy_pending_t *p = data;
+  rill_listener_t *l = p->l;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    l->pending_head = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  else
+    l->pending_tail = p->prev;
+  free(p);
+  if (status != 0) {
+    rill__log(l->w, RILL_LOG_DEBUG, "PROXY protocol: %s", rill__errmsg(status));
+    return;
+  }
+  if (l->w->graceful || l->w->stopping) {
+    rill_stream_t *s = rill__uvstream_stream(u);
+    s->vt->abort(s);
+    return;
+  }
+  l->on_accept(l, u);
+}
+
+static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_tcp_t *h) {
+  uint8_t ip[16];
+  rill_stream_t *s = rill__uvstream_stream(u);
+  if (peer_ip(h, ip) != 0 || !rill__cidr_match(l->proxy_from, l->nproxy_from, ip)) {
+    rill__log(l->w, RILL_LOG_DEBUG,
+              "PROXY protocol: a connection from a source not allowed");
+    s->vt->abort(s);
+    return;
+  }
+  proxy_pending_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    s->vt->abort(s);
+    return;
+  }
+  p->l = l;
+  p->u = u;
+  p->prev = l->pending_tail;
+  if (l->pending_tail)
+    l->pending_tail->next = p;
+  else
+    l->pending_head = p;
+  l->pending_tail = p;
+  /* proxy_done takes p off the list, whenever and however the read ends */
+  if (rill__proxy_read(u, l->proxy_timeout_ms, proxy_done, p) != 0) {
+    proxy_done(p, u, UV_ENOMEM);
+    s->vt->abort(s);
+  }
+}
+
+int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
+                         unsigned timeout_ms) {
+  static const char *const loopback[] = {"127.0.0.0/8", "::1"};
+  rill_cidr_t *list = calloc(n ? n : 2, sizeof(*list));
+  if (list == NULL) return UV_ENOMEM;
+  if (n) {
+    memcpy(list, from, n * sizeof(*list));
+  } else {
+    n = 2;
+    for (size_t i = 0; i < n; i++)
+      rill__cidr_parse(loopback[i], &list[i]);
+  }
+  free(l->proxy_from);
+  l->proxy_from = list;
+  l->nproxy_from = n;
+  l->proxy_timeout_ms = timeout_ms;
+  return 0;
 }
 
 static void listener_accept(rill_listener_t *l) {
@@ -194,11 +288,16 @@ static void listener_accept(rill_listener_t *l) {
     ref->l = l;
   }
   l->nconns++;
+  RILL_COUNT(l->w->m->connections, 1);
   l->refs++;
   if (ref)
     rill__uvstream_owner(u, addr_conn_released, addr_conn_freed, ref);
   else
     rill__uvstream_owner(u, conn_released, conn_freed, l);
+  if (l->proxy_from) {
+    proxy_accept(l, u, h);
+    return;
+  }
   l->on_accept(l, u);
 }
 
@@ -208,7 +307,7 @@ static void connection_cb(uv_stream_t *server, int status) {
     /* Out of descriptors (the client was refused): an idle connection
      * makes room for the next one, as at the connection limit. */
     int full = status == UV_EMFILE || status == UV_ENFILE;
-    if (!(full && l->make_room && l->make_room(l)))
+    if (!(full && (proxy_make_room(l) || (l->make_room && l->make_room(l)))))
       rill__log(l->w, RILL_LOG_WARN, "accept: %s%s", rill__errmsg(status),
                 full ? " (raise the open-file limit, or lower --max-connections)" : "");
     return;
@@ -219,7 +318,7 @@ static void connection_cb(uv_stream_t *server, int status) {
      * now to make room, or the next to end. */
     if (l->paused) return;
     l->paused = 1;
-    if (l->make_room && l->make_room(l)) return;
+    if (proxy_make_room(l) || (l->make_room && l->make_room(l))) return;
     rill__log(l->w, RILL_LOG_WARN, "connection limit (%u) reached", l->max_conns);
     return;
   }

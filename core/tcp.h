@@ -2,6 +2,7 @@
 #ifndef RILL_TCP_H
 #define RILL_TCP_H
 
+#include "proxy_proto.h"
 #include "uvstream.h"
 
 typedef struct rill_listener_s rill_listener_t;
@@ -28,6 +29,14 @@ struct rill_listener_s {
   unsigned max_per_addr;     /* connections from one address; 0: no limit */
   rill_addr_table_t *addrs; /* counts per address, when limited */
   int refs;                  /* 1 for the open listener + 1 per live connection */
+  /* PROXY protocol: when on, a connection must begin with a header
+   * (proxy_proto.h) and come from one of proxy_from, or it is closed. */
+  rill_cidr_t *proxy_from;
+  size_t nproxy_from;
+  unsigned proxy_timeout_ms;
+  /* connections whose header is still to come, oldest first: at the
+   * connection limit the oldest is closed to make room */
+  struct proxy_pending_s *pending_head, *pending_tail;
   unsigned paused : 1, closing : 1;
 };
 
@@ -45,6 +54,14 @@ void rill__listener_close(rill_listener_t *l);
 /* Limits connections from one address (0: no limit). Returns 0 or
  * UV_ENOMEM. */
 int rill__listener_limit_per_addr(rill_listener_t *l, unsigned max);
+
+/* Expects a PROXY protocol header (v1 or v2) first on every connection,
+ * read within timeout_ms (0: 30 s), from the n sources in from (copied; n 0:
+ * loopback only); a connection from elsewhere, or without a valid header,
+ * is closed. on_accept gets the connection once the header is consumed,
+ * with its addresses as the header gave them. Returns 0 or UV_ENOMEM. */
+int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
+                         unsigned timeout_ms);
 
 /* Connects to host:port, resolving the name with uv_getaddrinfo and trying
  * each address in turn. cb gets the connected stream or an error. */

@@ -9,12 +9,12 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
 #include "stream.h"
 #include "tls.h"
+#include "tls_ticket.h"
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 #error "rill reads plaintext out of mbedTLS 2.x's record buffer; port tls.c for 3.x"
@@ -192,10 +192,9 @@ struct rill_tls_conf_s {
   int verify;
   char *ca_path;
   char *cert_path;
-  /* A server's ticket keys: its own, so that no other listener resumes its
-   * sessions. */
-  mbedtls_ssl_ticket_context ticket;
-  int ticket_ready;
+  /* A server's ticket keys: the process's (every worker's configuration
+   * for every listener shares them), or a key file's (rill__tls_conf_ticket_keys). */
+  rill_ticket_ctx_t ticket;
 };
 
 void rill__tls_conf_ref(rill_tls_conf_t *c) {
@@ -205,7 +204,6 @@ void rill__tls_conf_ref(rill_tls_conf_t *c) {
 void rill__tls_conf_unref(rill_tls_conf_t *c) {
   if (c == NULL || --c->refs > 0) return;
   mbedtls_ssl_config_free(&c->conf);
-  mbedtls_ssl_ticket_free(&c->ticket);
   for (size_t i = 0; i < c->ncerts; i++) {
     mbedtls_x509_crt_free(&c->certs[i].crt);
     mbedtls_pk_free(&c->certs[i].key);
@@ -243,7 +241,6 @@ static rill_tls_conf_t *conf_new(rill_worker_t *w, int server, unsigned timeout_
   c->w = w;
   c->timeout_ms = timeout_ms ? timeout_ms : 10000;
   mbedtls_ssl_config_init(&c->conf);
-  mbedtls_ssl_ticket_init(&c->ticket);
   if (mbedtls_ssl_config_defaults(
           &c->conf, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
           MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) {
@@ -352,18 +349,30 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
   else
     mbedtls_ssl_conf_sni(&c->conf, sni_cb, c); /* only to remember the name asked for */
   tls_worker_t *tw = w->tls;
-  if (mbedtls_ssl_ticket_setup(&c->ticket, mbedtls_ctr_drbg_random, &tw->drbg,
-                               MBEDTLS_CIPHER_AES_256_GCM, 86400) == 0) {
-    c->ticket_ready = 1;
-    mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &c->ticket);
-  }
+  c->ticket.f_rng = mbedtls_ctr_drbg_random;
+  c->ticket.p_rng = &tw->drbg;
+  /* Without them, sessions resume by ticket on no worker: not an error. */
+  c->ticket.keys = rill__ticket_keys(NULL, msg, sizeof(msg));
+  if (c->ticket.keys)
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write, rill__ticket_parse,
+                                        &c->ticket);
   if ((r = copy_alpn(c, alpn)) != 0) {
     snprintf(err, errlen, r == UV_ENOMEM ? "out of memory" : "bad ALPN protocol list");
     rill__tls_conf_unref(c);
     return r;
   }
   *out = c;
+  return 0;
+}
+
+int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
+                               size_t errlen) {
+  rill_ticket_keys_t *ks = rill__ticket_keys(path, err, errlen);
+  if (ks == NULL) return UV_EINVAL;
+  if (c->ticket.keys == NULL)
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf, rill__ticket_write, rill__ticket_parse,
+                                        &c->ticket);
+  c->ticket.keys = ks;
   return 0;
 }
 

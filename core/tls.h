@@ -26,6 +26,12 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
                           const char *const *alpn, unsigned handshake_timeout_ms,
                           rill_tls_conf_t **out, char *err, size_t errlen);
 
+/* Makes a server configuration seal and open session tickets with the keys
+ * of a key file (tls_ticket.h) instead of the process's own. Returns 0 or
+ * UV_EINVAL with a message naming the file in err. */
+int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
+                               size_t errlen);
+
 /* A client configuration: verify the peer against ca_file (NULL: the system
  * bundle) unless verify is 0. */
 int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,

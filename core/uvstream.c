@@ -45,6 +45,7 @@ struct rill_uvstream_s {
     uv_pipe_t pipe;
   } h;
   struct aux_s *aux; /* for shutting down and closing, made when needed */
+  struct proxied_s *px; /* addresses from a PROXY header, or NULL */
   char *buf;
   uint32_t cap, r, w; /* unread bytes are buf[r..w); cap <= BUF_MAX */
   uint32_t olen;      /* gathered writes: obuf[0..olen) */
@@ -67,6 +68,11 @@ struct aux_s {
   uv_timer_t linger;
   uv_shutdown_t sreq;
   size_t lingered; /* bytes read and dropped while lingering */
+};
+
+/* The addresses a load balancer's PROXY header gave (proxy_proto.h). */
+struct proxied_s {
+  struct sockaddr_storage src, dst;
 };
 
 typedef struct {
@@ -151,6 +157,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   if (nread == 0) return;
   if (nread > 0) {
     u->w += (uint32_t)nread;
+    RILL_COUNT(u->base.w->m->bytes_in, (uint64_t)nread);
   } else {
     /* The end, an error, or UV_ENOBUFS: no buffer (out of memory) or a full
      * one a reader still wants more than. Sticky: the reader is told now,
@@ -297,6 +304,7 @@ static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
   for (unsigned i = 0; i < nbufs; i++)
     total += bufs[i].len;
   if (total == 0) return 0;
+  RILL_COUNT(s->w->m->bytes_out, total);
   if (u->olen + total <= RILL_BUF_SIZE) {
     if (u->obuf == NULL && (u->obuf = rill__buf_get(s->w)) == NULL) return UV_ENOMEM;
     for (unsigned i = 0; i < nbufs; i++) {
@@ -348,6 +356,7 @@ static void handle_closed(uv_handle_t *h) {
   rill_uvstream_t *u = h->data;
   if (--u->closes > 0) return;
   free(u->aux);
+  free(u->px);
   release_buf(u);
   if (u->on_free) u->on_free(u->owner_arg);
   free(u);
@@ -472,6 +481,13 @@ static void uvs_abort(rill_stream_t *s) {
 static int uvs_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
   rill_uvstream_t *u = U(s);
   if (u->h.handle.type != UV_TCP) return UV_ENOTSUP;
+  if (peer == RILL_ADDR_PROXY) {
+    if (u->px == NULL) return UV_ENOENT;
+    peer = RILL_ADDR_PEER;
+  } else if (u->px) {
+    return rill__sockaddr_str((struct sockaddr *)(peer ? &u->px->src : &u->px->dst), host,
+                              hostlen);
+  }
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   int r = peer ? uv_tcp_getpeername(&u->h.tcp, (struct sockaddr *)&ss, &len)
@@ -544,6 +560,16 @@ void rill__uvstream_owner(rill_uvstream_t *u, void (*released)(void *),
   u->on_release = released;
   u->on_free = freed;
   u->owner_arg = arg;
+}
+
+int rill__uvstream_set_addrs(rill_uvstream_t *u, const struct sockaddr *src,
+                             const struct sockaddr *dst) {
+  if (u->px == NULL && (u->px = calloc(1, sizeof(*u->px))) == NULL) return UV_ENOMEM;
+  size_t len = src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in);
+  memcpy(&u->px->src, src, len);
+  memcpy(&u->px->dst, dst, len);
+  return 0;
 }
 
 int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen) {

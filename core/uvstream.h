@@ -20,6 +20,12 @@ void rill__uvstream_discard(rill_uvstream_t *u);
 void rill__uvstream_owner(rill_uvstream_t *u, void (*released)(void *),
                           void (*freed)(void *), void *arg);
 
+/* Makes src and dst the stream's remote and local addresses (vt->addr), as
+ * a load balancer's PROXY header said; the socket's own remote address
+ * stays as RILL_ADDR_PROXY. Returns 0 or UV_ENOMEM. */
+int rill__uvstream_set_addrs(rill_uvstream_t *u, const struct sockaddr *src,
+                             const struct sockaddr *dst);
+
 /* Formats a socket address as "host" and returns the port. */
 int rill__sockaddr_str(const struct sockaddr *sa, char *host, size_t hostlen);
 

@@ -159,6 +159,7 @@ rill_worker_t *rill__worker_new(uv_loop_t *loop) {
   }
   w->loop = loop;
   w->objs.next = w->objs.prev = &w->objs;
+  w->m = &w->own_m;
   w->log_level = RILL_LOG_INFO;
   w->maxbufs = 32;
   w->bufs = calloc(w->maxbufs, sizeof(char *));
@@ -236,16 +237,28 @@ void rill__worker_free(rill_worker_t *w) {
 }
 
 char *rill__buf_get(rill_worker_t *w) {
-  if (w->nbufs > 0) return w->bufs[--w->nbufs];
+  if (w->nbufs > 0) {
+    RILL_GAUGE(w->m->buffers_pooled, w->nbufs - 1);
+    return w->bufs[--w->nbufs];
+  }
   return malloc(RILL_BUF_SIZE);
 }
 
 void rill__buf_put(rill_worker_t *w, char *buf) {
   if (buf == NULL) return;
-  if (w->nbufs < w->maxbufs)
+  if (w->nbufs < w->maxbufs) {
     w->bufs[w->nbufs++] = buf;
-  else
+    RILL_GAUGE(w->m->buffers_pooled, w->nbufs);
+  } else {
     free(buf);
+  }
+}
+
+void rill__metrics_read(const rill_metrics_t *m, rill_metrics_t *out) {
+  const uint64_t *from = (const uint64_t *)m;
+  uint64_t *to = (uint64_t *)out;
+  for (size_t i = 0; i < sizeof(*m) / sizeof(uint64_t); i++)
+    to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 }
 
 const char *rill__date_line(rill_worker_t *w, size_t *len) {

@@ -61,6 +61,27 @@ struct rill_flush_s {
   int listed;
 };
 
+/* ---- metrics ------------------------------------------------------------
+ * Counters a worker keeps of itself, for rill.metrics(). Only the worker's
+ * own thread changes them, with plain arithmetic and relaxed atomic stores
+ * (RILL_COUNT: no lock prefix, as cheap as a plain increment); a scrape on
+ * another worker reads them with relaxed loads. They live in the runtime
+ * (rill.c), so that a scrape never reads a worker that is gone. */
+typedef struct {
+  uint64_t requests;       /* HTTP requests dispatched */
+  uint64_t responses[6];   /* by status class: [1] 1xx ... [5] 5xx, [0] other */
+  uint64_t bytes_in;       /* read from sockets */
+  uint64_t bytes_out;      /* written to sockets (sendfile's bytes not included) */
+  uint64_t connections;    /* open now: accepted and not yet closed */
+  uint64_t websockets;     /* open now */
+  uint64_t reloads;        /* app reloads this worker made */
+  uint64_t lua_bytes;      /* the Lua state's memory, as of its last run */
+  uint64_t buffers_pooled; /* idle input/output buffers in the worker's pool */
+} rill_metrics_t;
+
+#define RILL_COUNT(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
+#define RILL_GAUGE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
 enum { RILL_LOG_ERROR, RILL_LOG_WARN, RILL_LOG_INFO, RILL_LOG_DEBUG };
 enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4 };
 
@@ -80,6 +101,7 @@ struct rill_worker_s {
   struct rill_sched_s *sched;
   void *tls; /* TLS state (tls.c), freed as a service */
   void *fcache; /* the open-file cache (file_cache.c), made when first used */
+  void *host_hub; /* resumes from host threads (lua_host.c), made when first used */
 
   /* The runtime around the worker (rill.c), or NULL: a port 0 is the port the
    * first worker got, and workers share ports (SO_REUSEPORT). port_for
@@ -115,6 +137,8 @@ struct rill_worker_s {
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
   uint64_t requests; /* HTTP requests dispatched */
+  rill_metrics_t *m; /* its counters: the runtime's slot for it, or own_m */
+  rill_metrics_t own_m;
   rill_flush_t *flush_head[RILL_FLUSH_LEVELS]; /* holding gathered writes, by level */
   uv_prepare_t flush_prepare;
   uv_check_t flush_check;
@@ -137,6 +161,10 @@ void rill__worker_stop(rill_worker_t *w, unsigned grace_ms);
 /* Destroys every object, closes and frees the services, closes the loop (if
  * its own) and frees the worker. */
 void rill__worker_free(rill_worker_t *w);
+
+/* Reads m (another worker's counters) into out, field by field, with
+ * relaxed atomic loads. */
+void rill__metrics_read(const rill_metrics_t *m, rill_metrics_t *out);
 
 /* Lists f to be flushed (nothing if it is listed). */
 void rill__flush_add(rill_worker_t *w, rill_flush_t *f);

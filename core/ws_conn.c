@@ -737,6 +737,7 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 void rill__ws_free(rill_websocket_t *ws) {
+  RILL_COUNT(ws->w->m->websockets, -1);
   ws->waiting = W_NONE;
   rill__wsz_free(ws->inz);
   rill__wsz_free(ws->outz);
@@ -801,5 +802,6 @@ rill_websocket_t *rill__ws_new(rill_worker_t *w, rill_stream_t *t,
   rill__obj_link(w, &ws->obj, ws_destroy);
   ws->obj.kind = RILL_OBJ_WS;
   ws->obj.shutdown = ws_shutdown;
+  RILL_COUNT(w->m->websockets, 1);
   return ws;
 }

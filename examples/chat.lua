@@ -1,8 +1,9 @@
 -- A chat room over WebSocket: GET / serves a page; every message a browser
--- sends on /ws goes to every connected browser.
---   rill serve examples/chat.lua --workers 1    then open http://127.0.0.1:8080/ in two tabs
--- (one worker: each worker has a Lua state of its own, so clients on
--- different workers would not see each other's messages)
+-- sends on /ws goes to every connected browser, on every worker.
+--   rill serve examples/chat.lua    then open http://127.0.0.1:8080/ in two tabs
+-- Workers share nothing in Lua: the room is a shared channel
+-- (rill.shared.channel), which each client subscribes to. A client whose
+-- queue overflows (it reads too slowly) is closed with 1008.
 local rill = require "rill"
 
 local page = [[<!doctype html>
@@ -19,37 +20,10 @@ document.getElementById("f").onsubmit = e => { e.preventDefault(); if (m.value) 
 </script>
 ]]
 
-local clients = {} -- ws → {queue = {...}, busy = bool}
-local MAX_QUEUE = 1000
-
--- Each client gets its messages in order from one sender thread at a time;
--- a client that falls MAX_QUEUE messages behind is dropped.
-local function deliver(ws, text)
-  local c = clients[ws]
-  if not c then return end
-  if #c.queue >= MAX_QUEUE then
-    clients[ws] = nil
-    rill.spawn(function() ws:close(1008, "too slow") end)
-    return
-  end
-  c.queue[#c.queue + 1] = text
-  if c.busy then return end
-  c.busy = true
-  rill.spawn(function()
-    while #c.queue > 0 do
-      local msg = table.remove(c.queue, 1)
-      if not ws:send(msg) then break end
-    end
-    c.busy = false
-  end)
-end
-
-local function broadcast(text)
-  for ws in pairs(clients) do deliver(ws, text) end
-end
+local room = rill.shared.channel("chat")
+local n = 0
 
 local app = rill.router()
-local n = 0
 
 app:get("/", function(req, res)
   res:header("Content-Type", "text/html; charset=utf-8")
@@ -58,17 +32,29 @@ end)
 
 app:websocket("/ws", function(ws, req)
   n = n + 1
-  local name = "guest" .. n
-  clients[ws] = {queue = {}, busy = false}
-  broadcast(name .. " joined")
+  local name = ("guest%d.%d"):format(rill.worker_id(), n) -- unique across workers
+  -- Subscribed before it says it joined: it sees its own "joined" first.
+  local sub = room:subscribe({queue = 1000})
+  local sender = rill.spawn(function()
+    for msg in sub:messages() do
+      if msg == false then -- overflow: it fell 1000 messages behind
+        ws:close(1008, "too slow")
+        break
+      end
+      if not ws:send(msg) then break end
+    end
+    sub:close()
+  end)
+  room:publish(name .. " joined")
   while true do
     local msg = ws:receive()
     if not msg then break end
     local text = msg:read_all(4096)
-    if text then broadcast(name .. ": " .. text) end
+    if text then room:publish(name .. ": " .. text) end
   end
-  clients[ws] = nil
-  broadcast(name .. " left")
+  sub:close() -- ends the sender
+  rill.wait(sender)
+  room:publish(name .. " left")
 end, {idle_timeout = 3600000})
 
 return app

@@ -117,6 +117,9 @@ local KINDS = {
   client_response = "cres.", body = "body:", sse = "w:", part = "part:",
   part_field = "part.", error_object = "e.", test_client = "c:", test_client_field = "c.",
   test_response = "tres:", test_response_field = "tres.", fs = "rill.fs.", file = "f:",
+  shared = "rill.shared.", dict = "dict:", dict_field = "dict.", channel = "ch:",
+  channel_field = "ch.", subscription = "sub:",
+  metrics = "rill.metrics.",
   pool = "rill.pool.", pool_object = "conns:",
   pg = "rill.pg.", pg_conn = "conn:", pg_copy_out = "cout:", pg_copy_in = "cin:",
   pg_notifications = "ns:",
@@ -149,6 +152,19 @@ describe("lua/README.md", function()
     walk_table("form", require "rill.form")
     add("rill", "fs", rill.fs)
     walk_table("fs", rill.fs)
+    add("rill", "shared", rill.shared)
+    walk_table("shared", rill.shared)
+    local dict = rill.shared.dict("api_reference")
+    walk_methods("dict", dict)
+    walk_fields("dict_field", dict)
+    local ch = rill.shared.channel("api_reference")
+    walk_methods("channel", ch)
+    walk_fields("channel_field", ch)
+    local sub = ch:subscribe()
+    walk_methods("subscription", sub)
+    sub:close()
+    add("rill", "metrics", rill.metrics)
+    walk_table("metrics", rill.metrics)
     local f = assert(rill.fs.open(SOURCE))
     walk_methods("file", f)
     f:close()

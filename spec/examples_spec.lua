@@ -183,22 +183,91 @@ describe("examples", function()
     assert.equal(0, srv.stop())
   end)
 
-  it("chat.lua serves its page and broadcasts to every client", function()
-    local srv = helper.serve("examples/chat.lua", {"--workers", "1"})
+  it("chat.lua broadcasts to every client on both workers", function()
+    local srv = helper.serve("examples/chat.lua", {"--workers", "2"})
     local code, page = helper.curl(("http://127.0.0.1:%d/"):format(srv.port))
     assert.matches("new WebSocket", page)
     local url = ("ws://127.0.0.1:%d/ws"):format(srv.port)
-    local a = assert(helper.ws(url))
-    assert.matches("joined$", a:receive():read_all())
-    local b = assert(helper.ws(url))
-    assert.matches("joined$", a:receive():read_all())
-    assert.matches("joined$", b:receive():read_all())
-    b:send("hello all")
-    assert.matches(": hello all$", a:receive():read_all())
-    assert.matches(": hello all$", b:receive():read_all())
-    b:close()
-    assert.matches("left$", a:receive():read_all())
-    a:close()
+    local function recv(ws) return assert(ws:receive()):read_all() end
+    -- Clients join one at a time, each seeing its own "joined" first (named
+    -- guestW.N: W the worker serving it), then every later one's, until
+    -- both workers serve at least two.
+    local clients, per = {}, {}
+    while #clients < 40 and not ((per["0"] or 0) >= 2 and (per["1"] or 0) >= 2) do
+      local ws = assert(helper.ws(url))
+      local name, worker = recv(ws):match("^(guest(%d)%.%d+) joined$")
+      assert.is_truthy(name)
+      for _, c in ipairs(clients) do assert.equal(name .. " joined", recv(c.ws)) end
+      clients[#clients + 1] = {ws = ws, name = name}
+      per[worker] = (per[worker] or 0) + 1
+    end
+    assert.is_true(per["0"] >= 2 and per["1"] >= 2, "clients on both workers")
+    -- each client says something; every client sees every line
+    for i, c in ipairs(clients) do
+      c.ws:send("hello " .. i)
+      for _, other in ipairs(clients) do
+        assert.equal(c.name .. ": hello " .. i, recv(other.ws))
+      end
+    end
+    local last = table.remove(clients)
+    last.ws:close()
+    for _, c in ipairs(clients) do assert.equal(last.name .. " left", recv(c.ws)) end
+    for _, c in ipairs(clients) do c.ws:close() end
+    assert.equal(0, srv.stop())
+  end)
+
+  it("kv.lua keeps its data in a shared dict: every worker sees every SET", function()
+    local srv = helper.start({"serve", "examples/kv.lua", "--listen", "127.0.0.1:0",
+      "--workers", "2"}, {KV_PORT = "0"})
+    local port = tonumber(srv.wait_log("kv: worker %d serves RESP on port (%d+)"))
+    local function cmd(s, line)
+      s:write(line .. "\r\n")
+      return s:read_until("\r\n")
+    end
+    local function bulk(s, line)
+      local head = cmd(s, line)
+      local n = tonumber(head:match("^%$(%-?%d+)$"))
+      if n < 0 then return nil end
+      local v = s:read(n + 2)
+      return v:sub(1, n)
+    end
+    local setter = helper.connect(port)
+    assert.equal("+PONG", cmd(setter, "PING"))
+    assert.equal("+OK", cmd(setter, "SET greeting hello"))
+    -- RESP arrays, a value with spaces and CRLF in it
+    setter:write("*3\r\n$3\r\nSET\r\n$4\r\nodd!\r\n$7\r\na b\r\nc.\r\n")
+    assert.equal("+OK", setter:read_until("\r\n"))
+    assert.equal(":1", cmd(setter, "INCR visits"))
+    local seen, n = {}, 0
+    while not (seen["0"] and seen["1"]) and n < 100 do
+      local s = helper.connect(port)
+      local worker = cmd(s, "WORKER"):match("^:(%d+)$")
+      seen[worker] = true
+      assert.equal("hello", bulk(s, "GET greeting"))
+      assert.equal("a b\r\nc.", bulk(s, "GET odd!"))
+      assert.equal(":" .. (n + 2), cmd(s, "INCR visits"))
+      assert.is_nil(bulk(s, "GET missing"))
+      s:close()
+      n = n + 1
+    end
+    assert.is_true(seen["0"] and seen["1"], "both workers served")
+    -- a real client (redis-cli), and the HTTP face
+    local code, out = helper.run({"redis-cli", "-p", tostring(port), "SET", "from-cli", "42"})
+    assert.equal(0, code)
+    assert.matches("OK", out)
+    code, out = helper.run({"redis-cli", "-p", tostring(port), "GET", "greeting"})
+    assert.equal("hello\n", out)
+    local status, _, body = helper.fetch(helper.url(srv.port, "/from-cli"))
+    assert.equal(200, status)
+    assert.equal("42\n", body)
+    -- limits: a bulk past 1 MiB is refused and the connection closed
+    local bad = helper.connect(port)
+    bad:write("*2\r\n$3\r\nGET\r\n$99999999\r\n")
+    assert.matches("^%-ERR protocol", bad:read_until("\r\n"))
+    assert.is_nil(bad:read_some())
+    bad:close()
+    assert.equal("+OK", cmd(setter, "QUIT"))
+    setter:close()
     assert.equal(0, srv.stop())
   end)
 

@@ -355,6 +355,33 @@ describe("embedding", function()
       end
     end)
 
+  it("suspends a task in a host C function and resumes it from another thread " ..
+    "(examples/embed/slow_add.c: rill_suspend, rill_resume)", function()
+    local exe = helper.bin:match("^(.*)/[^/]+$") .. "/embed_slow_add"
+    local host = assert(rill.exec{exe, "0", stdout = "pipe", stderr = "pipe",
+      env = {UV_THREADPOOL_SIZE = "16", PATH = os.getenv("PATH")}})
+    host.stdout:settimeout(10000)
+    local line = assert(host.stdout:read_until("\n"))
+    local port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
+    assert.is_truthy(port, line)
+    -- Ten requests at once, each waiting 200 ms on the thread pool: all
+    -- ten jobs run at the same time, so none waited for another's task.
+    local ths = {}
+    for i = 1, 10 do
+      ths[i] = rill.spawn(function() return get(port, ("/add?a=%d&b=40"):format(i)) end)
+    end
+    for i = 1, 10 do
+      local _, sum = rill.wait(ths[i])
+      assert.equal(tostring(i + 40), sum)
+    end
+    local most = tonumber(get(port, "/stats"):match("^(%d+)"))
+    assert.equal(10, most)
+    host:kill(15)
+    assert.equal(0, host:wait(10000))
+    -- every handle rill made on the host's loop was closed: uv_loop_close gave 0
+    assert.equal("slow_add: loop closed: 0\n", host.stdout:read_all(4096))
+  end)
+
   it("installs librill and rill.pc; examples/embed/host.c builds with pkg-config alone " ..
     "and serves its C function's value", function()
     local build = helper.bin:match("^(.*)/[^/]+$")

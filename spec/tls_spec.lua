@@ -21,9 +21,8 @@ describe("tls", function()
   describe("HTTPS with rill serve and curl", function()
     local srv
     setup(function()
-      -- One worker: ticket keys are each worker's own, so a session resumes
-      -- only where it was made (with two, a reconnection may land on the
-      -- other worker five times running).
+      -- One worker is enough here; ticket keys are the process's, so a
+      -- session resumes on any worker (spec/lb_spec.lua, with two).
       srv = helper.serve("examples/echo.lua", {"--workers", "1", "--tls-cert", dir .. "/a.test.crt",
         "--tls-key", dir .. "/a.test.key", "--tls-cert", dir .. "/b.test.crt",
         "--tls-key", dir .. "/b.test.key", "--handshake-timeout", "1"})

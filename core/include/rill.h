@@ -75,6 +75,50 @@ RILL_API int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_
 RILL_API int rill_register(rill_t *r, const char *name, rill_lua_cfunction fn);
 /* A module for require(name), opened by open. */
 RILL_API int rill_preload(rill_t *r, const char *name, rill_lua_cfunction open);
+/* ---- host calls that wait ----
+ * A C function called from a rill task (one registered with rill_register,
+ * or any C function Lua calls in a handler or a rill.spawn thread) can wait
+ * for the host's own asynchronous work:
+ *
+ *   static int slow_add(lua_State *L) {
+ *     job_t *job = make_job(L);                // read the arguments first
+ *     uv_queue_work(rill_loop(L), &job->req, work, after_work);
+ *     return rill_suspend(L, &job->waiter);    // the task waits here
+ *   }
+ *   static int push_sum(lua_State *L, void *ud) { lua_pushnumber(L, ((job_t *)ud)->sum); return 1; }
+ *   static void after_work(uv_work_t *req, int status) {
+ *     job_t *job = req->data;
+ *     rill_resume(job->waiter, push_sum, job); // the task goes on with the sum
+ *   }
+ *
+ * rill_suspend() suspends the calling task: use it as `return
+ * rill_suspend(L, &w);`. It sets *w before the task yields; it raises a Lua
+ * error (nothing is suspended) outside a rill task or out of memory.
+ *
+ * rill_resume() must be called exactly once per waiter, from any thread
+ * (the task's worker thread included). It returns at once (0); later, on
+ * the task's worker thread, push(L, ud) pushes the values the suspended
+ * call returns and returns their count, and the task goes on. push and ud
+ * must stay valid until push runs. push is called exactly once: with L NULL
+ * when the task can no longer be resumed (its worker stopped, rill_stop /
+ * rill_free, or the wait was cancelled), to free what ud holds and push
+ * nothing; that call may come on the caller's thread, inside rill_resume.
+ * So the place to free ud is push. A task whose client has gone is still resumed: its later
+ * reads and writes return "closed", as after any other wait. A waiting task
+ * counts as work in flight for a graceful stop. rill_resume returns
+ * RILL_ESTATE for a waiter already resumed (before it is freed; a resume
+ * after that is a use after free), UV_EINVAL for NULL. */
+typedef struct rill_waiter_s rill_waiter_t;
+RILL_API int rill_suspend(struct lua_State *L, rill_waiter_t **w);
+RILL_API int rill_resume(rill_waiter_t *w, int (*push)(struct lua_State *L, void *ud),
+                         void *ud);
+/* From a rill Lua state (any of its threads): the worker's loop, on which a
+ * host may start its own work (uv_queue_work, timers) from that worker's
+ * thread; and the worker's index (0 .. workers - 1). NULL and -1 for a
+ * state rill did not make. */
+RILL_API uv_loop_t *rill_loop(struct lua_State *L);
+RILL_API int rill_worker_index(struct lua_State *L);
+
 /* An HTTP listener (port 0: any free one, the same for every worker). */
 typedef struct {
   const char *tls_cert; /* PEM files: serve HTTPS */

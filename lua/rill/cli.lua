@@ -45,6 +45,17 @@ serve options (sizes in bytes, times in seconds):
   --keepalive-timeout S     idle connection between requests (default 60)
   --send-timeout S          longest a response write waits (default 60)
   --log-level LEVEL         error, warn, info or debug (default info)
+  --proxy-protocol          every connection begins with a PROXY protocol
+                            header (v1 or v2, as HAProxy's send-proxy and
+                            send-proxy-v2 send): req.remote_addr is the client
+                            it names; a connection without one is closed
+  --proxy-from ADDR[/BITS]  a source allowed to send the header; repeatable
+                            (default: 127.0.0.0/8 and ::1 only)
+  --tls-ticket-keys FILE    TLS session ticket keys shared by instances: one
+                            or more 80-byte keys (openssl rand 80), the first
+                            encrypts; read again on reload (SIGHUP). Without
+                            it the workers share keys made at start, rotated
+                            every 12 hours
 ]]
 
 local function die(msg)
@@ -73,7 +84,7 @@ function M.load_app(path)
 end
 
 local function serve(args)
-  local app_path, watch
+  local app_path, watch, ticket_keys
   local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
@@ -107,6 +118,18 @@ local function serve(args)
     elseif a == "--watch" then
       watch = true
       i = i + 1
+    elseif a == "--proxy-protocol" then
+      opts.proxy_protocol = true
+      i = i + 1
+    elseif a == "--proxy-from" then
+      if not v then return die("--proxy-from needs an address (ADDR or ADDR/BITS)") end
+      opts.proxy_from = opts.proxy_from or {}
+      opts.proxy_from[#opts.proxy_from + 1] = v
+      i = i + 2
+    elseif a == "--tls-ticket-keys" then
+      if not v then return die("--tls-ticket-keys needs a file") end
+      ticket_keys = v
+      i = i + 2
     elseif a == "--pin" then
       i = i + 1 -- read by the runtime (core/rill.c)
     elseif a == "--log-level" then
@@ -128,8 +151,12 @@ local function serve(args)
     return die("--listen-tls needs --tls-cert and --tls-key")
   end
   local tls
+  if opts.proxy_from and not opts.proxy_protocol then
+    return die("--proxy-from needs --proxy-protocol")
+  end
+  if ticket_keys and #certs == 0 then return die("--tls-ticket-keys needs --tls-cert") end
   if #certs > 0 then
-    tls = {handshake_timeout = opts.handshake_timeout}
+    tls = {handshake_timeout = opts.handshake_timeout, ticket_keys = ticket_keys}
     for n = 1, #certs do tls[n] = {cert = certs[n], key = keys[n]} end
   end
   local cfg = {path = app_path, listens = {}, limits = opts, watch = watch}
@@ -151,7 +178,10 @@ local function serve(args)
       return die("bad --listen-tls address " .. a .. " (HOST:PORT, PORT 0-65535)")
     end
   end
-  local ok, err = require("rill.app").start(cfg)
+  -- A bad flag value that only the listener can judge (a --proxy-from
+  -- address) raises there: say it as the other errors are said.
+  local called, ok, err = pcall(require("rill.app").start, cfg)
+  if not called then ok, err = nil, (tostring(ok):gsub("^[^\n]-:%d+: ", "")) end
   if not ok then
     io.stderr:write("rill: ", err, "\n")
     return 1

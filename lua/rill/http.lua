@@ -178,6 +178,17 @@ end
 function getters.remote_addr(req) peer(req) return req.remote_addr end
 function getters.remote_port(req) peer(req) return req.remote_port end
 
+-- req.proxy_addr, req.proxy_port: the load balancer's own address when a
+-- PROXY protocol header gave remote_addr (false when there was none).
+local function proxy_peer(req)
+  local host, port = req._c:peer(req._g, true)
+  rawset(req, "proxy_addr", host or false)
+  rawset(req, "proxy_port", port or false)
+end
+
+function getters.proxy_addr(req) proxy_peer(req) return req.proxy_addr end
+function getters.proxy_port(req) proxy_peer(req) return req.proxy_port end
+
 function getters.scheme(req)
   local s = req._c:scheme(req._g)
   rawset(req, "scheme", s)
@@ -256,7 +267,7 @@ end
 -- called before the connection is handed over (an upgrade), so that a
 -- WebSocket or tunnel handler can still read them.
 local kept_fields = {"method", "target", "version", "path", "query_string", "headers",
-  "raw_headers", "remote_addr", "remote_port", "scheme"}
+  "raw_headers", "remote_addr", "remote_port", "proxy_addr", "proxy_port", "scheme"}
 function http.keep_fields(req)
   for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
 end

@@ -123,6 +123,40 @@ function Router:any(pattern, ...)
   return self:route("*", pattern, ...)
 end
 
+local function check_path(fn, path)
+  if path == nil then return end
+  if type(path) ~= "string" or byte(path, 1) ~= 47 then
+    error(fn .. ": path must be a string starting with /, got " .. tostring(path), 3)
+  end
+end
+
+-- app:health([path]): GET path (default "/health") answers 200 "ok", or
+-- 503 "stopping" once a graceful stop has begun, so that a load balancer's
+-- health check drains this instance.
+function Router:health(path)
+  check_path("app:health", path)
+  local rill = require "rill"
+  return self:route("GET", path or "/health", function(_, res)
+    local stopping = rill.stopping()
+    res:status(stopping and 503 or 200)
+    res:header("Content-Type", "text/plain")
+    res:header("Cache-Control", "no-store")
+    res:send(stopping and "stopping\n" or "ok\n")
+  end)
+end
+
+-- app:metrics([path]): GET path (default "/metrics") answers every
+-- worker's counters, summed, in Prometheus's text format (rill.metrics).
+function Router:metrics(path)
+  check_path("app:metrics", path)
+  local metrics = require "rill.metrics"
+  return self:route("GET", path or "/metrics", function(_, res)
+    res:header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+    res:header("Cache-Control", "no-store")
+    res:send(metrics.text())
+  end)
+end
+
 -- app:websocket(pattern, fn [, opts]): fn(ws, req) serves WebSocket upgrades
 -- of GET pattern (see rill.websocket.upgrade for opts); the websocket is
 -- closed when fn returns.
