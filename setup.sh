@@ -13,8 +13,8 @@ cd "$(dirname "$0")"
 # Build and runtime dependencies, then what the tests drive the server with.
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
       node-llhttp lua-busted lua-cjson zlib1g-dev media-types"
-TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql wrk strace redis-tools
-           clang libclang-rt-14-dev haproxy"
+TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql redis-server wrk
+           strace redis-tools clang libclang-rt-14-dev haproxy"
 
 install_deps() {
   missing=""

@@ -121,6 +121,7 @@ local KINDS = {
   channel_field = "ch.", subscription = "sub:",
   metrics = "rill.metrics.",
   pool = "rill.pool.", pool_object = "conns:",
+  redis = "rill.redis.", redis_client = "r:", redis_sub = "rs:", redis_sub_field = "rs.",
   pg = "rill.pg.", pg_conn = "conn:", pg_copy_out = "cout:", pg_copy_in = "cin:",
   pg_notifications = "ns:",
 }
@@ -285,6 +286,25 @@ describe("lua/README.md", function()
     walk_methods("test_response", tres)
     walk_fields("test_response_field", tres)
     c:close()
+
+    -- a Redis client and a subscription, from a server that confirms one
+    -- SUBSCRIBE (connecting sends nothing without a password, db or RESP3)
+    add("rill", "redis", rill.redis)
+    walk_table("redis", rill.redis)
+    local fake = finally_stop(assert(rill.listen{host = "127.0.0.1", port = 0,
+      handler = function(sock)
+        if sock:read_until("\r\n") then
+          sock:write("*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n")
+        end
+        sock:read_all()
+      end}))
+    local rc = assert(rill.redis.connect{port = fake:port(), pool = false})
+    walk_methods("redis_client", rc)
+    local sub = assert(rc:subscribe("x"))
+    walk_methods("redis_sub", sub)
+    walk_fields("redis_sub_field", sub)
+    add("redis_sub_field", "err", "")
+    sub:close()
 
     -- every name found is mentioned
     local missing = {}

@@ -359,13 +359,14 @@ describe("embedding", function()
     "(examples/embed/slow_add.c: rill_suspend, rill_resume)", function()
     local exe = helper.bin:match("^(.*)/[^/]+$") .. "/embed_slow_add"
     local host = assert(rill.exec{exe, "0", stdout = "pipe", stderr = "pipe",
-      env = {UV_THREADPOOL_SIZE = "16", PATH = os.getenv("PATH")}})
+      env = {UV_THREADPOOL_SIZE = "16", SLOW_ADD_TOGETHER = "10", PATH = os.getenv("PATH")}})
     host.stdout:settimeout(10000)
     local line = assert(host.stdout:read_until("\n"))
     local port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
     assert.is_truthy(port, line)
-    -- Ten requests at once, each waiting 200 ms on the thread pool: all
-    -- ten jobs run at the same time, so none waited for another's task.
+    -- Ten requests at once, each waiting on the thread pool (until all ten
+    -- are in flight, then 200 ms): all ten jobs run at the same time, so no
+    -- task waited for another's.
     local ths = {}
     for i = 1, 10 do
       ths[i] = rill.spawn(function() return get(port, ("/add?a=%d&b=40"):format(i)) end)

@@ -28,6 +28,7 @@ FIGURES = {
     "proxy": ["cpu_us", "up_mbs", "down_mbs", "rss"],
     "workers": ["rps", "cpu_us"],
     "compress": ["mbs", "cpu_ms"],
+    "redis": ["single_cps", "pipe_cps"],
     "postgres": ["add_qcpu", "lookup_qcpu"],
 }
 

@@ -26,14 +26,23 @@ typedef struct {
 
 /* Jobs in flight now and at most; the pool's threads and the loop touch them. */
 static uv_mutex_t lock;
+static uv_cond_t more;
 static int in_flight, max_in_flight;
 static unsigned long ticks;
+/* SLOW_ADD_TOGETHER=n (for the spec): a job first waits, up to 10 s, until
+ * n jobs are in flight at once, which they can only be if no job's task
+ * holds up the others. */
+static int together;
 
 /* On a thread of libuv's pool: the slow part. */
 static void work(uv_work_t *req) {
   job_t *job = req->data;
   uv_mutex_lock(&lock);
   if (++in_flight > max_in_flight) max_in_flight = in_flight;
+  uv_cond_broadcast(&more);
+  uint64_t until = uv_hrtime() + 10000000000ull;
+  while (in_flight < together && max_in_flight < together && uv_hrtime() < until)
+    uv_cond_timedwait(&more, &lock, 100000000ull);
   uv_mutex_unlock(&lock);
   usleep(200 * 1000);
   job->sum = job->a + job->b;
@@ -116,6 +125,8 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8080;
   uv_loop_t *loop = uv_default_loop();
   uv_mutex_init(&lock);
+  uv_cond_init(&more);
+  if (getenv("SLOW_ADD_TOGETHER")) together = atoi(getenv("SLOW_ADD_TOGETHER"));
   int err = rill_new_on_loop(&rt, loop, NULL);
   if (err == 0) err = rill_register(rt, "slow_add", slow_add);
   if (err == 0) err = rill_register(rt, "stats", stats);

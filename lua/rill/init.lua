@@ -185,6 +185,7 @@ function rill.static(root, opts)
   return require("rill.static").new(root, opts)
 end
 lazy.fs = "rill.fs" -- files through the thread pool
+lazy.redis = "rill.redis" -- rill.redis.connect{...}
 lazy.shared = "rill.shared" -- dicts and channels shared by the workers
 lazy.metrics = "rill.metrics" -- every worker's counters: rill.metrics.collect(), .text()
 lazy.pg = "rill.pg" -- the Postgres client
