@@ -972,6 +972,7 @@ int rill__open_core(lua_State *L) {
   rill__open_multipart(L, w);
   rill__open_fs(L, w);
   rill__open_shared(L, w);
+  rill__open_crypto(L, w);
   luaL_getmetatable(L, RILL_STREAM_MT);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -3, "stream_methods");

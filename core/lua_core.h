@@ -55,6 +55,7 @@ struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
 void rill__open_process(lua_State *L, rill_worker_t *w);
 void rill__open_fs(lua_State *L, rill_worker_t *w);
 void rill__open_shared(lua_State *L, rill_worker_t *w);
+void rill__open_crypto(lua_State *L, rill_worker_t *w);
 
 /* lua_fs.c: the open file of a "rill.file" at idx (raises if it is not one,
  * or closed). */

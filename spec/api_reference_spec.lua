@@ -122,6 +122,8 @@ local KINDS = {
   metrics = "rill.metrics.",
   pool = "rill.pool.", pool_object = "conns:",
   redis = "rill.redis.", redis_client = "r:", redis_sub = "rs:", redis_sub_field = "rs.",
+  pg = "rill.pg.", pg_conn = "conn:", pg_copy_out = "cout:", pg_copy_in = "cin:",
+  pg_notifications = "ns:",
 }
 
 describe("lua/README.md", function()
@@ -170,6 +172,14 @@ describe("lua/README.md", function()
     add("rill", "pool", rill.pool)
     walk_table("pool", rill.pool)
     walk_methods("pool_object", rill.pool.new())
+
+    -- rill.pg and its objects (their methods; a server is not needed)
+    add("rill", "pg", rill.pg)
+    walk_table("pg", rill.pg)
+    walk_methods("pg_conn", setmetatable({}, rill.pg._Conn))
+    walk_methods("pg_copy_out", setmetatable({}, rill.pg._CopyOut))
+    walk_methods("pg_copy_in", setmetatable({}, rill.pg._CopyIn))
+    walk_methods("pg_notifications", setmetatable({}, rill.pg._Notifications))
 
     -- a thread, a timer, a child process
     local th = rill.spawn(function() return 1 end)

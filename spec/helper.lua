@@ -317,4 +317,69 @@ function helper.read_response(s)
   return status, headers, body
 end
 
+-- Debian's PostgreSQL, started for a spec: initdb and pg_ctl as the
+-- postgres user in a temporary directory, listening on 127.0.0.1 at a free
+-- port (and a Unix socket in the directory). opts: hba (the pg_hba.conf
+-- text; default: trust for everyone), conf (lines added to postgresql.conf),
+-- files ({name = path}: copied into the data directory, owned by postgres,
+-- mode 0600: a TLS certificate and key). Returns {port =, dir =, bin =,
+-- psql(sql [, user]) → code, out, err, stop()}, or nil and why (not
+-- installed, or could not start: the spec should be pending).
+function helper.postgres(opts)
+  opts = opts or {}
+  local bin = io.popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1"):read("*l")
+  if not bin or bin == "" or not io.open(bin .. "/initdb") then
+    return nil, "Debian's postgresql is not installed"
+  end
+  local dir = os.tmpname()
+  os.remove(dir)
+  local port = helper.free_port()
+  local code, _, err = helper.run({"sh", "-c", [[
+    set -e
+    mkdir -p "$2" && chown postgres "$2"
+    runuser -u postgres -- "$1/initdb" -D "$2/data" -A trust -U postgres >/dev/null
+  ]], "sh", bin, dir}, {timeout = 60000})
+  if code ~= 0 then
+    helper.run({"rm", "-rf", dir})
+    return nil, "initdb failed: " .. err
+  end
+  local function put(name, text)
+    local f = assert(io.open(dir .. "/data/" .. name, name == "postgresql.conf" and "ab" or "wb"))
+    f:write(text)
+    f:close()
+  end
+  if opts.hba then put("pg_hba.conf", opts.hba) end
+  put("postgresql.conf", "\n" .. (opts.conf or "") .. "\n")
+  for name, path in pairs(opts.files or {}) do
+    helper.run({"sh", "-c", 'cp "$1" "$2" && chown postgres "$2" && chmod 600 "$2"', "sh", path,
+      dir .. "/data/" .. name})
+  end
+  code, _, err = helper.run({"runuser", "-u", "postgres", "--", bin .. "/pg_ctl", "-D",
+    dir .. "/data", "-l", dir .. "/log", "-w", "-o",
+    ("-p %d -k %s -c listen_addresses=127.0.0.1"):format(port, dir), "start"}, {timeout = 60000})
+  if code ~= 0 then
+    local f = io.open(dir .. "/log")
+    local log = f and f:read("*a") or ""
+    if f then f:close() end
+    helper.run({"rm", "-rf", dir})
+    return nil, "could not start Postgres: " .. err .. log
+  end
+  local pgs = {port = port, dir = dir, bin = bin}
+  -- psql as the postgres user over the Unix socket (trust)
+  function pgs.psql(sql, user)
+    return helper.run({"runuser", "-u", "postgres", "--", bin .. "/psql", "-h", dir, "-p",
+      tostring(port), "-U", user or "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tAc", sql},
+      {timeout = 60000})
+  end
+  local stopped = false
+  function pgs.stop()
+    if stopped then return end
+    stopped = true
+    helper.run({"runuser", "-u", "postgres", "--", bin .. "/pg_ctl", "-D", dir .. "/data",
+      "-m", "immediate", "-w", "stop"}, {timeout = 30000})
+    helper.run({"rm", "-rf", dir})
+  end
+  return pgs
+end
+
 return helper

@@ -465,20 +465,10 @@ describe("websocket to tcp bridge", function()
   end)
 
   it("lets psql run SELECT 1 against Postgres through a TCP → WebSocket adapter", function()
-    local bin = io.popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1"):read("*l")
-    if not bin or bin == "" or not io.open(bin .. "/initdb") then
-      return pending("Debian's postgresql is not installed")
-    end
-    local dir = os.tmpname()
-    os.remove(dir)
-    local pgport = helper.free_port()
-    local code, _, err = helper.run({"sh", "-c", ([[
-      set -e
-      mkdir -p %s && chown postgres %s
-      runuser -u postgres -- %s/initdb -D %s/data -A trust -U postgres >/dev/null
-      runuser -u postgres -- %s/pg_ctl -D %s/data -l %s/log -w -o "-p %d -k %s -c listen_addresses=127.0.0.1" start >/dev/null
-    ]]):format(dir, dir, bin, dir, bin, dir, dir, pgport, dir)}, {timeout = 60000})
-    if code ~= 0 then return pending("could not start Postgres: " .. err) end
+    local pgs, why = helper.postgres()
+    if not pgs then return pending(why) end
+    finally(pgs.stop)
+    local pgport = pgs.port
     local bridge = helper.start({"serve", "examples/ws_tcp_bridge.lua", "--listen",
       "127.0.0.1:0"}, {TARGET = "127.0.0.1:" .. pgport})
     -- The adapter: psql speaks TCP to it; it speaks WebSocket to the bridge.
@@ -486,14 +476,11 @@ describe("websocket to tcp bridge", function()
       local ws = assert(helper.ws(("ws://127.0.0.1:%d/"):format(bridge.port)))
       rill.pipe(sock, ws:as_stream())
     end})
-    local out
-    code, out, err = helper.run({"psql", "-h", "127.0.0.1", "-p", tostring(adapter:port()),
+    local code, out, err = helper.run({"psql", "-h", "127.0.0.1", "-p", tostring(adapter:port()),
       "-U", "postgres", "-tAc", "SELECT 1"}, {timeout = 30000, env = {PGCONNECT_TIMEOUT = "10",
       PATH = os.getenv("PATH"), PGSSLMODE = "disable"}})
     adapter:close()
-    helper.run({"runuser", "-u", "postgres", "--", bin .. "/pg_ctl", "-D", dir .. "/data",
-      "-m", "fast", "stop"}, {timeout = 30000})
-    helper.run({"rm", "-rf", dir})
+    pgs.stop()
     assert.equal(0, bridge.stop())
     assert.equal(0, code, err)
     assert.equal("1\n", out)

@@ -29,6 +29,7 @@ FIGURES = {
     "workers": ["rps", "cpu_us"],
     "compress": ["mbs", "cpu_ms"],
     "redis": ["single_cps", "pipe_cps"],
+    "postgres": ["add_qcpu", "lookup_qcpu"],
 }
 
 

@@ -188,6 +188,7 @@ lazy.fs = "rill.fs" -- files through the thread pool
 lazy.redis = "rill.redis" -- rill.redis.connect{...}
 lazy.shared = "rill.shared" -- dicts and channels shared by the workers
 lazy.metrics = "rill.metrics" -- every worker's counters: rill.metrics.collect(), .text()
+lazy.pg = "rill.pg" -- the Postgres client
 lazy.pool = "rill.pool" -- idle connections kept for reuse, by key
 
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
