@@ -285,6 +285,12 @@ static void push_config(rill_t *r, lua_State *L) {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+static int level_known(const char *name) {
+  for (int i = 0; i < 4; i++)
+    if (strcmp(name, level_names[i]) == 0) return 1;
+  return 0;
+}
+
 static int level_of(const char *name) {
   for (int i = 0; name && i < 4; i++)
     if (strcmp(name, level_names[i]) == 0) return i;
@@ -360,11 +366,35 @@ static void pin(rill_t *r, int id) {
   }
 }
 
+/* A write to a socket whose peer has gone must not raise SIGPIPE in the
+ * host's process (the write fails with EPIPE instead). rill's own threads
+ * keep it blocked; the thread in rill_run() blocks it while it runs the
+ * loop, and takes any that came before it restores the host's mask. Only
+ * these threads' masks change: the process's disposition is the host's. */
+static void sigpipe_block(sigset_t *old) {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, old);
+}
+
+static void sigpipe_restore(const sigset_t *old) {
+  if (sigismember(old, SIGPIPE)) return; /* it was blocked before: nothing to do */
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(&pipe, NULL, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 static void worker_thread(void *arg) {
   thread_arg_t *ta = arg;
   rill_t *r = ta->r;
   int id = ta->id;
   free(ta);
+  sigpipe_block(NULL);
   pin(r, id);
   int err = boot(r, id, NULL);
   if (err && r->boot_error == 0) r->boot_error = err;
@@ -495,7 +525,13 @@ static char *strdup_or_null(const char *s) {
   return s ? strdup(s) : NULL;
 }
 
+static int level_known(const char *name);
+
 static int create(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) {
+  /* Options that cannot work are refused here, not found out later. */
+  if (opts && (opts->workers < 0 || opts->grace < 0 ||
+               (opts->log_level && !level_known(opts->log_level))))
+    return UV_EINVAL;
   rill_t *r = calloc(1, sizeof(*r));
   if (r == NULL) return UV_ENOMEM;
   if (opts) r->o = *opts;
@@ -615,7 +651,11 @@ int rill_run_once(rill_t *r) {
     int err = rill_start(r);
     if (err) return err;
   }
-  return uv_run(r->workers[0]->loop, UV_RUN_NOWAIT) != 0;
+  sigset_t old;
+  sigpipe_block(&old);
+  int more = uv_run(r->workers[0]->loop, UV_RUN_NOWAIT) != 0;
+  sigpipe_restore(&old);
+  return more;
 }
 
 static void join_threads(rill_t *r) {
@@ -634,7 +674,10 @@ int rill_run(rill_t *r) {
     }
   }
   if (r->host_loop) return RILL_ESTATE; /* the host runs its loop */
+  sigset_t old;
+  sigpipe_block(&old);
   uv_run(r->workers[0]->loop, UV_RUN_DEFAULT);
+  sigpipe_restore(&old);
   /* Worker 0 is done: so are the others. */
   for (int i = 1; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_STOP);

@@ -403,6 +403,12 @@ describe("embedding", function()
     local port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
     assert.is_truthy(port, line)
     assert.equal("the answer is 42\n", get(port, "/"))
+    -- streamed answers cut short: rill writes to gone clients, and the host
+    -- (which ignores no signal) lives on
+    for _ = 1, 5 do
+      helper.run({"sh", "-c", ("curl -s http://127.0.0.1:%d/stream | head -c 10 >/dev/null"):format(port)})
+    end
+    assert.equal("the answer is 42\n", get(port, "/"))
     host:kill(15)
     assert.equal(0, host:wait(10000))
     os.execute("rm -rf " .. prefix)

@@ -2,7 +2,8 @@
  * serves HTTP with the function's value.
  *
  *   cc host.c $(pkg-config --cflags --libs rill) -o host && ./host 8080
- *   curl http://127.0.0.1:8080/      → the answer is 42
+ *   curl http://127.0.0.1:8080/        → the answer is 42
+ *   curl http://127.0.0.1:8080/stream  → x... until the client closes
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,13 @@ static int answer(lua_State *L) {
 }
 
 static const char app[] = "local host = require 'rill.host'\n"
+                          "local block = ('x'):rep(65536)\n"
                           "return function(req, res)\n"
                           "  res:header('Content-Type', 'text/plain')\n"
+                          "  if req.path == '/stream' then -- until the client goes\n"
+                          "    while res:write(block) do end\n"
+                          "    return\n"
+                          "  end\n"
                           "  res:send('the answer is ' .. host.answer() .. '\\n')\n"
                           "end\n";
 

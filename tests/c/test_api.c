@@ -1,0 +1,115 @@
+/* The embedding API (rill.h) as a host meets it: options that cannot work
+ * are refused, messages are static, and no thread that runs rill's loops
+ * can be killed by SIGPIPE while the host's own mask is left as it was. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <rill.h>
+
+#include "check.h"
+
+/* Per worker: -1 not seen yet, else whether SIGPIPE was blocked in its thread
+ * while it served a request. */
+static int blocked[2] = {-1, -1};
+
+static int note_mask(lua_State *L) {
+  sigset_t now;
+  pthread_sigmask(SIG_BLOCK, NULL, &now);
+  int i = rill_worker_index(L);
+  if (i >= 0 && i < 2) __atomic_store_n(&blocked[i], sigismember(&now, SIGPIPE), __ATOMIC_SEQ_CST);
+  return 0;
+}
+
+static const char app[] = "local host = require 'rill.host'\n"
+                          "local block = ('x'):rep(65536)\n"
+                          "return function(req, res)\n"
+                          "  host.note_mask()\n"
+                          "  if req.path == '/stream' then\n"
+                          "    while res:write(block) do end\n"
+                          "    return\n"
+                          "  end\n"
+                          "  res:send('ok')\n"
+                          "end\n";
+
+static int port;
+
+static int connect_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Requests on fresh connections until both workers have served some, with
+ * streamed answers cut short (the server then writes to a gone peer). */
+static void *client(void *arg) {
+  rill_t *r = arg;
+  char buf[4096];
+  for (int i = 0; i < 400 && (__atomic_load_n(&blocked[0], __ATOMIC_SEQ_CST) < 0 ||
+                              __atomic_load_n(&blocked[1], __ATOMIC_SEQ_CST) < 0 || i < 20);
+       i++) {
+    int fd = connect_port();
+    if (fd < 0) break;
+    const char *req = i % 2 ? "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+                            : "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (write(fd, req, strlen(req)) < 0) break;
+    if (read(fd, buf, sizeof(buf)) < 0) break;
+    close(fd);
+  }
+  rill_stop(r);
+  return NULL;
+}
+
+int main(void) {
+  rill_t *r;
+  /* options that cannot work */
+  rill_options_t bad = {.log_level = "bogus"};
+  CHECK(rill_new(&r, &bad) == UV_EINVAL, "rill_new(&r, &bad) == UV_EINVAL");
+  bad = (rill_options_t){.workers = -1};
+  CHECK(rill_new(&r, &bad) == UV_EINVAL, "rill_new(&r, &bad) == UV_EINVAL");
+  bad = (rill_options_t){.grace = -1};
+  CHECK(rill_new(&r, &bad) == UV_EINVAL, "rill_new(&r, &bad) == UV_EINVAL");
+
+  /* static messages for rill's own codes, a name for libuv's, a number for others */
+  CHECK(strcmp(rill_strerror(RILL_ELOAD), "the app did not load") == 0, "strcmp(rill_strerror(RILL_ELOAD), \"the app did not load\") == 0");
+  CHECK(strcmp(rill_strerror(UV_ECONNRESET), "ECONNRESET: connection reset by peer") == 0, "strcmp(rill_strerror(UV_ECONNRESET), \"ECONNRESET: connection reset by peer\") == 0");
+  CHECK(strstr(rill_strerror(-30099), "-30099") != NULL, "strstr(rill_strerror(-30099), \"-30099\") != NULL");
+
+  rill_options_t o = {.workers = 2, .log_level = "warn", .grace = 5};
+  CHECK(rill_new(&r, &o) == 0, "rill_new(&r, &o) == 0");
+  CHECK(rill_register(r, "note_mask", note_mask) == 0, "rill_register(r, \"note_mask\", note_mask) == 0");
+  CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen(r, \"127.0.0.1\", 0, NULL) == 0");
+  CHECK(rill_load_string(r, app, "api-test") == 0, "rill_load_string(r, app, \"api-test\") == 0");
+  CHECK(rill_start(r) == 0, "rill_start(r) == 0");
+  port = rill_port(r, 0);
+  CHECK(port > 0, "port > 0");
+
+  sigset_t before, after;
+  pthread_sigmask(SIG_BLOCK, NULL, &before);
+  CHECK(!sigismember(&before, SIGPIPE), "!sigismember(&before, SIGPIPE)");
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, client, r) == 0, "pthread_create(&th, NULL, client, r) == 0");
+  CHECK(rill_run(r) == 0, "rill_run(r) == 0");
+  pthread_join(th, NULL);
+  rill_free(r);
+
+  /* both workers served with SIGPIPE blocked; the host's thread has its mask back */
+  CHECK(blocked[0] == 1, "blocked[0] == 1");
+  CHECK(blocked[1] == 1, "blocked[1] == 1");
+  pthread_sigmask(SIG_BLOCK, NULL, &after);
+  CHECK(!sigismember(&after, SIGPIPE), "!sigismember(&after, SIGPIPE)");
+  printf("%d checks, %d failures\n", checks, failures);
+  return failures != 0;
+}
