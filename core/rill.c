@@ -687,6 +687,18 @@ int rill_run(rill_t *r) {
 
 int rill_reload(rill_t *r) {
   if (!r->started) return RILL_ESTATE;
+  /* A file that does not compile is refused here, so the host hears of it;
+   * the workers keep the code they run. (An error the app raises while it
+   * loads is found by each worker, which logs it and keeps its old code.) */
+  if (r->app_path) {
+    lua_State *L = luaL_newstate();
+    if (L == NULL) return UV_ENOMEM;
+    int bad = luaL_loadfile(L, r->app_path) != 0;
+    if (bad)
+      rill__log(r->workers[0], RILL_LOG_ERROR, "reload refused: %s", lua_tostring(L, -1));
+    lua_close(L);
+    if (bad) return RILL_ELOAD;
+  }
   reload_ticket_keys(r->workers[0]);
   for (int i = 0; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_RELOAD);

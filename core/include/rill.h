@@ -149,7 +149,8 @@ RILL_API int rill_run(rill_t *r);
  * own loop to drive). Returns 1 while there is more to do, 0 when done. */
 RILL_API int rill_run_once(rill_t *r);
 /* Loads the app again in every worker; requests in flight finish on the old
- * code. A failed reload keeps the old handler. */
+ * code. A failed reload keeps the old handler. An app file that does not
+ * compile is refused at once: RILL_ELOAD, with the reason in the log. */
 RILL_API int rill_reload(rill_t *r);
 /* Stops gracefully: no new connections, requests in flight finish within the
  * grace period, WebSockets are closed with 1001. Safe from any thread. */

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -110,6 +111,29 @@ int main(void) {
   CHECK(blocked[1] == 1, "blocked[1] == 1");
   pthread_sigmask(SIG_BLOCK, NULL, &after);
   CHECK(!sigismember(&after, SIGPIPE), "!sigismember(&after, SIGPIPE)");
+  /* a reload of a file that does not compile is refused, and said to the host */
+  char path[] = "/tmp/rill-test-api-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp");
+  const char good[] = "return function(req, res) res:send('ok') end\n";
+  const char broken[] = "return function(req, res) res:send('ok' end\n";
+  CHECK(write(fd, good, sizeof(good) - 1) == (ssize_t)(sizeof(good) - 1), "write good");
+  rill_options_t one = {.workers = 1, .log_level = "error"};
+  CHECK(rill_new(&r, &one) == 0, "rill_new");
+  CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen");
+  CHECK(rill_load_file(r, path) == 0, "rill_load_file");
+  CHECK(rill_start(r) == 0, "rill_start");
+  CHECK(rill_reload(r) == 0, "reload of a good file");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, broken, sizeof(broken) - 1, 0) > 0, "write broken");
+  CHECK(rill_reload(r) == RILL_ELOAD, "reload of a broken file gives RILL_ELOAD");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, good, sizeof(good) - 1, 0) > 0, "write good again");
+  CHECK(rill_reload(r) == 0, "reload of the mended file");
+  close(fd);
+  unlink(path);
+  rill_stop(r);
+  CHECK(rill_run(r) == 0, "rill_run after rill_stop");
+  rill_free(r);
+
   printf("%d checks, %d failures\n", checks, failures);
   return failures != 0;
 }
