@@ -58,6 +58,8 @@ struct rill_s {
   int *ports; /* per listen spec: the port bound */
   char *app_path, *app_code, *app_name;
   int *slots; /* per listen call of a worker, in order: the port bound */
+  void (*on_stop)(rill_t *r, void *ud); /* rill_on_stop */
+  void *on_stop_ud;
   int nslots;
   /* the command line: each worker runs rill.cli.main(argv...) */
   int cli, argc;
@@ -207,7 +209,7 @@ static void run_lua(rill_worker_t *w, const char *code) {
 
 static void on_command(rill_worker_t *w, int cmds) {
   if (cmds & RILL_CMD_FORCE) {
-    uv_stop(w->loop);
+    rill__worker_stop_now(w);
     return;
   }
   if (cmds & RILL_CMD_STOP) rill__worker_stop(w, w->rt ? grace_ms(w->rt) : 30000);
@@ -298,6 +300,7 @@ static int level_of(const char *name) {
 }
 
 static void control_start(rill_t *r);
+static void worker0_stopped(rill_worker_t *w);
 
 /* Creates worker id and runs its bootstrap; 0 or an error. */
 static int boot(rill_t *r, int id, uv_loop_t *loop) {
@@ -311,6 +314,7 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   w->port_bound = port_bound;
   w->log_level = level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
   w->on_command = on_command;
+  if (id == 0) w->on_stopped = worker0_stopped;
   /* Signals are watched before the bootstrap logs its ports: whoever reads
    * them may send SIGTERM at once (it is handled when the loop first runs). */
   if (id == 0 && !r->host_loop && !r->cli) control_start(r);
@@ -655,7 +659,8 @@ int rill_run_once(rill_t *r) {
   sigpipe_block(&old);
   int more = uv_run(r->workers[0]->loop, UV_RUN_NOWAIT) != 0;
   sigpipe_restore(&old);
-  return more;
+  /* Once the stop has finished there is nothing more to do: rill_free. */
+  return more && !r->workers[0]->stop_done;
 }
 
 static void join_threads(rill_t *r) {
@@ -702,6 +707,19 @@ int rill_reload(rill_t *r) {
   reload_ticket_keys(r->workers[0]);
   for (int i = 0; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_RELOAD);
+  return 0;
+}
+
+/* Worker 0's stop has finished: the host hears it. */
+static void worker0_stopped(rill_worker_t *w) {
+  rill_t *r = w->rt;
+  if (r && r->on_stop) r->on_stop(r, r->on_stop_ud);
+}
+
+int rill_on_stop(rill_t *r, void (*cb)(rill_t *r, void *ud), void *ud) {
+  if (r->started) return RILL_ESTATE;
+  r->on_stop = cb;
+  r->on_stop_ud = ud;
   return 0;
 }
 

@@ -55,15 +55,30 @@ static int busy(rill_worker_t *w) {
   return 0;
 }
 
+void rill__worker_stop_now(rill_worker_t *w) {
+  if (w->stop_done) return;
+  w->stop_done = 1;
+  if (w->graceful) {
+    uv_timer_stop(&w->stop_check);
+    uv_timer_stop(&w->grace_timer);
+  }
+  if (w->on_stopped) w->on_stopped(w);
+  /* A host's loop is the host's to stop: we only take ours off it. */
+  if (w->own_loop)
+    uv_stop(w->loop);
+  else
+    rill__worker_close(w);
+}
+
 static void stop_check_cb(uv_timer_t *t) {
   rill_worker_t *w = t->data;
-  if (!busy(w)) uv_stop(w->loop);
+  if (!busy(w)) rill__worker_stop_now(w);
 }
 
 static void grace_cb(uv_timer_t *t) {
   rill_worker_t *w = t->data;
   rill__log(w, RILL_LOG_WARN, "grace period over: closing what is left");
-  uv_stop(w->loop);
+  rill__worker_stop_now(w);
 }
 
 void rill__worker_stop(rill_worker_t *w, unsigned grace_ms) {
@@ -190,7 +205,9 @@ static void close_stray(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, close_stray_cb);
 }
 
-void rill__worker_free(rill_worker_t *w) {
+void rill__worker_close(rill_worker_t *w) {
+  if (w->closed) return;
+  w->closed = 1;
   w->stopping = 1;
   /* Destroying an object may unlink others (whatever was bound to it); take
    * the head each time. */
@@ -208,9 +225,16 @@ void rill__worker_free(rill_worker_t *w) {
     uv_close((uv_handle_t *)&w->stop_check, close_stray_cb);
     uv_close((uv_handle_t *)&w->grace_timer, close_stray_cb);
   }
+}
+
+void rill__worker_free(rill_worker_t *w) {
+  /* Closed by its stop on a host's loop that has turned since: every close
+   * is done (the host's uv_run returned), so the loop is not turned here. */
+  int closed_before = w->closed && !w->own_loop;
+  rill__worker_close(w);
   if (w->own_loop) {
     uv_run(w->loop, UV_RUN_DEFAULT);
-  } else {
+  } else if (!closed_before) {
     /* The host's loop has handles of its own: turn it until ours are gone. */
     for (int i = 0; i < 16; i++)
       uv_run(w->loop, UV_RUN_NOWAIT);

@@ -134,6 +134,9 @@ struct rill_worker_s {
   void (*on_command)(rill_worker_t *w, int cmds);
   /* a graceful stop in progress */
   int graceful;
+  int stop_done;  /* the stop has finished: nothing in flight, or the grace is over */
+  int closed;     /* rill__worker_close has run: every object and handle is closing */
+  void (*on_stopped)(rill_worker_t *w); /* called once, when the stop finishes */
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
   uint64_t requests; /* HTTP requests dispatched */
@@ -158,8 +161,17 @@ void rill__worker_command(rill_worker_t *w, int cmd);
 /* Begins a graceful stop: see rill_obj_s.shutdown. The loop stops once no
  * connection, WebSocket or busy task is left, or after grace_ms. */
 void rill__worker_stop(rill_worker_t *w, unsigned grace_ms);
-/* Destroys every object, closes and frees the services, closes the loop (if
- * its own) and frees the worker. */
+/* Ends the stop now (the grace period is over, or a forced stop): calls
+ * on_stopped; then stops the loop if it is the worker's own, or, on a host's
+ * loop, closes everything of the worker's (rill__worker_close), so that the
+ * host's uv_run returns by itself once its own handles are gone. */
+void rill__worker_stop_now(rill_worker_t *w);
+/* Destroys every object and closes every handle of the worker's (they
+ * finish closing as the loop turns); the Lua state stays until
+ * rill__worker_free. Once only. */
+void rill__worker_close(rill_worker_t *w);
+/* Closes the worker (if not closed yet), frees the services, closes the
+ * loop (if its own) and frees the worker. */
 void rill__worker_free(rill_worker_t *w);
 
 /* Reads m (another worker's counters) into out, field by field, with

@@ -379,8 +379,10 @@ describe("embedding", function()
     assert.equal(10, most)
     host:kill(15)
     assert.equal(0, host:wait(10000))
-    -- every handle rill made on the host's loop was closed: uv_loop_close gave 0
-    assert.equal("slow_add: loop closed: 0\n", host.stdout:read_all(4096))
+    -- the host's uv_run returned by itself, after rill's stop had finished and
+    -- with nothing of rill's left on the loop; then uv_loop_close gave 0
+    assert.equal("slow_add: stopped 1, loop alive 0\nslow_add: loop closed: 0\n",
+      host.stdout:read_all(4096))
   end)
 
   it("installs librill and rill.pc; examples/embed/host.c builds with pkg-config alone " ..

@@ -153,8 +153,18 @@ RILL_API int rill_run_once(rill_t *r);
  * compile is refused at once: RILL_ELOAD, with the reason in the log. */
 RILL_API int rill_reload(rill_t *r);
 /* Stops gracefully: no new connections, requests in flight finish within the
- * grace period, WebSockets are closed with 1001. Safe from any thread. */
+ * grace period, WebSockets are closed with 1001. Safe from any thread.
+ *
+ * On the host's loop (rill_new_on_loop) rill never calls uv_stop: when the
+ * stop has finished it closes every handle of its own, so the host's uv_run
+ * returns by itself once the host's handles are gone too; call rill_free
+ * after that uv_run has returned. With rill's own loops, rill_run returns,
+ * and rill_run_once returns 0 from then on. */
 RILL_API int rill_stop(rill_t *r);
+/* Before rill_start: cb(r, ud) runs once, on worker 0's thread (the host's
+ * loop thread with rill_new_on_loop), when a stop has finished: requests in
+ * flight are done or the grace period is over. */
+RILL_API int rill_on_stop(rill_t *r, void (*cb)(rill_t *r, void *ud), void *ud);
 /* The port a listener got (after rill_start), by the order of rill_listen. */
 RILL_API int rill_port(rill_t *r, int index);
 RILL_API void rill_free(rill_t *r);

@@ -114,6 +114,14 @@ static void tick(uv_timer_t *t) {
 
 static rill_t *rt;
 static uv_signal_t term;
+static int stopped;
+
+/* rill's stop has finished: it has closed its handles on our loop. */
+static void on_stop(rill_t *r, void *ud) {
+  (void)r;
+  (void)ud;
+  stopped = 1;
+}
 
 static void on_term(uv_signal_t *s, int signum) {
   (void)signum;
@@ -128,6 +136,7 @@ int main(int argc, char **argv) {
   uv_cond_init(&more);
   if (getenv("SLOW_ADD_TOGETHER")) together = atoi(getenv("SLOW_ADD_TOGETHER"));
   int err = rill_new_on_loop(&rt, loop, NULL);
+  if (err == 0) err = rill_on_stop(rt, on_stop, NULL);
   if (err == 0) err = rill_register(rt, "slow_add", slow_add);
   if (err == 0) err = rill_register(rt, "stats", stats);
   if (err == 0) err = rill_listen(rt, "127.0.0.1", port, NULL);
@@ -145,7 +154,10 @@ int main(int argc, char **argv) {
   uv_signal_start(&term, on_term, SIGTERM);
   printf("slow_add: listening on 127.0.0.1:%d\n", rill_port(rt, 0));
   fflush(stdout);
+  /* Returns by itself once rill has stopped and closed what it had here (the
+   * timer is unreferenced, the signal handle closed): rill never stops it. */
   uv_run(loop, UV_RUN_DEFAULT);
+  printf("slow_add: stopped %d, loop alive %d\n", stopped, uv_loop_alive(loop));
   uv_close((uv_handle_t *)&timer, NULL);
   rill_free(rt);
   uv_run(loop, UV_RUN_DEFAULT);
