@@ -42,6 +42,12 @@ static const char app[] = "local host = require 'rill.host'\n"
 
 static int port;
 
+static int stops;
+static void on_stop(rill_t *r, void *ud) {
+  (void)r;
+  (*(int *)ud)++;
+}
+
 static int connect_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -132,6 +138,25 @@ int main(void) {
   unlink(path);
   rill_stop(r);
   CHECK(rill_run(r) == 0, "rill_run after rill_stop");
+  rill_free(r);
+
+  /* a host driving rill's loop with rill_run_once hears when the stop is done */
+  CHECK(rill_new(&r, &one) == 0, "rill_new for run_once");
+  CHECK(rill_on_stop(r, on_stop, &stops) == 0, "rill_on_stop");
+  CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen");
+  CHECK(rill_load_string(r, app, "run-once") == 0, "rill_load_string");
+  CHECK(rill_register(r, "note_mask", note_mask) == 0, "rill_register");
+  CHECK(rill_start(r) == 0, "rill_start");
+  CHECK(rill_run_once(r) == 1, "rill_run_once while serving");
+  rill_stop(r);
+  int turns = 0;
+  while (rill_run_once(r) && turns < 20000) {
+    usleep(1000);
+    turns++;
+  }
+  CHECK(turns < 20000, "rill_run_once returns 0 once the stop is done (%d turns)", turns);
+  CHECK(stops == 1, "the stop callback ran once (%d)", stops);
+  CHECK(rill_run_once(r) == 0, "and 0 after that");
   rill_free(r);
 
   printf("%d checks, %d failures\n", checks, failures);
