@@ -2,25 +2,15 @@
 -- writable one) and the notifications of LISTEN, as methods of the
 -- connection (conn:copy_out, conn:copy_in, conn:notifications).
 local rill = require "rill"
-local core = require "rill.core"
-local bit = require "bit"
-local pool_mod = require "rill.pool"
 
-local band, rshift, bxor = bit.band, bit.rshift, bit.bxor
-local byte, char, sub, find, format, rep = string.byte, string.char, string.sub, string.find,
-  string.format, string.rep
-local concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack =
-  table.concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack
-local floor, huge = math.floor, math.huge
-local ok_new, new_tab = pcall(require, "table.new")
-if not ok_new then new_tab = function() return {} end end
+local byte, char, sub, find = string.byte, string.char, string.sub, string.find
+local concat = table.concat
+local select, type, tostring, error, setmetatable = select, type, tostring, error,
+  setmetatable
 local W = require "rill.pg.wire"
-local Conn, i32, msg, SYNC, EXECUTE, DESCRIBE_PORTAL, TERMINATE, hex, bind_msg = W.Conn, W.i32,
-  W.msg, W.SYNC, W.EXECUTE, W.DESCRIBE_PORTAL, W.TERMINATE, W.hex, W.bind_msg
-local kill, fail, recv, next_msg, async, send, cstring, fields, error_text = W.kill, W.fail,
-  W.recv, W.next_msg, W.async, W.send, W.cstring, W.fields, W.error_text
-local columns, row_of, NO_COLUMNS, command_info, finish_error, forget, result, begin = W.columns,
-  W.row_of, W.NO_COLUMNS, W.command_info, W.finish_error, W.forget, W.result, W.begin
+local Conn, i32, msg, kill, fail, recv, next_msg, async, send, fields, finish_error, result,
+  begin = W.Conn, W.i32, W.msg, W.kill, W.fail, W.recv, W.next_msg, W.async, W.send,
+  W.fields, W.finish_error, W.result, W.begin
 
 -- ---- notifications: a stream of them ----
 

@@ -22,21 +22,19 @@ local core = require "rill.core"
 local bit = require "bit"
 local pool_mod = require "rill.pool"
 
-local band, rshift, bxor = bit.band, bit.rshift, bit.bxor
-local byte, char, sub, find, format, rep = string.byte, string.char, string.sub, string.find,
-  string.format, string.rep
-local concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack =
-  table.concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack
-local floor, huge = math.floor, math.huge
-local ok_new, new_tab = pcall(require, "table.new")
-if not ok_new then new_tab = function() return {} end end
+local bxor = bit.bxor
+local byte, char, sub, find = string.byte, string.char, string.sub, string.find
+local concat = table.concat
+local select, type, tostring, tonumber, error, pcall, setmetatable, unpack = select, type,
+  tostring, tonumber, error, pcall, setmetatable, unpack
+local floor = math.floor
 local W = require "rill.pg.wire"
-local Conn, i32, msg, SYNC, EXECUTE, DESCRIBE_PORTAL, TERMINATE, hex, bind_msg = W.Conn, W.i32,
-  W.msg, W.SYNC, W.EXECUTE, W.DESCRIBE_PORTAL, W.TERMINATE, W.hex, W.bind_msg
-local kill, fail, recv, next_msg, async, send, cstring, fields, error_text = W.kill, W.fail,
-  W.recv, W.next_msg, W.async, W.send, W.cstring, W.fields, W.error_text
-local columns, row_of, NO_COLUMNS, command_info, finish_error, forget, result, begin = W.columns,
-  W.row_of, W.NO_COLUMNS, W.command_info, W.finish_error, W.forget, W.result, W.begin
+local Conn, i32, msg, SYNC, EXECUTE, DESCRIBE_PORTAL, TERMINATE, hex, bind_msg, kill, fail,
+  next_msg, send, cstring, fields, error_text, columns, row_of, NO_COLUMNS, command_info,
+  forget, result, begin = W.Conn, W.i32, W.msg, W.SYNC, W.EXECUTE, W.DESCRIBE_PORTAL,
+  W.TERMINATE, W.hex, W.bind_msg, W.kill, W.fail, W.next_msg, W.send, W.cstring, W.fields,
+  W.error_text, W.columns, W.row_of, W.NO_COLUMNS, W.command_info, W.forget, W.result,
+  W.begin
 local streams = require "rill.pg.copy"
 
 local pg = W.pg

@@ -6,15 +6,14 @@
 -- did not ask for: a large result or a COPY goes only as fast as the task
 -- pulls it. Failures that leave the connection unusable close it (fail).
 local rill = require "rill"
-local core = require "rill.core"
 local bit = require "bit"
-local pool_mod = require "rill.pool"
 
-local band, rshift, bxor = bit.band, bit.rshift, bit.bxor
-local byte, char, sub, find, format, rep = string.byte, string.char, string.sub, string.find,
-  string.format, string.rep
-local concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack =
-  table.concat, select, type, tostring, tonumber, error, pcall, setmetatable, unpack
+local band, rshift = bit.band, bit.rshift
+local byte, char, sub, find, format = string.byte, string.char, string.sub, string.find,
+  string.format
+local concat = table.concat
+local select, type, tostring, tonumber, error, pcall, setmetatable = select, type, tostring,
+  tonumber, error, pcall, setmetatable
 local floor, huge = math.floor, math.huge
 local ok_new, new_tab = pcall(require, "table.new")
 if not ok_new then new_tab = function() return {} end end
