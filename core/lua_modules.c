@@ -85,7 +85,8 @@ int rill__lua_setup(rill_worker_t *w, const char *extra_path) {
   lua_getfield(L, -1, "path");
   const char *e = extra_path ? extra_path : "", *v = env ? env : "", *d = dir ? dir : "";
   lua_pushfstring(L, "%s%s%s%s%s%s%s%s%s", e, *e ? ";" : "", v, *v ? ";" : "", d,
-                  dir ? "/?.lua;" : "", d, dir ? "/?/init.lua;" : "", lua_tostring(L, -1));
+                  dir ? "/?.lua;" : "", d, dir ? "/?/init.lua;" : "",
+                  lua_tostring(L, -1));
   lua_setfield(L, -3, "path");
   lua_pop(L, 2);
   return 0;

@@ -32,7 +32,8 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
   module_t *m = ud;
   if (m->len + sz > m->cap) {
     size_t cap = m->cap ? m->cap * 2 : 4096;
-    while (cap < m->len + sz) cap *= 2;
+    while (cap < m->len + sz)
+      cap *= 2;
     unsigned char *c = realloc(m->code, cap);
     if (c == NULL) return 1;
     m->code = c;
@@ -139,7 +140,8 @@ int main(int argc, char **argv) {
   }
   fprintf(out, "\nconst rill_lua_module_t rill__lua_modules[] = {\n");
   for (int i = 0; i < n; i++)
-    fprintf(out, "  {\"%s\", \"%s\", m%d, sizeof(m%d)},\n", mods[i].name, mods[i].chunk, i, i);
+    fprintf(out, "  {\"%s\", \"%s\", m%d, sizeof(m%d)},\n", mods[i].name, mods[i].chunk,
+            i, i);
   fprintf(out, "};\nconst int rill__lua_nmodules = %d;\n", n);
   if (fclose(out) != 0 || rename(tmp, argv[1]) != 0) {
     fprintf(stderr, "%s: cannot write %s\n", argv[0], argv[1]);
