@@ -1,0 +1,527 @@
+/* The HTTP/2 server layer (h2_conn.c, h2_stream.c) without Lua, over the
+ * in-memory transport, with nghttp2 itself as the client: concurrent
+ * streams, a body nobody reads stalling only its stream, windows granted as
+ * the reader reads, response writes waiting on a closed window, the rapid
+ * reset budget, a head too large, a graceful stop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "h2_conn.h"
+#include "memstream.h"
+
+#include "check.h"
+
+static rill_worker_t *W;
+
+/* ---- the server side: C handlers picked by the path ---- */
+
+typedef struct {
+  rill_binding_t b;
+  rill_h2_stream_t *st;
+  char path[64];
+  size_t got;          /* body bytes read */
+  size_t read_budget;  /* /slow: bytes it may read now */
+  size_t to_write, written;
+  int drained, eagain, done, ended;
+} hreq_t;
+
+static hreq_t *reqs[256];
+static int nreqs;
+static int conn_closed;
+
+static void finish(hreq_t *h) {
+  if (h->done) return;
+  h->done = 1;
+  rill__stream_unbind(&h->b);
+  rill__h2_stream_handler_done(h->st, 1);
+}
+
+/* Reads what the budget allows; at the end answers with the count. */
+static void read_body(hreq_t *h) {
+  rill_stream_t *s = &h->st->body;
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r = s->vt->peek(s, &p, &n);
+    if (r == RILL_EOF) {
+      char num[32];
+      int len = snprintf(num, sizeof(num), "%zu", h->got);
+      h->ended = 1;
+      rill__h2_respond(h->st, 200, NULL, 0, num, (size_t)len);
+      finish(h);
+      return;
+    }
+    if (r < 0) {
+      finish(h);
+      return;
+    }
+    if (n > h->read_budget) n = h->read_budget;
+    if (n == 0) break;
+    s->vt->consume(s, n);
+    h->got += n;
+    h->read_budget -= n;
+  }
+  if (h->read_budget > 0 && s->vt->fill(s) < 0) finish(h);
+}
+
+static void h_readable(rill_binding_t *b, int status) {
+  read_body(rill__container_of(b, hreq_t, b));
+}
+
+static const rill_binding_ops_t h_ops = {.readable = h_readable};
+
+static void write_more(hreq_t *h) {
+  static char block[16384];
+  while (h->written < h->to_write) {
+    size_t n = h->to_write - h->written < sizeof(block) ? h->to_write - h->written : sizeof(block);
+    int r = rill__h2_write(h->st, 200, NULL, 0, block, n);
+    if (r < 0 && r != RILL_EAGAIN) {
+      finish(h);
+      return;
+    }
+    h->written += n;
+    if (r == RILL_EAGAIN) {
+      h->eagain++;
+      return;
+    }
+  }
+  rill__h2_finish(h->st, 200, NULL, 0, NULL, 0);
+  finish(h);
+}
+
+static void on_request(rill_h2_stream_t *st) {
+  hreq_t *h = calloc(1, sizeof(*h));
+  h->st = st;
+  st->data = h;
+  snprintf(h->path, sizeof(h->path), "%.*s", (int)st->head.path_len, st->head.path);
+  reqs[nreqs++] = h;
+  if (strcmp(h->path, "/hello") == 0) {
+    rill_hdr_t hd = {"X-Test", 6, "yes", 3};
+    rill__h2_respond(st, 200, &hd, 1, "hello", 5);
+    finish(h);
+  } else if (strcmp(h->path, "/echo") == 0) {
+    h->read_budget = SIZE_MAX;
+    rill__stream_bind(&st->body, &h->b, &h_ops);
+    read_body(h);
+  } else if (strcmp(h->path, "/slow") == 0) {
+    rill__stream_bind(&st->body, &h->b, &h_ops); /* reads only when told */
+  } else if (strncmp(h->path, "/big", 4) == 0) {
+    h->to_write = (size_t)atol(h->path + 5);
+    write_more(h);
+  } else if (strcmp(h->path, "/trailers") == 0) {
+    rill_hdr_t t = {"grpc-status", 11, "0", 1};
+    rill__h2_write(st, 200, NULL, 0, "abc", 3);
+    rill__h2_finish(st, 200, NULL, 0, &t, 1);
+    finish(h);
+  }
+  /* "/hang": no answer until the test gives one */
+}
+
+static void on_drained(rill_h2_stream_t *st, int status) {
+  hreq_t *h = st->data;
+  h->drained++;
+  if (status < 0) {
+    finish(h);
+    return;
+  }
+  write_more(h);
+}
+
+static void on_close(rill_h2_conn_t *c) { conn_closed = 1; }
+
+/* ---- the client: nghttp2 over the memstream ---- */
+
+typedef struct {
+  int32_t id;
+  int status;
+  size_t got;
+  char body[256];
+  int closed;
+  uint32_t error;
+  int trailer_seen;
+  /* a request body to send */
+  size_t body_left;
+} cstream_t;
+
+typedef struct {
+  nghttp2_session *s;
+  memstream_t *m;
+  cstream_t st[256];
+  int n;
+  int goaway;
+  uint32_t goaway_error;
+  int32_t goaway_last;
+  uint8_t *out;
+  size_t olen, ocap;
+} client_t;
+
+static cstream_t *cfind(client_t *cl, int32_t id) {
+  for (int i = 0; i < cl->n; i++)
+    if (cl->st[i].id == id) return &cl->st[i];
+  return NULL;
+}
+
+static ssize_t c_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
+                      void *user) {
+  client_t *cl = user;
+  memstream_feed(cl->m, data, len);
+  return (ssize_t)len;
+}
+
+static int c_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                    size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                    void *user) {
+  cstream_t *cs = cfind(user, frame->hd.stream_id);
+  if (cs == NULL) return 0;
+  if (namelen == 7 && memcmp(name, ":status", 7) == 0) cs->status = atoi((const char *)value);
+  if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) cs->trailer_seen = 1;
+  return 0;
+}
+
+static int c_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                  size_t len, void *user) {
+  cstream_t *cs = cfind(user, id);
+  if (cs == NULL) return 0;
+  if (cs->got < sizeof(cs->body) - 1) {
+    size_t k = len < sizeof(cs->body) - 1 - cs->got ? len : sizeof(cs->body) - 1 - cs->got;
+    memcpy(cs->body + cs->got, data, k);
+  }
+  cs->got += len;
+  return 0;
+}
+
+static int c_close(nghttp2_session *s, int32_t id, uint32_t err, void *user) {
+  cstream_t *cs = cfind(user, id);
+  if (cs) {
+    cs->closed = 1;
+    cs->error = err;
+  }
+  return 0;
+}
+
+static int c_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
+  client_t *cl = user;
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    cl->goaway++;
+    cl->goaway_error = frame->goaway.error_code;
+    cl->goaway_last = frame->goaway.last_stream_id;
+  }
+  return 0;
+}
+
+static ssize_t c_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                           uint32_t *flags, nghttp2_data_source *src, void *user) {
+  cstream_t *cs = src->ptr;
+  size_t n = len < cs->body_left ? len : cs->body_left;
+  memset(buf, 'x', n);
+  cs->body_left -= n;
+  if (cs->body_left == 0) *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+static void client_init(client_t *cl, memstream_t *m, int auto_window) {
+  memset(cl, 0, sizeof(*cl));
+  cl->m = m;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_send_callback(cbs, c_send);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, c_header);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, c_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, c_close);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, c_frame);
+  nghttp2_option *opt;
+  nghttp2_option_new(&opt);
+  if (!auto_window) nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_session_client_new2(&cl->s, cbs, cl, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_submit_settings(cl->s, NGHTTP2_FLAG_NONE, NULL, 0);
+}
+
+static cstream_t *request(client_t *cl, const char *method, const char *path,
+                          size_t body, const nghttp2_nv *extra, size_t nextra) {
+  nghttp2_nv nv[16] = {
+      {(uint8_t *)":method", (uint8_t *)method, 7, strlen(method), 0},
+      {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+      {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+      {(uint8_t *)":authority", (uint8_t *)"example.org", 10, 11, 0},
+  };
+  for (size_t i = 0; i < nextra; i++)
+    nv[4 + i] = extra[i];
+  cstream_t *cs = &cl->st[cl->n++];
+  cs->body_left = body;
+  nghttp2_data_provider prd = {.source.ptr = cs, .read_callback = c_body_read};
+  cs->id = nghttp2_submit_request(cl->s, NULL, nv, 4 + nextra, body ? &prd : NULL, cs);
+  return cs;
+}
+
+/* Runs both sides until nothing moves. */
+static void pump(client_t *cl) {
+  for (int i = 0; i < 1000; i++) {
+    int moved = 0;
+    if (nghttp2_session_want_write(cl->s)) {
+      size_t before = cl->m->in_len;
+      nghttp2_session_send(cl->s);
+      moved |= cl->m->in_len != before;
+    }
+    moved |= memstream_run() > 0;
+    rill__worker_flush(W);
+    uv_run(W->loop, UV_RUN_NOWAIT);
+    if (cl->m->out_len > 0) {
+      char buf[65536];
+      size_t n;
+      while ((n = memstream_take(cl->m, buf, sizeof(buf))) > 0)
+        nghttp2_session_mem_recv(cl->s, (const uint8_t *)buf, n);
+      moved = 1;
+    }
+    if (!moved && !nghttp2_session_want_write(cl->s)) break;
+  }
+}
+
+static rill_h2_server_t srv;
+
+static rill_h2_conn_t *setup(client_t *cl, memstream_t **mp, int auto_window) {
+  nreqs = 0;
+  conn_closed = 0;
+  memstream_t *m = memstream_new(W);
+  *mp = m;
+  client_init(cl, m, auto_window);
+  return rill__h2_conn_new(&srv, &m->base);
+}
+
+static void teardown(client_t *cl, memstream_t *m) {
+  if (!m->closed) m->base.vt->close(&m->base);
+  pump(cl);
+  for (int i = 0; i < nreqs; i++) {
+    if (!reqs[i]->done) finish(reqs[i]);
+  }
+  pump(cl);
+  for (int i = 0; i < nreqs; i++)
+    free(reqs[i]);
+  nreqs = 0;
+  nghttp2_session_del(cl->s);
+  memstream_free(m);
+  uv_run(W->loop, UV_RUN_NOWAIT);
+}
+
+/* ---- cases ---- */
+
+static void test_concurrent(void) {
+  client_t cl;
+  memstream_t *m;
+  rill_h2_conn_t *c = setup(&cl, &m, 1);
+  pump(&cl);
+  uint64_t writes0 = c->writes;
+  cstream_t *s[10];
+  for (int i = 0; i < 10; i++)
+    s[i] = request(&cl, "GET", "/hello", 0, NULL, 0);
+  pump(&cl);
+  for (int i = 0; i < 10; i++) {
+    CHECK(s[i]->status == 200 && s[i]->closed && strcmp(s[i]->body, "hello") == 0,
+          "stream %d: %d %s", i, s[i]->status, s[i]->body);
+  }
+  /* Ten answers, one burst: they left in one write (the gathered-write rule). */
+  CHECK(c->writes - writes0 <= 2, "writes for 10 streams: %llu",
+        (unsigned long long)(c->writes - writes0));
+  CHECK(nreqs == 10 && strcmp(reqs[0]->path, "/hello") == 0, "requests: %d", nreqs);
+  cstream_t *t = request(&cl, "GET", "/trailers", 0, NULL, 0);
+  cstream_t *e = request(&cl, "POST", "/echo", 100000, NULL, 0);
+  pump(&cl);
+  CHECK(t->status == 200 && t->got == 3 && t->trailer_seen && t->closed && t->error == 0,
+        "trailers: %d %zu %d", t->status, t->got, t->trailer_seen);
+  CHECK(e->status == 200 && strcmp(e->body, "100000") == 0, "echo: %d %s", e->status, e->body);
+  teardown(&cl, m);
+}
+
+/* A body nobody reads fills its stream's window only; another stream on
+ * the connection completes; the window opens as far as the reader reads. */
+static void test_noread(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 1);
+  cstream_t *big = request(&cl, "POST", "/slow", 1 << 20, NULL, 0);
+  pump(&cl);
+  cstream_t *small = request(&cl, "GET", "/hello", 0, NULL, 0);
+  pump(&cl);
+  CHECK(small->status == 200 && small->closed, "the other stream: %d", small->status);
+  hreq_t *h = reqs[0];
+  CHECK(strcmp(h->path, "/slow") == 0, "first: %s", h->path);
+  rill_h2_stream_t *st = h->st;
+  size_t buffered = st->in_len - st->in_r;
+  CHECK(buffered == 65535, "buffered unread: %zu", buffered);
+  CHECK(big->body_left == (1 << 20) - 65535, "client left to send: %zu", big->body_left);
+  /* The reader takes 10000 bytes: nghttp2 holds a WINDOW_UPDATE back
+   * until half the window is consumed, so nothing more comes yet. */
+  h->read_budget = 10000;
+  read_body(h);
+  pump(&cl);
+  CHECK(h->got == 10000, "read: %zu", h->got);
+  CHECK(big->body_left == (1 << 20) - 65535, "after a small read, left: %zu", big->body_left);
+  /* 40000 bytes: exactly that much more may come. */
+  h->read_budget = 30000;
+  read_body(h);
+  pump(&cl);
+  CHECK(h->got == 40000, "read: %zu", h->got);
+  CHECK(big->body_left == (1 << 20) - 65535 - 40000, "after a read, left: %zu",
+        big->body_left);
+  /* Now all of it. */
+  h->read_budget = SIZE_MAX;
+  read_body(h);
+  pump(&cl);
+  CHECK(h->got == (1 << 20) && big->status == 200 && strcmp(big->body, "1048576") == 0,
+        "whole body: %zu, %d %s", h->got, big->status, big->body);
+  teardown(&cl, m);
+}
+
+/* Response writes wait while the client's window is closed, and go on as
+ * it opens it. */
+static void test_write_window(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 0);
+  cstream_t *s = request(&cl, "GET", "/big/1000000", 0, NULL, 0);
+  pump(&cl);
+  hreq_t *h = reqs[0];
+  CHECK(s->got == 65535, "received with the first window: %zu", s->got);
+  CHECK(h->eagain == 1 && h->written < 1000000, "writer waits: eagain %d written %zu",
+        h->eagain, h->written);
+  size_t queued = h->st->queued;
+  CHECK(queued <= srv.limits.write_high + 16384, "queued: %zu", queued);
+  int rounds = 0;
+  size_t consumed = 0;
+  while (!s->closed && rounds++ < 200) {
+    nghttp2_session_consume(cl.s, s->id, s->got - consumed);
+    consumed = s->got;
+    pump(&cl);
+  }
+  CHECK(s->closed && s->got == 1000000 && s->error == 0, "whole: %zu (closed %d)", s->got,
+        s->closed);
+  CHECK(h->drained > 0, "drained: %d", h->drained);
+  teardown(&cl, m);
+}
+
+/* Streams reset before their answer count; past the budget: GOAWAY
+ * ENHANCE_YOUR_CALM and the connection closes. */
+static void test_rapid_reset(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.reset_budget = 20;
+  setup(&cl, &m, 1);
+  pump(&cl);
+  cstream_t *s[30];
+  for (int i = 0; i < 30; i++)
+    s[i] = request(&cl, "GET", "/hang", 0, NULL, 0);
+  nghttp2_session_send(cl.s); /* the HEADERS go, then the resets */
+  for (int i = 0; i < 30; i++)
+    nghttp2_submit_rst_stream(cl.s, NGHTTP2_FLAG_NONE, s[i]->id, NGHTTP2_CANCEL);
+  pump(&cl);
+  CHECK(cl.goaway == 1 && cl.goaway_error == NGHTTP2_ENHANCE_YOUR_CALM,
+        "goaway %d error %u", cl.goaway, cl.goaway_error);
+  CHECK(conn_closed && m->closed, "closed: %d %d", conn_closed, m->closed);
+  srv.limits.reset_budget = 256;
+  teardown(&cl, m);
+
+  /* Under the budget, answered streams reset after their answer: fine. */
+  setup(&cl, &m, 1);
+  for (int i = 0; i < 30; i++)
+    request(&cl, "GET", "/hello", 0, NULL, 0);
+  pump(&cl);
+  CHECK(cl.goaway == 0 && !conn_closed, "no goaway: %d", cl.goaway);
+  teardown(&cl, m);
+}
+
+/* A head past max_header_bytes: 431, and the connection goes on. */
+static void test_big_head(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 1);
+  static char v[20000];
+  memset(v, 'a', sizeof(v) - 1);
+  nghttp2_nv x = {(uint8_t *)"x-big", (uint8_t *)v, 5, sizeof(v) - 1, 0};
+  cstream_t *s = request(&cl, "GET", "/hello", 0, &x, 1);
+  cstream_t *ok = request(&cl, "GET", "/hello", 0, NULL, 0);
+  pump(&cl);
+  CHECK(s->status == 431, "big head: %d", s->status);
+  CHECK(ok->status == 200, "next: %d", ok->status);
+  CHECK(nreqs == 1, "handlers: %d", nreqs);
+  teardown(&cl, m);
+}
+
+/* GOAWAY with the last stream, the stream in flight finishes, then the
+ * connection closes. */
+static void test_graceful(void) {
+  client_t cl;
+  memstream_t *m;
+  rill_h2_conn_t *c = setup(&cl, &m, 1);
+  cstream_t *s = request(&cl, "GET", "/hang", 0, NULL, 0);
+  pump(&cl);
+  rill__h2_conn_shutdown(c);
+  pump(&cl);
+  CHECK(cl.goaway == 1 && cl.goaway_error == 0 && cl.goaway_last == s->id,
+        "goaway %d error %u last %d", cl.goaway, cl.goaway_error, cl.goaway_last);
+  CHECK(!m->closed, "still open while a stream runs");
+  hreq_t *h = reqs[0];
+  rill__h2_respond(h->st, 200, NULL, 0, "bye", 3);
+  finish(h);
+  pump(&cl);
+  CHECK(s->status == 200 && strcmp(s->body, "bye") == 0, "last answer: %d %s", s->status,
+        s->body);
+  CHECK(m->closed && conn_closed, "closed after: %d", m->closed);
+  teardown(&cl, m);
+}
+
+/* Idle: GOAWAY and close after idle_timeout_ms with no stream. */
+static void test_idle(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.idle_timeout_ms = 5;
+  setup(&cl, &m, 1);
+  request(&cl, "GET", "/hello", 0, NULL, 0);
+  pump(&cl);
+  for (int i = 0; i < 100 && !m->closed; i++) {
+    uv_run(W->loop, UV_RUN_ONCE);
+    pump(&cl);
+  }
+  CHECK(m->closed && cl.goaway == 1, "idle close: %d goaway %d", m->closed, cl.goaway);
+  srv.limits.idle_timeout_ms = 60000;
+  teardown(&cl, m);
+}
+
+/* Not HTTP/2 at all: the connection closes. */
+static void test_garbage(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 1);
+  memstream_feed(m, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+  rill__worker_flush(W);
+  memstream_run();
+  rill__worker_flush(W);
+  CHECK(m->closed && conn_closed, "closed: %d", m->closed);
+  m->out_len = 0;
+  teardown(&cl, m);
+}
+
+int main(void) {
+  W = rill__worker_new(NULL);
+  rill_http_limits_t hl;
+  rill__http_limits_default(&hl);
+  srv.w = W;
+  rill__h2_limits_default(&srv.limits, &hl);
+  srv.on_request = on_request;
+  srv.on_drained = on_drained;
+  srv.on_close = on_close;
+  test_concurrent();
+  test_noread();
+  test_write_window();
+  test_rapid_reset();
+  test_big_head();
+  test_graceful();
+  test_idle();
+  test_garbage();
+  rill__worker_free(W);
+  printf("h2: %d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}
