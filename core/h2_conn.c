@@ -289,6 +289,7 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      c->heads++;
       if (head_finish(st)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       if (st->bad_head) {
         rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: request head too large", st->bad_head);
@@ -312,7 +313,9 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
     break;
   case NGHTTP2_RST_STREAM:
     st->reset_by_peer = 1;
-    if (st->resp != RILL_H2_RESP_DONE || st->q_head) count_reset(c);
+    /* Before its handler ended the response: what the attack costs us
+     * (whether the bytes had left yet does not matter). */
+    if (st->resp != RILL_H2_RESP_DONE) count_reset(c);
     break;
   }
   return 0;
@@ -662,7 +665,7 @@ static void teardown(rill_h2_conn_t *c) {
 /* Once no nghttp2 call is on the stack: closes a connection marked closing,
  * or one that has nothing left to read or write. */
 static void after(rill_h2_conn_t *c) {
-  if (c->session == NULL || c->in_recv || c->in_send || c->processing) return;
+  if (c->session == NULL || c->tearing || c->in_recv || c->in_send || c->processing) return;
   if (!c->closing) {
     int done = !nghttp2_session_want_read(c->session) &&
                !nghttp2_session_want_write(c->session);
@@ -671,7 +674,7 @@ static void after(rill_h2_conn_t *c) {
     c->goaway_sent = 1; /* sent already, or no use */
     c->closing = 1;
   }
-  c->processing = 1; /* nothing below may tear down twice */
+  c->tearing = 1; /* nothing below may tear down twice */
   teardown(c);
 }
 

@@ -138,7 +138,7 @@ struct rill_h2_conn_s {
   int t_waiting;    /* the transport said RILL_EAGAIN: send nothing until drained */
   int reading;      /* a fill() is pending on the transport */
   int stopping;     /* a graceful stop: GOAWAY sent, finishing in-flight streams */
-  int closing;
+  int closing, tearing;
   int werr;
   int refs;         /* 1 while open, plus one per stream object */
   /* gathered output: segments in order, copied bytes or references */
@@ -151,7 +151,7 @@ struct rill_h2_conn_s {
   uint64_t reset_window_start;
   unsigned resets;
   /* figures, for tests and metrics */
-  uint64_t writes, frames_in;
+  uint64_t writes, frames_in, heads; /* writes made, frames and request heads received */
   uint32_t goaway_error;
   int goaway_sent;
   void *data;

@@ -37,8 +37,8 @@ int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n) {
 
 static int body_peek(rill_stream_t *s, const char **p, size_t *n) {
   rill_h2_stream_t *st = ST(s);
-  *p = st->in + st->in_r;
   *n = st->in_len - st->in_r;
+  *p = *n > 0 ? st->in + st->in_r : "";
   if (*n > 0) return 0;
   if (st->in_err) return st->in_err;
   return st->in_eof ? RILL_EOF : 0;
