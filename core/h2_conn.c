@@ -498,6 +498,7 @@ static void conn_read(rill_h2_conn_t *c) {
     int r = c->t->vt->peek(c->t, &p, &n);
     if (r < 0) {
       /* The peer is gone (or ended): nothing can be answered. */
+      rill__log(c->w, RILL_LOG_DEBUG, "h2: the peer ended: %s", rill__errmsg(r));
       c->goaway_error = NGHTTP2_NO_ERROR;
       c->werr = c->werr ? c->werr : RILL_ECLOSED;
       c->closing = 1;
@@ -510,8 +511,9 @@ static void conn_read(rill_h2_conn_t *c) {
       if (rv < 0) {
         rill__log(c->w, RILL_LOG_DEBUG, "h2: %s", nghttp2_strerror((int)rv));
         if (!c->closing) {
-          c->goaway_error = rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                      : NGHTTP2_PROTOCOL_ERROR;
+          c->goaway_error = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                                ? NGHTTP2_ENHANCE_YOUR_CALM
+                                : NGHTTP2_PROTOCOL_ERROR;
           if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) c->werr = RILL_EPROTO; /* not h2 */
           c->closing = 1;
         }
@@ -671,6 +673,7 @@ static void after(rill_h2_conn_t *c) {
                !nghttp2_session_want_write(c->session);
     if (c->stopping && c->nstreams == 0 && !nghttp2_session_want_write(c->session)) done = 1;
     if (!done) return;
+    rill__log(c->w, RILL_LOG_DEBUG, "h2: nothing more to read or write: closing");
     c->goaway_sent = 1; /* sent already, or no use */
     c->closing = 1;
   }

@@ -504,8 +504,164 @@ static void test_garbage(void) {
   teardown(&cl, m);
 }
 
+/* ---- raw frames, for what nghttp2 as a client would not send ---- */
+
+static void raw_frame(memstream_t *m, int type, int flags, uint32_t id, const void *p,
+                      size_t n) {
+  uint8_t hd[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type,
+                   (uint8_t)flags, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
+                   (uint8_t)(id >> 8), (uint8_t)id};
+  memstream_feed(m, hd, 9);
+  if (n) memstream_feed(m, p, n);
+}
+
+/* Runs the server alone, then reads what it wrote: returns the GOAWAY's
+ * error code, or -1 if none came. */
+static long raw_rst; /* the last RST_STREAM's error code */
+
+static long raw_settle(memstream_t *m) {
+  for (int i = 0; i < 16; i++) {
+    memstream_run();
+    rill__worker_flush(W);
+    uv_run(W->loop, UV_RUN_NOWAIT);
+  }
+  long goaway = -1;
+  size_t at = 0;
+  while (at + 9 <= m->out_len) {
+    const uint8_t *f = (const uint8_t *)m->out + at;
+    size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+    if (getenv("H2_DEBUG")) fprintf(stderr, "frame type %d len %zu flags %d\n", f[3], len, f[4]);
+    if (f[3] == NGHTTP2_RST_STREAM && at + 9 + 4 <= m->out_len)
+      raw_rst = (long)((uint32_t)f[9] << 24 | (uint32_t)f[10] << 16 | (uint32_t)f[11] << 8 |
+                       f[12]);
+    if (f[3] == NGHTTP2_GOAWAY && at + 9 + 8 <= m->out_len)
+      goaway = (long)((uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 | (uint32_t)f[15] << 8 |
+                      f[16]);
+    at += 9 + len;
+  }
+  return goaway;
+}
+
+static memstream_t *raw_setup(void) {
+  nreqs = 0;
+  conn_closed = 0;
+  memstream_t *m = memstream_new(W);
+  rill__h2_conn_new(&srv, &m->base);
+  memstream_feed(m, NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+  raw_frame(m, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+  return m;
+}
+
+static void raw_teardown(memstream_t *m) {
+  if (!m->closed) m->base.vt->close(&m->base);
+  raw_settle(m);
+  for (int i = 0; i < nreqs; i++) {
+    if (!reqs[i]->done) finish(reqs[i]);
+    free(reqs[i]);
+  }
+  nreqs = 0;
+  raw_settle(m);
+  memstream_free(m);
+  uv_run(W->loop, UV_RUN_NOWAIT);
+}
+
+/* A HEADERS frame and CONTINUATION frames past the limit (CVE-2024-27316):
+ * the connection goes before the block ends. */
+static void test_continuation_flood(void) {
+  memstream_t *m = raw_setup();
+  static const uint8_t first[] = {0x82, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'}; /* GET / http a.b */
+  static const uint8_t more[] = {0x90}; /* accept-encoding: gzip, deflate */
+  raw_frame(m, NGHTTP2_HEADERS, 0, 1, first, sizeof(first));
+  for (int i = 0; i < 50; i++)
+    raw_frame(m, NGHTTP2_CONTINUATION, 0, 1, more, sizeof(more));
+  long g = raw_settle(m);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed && nreqs == 0, "continuations: goaway %ld closed %d", g,
+        m->closed);
+  raw_teardown(m);
+  /* Within the limit, the head is whole. */
+  m = raw_setup();
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_STREAM, 1, first, sizeof(first));
+  for (int i = 0; i < 3; i++)
+    raw_frame(m, NGHTTP2_CONTINUATION, i == 2 ? NGHTTP2_FLAG_END_HEADERS : 0, 1, more,
+              sizeof(more));
+  g = raw_settle(m);
+  CHECK(g == -1 && !m->closed && nreqs == 1, "three continuations: goaway %ld reqs %d", g,
+        nreqs);
+  raw_teardown(m);
+}
+
+/* PINGs (or SETTINGS) faster than their ACKs can go: nghttp2's bound on
+ * queued ACKs closes the connection with ENHANCE_YOUR_CALM. */
+static void test_ping_flood(void) {
+  memstream_t *m = raw_setup();
+  static const uint8_t opaque[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  for (int i = 0; i < 3000; i++)
+    raw_frame(m, NGHTTP2_PING, 0, 0, opaque, 8);
+  long g = raw_settle(m);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed, "ping flood: goaway %ld closed %d", g,
+        m->closed);
+  raw_teardown(m);
+  m = raw_setup();
+  for (int i = 0; i < 3000; i++)
+    raw_frame(m, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+  g = raw_settle(m);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed, "settings flood: goaway %ld", g);
+  raw_teardown(m);
+}
+
+/* A WINDOW_UPDATE past 2^31-1, on the connection and on a stream; DATA
+ * past the window we gave. */
+static void test_window_overflow(void) {
+  memstream_t *m = raw_setup();
+  static const uint8_t inc[4] = {0x7f, 0xff, 0xff, 0xff};
+  raw_frame(m, NGHTTP2_WINDOW_UPDATE, 0, 0, inc, 4);
+  long g = raw_settle(m);
+  CHECK(g == NGHTTP2_FLOW_CONTROL_ERROR && m->closed, "connection window: goaway %ld", g);
+  raw_teardown(m);
+
+  m = raw_setup();
+  static const uint8_t head[] = {0x83, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'}; /* POST */
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, head, sizeof(head));
+  raw_frame(m, NGHTTP2_WINDOW_UPDATE, 0, 1, inc, 4);
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
+            (const uint8_t[]){0x82, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'}, 8);
+  g = raw_settle(m);
+  /* A stream's overflow resets that stream only. */
+  CHECK(g == -1 && !m->closed && nreqs == 2, "stream window: goaway %ld reqs %d", g, nreqs);
+  raw_teardown(m);
+
+  m = raw_setup();
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, head, sizeof(head));
+  static uint8_t data[16384];
+  for (int i = 0; i < 5; i++) /* 80 KiB into a 64 KiB window */
+    raw_frame(m, NGHTTP2_DATA, 0, 1, data, sizeof(data));
+  raw_rst = -1;
+  g = raw_settle(m);
+  /* The connection's window is granted as DATA comes (each stream's own
+   * bounds what waits unread): the stream's overflow resets that stream. */
+  CHECK(g == -1 && raw_rst == NGHTTP2_FLOW_CONTROL_ERROR && !m->closed,
+        "data past the window: goaway %ld rst %ld", g, raw_rst);
+  raw_teardown(m);
+}
+
+/* A head begun and not ended: closed after header_timeout_ms. */
+static void test_header_timeout(void) {
+  srv.limits.header_timeout_ms = 5;
+  memstream_t *m = raw_setup();
+  static const uint8_t first[] = {0x82, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'};
+  raw_frame(m, NGHTTP2_HEADERS, 0, 1, first, sizeof(first));
+  raw_settle(m);
+  CHECK(!m->closed, "open while the head comes");
+  for (int i = 0; i < 100 && !m->closed; i++)
+    uv_run(W->loop, UV_RUN_ONCE);
+  CHECK(m->closed, "header timeout");
+  srv.limits.header_timeout_ms = 30000;
+  raw_teardown(m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
+  if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
   rill_http_limits_t hl;
   rill__http_limits_default(&hl);
   srv.w = W;
@@ -521,6 +677,10 @@ int main(void) {
   test_graceful();
   test_idle();
   test_garbage();
+  test_continuation_flood();
+  test_ping_flood();
+  test_window_overflow();
+  test_header_timeout();
   rill__worker_free(W);
   printf("h2: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;

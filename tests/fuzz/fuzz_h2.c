@@ -25,8 +25,9 @@
  * the input ends.
  *
  * The result, compared fed whole and in pieces: the request heads the
- * connection received and the GOAWAY code it closed with (taken when it
- * closes). Whether a handler
+ * connection received (taken when it closes). Not the GOAWAY code: after a
+ * connection error nghttp2 ignores the rest of the bytes it was given in
+ * the same call, but finds the next error in bytes given later. Whether a handler
  * starts for a stream reset in the same read as its head, and so whether a
  * reset counts against the budget, depends on the cut by design: the
  * compared runs have no reset budget, and what handlers saw is not
@@ -170,7 +171,6 @@ static void on_close(rill_h2_conn_t *c) {
   closed++;
   fz_put_tag(rec, 'C');
   fz_put_u64(rec, c->heads);
-  fz_put_u64(rec, c->goaway_error);
 }
 
 static void settle(memstream_t *m) {
@@ -191,6 +191,7 @@ static void run(fz_rec_t *out, const uint8_t *data, size_t n, uint8_t cfg, int s
   static rill_h2_server_t srv;
   static fz_rec_t scratch;
   eager = (cfg & 32) != 0;
+  if (getenv("FZ_LOG")) fprintf(stderr, "run: split %d\n", split);
   rec = eager ? &scratch : out;
   nreqs = 0;
   closed = 0;
@@ -256,6 +257,9 @@ static void run(fz_rec_t *out, const uint8_t *data, size_t n, uint8_t cfg, int s
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (W == NULL) W = rill__worker_new(NULL);
+  if (W == NULL) {
+    W = rill__worker_new(NULL);
+    if (getenv("FZ_LOG")) W->log_level = RILL_LOG_DEBUG;
+  }
   return fz_whole_and_split(T, run, data, size);
 }
