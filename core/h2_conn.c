@@ -485,6 +485,7 @@ static void conn_send(rill_h2_conn_t *c) {
     c->closing = 1;
   }
   process(c);
+  timer_update(c); /* the last stream may have ended with this write */
   after(c);
   conn_unref(c);
 }
