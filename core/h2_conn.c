@@ -660,8 +660,9 @@ static void teardown(rill_h2_conn_t *c) {
       t->vt->close(t);
   }
   rill__obj_unlink(&c->obj);
-  if (srv->on_close) srv->on_close(c);
   process(c);
+  /* Last: the server may go with its last connection. */
+  if (srv->on_close) srv->on_close(c);
   conn_unref(c); /* the connection's own reference */
 }
 

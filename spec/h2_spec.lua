@@ -1,0 +1,90 @@
+-- HTTP/2 (first steps of issue 18): a rill handler answers curl
+-- --http2-prior-knowledge and nghttp over h2c, curl --http2 over TLS (ALPN
+-- "h2"), and HTTP/1.1 still works on the same listener. The layer itself is
+-- tested without Lua in tests/c/test_h2.c.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+local url = helper.url
+
+local function have(cmd)
+  return helper.run({"sh", "-c", "command -v " .. cmd}) == 0
+end
+
+describe("http2", function()
+  local l, port, seen
+  setup(function()
+    seen = {}
+    l, port = helper.listen(function(req, res)
+      seen[#seen + 1] = {version = req.version, method = req.method, path = req.path,
+        host = req.headers.host}
+      if req.path == "/echo" then
+        local body = req.body:read_all(10 * 1024 * 1024)
+        res:send("got " .. #body)
+      elseif req.path == "/stream" then
+        for i = 1, 100 do res:write(("%05d\n"):format(i)) end
+      else
+        res:header("X-Proto", req.version)
+        res:send("hello over " .. req.version .. "\n")
+      end
+    end, {http2 = true})
+  end)
+  teardown(function() l:close() end)
+
+  it("answers curl --http2-prior-knowledge", function()
+    local code, out = helper.curl("--http2-prior-knowledge", "-i", url(port, "/x?y=1"))
+    assert.equal(0, code)
+    assert.truthy(out:find("^HTTP/2 200"), out)
+    assert.truthy(out:find("x%-proto: 2"), out)
+    assert.truthy(out:find("hello over 2\n", 1, true), out)
+    local last = seen[#seen]
+    assert.same({version = "2", method = "GET", path = "/x", host = "127.0.0.1:" .. port}, last)
+  end)
+
+  it("streams request and response bodies", function()
+    local file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(string.rep("z", 3000000)) -- past the stream's 64 KiB window many times
+    f:close()
+    local code, out = helper.curl("--http2-prior-knowledge", "--data-binary", "@" .. file,
+      url(port, "/echo"))
+    os.remove(file)
+    assert.equal(0, code)
+    assert.equal("got 3000000", out)
+    code, out = helper.curl("--http2-prior-knowledge", url(port, "/stream"))
+    assert.equal(0, code)
+    assert.equal(600, #out)
+    assert.equal("00100\n", out:sub(-6))
+  end)
+
+  it("answers nghttp, several streams on one connection", function()
+    if not have("nghttp") then pending("nghttp is not installed") return end
+    local code, out = helper.run({"nghttp", "-n", "-s", url(port, "/a"), url(port, "/b"),
+      url(port, "/stream")})
+    assert.equal(0, code)
+    local n = 0
+    for _ in out:gmatch(" 200 ") do n = n + 1 end
+    assert.equal(3, n, out)
+  end)
+
+  it("still speaks HTTP/1.1 on the same listener", function()
+    local code, out = helper.curl("--http1.1", url(port, "/"))
+    assert.equal(0, code)
+    assert.equal("hello over 1.1\n", out)
+  end)
+
+  it("speaks h2 over TLS when ALPN chooses it", function()
+    local dir = helper.certs()
+    local tl, tport = helper.listen(function(req, res) res:send("tls " .. req.version) end,
+      {http2 = true, tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    local code, out = helper.curl("--http2", "--cacert", dir .. "/ca.crt", "--resolve",
+      "a.test:" .. tport .. ":127.0.0.1", "https://a.test:" .. tport .. "/")
+    local code1, out1 = helper.curl("--http1.1", "--cacert", dir .. "/ca.crt", "--resolve",
+      "a.test:" .. tport .. ":127.0.0.1", "https://a.test:" .. tport .. "/")
+    tl:close()
+    assert.equal(0, code)
+    assert.equal("tls 2", out)
+    assert.equal(0, code1)
+    assert.equal("tls 1.1", out1)
+  end)
+end)
