@@ -31,6 +31,7 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->idle_timeout_ms = http ? http->keepalive_timeout_ms : 60000;
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
   l->write_high = RILL_WRITE_HIGH;
+  l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
 }
 
 static void conn_read(rill_h2_conn_t *c);
@@ -291,8 +292,13 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       c->heads++;
       if (head_finish(st)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      uint64_t max = c->srv->limits.max_body_bytes;
+      if (!st->bad_head && max && st->head.content_length > 0 &&
+          (uint64_t)st->head.content_length > max)
+        st->bad_head = 413;
       if (st->bad_head) {
-        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: request head too large", st->bad_head);
+        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: request %s too large", st->bad_head,
+                  st->bad_head == 413 ? "body" : "head");
         rill__h2_respond(st, st->bad_head, NULL, 0, "", 0);
       } else if (!c->stopping) {
         st->dispatched = 1;
@@ -328,6 +334,13 @@ static int data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t id, const ui
    * bytes are bounded by its own window, which only its reader opens. */
   nghttp2_session_consume_connection(s, len);
   if (st == NULL) return 0;
+  st->in_total += len;
+  uint64_t max = st->c->srv->limits.max_body_bytes;
+  if (max && st->in_total > max && st->in_err == 0) {
+    /* The reader is told "too large"; its handler's answer becomes a 413. */
+    st->in_err = RILL_EBODY;
+    rill__h2_pend(st, RILL_H2_P_READABLE);
+  }
   if (!st->dispatched || st->in_err) {
     nghttp2_session_consume_stream(s, id, len); /* nobody will read them */
     return 0;
@@ -443,8 +456,13 @@ static void process(rill_h2_conn_t *c) {
       st->write_waiting = 0;
       if (c->srv->on_drained) c->srv->on_drained(st, st->closed ? RILL_ECLOSED : 0);
     }
-    st->pend &= ~P_BUSY;
-    if (st->pend == 0) rill__h2_stream_maybe_free(st);
+    /* What the callbacks marked meanwhile goes round again. */
+    int again = st->pend & ~P_BUSY;
+    st->pend = 0;
+    if (again)
+      rill__h2_pend(st, again);
+    else
+      rill__h2_stream_maybe_free(st);
   }
   c->processing = 0;
   conn_unref(c);

@@ -39,6 +39,8 @@ typedef struct {
   unsigned idle_timeout_ms;        /* no stream open: GOAWAY and close */
   unsigned header_timeout_ms;      /* a request head begun and not ended; the preface */
   size_t write_high;               /* a stream's queued response bytes: RILL_EAGAIN above */
+  uint64_t max_body_bytes;         /* a request body; 413 (or "too large" to the reader) past it;
+                                      0: no limit */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -95,7 +97,7 @@ struct rill_h2_stream_s {
   char *in;
   size_t in_r, in_len, in_cap;
   int in_eof, in_err, in_want;
-  uint64_t in_read;
+  uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
 
   /* response */
   int resp;

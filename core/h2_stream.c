@@ -37,6 +37,11 @@ int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n) {
 
 static int body_peek(rill_stream_t *s, const char **p, size_t *n) {
   rill_h2_stream_t *st = ST(s);
+  if (st->in_err == RILL_EBODY) { /* past the limit: what came is not given */
+    *p = "";
+    *n = 0;
+    return st->in_err;
+  }
   *n = st->in_len - st->in_r;
   *p = *n > 0 ? st->in + st->in_r : "";
   if (*n > 0) return 0;
@@ -268,10 +273,19 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
   return (ssize_t)n;
 }
 
+/* A body past its limit is answered 413 whatever the handler meant to send
+ * (as HTTP/1.1's). Returns whether it was. */
+static int body_too_large(rill_h2_stream_t *st) {
+  if (st->in_err != RILL_EBODY || st->resp != RILL_H2_RESP_NONE) return 0;
+  if (submit_head(st, 413, NULL, 0, 0, 0) == 0) st->resp = RILL_H2_RESP_DONE;
+  return 1;
+}
+
 int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                    const char *data, size_t len) {
   if (st->resp == RILL_H2_RESP_DONE) return UV_EBUSY;
   if (!usable(st)) return RILL_ECLOSED;
+  if (body_too_large(st)) return RILL_ECLOSED;
   if (st->resp == RILL_H2_RESP_NONE) {
     int r = submit_head(st, status, h, nh, -1, 1);
     if (r) return r;
@@ -315,6 +329,7 @@ int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size
                      const char *body, size_t len) {
   if (st->resp != RILL_H2_RESP_NONE) return UV_EBUSY;
   if (!usable(st)) return RILL_ECLOSED;
+  if (body_too_large(st)) return 0;
   int nobody = st->head.is_head || status == 204 || status == 304;
   int r = submit_head(st, status, h, nh, nobody ? -1 : (int64_t)len, len > 0 && !nobody);
   if (r) return r;
@@ -340,7 +355,7 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   st->handler_running = 0;
   if (usable(st)) {
     if (st->resp == RILL_H2_RESP_NONE)
-      rill__h2_respond(st, ok ? 200 : 500, NULL, 0, "", 0);
+      rill__h2_respond(st, st->in_err == RILL_EBODY ? 413 : ok ? 200 : 500, NULL, 0, "", 0);
     else if (st->resp == RILL_H2_RESP_STREAMING && ok)
       rill__h2_finish(st, 200, NULL, 0, NULL, 0);
     else if (st->resp == RILL_H2_RESP_STREAMING)

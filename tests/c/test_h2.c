@@ -473,6 +473,29 @@ static void test_graceful(void) {
   teardown(&cl, m);
 }
 
+/* A body past max_body_bytes: 413, by its Content-Length before any
+ * handler, or as it comes (the reader is told "too large"). */
+static void test_body_limit(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.max_body_bytes = 100000;
+  setup(&cl, &m, 1);
+  nghttp2_nv cl_hdr = {(uint8_t *)"content-length", (uint8_t *)"200000", 14, 6, 0};
+  cstream_t *a = request(&cl, "POST", "/echo", 200000, &cl_hdr, 1);
+  pump(&cl);
+  CHECK(a->status == 413 && nreqs == 0, "by length: %d, %d handlers", a->status, nreqs);
+  cstream_t *b = request(&cl, "POST", "/echo", 200000, NULL, 0);
+  pump(&cl);
+  CHECK(b->status == 413 && nreqs == 1 && reqs[0]->got <= 100000, "as it comes: %d, read %zu",
+        b->status, nreqs ? reqs[0]->got : 0);
+  cstream_t *c = request(&cl, "POST", "/echo", 1000, NULL, 0);
+  pump(&cl);
+  CHECK(c->status == 200 && strcmp(c->body, "1000") == 0, "under it: %d %s", c->status,
+        c->body);
+  srv.limits.max_body_bytes = 1 << 30;
+  teardown(&cl, m);
+}
+
 /* Idle: GOAWAY and close after idle_timeout_ms with no stream. */
 static void test_idle(void) {
   client_t cl;
@@ -676,6 +699,7 @@ int main(void) {
   test_rapid_reset();
   test_big_head();
   test_graceful();
+  test_body_limit();
   test_idle();
   test_garbage();
   test_continuation_flood();
