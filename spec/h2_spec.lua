@@ -12,15 +12,21 @@ local function have(cmd)
 end
 
 describe("http2", function()
-  local l, port, seen
+  local l, port, seen, file
   setup(function()
     seen = {}
+    file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    for i = 1, 20000 do f:write(("%09d\n"):format(i)) end -- 200000 bytes
+    f:close()
     l, port = helper.listen(function(req, res)
       seen[#seen + 1] = {version = req.version, method = req.method, path = req.path,
         host = req.headers.host}
       if req.path == "/echo" then
         local body = req.body:read_all(10 * 1024 * 1024)
         res:send("got " .. #body)
+      elseif req.path == "/file" then
+        assert(res:write_file(file)) -- no sendfile over HTTP/2: by reads
       elseif req.path == "/stream" then
         for i = 1, 100 do res:write(("%05d\n"):format(i)) end
       else
@@ -29,7 +35,10 @@ describe("http2", function()
       end
     end, {http2 = true})
   end)
-  teardown(function() l:close() end)
+  teardown(function()
+    l:close()
+    os.remove(file)
+  end)
 
   it("answers curl --http2-prior-knowledge", function()
     local code, out = helper.curl("--http2-prior-knowledge", "-i", url(port, "/x?y=1"))
@@ -55,6 +64,13 @@ describe("http2", function()
     assert.equal(0, code)
     assert.equal(600, #out)
     assert.equal("00100\n", out:sub(-6))
+  end)
+
+  it("sends a file (res:write_file) by reads", function()
+    local code, out = helper.curl("--http2-prior-knowledge", url(port, "/file"))
+    assert.equal(0, code)
+    assert.equal(200000, #out)
+    assert.equal("000020000\n", out:sub(-10))
   end)
 
   it("answers nghttp, several streams on one connection", function()
