@@ -198,13 +198,29 @@ typedef struct {
   rill_binding_t b;
   lhttp_t *lh;
   rill_stream_t *s;
+  uv_timer_t timer; /* header_timeout: a client that sends nothing goes */
 } sniff_t;
+
+static void sniff_free_cb(uv_handle_t *h) {
+  free(rill__container_of((uv_timer_t *)h, sniff_t, timer));
+}
+
+static void sniff_free(sniff_t *sn) {
+  rill__stream_unbind(&sn->b);
+  uv_close((uv_handle_t *)&sn->timer, sniff_free_cb);
+}
+
+static void sniff_timeout(uv_timer_t *h) {
+  sniff_t *sn = rill__container_of(h, sniff_t, timer);
+  rill_stream_t *s = sn->s;
+  sniff_free(sn);
+  s->vt->close(s);
+}
 
 static void sniff_done(sniff_t *sn, int h2) {
   lhttp_t *lh = sn->lh;
   rill_stream_t *s = sn->s;
-  rill__stream_unbind(&sn->b);
-  free(sn);
+  sniff_free(sn);
   if (h2) {
     lh->srv.refs++;
     if (rill__h2_conn_new(&lh->h2, s) == NULL) {
@@ -242,7 +258,8 @@ static void sniff_readable(rill_binding_t *b, int status) {
 }
 
 static void sniff_gone(rill_binding_t *b) {
-  free(rill__container_of(b, sniff_t, b));
+  sniff_t *sn = rill__container_of(b, sniff_t, b);
+  uv_close((uv_handle_t *)&sn->timer, sniff_free_cb);
 }
 
 static const rill_binding_ops_t sniff_ops = {.readable = sniff_readable, .gone = sniff_gone};
@@ -260,6 +277,8 @@ static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
     }
     sn->lh = lh;
     sn->s = s;
+    uv_timer_init(lh->srv.w->loop, &sn->timer);
+    uv_timer_start(&sn->timer, sniff_timeout, lh->srv.limits.header_timeout_ms, 0);
     rill__stream_bind(s, &sn->b, &sniff_ops);
     sniff(sn);
     return;

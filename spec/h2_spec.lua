@@ -89,6 +89,18 @@ describe("http2", function()
     assert.equal("hello over 1.1\n", out)
   end)
 
+  it("closes a connection that sends nothing within header_timeout", function()
+    local ql, qport = helper.listen(function(_, res) res:send("x") end,
+      {http2 = true, header_timeout = 100})
+    local s = helper.connect(qport)
+    local t0 = rill.now()
+    local out, why = helper.read_to_end(s)
+    ql:close()
+    assert.equal("", out)
+    assert.truthy(why == "closed" or why:find("ECONNRESET"), why)
+    assert.truthy(rill.now() - t0 < 5000)
+  end)
+
   it("speaks h2 over TLS when ALPN chooses it", function()
     local dir = helper.certs()
     local tl, tport = helper.listen(function(req, res) res:send("tls " .. req.version) end,
