@@ -115,4 +115,37 @@ describe("http2", function()
     assert.equal(0, code1)
     assert.equal("tls 1.1", out1)
   end)
+
+  it("on SIGTERM sends GOAWAY, finishes the stream in flight, then exits", function()
+    if not have("nghttp") then pending("nghttp is not installed") return end
+    local app = os.tmpname() .. ".lua"
+    local f = assert(io.open(app, "w"))
+    f:write([[
+local rill = require "rill"
+local l = assert(rill.http.listen{host = "127.0.0.1", port = 0, http2 = true,
+  handler = function(req, res)
+    rill.log("info", "h2 request in")
+    rill.sleep(500)
+    res:send("finished")
+  end})
+rill.log("info", "h2 port " .. l:port())
+return function(req, res) res:send("h1") end
+]])
+    f:close()
+    local srv = helper.serve(app, {"--workers", "1", "--grace", "5"})
+    local h2port = tonumber(srv.wait_log("h2 port (%d+)"))
+    local client = rill.spawn(function()
+      return helper.run({"nghttp", "-v", url(h2port, "/slow")})
+    end)
+    srv.wait_log("(h2 request in)")
+    srv.proc:kill(15)
+    local ok, code, out = rill.wait(client, 10000)
+    local exit = srv.stop()
+    os.remove(app)
+    assert.is_true(ok)
+    assert.equal(0, code, out)
+    assert.truthy(out:find("recv GOAWAY frame", 1, true), out)
+    assert.truthy(out:find("finished", 1, true), out)
+    assert.equal(0, exit)
+  end)
 end)
