@@ -146,7 +146,8 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
   }
   if (frame->data.padlen > 1) {
     uint8_t pad[256] = {0};
-    if (seg_add(c, NULL, pad, frame->data.padlen - 1)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (seg_add(c, NULL, pad, frame->data.padlen - 1))
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   return 0;
 }
@@ -194,7 +195,8 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
   if (st == NULL || st->bad_head) return 0;
   st->hbytes += namelen + valuelen + 32;
-  if (st->hbytes > c->srv->limits.max_header_bytes || st->nh >= c->srv->limits.max_headers) {
+  if (st->hbytes > c->srv->limits.max_header_bytes ||
+      st->nh >= c->srv->limits.max_headers) {
     st->bad_head = 431;
     return 0;
   }
@@ -274,7 +276,8 @@ static void count_reset(rill_h2_conn_t *c) {
     c->resets = 0;
   }
   if (++c->resets > c->srv->limits.reset_budget && !c->closing) {
-    rill__log(c->w, RILL_LOG_DEBUG, "h2: %u streams reset by the peer: closing", c->resets);
+    rill__log(c->w, RILL_LOG_DEBUG, "h2: %u streams reset by the peer: closing",
+              c->resets);
     c->goaway_error = NGHTTP2_ENHANCE_YOUR_CALM;
     c->closing = 1;
   }
@@ -283,9 +286,9 @@ static void count_reset(rill_h2_conn_t *c) {
 static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   rill_h2_conn_t *c = user;
   c->frames_in++;
-  rill_h2_stream_t *st = frame->hd.stream_id
-                             ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)
-                             : NULL;
+  rill_h2_stream_t *st =
+      frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)
+                          : NULL;
   if (st == NULL) return 0;
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
@@ -327,8 +330,8 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
   return 0;
 }
 
-static int data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-                         size_t len, void *user) {
+static int data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t id,
+                         const uint8_t *data, size_t len, void *user) {
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
   /* The connection's window is ours to grant at once: a stream's unread
    * bytes are bounded by its own window, which only its reader opens. */
@@ -358,12 +361,14 @@ static int frame_send_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
     rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (st) st->end_sent = 1;
     if (st && !st->in_eof && !st->handler_running)
-      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                NGHTTP2_NO_ERROR);
   }
   return 0;
 }
 
-static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code, void *user) {
+static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
+                           void *user) {
   rill_h2_conn_t *c = user;
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
   if (st == NULL) return 0;
@@ -392,7 +397,8 @@ static int begin_frame_cb(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
   return 0;
 }
 
-static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len, void *user) {
+static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len,
+                    void *user) {
   rill_h2_conn_t *c = user;
   rill__log(c->w, RILL_LOG_DEBUG, "h2: %.*s", (int)len, msg);
   return 0;
@@ -530,9 +536,10 @@ static void conn_read(rill_h2_conn_t *c) {
       if (rv < 0) {
         rill__log(c->w, RILL_LOG_DEBUG, "h2: %s", nghttp2_strerror((int)rv));
         if (!c->closing) {
-          c->goaway_error = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
-                                ? NGHTTP2_ENHANCE_YOUR_CALM
-                                : NGHTTP2_PROTOCOL_ERROR;
+          c->goaway_error =
+              rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                  ? NGHTTP2_ENHANCE_YOUR_CALM
+                  : NGHTTP2_PROTOCOL_ERROR;
           if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) c->werr = RILL_EPROTO; /* not h2 */
           c->closing = 1;
         }
@@ -616,12 +623,14 @@ static void timer_update(rill_h2_conn_t *c) {
     uv_timer_stop(c->timer);
     return;
   }
-  unsigned ms = kind == TK_IDLE ? c->srv->limits.idle_timeout_ms
-                                : c->srv->limits.header_timeout_ms;
+  unsigned ms =
+      kind == TK_IDLE ? c->srv->limits.idle_timeout_ms : c->srv->limits.header_timeout_ms;
   uv_timer_start(c->timer, timer_cb, ms, 0);
 }
 
-static void timer_close_cb(uv_handle_t *h) { free(h); }
+static void timer_close_cb(uv_handle_t *h) {
+  free(h);
+}
 
 /* ---- life ---- */
 
@@ -687,11 +696,13 @@ static void teardown(rill_h2_conn_t *c) {
 /* Once no nghttp2 call is on the stack: closes a connection marked closing,
  * or one that has nothing left to read or write. */
 static void after(rill_h2_conn_t *c) {
-  if (c->session == NULL || c->tearing || c->in_recv || c->in_send || c->processing) return;
+  if (c->session == NULL || c->tearing || c->in_recv || c->in_send || c->processing)
+    return;
   if (!c->closing) {
-    int done = !nghttp2_session_want_read(c->session) &&
-               !nghttp2_session_want_write(c->session);
-    if (c->stopping && c->nstreams == 0 && !nghttp2_session_want_write(c->session)) done = 1;
+    int done =
+        !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
+    if (c->stopping && c->nstreams == 0 && !nghttp2_session_want_write(c->session))
+      done = 1;
     if (!done) return;
     rill__log(c->w, RILL_LOG_DEBUG, "h2: nothing more to read or write: closing");
     c->goaway_sent = 1; /* sent already, or no use */
@@ -716,8 +727,8 @@ void rill__h2_conn_shutdown(rill_h2_conn_t *c) {
   if (c->session == NULL || c->stopping || c->closing) return;
   c->stopping = 1;
   nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR,
-                        NULL, 0);
+                        nghttp2_session_get_last_proc_stream_id(c->session),
+                        NGHTTP2_NO_ERROR, NULL, 0);
   rill__h2_want_send(c);
   c->refs++;
   after(c);

@@ -29,18 +29,18 @@
 
 typedef struct {
   unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
-  size_t max_header_bytes;         /* a request's header list (name + value + 32 each); 431 */
-  unsigned max_headers;            /* fields in a request; 431 past it */
-  uint32_t header_table_size;      /* SETTINGS_HEADER_TABLE_SIZE (our HPACK decoder) */
-  uint32_t stream_window;          /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's unread bytes */
-  size_t max_continuations;        /* CONTINUATION frames after a HEADERS frame */
-  unsigned reset_budget;           /* streams the peer may reset before their response ends ... */
-  unsigned reset_window_ms;        /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
-  unsigned idle_timeout_ms;        /* no stream open: GOAWAY and close */
-  unsigned header_timeout_ms;      /* a request head begun and not ended; the preface */
-  size_t write_high;               /* a stream's queued response bytes: RILL_EAGAIN above */
-  uint64_t max_body_bytes;         /* a request body; 413 (or "too large" to the reader) past it;
-                                      0: no limit */
+  size_t max_header_bytes;    /* a request's header list (name + value + 32 each); 431 */
+  unsigned max_headers;       /* fields in a request; 431 past it */
+  uint32_t header_table_size; /* SETTINGS_HEADER_TABLE_SIZE (our HPACK decoder) */
+  uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's unread bytes */
+  size_t max_continuations;   /* CONTINUATION frames after a HEADERS frame */
+  unsigned reset_budget; /* streams the peer may reset before their response ends ... */
+  unsigned reset_window_ms;   /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
+  unsigned idle_timeout_ms;   /* no stream open: GOAWAY and close */
+  unsigned header_timeout_ms; /* a request head begun and not ended; the preface */
+  size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
+  uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
+                              0: no limit */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -104,16 +104,16 @@ struct rill_h2_stream_s {
   int status;
   struct h2_chunk_s *q_head, *q_tail; /* queued DATA payload */
   size_t queued;
-  int q_eof;          /* nothing more will be queued */
-  char *trailers;     /* packed trailer fields to send at the end, or NULL */
+  int q_eof;      /* nothing more will be queued */
+  char *trailers; /* packed trailer fields to send at the end, or NULL */
   size_t ntrailers;
-  int data_deferred;  /* the data provider said DEFERRED: resume on write */
-  int write_waiting;  /* a write returned RILL_EAGAIN: tell on_drained */
-  int nobody;         /* HEAD, 204, 304: no DATA */
-  int end_sent;       /* our END_STREAM went */
+  int data_deferred; /* the data provider said DEFERRED: resume on write */
+  int write_waiting; /* a write returned RILL_EAGAIN: tell on_drained */
+  int nobody;        /* HEAD, 204, 304: no DATA */
+  int end_sent;      /* our END_STREAM went */
 
   /* life */
-  int closed;         /* nghttp2 closed the stream (or the connection went) */
+  int closed; /* nghttp2 closed the stream (or the connection went) */
   int reset_by_peer;
   uint32_t close_error;
   int handler_running;
@@ -127,22 +127,22 @@ struct rill_h2_conn_s {
   rill_obj_t obj;
   rill_h2_server_t *srv;
   rill_worker_t *w;
-  rill_stream_t *t;  /* the transport, owned; NULL once gone */
+  rill_stream_t *t; /* the transport, owned; NULL once gone */
   rill_binding_t tb;
   struct nghttp2_session *session; /* NULL once closed */
-  rill_flush_t fl;   /* listed while frames may be waiting to be sent */
-  uv_timer_t *timer; /* idle and header timeouts */
+  rill_flush_t fl;                 /* listed while frames may be waiting to be sent */
+  uv_timer_t *timer;               /* idle and header timeouts */
   int timer_kind;
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
   rill_h2_stream_t *pend_head, *pend_tail;
   int in_recv, in_send, processing;
-  int t_waiting;    /* the transport said RILL_EAGAIN: send nothing until drained */
-  int reading;      /* a fill() is pending on the transport */
-  int stopping;     /* a graceful stop: GOAWAY sent, finishing in-flight streams */
+  int t_waiting; /* the transport said RILL_EAGAIN: send nothing until drained */
+  int reading;   /* a fill() is pending on the transport */
+  int stopping;  /* a graceful stop: GOAWAY sent, finishing in-flight streams */
   int closing, tearing;
   int werr;
-  int refs;         /* 1 while open, plus one per stream object */
+  int refs; /* 1 while open, plus one per stream object */
   /* gathered output: segments in order, copied bytes or references */
   char *out;
   size_t olen, ocap;

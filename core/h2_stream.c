@@ -185,12 +185,14 @@ static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh
     }
     b += x->nlen;
     memcpy(b, x->value, x->vlen);
-    nv[k++] = (nghttp2_nv){(uint8_t *)nm, (uint8_t *)b, x->nlen, x->vlen, NGHTTP2_NV_FLAG_NONE};
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)nm, (uint8_t *)b, x->nlen, x->vlen, NGHTTP2_NV_FLAG_NONE};
     b += x->vlen;
   }
   if (date && !has_date && dl > 8) { /* "Date: <value>\r\n" */
     memcpy(b, date + 6, dl - 8);
-    nv[k++] = (nghttp2_nv){(uint8_t *)"date", (uint8_t *)b, 4, dl - 8, NGHTTP2_NV_FLAG_NONE};
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)"date", (uint8_t *)b, 4, dl - 8, NGHTTP2_NV_FLAG_NONE};
     b += dl - 8;
   }
   if (clen >= 0 && !has_len) {
@@ -355,15 +357,21 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   st->handler_running = 0;
   if (usable(st)) {
     if (st->resp == RILL_H2_RESP_NONE)
-      rill__h2_respond(st, st->in_err == RILL_EBODY ? 413 : ok ? 200 : 500, NULL, 0, "", 0);
+      rill__h2_respond(st,
+                       st->in_err == RILL_EBODY ? 413
+                       : ok                     ? 200
+                                                : 500,
+                       NULL, 0, "", 0);
     else if (st->resp == RILL_H2_RESP_STREAMING && ok)
       rill__h2_finish(st, 200, NULL, 0, NULL, 0);
     else if (st->resp == RILL_H2_RESP_STREAMING)
-      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR); /* cut short: not to be taken as whole */
+      rill__h2_reset(st,
+                     NGHTTP2_INTERNAL_ERROR); /* cut short: not to be taken as whole */
     /* Our end went while the handler ran and the request is still open:
      * the peer need not send the rest (else frame_send_cb does this). */
     if (usable(st) && st->end_sent && !st->in_eof)
-      nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+      nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                NGHTTP2_NO_ERROR);
   }
   rill__h2_stream_maybe_free(st);
 }

@@ -93,7 +93,8 @@ static int l_reqline(lua_State *L) {
 
 static int l_closed(lua_State *L) {
   lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
-  lua_pushboolean(L, ud->st == NULL || ud->st->closed || ud->st->id != luaL_checkinteger(L, 2));
+  lua_pushboolean(L, ud->st == NULL || ud->st->closed ||
+                         ud->st->id != luaL_checkinteger(L, 2));
   return 1;
 }
 
@@ -163,8 +164,9 @@ static int l_none(lua_State *L) {
 static int l_peer(lua_State *L) {
   rill_h2_stream_t *st = check(L);
   char host[48];
-  int port = rill__stream_addr(&st->body, lua_toboolean(L, 3) ? RILL_ADDR_PROXY : RILL_ADDR_PEER,
-                               host, sizeof(host));
+  int port =
+      rill__stream_addr(&st->body, lua_toboolean(L, 3) ? RILL_ADDR_PROXY : RILL_ADDR_PEER,
+                        host, sizeof(host));
   if (port < 0) return 0;
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
@@ -332,17 +334,28 @@ static int h2_tostring(lua_State *L) {
 
 void rill__open_h2(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline},   {"closed", l_closed},
-      {"headers", l_headers},   {"raw_headers", l_raw_headers},
-      {"body", l_body},         {"trailers", l_none},
-      {"peer", l_peer},         {"respond", l_respond},
-      {"write", l_write},       {"finish", l_finish},
-      {"flush", l_flush},       {"upgrade", l_upgrade},
-      {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
-      {"_result", l_result},    {"_response", l_response},
-      {"_cut", l_cut},          {"_abort", l_abort},
-      {"_body_max", l_none},    {"_started", l_started},
-      {"_sendfile", l_sendfile}, {"_compress", l_unsupported},
+      {"reqline", l_reqline},
+      {"closed", l_closed},
+      {"headers", l_headers},
+      {"raw_headers", l_raw_headers},
+      {"body", l_body},
+      {"trailers", l_none},
+      {"peer", l_peer},
+      {"respond", l_respond},
+      {"write", l_write},
+      {"finish", l_finish},
+      {"flush", l_flush},
+      {"upgrade", l_upgrade},
+      {"scheme", l_scheme},
+      {"_wait_drained", l_wait_drained},
+      {"_result", l_result},
+      {"_response", l_response},
+      {"_cut", l_cut},
+      {"_abort", l_abort},
+      {"_body_max", l_none},
+      {"_started", l_started},
+      {"_sendfile", l_sendfile},
+      {"_compress", l_unsupported},
       {"_inflate", l_unsupported},
       {NULL, NULL},
   };

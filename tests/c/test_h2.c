@@ -22,8 +22,8 @@ typedef struct {
   rill_binding_t b;
   rill_h2_stream_t *st;
   char path[64];
-  size_t got;          /* body bytes read */
-  size_t read_budget;  /* /slow: bytes it may read now */
+  size_t got;         /* body bytes read */
+  size_t read_budget; /* /slow: bytes it may read now */
   size_t to_write, written;
   int drained, eagain, done, ended;
 } hreq_t;
@@ -76,7 +76,8 @@ static const rill_binding_ops_t h_ops = {.readable = h_readable};
 static void write_more(hreq_t *h) {
   static char block[16384];
   while (h->written < h->to_write) {
-    size_t n = h->to_write - h->written < sizeof(block) ? h->to_write - h->written : sizeof(block);
+    size_t n = h->to_write - h->written < sizeof(block) ? h->to_write - h->written
+                                                        : sizeof(block);
     int r = rill__h2_write(h->st, 200, NULL, 0, block, n);
     if (r < 0 && r != RILL_EAGAIN) {
       finish(h);
@@ -130,7 +131,9 @@ static void on_drained(rill_h2_stream_t *st, int status) {
   write_more(h);
 }
 
-static void on_close(rill_h2_conn_t *c) { conn_closed = 1; }
+static void on_close(rill_h2_conn_t *c) {
+  conn_closed = 1;
+}
 
 /* ---- the client: nghttp2 over the memstream ---- */
 
@@ -176,7 +179,8 @@ static int c_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_
                     void *user) {
   cstream_t *cs = cfind(user, frame->hd.stream_id);
   if (cs == NULL) return 0;
-  if (namelen == 7 && memcmp(name, ":status", 7) == 0) cs->status = atoi((const char *)value);
+  if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+    cs->status = atoi((const char *)value);
   if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) cs->trailer_seen = 1;
   return 0;
 }
@@ -186,7 +190,8 @@ static int c_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *
   cstream_t *cs = cfind(user, id);
   if (cs == NULL) return 0;
   if (cs->got < sizeof(cs->body) - 1) {
-    size_t k = len < sizeof(cs->body) - 1 - cs->got ? len : sizeof(cs->body) - 1 - cs->got;
+    size_t k =
+        len < sizeof(cs->body) - 1 - cs->got ? len : sizeof(cs->body) - 1 - cs->got;
     memcpy(cs->body + cs->got, data, k);
   }
   cs->got += len;
@@ -241,8 +246,8 @@ static void client_init(client_t *cl, memstream_t *m, int auto_window) {
   nghttp2_submit_settings(cl->s, NGHTTP2_FLAG_NONE, NULL, 0);
 }
 
-static cstream_t *request(client_t *cl, const char *method, const char *path,
-                          size_t body, const nghttp2_nv *extra, size_t nextra) {
+static cstream_t *request(client_t *cl, const char *method, const char *path, size_t body,
+                          const nghttp2_nv *extra, size_t nextra) {
   nghttp2_nv nv[16] = {
       {(uint8_t *)":method", (uint8_t *)method, 7, strlen(method), 0},
       {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
@@ -332,7 +337,8 @@ static void test_concurrent(void) {
   pump(&cl);
   CHECK(t->status == 200 && t->got == 3 && t->trailer_seen && t->closed && t->error == 0,
         "trailers: %d %zu %d", t->status, t->got, t->trailer_seen);
-  CHECK(e->status == 200 && strcmp(e->body, "100000") == 0, "echo: %d %s", e->status, e->body);
+  CHECK(e->status == 200 && strcmp(e->body, "100000") == 0, "echo: %d %s", e->status,
+        e->body);
   teardown(&cl, m);
 }
 
@@ -359,7 +365,8 @@ static void test_noread(void) {
   read_body(h);
   pump(&cl);
   CHECK(h->got == 10000, "read: %zu", h->got);
-  CHECK(big->body_left == (1 << 20) - 65535, "after a small read, left: %zu", big->body_left);
+  CHECK(big->body_left == (1 << 20) - 65535, "after a small read, left: %zu",
+        big->body_left);
   /* 40000 bytes: exactly that much more may come. */
   h->read_budget = 30000;
   read_body(h);
@@ -486,8 +493,8 @@ static void test_body_limit(void) {
   CHECK(a->status == 413 && nreqs == 0, "by length: %d, %d handlers", a->status, nreqs);
   cstream_t *b = request(&cl, "POST", "/echo", 200000, NULL, 0);
   pump(&cl);
-  CHECK(b->status == 413 && nreqs == 1 && reqs[0]->got <= 100000, "as it comes: %d, read %zu",
-        b->status, nreqs ? reqs[0]->got : 0);
+  CHECK(b->status == 413 && nreqs == 1 && reqs[0]->got <= 100000,
+        "as it comes: %d, read %zu", b->status, nreqs ? reqs[0]->got : 0);
   cstream_t *c = request(&cl, "POST", "/echo", 1000, NULL, 0);
   pump(&cl);
   CHECK(c->status == 200 && strcmp(c->body, "1000") == 0, "under it: %d %s", c->status,
@@ -532,9 +539,9 @@ static void test_garbage(void) {
 
 static void raw_frame(memstream_t *m, int type, int flags, uint32_t id, const void *p,
                       size_t n) {
-  uint8_t hd[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type,
-                   (uint8_t)flags, (uint8_t)(id >> 24), (uint8_t)(id >> 16),
-                   (uint8_t)(id >> 8), (uint8_t)id};
+  uint8_t hd[9] = {(uint8_t)(n >> 16),  (uint8_t)(n >> 8),  (uint8_t)n,
+                   (uint8_t)type,       (uint8_t)flags,     (uint8_t)(id >> 24),
+                   (uint8_t)(id >> 16), (uint8_t)(id >> 8), (uint8_t)id};
   memstream_feed(m, hd, 9);
   if (n) memstream_feed(m, p, n);
 }
@@ -554,13 +561,14 @@ static long raw_settle(memstream_t *m) {
   while (at + 9 <= m->out_len) {
     const uint8_t *f = (const uint8_t *)m->out + at;
     size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
-    if (getenv("H2_DEBUG")) fprintf(stderr, "frame type %d len %zu flags %d\n", f[3], len, f[4]);
+    if (getenv("H2_DEBUG"))
+      fprintf(stderr, "frame type %d len %zu flags %d\n", f[3], len, f[4]);
     if (f[3] == NGHTTP2_RST_STREAM && at + 9 + 4 <= m->out_len)
-      raw_rst = (long)((uint32_t)f[9] << 24 | (uint32_t)f[10] << 16 | (uint32_t)f[11] << 8 |
-                       f[12]);
+      raw_rst = (long)((uint32_t)f[9] << 24 | (uint32_t)f[10] << 16 |
+                       (uint32_t)f[11] << 8 | f[12]);
     if (f[3] == NGHTTP2_GOAWAY && at + 9 + 8 <= m->out_len)
-      goaway = (long)((uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 | (uint32_t)f[15] << 8 |
-                      f[16]);
+      goaway = (long)((uint32_t)f[13] << 24 | (uint32_t)f[14] << 16 |
+                      (uint32_t)f[15] << 8 | f[16]);
     at += 9 + len;
   }
   return goaway;
@@ -593,14 +601,15 @@ static void raw_teardown(memstream_t *m) {
  * the connection goes before the block ends. */
 static void test_continuation_flood(void) {
   memstream_t *m = raw_setup();
-  static const uint8_t first[] = {0x82, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'}; /* GET / http a.b */
+  static const uint8_t first[] = {0x82, 0x84, 0x86, 0x01,
+                                  0x03, 'a',  '.',  'b'}; /* GET / http a.b */
   static const uint8_t more[] = {0x90}; /* accept-encoding: gzip, deflate */
   raw_frame(m, NGHTTP2_HEADERS, 0, 1, first, sizeof(first));
   for (int i = 0; i < 50; i++)
     raw_frame(m, NGHTTP2_CONTINUATION, 0, 1, more, sizeof(more));
   long g = raw_settle(m);
-  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed && nreqs == 0, "continuations: goaway %ld closed %d", g,
-        m->closed);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed && nreqs == 0,
+        "continuations: goaway %ld closed %d", g, m->closed);
   raw_teardown(m);
   /* Within the limit, the head is whole. */
   m = raw_setup();
@@ -622,8 +631,8 @@ static void test_ping_flood(void) {
   for (int i = 0; i < 3000; i++)
     raw_frame(m, NGHTTP2_PING, 0, 0, opaque, 8);
   long g = raw_settle(m);
-  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed, "ping flood: goaway %ld closed %d", g,
-        m->closed);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed, "ping flood: goaway %ld closed %d",
+        g, m->closed);
   raw_teardown(m);
   m = raw_setup();
   for (int i = 0; i < 3000; i++)
@@ -651,7 +660,8 @@ static void test_window_overflow(void) {
             (const uint8_t[]){0x82, 0x84, 0x86, 0x01, 0x03, 'a', '.', 'b'}, 8);
   g = raw_settle(m);
   /* A stream's overflow resets that stream only. */
-  CHECK(g == -1 && !m->closed && nreqs == 2, "stream window: goaway %ld reqs %d", g, nreqs);
+  CHECK(g == -1 && !m->closed && nreqs == 2, "stream window: goaway %ld reqs %d", g,
+        nreqs);
   raw_teardown(m);
 
   m = raw_setup();

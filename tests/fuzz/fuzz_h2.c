@@ -20,9 +20,9 @@
  *              Without it, readers read once the input has ended, and 'b'
  *              answers at once.
  * Handlers by the path's second byte: 'h' answers "hello", 'e' reads the
- * body and answers its length, 'b' streams a body (see bit 5), 't' answers with trailers, 'r' resets its stream,
- * 'x' raises (a 500, or a reset once started); anything else hangs until
- * the input ends.
+ * body and answers its length, 'b' streams a body (see bit 5), 't' answers with trailers,
+ * 'r' resets its stream, 'x' raises (a 500, or a reset once started); anything else hangs
+ * until the input ends.
  *
  * The result, compared fed whole and in pieces: the request heads the
  * connection received (taken when it closes). Not the GOAWAY code: after a
