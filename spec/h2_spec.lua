@@ -148,4 +148,45 @@ return function(req, res) res:send("h1") end
     assert.truthy(out:find("finished", 1, true), out)
     assert.equal(0, exit)
   end)
+
+  -- Raw frames with Python's h2 (spec/h2/frames.py).
+  local python
+  local function frames(case, p)
+    if python == nil then
+      python = false
+      for _, py in ipairs({"python3", "/usr/bin/python3"}) do
+        if helper.run({py, "-c", "import h2"}) == 0 then python = py break end
+      end
+    end
+    if not python then return nil end
+    local code, out, err = helper.run({python, "spec/h2/frames.py", case, tostring(p)})
+    assert(code == 0, err)
+    return out
+  end
+
+  it("a handler that never reads its body stalls only its own stream", function()
+    local rl, rport = helper.listen(function(req, res)
+      if req.path == "/noread" then
+        rill.sleep(3000) -- holds its stream, never reads
+      end
+      res:send("small")
+    end, {http2 = true})
+    local out = frames("noread", rport)
+    rl:close()
+    if not out then pending("python3-h2 is not installed") return end
+    assert.truthy(out:find("gets 10", 1, true), out)
+    -- the stream's window (64 KiB), not the 1 MiB, went through
+    assert.truthy(out:find("posted 65535\n", 1, true), out)
+  end)
+
+  it("closes with ENHANCE_YOUR_CALM past the rapid reset budget", function()
+    local rl, rport = helper.listen(function(req, res)
+      rill.sleep(1000)
+      res:send("late")
+    end, {http2 = true})
+    local out = frames("reset", rport)
+    rl:close()
+    if not out then pending("python3-h2 is not installed") return end
+    assert.equal("goaway 11\n", out)
+  end)
 end)
