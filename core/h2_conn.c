@@ -160,6 +160,7 @@ static int begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, void
   if (st == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   rill__h2_stream_init(st, c, frame->hd.stream_id);
   nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
+  c->nstreams++; /* nghttp2 opened it (it refuses those past the limit unopened) */
   return 0;
 }
 
@@ -389,14 +390,6 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   return 0;
 }
 
-static int begin_frame_cb(nghttp2_session *s, const nghttp2_frame_hd *hd, void *user) {
-  rill_h2_conn_t *c = user;
-  if (hd->type == NGHTTP2_HEADERS && hd->stream_id > 0 &&
-      nghttp2_session_find_stream(s, hd->stream_id) == NULL)
-    c->nstreams++; /* a new stream (nghttp2 refuses those past the limit) */
-  return 0;
-}
-
 static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len,
                     void *user) {
   rill_h2_conn_t *c = user;
@@ -416,7 +409,6 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, data_chunk_cb);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
-  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, begin_frame_cb);
   nghttp2_session_callbacks_set_error_callback2(cbs, error_cb);
   return cbs;
 }

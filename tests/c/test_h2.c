@@ -503,6 +503,34 @@ static void test_body_limit(void) {
   teardown(&cl, m);
 }
 
+/* Past max_concurrent_streams a stream is refused (never opened: it must
+ * not count), and a graceful stop still ends once the open ones have. */
+static void test_refused(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.max_concurrent_streams = 2;
+  rill_h2_conn_t *c = setup(&cl, &m, 1);
+  cstream_t *s[5];
+  for (int i = 0; i < 5; i++) /* sent before the client knows the limit */
+    s[i] = request(&cl, "GET", "/hang", 0, NULL, 0);
+  pump(&cl);
+  CHECK(nreqs == 2 && c->nstreams == 2, "handlers %d, open %u", nreqs, c->nstreams);
+  int refused = 0;
+  for (int i = 0; i < 5; i++)
+    refused += s[i]->closed && s[i]->error == NGHTTP2_REFUSED_STREAM;
+  CHECK(refused == 3, "refused: %d", refused);
+  rill__h2_conn_shutdown(c);
+  pump(&cl);
+  for (int i = 0; i < nreqs; i++) {
+    rill__h2_respond(reqs[i]->st, 200, NULL, 0, "ok", 2);
+    finish(reqs[i]);
+  }
+  pump(&cl);
+  CHECK(m->closed && conn_closed, "closed after the open streams: %d", m->closed);
+  srv.limits.max_concurrent_streams = 128;
+  teardown(&cl, m);
+}
+
 /* Idle: GOAWAY and close after idle_timeout_ms with no stream. */
 static void test_idle(void) {
   client_t cl;
@@ -710,6 +738,7 @@ int main(void) {
   test_big_head();
   test_graceful();
   test_body_limit();
+  test_refused();
   test_idle();
   test_garbage();
   test_continuation_flood();
