@@ -217,6 +217,7 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   free(nv);
   if (r) return r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : RILL_ECLOSED;
   st->status = status;
+  RILL_COUNT(st->c->w->m->responses[status < 600 ? status / 100 : 0], 1); /* rill.metrics */
   st->nobody = st->head.is_head || status == 204 || status == 304;
   rill__h2_want_send(st->c);
   return 0;
