@@ -107,10 +107,12 @@ struct rill_h2_stream_s {
   int q_eof;      /* nothing more will be queued */
   char *trailers; /* packed trailer fields to send at the end, or NULL */
   size_t ntrailers;
-  int data_deferred; /* the data provider said DEFERRED: resume on write */
-  int write_waiting; /* a write returned RILL_EAGAIN: tell on_drained */
-  int nobody;        /* HEAD, 204, 304: no DATA */
-  int end_sent;      /* our END_STREAM went */
+  int data_deferred;          /* the data provider said DEFERRED: resume on write */
+  int write_waiting;          /* a write returned RILL_EAGAIN: tell on_drained */
+  int nobody;                 /* HEAD, 204, 304: no DATA */
+  int end_sent;               /* our END_STREAM went */
+  int zformat, zlevel;        /* compression asked (rill__h2_compress) */
+  struct rill_deflate_s *zip; /* the compressor while the body streams */
 
   /* life */
   int closed; /* nghttp2 closed the stream (or the connection went) */
@@ -187,6 +189,12 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
 /* Ends the response, with trailer fields (nt may be 0). */
 int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                     const rill_hdr_t *trailers, size_t nt);
+/* Compresses the response about to start (format RILL_Z_GZIP or
+ * RILL_Z_DEFLATE, level 1-9): its body goes through a compressor, each
+ * write flushed (Z_SYNC_FLUSH) so that it arrives whole, Z_FINISH at the
+ * end; no content-length is sent. The layer above sets Content-Encoding.
+ * Returns 0, UV_EBUSY (started) or UV_EINVAL. */
+int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
 /* Resets the stream (RST_STREAM error_code); the body's reader is told. */
 void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 /* The handler of st ended; ok is 0 if it raised: with no response a 500

@@ -5,6 +5,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "deflate.h"
 #include "h2_conn.h"
 
 #define ST(s) rill__container_of((s), rill_h2_stream_t, body)
@@ -119,6 +120,10 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   free((void *)st->head.hdrs);
   free(st->in);
   free(st->trailers);
+  if (st->zip) {
+    rill__deflate_end(st->zip);
+    free(st->zip);
+  }
   free(st);
   if (--c->refs == 0) { /* the connection went before its last stream */
     free(c->out);
@@ -217,7 +222,8 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   free(nv);
   if (r) return r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : RILL_ECLOSED;
   st->status = status;
-  RILL_COUNT(st->c->w->m->responses[status < 600 ? status / 100 : 0], 1); /* rill.metrics */
+  RILL_COUNT(st->c->w->m->responses[status < 600 ? status / 100 : 0],
+             1); /* rill.metrics */
   st->nobody = st->head.is_head || status == 204 || status == 304;
   rill__h2_want_send(st->c);
   return 0;
@@ -276,6 +282,36 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
   return (ssize_t)n;
 }
 
+int rill__h2_compress(rill_h2_stream_t *st, int format, int level) {
+  if (st->resp != RILL_H2_RESP_NONE) return UV_EBUSY;
+  if ((format != RILL_Z_GZIP && format != RILL_Z_DEFLATE) || level < 1 || level > 9)
+    return UV_EINVAL;
+  st->zformat = format;
+  st->zlevel = level;
+  return 0;
+}
+
+static int zip_emit(void *arg, const char *p, size_t n) {
+  return enqueue(arg, p, n);
+}
+
+/* len bytes through the compressor (started for a body of total bytes, 0:
+ * unknown), flushed as flush says, its output queued. */
+static int zip_put(rill_h2_stream_t *st, const char *p, size_t len, int flush,
+                   uint64_t total) {
+  if (st->zip == NULL) {
+    int mem, wbits = rill__deflate_wbits(total, &mem);
+    if ((st->zip = malloc(sizeof(*st->zip))) == NULL) return UV_ENOMEM;
+    int r = rill__deflate_init(st->zip, st->zformat, st->zlevel, wbits, mem);
+    if (r) {
+      free(st->zip);
+      st->zip = NULL;
+      return r;
+    }
+  }
+  return rill__deflate_put(st->zip, p, len, flush, zip_emit, st);
+}
+
 /* A body past its limit is answered 413 whatever the handler meant to send
  * (as HTTP/1.1's). Returns whether it was. */
 static int body_too_large(rill_h2_stream_t *st) {
@@ -296,7 +332,7 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
   }
   if (st->nobody) return len > 0 ? RILL_HTTP_NOBODY : 0;
   if (len == 0) return 0;
-  int r = enqueue(st, data, len);
+  int r = st->zformat ? zip_put(st, data, len, Z_SYNC_FLUSH, 0) : enqueue(st, data, len);
   if (r) return r;
   resume(st);
   if (st->queued > st->c->srv->limits.write_high) {
@@ -322,6 +358,13 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
     if (r) return r;
     st->trailers = (char *)nv;
   }
+  if (st->zformat && !st->nobody) {
+    int r = zip_put(st, NULL, 0, Z_FINISH, 0);
+    if (r) {
+      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+      return r;
+    }
+  }
   st->q_eof = 1;
   st->resp = RILL_H2_RESP_DONE;
   resume(st);
@@ -334,6 +377,20 @@ int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size
   if (!usable(st)) return RILL_ECLOSED;
   if (body_too_large(st)) return 0;
   int nobody = st->head.is_head || status == 204 || status == 304;
+  if (st->zformat && !nobody && len > 0) {
+    /* The whole body through the compressor, as a streamed one. */
+    int r = submit_head(st, status, h, nh, -1, 1);
+    if (r) return r;
+    st->resp = RILL_H2_RESP_STREAMING;
+    if ((r = zip_put(st, body, len, Z_FINISH, len)) != 0) {
+      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+      return r;
+    }
+    st->q_eof = 1;
+    st->resp = RILL_H2_RESP_DONE;
+    resume(st);
+    return 0;
+  }
   int r = submit_head(st, status, h, nh, nobody ? -1 : (int64_t)len, len > 0 && !nobody);
   if (r) return r;
   st->resp = RILL_H2_RESP_DONE;

@@ -3,8 +3,8 @@
  * request and response objects (and the router, middleware and proxy above
  * them) work unchanged. One userdata per request stream; gen is the stream
  * id. Not here yet: sendfile (answers "unsupported": the bytes are
- * written), compression, decompression and upgrades (raise), request
- * trailers (nil), on_close callbacks for a client that resets the stream. */
+ * written), upgrades (nil), request trailers (nil), on_close callbacks for
+ * a client that resets the stream. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +13,9 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "deflate.h"
 #include "h2_conn.h"
+#include "inflate_stream.h"
 #include "lua_core.h"
 #include "lua_h2.h"
 #include "lua_sched.h"
@@ -316,9 +318,34 @@ static int l_sendfile(lua_State *L) {
   return 2;
 }
 
-static int l_unsupported(lua_State *L) {
-  check(L);
-  return luaL_error(L, "not supported over HTTP/2 yet");
+static const char *const z_formats[] = {"gzip", "deflate", NULL};
+
+/* conn:_compress(gen, format, level): the response's body is compressed. */
+static int l_compress(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int format =
+      luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Integer level = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, level >= 1 && level <= 9, 4, "a level 1-9");
+  if (rill__h2_compress(st, format, (int)level) != 0)
+    return luaL_error(L, "the response has already started");
+  return 0;
+}
+
+/* conn:_inflate(gen, format, max) → the request body inflated, "too large"
+ * past max bytes (0: no limit). */
+static int l_inflate(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int format =
+      luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Number max = luaL_checknumber(L, 4);
+  luaL_argcheck(L, max >= 0, 4, "a byte count");
+  if (st->body.top) return luaL_error(L, "the body stream was taken already");
+  rill_inflate_stream_t *s = rill__inflate_stream_new(st->c->w, &st->body, format,
+                                                      max >= 1.8e19 ? 0 : (uint64_t)max);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  rill__lstream_push(L, &s->base, 1, -1);
+  return 1;
 }
 
 static int l_upgrade(lua_State *L) {
@@ -334,30 +361,18 @@ static int h2_tostring(lua_State *L) {
 
 void rill__open_h2(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline},
-      {"closed", l_closed},
-      {"headers", l_headers},
-      {"raw_headers", l_raw_headers},
-      {"body", l_body},
-      {"trailers", l_none},
-      {"peer", l_peer},
-      {"respond", l_respond},
-      {"write", l_write},
-      {"finish", l_finish},
-      {"flush", l_flush},
-      {"upgrade", l_upgrade},
-      {"scheme", l_scheme},
-      {"_wait_drained", l_wait_drained},
-      {"_result", l_result},
-      {"_response", l_response},
-      {"_cut", l_cut},
-      {"_abort", l_abort},
-      {"_body_max", l_none},
-      {"_started", l_started},
-      {"_sendfile", l_sendfile},
-      {"_compress", l_unsupported},
-      {"_inflate", l_unsupported},
-      {NULL, NULL},
+      {"reqline", l_reqline},    {"closed", l_closed},
+      {"headers", l_headers},    {"raw_headers", l_raw_headers},
+      {"body", l_body},          {"trailers", l_none},
+      {"peer", l_peer},          {"respond", l_respond},
+      {"write", l_write},        {"finish", l_finish},
+      {"flush", l_flush},        {"upgrade", l_upgrade},
+      {"scheme", l_scheme},      {"_wait_drained", l_wait_drained},
+      {"_result", l_result},     {"_response", l_response},
+      {"_cut", l_cut},           {"_abort", l_abort},
+      {"_body_max", l_none},     {"_started", l_started},
+      {"_sendfile", l_sendfile}, {"_compress", l_compress},
+      {"_inflate", l_inflate},   {NULL, NULL},
   };
   (void)w;
   rill__new_class(L, H2_MT, methods, NULL);

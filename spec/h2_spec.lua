@@ -73,6 +73,31 @@ describe("http2", function()
     assert.equal("000020000\n", out:sub(-10))
   end)
 
+  it("compresses (rill.middleware.compress) and decompresses request bodies", function()
+    local app = rill.router()
+    app:use(rill.middleware.compress{min_size = 10})
+    app:use(rill.middleware.decompress())
+    app:post("/up", function(req, res) res:send("up " .. #req.body:read_all(1e6)) end)
+    app:get("/text", function(req, res)
+      res:header("Content-Type", "text/plain")
+      for i = 1, 50 do res:write(("line %d of a compressible body\n"):format(i)) end
+    end)
+    local zl, zport = helper.listen(app, {http2 = true})
+    local code, out = helper.curl("--http2-prior-knowledge", "--compressed", "-D", "-",
+      url(zport, "/text"))
+    local gz = os.tmpname()
+    helper.run({"sh", "-c", "printf '%0500d' 0 | gzip > " .. gz})
+    local code2, out2 = helper.curl("--http2-prior-knowledge", "-H", "Content-Encoding: gzip",
+      "--data-binary", "@" .. gz, url(zport, "/up"))
+    os.remove(gz)
+    zl:close()
+    assert.equal(0, code)
+    assert.truthy(out:find("content%-encoding: gzip"), out)
+    assert.truthy(out:find("line 50 of a compressible body\n", 1, true), out)
+    assert.equal(0, code2)
+    assert.equal("up 500", out2)
+  end)
+
   it("answers nghttp, several streams on one connection", function()
     if not have("nghttp") then pending("nghttp is not installed") return end
     local code, out = helper.run({"nghttp", "-n", "-s", url(port, "/a"), url(port, "/b"),
