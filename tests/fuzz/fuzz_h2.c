@@ -37,6 +37,7 @@
  * (LeakSanitizer). */
 #include <nghttp2/nghttp2.h>
 
+#include "deflate.h"
 #include "fuzz_common.h"
 #include "h2_conn.h"
 #include "memstream.h"
@@ -147,6 +148,15 @@ static void on_request(rill_h2_stream_t *st) {
     rill_hdr_t t = {"grpc-status", 11, "0", 1};
     rill__h2_write(st, 200, NULL, 0, "abc", 3);
     rill__h2_finish(st, 200, NULL, 0, &t, 1);
+    finish(r, 1);
+  } else if (k == 'z') {
+    static const char text[] = "compressible compressible compressible text";
+    rill__h2_compress(st, h->path_len > 2 && h->path[2] == 'd' ? RILL_Z_DEFLATE : RILL_Z_GZIP,
+                      1);
+    rill__h2_write(st, 200, NULL, 0, text, sizeof(text) - 1);
+    if (h->path_len > 3)
+      rill__h2_respond(st, 200, NULL, 0, text, sizeof(text) - 1); /* EBUSY: started */
+    rill__h2_finish(st, 200, NULL, 0, NULL, 0);
     finish(r, 1);
   } else if (k == 'r') {
     rill__h2_reset(st, NGHTTP2_CANCEL);

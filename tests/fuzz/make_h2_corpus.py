@@ -22,6 +22,10 @@ def hdrs(path, method='GET', extra=()):
 
 def seeds():
     c = conn()
+    c.send_headers(1, hdrs('/z'), end_stream=True)
+    c.send_headers(3, hdrs('/zd'), end_stream=True)
+    yield 'zip', c.data_to_send()
+    c = conn()
     c.send_headers(1, hdrs('/h'), end_stream=True)
     c.send_headers(3, hdrs('/t'), end_stream=True)
     c.send_headers(5, hdrs('/b'), end_stream=True)
