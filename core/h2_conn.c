@@ -678,7 +678,11 @@ static void teardown(rill_h2_conn_t *c) {
     else
       t->vt->close(t);
   }
-  rill__obj_unlink(&c->obj);
+  /* Streams whose handlers still run keep the connection on the worker's
+   * list (not holding a graceful stop: done), so that a worker's teardown,
+   * which ends tasks without their ends being reported, still frees them. */
+  c->obj.done = 1;
+  rill__h2_conn_maybe_unlink(c);
   process(c);
   /* Last: the server may go with its last connection. */
   if (srv->on_close) srv->on_close(c);
@@ -731,10 +735,31 @@ static void obj_shutdown(rill_obj_t *o) {
   rill__h2_conn_shutdown(rill__container_of(o, rill_h2_conn_t, obj));
 }
 
+void rill__h2_conn_maybe_unlink(rill_h2_conn_t *c) {
+  if (c->unlinked) return;
+  for (rill_h2_stream_t *st = c->streams; st; st = st->next)
+    if (st->handler_running) return;
+  c->unlinked = 1;
+  rill__obj_unlink(&c->obj);
+}
+
 static void obj_destroy(rill_obj_t *o) {
   rill_h2_conn_t *c = rill__container_of(o, rill_h2_conn_t, obj);
   if (!c->werr) c->werr = RILL_ECLOSED; /* a teardown: drop what is queued */
+  c->refs++;
   rill__h2_conn_close(c, NGHTTP2_NO_ERROR);
+  /* The worker goes: its tasks end unreported. Their streams go now; the
+   * layer above is told (abandon) so that it forgets them. */
+  rill_h2_stream_t *st = c->streams, *next;
+  for (; st; st = next) {
+    next = st->next;
+    if (!st->handler_running) continue;
+    st->handler_running = 0;
+    if (st->abandon) st->abandon(st);
+    rill__h2_stream_maybe_free(st);
+  }
+  rill__h2_conn_maybe_unlink(c);
+  conn_unref(c);
 }
 
 rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {

@@ -84,6 +84,9 @@ struct rill_h2_stream_s {
   int32_t id;
   rill_h2_head_t head;
   void *data; /* the layer above's */
+  /* Optional, set by the layer above: the worker's teardown ended the
+   * handler's task unreported, and the stream goes now. */
+  void (*abandon)(rill_h2_stream_t *st);
 
   /* request head being received */
   char *arena; /* names and values, NUL-terminated each */
@@ -143,6 +146,7 @@ struct rill_h2_conn_s {
   int reading;   /* a fill() is pending on the transport */
   int stopping;  /* a graceful stop: GOAWAY sent, finishing in-flight streams */
   int closing, tearing;
+  int unlinked; /* off the worker's object list */
   int werr;
   int refs; /* 1 while open, plus one per stream object */
   /* gathered output: segments in order, copied bytes or references */
@@ -207,6 +211,8 @@ void rill__h2_pend(rill_h2_stream_t *st, int what);
 void rill__h2_want_send(rill_h2_conn_t *c);
 void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id);
 void rill__h2_stream_free(rill_h2_stream_t *st);
+/* Takes a torn-down connection off the worker's list once no handler runs. */
+void rill__h2_conn_maybe_unlink(rill_h2_conn_t *c);
 /* Frees the stream object if nghttp2 and the handler are both done with it. */
 void rill__h2_stream_maybe_free(rill_h2_stream_t *st);
 /* Request bytes arrived (copied into the stream's buffer). */

@@ -125,6 +125,7 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
     free(st->zip);
   }
   free(st);
+  if (c->session == NULL && c->tearing) rill__h2_conn_maybe_unlink(c);
   if (--c->refs == 0) { /* the connection went before its last stream */
     free(c->out);
     free(c->segs);

@@ -44,6 +44,13 @@ static void task_done(rill_task_t *t, int status) {
   rill__h2_stream_handler_done(st, status == 0);
 }
 
+/* The worker's teardown ended the task unreported: the stream goes. */
+static void abandon(rill_h2_stream_t *st) {
+  lh2_ud *ud = st->data;
+  st->data = NULL;
+  if (ud) ud->st = NULL;
+}
+
 void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
                      unsigned send_timeout_ms) {
   rill_worker_t *w = st->c->w;
@@ -65,6 +72,7 @@ void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
   luaL_getmetatable(co, H2_MT);
   lua_setmetatable(co, -2);
   st->data = ud;
+  st->abandon = abandon;
   lua_pushinteger(co, st->id);
   t->done = task_done;
   t->done_data = ud;

@@ -531,6 +531,28 @@ static void test_refused(void) {
   teardown(&cl, m);
 }
 
+/* The connection goes while a handler runs, and the handler never ends
+ * (its worker is torn down: tasks end unreported). The stream stays until
+ * the worker's teardown frees it, telling the layer above (abandon); the
+ * leak check of the ASan build sees the rest. */
+static int abandoned;
+static void on_abandon(rill_h2_stream_t *st) {
+  abandoned++;
+}
+
+static void test_abandoned(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 1);
+  request(&cl, "GET", "/hang", 0, NULL, 0);
+  pump(&cl);
+  CHECK(nreqs == 1, "handlers: %d", nreqs);
+  reqs[0]->st->abandon = on_abandon;
+  reqs[0]->done = 1; /* the test's teardown must not end it */
+  teardown(&cl, m);
+  CHECK(abandoned == 0, "abandoned early");
+}
+
 /* Idle: GOAWAY and close after idle_timeout_ms with no stream. */
 static void test_idle(void) {
   client_t cl;
@@ -739,6 +761,7 @@ int main(void) {
   test_graceful();
   test_body_limit();
   test_refused();
+  test_abandoned();
   test_idle();
   test_garbage();
   test_continuation_flood();
@@ -746,6 +769,7 @@ int main(void) {
   test_window_overflow();
   test_header_timeout();
   rill__worker_free(W);
+  CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
