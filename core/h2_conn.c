@@ -339,7 +339,7 @@ static int data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t id,
   nghttp2_session_consume_connection(s, len);
   if (st == NULL) return 0;
   st->in_total += len;
-  uint64_t max = st->c->srv->limits.max_body_bytes;
+  uint64_t max = st->max_body ? st->max_body : st->c->srv->limits.max_body_bytes;
   if (max && st->in_total > max && st->in_err == 0) {
     /* The reader is told "too large"; its handler's answer becomes a 413. */
     st->in_err = RILL_EBODY;

@@ -101,6 +101,8 @@ struct rill_h2_stream_s {
   size_t in_r, in_len, in_cap;
   int in_eof, in_err, in_want;
   uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
+  uint64_t
+      max_body; /* this request's body limit, lower than the server's; 0: the server's */
 
   /* response */
   int resp;

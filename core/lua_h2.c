@@ -313,6 +313,20 @@ static int l_abort(lua_State *L) {
   return 0;
 }
 
+/* conn:_body_max(gen, bytes): lowers this request's body limit (never
+ * raises it): "too large" past it, and a 413. */
+static int l_body_max(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "must be at least 1");
+  uint64_t max = st->c->session ? st->c->srv->limits.max_body_bytes : 0;
+  uint64_t cur = st->max_body ? st->max_body : max;
+  if (n < 1.8e19 && (cur == 0 || (uint64_t)n < cur)) st->max_body = (uint64_t)n;
+  if (st->max_body && st->in_total > st->max_body && st->in_err == 0)
+    st->in_err = RILL_EBODY;
+  return 0;
+}
+
 static int l_started(lua_State *L) {
   lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
   lua_pushnumber(L, (lua_Number)ud->started);
@@ -378,7 +392,7 @@ void rill__open_h2(lua_State *L, rill_worker_t *w) {
       {"scheme", l_scheme},      {"_wait_drained", l_wait_drained},
       {"_result", l_result},     {"_response", l_response},
       {"_cut", l_cut},           {"_abort", l_abort},
-      {"_body_max", l_none},     {"_started", l_started},
+      {"_body_max", l_body_max}, {"_started", l_started},
       {"_sendfile", l_sendfile}, {"_compress", l_compress},
       {"_inflate", l_inflate},   {NULL, NULL},
   };
