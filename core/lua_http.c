@@ -226,7 +226,12 @@ static void sniff_done(sniff_t *sn, int h2) {
     if (rill__h2_conn_new(&lh->h2, s) == NULL) {
       lh->srv.refs--;
       s->vt->abort(s);
+      return;
     }
+    /* The connection reads from the burst's end; until then the socket must
+     * still want bytes: libuv may read once more after this callback, and a
+     * full buffer nobody wants more of fails with ENOBUFS (uvstream.c). */
+    rill__stream_fill(s);
   } else if (rill__http_conn_new(&lh->srv, s) == NULL) {
     s->vt->abort(s);
   }
