@@ -219,10 +219,9 @@ static int l_http_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   /* Every option is read before anything is made: a bad one raises, and
    * leaves nothing behind. */
-  lua_getfield(L, 1, "host");
-  const char *host = luaL_optstring(L, -1, "127.0.0.1");
-  lua_pop(L, 1);
-  int port = rill__opt_port(L, 1, 8080);
+  rill_listen_at_t at;
+  char where[160];
+  rill__opt_listen_at(L, 1, 8080, &at, where, sizeof(where));
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)opt_size(L, "max_connections", 16384);
   unsigned per_addr = (unsigned)opt_size(L, "max_connections_per_address", 0);
@@ -286,7 +285,7 @@ static int l_http_listen(lua_State *L) {
   lua_pop(L, 1);
 
   rill_listener_t *l;
-  int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);
+  int r = rill__listen_at(w, &at, backlog, maxc, on_accept, lh, &l);
   if (r == 0 && ((per_addr && (r = rill__listener_limit_per_addr(l, per_addr)) != 0) ||
                  (nfrom >= 0 && (r = rill__listener_proxy(l, from, (size_t)nfrom,
                                                           lim.header_timeout_ms)) != 0)))
@@ -294,7 +293,7 @@ static int l_http_listen(lua_State *L) {
   if (r) {
     on_free(&lh->srv);
     lua_pushnil(L);
-    lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
+    lua_pushfstring(L, "listen %s: %s", where, rill__errmsg(r));
     return 2;
   }
   l->on_free = listener_free;
@@ -443,6 +442,14 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
+/* Whether s runs over a unix socket (a socket stream, under TLS or not,
+ * that has no IP address). */
+static int is_unix(rill_stream_t *s) {
+  rill_stream_t *lower = rill__tls_lower(s);
+  if (lower) s = lower;
+  return strcmp(s->vt->name, "socket") == 0 && rill__stream_addr(s, 1, NULL, 0) == UV_ENOTSUP;
+}
+
 /* conn:peer(gen) → host, port: asked of the socket once per connection (it
  * does not change between requests), and kept only by connections whose
  * requests asked */
@@ -461,6 +468,10 @@ static int l_peer(lua_State *L) {
   if (c->peer_host == NULL) {
     char host[48];
     int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;
+    if (port == UV_ENOTSUP && is_unix(c->t)) {
+      snprintf(host, sizeof(host), "unix"); /* a unix socket's peer has no address */
+      port = 0;
+    }
     if (port < 0) return 0;
     if ((c->peer_host = strdup(host)) == NULL) return luaL_error(L, "out of memory");
     c->peer_port = port;

@@ -10,6 +10,7 @@
  * states; other threads reach a worker only through its command async. */
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -823,6 +824,36 @@ static void *signal_thread(void *arg) {
   return NULL;
 }
 
+/* systemd socket activation (sd_listen_fds(3)): when LISTEN_PID is this
+ * process, the LISTEN_FDS descriptors from 3 on are listening sockets to
+ * serve. Returns argv with `--listen fd:N` added for each (the default
+ * address is then not used), or NULL when not activated. The variables are
+ * removed and the descriptors marked close-on-exec, so that the app's
+ * children do not take them for their own. */
+static char **socket_activation(int argc, char **argv, int *nargc) {
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  if (pid == NULL || fds == NULL) return NULL;
+  long n = strtol(fds, NULL, 10);
+  int ours = strtol(pid, NULL, 10) == (long)getpid();
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  if (!ours || n < 1 || n > 1024) return NULL;
+  char **a = calloc((size_t)(argc + 2 * n + 1), sizeof(char *));
+  if (a == NULL) return NULL;
+  memcpy(a, argv, sizeof(char *) * (size_t)argc);
+  int k = argc;
+  for (int fd = 3; fd < 3 + n; fd++) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "fd:%d", fd);
+    a[k++] = "--listen";
+    a[k++] = strdup(buf);
+  }
+  *nargc = k;
+  return a;
+}
+
 int rill_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&cli_signals);
@@ -854,6 +885,8 @@ int rill_main(int argc, char **argv) {
       o.pin = 1;
   }
   if (o.workers < 1) o.workers = 1;
+  char **act = serve ? socket_activation(argc, argv, &argc) : NULL;
+  if (act) argv = act;
   rill_t *r;
   if (rill_new(&r, &o) != 0) {
     fprintf(stderr, "rill: out of memory\n");
@@ -866,5 +899,10 @@ int rill_main(int argc, char **argv) {
   if (pthread_create(&sigs, NULL, signal_thread, r) == 0) pthread_detach(sigs);
   int code = rill_run(r);
   rill_free(r);
+  if (act) {
+    for (int i = argc - 1; i >= 0 && strncmp(act[i], "fd:", 3) == 0; i -= 2)
+      free(act[i]);
+    free(act);
+  }
   return code;
 }

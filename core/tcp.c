@@ -1,8 +1,13 @@
-/* TCP listeners and outgoing connections. See tcp.h. */
+/* Listeners and outgoing TCP connections. See tcp.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "tcp.h"
 
@@ -214,10 +219,12 @@ static void proxy_done(void *data, rill_uvstream_t *u, int status) {
   l->on_accept(l, u);
 }
 
-static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_tcp_t *h) {
+static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_stream_t *h) {
   uint8_t ip[16];
   rill_stream_t *s = rill__uvstream_stream(u);
-  if (peer_ip(h, ip) != 0 || !rill__cidr_match(l->proxy_from, l->nproxy_from, ip)) {
+  /* Over a unix socket the file's permissions say who may connect. */
+  if (l->kind == UV_TCP && (peer_ip((uv_tcp_t *)h, ip) != 0 ||
+                            !rill__cidr_match(l->proxy_from, l->nproxy_from, ip))) {
     rill__log(l->w, RILL_LOG_DEBUG,
               "PROXY protocol: a connection from a source not allowed");
     s->vt->abort(s);
@@ -262,20 +269,16 @@ int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
   return 0;
 }
 
-static void listener_accept(rill_listener_t *l) {
-  rill_uvstream_t *u = rill__uvstream_new(l->w, UV_TCP);
-  if (u == NULL) return;
-  uv_tcp_t *h = (uv_tcp_t *)rill__uvstream_handle(u);
-  if (uv_accept((uv_stream_t *)&l->h, (uv_stream_t *)h) != 0) {
-    rill__uvstream_discard(u);
-    return;
-  }
-  uv_tcp_nodelay(h, 1);
+/* A connection accepted (or adopted): counted, then to the PROXY header or
+ * on_accept. */
+static void listener_take(rill_listener_t *l, rill_uvstream_t *u) {
+  uv_stream_t *h = rill__uvstream_handle(u);
+  if (h->type == UV_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);
   addr_ref_t *ref = NULL;
-  if (l->max_per_addr && l->addrs) {
+  if (l->max_per_addr && l->addrs && h->type == UV_TCP) {
     ref = malloc(sizeof(*ref));
     unsigned n = 0;
-    if (ref && peer_ip(h, ref->ip) == 0) n = addr_add(l->addrs, ref->ip);
+    if (ref && peer_ip((uv_tcp_t *)h, ref->ip) == 0) n = addr_add(l->addrs, ref->ip);
     if (n == 0 || n > l->max_per_addr) {
       if (n) addr_remove(l->addrs, ref->ip);
       free(ref);
@@ -299,6 +302,50 @@ static void listener_accept(rill_listener_t *l) {
     return;
   }
   l->on_accept(l, u);
+}
+
+static void listener_accept(rill_listener_t *l) {
+  rill_uvstream_t *u = rill__uvstream_new(l->w, l->kind);
+  if (u == NULL) return;
+  if (uv_accept(&l->h.stream, rill__uvstream_handle(u)) != 0) {
+    rill__uvstream_discard(u);
+    return;
+  }
+  listener_take(l, u);
+}
+
+/* The kind of handle for a socket: UV_NAMED_PIPE (unix), UV_TCP, or an
+ * error (not a socket, or neither). */
+static int socket_kind(int fd, int *family) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return uv_translate_sys_error(errno);
+  if (family) *family = ss.ss_family;
+  if (ss.ss_family == AF_UNIX) return UV_NAMED_PIPE;
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) return UV_TCP;
+  return UV_EAFNOSUPPORT;
+}
+
+int rill__listener_adopt(rill_listener_t *l, int fd) {
+  int kind = socket_kind(fd, NULL);
+  if (kind < 0 || l->closing) {
+    close(fd);
+    return kind < 0 ? kind : RILL_ECLOSED;
+  }
+  rill_uvstream_t *u = rill__uvstream_new(l->w, kind);
+  if (u == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  uv_stream_t *h = rill__uvstream_handle(u);
+  int r = kind == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
+  if (r) {
+    rill__uvstream_discard(u);
+    close(fd);
+    return r;
+  }
+  listener_take(l, u);
+  return 0;
 }
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -348,38 +395,199 @@ static int resolve(uv_loop_t *loop, const char *host, int port,
   return 0;
 }
 
-int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
-                 unsigned max_conns, rill_accept_cb cb, void *data,
-                 rill_listener_t **out) {
-  int reuse = 0, slot = -1;
-  if (w->port_for) port = w->port_for(w, host, port, &reuse, &slot);
+/* ---- unix socket files ----
+ * The files this process listens on, shared by its listeners on the same
+ * path (one per worker): the first makes the socket, the others listen on
+ * dups of it, and the last to close removes the file, if it is still the
+ * one made. */
+
+typedef struct unix_sock_s {
+  struct unix_sock_s *next;
+  char *path;
+  int fd; /* a dup of the socket, for the next listener on the path */
+  dev_t dev;
+  ino_t ino;
+  int refs;
+} unix_sock_t;
+
+static uv_once_t unix_once = UV_ONCE_INIT;
+static uv_mutex_t unix_lock;
+static unix_sock_t *unix_socks;
+
+static void unix_init(void) {
+  uv_mutex_init(&unix_lock);
+}
+
+/* Before binding path: nothing there, or a socket nobody listens on any
+ * more (removed). Anything else is left alone. */
+static int unix_clear(const char *path, const struct sockaddr_un *sun) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : uv_translate_sys_error(errno);
+  if (!S_ISSOCK(st.st_mode)) return UV_EEXIST;
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (probe < 0) return uv_translate_sys_error(errno);
+  int r = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
+  int e = errno;
+  close(probe);
+  if (r == 0 || e == EAGAIN) return UV_EADDRINUSE; /* someone listens (its queue may be full) */
+  if (e != ECONNREFUSED) return uv_translate_sys_error(e);
+  return unlink(path) == 0 || errno == ENOENT ? 0 : uv_translate_sys_error(errno);
+}
+
+/* A bound unix socket for path, new or a dup of this process's: returns the
+ * descriptor (its entry in *us) or an error. */
+static int unix_open(const char *path, unix_sock_t **us) {
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof(sun));
+  sun.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(sun.sun_path)) return UV_ENAMETOOLONG;
+  memcpy(sun.sun_path, path, strlen(path));
+  uv_once(&unix_once, unix_init);
+  uv_mutex_lock(&unix_lock);
+  for (unix_sock_t *u = unix_socks; u; u = u->next) {
+    if (strcmp(u->path, path) != 0) continue;
+    int fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 3);
+    int r = fd < 0 ? uv_translate_sys_error(errno) : fd;
+    if (fd >= 0) {
+      u->refs++;
+      *us = u;
+    }
+    uv_mutex_unlock(&unix_lock);
+    return r;
+  }
+  int fd = -1, bound = 0, r = unix_clear(path, &sun);
+  unix_sock_t *u = NULL;
+  struct stat st;
+  if (r == 0 && (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+    r = uv_translate_sys_error(errno);
+  if (r == 0 && bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+    r = uv_translate_sys_error(errno);
+  else if (r == 0)
+    bound = 1;
+  if (r == 0 && stat(path, &st) != 0) r = uv_translate_sys_error(errno);
+  if (r == 0 && ((u = calloc(1, sizeof(*u))) == NULL || (u->path = strdup(path)) == NULL))
+    r = UV_ENOMEM;
+  if (r == 0 && (u->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) r = uv_translate_sys_error(errno);
+  if (r) {
+    if (fd >= 0) close(fd);
+    if (bound) unlink(path); /* the file we made */
+    if (u) free(u->path);
+    free(u);
+    uv_mutex_unlock(&unix_lock);
+    return r;
+  }
+  u->dev = st.st_dev;
+  u->ino = st.st_ino;
+  u->refs = 1;
+  u->next = unix_socks;
+  unix_socks = u;
+  *us = u;
+  uv_mutex_unlock(&unix_lock);
+  return fd;
+}
+
+/* A listener on the file closed: the last one removes it. */
+static void unix_release(unix_sock_t *us) {
+  uv_mutex_lock(&unix_lock);
+  if (--us->refs > 0) {
+    uv_mutex_unlock(&unix_lock);
+    return;
+  }
+  for (unix_sock_t **p = &unix_socks; *p; p = &(*p)->next)
+    if (*p == us) {
+      *p = us->next;
+      break;
+    }
+  uv_mutex_unlock(&unix_lock);
+  struct stat st;
+  if (stat(us->path, &st) == 0 && st.st_dev == us->dev && st.st_ino == us->ino)
+    unlink(us->path);
+  close(us->fd);
+  free(us->path);
+  free(us);
+}
+
+/* ---- listen ---- */
+
+/* Opens l's handle on a socket of its own: bound to host:port, a unix
+ * socket, or a dup of the host's descriptor. */
+static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *slot) {
+  rill_worker_t *w = l->w;
+  int fd;
+  if (at->host == NULL) {
+    if (at->unix_path) {
+      fd = unix_open(at->unix_path, &l->unix_sock);
+      l->kind = UV_NAMED_PIPE;
+    } else {
+      int on = 0;
+      socklen_t len = sizeof(on);
+      l->kind = socket_kind(at->fd, NULL);
+      if (l->kind < 0) return l->kind;
+      if (getsockopt(at->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on)
+        return UV_EINVAL; /* not a listening socket */
+      fd = fcntl(at->fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) return uv_translate_sys_error(errno);
+    }
+    if (fd < 0) return fd;
+    int r = l->kind == UV_TCP ? uv_tcp_init(w->loop, &l->h.tcp)
+                              : uv_pipe_init(w->loop, &l->h.pipe, 0);
+    if (r == 0)
+      r = l->kind == UV_TCP ? uv_tcp_open(&l->h.tcp, fd) : uv_pipe_open(&l->h.pipe, fd);
+    if (r) close(fd);
+    return r;
+  }
+  int reuse = 0, port = at->port;
+  if (w->port_for) port = w->port_for(w, at->host, port, &reuse, slot);
   struct sockaddr_storage ss;
-  int r = resolve(w->loop, host, port, &ss);
+  int r = resolve(w->loop, at->host, port, &ss);
   if (r) return r;
+  l->kind = UV_TCP;
+  uv_tcp_init_ex(w->loop, &l->h.tcp, ss.ss_family);
+  if (reuse) {
+    /* Each worker has a socket of its own on the port; the kernel spreads
+     * the connections over them. */
+    uv_os_fd_t sfd;
+    int on = 1;
+    if (uv_fileno(&l->h.handle, &sfd) == 0)
+      setsockopt(sfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+  }
+  return uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+}
+
+static void failed_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+int rill__listen_at(rill_worker_t *w, const rill_listen_at_t *at, int backlog,
+                    unsigned max_conns, rill_accept_cb cb, void *data,
+                    rill_listener_t **out) {
   rill_listener_t *l = calloc(1, sizeof(*l));
   if (l == NULL) return UV_ENOMEM;
   l->w = w;
+  int slot = -1;
+  int r = listener_open(l, at, &slot);
+  if (r) {
+    if (l->unix_sock) unix_release(l->unix_sock);
+    if (l->h.handle.type == UV_UNKNOWN_HANDLE) {
+      free(l); /* no handle was made */
+    } else {
+      l->h.handle.data = l;
+      uv_close(&l->h.handle, failed_closed);
+    }
+    return r;
+  }
   l->on_accept = cb;
   l->data = data;
   l->max_conns = max_conns ? max_conns : 1u << 30;
   l->refs = 2; /* the socket's handle and the resume timer */
   uv_timer_init(w->loop, &l->resume);
   l->resume.data = l;
-  uv_tcp_init_ex(w->loop, &l->h, ss.ss_family);
-  l->h.data = l;
-  if (reuse) {
-    /* Each worker has a socket of its own on the port; the kernel spreads
-     * the connections over them. */
-    uv_os_fd_t fd;
-    int on = 1;
-    if (uv_fileno((uv_handle_t *)&l->h, &fd) == 0)
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
-  }
-  r = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
+  l->h.handle.data = l;
+  r = uv_listen(&l->h.stream, backlog > 0 ? backlog : 511, connection_cb);
   if (r) {
-    uv_close((uv_handle_t *)&l->h, listener_closed);
+    if (l->unix_sock) unix_release(l->unix_sock);
+    l->unix_sock = NULL;
+    uv_close(&l->h.handle, listener_closed);
     uv_close((uv_handle_t *)&l->resume, resume_closed);
     return r;
   }
@@ -387,15 +595,31 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   l->obj.kind = RILL_OBJ_LISTENER;
   l->obj.shutdown = listener_destroy; /* a graceful stop closes it too */
   char name[64];
-  if (w->port_bound) w->port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
+  if (w->port_bound && slot >= 0)
+    w->port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
   *out = l;
   return 0;
 }
 
+int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
+                 unsigned max_conns, rill_accept_cb cb, void *data,
+                 rill_listener_t **out) {
+  rill_listen_at_t at = {.host = host, .port = port, .fd = -1};
+  return rill__listen_at(w, &at, backlog, max_conns, cb, data, out);
+}
+
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen) {
+  if (l->kind == UV_NAMED_PIPE) {
+    size_t n = hostlen;
+    if (uv_pipe_getsockname(&l->h.pipe, host, &n) != 0) {
+      if (hostlen) host[0] = 0;
+      return 0;
+    }
+    return 0;
+  }
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getsockname(&l->h, (struct sockaddr *)&ss, &len) != 0) return -1;
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) != 0) return -1;
   return rill__sockaddr_str((struct sockaddr *)&ss, host, hostlen);
 }
 
@@ -403,7 +627,9 @@ void rill__listener_close(rill_listener_t *l) {
   if (l->closing) return;
   l->closing = 1;
   rill__obj_unlink(&l->obj);
-  uv_close((uv_handle_t *)&l->h, listener_closed);
+  if (l->unix_sock) unix_release(l->unix_sock);
+  l->unix_sock = NULL;
+  uv_close(&l->h.handle, listener_closed);
   uv_close((uv_handle_t *)&l->resume, resume_closed);
 }
 

@@ -5,13 +5,18 @@ local http = require "rill.http"
 local M = {}
 
 local usage = [[
-usage: rill serve APP.lua [--listen HOST:PORT]... [--tls-cert F --tls-key F]... [options]
+usage: rill serve APP.lua [--listen HOST:PORT|unix:PATH|fd:N]... [--tls-cert F --tls-key F]... [options]
        rill run SCRIPT.lua [ARGS...]
        rill test [PATH...]
        rill version
 
 serve options (sizes in bytes, times in seconds):
-  --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable
+  --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable.
+                            unix:PATH: a unix socket file (a stale one is
+                            replaced, removed at exit); fd:N: a listening
+                            descriptor the server inherited. Started by
+                            systemd (socket activation: LISTEN_PID and
+                            LISTEN_FDS), its sockets are served as fd:3...
   --listen-tls HOST:PORT    an HTTPS address; repeatable (with --listen-tls, the
                             --listen addresses stay plain; without, certificates
                             make every --listen address HTTPS)
@@ -162,6 +167,16 @@ local function serve(args)
   local cfg = {path = app_path, listens = {}, limits = opts, watch = watch}
   if #listens == 0 and #tls_listens == 0 then listens[1] = "127.0.0.1:8080" end
   local function add(addr, t)
+    local path = addr:match("^unix:(.+)$")
+    if path then
+      cfg.listens[#cfg.listens + 1] = {unix = path, tls = t}
+      return true
+    end
+    local fd = tonumber(addr:match("^fd:(%d+)$"))
+    if fd then
+      cfg.listens[#cfg.listens + 1] = {fd = fd, tls = t}
+      return true
+    end
     local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
     port = tonumber(port)
     if not host or host == "" or port > 65535 then return false end
@@ -170,12 +185,13 @@ local function serve(args)
   end
   for _, a in ipairs(listens) do
     if not add(a, #tls_listens == 0 and tls or nil) then
-      return die("bad --listen address " .. a .. " (HOST:PORT, PORT 0-65535)")
+      return die("bad --listen address " .. a .. " (HOST:PORT, PORT 0-65535, unix:PATH or fd:N)")
     end
   end
   for _, a in ipairs(tls_listens) do
     if not add(a, tls) then
-      return die("bad --listen-tls address " .. a .. " (HOST:PORT, PORT 0-65535)")
+      return die("bad --listen-tls address " .. a ..
+        " (HOST:PORT, PORT 0-65535, unix:PATH or fd:N)")
     end
   end
   -- A bad flag value that only the listener can judge (a --proxy-from

@@ -1,0 +1,156 @@
+-- Listeners for real hosts: unix sockets (HTTP and HTTPS), descriptors a
+-- host made, systemd socket activation, client certificates.
+local rill = require "rill"
+local helper = require "spec.helper"
+
+-- A fresh path for a unix socket (os.tmpname makes a file: removed).
+local function sock_path()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".sock"
+end
+
+local function exists(path)
+  return (helper.run({"test", "-e", path})) == 0
+end
+
+local function whoami(req, res)
+  res:send(("%s %s %s"):format(tostring(req.remote_addr), tostring(req.remote_port), req.scheme))
+end
+
+describe("listen", function()
+  describe("on a unix socket", function()
+    it("serves HTTP to curl --unix-socket, the peer as remote_addr \"unix\"", function()
+      local path = sock_path()
+      local l = assert(rill.http.listen{unix = path, handler = whoami})
+      local host, port = l:address()
+      assert.equal(path, host)
+      assert.equal(0, port)
+      local code, out, err = helper.curl("--unix-socket", path, "http://localhost/")
+      assert.equal(0, code, err)
+      assert.equal("unix 0 http", out)
+      l:close()
+      assert.is_false(exists(path), "the socket file is removed when the listener closes")
+    end)
+
+    it("serves HTTPS", function()
+      local dir = helper.certs()
+      local path = sock_path()
+      local l = assert(rill.http.listen{unix = path, handler = whoami,
+        tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+      local code, out, err = helper.curl("--unix-socket", path, "--cacert", dir .. "/ca.crt",
+        "https://a.test/")
+      assert.equal(0, code, err)
+      assert.equal("unix 0 https", out)
+      l:close()
+    end)
+
+    it("serves raw rill.listen connections", function()
+      local path = sock_path()
+      local l = assert(rill.listen{unix = path, handler = function(s)
+        s:write("hello\n")
+        s:close()
+      end})
+      local code, out = helper.run({"python3", "-c", [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); sys.stdout.write(s.recv(100).decode())
+]], path})
+      assert.equal(0, code)
+      assert.equal("hello\n", out)
+      l:close()
+    end)
+
+    it("replaces a stale socket file nothing listens on", function()
+      local path = sock_path()
+      -- a socket bound and closed leaves its file behind
+      local code = helper.run({"python3", "-c", [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()
+]], path})
+      assert.equal(0, code)
+      assert.is_true(exists(path))
+      local l = assert(rill.http.listen{unix = path, handler = whoami})
+      local c, out = helper.curl("--unix-socket", path, "http://localhost/")
+      assert.equal(0, c)
+      assert.equal("unix 0 http", out)
+      l:close()
+    end)
+
+    it("leaves a file that is not a socket alone", function()
+      local path = sock_path()
+      local f = assert(io.open(path, "w"))
+      f:write("data")
+      f:close()
+      local l, err = rill.http.listen{unix = path, handler = whoami}
+      assert.is_nil(l)
+      assert.matches("listen unix:" .. path:gsub("%p", "%%%0") .. ": EEXIST", err)
+      f = assert(io.open(path))
+      assert.equal("data", f:read("*a"))
+      f:close()
+      os.remove(path)
+    end)
+
+    it("leaves a socket another process listens on alone (rill serve --listen unix:)", function()
+      local path = sock_path()
+      local srv = helper.start({"serve", "examples/hello.lua", "--workers", "2",
+        "--listen", "unix:" .. path, "--listen", "127.0.0.1:0"})
+      local code, out = helper.curl("--unix-socket", path, "http://localhost/")
+      assert.equal(0, code)
+      assert.matches("Hello", out)
+      local l, err = rill.http.listen{unix = path, handler = whoami}
+      assert.is_nil(l)
+      assert.matches("EADDRINUSE", err)
+      -- both workers accept from the one socket
+      for _ = 1, 20 do
+        assert.equal(0, (helper.curl("--unix-socket", path, "http://localhost/")))
+      end
+      assert.equal(0, srv.stop())
+      assert.is_false(exists(path), "removed when the server stops")
+    end)
+
+    it("refuses bad options at the caller", function()
+      assert.has_error(function()
+        rill.http.listen{unix = "/tmp/x.sock", port = 80, handler = whoami}
+      end)
+      assert.has_error(function() rill.http.listen{unix = 5, handler = whoami} end)
+      assert.has_error(function() rill.http.listen{fd = -1, handler = whoami} end)
+    end)
+  end)
+
+  describe("on a descriptor", function()
+    it("is refused when the descriptor is not a listening socket", function()
+      local l, err = rill.http.listen{fd = 0, handler = whoami}
+      assert.is_nil(l)
+      assert.matches("listen fd 0: ", err)
+    end)
+  end)
+
+  describe("systemd socket activation", function()
+    it("serves the sockets it was given, and keeps them from the app's children", function()
+      local port = helper.free_port()
+      local app = os.tmpname() .. ".lua"
+      local f = assert(io.open(app, "w"))
+      f:write([[
+local rill = require "rill"
+return function(req, res)
+  local p = rill.exec{"sh", "-c", "echo ${LISTEN_FDS:-none} ${LISTEN_PID:-none}", stdout = "pipe"}
+  local out = p.stdout:read_all()
+  p:wait()
+  res:send(out)
+end
+]])
+      f:close()
+      local srv = helper.start({"serve", app, "--workers", "2"}, nil,
+        {"systemd-socket-activate", "-l", "127.0.0.1:" .. port})
+      assert.equal(port, srv.port)
+      for _ = 1, 4 do
+        local code, out, err = helper.curl(helper.url(port))
+        assert.equal(0, code, err)
+        assert.equal("none none\n", out)
+      end
+      srv.wait_log("serving .* on http://127%.0%.0%.1:" .. port .. " %(fd 3%)")
+      assert.equal(0, srv.stop())
+      os.remove(app)
+    end)
+  end)
+end)
