@@ -442,6 +442,13 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
+/* conn:tls_client(gen) → {subject =, dns =, email =, verified = true} or
+ * nothing: the client certificate the handshake verified. */
+static int l_tls_client(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  return c->t && rill__ltls_push_client(L, c->t) ? 1 : 0;
+}
+
 /* Whether s runs over a unix socket (a socket stream, under TLS or not,
  * that has no IP address). */
 static int is_unix(rill_stream_t *s) {
@@ -993,7 +1000,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
                                    {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"reqline", l_reqline}, {"closed", l_closed}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
-      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
+      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer}, {"tls_client", l_tls_client},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},

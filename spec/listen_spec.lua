@@ -153,4 +153,98 @@ end
       os.remove(app)
     end)
   end)
+
+  describe("client certificates", function()
+    local dir, stranger
+    setup(function()
+      dir = helper.certs()
+      -- a client certificate no trusted CA signed
+      stranger = os.tmpname()
+      local code, _, err = helper.run({"sh", "-c", [[
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+  -out "$1.crt" -days 2 -subj "/CN=stranger" 2>/dev/null]], "sh", stranger})
+      assert(code == 0, err)
+    end)
+
+    local function tls_opts(mode)
+      return {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key", client_ca = dir .. "/ca.crt",
+        verify_client = mode}
+    end
+
+    local function seen(req, res)
+      local c = req.tls_client
+      res:send(c and ("%s|%s|%s|%s"):format(c.subject, tostring(c.dns), tostring(c.email),
+        tostring(c.verified)) or "none")
+    end
+
+    local function curl(port, ...)
+      return helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+        ("a.test:%d:127.0.0.1"):format(port), ("https://a.test:%d/"):format(port), ...)
+    end
+
+    it("required: a client with a certificate of the CA is served and named", function()
+      local l, port = helper.listen(seen, {tls = tls_opts("required")})
+      local code, out, err = curl(port, "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code, err)
+      assert.equal("CN=client.test|client.test|client@test|true", out)
+      -- without a certificate, or with one of another CA: no handshake
+      code = curl(port)
+      assert.not_equal(0, code)
+      code = curl(port, "--cert", stranger .. ".crt", "--key", stranger .. ".key")
+      assert.not_equal(0, code)
+      -- and the listener goes on serving
+      code, out = curl(port, "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code)
+      assert.matches("^CN=client.test", out)
+      l:close()
+    end)
+
+    it("optional: no certificate is served as none, a bad one is refused", function()
+      local l, port = helper.listen(seen, {tls = tls_opts("optional")})
+      local code, out, err = curl(port)
+      assert.equal(0, code, err)
+      assert.equal("none", out)
+      code, out = curl(port, "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code)
+      assert.equal("CN=client.test|client.test|client@test|true", out)
+      code = curl(port, "--cert", stranger .. ".crt", "--key", stranger .. ".key")
+      assert.not_equal(0, code)
+      l:close()
+    end)
+
+    it("without client_ca no certificate is asked for: req.tls_client is false", function()
+      local l, port = helper.listen(function(req, res) res:send(tostring(req.tls_client)) end,
+        {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+      local code, out = curl(port, "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code)
+      assert.equal("false", out)
+      l:close()
+    end)
+
+    it("refuses a bad mode or a missing CA file", function()
+      local l, err = rill.http.listen{port = 0, handler = seen, tls = tls_opts("sometimes")}
+      assert.is_nil(l)
+      assert.matches("verify_client", err)
+      local o = tls_opts("required")
+      o.client_ca = dir .. "/missing.crt"
+      l, err = rill.http.listen{port = 0, handler = seen, tls = o}
+      assert.is_nil(l)
+      assert.matches("missing.crt", err)
+    end)
+
+    it("rill serve --tls-client-ca --tls-verify-client", function()
+      local srv = helper.serve("examples/hello.lua", {"--workers", "1", "--tls-cert",
+        dir .. "/a.test.crt", "--tls-key", dir .. "/a.test.key", "--tls-client-ca",
+        dir .. "/ca.crt", "--tls-verify-client", "required"})
+      local code = curl(srv.port, "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code)
+      assert.not_equal(0, (curl(srv.port)))
+      assert.equal(0, srv.stop())
+    end)
+  end)
 end)

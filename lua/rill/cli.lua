@@ -56,6 +56,11 @@ serve options (sizes in bytes, times in seconds):
                             it names; a connection without one is closed
   --proxy-from ADDR[/BITS]  a source allowed to send the header; repeatable
                             (default: 127.0.0.0/8 and ::1 only)
+  --tls-client-ca FILE      ask HTTPS clients for a certificate signed by a CA
+                            in FILE (PEM): req.tls_client names it
+  --tls-verify-client MODE  required (the default with --tls-client-ca: no
+                            handshake without a valid certificate) or
+                            optional (a certificate given must verify)
   --tls-ticket-keys FILE    TLS session ticket keys shared by instances: one
                             or more 80-byte keys (openssl rand 80), the first
                             encrypts; read again on reload (SIGHUP). Without
@@ -89,7 +94,7 @@ function M.load_app(path)
 end
 
 local function serve(args)
-  local app_path, watch, ticket_keys
+  local app_path, watch, ticket_keys, client_ca, verify_client
   local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
@@ -131,6 +136,16 @@ local function serve(args)
       opts.proxy_from = opts.proxy_from or {}
       opts.proxy_from[#opts.proxy_from + 1] = v
       i = i + 2
+    elseif a == "--tls-client-ca" then
+      if not v then return die("--tls-client-ca needs a file") end
+      client_ca = v
+      i = i + 2
+    elseif a == "--tls-verify-client" then
+      if v ~= "optional" and v ~= "required" then
+        return die("--tls-verify-client: optional or required")
+      end
+      verify_client = v
+      i = i + 2
     elseif a == "--tls-ticket-keys" then
       if not v then return die("--tls-ticket-keys needs a file") end
       ticket_keys = v
@@ -160,8 +175,13 @@ local function serve(args)
     return die("--proxy-from needs --proxy-protocol")
   end
   if ticket_keys and #certs == 0 then return die("--tls-ticket-keys needs --tls-cert") end
+  if (client_ca or verify_client) and #certs == 0 then
+    return die("--tls-client-ca and --tls-verify-client need --tls-cert")
+  end
+  if verify_client and not client_ca then return die("--tls-verify-client needs --tls-client-ca") end
   if #certs > 0 then
-    tls = {handshake_timeout = opts.handshake_timeout, ticket_keys = ticket_keys}
+    tls = {handshake_timeout = opts.handshake_timeout, ticket_keys = ticket_keys,
+      client_ca = client_ca, verify_client = verify_client}
     for n = 1, #certs do tls[n] = {cert = certs[n], key = keys[n]} end
   end
   local cfg = {path = app_path, listens = {}, limits = opts, watch = watch}
