@@ -247,4 +247,129 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1
       assert.equal(0, srv.stop())
     end)
   end)
+
+  -- tests/c/listen_host: a C host that makes its own sockets.
+  describe("from the C API", function()
+    local HOST = (helper.bin:match("^(.*)/[^/]*$") or ".") .. "/listen_host"
+    local dir
+    setup(function() dir = helper.certs() end)
+
+    -- Starts listen_host with args; returns {listeners = {[i] = "host:port" |
+    -- "unix:path"}, serve_fd = {[i] = port}, stop()}.
+    local function host(args)
+      local spec = {HOST, stdout = "null", stderr = "pipe"}
+      for _, a in ipairs(args) do spec[#spec + 1] = a end
+      local p = assert(rill.exec(spec))
+      p.stderr:settimeout(10000)
+      local h = {listeners = {}, serve_fd = {}, log = {}}
+      while true do
+        local line, err = p.stderr:read_until("\n")
+        if not line then
+          p:kill(9)
+          p:wait()
+          error("listen_host did not start (" .. tostring(err) .. "): " ..
+            table.concat(h.log, "\n"))
+        end
+        h.log[#h.log + 1] = line
+        local i, where = line:match("^listener (%d+) (%S+)")
+        if i then h.listeners[tonumber(i)] = where end
+        local j, port = line:match("^serve_fd (%d+) 127%.0%.0%.1:(%d+)")
+        if j then h.serve_fd[tonumber(j)] = tonumber(port) end
+        if line == "ready" then break end
+      end
+      local reader = rill.spawn(function()
+        while p.stderr:read_until("\n", 1e6) do end
+      end)
+      function h.stop()
+        p:kill(15)
+        local code, sig = p:wait(10000)
+        if code == nil then
+          p:kill(9)
+          code = p:wait()
+        end
+        rill.wait(reader, 2000)
+        return code
+      end
+      return h
+    end
+
+    it("rill_listen_fd and rill_serve_fd: sockets and connections the host made", function()
+      local h = host({"--workers", "2", "--tcp-fd", "--serve-fd"})
+      local url = "http://" .. h.listeners[0] .. "/"
+      for _ = 1, 10 do
+        local code, out, err = helper.curl(url)
+        assert.equal(0, code, err)
+        assert.equal("http 127.0.0.1 -", out)
+      end
+      -- connections the host accepted itself, served by listener 0
+      for _ = 1, 10 do
+        local code, out, err = helper.curl(helper.url(h.serve_fd[0]))
+        assert.equal(0, code, err)
+        assert.equal("http 127.0.0.1 -", out)
+      end
+      -- keep-alive: several requests on one adopted connection
+      local code, out = helper.curl(helper.url(h.serve_fd[0]), helper.url(h.serve_fd[0], "/2"))
+      assert.equal(0, code)
+      assert.equal("http 127.0.0.1 -http 127.0.0.1 -", out)
+      assert.equal(0, h.stop())
+    end)
+
+    it("rill_listen_unix, and rill_serve_fd onto an HTTPS listener", function()
+      local path = sock_path()
+      local h = host({"--unix", path, "--tcp", "--cert", dir .. "/a.test.crt",
+        dir .. "/a.test.key", "--serve-fd"})
+      assert.equal("unix:" .. path, h.listeners[0])
+      local code, out, err = helper.curl("--unix-socket", path, "http://localhost/")
+      assert.equal(0, code, err)
+      assert.equal("http unix -", out)
+      code, out, err = helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+        "a.test:" .. h.serve_fd[1] .. ":127.0.0.1", "https://a.test:" .. h.serve_fd[1] .. "/")
+      assert.equal(0, code, err)
+      assert.equal("https 127.0.0.1 -", out)
+      assert.equal(0, h.stop())
+      assert.is_false(exists(path))
+    end)
+
+    it("rill_listener_add_cert: certificates chosen by SNI (openssl s_client -servername)",
+      function()
+      local h = host({"--tcp", "--cert", dir .. "/a.test.crt", dir .. "/a.test.key", "--cert",
+        dir .. "/b.test.crt", dir .. "/b.test.key"})
+      local function subject(name)
+        local _, out = helper.run({"openssl", "s_client", "-connect", h.listeners[0],
+          "-servername", name}, {input = "", timeout = 20000})
+        return out:match("subject=([^\n]*)")
+      end
+      assert.matches("b%.test", subject("b.test"))
+      assert.matches("a%.test", subject("a.test"))
+      assert.matches("a%.test", subject("unknown.test"), "the first pair is the default")
+      assert.equal(0, h.stop())
+    end)
+
+    it("RILL_LISTEN_CLIENT_CA and RILL_LISTEN_VERIFY_CLIENT", function()
+      local h = host({"--tcp", "--cert", dir .. "/a.test.crt", dir .. "/a.test.key",
+        "--client-ca", dir .. "/ca.crt", "--verify", "2"})
+      local port = h.listeners[0]:match(":(%d+)$")
+      local function curl(...)
+        return helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+          "a.test:" .. port .. ":127.0.0.1", "https://a.test:" .. port .. "/", ...)
+      end
+      local code, out, err = curl("--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code, err)
+      assert.equal("https 127.0.0.1 CN=client.test", out)
+      assert.not_equal(0, (curl()))
+      assert.equal(0, h.stop())
+    end)
+
+    it("refuses bad listener options", function()
+      local h = host({"--tcp"}) -- a host that starts is enough; the checks are below
+      assert.equal(0, h.stop())
+      local code, _, err = helper.run({HOST, "--tcp", "--verify", "7"})
+      assert.equal(1, code)
+      assert.matches("invalid argument", err)
+      code, _, err = helper.run({HOST, "--tcp", "--cert", "/nonexistent.crt", "/nonexistent.key"})
+      assert.equal(1, code)
+      assert.matches("invalid argument", err)
+    end)
+  end)
 end)
