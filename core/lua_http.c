@@ -454,7 +454,11 @@ static int l_tls_client(lua_State *L) {
 static int is_unix(rill_stream_t *s) {
   rill_stream_t *lower = rill__tls_lower(s);
   if (lower) s = lower;
-  return strcmp(s->vt->name, "socket") == 0 && rill__stream_addr(s, 1, NULL, 0) == UV_ENOTSUP;
+  char host[64];
+  /* its own peer has no address; behind a PROXY header, the balancer has none */
+  return strcmp(s->vt->name, "socket") == 0 &&
+         (rill__stream_addr(s, RILL_ADDR_PEER, host, sizeof(host)) == UV_ENOTSUP ||
+          rill__stream_addr(s, RILL_ADDR_PROXY, host, sizeof(host)) == UV_ENOTSUP);
 }
 
 /* conn:peer(gen) → host, port: asked of the socket once per connection (it
@@ -467,6 +471,10 @@ static int l_peer(lua_State *L) {
     char host[48];
     int port =
         c->t ? rill__stream_addr(c->t, RILL_ADDR_PROXY, host, sizeof(host)) : UV_ENOTCONN;
+    if (port == UV_ENOTSUP && is_unix(c->t)) {
+      snprintf(host, sizeof(host), "unix");
+      port = 0;
+    }
     if (port < 0) return 0;
     lua_pushstring(L, host);
     lua_pushinteger(L, port);

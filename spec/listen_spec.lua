@@ -108,6 +108,28 @@ s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()
       assert.is_false(exists(path), "removed when the server stops")
     end)
 
+    it("takes a PROXY protocol header (a balancer on the same machine)", function()
+      local path = sock_path()
+      local l = assert(rill.http.listen{unix = path, proxy_protocol = true,
+        handler = function(req, res)
+          res:send(("%s %s %s"):format(req.remote_addr, req.remote_port, req.proxy_addr))
+        end})
+      local code, out, err = helper.run({"python3", "-c", [[
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"PROXY TCP4 192.0.2.7 192.0.2.1 4711 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    data += b
+sys.stdout.write(data.decode().split("\r\n\r\n", 1)[1])
+]], path})
+      assert.equal(0, code, err)
+      assert.equal("192.0.2.7 4711 unix", out)
+      l:close()
+    end)
+
     it("refuses bad options at the caller", function()
       assert.has_error(function()
         rill.http.listen{unix = "/tmp/x.sock", port = 80, handler = whoami}
@@ -358,6 +380,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1
       assert.equal(0, code, err)
       assert.equal("https 127.0.0.1 CN=client.test", out)
       assert.not_equal(0, (curl()))
+      assert.equal(0, h.stop())
+    end)
+
+    it("RILL_LISTEN_PROXY_PROTOCOL", function()
+      local h = host({"--tcp", "--proxy-protocol"})
+      local port = tonumber(h.listeners[0]:match(":(%d+)$"))
+      local out = helper.raw(port, "PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n" ..
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("\r\n\r\nhttp 192%.0%.2%.7 %-$", out)
       assert.equal(0, h.stop())
     end)
 
