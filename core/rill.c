@@ -721,7 +721,7 @@ static int spec_add_cert(rill_t *r, listen_spec_t *ls, const char *cert, const c
     rill__set_error(r, "a certificate needs its key, and a key its certificate");
     return UV_EINVAL;
   }
-  const char *bad = !readable(cert) ? cert : !readable(key) ? key : NULL;
+  const char *bad = access(cert, R_OK) != 0 ? cert : access(key, R_OK) != 0 ? key : NULL;
   if (bad) {
     rill__set_error(r, "cannot read %s", bad);
     return UV_EINVAL;
@@ -882,7 +882,7 @@ int rill_listener_set_str(rill_t *r, int listener, int opt, const char *value) {
                     opt);
     return UV_EINVAL;
   }
-  if (!readable(value)) {
+  if (access(value, R_OK) != 0) {
     rill__set_error(r, "cannot read %s", value);
     return UV_EINVAL;
   }

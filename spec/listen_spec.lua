@@ -148,7 +148,11 @@ sys.stdout.write(data.decode().split("\r\n\r\n", 1)[1])
   end)
 
   describe("systemd socket activation", function()
-    it("serves the sockets it was given, and keeps them from the app's children", function()
+    local HAS_SYSTEMD = (helper.run({"sh", "-c", "command -v systemd-socket-activate"})) == 0
+
+    it("serves the sockets systemd-socket-activate gives, and keeps them from the app's children",
+      function()
+      if not HAS_SYSTEMD then return pending("systemd-socket-activate is not installed") end
       local port = helper.free_port()
       local app = os.tmpname() .. ".lua"
       local f = assert(io.open(app, "w"))
@@ -173,6 +177,42 @@ end
       srv.wait_log("serving .* on http://127%.0%.0%.1:" .. port .. " %(fd 3%)")
       assert.equal(0, srv.stop())
       os.remove(app)
+    end)
+
+    -- What systemd does, without systemd: bind, put the sockets at 3..,
+    -- set LISTEN_PID to the pid that execs rill, LISTEN_FDS to their count.
+    local LAUNCHER = [[
+import os, socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+t = socket.socket(); t.bind(("127.0.0.1", port)); t.listen(16)
+u = socket.socket(socket.AF_UNIX); u.bind(path); u.listen(16)
+hi_t, hi_u = os.dup(t.fileno()), os.dup(u.fileno())
+while hi_t < 5 or hi_u < 5: hi_t, hi_u = os.dup(hi_t), os.dup(hi_u)
+os.dup2(hi_t, 3); os.dup2(hi_u, 4)
+env = dict(os.environ, LISTEN_PID=str(os.getpid()), LISTEN_FDS="2")
+os.execve(sys.argv[3], sys.argv[3:], env)
+]]
+
+    it("serves a TCP and a unix socket handed over as systemd does, over TLS with certificates",
+      function()
+      local dir = helper.certs()
+      local port, path = helper.free_port(), sock_path()
+      local srv = helper.start({"serve", "examples/hello.lua", "--workers", "2", "--tls-cert",
+        dir .. "/a.test.crt", "--tls-key", dir .. "/a.test.key"}, nil,
+        {"python3", "-c", LAUNCHER, tostring(port), path})
+      assert.equal(port, srv.port)
+      local code, out, err = helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
+        "a.test:" .. port .. ":127.0.0.1", "https://a.test:" .. port .. "/")
+      assert.equal(0, code, err)
+      assert.matches("Hello", out)
+      code, out, err = helper.curl("--unix-socket", path, "--cacert", dir .. "/ca.crt",
+        "https://a.test/")
+      assert.equal(0, code, err)
+      assert.matches("Hello", out)
+      -- the default address (127.0.0.1:8080) is not served in their place
+      assert.is_nil(srv.logtext():find("127.0.0.1:8080", 1, true))
+      assert.equal(0, srv.stop())
+      os.remove(path)
     end)
   end)
 
