@@ -287,6 +287,21 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1
       l:close()
     end)
 
+    it("a raw listener sees the certificate in s:tls_info().client", function()
+      local got
+      local l = assert(rill.listen{port = 0, tls = tls_opts("required"), handler = function(s)
+        got = s:tls_info().client
+        s:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+      end})
+      local code, out, err = curl(l:port(), "--cert", dir .. "/client.test.crt", "--key",
+        dir .. "/client.test.key")
+      assert.equal(0, code, err)
+      assert.equal("ok", out)
+      assert.same({subject = "CN=client.test", dns = "client.test", email = "client@test",
+        verified = true}, got)
+      l:close()
+    end)
+
     it("refuses a bad mode or a missing CA file", function()
       local l, err = rill.http.listen{port = 0, handler = seen, tls = tls_opts("sometimes")}
       assert.is_nil(l)
