@@ -4,7 +4,8 @@
  *   listen_host [--workers N] [LISTENER [OPTION]...]...
  *
  * LISTENER: --tcp (rill_listen on 127.0.0.1:0), --tcp-fd (a socket this host
- * binds and listens on, given with rill_listen_fd, then closed here),
+ * binds and listens on, given with rill_listen_fd; still open after
+ * rill_free, or the exit status is 3),
  * --unix PATH (rill_listen_unix), --serve-fd (a socket this host accepts on
  * in a thread of its own; each connection goes to rill_serve_fd for the
  * listener made before it). OPTION, for the last listener: --cert CRT KEY
@@ -143,14 +144,12 @@ int main(int argc, char **argv) {
   }
   if ((e = rill_load_string(r, app, "listen_host")) != 0) die("rill_load_string", e, r);
   if ((e = rill_start(r)) != 0) die("rill_start", e, r);
-  /* rill has its own dups now: the host's sockets may go. */
   for (int k = 0; k <= n; k++) {
     if (paths[k])
       fprintf(stderr, "listener %d unix:%s\n", k, paths[k]);
-    else if (ports[k] > 0) {
-      close(tcp_fds[k]);
+    else if (ports[k] > 0)
       fprintf(stderr, "listener %d 127.0.0.1:%d\n", k, ports[k]);
-    } else
+    else
       fprintf(stderr, "listener %d 127.0.0.1:%d\n", k, rill_port(r, k));
   }
   /* a bad index is refused, and the descriptor closed all the same */
@@ -170,5 +169,11 @@ int main(int argc, char **argv) {
   fprintf(stderr, "ready\n");
   int code = rill_run(r);
   rill_free(r);
+  /* rill listened on dups: the host's own descriptors are still open */
+  for (int k = 0; k <= n; k++)
+    if (!paths[k] && ports[k] > 0 && close(tcp_fds[k]) != 0) {
+      fprintf(stderr, "listen_host: rill closed the host's descriptor %d\n", tcp_fds[k]);
+      return 3;
+    }
   return code;
 }
