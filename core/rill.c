@@ -54,7 +54,7 @@ typedef struct {
 /* A connection handed over by rill_serve_fd, waiting for worker 0. */
 typedef struct adopt_s {
   struct adopt_s *next;
-  int listener, fd;
+  int worker, listener, fd;
 } adopt_t;
 
 struct rill_s {
@@ -76,6 +76,7 @@ struct rill_s {
   int nlistens;
   int *ports; /* per listen spec: the port bound */
   adopt_t *adopts, *adopts_tail; /* rill_serve_fd's, under lock */
+  unsigned adopt_next;            /* the worker the next one goes to */
   char *app_path, *app_code, *app_name;
   int *slots; /* per listen call of a worker, in order: the port bound */
   void (*on_stop)(rill_t *r, void *ud); /* rill_on_stop */
@@ -164,19 +165,34 @@ static void run_lua(rill_worker_t *w, const char *code) {
   rill__task_start(t, 0);
 }
 
-/* Takes the connections rill_serve_fd queued off the queue, in order. */
-static adopt_t *adopts_take(rill_t *r) {
+/* Takes the connections rill_serve_fd queued for worker id (-1: for any)
+ * off the queue; returns them in order. */
+static adopt_t *adopts_take(rill_t *r, int id) {
+  adopt_t *out = NULL, **tail = &out, *prev = NULL;
   uv_mutex_lock(&r->lock);
-  adopt_t *a = r->adopts;
-  r->adopts = r->adopts_tail = NULL;
+  for (adopt_t *a = r->adopts, *next; a; a = next) {
+    next = a->next;
+    if (id >= 0 && a->worker != id) {
+      prev = a;
+      continue;
+    }
+    if (prev)
+      prev->next = next;
+    else
+      r->adopts = next;
+    if (r->adopts_tail == a) r->adopts_tail = prev;
+    a->next = NULL;
+    *tail = a;
+    tail = &a->next;
+  }
   uv_mutex_unlock(&r->lock);
-  return a;
+  return out;
 }
 
-/* On worker 0: each queued connection goes to its listener in this
+/* On a worker: each connection queued for it goes to its listener in this
  * worker's Lua state (rill.app._adopt), which owns the fd from then on. */
 static void adopt_all(rill_worker_t *w) {
-  for (adopt_t *a = adopts_take(w->rt), *next; a; a = next) {
+  for (adopt_t *a = adopts_take(w->rt, w->id), *next; a; a = next) {
     next = a->next;
     char code[96];
     snprintf(code, sizeof(code), "require('rill.app')._adopt(%d, %d)", a->listener + 1, a->fd);
@@ -848,13 +864,17 @@ int rill_serve_fd(rill_t *r, int listener, int fd) {
   a->listener = listener;
   a->fd = fd;
   uv_mutex_lock(&r->lock);
+  /* round robin over the workers that started */
+  int id = (int)(r->adopt_next++ % (unsigned)r->nworkers);
+  while (r->workers[id] == NULL) id = (id + 1) % r->nworkers;
+  a->worker = id;
   if (r->adopts_tail)
     r->adopts_tail->next = a;
   else
     r->adopts = a;
   r->adopts_tail = a;
   uv_mutex_unlock(&r->lock);
-  rill__worker_command(r->workers[0], RILL_CMD_ADOPT);
+  rill__worker_command(r->workers[id], RILL_CMD_ADOPT);
   return 0;
 }
 
@@ -1005,7 +1025,7 @@ void rill_free(rill_t *r) {
     free(r->pres[i].name);
   for (int i = 0; i < r->nlistens; i++)
     listen_spec_free(&r->listens[i]);
-  for (adopt_t *a = adopts_take(r), *next; a; a = next) {
+  for (adopt_t *a = adopts_take(r, -1), *next; a; a = next) {
     next = a->next;
     close(a->fd); /* never reached worker 0 */
     free(a);

@@ -378,12 +378,16 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1
         assert.equal(0, code, err)
         assert.equal("http 127.0.0.1 -", out)
       end
-      -- connections the host accepted itself, served by listener 0
+      -- connections the host accepted itself, served by listener 0, spread
+      -- round robin over the workers
+      local workers = {}
       for _ = 1, 10 do
-        local code, out, err = helper.curl(helper.url(h.serve_fd[0]))
-        assert.equal(0, code, err)
-        assert.equal("http 127.0.0.1 -", out)
+        local status, headers, body = helper.fetch(helper.url(h.serve_fd[0]))
+        assert.equal(200, status)
+        assert.equal("http 127.0.0.1 -", body)
+        workers[headers["x-worker"]] = true
       end
+      assert.same({["0"] = true, ["1"] = true}, workers)
       -- keep-alive: several requests on one adopted connection
       local code, out = helper.curl(helper.url(h.serve_fd[0]), helper.url(h.serve_fd[0], "/2"))
       assert.equal(0, code)

@@ -176,7 +176,7 @@ RILL_API int rill_listener_set_str(rill_t *r, int listener, int opt, const char 
 
 /* After rill_start, from any thread: serves fd, a connection the host
  * accepted (TCP or unix), as if `listener` had accepted it (its TLS, limits
- * and handler), on worker 0. rill owns fd from this call on and closes it
+ * and handler), on the workers in turn (round robin). rill owns fd from this call on and closes it
  * when done, on error too (a bad index: UV_EINVAL; before rill_start or
  * once stopping: RILL_ESTATE; a listener closed meanwhile: closed later). */
 RILL_API int rill_serve_fd(rill_t *r, int listener, int fd);

@@ -26,8 +26,10 @@
 #include <rill.h>
 
 static const char app[] =
+    "local rill = require 'rill'\n"
     "return function(req, res)\n"
     "  local c = req.tls_client\n"
+    "  res:header('X-Worker', tostring(rill.worker_id()))\n"
     "  res:send(('%s %s %s'):format(req.scheme, tostring(req.remote_addr),\n"
     "    c and c.subject or '-'))\n"
     "end\n";
