@@ -451,6 +451,19 @@ void rill__opt_listen_at(lua_State *L, int t, int def, rill_listen_at_t *at, cha
       luaL_error(L, "%s: option unix must be a socket file's path", caller_name(L));
     at->unix_path = lua_tostring(L, -1);
     lua_pop(L, 1);
+    /* unix_mode: permission bits, a number (tonumber("660", 8)) or octal digits */
+    lua_getfield(L, t, "unix_mode");
+    if (!lua_isnil(L, -1)) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      char *end = NULL;
+      long v = m ? strtol(m, &end, 8) : lua_type(L, -1) == LUA_TNUMBER ? (long)lua_tonumber(L, -1) : -1;
+      if ((m && (*m == 0 || *end != 0)) || v <= 0 || v > 07777 ||
+          (!m && (lua_Number)v != lua_tonumber(L, -1)))
+        luaL_error(L, "%s: option unix_mode must be permission bits (\"660\" or 432)",
+                   caller_name(L));
+      at->unix_mode = (unsigned)v;
+    }
+    lua_pop(L, 1);
     snprintf(name, namelen, "unix:%s", at->unix_path);
     return;
   }

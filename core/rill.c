@@ -46,7 +46,7 @@ typedef struct {
   char *client_ca, *ticket_keys;
   int verify_client; /* RILL_VERIFY_* */
   long long handshake_timeout; /* ms; 0: the default */
-  int proxy_protocol, backlog;
+  int proxy_protocol, backlog, unix_mode;
   char **proxy_from;
   int nproxy_from;
 } listen_spec_t;
@@ -253,6 +253,10 @@ static void push_listen(lua_State *L, const listen_spec_t *ls) {
   if (ls->unix_path) {
     lua_pushstring(L, ls->unix_path);
     lua_setfield(L, -2, "unix");
+    if (ls->unix_mode) {
+      lua_pushinteger(L, ls->unix_mode);
+      lua_setfield(L, -2, "unix_mode");
+    }
   } else if (ls->fd >= 0) {
     lua_pushinteger(L, ls->fd);
     lua_setfield(L, -2, "fd");
@@ -791,6 +795,12 @@ int rill_listener_set_int(rill_t *r, int listener, int opt, long long value) {
       bad = "RILL_LISTEN_BACKLOG is 1 to 65535";
     else
       ls->backlog = (int)value;
+    break;
+  case RILL_LISTEN_UNIX_MODE:
+    if (value < 1 || value > 07777 || ls->unix_path == NULL)
+      bad = "RILL_LISTEN_UNIX_MODE is permission bits (1 to 07777) of a rill_listen_unix listener";
+    else
+      ls->unix_mode = (int)value;
     break;
   default:
     bad = "not a listener option taking a number";

@@ -434,9 +434,10 @@ static int unix_clear(const char *path, const struct sockaddr_un *sun) {
   return unlink(path) == 0 || errno == ENOENT ? 0 : uv_translate_sys_error(errno);
 }
 
-/* A bound unix socket for path, new or a dup of this process's: returns the
- * descriptor (its entry in *us) or an error. */
-static int unix_open(const char *path, unix_sock_t **us) {
+/* A bound unix socket for path, new (its file's permissions mode, unless 0)
+ * or a dup of this process's: returns the descriptor (its entry in *us) or
+ * an error. */
+static int unix_open(const char *path, unsigned mode, unix_sock_t **us) {
   struct sockaddr_un sun;
   memset(&sun, 0, sizeof(sun));
   sun.sun_family = AF_UNIX;
@@ -464,6 +465,8 @@ static int unix_open(const char *path, unix_sock_t **us) {
     r = uv_translate_sys_error(errno);
   else if (r == 0)
     bound = 1;
+  /* before it listens: nobody connects with the umask's permissions */
+  if (r == 0 && mode && chmod(path, mode & 07777) != 0) r = uv_translate_sys_error(errno);
   if (r == 0 && stat(path, &st) != 0) r = uv_translate_sys_error(errno);
   if (r == 0 && ((u = calloc(1, sizeof(*u))) == NULL || (u->path = strdup(path)) == NULL))
     r = UV_ENOMEM;
@@ -516,7 +519,7 @@ static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *sl
   int fd;
   if (at->host == NULL) {
     if (at->unix_path) {
-      fd = unix_open(at->unix_path, &l->unix_sock);
+      fd = unix_open(at->unix_path, at->unix_mode, &l->unix_sock);
       l->kind = UV_NAMED_PIPE;
     } else {
       int on = 0;

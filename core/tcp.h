@@ -65,6 +65,7 @@ typedef struct {
    * on the same path in one process share the socket (each worker accepts
    * from it). */
   const char *unix_path;
+  unsigned unix_mode; /* the file's permission bits (0660); 0: as the umask leaves them */
   /* >= 0: a listening socket (TCP or unix) of the host's: each listener
    * listens on a dup of it; fd itself is never closed here. */
   int fd;

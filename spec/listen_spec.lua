@@ -130,6 +130,33 @@ sys.stdout.write(data.decode().split("\r\n\r\n", 1)[1])
       l:close()
     end)
 
+    -- the file's permission bits, as stat prints them in octal
+    local function mode_of(path)
+      local _, out = helper.run({"stat", "-c", "%a", path})
+      return out:match("%d+")
+    end
+
+    it("sets the file's permissions with unix_mode", function()
+      local path = sock_path()
+      local l = assert(rill.http.listen{unix = path, unix_mode = "660", handler = whoami})
+      assert.equal("660", mode_of(path))
+      l:close()
+      l = assert(rill.http.listen{unix = path, unix_mode = tonumber("600", 8), handler = whoami})
+      assert.equal("600", mode_of(path))
+      l:close()
+      assert.has_error(function()
+        rill.http.listen{unix = path, unix_mode = "rw", handler = whoami}
+      end)
+      assert.has_error(function()
+        rill.http.listen{unix = path, unix_mode = 0, handler = whoami}
+      end)
+      -- the CLI and the C API
+      local srv = helper.start({"serve", "examples/hello.lua", "--workers", "1",
+        "--listen", "unix:" .. path, "--unix-mode", "640", "--listen", "127.0.0.1:0"})
+      assert.equal("640", mode_of(path))
+      assert.equal(0, srv.stop())
+    end)
+
     it("refuses bad options at the caller", function()
       assert.has_error(function()
         rill.http.listen{unix = "/tmp/x.sock", port = 80, handler = whoami}
@@ -397,12 +424,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1
 
     it("rill_listen_unix, and rill_serve_fd onto an HTTPS listener", function()
       local path = sock_path()
-      local h = host({"--unix", path, "--tcp", "--cert", dir .. "/a.test.crt",
+      local h = host({"--unix", path, "--unix-mode", "666", "--tcp", "--cert", dir .. "/a.test.crt",
         dir .. "/a.test.key", "--serve-fd"})
       assert.equal("unix:" .. path, h.listeners[0])
       local code, out, err = helper.curl("--unix-socket", path, "http://localhost/")
       assert.equal(0, code, err)
       assert.equal("http unix -", out)
+      local _, mode = helper.run({"stat", "-c", "%a", path})
+      assert.equal("666\n", mode)
       code, out, err = helper.curl("--cacert", dir .. "/ca.crt", "--resolve",
         "a.test:" .. h.serve_fd[1] .. ":127.0.0.1", "https://a.test:" .. h.serve_fd[1] .. "/")
       assert.equal(0, code, err)

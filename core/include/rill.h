@@ -163,6 +163,8 @@ RILL_API int rill_listener_add_cert(rill_t *r, int listener, const char *cert_fi
 #define RILL_LISTEN_HANDSHAKE_TIMEOUT 101 /* int: TLS handshake, milliseconds (10000) */
 #define RILL_LISTEN_PROXY_PROTOCOL 102   /* int 0/1: a PROXY header (v1, v2) begins each connection */
 #define RILL_LISTEN_BACKLOG 103          /* int: listen(2) backlog, 1..65535 (511) */
+#define RILL_LISTEN_UNIX_MODE 104        /* int: a unix socket file's permissions (0660);
+                                          * default: as the umask leaves them */
 #define RILL_LISTEN_CLIENT_CA 110        /* str: PEM CA file client certificates must chain to;
                                           * alone it means RILL_VERIFY_REQUIRED */
 #define RILL_LISTEN_TLS_TICKET_KEYS 111  /* str: a file of 80-byte session ticket keys */

@@ -50,7 +50,7 @@ local function unavailable(req, res)
 end
 
 -- Starts serving: cfg = {path = | code = name =, listens = {{host =, port = |
--- unix = | fd =, tls =, proxy_protocol =, proxy_from =, backlog =}}, limits =
+-- unix = unix_mode = | fd =, tls =, proxy_protocol =, proxy_from =, backlog =}}, limits =
 -- {...}, watch = bool}; a listen's own options win over limits. Returns true and the ports bound,
 -- or nil and an error. A watched app file whose first load fails is served
 -- as 503 until an edit loads (as nodemon and air wait for a fix).
@@ -77,6 +77,7 @@ function M.start(cfg)
     if l.proxy_protocol ~= nil then o.proxy_protocol = l.proxy_protocol end
     if l.proxy_from ~= nil then o.proxy_from = l.proxy_from end
     if l.backlog ~= nil then o.backlog = l.backlog end
+    if l.unix_mode ~= nil then o.unix_mode = l.unix_mode end
     local listener, err = http.listen(o)
     if not listener then return nil, err end
     current.listeners[#current.listeners + 1] = listener

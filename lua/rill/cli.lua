@@ -17,6 +17,8 @@ serve options (sizes in bytes, times in seconds):
                             descriptor the server inherited. Started by
                             systemd (socket activation: LISTEN_PID and
                             LISTEN_FDS), its sockets are served as fd:3...
+  --unix-mode MODE          unix:PATH sockets' permissions, octal (660);
+                            default: as the umask leaves them
   --listen-tls HOST:PORT    an HTTPS address; repeatable (with --listen-tls, the
                             --listen addresses stay plain; without, certificates
                             make every --listen address HTTPS)
@@ -94,7 +96,7 @@ function M.load_app(path)
 end
 
 local function serve(args)
-  local app_path, watch, ticket_keys, client_ca, verify_client
+  local app_path, watch, ticket_keys, client_ca, verify_client, unix_mode
   local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
@@ -135,6 +137,12 @@ local function serve(args)
       if not v then return die("--proxy-from needs an address (ADDR or ADDR/BITS)") end
       opts.proxy_from = opts.proxy_from or {}
       opts.proxy_from[#opts.proxy_from + 1] = v
+      i = i + 2
+    elseif a == "--unix-mode" then
+      if not (v and v:match("^[0-7]+$") and tonumber(v, 8) > 0 and tonumber(v, 8) <= 4095) then
+        return die("--unix-mode needs octal permission bits (660)")
+      end
+      unix_mode = v
       i = i + 2
     elseif a == "--tls-client-ca" then
       if not v then return die("--tls-client-ca needs a file") end
@@ -189,7 +197,7 @@ local function serve(args)
   local function add(addr, t)
     local path = addr:match("^unix:(.+)$")
     if path then
-      cfg.listens[#cfg.listens + 1] = {unix = path, tls = t}
+      cfg.listens[#cfg.listens + 1] = {unix = path, unix_mode = unix_mode, tls = t}
       return true
     end
     local fd = tonumber(addr:match("^fd:(%d+)$"))

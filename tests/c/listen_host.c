@@ -9,7 +9,8 @@
  * --unix PATH (rill_listen_unix), --serve-fd (a socket this host accepts on
  * in a thread of its own; each connection goes to rill_serve_fd for the
  * listener made before it). OPTION, for the last listener: --cert CRT KEY
- * (rill_listener_add_cert), --client-ca FILE, --verify N, --proxy-protocol.
+ * (rill_listener_add_cert), --client-ca FILE, --verify N, --proxy-protocol,
+ * --unix-mode OCTAL.
  *
  * Prints "listener I 127.0.0.1:PORT" (or "listener I unix:PATH") to stderr
  * for each, then "ready"; stops on SIGTERM or SIGINT. */
@@ -137,6 +138,8 @@ int main(int argc, char **argv) {
       e = rill_listener_set_str(r, n, RILL_LISTEN_CLIENT_CA, argv[++i]);
     } else if (strcmp(a, "--verify") == 0 && i + 1 < argc) {
       e = rill_listener_set_int(r, n, RILL_LISTEN_VERIFY_CLIENT, atoi(argv[++i]));
+    } else if (strcmp(a, "--unix-mode") == 0 && i + 1 < argc) {
+      e = rill_listener_set_int(r, n, RILL_LISTEN_UNIX_MODE, strtol(argv[++i], NULL, 8));
     } else if (strcmp(a, "--proxy-protocol") == 0) {
       e = rill_listener_set_int(r, n, RILL_LISTEN_PROXY_PROTOCOL, 1);
     } else {
