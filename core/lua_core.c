@@ -456,7 +456,9 @@ void rill__opt_listen_at(lua_State *L, int t, int def, rill_listen_at_t *at, cha
     if (!lua_isnil(L, -1)) {
       const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
       char *end = NULL;
-      long v = m ? strtol(m, &end, 8) : lua_type(L, -1) == LUA_TNUMBER ? (long)lua_tonumber(L, -1) : -1;
+      long v = m                                ? strtol(m, &end, 8)
+               : lua_type(L, -1) == LUA_TNUMBER ? (long)lua_tonumber(L, -1)
+                                                : -1;
       if ((m && (*m == 0 || *end != 0)) || v <= 0 || v > 07777 ||
           (!m && (lua_Number)v != lua_tonumber(L, -1)))
         luaL_error(L, "%s: option unix_mode must be permission bits (\"660\" or 432)",
@@ -470,7 +472,8 @@ void rill__opt_listen_at(lua_State *L, int t, int def, rill_listen_at_t *at, cha
   if (has_fd) {
     lua_Number v = rill__opt_number(L, t, "fd", -1);
     if (!(v >= 0 && v < 2147483647) || v != (lua_Number)(int)v)
-      luaL_error(L, "%s: option fd must be a descriptor (an integer >= 0)", caller_name(L));
+      luaL_error(L, "%s: option fd must be a descriptor (an integer >= 0)",
+                 caller_name(L));
     at->fd = (int)v;
     snprintf(name, namelen, "fd %d", at->fd);
     return;
@@ -986,7 +989,8 @@ static const luaL_Reg core_funcs[] = {
     {"now", l_now},       {"time", l_time},
     {"sleep", l_sleep},   {"spawn", l_spawn},
     {"wait", l_wait},     {"timer", l_timer},
-    {"listen", l_listen}, {"connect", l_connect}, {"_close_fd", l_close_fd},
+    {"listen", l_listen}, {"connect", l_connect},
+    {"_close_fd", l_close_fd},
     {"log", l_log},       {"set_log_level", l_set_log_level},
     {"log_write", l_log_write}, {"log_capture", l_log_capture},
     {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},

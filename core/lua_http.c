@@ -1008,7 +1008,8 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
                                    {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"reqline", l_reqline}, {"closed", l_closed}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
-      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer}, {"tls_client", l_tls_client},
+      {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
+      {"tls_client", l_tls_client},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},

@@ -40,11 +40,11 @@ typedef struct {
  * listener's options, for rill.app.start (push_config). */
 typedef struct {
   char *host, *unix_path;
-  int port, fd; /* fd -1: none */
+  int port, fd;         /* fd -1: none */
   char **certs, **keys; /* ncerts pairs; the first is the default */
   int ncerts;
   char *client_ca, *ticket_keys;
-  int verify_client; /* RILL_VERIFY_* */
+  int verify_client;           /* RILL_VERIFY_* */
   long long handshake_timeout; /* ms; 0: the default */
   int proxy_protocol, backlog, unix_mode;
   char **proxy_from;
@@ -76,7 +76,7 @@ struct rill_s {
   int nlistens;
   int *ports; /* per listen spec: the port bound */
   adopt_t *adopts, *adopts_tail; /* rill_serve_fd's, under lock */
-  unsigned adopt_next;            /* the worker the next one goes to */
+  unsigned adopt_next;           /* the worker the next one goes to */
   char *app_path, *app_code, *app_name;
   int *slots; /* per listen call of a worker, in order: the port bound */
   void (*on_stop)(rill_t *r, void *ud); /* rill_on_stop */
@@ -195,7 +195,8 @@ static void adopt_all(rill_worker_t *w) {
   for (adopt_t *a = adopts_take(w->rt, w->id), *next; a; a = next) {
     next = a->next;
     char code[96];
-    snprintf(code, sizeof(code), "require('rill.app')._adopt(%d, %d)", a->listener + 1, a->fd);
+    snprintf(code, sizeof(code), "require('rill.app')._adopt(%d, %d)", a->listener + 1,
+             a->fd);
     run_lua(w, code);
     free(a);
   }
@@ -281,7 +282,8 @@ static void push_listen(lua_State *L, const listen_spec_t *ls) {
       lua_setfield(L, -2, "client_ca");
     }
     if (ls->verify_client) {
-      lua_pushstring(L, ls->verify_client == RILL_VERIFY_OPTIONAL ? "optional" : "required");
+      lua_pushstring(L,
+                     ls->verify_client == RILL_VERIFY_OPTIONAL ? "optional" : "required");
       lua_setfield(L, -2, "verify_client");
     }
     if (ls->handshake_timeout > 0) {
@@ -673,7 +675,8 @@ static void listen_spec_free(listen_spec_t *ls) {
 
 /* Adds a cert/key pair to ls; 0, UV_EINVAL (a file that cannot be read) or
  * UV_ENOMEM. */
-static int spec_add_cert(rill_t *r, listen_spec_t *ls, const char *cert, const char *key) {
+static int spec_add_cert(rill_t *r, listen_spec_t *ls, const char *cert,
+                         const char *key) {
   if (cert == NULL || key == NULL) {
     rill__set_error(r, "a certificate needs its key, and a key its certificate");
     return UV_EINVAL;
@@ -798,7 +801,8 @@ int rill_listener_set_int(rill_t *r, int listener, int opt, long long value) {
     break;
   case RILL_LISTEN_UNIX_MODE:
     if (value < 1 || value > 07777 || ls->unix_path == NULL)
-      bad = "RILL_LISTEN_UNIX_MODE is permission bits (1 to 07777) of a rill_listen_unix listener";
+      bad = "RILL_LISTEN_UNIX_MODE is permission bits (1 to 07777) of a rill_listen_unix "
+            "listener";
     else
       ls->unix_mode = (int)value;
     break;
@@ -831,18 +835,21 @@ int rill_listener_set_str(rill_t *r, int listener, int opt, const char *value) {
   case RILL_LISTEN_PROXY_FROM: {
     rill_cidr_t c;
     if (rill__cidr_parse(value, &c) != 0) {
-      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: bad address %s (ADDR or ADDR/BITS)", value);
+      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: bad address %s (ADDR or ADDR/BITS)",
+                      value);
       return UV_EINVAL;
     }
     if (ls->nproxy_from >= RILL_PROXY_FROM_MAX) {
-      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: at most %d sources", RILL_PROXY_FROM_MAX);
+      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: at most %d sources",
+                      RILL_PROXY_FROM_MAX);
       return UV_EINVAL;
     }
     return add_str(&ls->proxy_from, &ls->nproxy_from, value);
   }
   default:
-    rill__set_error(r, "rill_listener_set_str: option %d is not a listener option taking a string",
-                    opt);
+    rill__set_error(
+        r, "rill_listener_set_str: option %d is not a listener option taking a string",
+        opt);
     return UV_EINVAL;
   }
   if (access(value, R_OK) != 0) {
@@ -876,7 +883,8 @@ int rill_serve_fd(rill_t *r, int listener, int fd) {
   uv_mutex_lock(&r->lock);
   /* round robin over the workers that started */
   int id = (int)(r->adopt_next++ % (unsigned)r->nworkers);
-  while (r->workers[id] == NULL) id = (id + 1) % r->nworkers;
+  while (r->workers[id] == NULL)
+    id = (id + 1) % r->nworkers;
   a->worker = id;
   if (r->adopts_tail)
     r->adopts_tail->next = a;

@@ -319,7 +319,8 @@ static void listener_accept(rill_listener_t *l) {
 static int socket_kind(int fd, int *family) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return uv_translate_sys_error(errno);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    return uv_translate_sys_error(errno);
   if (family) *family = ss.ss_family;
   if (ss.ss_family == AF_UNIX) return UV_NAMED_PIPE;
   if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) return UV_TCP;
@@ -338,7 +339,8 @@ int rill__listener_adopt(rill_listener_t *l, int fd) {
     return UV_ENOMEM;
   }
   uv_stream_t *h = rill__uvstream_handle(u);
-  int r = kind == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
+  int r =
+      kind == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
   if (r) {
     rill__uvstream_discard(u);
     close(fd);
@@ -429,7 +431,8 @@ static int unix_clear(const char *path, const struct sockaddr_un *sun) {
   int r = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
   int e = errno;
   close(probe);
-  if (r == 0 || e == EAGAIN) return UV_EADDRINUSE; /* someone listens (its queue may be full) */
+  if (r == 0 || e == EAGAIN)
+    return UV_EADDRINUSE; /* someone listens (its queue may be full) */
   if (e != ECONNREFUSED) return uv_translate_sys_error(e);
   return unlink(path) == 0 || errno == ENOENT ? 0 : uv_translate_sys_error(errno);
 }
@@ -470,7 +473,8 @@ static int unix_open(const char *path, unsigned mode, unix_sock_t **us) {
   if (r == 0 && stat(path, &st) != 0) r = uv_translate_sys_error(errno);
   if (r == 0 && ((u = calloc(1, sizeof(*u))) == NULL || (u->path = strdup(path)) == NULL))
     r = UV_ENOMEM;
-  if (r == 0 && (u->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) r = uv_translate_sys_error(errno);
+  if (r == 0 && (u->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+    r = uv_translate_sys_error(errno);
   if (r) {
     if (fd >= 0) close(fd);
     if (bound) unlink(path); /* the file we made */

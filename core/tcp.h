@@ -19,7 +19,7 @@ struct rill_listener_s {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h;
-  int kind; /* UV_TCP or UV_NAMED_PIPE (a unix socket) */
+  int kind;                      /* UV_TCP or UV_NAMED_PIPE (a unix socket) */
   struct unix_sock_s *unix_sock; /* the socket file this listener made, or NULL */
   uv_timer_t resume; /* accepts again, on the loop's next turn, once a place is free */
   rill_worker_t *w;

@@ -587,7 +587,8 @@ static int hs_step(tls_t *t) {
         mbedtls_ssl_get_verify_result(&t->ssl) != 0) {
       mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                      MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
-      rill__log(t->base.w, RILL_LOG_DEBUG, "TLS: a client certificate that does not verify");
+      rill__log(t->base.w, RILL_LOG_DEBUG,
+                "TLS: a client certificate that does not verify");
       return tls_fail(t, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED, RILL_EPROTO);
     }
   }
@@ -993,7 +994,9 @@ int rill__tls_client_cert(rill_stream_t *s, char *subject, size_t sublen, char *
   for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san && san->buf.p;
        san = san->next) {
     int tag = san->buf.tag & ~MBEDTLS_ASN1_CONTEXT_SPECIFIC;
-    char *out = tag == MBEDTLS_X509_SAN_DNS_NAME ? dns : tag == MBEDTLS_X509_SAN_RFC822_NAME ? email : NULL;
+    char *out = tag == MBEDTLS_X509_SAN_DNS_NAME      ? dns
+                : tag == MBEDTLS_X509_SAN_RFC822_NAME ? email
+                                                      : NULL;
     size_t len = out == dns ? dnslen : emaillen;
     if (out == NULL || out[0] || san->buf.len >= len ||
         memchr(san->buf.p, 0, san->buf.len))

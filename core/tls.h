@@ -38,7 +38,11 @@ int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
  * when a certificate given does not verify. Such a configuration issues and
  * takes no session tickets (a resumed session skips the check). Returns 0 or
  * UV_EINVAL with a message in err. */
-enum { RILL_TLS_VERIFY_NONE = 0, RILL_TLS_VERIFY_OPTIONAL = 1, RILL_TLS_VERIFY_REQUIRED = 2 };
+enum {
+  RILL_TLS_VERIFY_NONE = 0,
+  RILL_TLS_VERIFY_OPTIONAL = 1,
+  RILL_TLS_VERIFY_REQUIRED = 2
+};
 int rill__tls_conf_verify_client(rill_tls_conf_t *c, const char *ca_file, int mode,
                                  char *err, size_t errlen);
 
