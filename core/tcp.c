@@ -316,19 +316,18 @@ static void listener_accept(rill_listener_t *l) {
 
 /* The kind of handle for a socket: UV_NAMED_PIPE (unix), UV_TCP, or an
  * error (not a socket, or neither). */
-static int socket_kind(int fd, int *family) {
+static int socket_kind(int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
     return uv_translate_sys_error(errno);
-  if (family) *family = ss.ss_family;
   if (ss.ss_family == AF_UNIX) return UV_NAMED_PIPE;
   if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) return UV_TCP;
   return UV_EAFNOSUPPORT;
 }
 
 int rill__listener_adopt(rill_listener_t *l, int fd) {
-  int kind = socket_kind(fd, NULL);
+  int kind = socket_kind(fd);
   if (kind < 0 || l->closing) {
     close(fd);
     return kind < 0 ? kind : RILL_ECLOSED;
@@ -528,7 +527,7 @@ static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *sl
     } else {
       int on = 0;
       socklen_t len = sizeof(on);
-      l->kind = socket_kind(at->fd, NULL);
+      l->kind = socket_kind(at->fd);
       if (l->kind < 0) return l->kind;
       if (getsockopt(at->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on)
         return UV_EINVAL; /* not a listening socket */
@@ -538,7 +537,9 @@ static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *sl
     if (fd < 0) return fd;
     int r = l->kind == UV_TCP ? uv_tcp_init(w->loop, &l->h.tcp)
                               : uv_pipe_init(w->loop, &l->h.pipe, 0);
-    if (r == 0)
+    if (r)
+      l->h.handle.type = UV_UNKNOWN_HANDLE; /* not on the loop: nothing to close */
+    else
       r = l->kind == UV_TCP ? uv_tcp_open(&l->h.tcp, fd) : uv_pipe_open(&l->h.pipe, fd);
     if (r) close(fd);
     return r;
@@ -549,7 +550,10 @@ static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *sl
   int r = resolve(w->loop, at->host, port, &ss);
   if (r) return r;
   l->kind = UV_TCP;
-  uv_tcp_init_ex(w->loop, &l->h.tcp, ss.ss_family);
+  if ((r = uv_tcp_init_ex(w->loop, &l->h.tcp, ss.ss_family)) != 0) {
+    l->h.handle.type = UV_UNKNOWN_HANDLE; /* not on the loop: nothing to close */
+    return r;
+  }
   if (reuse) {
     /* Each worker has a socket of its own on the port; the kernel spreads
      * the connections over them. */
