@@ -20,7 +20,7 @@ struct rill_listener_s {
     uv_pipe_t pipe;
   } h;
   int kind;                      /* UV_TCP or UV_NAMED_PIPE (a unix socket) */
-  struct unix_sock_s *unix_sock; /* the socket file this listener made, or NULL */
+  struct rill_unix_sock_s *unix_sock; /* its unix socket file (unix_sock.h), or NULL */
   uv_timer_t resume; /* accepts again, on the loop's next turn, once a place is free */
   rill_worker_t *w;
   rill_accept_cb on_accept;
