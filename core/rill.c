@@ -51,7 +51,7 @@ typedef struct {
   int nproxy_from;
 } listen_spec_t;
 
-/* A connection handed over by rill_serve_fd, waiting for worker 0. */
+/* A connection handed over by rill_serve_fd, waiting for its worker. */
 typedef struct adopt_s {
   struct adopt_s *next;
   int worker, listener, fd;
