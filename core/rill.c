@@ -192,13 +192,18 @@ static adopt_t *adopts_take(rill_t *r, int id) {
 /* On a worker: each connection queued for it goes to its listener in this
  * worker's Lua state (rill.app._adopt), which owns the fd from then on. */
 static void adopt_all(rill_worker_t *w) {
-  for (adopt_t *a = adopts_take(w->rt, w->id), *next; a; a = next) {
-    next = a->next;
-    char code[96];
-    snprintf(code, sizeof(code), "require('rill.app')._adopt(%d, %d)", a->listener + 1,
-             a->fd);
+  /* One chunk for up to 64 of them: a busy host hands over many per wake. */
+  char code[64 * 32 + 64];
+  adopt_t *a = adopts_take(w->rt, w->id);
+  while (a) {
+    size_t n = (size_t)snprintf(code, sizeof(code), "local a = require('rill.app')._adopt\n");
+    for (int k = 0; a && k < 64; k++) {
+      adopt_t *next = a->next;
+      n += (size_t)snprintf(code + n, sizeof(code) - n, "a(%d, %d)\n", a->listener + 1, a->fd);
+      free(a);
+      a = next;
+    }
     run_lua(w, code);
-    free(a);
   }
 }
 
