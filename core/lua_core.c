@@ -592,7 +592,8 @@ static int l_listen(lua_State *L) {
     rill__tls_conf_unref(tls);
     free(ll);
     lua_pushnil(L);
-    lua_pushfstring(L, "listen %s: %s", where, rill__errmsg(r));
+    lua_pushfstring(L, "listen %s: %s", where,
+                    at.fd >= 0 && r == UV_EINVAL ? "not a listening socket" : rill__errmsg(r));
     return 2;
   }
   l->on_free = raw_listener_free;

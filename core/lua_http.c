@@ -293,7 +293,8 @@ static int l_http_listen(lua_State *L) {
   if (r) {
     on_free(&lh->srv);
     lua_pushnil(L);
-    lua_pushfstring(L, "listen %s: %s", where, rill__errmsg(r));
+    lua_pushfstring(L, "listen %s: %s", where,
+                    at.fd >= 0 && r == UV_EINVAL ? "not a listening socket" : rill__errmsg(r));
     return 2;
   }
   l->on_free = listener_free;
