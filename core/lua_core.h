@@ -59,9 +59,9 @@ struct rill_tls_conf_s;
 struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
                                         int server, const char *const *default_alpn,
                                         char *err, size_t errlen);
-/* Pushes {subject =, dns =, email =, verified = true} for the verified
- * client certificate of a server TLS stream and returns 1; 0 (nothing
- * pushed) when there is none. */
+/* Pushes {subject =, issuer =, dns =, email =, sha256 =, verified = true}
+ * (rill_tls_peer_t) for the verified client certificate of a server TLS
+ * stream and returns 1; 0 (nothing pushed) when there is none. */
 int rill__ltls_push_client(lua_State *L, rill_stream_t *s);
 void rill__open_process(lua_State *L, rill_worker_t *w);
 void rill__open_fs(lua_State *L, rill_worker_t *w);

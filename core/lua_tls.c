@@ -126,20 +126,15 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
 }
 
 int rill__ltls_push_client(lua_State *L, rill_stream_t *s) {
-  char subject[512], dns[256], email[256];
-  if (!rill__tls_client_cert(s, subject, sizeof(subject), dns, sizeof(dns), email,
-                             sizeof(email)))
-    return 0;
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, subject);
-  lua_setfield(L, -2, "subject");
-  if (dns[0]) {
-    lua_pushstring(L, dns);
-    lua_setfield(L, -2, "dns");
-  }
-  if (email[0]) {
-    lua_pushstring(L, email);
-    lua_setfield(L, -2, "email");
+  rill_tls_peer_t peer, *p = &peer;
+  if (!rill__tls_client_cert(s, p)) return 0;
+  const char *const keys[] = {"subject", "issuer", "dns", "email", "sha256"};
+  const char *const vals[] = {p->subject, p->issuer, p->dns, p->email, p->sha256};
+  lua_createtable(L, 0, 6);
+  for (int i = 0; i < 5; i++) {
+    if (vals[i][0] == 0) continue;
+    lua_pushstring(L, vals[i]);
+    lua_setfield(L, -2, keys[i]);
   }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "verified");

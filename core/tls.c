@@ -8,6 +8,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
@@ -982,28 +983,34 @@ const char *rill__tls_cipher(rill_stream_t *s) {
              : NULL;
 }
 
-int rill__tls_client_cert(rill_stream_t *s, char *subject, size_t sublen, char *dns,
-                          size_t dnslen, char *email, size_t emaillen) {
+int rill__tls_client_cert(rill_stream_t *s, rill_tls_peer_t *out) {
   if (!rill__tls_is(s) || T(s)->state != S_OPEN || !T(s)->conf->server ||
       !T(s)->conf->verify_client)
     return 0;
   const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&T(s)->ssl);
   if (crt == NULL || mbedtls_ssl_get_verify_result(&T(s)->ssl) != 0) return 0;
-  if (mbedtls_x509_dn_gets(subject, sublen, &crt->subject) < 0 && sublen) subject[0] = 0;
-  dns[0] = email[0] = 0;
+  if (mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt->subject) < 0)
+    out->subject[0] = 0;
+  if (mbedtls_x509_dn_gets(out->issuer, sizeof(out->issuer), &crt->issuer) < 0)
+    out->issuer[0] = 0;
+  out->dns[0] = out->email[0] = 0;
   for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san && san->buf.p;
        san = san->next) {
     int tag = san->buf.tag & ~MBEDTLS_ASN1_CONTEXT_SPECIFIC;
-    char *out = tag == MBEDTLS_X509_SAN_DNS_NAME      ? dns
-                : tag == MBEDTLS_X509_SAN_RFC822_NAME ? email
+    char *dst = tag == MBEDTLS_X509_SAN_DNS_NAME      ? out->dns
+                : tag == MBEDTLS_X509_SAN_RFC822_NAME ? out->email
                                                       : NULL;
-    size_t len = out == dns ? dnslen : emaillen;
-    if (out == NULL || out[0] || san->buf.len >= len ||
-        memchr(san->buf.p, 0, san->buf.len))
+    size_t len = dst == out->dns ? sizeof(out->dns) : sizeof(out->email);
+    if (dst == NULL || dst[0] || san->buf.len >= len || memchr(san->buf.p, 0, san->buf.len))
       continue; /* the first of each kind, whole */
-    memcpy(out, san->buf.p, san->buf.len);
-    out[san->buf.len] = 0;
+    memcpy(dst, san->buf.p, san->buf.len);
+    dst[san->buf.len] = 0;
   }
+  unsigned char sum[32];
+  out->sha256[0] = 0;
+  if (mbedtls_sha256_ret(crt->raw.p, crt->raw.len, sum, 0) == 0)
+    for (int i = 0; i < 32; i++)
+      snprintf(out->sha256 + 2 * i, 3, "%02x", sum[i]);
   return 1;
 }
 

@@ -79,11 +79,17 @@ const char *rill__tls_alpn(rill_stream_t *s);
 const char *rill__tls_version(rill_stream_t *s);
 const char *rill__tls_cipher(rill_stream_t *s);
 const char *rill__tls_sni(rill_stream_t *s);
+/* A verified client certificate: its subject and issuer ("CN=..., O=..."),
+ * its first subjectAltName DNS name and e-mail address ("" when none), and
+ * the SHA-256 of its DER encoding in lower-case hex (as `openssl x509
+ * -fingerprint -sha256` gives it, without colons). */
+typedef struct {
+  char subject[512], issuer[512];
+  char dns[256], email[256];
+  char sha256[65];
+} rill_tls_peer_t;
 /* A server stream that checks client certificates, after the handshake: 1
- * and the verified client certificate's subject ("CN=..., O=..."), its first
- * subjectAltName DNS name and e-mail address ("" when none), or 0 when the
- * client gave none. */
-int rill__tls_client_cert(rill_stream_t *s, char *subject, size_t sublen, char *dns,
-                          size_t dnslen, char *email, size_t emaillen);
+ * and *out, or 0 when the client gave none. */
+int rill__tls_client_cert(rill_stream_t *s, rill_tls_peer_t *out);
 
 #endif

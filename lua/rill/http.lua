@@ -196,7 +196,8 @@ function getters.scheme(req)
 end
 
 -- req.tls_client: the client certificate a listener with tls.client_ca
--- verified ({subject =, dns =, email =, verified = true}), or false.
+-- verified ({subject =, issuer =, dns =, email =, sha256 =, verified = true}),
+-- or false.
 function getters.tls_client(req)
   local t = req._c:tls_client(req._g) or false
   rawset(req, "tls_client", t)
