@@ -40,35 +40,8 @@ end
 
 -- ---- queries and cookies ----
 
-local function pct(c)
-  return format("%%%02X", byte(c))
-end
-
--- Percent-encodes all but RFC 3986 unreserved characters.
-local function encode(v)
-  return (gsub(tostring(v), "[^A-Za-z0-9%-._~]", pct))
-end
-
--- {a = 1, b = {"x", "y"}, c = true} → "a=1&b=x&b=y&c" (keys sorted).
-local function encode_query(q)
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if v == nil then v = q[tonumber(k)] end
-    local list = type(v) == "table" and v or {v}
-    for _, x in ipairs(list) do
-      if x == true then
-        parts[#parts + 1] = encode(k)
-      elseif x ~= false then
-        parts[#parts + 1] = encode(k) .. "=" .. encode(x)
-      end
-    end
-  end
-  return concat(parts, "&")
-end
+-- {a = 1, b = {"x", "y"}, c = true} → "a=1&b=x&b=y&c" (rill.http.encode_query).
+local encode_query = http.encode_query
 M.encode_query = encode_query
 
 local MONTHS = {jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6, jul = 7, aug = 8,
@@ -181,7 +154,7 @@ local function request(self, method, path, o, level)
     end
   end
   local res, err = client.request{url = self.url .. target, method = method, headers = list,
-    body = body, timeout = o.timeout or self.timeout}
+    body = body, read_timeout = o.timeout or self.timeout, decompress = false}
   if not res then return nil, err end
   local text = ""
   if res.body then
