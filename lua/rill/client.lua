@@ -547,7 +547,8 @@ local function dial(p, connect_ms)
   local sock, err = rill.connect(px.host, px.port, {timeout = connect_ms, tls = px.tls})
   if not sock then return nil, "proxy: connect: " .. tostring(err) end
   if not p.tls then return sock end
-  local target = (find(p.host, ":", 1, true) and "[" .. p.host .. "]" or p.host) .. ":" .. p.port
+  local to = p.address or p.host -- the tunnel's end; TLS inside still checks p.host
+  local target = (find(to, ":", 1, true) and "[" .. to .. "]" or to) .. ":" .. p.port
   local lines = {"CONNECT " .. target .. " HTTP/1.1", "Host: " .. target}
   if px.auth then lines[#lines + 1] = "Proxy-Authorization: " .. px.auth end
   sock:settimeout(connect_ms)
