@@ -324,3 +324,70 @@ describe("proxies", function()
     assert.same({0, "direct"}, {code, out})
   end)
 end)
+
+describe("the TLS client", function()
+  local dir, srv_a, srv_ip, ca
+  setup(function()
+    dir = helper.certs()
+    ca = dir .. "/ca.crt"
+    -- a leaf for an address, as curl accepts it: IP:127.0.0.1 in its names
+    local code, _, err = helper.run({"sh", "-c", [[
+set -e
+cd "$1"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ip.key -out ip.csr \
+  -subj "/CN=not an address" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:ip.test\n' > ip.ext
+openssl x509 -req -in ip.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ip.ext \
+  -out ip.crt 2>/dev/null
+mkdir -p cadir && cp ca.crt cadir/
+]], "sh", dir})
+    assert(code == 0, err)
+    srv_a = helper.listen(function(req, res) res:send("a") end,
+      {tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    srv_ip = helper.listen(function(req, res) res:send("ip") end,
+      {tls = {cert = dir .. "/ip.crt", key = dir .. "/ip.key"}})
+  end)
+  teardown(function()
+    srv_a:close()
+    srv_ip:close()
+  end)
+
+  it("matches an address against the certificate's IP names", function()
+    local res = assert(rill.http.request{url = ("https://127.0.0.1:%d/"):format(srv_ip:port()),
+      tls = {ca = ca}})
+    assert.equal("ip", body_of(res))
+    -- a certificate without that address is refused, naming what it is for
+    local r2, err = rill.http.request{url = ("https://127.0.0.1:%d/"):format(srv_a:port()),
+      tls = {ca = ca}}
+    assert.is_nil(r2)
+    assert.equal("connect: certificate verify failed: the certificate is for a.test, " ..
+      "*.a.test (its subject alternative names), not 127.0.0.1", err)
+  end)
+
+  it("names what it checked when a host name does not match", function()
+    local r, err = rill.http.request{url = ("https://b.test:%d/"):format(srv_a:port()),
+      address = "127.0.0.1", tls = {ca = ca}}
+    assert.is_nil(r)
+    assert.equal("connect: certificate verify failed: the certificate is for a.test, " ..
+      "*.a.test (its subject alternative names), not b.test", err)
+  end)
+
+  it("trusts the CAs SSL_CERT_FILE or SSL_CERT_DIR names instead of the system's", function()
+    local script = os.tmpname()
+    finally(function() os.remove(script) end)
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      local rill = require "rill"
+      local res, err = rill.http.request{url = "https://a.test:%d/", address = "127.0.0.1"}
+      io.write(res and res.body:read_all(100) or err)
+    ]]):format(srv_a:port()))
+    f:close()
+    local code, out = helper.run({helper.bin, "run", script}, {env = {}})
+    assert.same({0, "connect: certificate verify failed: The certificate is not correctly " ..
+      "signed by the trusted CA"}, {code, out})
+    code, out = helper.run({helper.bin, "run", script}, {env = {SSL_CERT_FILE = ca}})
+    assert.same({0, "a"}, {code, out})
+    code, out = helper.run({helper.bin, "run", script}, {env = {SSL_CERT_DIR = dir .. "/cadir"}})
+    assert.same({0, "a"}, {code, out})
+  end)
+end)
