@@ -396,6 +396,8 @@ const char *rill__errmsg(int err) {
   switch (err) {
   case UV_ETIMEDOUT:
     return "timeout";
+  case UV_ECANCELED:
+    return "canceled";
   case RILL_ECLOSED:
   case UV_EOF:
     return "closed";

@@ -191,6 +191,18 @@ lazy.metrics = "rill.metrics" -- every worker's counters: rill.metrics.collect()
 lazy.pg = "rill.pg" -- the Postgres client
 lazy.pool = "rill.pool" -- idle connections kept for reuse, by key
 
+-- rill.semaphore(n), rill.queue([max]), rill.wait_any(threads [, ms]): see
+-- rill.sync. (Tail calls: their errors point at the caller's line.)
+function rill.semaphore(n)
+  return require("rill.sync").semaphore(n)
+end
+function rill.queue(max)
+  return require("rill.sync").queue(max)
+end
+function rill.wait_any(threads, ms)
+  return require("rill.sync").wait_any(threads, ms)
+end
+
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.
 function rill.pipe(a, b, opts)
