@@ -183,7 +183,7 @@ static int waitq_wait(lua_State *L) {
 /* q:signal() → whether a waiter was woken (the first, in order of waiting) */
 static int waitq_signal(lua_State *L) {
   lwaitq_ud *q = luaL_checkudata(L, 1, WAITQ_MT);
-  rill_wait_t *wt = q->waits.head;
+  rill_wait_t *wt = q->waits.tail;
   if (wt) {
     lua_pushboolean(rill__wait_task(wt)->co, 1);
     rill__wait_done(wt, 1);

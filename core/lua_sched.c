@@ -182,7 +182,7 @@ rill_task_t *rill__task_check(rill_worker_t *w, lua_State *L) {
 static void task_timeout_cb(uv_timer_t *h) {
   rill_task_t *t = h->data;
   if (t->state != RILL_TASK_WAITING || t->w->stopping) return;
-  rill__wait_cancel(&t->wait, UV_ETIMEDOUT);
+  rill__wait_cancel(&t->wait, t->canceled ? UV_ECANCELED : UV_ETIMEDOUT);
 }
 
 /* A wait ended (wait.c): the task runs again, in this turn. */
@@ -209,7 +209,12 @@ int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, voi
   t->wait.obj = obj;
   t->wait.cancel = cancel;
   rill__wait_start(&t->wait, q);
-  if (t->canceled) timeout_ms = 0; /* ends "canceled" on the next turn */
+  if (t->canceled) {
+    /* Ends "canceled" on the next turn; the timer keeps the loop running
+     * until then (the turn's handles do not). */
+    uv_timer_start(&t->timer, task_timeout_cb, 1, 0);
+    timeout_ms = 0;
+  }
   if (timeout_ms == 0) {
     /* Not a 0 ms timer: libuv runs one started from a timer callback in the
      * same pass, so a loop of such waits would never let I/O in. */
