@@ -183,6 +183,42 @@ describe("rill.http.request", function()
   end)
 end)
 
+describe("connections per host", function()
+  it("keeps at most client.max_per_host requests to one origin in flight", function()
+    local client = require "rill.client"
+    local old = client.max_per_host
+    client.max_per_host = 3
+    finally(function() client.max_per_host = old end)
+    local active, most = 0, 0
+    local l = helper.listen(function(req, res)
+      active = active + 1
+      most = math.max(most, active)
+      rill.sleep(20)
+      active = active - 1
+      res:send("ok")
+    end)
+    finally(function() l:close() end)
+    local ths = {}
+    for i = 1, 12 do
+      ths[i] = rill.spawn(function()
+        local res = assert(rill.http.request{url = helper.url(l:port(), "/")})
+        return res.body:read_all(100)
+      end)
+    end
+    for i = 1, 12 do assert.same({true, "ok"}, {rill.wait(ths[i])}) end
+    assert.equal(3, most)
+    assert.is_true(l:connections() <= 3)
+    -- a request that cannot get one of them within its timeout says so
+    local held = {}
+    for i = 1, 3 do held[i] = assert(rill.http.request{url = helper.url(l:port(), "/")}) end
+    local res, err = rill.http.request{url = helper.url(l:port(), "/"), timeout = 50}
+    assert.is_nil(res)
+    assert.matches("^timeout %(waiting for one of the 3 connections to 127%.0%.0%.1:%d+%)$", err)
+    for i = 1, 3 do held[i].body:close() end
+    assert.equal("ok", assert(rill.http.request{url = helper.url(l:port(), "/")}).body:read_all(9))
+  end)
+end)
+
 describe("redirects", function()
   local l, base
   setup(function()

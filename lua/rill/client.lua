@@ -151,9 +151,46 @@ local Body = {}
 Body.__index = Body
 Body.__name = "rill.http.client.body"
 
+-- ---- connections per host ----
+
+-- At most this many requests to one origin (one pool key) are in flight at
+-- once; more wait for one to end (client.max_per_host, read on every
+-- request; 0: no limit).
+client.max_per_host = 256
+
+local permits = {} -- pool key → {n = free, q = waitq}
+
+-- Takes a permit for key, waiting up to ms (nil: as long as it takes).
+-- Returns the permit's record, or nil, err.
+local function take_permit(key, ms)
+  local max = client.max_per_host
+  if not max or max <= 0 then return false end
+  local p = permits[key]
+  if not p then
+    p = {n = max, max = max, q = core.waitq()}
+    permits[key] = p
+  end
+  if p.n > 0 and p.q:waiting() == 0 then
+    p.n = p.n - 1
+    return p
+  end
+  if ms and ms <= 0 then return nil, "timeout" end
+  local ok, err = p.q:wait(ms)
+  if not ok then return nil, err end
+  return p -- handed over by give_permit
+end
+
+local function give_permit(key, p)
+  if not p then return end
+  if p.q:signal() then return end
+  p.n = p.n + 1
+  if p.n >= p.max and permits[key] == p then permits[key] = nil end
+end
+
 local function body_done(self, err)
   if self.finished then return end
   self.finished = true
+  give_permit(self.key, self.permit)
   local sock = self.sock
   self.sock = nil
   if not sock then return end
@@ -275,7 +312,7 @@ end
 
 -- One request/response exchange on sock. Returns res, or nil, err, retry
 -- (retry: the connection failed before any response byte: another may work).
-local function exchange(sock, o, key, reused)
+local function exchange(sock, o, key, reused, permit)
   local method = o.method
   local lines = {method .. " " .. o.target .. " HTTP/1.1", "Host: " .. o.host_header}
   local user = o.header_list
@@ -349,7 +386,8 @@ local function exchange(sock, o, key, reused)
   local res = {status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
     headers = setmetatable(headers, http.Headers), raw_headers = raw}
   if status == 101 then
-    res.stream = sock -- the connection is the caller's now
+    res.stream = sock -- the connection is the caller's now, not counted
+    give_permit(key, permit)
     return res
   end
   local stream = core.http_body(sock, mode, clen)
@@ -363,7 +401,7 @@ local function exchange(sock, o, key, reused)
     headers["content-encoding"], headers["content-length"] = nil, nil
     res.decoded = coding
   end
-  res.body = setmetatable({stream = stream, raw = raw, sock = sock, key = key,
+  res.body = setmetatable({stream = stream, raw = raw, sock = sock, key = key, permit = permit,
     reusable = keepalive and not o.close, finished = false,
     sent_all = not streamed or function() return sent_all end}, Body)
   if mode == "none" then body_done(res.body) end
@@ -692,28 +730,46 @@ function client.request(opts)
   local key = pool_key_of(scheme, host, port, opts.address, tls)
   if px then key = key .. " proxy=" .. esc(px.url) end
   local read_ms = opts.read_timeout or 60000
+  -- (the reverse proxy's requests are not limited: the clients it serves are)
+  local permit
+  if not opts._raw then
+    local perr
+    permit, perr = take_permit(key, deadline and deadline - rill.now())
+    if not permit and perr then
+      return nil, perr == "timeout" and "timeout (waiting for one of the " ..
+        client.max_per_host .. " connections to " .. authority .. ")" or perr
+    end
+  end
   local res, err
   for attempt = 1, 2 do
     local sock = not opts.close and conns:get(key)
     local reused = sock ~= nil
     local left = deadline and deadline - rill.now()
-    if left and left <= 0 then return nil, "timeout" end
+    if left and left <= 0 then
+      if sock then sock:close() end
+      give_permit(key, permit)
+      return nil, "timeout"
+    end
     if not sock then
       local connect_ms = opts.connect_timeout or 10000
       if left and left < connect_ms then connect_ms = left end
       sock, err = dial({host = host, port = port, address = opts.address, tls = tls, proxy = px},
         connect_ms)
-      if not sock then return nil, err end
+      if not sock then
+        give_permit(key, permit)
+        return nil, err
+      end
     end
     sock:settimeout(read_ms)
     sock:setdeadline(left)
     local retry
-    res, err, retry = exchange(sock, o, key, reused)
+    res, err, retry = exchange(sock, o, key, reused, permit)
     if res then break end
     sock:close()
     -- A pooled connection the server had closed: try a fresh one, if the
     -- request can be sent again.
     if not (retry and attempt == 1 and (o.body == nil or type(o.body) == "string")) then
+      give_permit(key, permit)
       return nil, err
     end
   end
