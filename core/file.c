@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,7 +20,7 @@
 
 #define POLL_MS 2 /* the longest a pool thread waits for a full socket */
 
-enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE, K_OPENSTAT };
+enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE, K_OPENSTAT, K_WRITE, K_PATH };
 
 rill_file_t *rill__file_new(rill_worker_t *w, int fd) {
   rill_file_t *f = malloc(sizeof(*f));
@@ -195,13 +196,64 @@ static void work_after(uv_work_t *wk, int status) {
   op_done(op);
 }
 
-int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
-                  rill_fsop_t **out) {
-  rill_fsop_t *op = op_new(w, stat ? K_OPENSTAT : K_OPEN, cb, data);
+int rill__fs_open_flags(rill_worker_t *w, const char *path, int flags, int mode, rill_fsop_cb cb,
+                        void *data, rill_fsop_t **out) {
+  rill_fsop_t *op = op_new(w, K_OPEN, cb, data);
   *out = NULL;
   if (op == NULL) return UV_ENOMEM;
-  if (!stat)
-    return started(op, uv_fs_open(w->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, fs_cb), out);
+  return started(op, uv_fs_open(w->loop, &op->req, path, flags | O_CLOEXEC, mode, fs_cb), out);
+}
+
+int rill__fs_write(rill_worker_t *w, rill_file_t *f, const char *data_, size_t len, int64_t offset,
+                   rill_fsop_cb cb, void *data, rill_fsop_t **out) {
+  *out = NULL;
+  if (len == 0 || len > UINT_MAX) return UV_EINVAL;
+  rill_fsop_t *op = op_new(w, K_WRITE, cb, data);
+  if (op == NULL) return UV_ENOMEM;
+  op->len = len;
+  op->buf = len <= RILL_BUF_SIZE ? rill__buf_get(w) : malloc(len);
+  if (op->buf == NULL) {
+    free(op);
+    return UV_ENOMEM;
+  }
+  /* A copy: the caller may walk away while the pool writes. */
+  memcpy(op->buf, data_, len);
+  op->file = rill__file_ref(f);
+  uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
+  return started(op, uv_fs_write(w->loop, &op->req, f->fd, &b, 1, offset, fs_cb), out);
+}
+
+int rill__fs_path_op(rill_worker_t *w, int what, const char *path, const char *path2, int mode,
+                     rill_fsop_cb cb, void *data, rill_fsop_t **out) {
+  rill_fsop_t *op = op_new(w, K_PATH, cb, data);
+  *out = NULL;
+  if (op == NULL) return UV_ENOMEM;
+  int r;
+  switch (what) {
+  case RILL_FS_MKDIR:
+    r = uv_fs_mkdir(w->loop, &op->req, path, mode, fs_cb);
+    break;
+  case RILL_FS_RENAME:
+    r = uv_fs_rename(w->loop, &op->req, path, path2, fs_cb);
+    break;
+  case RILL_FS_UNLINK:
+    r = uv_fs_unlink(w->loop, &op->req, path, fs_cb);
+    break;
+  case RILL_FS_RMDIR:
+    r = uv_fs_rmdir(w->loop, &op->req, path, fs_cb);
+    break;
+  default:
+    r = UV_EINVAL;
+  }
+  return started(op, r, out);
+}
+
+int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
+                  rill_fsop_t **out) {
+  if (!stat) return rill__fs_open_flags(w, path, O_RDONLY, 0, cb, data, out);
+  rill_fsop_t *op = op_new(w, K_OPENSTAT, cb, data);
+  *out = NULL;
+  if (op == NULL) return UV_ENOMEM;
   if ((op->path = strdup(path)) == NULL) return started(op, UV_ENOMEM, out);
   return started(op, uv_queue_work(w->loop, &op->work, openstat_work, work_after), out);
 }

@@ -211,6 +211,11 @@ end
 
 return setmetatable(rill, {
   __index = function(t, k)
+    if k == "stdin" or k == "stdout" or k == "stderr" then
+      local f = require("rill.fs")._stdio(k)
+      rawset(t, k, f)
+      return f
+    end
     local name = lazy[k]
     if not name then return nil end
     local m = require(name)
