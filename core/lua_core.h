@@ -67,4 +67,8 @@ rill_file_t *rill__lfile_check(lua_State *L, int idx);
  * Lua states' threads (a registry entry). */
 void rill__host_bind(lua_State *L, rill_worker_t *w);
 
+/* The signal at idx: a number, or a name with or without "SIG" ("TERM",
+ * "SIGKILL"); def when absent. Raises for another. */
+int rill__signal_number(lua_State *L, int idx, int def);
+
 #endif
