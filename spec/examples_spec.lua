@@ -403,7 +403,7 @@ describe("examples", function()
 
   it("tail.lua reads stdin line by line while its timer ticks", function()
     local code, out, err = helper.run({"sh", "-c",
-      "(echo error one; echo fine; sleep 1.3; echo error two) | " .. helper.bin ..
+      "(echo error one; echo fine; sleep 2.5; echo error two) | " .. helper.bin ..
       " run examples/tail.lua error"})
     assert.equal(0, code, err)
     assert.equal("error one\nerror two\n3 lines, 25 bytes, 2 matching\n", out)
