@@ -183,6 +183,29 @@ describe("rill.http.request", function()
   end)
 end)
 
+describe("a rill run script", function()
+  it("ends when its work is done, not when an unread body's server closes", function()
+    -- the server would keep the connection for 60 s
+    local l = helper.listen(function(req, res) res:send(("x"):rep(100000)) end,
+      {keepalive_timeout = 60000})
+    finally(function() l:close() end)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(([[
+      local rill = require "rill"
+      local res = assert(rill.http.request{url = "http://127.0.0.1:%d/"})
+      io.write(res.status)
+    ]]):format(l:port()))
+    f:close()
+    finally(function() os.remove(path) end)
+    local t0 = rill.now()
+    local code, out, err = helper.run({helper.bin, "run", path})
+    assert.same({0, "200"}, {code, out}, err)
+    -- not the server's 60 s (nor a 5 s linger): well under the 30 s spec timeout
+    assert.is_true(rill.now() - t0 < 10000)
+  end)
+end)
+
 describe("connections per host", function()
   it("keeps at most client.max_per_host requests to one origin in flight", function()
     local client = require "rill.client"
