@@ -104,7 +104,8 @@ void rill__fs_close(rill_worker_t *w, int fd) {
 
 void rill__fsop_free(rill_fsop_t *op) {
   if (op == NULL) return;
-  if (op->kind != K_SENDFILE && op->kind != K_OPENSTAT) uv_fs_req_cleanup(&op->req);
+  if (op->kind != K_SENDFILE && op->kind != K_OPENSTAT && op->kind != K_WRITE)
+    uv_fs_req_cleanup(&op->req);
   free(op->path);
   rill__fs_buf_free(op->w, op->buf, op->len);
   rill__fs_close(op->w, op->close_fd);
@@ -196,6 +197,46 @@ static void work_after(uv_work_t *wk, int status) {
   op_done(op);
 }
 
+/* In a pool thread: writes all of op->buf, at op->off (or the descriptor's
+ * position for -1), through short writes and a descriptor that is not
+ * blocking (a pipe shared with another process). A pipe whose reader has
+ * gone fails with EPIPE and never raises SIGPIPE (blocked and taken, as
+ * sendfile_work does). */
+static void write_work(uv_work_t *wk) {
+  rill_fsop_t *op = wk->data;
+  sigset_t pipe, old;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  size_t done = 0;
+  int err = 0;
+  while (done < op->len) {
+    ssize_t n = op->off < 0 ? write(op->file->fd, op->buf + done, op->len - done)
+                            : pwrite(op->file->fd, op->buf + done, op->len - done,
+                                     (off_t)(op->off + (int64_t)done));
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd pfd = {.fd = op->file->fd, .events = POLLOUT};
+      poll(&pfd, 1, 1000);
+      continue;
+    }
+    err = n < 0 ? -errno : UV_EIO;
+    break;
+  }
+  if (err == UV_EPIPE) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  op->result = done > 0 ? (int)(done > INT32_MAX ? INT32_MAX : done) : err;
+}
+
+static void work_after(uv_work_t *wk, int status);
+
 int rill__fs_open_flags(rill_worker_t *w, const char *path, int flags, int mode, rill_fsop_cb cb,
                         void *data, rill_fsop_t **out) {
   rill_fsop_t *op = op_new(w, K_OPEN, cb, data);
@@ -219,8 +260,8 @@ int rill__fs_write(rill_worker_t *w, rill_file_t *f, const char *data_, size_t l
   /* A copy: the caller may walk away while the pool writes. */
   memcpy(op->buf, data_, len);
   op->file = rill__file_ref(f);
-  uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
-  return started(op, uv_fs_write(w->loop, &op->req, f->fd, &b, 1, offset, fs_cb), out);
+  op->off = offset;
+  return started(op, uv_queue_work(w->loop, &op->work, write_work, work_after), out);
 }
 
 int rill__fs_path_op(rill_worker_t *w, int what, const char *path, const char *path2, int mode,
