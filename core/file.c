@@ -200,14 +200,33 @@ static void work_after(uv_work_t *wk, int status) {
 /* In a pool thread: writes all of op->buf, at op->off (or the descriptor's
  * position for -1), through short writes and a descriptor that is not
  * blocking (a pipe shared with another process). A pipe whose reader has
- * gone fails with EPIPE and never raises SIGPIPE (blocked and taken, as
- * sendfile_work does). */
-static void write_work(uv_work_t *wk) {
-  rill_fsop_t *op = wk->data;
-  sigset_t pipe, old;
+ * gone fails with EPIPE and never raises SIGPIPE (pipe_block). */
+/* In a pool thread, around a write that may raise SIGPIPE (sendfile(2) and
+ * write(2) have no MSG_NOSIGNAL): SIGPIPE is blocked, and one the write
+ * raised (EPIPE) is taken off the thread before the mask is restored, so
+ * that a peer that left never kills a host that did not ignore SIGPIPE. */
+static void pipe_block(sigset_t *old) {
+  sigset_t pipe;
   sigemptyset(&pipe);
   sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  pthread_sigmask(SIG_BLOCK, &pipe, old);
+}
+
+static void pipe_restore(const sigset_t *old, int err) {
+  if (err == UV_EPIPE) {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void write_work(uv_work_t *wk) {
+  rill_fsop_t *op = wk->data;
+  sigset_t old;
+  pipe_block(&old);
   size_t done = 0;
   int err = 0;
   while (done < op->len) {
@@ -227,11 +246,7 @@ static void write_work(uv_work_t *wk) {
     err = n < 0 ? -errno : UV_EIO;
     break;
   }
-  if (err == UV_EPIPE) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pipe_restore(&old, err);
   op->result = done > 0 ? (int)(done > INT32_MAX ? INT32_MAX : done) : err;
 }
 
@@ -368,10 +383,8 @@ int rill__fs_next(rill_fsop_t *op, const char **name, int *type) {
  * ignore SIGPIPE. */
 static void sendfile_work(uv_work_t *wk) {
   rill_fsop_t *op = wk->data;
-  sigset_t pipe, old;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  sigset_t old;
+  pipe_block(&old);
   off_t off = (off_t)op->off;
   size_t sent = 0;
   int err = 0, again = 0;
@@ -397,11 +410,7 @@ static void sendfile_work(uv_work_t *wk) {
     again = 1;
     break;
   }
-  if (err == UV_EPIPE) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pipe_restore(&old, err);
   op->sent = sent;
   /* bytes sent; or the error; or EAGAIN (the socket took nothing); or 0:
    * the file ended before the range did */

@@ -44,29 +44,8 @@ end
 local encode_query = http.encode_query
 M.encode_query = encode_query
 
-local MONTHS = {jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6, jul = 7, aug = 8,
-  sep = 9, oct = 10, nov = 11, dec = 12}
-
--- Days since 1970-01-01 of a civil date (proleptic Gregorian).
-local function days(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 -- An HTTP-date ("Thu, 01 Jan 1970 00:00:00 GMT") → seconds, or nil.
-local function http_date(s)
-  local d, mon, y, h, mi, sec = s:match("(%d+)[ %-](%a%a%a)[ %-](%d+) (%d+):(%d+):(%d+)")
-  local m = mon and MONTHS[lower(mon)]
-  if not m then return nil end
-  y = tonumber(y)
-  if y < 100 then y = y + (y < 70 and 2000 or 1900) end
-  return days(y, m, tonumber(d)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-end
+local http_date = require("rill.cookiejar").parse_date
 
 -- Keeps (or drops) the cookie of one Set-Cookie value in jar.
 local function store(jar, line)
