@@ -406,6 +406,12 @@ describe("embedding", function()
     code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code}",
       ("http://127.0.0.1:%d/boom"):format(port))
     assert.equal("500", out)
+    -- streamed answers cut short: rill writes to gone clients, and the host
+    -- (whose SIGPIPE is at SIG_DFL) lives on
+    for _ = 1, 5 do
+      helper.run({"sh", "-c", ("curl -s http://127.0.0.1:%d/stream | head -c 10 >/dev/null"):format(port)})
+    end
+    assert.equal("hello, visit 3\n", get(port, "/"))
     -- the host's own SIGTERM handler stops rill (rill installed none)
     host:kill(15)
     assert.equal(0, host:wait(10000))
@@ -414,7 +420,7 @@ describe("embedding", function()
     -- handler's error with worker 0
     assert.matches("log: info w0 serving poll_host%-app on http://127%.0%.0%.1:" .. port, rest)
     assert.matches("log: error w0 [^\n]*kaboom", rest)
-    assert.matches("poll_host: stopped after 2 visits, own SIGTERM handler: yes\n$", rest)
+    assert.matches("poll_host: stopped after 3 visits, own SIGTERM handler: yes\n$", rest)
     assert.equal("", host.stderr:read_all(65536))
   end)
 

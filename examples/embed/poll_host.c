@@ -10,6 +10,7 @@
  *   curl http://127.0.0.1:8080/               → hello, visit 1
  *   curl --data-binary @big http://127.0.0.1:8080/   → 413 past 1024 bytes
  *   curl http://127.0.0.1:8080/boom           → 500, and a log line here
+ *   curl http://127.0.0.1:8080/stream | head -c 10   → the host lives on
  *   kill -TERM <pid>                          → a graceful stop, exit 0
  */
 #include <errno.h>
@@ -60,6 +61,11 @@ static void on_term(int sig) {
 static const char app[] = "local host = require 'rill.host'\n"
                           "return function(req, res)\n"
                           "  if req.path == '/boom' then error('kaboom') end\n"
+                          "  if req.path == '/stream' then -- until the client goes\n"
+                          "    local block = ('x'):rep(65536)\n"
+                          "    while res:write(block) do end\n"
+                          "    return\n"
+                          "  end\n"
                           "  if req.method == 'POST' then\n"
                           "    local body = assert(req.body:read_all())\n"
                           "    return res:send(#body .. ' bytes\\n')\n"

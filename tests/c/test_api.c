@@ -473,12 +473,24 @@ static int test_runtime(void) {
 /* ---- the host's own loop ---- */
 
 static int loop_stopped, loop_ticks, loop_port, loop_served;
+static int loop_starts, loop_stops, loop_stops_at_stop;
+
+static void loop_worker_start(rill_t *r, int worker, lua_State *L, void *ud) {
+  (void)r, (void)L, (void)ud;
+  if (worker == 0) loop_starts++;
+}
+
+static void loop_worker_stop(rill_t *r, int worker, void *ud) {
+  (void)r, (void)ud;
+  if (worker == 0) loop_stops++;
+}
 static uv_timer_t host_timer;
 
 static void on_loop_stop(rill_t *r, void *ud) {
   (void)r;
   (void)ud;
   loop_stopped++;
+  loop_stops_at_stop = loop_stops;
 }
 
 /* The host's own timer, referenced: the host's uv_run cannot return while
@@ -503,6 +515,7 @@ static int test_host_loop(void) {
   rill_t *r;
   CHECK(rill_new_on_loop(&r, &loop, NULL) == 0, "rill_new_on_loop");
   CHECK(rill_on_stop(r, on_loop_stop, NULL) == 0, "rill_on_stop");
+  CHECK(rill_on_worker(r, loop_worker_start, loop_worker_stop, NULL) == 0, "rill_on_worker");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
   CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen");
   CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "loop") == 0, "load");
@@ -524,7 +537,10 @@ static int test_host_loop(void) {
   CHECK(uv_is_closing((uv_handle_t *)&host_timer), "uv_run returned only once the host's "
                                                    "timer had ended (rill never stopped it)");
   CHECK(!uv_loop_alive(&loop), "nothing of rill's is left on the loop");
+  CHECK(loop_starts == 1 && loop_stops_at_stop == 1,
+        "the worker's hooks ran once each, stop before rill_on_stop's callback");
   rill_free(r);
+  CHECK(loop_stops == 1, "and not again in rill_free");
   CHECK(uv_loop_close(&loop) == 0, "uv_loop_close after rill_free");
   return 0;
 }
