@@ -450,6 +450,10 @@ const char *rill__errmsg(int err) {
     /* The _r forms: the plain ones allocate a message for an unknown code. */
     char name[32], text[80];
     uv_err_name_r(err, name, sizeof(name));
+    if (strncmp(name, "Unknown", 7) == 0) { /* neither rill's nor libuv's */
+      snprintf(buf, sizeof(buf), "unknown error %d", err);
+      return buf;
+    }
     uv_strerror_r(err, text, sizeof(text));
     snprintf(buf, sizeof(buf), "%s: %s", name, text);
     return buf;

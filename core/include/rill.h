@@ -57,8 +57,8 @@ typedef int (*rill_lua_cfunction)(struct lua_State *L);
 #define RILL_ESTATE (-30006)        /* not now: the runtime is running, or not */
 
 /* Returns a message for err: "timeout", "closed", "the app did not load",
- * or "ENAME: text" for libuv's codes (and "Unknown system error N" for a
- * code neither knows). Never allocates: rill's own messages are static
+ * or "ENAME: text" for libuv's codes (and "unknown error N" for a code
+ * neither knows). Never allocates: rill's own messages are static
  * strings; the others are formatted into a buffer of the calling thread,
  * valid until its next call. Any thread. */
 RILL_API const char *rill_strerror(int err);

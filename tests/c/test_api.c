@@ -273,6 +273,9 @@ static int test_options(void) {
           "a static message for %d: %s", codes[i], m);
   }
   CHECK(strcmp(rill_strerror(RILL_ESTATE), "not in this state") == 0, "RILL_ESTATE");
+  CHECK(strcmp(rill_strerror(-30099), "unknown error -30099") == 0, "%s", rill_strerror(-30099));
+  CHECK(strcmp(rill_strerror(UV_EINVAL), "EINVAL: invalid argument") == 0, "%s",
+        rill_strerror(UV_EINVAL));
   for (int i = 0; i < 1000; i++)
     rill_strerror(-30000 - i); /* valgrind / ASan: no leak */
   return 0;
