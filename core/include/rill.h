@@ -105,9 +105,11 @@ RILL_API int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_
 enum {
   /* int, 0 (default) or 1: 1 makes rill watch SIGTERM and SIGINT (a
    * graceful stop; a second one stops at once) and SIGHUP (a reload),
-   * through libuv on worker 0's loop, from rill_start until rill_free,
-   * which puts back the dispositions those signals had before. With 0,
-   * rill installs no signal handler: the host's stay as they are. */
+   * through libuv on worker 0's loop, from rill_start until the stop has
+   * finished (or rill_free), then puts back the dispositions those signals
+   * had before (a signal the host also watches through libuv stays with
+   * it). With 0, rill installs no signal handler: the host's stay as they
+   * are. */
   RILL_OPT_SIGNALS = 1,
   /* int RILL_LOG_ERROR .. RILL_LOG_DEBUG, or a string "error", "warn",
    * "info", "debug": the lines logged (default: rill_options_t.log_level,
@@ -154,8 +156,8 @@ RILL_API int rill_set_str(rill_t *r, int opt, const char *value);
 
 /* The message of the last call on r that failed (rill_start, rill_reload,
  * the setters, the listen calls), e.g. "app.lua:3: attempt to call a nil
- * value"; "" if none has (and for r NULL). Valid until the next call on r. Call it from the
- * thread that made the runtime. */
+ * value"; "" if none has (and for r NULL). Valid until the next call on r.
+ * Call it from the thread that made the runtime. */
 RILL_API const char *rill_last_error(rill_t *r);
 
 /* ---- diagnostics ----
