@@ -473,6 +473,43 @@ static int test_runtime(void) {
   return 0;
 }
 
+/* ---- a line not from a worker: worker -1, on the host's thread ---- */
+
+static int host_lines, host_lines_here;
+static pthread_t main_thread;
+
+static void on_host_log(void *ud, int level, int worker, const char *msg) {
+  if (level == RILL_LOG_ERROR && worker == -1 && strstr(msg, (const char *)ud)) {
+    host_lines++;
+    host_lines_here += pthread_equal(pthread_self(), main_thread);
+  }
+}
+
+static int test_host_lines(void) {
+  char path[] = "/tmp/rill-test-api-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0, "mkstemp");
+  const char good[] = "return function(req, res) res:send('ok') end\n";
+  CHECK(write(fd, good, sizeof(good) - 1) == (ssize_t)(sizeof(good) - 1), "write");
+  main_thread = pthread_self();
+  rill_t *r;
+  CHECK(rill_new(&r, NULL) == 0, "rill_new");
+  CHECK(rill_on_log(r, on_host_log, path) == 0, "rill_on_log");
+  CHECK(rill_load_file(r, path) == 0, "rill_load_file");
+  CHECK(rill_start(r) == 0, "rill_start");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, "return (", 8, 0) == 8, "write broken");
+  CHECK(rill_reload(r) == RILL_ELOAD, "reload of a broken file");
+  CHECK(host_lines == 1 && host_lines_here == 1,
+        "the refusal reached the log callback as worker -1 on the host's thread (%d %d)",
+        host_lines, host_lines_here);
+  close(fd);
+  unlink(path);
+  rill_stop(r);
+  CHECK(rill_run(r) == 0, "rill_run");
+  rill_free(r);
+  return 0;
+}
+
 /* ---- the host's own loop ---- */
 
 static int loop_stopped, loop_ticks, loop_port, loop_served;
@@ -545,6 +582,59 @@ static int test_host_loop(void) {
   rill_free(r);
   CHECK(loop_stops == 1, "and not again in rill_free");
   CHECK(uv_loop_close(&loop) == 0, "uv_loop_close after rill_free");
+  return 0;
+}
+
+/* RILL_OPT_SIGNALS on the host's loop, beside the host's own libuv watcher
+ * of SIGHUP: rill's stop leaves the host's watcher working. */
+static int hups, sig_stopped;
+static uv_timer_t sig_timer;
+
+static void host_hup(uv_signal_t *h, int signum) {
+  (void)h, (void)signum;
+  hups++;
+}
+
+static void sig_on_stop(rill_t *r, void *ud) {
+  (void)r, (void)ud;
+  sig_stopped = 1;
+}
+
+static void sig_tick(uv_timer_t *t) {
+  if (sig_stopped) uv_close((uv_handle_t *)t, NULL);
+}
+
+static int test_loop_signals(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0, "uv_loop_init");
+  rill_t *r;
+  CHECK(rill_new_on_loop(&r, &loop, NULL) == 0, "rill_new_on_loop");
+  CHECK(rill_set_int(r, RILL_OPT_SIGNALS, 1) == 0, "RILL_OPT_SIGNALS");
+  CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
+  CHECK(rill_on_stop(r, sig_on_stop, NULL) == 0, "rill_on_stop");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "sigs") == 0, "load");
+  CHECK(rill_start(r) == 0, "rill_start");
+  uv_signal_t hup;
+  uv_signal_init(&loop, &hup);
+  uv_signal_start(&hup, host_hup, SIGHUP);
+  uv_unref((uv_handle_t *)&hup);
+  uv_timer_init(&loop, &sig_timer);
+  uv_timer_start(&sig_timer, sig_tick, 5, 5);
+  rill_stop(r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(sig_stopped, "stopped");
+  raise(SIGHUP);
+  uv_ref((uv_handle_t *)&hup); /* a loop with no referenced handle does not turn */
+  for (int i = 0; i < 100 && hups == 0; i++)
+    uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(hups == 1, "the host's own SIGHUP watcher still works after rill's stop (%d)", hups);
+  uv_close((uv_handle_t *)&hup, NULL);
+  rill_free(r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0, "uv_loop_close");
+  struct sigaction now;
+  CHECK(sigaction(SIGHUP, NULL, &now) == 0 && now.sa_handler == SIG_DFL,
+        "SIGHUP is back at its default");
   return 0;
 }
 
@@ -663,7 +753,9 @@ int main(int argc, char **argv) {
     test_basics();
     test_options();
     test_runtime();
+    test_host_lines();
     test_host_loop();
+    test_loop_signals();
     test_backend_fd();
   }
   printf("%d checks, %d failures\n", checks, failures);
