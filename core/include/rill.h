@@ -9,7 +9,7 @@
  *   rill_register(r, "answer", my_lua_cfunction);   -- require("rill.host").answer
  *   rill_listen(r, "127.0.0.1", 8080, NULL);
  *   rill_load_file(r, "app.lua");
- *   rill_run(r);                                     -- until rill_stop() or a signal
+ *   rill_run(r);                                     -- until rill_stop() (or SIGTERM with RILL_OPT_SIGNALS)
  *   rill_free(r);
  */
 #ifndef RILL_H
