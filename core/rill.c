@@ -74,9 +74,9 @@ struct rill_s {
   /* options set with rill_set_int / rill_set_str */
   long long limit[NLIMITS];
   unsigned char limit_set[NLIMITS];
-  int signals;       /* RILL_OPT_SIGNALS */
-  int level;         /* RILL_OPT_LOG_LEVEL, or -1 */
-  long long grace;   /* RILL_OPT_GRACE (ms), or -1 */
+  int signals;        /* RILL_OPT_SIGNALS */
+  int level;          /* RILL_OPT_LOG_LEVEL, or -1 */
+  long long grace;    /* RILL_OPT_GRACE (ms), or -1 */
   rill_log_cb log_cb; /* rill_on_log */
   void *log_ud;
   char last_error[1024]; /* rill_last_error */
@@ -386,8 +386,9 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   w->m = &r->metrics[id];
   w->port_for = port_for;
   w->port_bound = port_bound;
-  w->log_level = r->level >= 0 ? r->level
-                                : level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
+  w->log_level = r->level >= 0
+                     ? r->level
+                     : level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
   w->log_cb = r->log_cb;
   w->log_ud = r->log_ud;
   w->on_command = on_command;
@@ -648,7 +649,8 @@ static int create(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) {
   r->threads = calloc((size_t)r->nworkers, sizeof(*r->threads));
   r->metrics = calloc((size_t)r->nworkers, sizeof(*r->metrics));
   r->hooked = calloc((size_t)r->nworkers, sizeof(*r->hooked));
-  if (r->workers == NULL || r->threads == NULL || r->metrics == NULL || r->hooked == NULL) {
+  if (r->workers == NULL || r->threads == NULL || r->metrics == NULL ||
+      r->hooked == NULL) {
     free(r->workers);
     free(r->threads);
     free(r->metrics);
@@ -675,7 +677,8 @@ int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) 
   return create(out, loop, opts);
 }
 
-static int add_fn(named_fn_t **list, int *n, const char *name, lua_CFunction fn, void *ctx) {
+static int add_fn(named_fn_t **list, int *n, const char *name, lua_CFunction fn,
+                  void *ctx) {
   named_fn_t *l = realloc(*list, sizeof(**list) * (size_t)(*n + 1));
   if (l == NULL) return UV_ENOMEM;
   *list = l;
@@ -767,7 +770,8 @@ int rill_set_str(rill_t *r, int opt, const char *v) {
   }
   if (opt == RILL_OPT_LOG_LEVEL) {
     if (v == NULL || !level_known(v)) {
-      rill__set_error(r, "rill_set_str: the log level must be error, warn, info or debug");
+      rill__set_error(r,
+                      "rill_set_str: the log level must be error, warn, info or debug");
       return UV_EINVAL;
     }
     r->level = level_of(v);
@@ -920,8 +924,8 @@ static void reload_done(rill_task_t *t, int status) {
 static int reload_here(rill_t *r, reload_t *rl) {
   rill_worker_t *w = r->workers[0];
   uv_thread_t self = uv_thread_self();
-  if (r->cli || w == NULL || w->graceful || w->stopping || !uv_thread_equal(&self, &r->thread0) ||
-      rill__task_current(w) != NULL)
+  if (r->cli || w == NULL || w->graceful || w->stopping ||
+      !uv_thread_equal(&self, &r->thread0) || rill__task_current(w) != NULL)
     return 0;
   rill_task_t *t = rill__task_new(w, "reload");
   if (t == NULL) return 0;
@@ -995,7 +999,8 @@ static void worker_stopped(rill_worker_t *w) {
   if (r->on_stop) r->on_stop(r, r->on_stop_ud);
 }
 
-int rill_on_worker(rill_t *r, void (*start)(rill_t *r, int worker, lua_State *L, void *ud),
+int rill_on_worker(rill_t *r,
+                   void (*start)(rill_t *r, int worker, lua_State *L, void *ud),
                    void (*stop)(rill_t *r, int worker, void *ud), void *ud) {
   if (r->started) return RILL_ESTATE;
   r->worker_start = start;

@@ -30,6 +30,7 @@ const char *rill__errmsg(int err);
 
 /* Sets what rill_last_error(r) returns (rill.c): the reason a call of the
  * host's on r failed. */
-void rill__set_error(rill_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rill__set_error(rill_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif /* RILL_INT_H */

@@ -336,8 +336,9 @@ static void log_v(rill_worker_t *w, int worker, int level, const char *fmt, va_l
   gmtime_r(&ts.tv_sec, &tm);
   strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
   char line[4200];
-  int n = snprintf(line, sizeof(line), "%s.%03ldZ [%s] [w%d] %s\n", when, ts.tv_nsec / 1000000,
-                   level_names[level], worker < 0 ? 0 : worker, msg);
+  int n =
+      snprintf(line, sizeof(line), "%s.%03ldZ [%s] [w%d] %s\n", when,
+               ts.tv_nsec / 1000000, level_names[level], worker < 0 ? 0 : worker, msg);
   if (n < 0) return;
   if ((size_t)n >= sizeof(line)) { /* cut: still one line */
     n = sizeof(line) - 1;

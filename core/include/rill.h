@@ -9,7 +9,7 @@
  *   rill_register(r, "answer", my_lua_cfunction);   -- require("rill.host").answer
  *   rill_listen(r, "127.0.0.1", 8080, NULL);
  *   rill_load_file(r, "app.lua");
- *   rill_run(r);                                     -- until rill_stop() (or SIGTERM with RILL_OPT_SIGNALS)
+ *   rill_run(r);                                     -- until rill_stop()
  *   rill_free(r);
  */
 #ifndef RILL_H
@@ -119,36 +119,38 @@ enum {
    * rill_options_t.grace, in seconds, which it replaces); 1 .. 2^31-1. */
   RILL_OPT_GRACE = 3,
 
-  /* HTTP limits, int (long long). */
-  RILL_OPT_MAX_CONNECTIONS = 10, /* per worker; at the limit the one idle longest
-                                    is closed (default 16384; 1 .. 2^31-1);
-                                    --max-connections */
-  RILL_OPT_MAX_CONNECTIONS_PER_ADDRESS = 11, /* per worker, from one client
-                                    address (default: no limit; -1 or 0: no
-                                    limit, or 1 .. 2^31-1);
-                                    --max-connections-per-address */
-  RILL_OPT_MAX_HEADER_BYTES = 12, /* bytes of request line and fields, 431
-                                    past it (default 16384; 64 .. 2^31-1);
-                                    --max-header-bytes */
-  RILL_OPT_MAX_HEADERS = 13,     /* header fields (default 100; 1 .. 65535);
-                                    --max-headers */
-  RILL_OPT_MAX_BODY_BYTES = 14,  /* bytes of a request body, 413 past it
-                                    (default 1 GiB; -1 or 0: no limit, or
-                                    1 .. 2^53); --max-body-bytes */
-  RILL_OPT_MIN_BODY_RATE = 15,   /* bytes/s a body must keep up once
-                                    RILL_OPT_BODY_RATE_GRACE of waiting is
-                                    spent (default 500; -1 or 0: off, or
-                                    1 .. 2^31-1); --min-body-rate */
-  RILL_OPT_BODY_RATE_GRACE = 16, /* ms (default 20000); --body-rate-grace */
-  RILL_OPT_HEADER_TIMEOUT = 17,  /* ms to receive a request head (default
-                                    30000); --header-timeout */
-  RILL_OPT_BODY_TIMEOUT = 18,    /* ms of each wait for body bytes, 408 past
-                                    it (default 60000); --body-timeout */
-  RILL_OPT_KEEPALIVE_TIMEOUT = 19, /* ms an idle connection is kept between
-                                    requests (default 60000); --keepalive-timeout */
-  RILL_OPT_SEND_TIMEOUT = 20,    /* ms each response write may wait, then the
-                                    connection is reset (default 60000);
-                                    --send-timeout */
+  /* HTTP limits, int (long long). Beside each: its default, the values
+   * it takes, and rill serve's flag. */
+  /* per worker; at the limit the connection idle longest is closed
+   * (16384; 1 .. 2^31-1; --max-connections) */
+  RILL_OPT_MAX_CONNECTIONS = 10,
+  /* per worker, from one client address (no limit; -1 or 0: no limit, or
+   * 1 .. 2^31-1; --max-connections-per-address) */
+  RILL_OPT_MAX_CONNECTIONS_PER_ADDRESS = 11,
+  /* bytes of request line and fields, 431 past it (16384; 64 .. 2^31-1;
+   * --max-header-bytes) */
+  RILL_OPT_MAX_HEADER_BYTES = 12,
+  /* header fields (100; 1 .. 65535; --max-headers) */
+  RILL_OPT_MAX_HEADERS = 13,
+  /* bytes of a request body, 413 past it (1 GiB; -1 or 0: no limit, or
+   * 1 .. 2^53; --max-body-bytes) */
+  RILL_OPT_MAX_BODY_BYTES = 14,
+  /* bytes/s a body must keep up once RILL_OPT_BODY_RATE_GRACE of waiting
+   * is spent (500; -1 or 0: off, or 1 .. 2^31-1; --min-body-rate) */
+  RILL_OPT_MIN_BODY_RATE = 15,
+  /* ms of waiting for body bytes before the rate counts (20000;
+   * --body-rate-grace) */
+  RILL_OPT_BODY_RATE_GRACE = 16,
+  /* ms to receive a request head (30000; --header-timeout) */
+  RILL_OPT_HEADER_TIMEOUT = 17,
+  /* ms of each wait for body bytes, 408 past it (60000; --body-timeout) */
+  RILL_OPT_BODY_TIMEOUT = 18,
+  /* ms an idle connection is kept between requests (60000;
+   * --keepalive-timeout) */
+  RILL_OPT_KEEPALIVE_TIMEOUT = 19,
+  /* ms each response write may wait, then the connection is reset
+   * (60000; --send-timeout) */
+  RILL_OPT_SEND_TIMEOUT = 20,
   /* Every duration above: 1 .. 2^31-1 ms. */
 };
 RILL_API int rill_set_int(rill_t *r, int opt, long long value);
@@ -184,7 +186,8 @@ RILL_API int rill_register(rill_t *r, const char *name, rill_lua_cfunction fn);
  * rill_context(L). ctx is shared by every worker (fn runs on each worker's
  * thread): what it points to must be safe for that, and live until
  * rill_free. */
-RILL_API int rill_register_ctx(rill_t *r, const char *name, rill_lua_cfunction fn, void *ctx);
+RILL_API int rill_register_ctx(rill_t *r, const char *name, rill_lua_cfunction fn,
+                               void *ctx);
 /* Inside a function registered with rill_register_ctx (called from Lua, in
  * the function itself, not in one it calls through Lua): its ctx. NULL in a
  * function registered with rill_register. It is the C function's first
@@ -199,7 +202,8 @@ RILL_API void *rill_context(struct lua_State *L);
  * finished, or rill_free ends it) and before its loop and Lua state close.
  * Either may be NULL. */
 RILL_API int rill_on_worker(rill_t *r,
-                            void (*start)(rill_t *r, int worker, struct lua_State *L, void *ud),
+                            void (*start)(rill_t *r, int worker, struct lua_State *L,
+                                          void *ud),
                             void (*stop)(rill_t *r, int worker, void *ud), void *ud);
 /* A module for require(name), opened by open. */
 RILL_API int rill_preload(rill_t *r, const char *name, rill_lua_cfunction open);

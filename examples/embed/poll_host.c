@@ -112,8 +112,7 @@ int main(int argc, char **argv) {
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && (fds[1].revents & POLLIN)) {
       char b[16];
-      while (read(sig_pipe[0], b, sizeof(b)) > 0) {
-      }
+      while (read(sig_pipe[0], b, sizeof(b)) > 0) {}
       if (!stopping) {
         stopping = 1;
         rill_stop(r); /* requests in flight finish; then rill_run_once says 0 */

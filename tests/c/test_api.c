@@ -36,7 +36,8 @@ static int note_mask(lua_State *L) {
   sigset_t now;
   pthread_sigmask(SIG_BLOCK, NULL, &now);
   int i = rill_worker_index(L);
-  if (i >= 0 && i < 2) __atomic_store_n(&blocked[i], sigismember(&now, SIGPIPE), __ATOMIC_SEQ_CST);
+  if (i >= 0 && i < 2)
+    __atomic_store_n(&blocked[i], sigismember(&now, SIGPIPE), __ATOMIC_SEQ_CST);
   return 0;
 }
 
@@ -75,8 +76,9 @@ static int connect_port(void) {
 static void *client(void *arg) {
   rill_t *r = arg;
   char buf[4096];
-  for (int i = 0; i < 400 && (__atomic_load_n(&blocked[0], __ATOMIC_SEQ_CST) < 0 ||
-                              __atomic_load_n(&blocked[1], __ATOMIC_SEQ_CST) < 0 || i < 20);
+  for (int i = 0;
+       i < 400 && (__atomic_load_n(&blocked[0], __ATOMIC_SEQ_CST) < 0 ||
+                   __atomic_load_n(&blocked[1], __ATOMIC_SEQ_CST) < 0 || i < 20);
        i++) {
     int fd = connect_port();
     if (fd < 0) break;
@@ -101,15 +103,22 @@ static int test_basics(void) {
   CHECK(rill_new(&r, &bad) == UV_EINVAL, "rill_new(&r, &bad) == UV_EINVAL");
 
   /* static messages for rill's own codes, a name for libuv's, a number for others */
-  CHECK(strcmp(rill_strerror(RILL_ELOAD), "the app did not load") == 0, "strcmp(rill_strerror(RILL_ELOAD), \"the app did not load\") == 0");
-  CHECK(strcmp(rill_strerror(UV_ECONNRESET), "ECONNRESET: connection reset by peer") == 0, "strcmp(rill_strerror(UV_ECONNRESET), \"ECONNRESET: connection reset by peer\") == 0");
-  CHECK(strstr(rill_strerror(-30099), "-30099") != NULL, "strstr(rill_strerror(-30099), \"-30099\") != NULL");
+  CHECK(strcmp(rill_strerror(RILL_ELOAD), "the app did not load") == 0,
+        "strcmp(rill_strerror(RILL_ELOAD), \"the app did not load\") == 0");
+  CHECK(strcmp(rill_strerror(UV_ECONNRESET), "ECONNRESET: connection reset by peer") == 0,
+        "strcmp(rill_strerror(UV_ECONNRESET), \"ECONNRESET: connection reset by peer\") "
+        "== 0");
+  CHECK(strstr(rill_strerror(-30099), "-30099") != NULL,
+        "strstr(rill_strerror(-30099), \"-30099\") != NULL");
 
   rill_options_t o = {.workers = 2, .log_level = "warn", .grace = 5};
   CHECK(rill_new(&r, &o) == 0, "rill_new(&r, &o) == 0");
-  CHECK(rill_register(r, "note_mask", note_mask) == 0, "rill_register(r, \"note_mask\", note_mask) == 0");
-  CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen(r, \"127.0.0.1\", 0, NULL) == 0");
-  CHECK(rill_load_string(r, app, "api-test") == 0, "rill_load_string(r, app, \"api-test\") == 0");
+  CHECK(rill_register(r, "note_mask", note_mask) == 0,
+        "rill_register(r, \"note_mask\", note_mask) == 0");
+  CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0,
+        "rill_listen(r, \"127.0.0.1\", 0, NULL) == 0");
+  CHECK(rill_load_string(r, app, "api-test") == 0,
+        "rill_load_string(r, app, \"api-test\") == 0");
   CHECK(rill_start(r) == 0, "rill_start(r) == 0");
   port = rill_port(r, 0);
   CHECK(port > 0, "port > 0");
@@ -118,7 +127,8 @@ static int test_basics(void) {
   pthread_sigmask(SIG_BLOCK, NULL, &before);
   CHECK(!sigismember(&before, SIGPIPE), "!sigismember(&before, SIGPIPE)");
   pthread_t th;
-  CHECK(pthread_create(&th, NULL, client, r) == 0, "pthread_create(&th, NULL, client, r) == 0");
+  CHECK(pthread_create(&th, NULL, client, r) == 0,
+        "pthread_create(&th, NULL, client, r) == 0");
   CHECK(rill_run(r) == 0, "rill_run(r) == 0");
   pthread_join(th, NULL);
   rill_free(r);
@@ -141,16 +151,21 @@ static int test_basics(void) {
   CHECK(rill_load_file(r, path) == 0, "rill_load_file");
   CHECK(rill_start(r) == 0, "rill_start");
   CHECK(rill_reload(r) == 0, "reload of a good file");
-  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, broken, sizeof(broken) - 1, 0) > 0, "write broken");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, broken, sizeof(broken) - 1, 0) > 0,
+        "write broken");
   CHECK(rill_reload(r) == RILL_ELOAD, "reload of a broken file gives RILL_ELOAD");
-  CHECK(strstr(rill_last_error(r), path) != NULL && strstr(rill_last_error(r), ":1:") != NULL,
+  CHECK(strstr(rill_last_error(r), path) != NULL &&
+            strstr(rill_last_error(r), ":1:") != NULL,
         "rill_last_error names the file and line: %s", rill_last_error(r));
   const char raises[] = "local db = nil\nreturn db.connect()\n";
-  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, raises, sizeof(raises) - 1, 0) > 0, "write raising");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, raises, sizeof(raises) - 1, 0) > 0,
+        "write raising");
   CHECK(rill_reload(r) == RILL_ELOAD, "reload of a file that raises gives RILL_ELOAD");
-  CHECK(strstr(rill_last_error(r), path) != NULL && strstr(rill_last_error(r), ":2:") != NULL,
+  CHECK(strstr(rill_last_error(r), path) != NULL &&
+            strstr(rill_last_error(r), ":2:") != NULL,
         "rill_last_error names the file and line: %s", rill_last_error(r));
-  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, good, sizeof(good) - 1, 0) > 0, "write good again");
+  CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, good, sizeof(good) - 1, 0) > 0,
+        "write good again");
   CHECK(rill_reload(r) == 0, "reload of the mended file");
   close(fd);
   unlink(path);
@@ -229,16 +244,19 @@ static int test_options(void) {
   CHECK(rill_new(&r, NULL) == 0, "rill_new");
   CHECK(strcmp(rill_last_error(r), "") == 0, "no error yet");
   CHECK(rill_set_int(r, RILL_OPT_MAX_BODY_BYTES, -5) == UV_EINVAL, "a negative size");
-  CHECK(strstr(rill_last_error(r), "max_body_bytes") != NULL, "the error names the option: %s",
-        rill_last_error(r));
+  CHECK(strstr(rill_last_error(r), "max_body_bytes") != NULL,
+        "the error names the option: %s", rill_last_error(r));
   CHECK(rill_set_int(r, RILL_OPT_HEADER_TIMEOUT, 0) == UV_EINVAL, "a timeout of 0");
-  CHECK(rill_set_int(r, RILL_OPT_MAX_HEADER_BYTES, 10) == UV_EINVAL, "max_header_bytes < 64");
+  CHECK(rill_set_int(r, RILL_OPT_MAX_HEADER_BYTES, 10) == UV_EINVAL,
+        "max_header_bytes < 64");
   CHECK(rill_set_int(r, RILL_OPT_SIGNALS, 2) == UV_EINVAL, "signals 2");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, 4) == UV_EINVAL, "log level 4");
   CHECK(rill_set_int(r, 99, 1) == UV_EINVAL, "an unknown option");
-  CHECK(strstr(rill_last_error(r), "unknown option 99") != NULL, "%s", rill_last_error(r));
+  CHECK(strstr(rill_last_error(r), "unknown option 99") != NULL, "%s",
+        rill_last_error(r));
   CHECK(rill_set_str(r, RILL_OPT_LOG_LEVEL, "bogus") == UV_EINVAL, "log level bogus");
-  CHECK(rill_set_str(r, RILL_OPT_MAX_BODY_BYTES, "10") == UV_EINVAL, "a string for a number");
+  CHECK(rill_set_str(r, RILL_OPT_MAX_BODY_BYTES, "10") == UV_EINVAL,
+        "a string for a number");
   CHECK(rill_set_int(r, RILL_OPT_MAX_BODY_BYTES, -1) == 0, "-1: no limit");
   CHECK(rill_set_int(r, RILL_OPT_MAX_CONNECTIONS_PER_ADDRESS, 0) == 0, "0: no limit");
   CHECK(rill_set_str(r, RILL_OPT_LOG_LEVEL, "error") == 0, "log level error");
@@ -247,7 +265,8 @@ static int test_options(void) {
   /* rill_start without an app says so */
   CHECK(rill_start(r) == RILL_ELOAD, "rill_start without an app");
   CHECK(strstr(rill_last_error(r), "no app") != NULL, "%s", rill_last_error(r));
-  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "opts") == 0, "load");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "opts") == 0,
+        "load");
   CHECK(rill_start(r) == 0, "rill_start");
   CHECK(rill_set_int(r, RILL_OPT_HEADER_TIMEOUT, 1000) == RILL_ESTATE, "set after start");
   CHECK(rill_backend_fd(r) >= 0, "a backend descriptor");
@@ -265,15 +284,16 @@ static int test_options(void) {
   rill_free(r);
 
   /* every code of rill's has a static message; none allocates */
-  static const int codes[] = {RILL_ECLOSED, RILL_ETOOLONG, RILL_EBODY, RILL_EPROTO, RILL_ELOAD,
-                              RILL_ESTATE, RILL_ETIMEDOUT, RILL_EOF};
+  static const int codes[] = {RILL_ECLOSED, RILL_ETOOLONG, RILL_EBODY,     RILL_EPROTO,
+                              RILL_ELOAD,   RILL_ESTATE,   RILL_ETIMEDOUT, RILL_EOF};
   for (size_t i = 0; i < sizeof(codes) / sizeof(*codes); i++) {
     const char *m = rill_strerror(codes[i]);
     CHECK(m == rill_strerror(codes[i]) && strncmp(m, "Unknown", 7) != 0,
           "a static message for %d: %s", codes[i], m);
   }
   CHECK(strcmp(rill_strerror(RILL_ESTATE), "not in this state") == 0, "RILL_ESTATE");
-  CHECK(strcmp(rill_strerror(-30099), "unknown error -30099") == 0, "%s", rill_strerror(-30099));
+  CHECK(strcmp(rill_strerror(-30099), "unknown error -30099") == 0, "%s",
+        rill_strerror(-30099));
   CHECK(strcmp(rill_strerror(UV_EINVAL), "EINVAL: invalid argument") == 0, "%s",
         rill_strerror(UV_EINVAL));
   for (int i = 0; i < 1000; i++)
@@ -380,16 +400,17 @@ static void *client2(void *arg) {
     int done = error_lines[0] > 0 && error_lines[1] > 0;
     pthread_mutex_unlock(&mu);
     if (done) break;
-    int n = exchange(port2, "GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf,
-                     sizeof(buf));
+    int n = exchange(port2, "GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                     buf, sizeof(buf));
     if (n > 0 && strncmp(buf, "HTTP/1.1 500", 12) == 0) boomed++;
   }
   /* max_body_bytes 1000: curl's 2000-byte upload gets 413 */
   char cmd[256], out[64];
-  snprintf(cmd, sizeof(cmd),
-           "head -c 2000 /dev/zero | curl -s -o /dev/null -w '%%{http_code}' --data-binary @- "
-           "http://127.0.0.1:%d/upload",
-           port2);
+  snprintf(
+      cmd, sizeof(cmd),
+      "head -c 2000 /dev/zero | curl -s -o /dev/null -w '%%{http_code}' --data-binary @- "
+      "http://127.0.0.1:%d/upload",
+      port2);
   run_cmd(cmd, out, sizeof(out));
   status413 = strcmp(out, "413") == 0;
   /* header_timeout 300 ms: a connection that sends nothing is closed (well
@@ -431,13 +452,15 @@ static int test_runtime(void) {
 
   CHECK(seen[0] && seen[1], "both workers answered (%d %d)", seen[0], seen[1]);
   CHECK(globals_ok >= 2, "the start hook's globals reached the app (%d)", globals_ok);
-  CHECK(starts[0] == 1 && starts[1] == 1, "start once per worker (%d %d)", starts[0], starts[1]);
-  CHECK(stop_calls[0] == 1 && stop_calls[1] == 1, "stop once per worker (%d %d)", stop_calls[0],
-        stop_calls[1]);
+  CHECK(starts[0] == 1 && starts[1] == 1, "start once per worker (%d %d)", starts[0],
+        starts[1]);
+  CHECK(stop_calls[0] == 1 && stop_calls[1] == 1, "stop once per worker (%d %d)",
+        stop_calls[0], stop_calls[1]);
   CHECK(stop_on_thread[0] && stop_on_thread[1], "stop on the worker's thread");
   CHECK(ctx_calls[0] > 0 && ctx_ok[0] == ctx_calls[0] && ctx_calls[1] > 0 &&
             ctx_ok[1] == ctx_calls[1],
-        "rill_context, rill_runtime and the thread in the registered function (%d/%d %d/%d)",
+        "rill_context, rill_runtime and the thread in the registered function (%d/%d "
+        "%d/%d)",
         ctx_ok[0], ctx_calls[0], ctx_ok[1], ctx_calls[1]);
   CHECK(boomed > 0, "a handler that raises gives 500");
   CHECK(error_lines[0] > 0 && error_lines[1] > 0,
@@ -457,7 +480,8 @@ static int test_runtime(void) {
   CHECK(rill_new(&r, NULL) == 0, "rill_new");
   CHECK(rill_set_int(r, RILL_OPT_SIGNALS, 1) == 0, "RILL_OPT_SIGNALS");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
-  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "sig") == 0, "load");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "sig") == 0,
+        "load");
   CHECK(rill_start(r) == 0, "rill_start");
   CHECK(sigaction(SIGTERM, NULL, &now) == 0 && now.sa_handler != on_term,
         "rill watches SIGTERM when asked");
@@ -542,8 +566,8 @@ static void host_tick(uv_timer_t *t) {
 
 static void *loop_client(void *arg) {
   char buf[4096];
-  int n = exchange(loop_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf,
-                   sizeof(buf));
+  int n = exchange(loop_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   buf, sizeof(buf));
   loop_served = n > 0 && strstr(buf, "\r\n\r\nx") != NULL;
   rill_stop(arg); /* from another thread */
   return NULL;
@@ -555,10 +579,12 @@ static int test_host_loop(void) {
   rill_t *r;
   CHECK(rill_new_on_loop(&r, &loop, NULL) == 0, "rill_new_on_loop");
   CHECK(rill_on_stop(r, on_loop_stop, NULL) == 0, "rill_on_stop");
-  CHECK(rill_on_worker(r, loop_worker_start, loop_worker_stop, NULL) == 0, "rill_on_worker");
+  CHECK(rill_on_worker(r, loop_worker_start, loop_worker_stop, NULL) == 0,
+        "rill_on_worker");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
   CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen");
-  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "loop") == 0, "load");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "loop") == 0,
+        "load");
   CHECK(rill_start(r) == 0, "rill_start");
   CHECK(rill_backend_fd(r) == UV_EINVAL, "no backend descriptor on the host's loop");
   loop_port = rill_port(r, 0);
@@ -574,8 +600,9 @@ static int test_host_loop(void) {
    * rill's stop, and nothing of rill's was left on the loop */
   CHECK(loop_served, "rill served on the host's loop");
   CHECK(runs == 1 && loop_stopped == 1, "stopped once (%d)", loop_stopped);
-  CHECK(uv_is_closing((uv_handle_t *)&host_timer), "uv_run returned only once the host's "
-                                                   "timer had ended (rill never stopped it)");
+  CHECK(uv_is_closing((uv_handle_t *)&host_timer),
+        "uv_run returned only once the host's "
+        "timer had ended (rill never stopped it)");
   CHECK(!uv_loop_alive(&loop), "nothing of rill's is left on the loop");
   CHECK(loop_starts == 1 && loop_stops_at_stop == 1,
         "the worker's hooks ran once each, stop before rill_on_stop's callback");
@@ -612,7 +639,8 @@ static int test_loop_signals(void) {
   CHECK(rill_set_int(r, RILL_OPT_SIGNALS, 1) == 0, "RILL_OPT_SIGNALS");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
   CHECK(rill_on_stop(r, sig_on_stop, NULL) == 0, "rill_on_stop");
-  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "sigs") == 0, "load");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "sigs") == 0,
+        "load");
   CHECK(rill_start(r) == 0, "rill_start");
   uv_signal_t hup;
   uv_signal_init(&loop, &hup);
@@ -627,7 +655,8 @@ static int test_loop_signals(void) {
   uv_ref((uv_handle_t *)&hup); /* a loop with no referenced handle does not turn */
   for (int i = 0; i < 100 && hups == 0; i++)
     uv_run(&loop, UV_RUN_NOWAIT);
-  CHECK(hups == 1, "the host's own SIGHUP watcher still works after rill's stop (%d)", hups);
+  CHECK(hups == 1, "the host's own SIGHUP watcher still works after rill's stop (%d)",
+        hups);
   uv_close((uv_handle_t *)&hup, NULL);
   rill_free(r);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -644,8 +673,8 @@ static int poll_port, poll_served;
 
 static void *poll_client(void *arg) {
   char buf[4096];
-  int n = exchange(poll_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf,
-                   sizeof(buf));
+  int n = exchange(poll_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   buf, sizeof(buf));
   poll_served = n > 0 && strstr(buf, "\r\n\r\nx") != NULL;
   rill_stop(arg);
   return NULL;
@@ -656,7 +685,8 @@ static int test_backend_fd(void) {
   CHECK(rill_new(&r, NULL) == 0, "rill_new");
   CHECK(rill_set_int(r, RILL_OPT_LOG_LEVEL, RILL_LOG_ERROR) == 0, "log level");
   CHECK(rill_listen(r, "127.0.0.1", 0, NULL) == 0, "rill_listen");
-  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "poll") == 0, "load");
+  CHECK(rill_load_string(r, "return function(req, res) res:send('x') end", "poll") == 0,
+        "load");
   CHECK(rill_start(r) == 0, "rill_start");
   poll_port = rill_port(r, 0);
   int fd = rill_backend_fd(r);
@@ -676,7 +706,8 @@ static int test_backend_fd(void) {
   }
   pthread_join(th, NULL);
   CHECK(poll_served, "served while the host polled");
-  CHECK(waits > 0 && turns < 100000, "woken by the descriptor (%d of %d turns)", waits, turns);
+  CHECK(waits > 0 && turns < 100000, "woken by the descriptor (%d of %d turns)", waits,
+        turns);
   CHECK(bad_timeout == 0, "rill_backend_timeout gave -1 or more");
   rill_free(r);
   return 0;
@@ -693,7 +724,8 @@ static void *pipe_client(void *arg) {
   char buf[4096];
   for (int i = 0; i < 50; i++) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pipe_port)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)pipe_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
       close(fd);
@@ -714,8 +746,8 @@ static void *pipe_client(void *arg) {
     }
     close(fd);
   }
-  int n = exchange(pipe_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", buf,
-                   sizeof(buf));
+  int n = exchange(pipe_port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   buf, sizeof(buf));
   CHECK(n > 0 && strstr(buf, "\r\n\r\nok") != NULL, "the host still serves");
   rill_stop(arg);
   return NULL;
