@@ -377,7 +377,7 @@ static const char app2[] = "local host = require 'rill.host'\n"
 
 static int port2;
 static int seen[2], globals_ok, boomed, status413;
-static int idle_closed;
+static int idle_closed, status431;
 
 static void *client2(void *arg) {
   (void)arg;
@@ -413,6 +413,14 @@ static void *client2(void *arg) {
       port2);
   run_cmd(cmd, out, sizeof(out));
   status413 = strcmp(out, "413") == 0;
+  /* max_headers 5: curl's request with eight gets 431 */
+  snprintf(
+      cmd, sizeof(cmd),
+      "curl -s -o /dev/null -w '%%{http_code}' -H 'A: 1' -H 'B: 2' -H 'C: 3' -H 'D: 4' "
+      "-H 'E: 5' http://127.0.0.1:%d/",
+      port2);
+  run_cmd(cmd, out, sizeof(out));
+  status431 = strcmp(out, "431") == 0;
   /* header_timeout 300 ms: a connection that sends nothing is closed (well
    * before the default 30 s, and before exchange gives up at 10 s) */
   int n = exchange(port2, "", buf, sizeof(buf));
@@ -437,6 +445,7 @@ static int test_runtime(void) {
   CHECK(rill_register_ctx(rt2, "whoami", whoami, &ctx_value) == 0, "rill_register_ctx");
   CHECK(rill_set_int(rt2, RILL_OPT_MAX_BODY_BYTES, 1000) == 0, "max_body_bytes");
   CHECK(rill_set_int(rt2, RILL_OPT_HEADER_TIMEOUT, 300) == 0, "header_timeout");
+  CHECK(rill_set_int(rt2, RILL_OPT_MAX_HEADERS, 5) == 0, "max_headers");
   CHECK(rill_set_int(rt2, RILL_OPT_LOG_LEVEL, RILL_LOG_INFO) == 0, "log level");
   CHECK(rill_listen(rt2, "127.0.0.1", 0, NULL) == 0, "rill_listen");
   CHECK(rill_load_string(rt2, app2, "api-runtime") == 0, "rill_load_string");
@@ -470,6 +479,7 @@ static int test_runtime(void) {
   CHECK(other_lines > 0, "rill's other lines reach the callback too");
   CHECK(status413, "max_body_bytes set with rill_set_int: curl got 413");
   CHECK(idle_closed, "header_timeout set with rill_set_int closed an idle connection");
+  CHECK(status431, "max_headers set with rill_set_int: curl got 431");
   CHECK(host_terms == 1, "the host's handler took the SIGTERM (%d)", host_terms);
   CHECK(sigaction(SIGTERM, NULL, &now) == 0 && now.sa_handler == on_term,
         "and it stays after rill_free");
