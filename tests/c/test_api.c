@@ -308,7 +308,7 @@ static pthread_t start_thread[2];
 static int starts[2], stop_calls[2], stop_on_thread[2];
 static int ctx_calls[2], ctx_ok[2];
 static int error_lines[2], error_on_thread[2], other_lines;
-static int host_terms;
+static volatile sig_atomic_t host_terms;
 static rill_t *rt2;
 static int ctx_value = 7;
 
@@ -427,6 +427,8 @@ static void *client2(void *arg) {
   idle_closed = n >= 0;
   /* the host's SIGTERM handler is the one in place while rill runs */
   kill(getpid(), SIGTERM);
+  for (int i = 0; i < 10000 && host_terms == 0; i++) /* delivered to some thread */
+    usleep(1000);
   rill_stop(rt2);
   return NULL;
 }
