@@ -23,9 +23,8 @@
  * raises it when the peer has gone): every write is a sendmsg(2) with
  * MSG_NOSIGNAL (sockets: TCP, unix, and libuv's process pipes, which are
  * socketpairs), or, on a descriptor that is not a socket (a pipe(2)), a
- * writev(2) with SIGPIPE blocked on this thread for the call and one it
- * raised taken before the mask is restored (as file.c does for sendfile).
- * Nothing changes the process's disposition. Writability of a socket with
+ * writev(2) with SIGPIPE blocked on this thread for that call only (see
+ * nosigpipe.h). Nothing changes the process's disposition. Writability of a socket with
  * a queue is watched by a uv_poll on a duplicate of its descriptor (libuv
  * keeps one watcher per descriptor, and the socket's own reads through
  * it), made the first time a write is queued and closed with the stream.
@@ -39,29 +38,15 @@
  *        → FINAL (uv_close on the handle and the linger timer: each handle is
  *                 closed exactly once, here; the memory goes when both are).
  * abort() and a worker's teardown go to FINAL from any phase. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "nosigpipe.h"
 #include "uvstream.h"
-
-/* A uv_buf_t array is given to sendmsg/writev as it is. */
-_Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) &&
-                   offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
-                   offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
-               "uv_buf_t is laid out as struct iovec");
 
 #define SEND_IOV 64 /* the most queued writes one sendmsg takes */
 
@@ -94,7 +79,8 @@ struct rill_uvstream_s {
   uint8_t phase;
   uint8_t closes; /* handles whose close callback is still to come */
   unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, drain_wait : 1,
-      timer_init : 1, released : 1, empty_wait : 1, shut_wait : 1, notsock : 1;
+      timer_init : 1, released : 1, empty_wait : 1, shut_wait : 1;
+  unsigned char notsock; /* the descriptor is not a socket (nosigpipe.h) */
   void (*on_release)(void *), (*on_free)(void *);
   void *owner_arg;
 };
@@ -247,52 +233,14 @@ static int uvs_fill(rill_stream_t *s) {
 
 /* ---- sending: no write raises SIGPIPE ---- */
 
-/* writev(2) to a descriptor that is not a socket (a pipe): SIGPIPE is
- * blocked on this thread for the call, and one the call raised is taken
- * before the mask is restored. Returns bytes written (0: would block) or an
- * error. */
-static ssize_t pipe_writev(int fd, const uv_buf_t *bufs, unsigned nbufs) {
-  sigset_t pipe, old;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, &old);
-  ssize_t n;
-  do
-    n = writev(fd, (const struct iovec *)bufs, (int)nbufs);
-  while (n < 0 && errno == EINTR);
-  int err = n < 0 ? errno : 0;
-  if (err == EPIPE) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (n >= 0) return n;
-  return err == EAGAIN || err == EWOULDBLOCK ? 0 : -err;
-}
-
-/* Sends as much of bufs (at most IOV_MAX of them) as the kernel takes now,
- * in one call. Returns the bytes sent (0 when the socket is full) or an
+/* Sends as much of bufs as the kernel takes now, in one call, never
+ * raising SIGPIPE. Returns the bytes sent (0 when the socket is full) or an
  * error (UV_EPIPE, UV_ECONNRESET, ...). */
 static ssize_t sock_send(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs) {
   uv_os_fd_t fd;
   int r = uv_fileno(&u->h.handle, &fd);
   if (r) return r;
-  if (nbufs > IOV_MAX) nbufs = IOV_MAX;
-  if (!u->notsock) {
-    struct msghdr m;
-    memset(&m, 0, sizeof(m));
-    m.msg_iov = (struct iovec *)bufs;
-    m.msg_iovlen = nbufs;
-    ssize_t n;
-    do
-      n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    if (n >= 0) return n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    if (errno != ENOTSOCK) return -errno;
-    u->notsock = 1; /* a pipe(2): from now on, writev */
-  }
-  return pipe_writev(fd, bufs, nbufs);
+  return rill__writev_nosigpipe(fd, bufs, nbufs, MSG_DONTWAIT, &u->notsock);
 }
 
 static void free_wreq(rill_uvstream_t *u, wreq_t *wr) {
