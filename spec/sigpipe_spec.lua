@@ -2,7 +2,8 @@
 -- default (tests/c/sigpipe_host.c, rill on the host's own loop, nothing
 -- blocked or ignored) lives on while clients leave in the middle of large
 -- answers — reset by the client, cut by curl, over TLS, on a WebSocket,
--- and a child process that stops reading its stdin.
+-- and a child process that stops reading its stdin; and its log lines go
+-- to a stderr whose reader has gone.
 local rill = require "rill"
 local helper = require "spec.helper"
 
@@ -11,6 +12,7 @@ local rill = require "rill"
 local app = rill.router()
 local block = ("x"):rep(65536)
 app:get("/", function(req, res) res:send("ok\n") end)
+app:get("/boom", function() error("a handler error, logged") end)
 -- 64 MiB, far more than any socket buffer holds, until the client goes
 app:get("/big", function(req, res)
   res:header("Content-Length", tostring(1024 * 65536))
@@ -91,7 +93,7 @@ describe("no write raises SIGPIPE (a host with SIGPIPE at its default)", functio
       certs .. "/a.test.key", stdout = "pipe", stderr = "inherit"})
     host.stdout:settimeout(10000)
     local line = assert(host.stdout:read_until("\n"))
-    port, tls_port = line:match("^ports (%d+) (%d+)$")
+    port, tls_port = line:match("^ports (%d+) (%d+) pid %d+$")
     port, tls_port = tonumber(port), tonumber(tls_port)
     assert.is_truthy(port, line)
   end)
@@ -163,5 +165,38 @@ describe("no write raises SIGPIPE (a host with SIGPIPE at its default)", functio
     assert.equal(0, host:wait(30000))
     assert.equal("sigpipe: default, unblocked\n", host.stdout:read_all(4096))
     host = nil
+  end)
+end)
+
+describe("no log line raises SIGPIPE", function()
+  it("a host whose stderr is a pipe nobody reads logs, answers and stops", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local f = assert(io.open(dir .. "/app.lua", "w"))
+    f:write(APP)
+    f:close()
+    local exe = helper.bin:match("^(.*)/[^/]+$") .. "/sigpipe_host"
+    -- stderr: a pipe(2) to `true`, which has exited; stdout: ours
+    local sh = assert(rill.exec{"sh", "-c", 'exec 3>&1; "$@" 2>&1 1>&3 3>&- | true', "sh",
+      exe, dir .. "/app.lua", stdout = "pipe", stderr = "inherit"})
+    sh.stdout:settimeout(10000)
+    -- rill_start logged "serving ..." to that pipe before this line came
+    local line = assert(sh.stdout:read_until("\n"))
+    local p, pid = line:match("^ports (%d+) 0 pid (%d+)$")
+    assert.is_truthy(p, line)
+    for _ = 1, 5 do
+      local code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code}",
+        ("http://127.0.0.1:%s/boom"):format(p))
+      assert.equal(0, code)
+      assert.equal("500", out)
+    end
+    local code, out = helper.curl(("http://127.0.0.1:%s/"):format(p))
+    assert.equal(0, code)
+    assert.equal("ok\n", out)
+    assert.equal(0, (helper.run({"kill", "-TERM", pid})))
+    assert.equal(0, sh:wait(30000))
+    assert.equal("sigpipe: default, unblocked\n", sh.stdout:read_all(4096))
+    os.execute("rm -rf " .. dir)
   end)
 end)

@@ -8,12 +8,14 @@
  *   sigpipe_host APP.lua [CERT KEY]
  *
  * Serves APP.lua on 127.0.0.1, on a free port (and with TLS on a second one
- * when CERT and KEY are given), prints "ports PLAIN TLS" (TLS 0 without),
+ * when CERT and KEY are given), prints "ports PLAIN TLS pid PID" (TLS 0
+ * without),
  * and stops on SIGTERM (a uv_signal of its own); then prints what SIGPIPE's
  * disposition and this thread's mask are, to show rill changed neither. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <pthread.h>
 #include <rill.h>
@@ -52,7 +54,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sigpipe_host: %s\n", rill_strerror(err));
     return 1;
   }
-  printf("ports %d %d\n", rill_port(r, 0), argc == 4 ? rill_port(r, 1) : 0);
+  printf("ports %d %d pid %d\n", rill_port(r, 0), argc == 4 ? rill_port(r, 1) : 0, (int)getpid());
   fflush(stdout);
   uv_signal_init(&loop, &term);
   uv_signal_start(&term, on_term, SIGTERM);
