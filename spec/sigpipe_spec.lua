@@ -200,3 +200,59 @@ describe("no log line raises SIGPIPE", function()
     os.execute("rm -rf " .. dir)
   end)
 end)
+
+-- The transport's own write queue (what the kernel did not take waits for
+-- the socket to be writable): its bytes all leave, in order, before the FIN.
+describe("the write queue", function()
+  local block = ("0123456789abcdef"):rep(4096) -- 64 KiB
+
+  local function read_all(s)
+    local parts, n = {}, 0
+    while true do
+      local data, err = s:read_some(65536)
+      if not data then return table.concat(parts), n, err end
+      parts[#parts + 1] = data
+      n = n + #data
+    end
+  end
+
+  it("sends every queued byte before the close's FIN, to a client that reads late", function()
+    local handler_done = false
+    local l = assert(rill.listen{port = 0, handler = function(s)
+      for i = 1, 128 do -- 8 MiB, far past what the socket buffers hold
+        assert(s:write(("%08d"):format(i), block))
+      end
+      handler_done = true
+    end})
+    local c = assert(rill.connect("127.0.0.1", l:port()))
+    rill.sleep(100) -- the server's queue fills meanwhile
+    local data, n, err = read_all(c)
+    assert.is_nil(err)
+    assert.equal(128 * (8 + 65536), n)
+    assert.equal("00000128", data:sub(-65536 - 8, -65537))
+    assert.is_true(handler_done)
+    c:close()
+    l:close()
+  end)
+
+  it("ends the write side after the queue (shutdown), and reads on", function()
+    local got
+    local l = assert(rill.listen{port = 0, handler = function(s)
+      for _ = 1, 64 do assert(s:write(block)) end
+      assert(s:shutdown())
+      local ok, err = s:write("late")
+      assert.is_nil(ok)
+      assert.matches("closed", err)
+      got = s:read(3)
+    end})
+    local c = assert(rill.connect("127.0.0.1", l:port()))
+    rill.sleep(100)
+    local _, n, err = read_all(c)
+    assert.is_nil(err)
+    assert.equal(64 * 65536, n)
+    assert(c:write("bye"))
+    assert.is_true(helper.eventually(function() return got == "bye" end))
+    c:close()
+    l:close()
+  end)
+end)
