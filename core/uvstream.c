@@ -11,7 +11,7 @@
  * worker's pool, back to it once sent) and the stream joins the worker's
  * flush list, so the writes a task makes while it runs leave together, in
  * one syscall, when it stops (see worker.h). A write that would pass one
- * buffer sends what is gathered and itself at once, in one writev, by
+ * buffer sends what is gathered and itself at once, in one sendmsg, by
  * reference. Sending is optimistic: sent at once, and what the kernel did
  * not take is queued (the output buffer itself, or a copy) and sent when
  * the socket is writable. A writer is told to wait (RILL_EAGAIN) while more
@@ -24,19 +24,20 @@
  * MSG_NOSIGNAL (sockets: TCP, unix, and libuv's process pipes, which are
  * socketpairs), or, on a descriptor that is not a socket (a pipe(2)), a
  * writev(2) with SIGPIPE blocked on this thread for that call only (see
- * nosigpipe.h). Nothing changes the process's disposition. Writability of a socket with
- * a queue is watched by a uv_poll on a duplicate of its descriptor (libuv
- * keeps one watcher per descriptor, and the socket's own reads through
- * it), made the first time a write is queued and closed with the stream.
- * A shutdown (our FIN) waits until the queue is sent: libuv's uv_shutdown
- * only waits for libuv's own queue, which is now always empty.
+ * nosigpipe.h). Nothing changes the process's disposition. Writability of
+ * a socket with a queue is watched by a uv_poll on a duplicate of its
+ * descriptor (libuv keeps one watcher per descriptor, and the socket's own
+ * reads through it), made the first time a write is queued and closed with
+ * the stream. A shutdown (our FIN) waits until the queue is sent: libuv's
+ * uv_shutdown only waits for libuv's own queue, which is now always empty.
  *
  * Closing goes through one sequence of phases, each entered once:
  *   OPEN → FLUSH (close(): queued bytes go out, then our FIN)
  *        → LINGER (what the peer still sends is read and dropped until it
  *                  closes too, so that a response is not lost to a reset)
- *        → FINAL (uv_close on the handle and the linger timer: each handle is
- *                 closed exactly once, here; the memory goes when both are).
+ *        → FINAL (uv_close on the handle, the linger timer and the
+ *                 writability poll: each handle is closed exactly once, here;
+ *                 the memory goes when all are).
  * abort() and a worker's teardown go to FINAL from any phase. */
 #include <errno.h>
 #include <fcntl.h>
