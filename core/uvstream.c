@@ -468,7 +468,7 @@ static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
     rill__flush_add(s->w, &u->fl);
     return pressure(u);
   }
-  /* Past one buffer: what is gathered and these go now, in one writev. */
+  /* Past one buffer: what is gathered and these go now, in one sendmsg. */
   uv_buf_t stackv[16], *v = stackv;
   if (nbufs + 1 > 16 && (v = malloc((nbufs + 1) * sizeof(*v))) == NULL) return UV_ENOMEM;
   unsigned n = 0;
