@@ -291,9 +291,12 @@ static int watch_writable(rill_uvstream_t *u) {
 static void shut_now(rill_uvstream_t *u);
 
 /* The queue was sent, or dropped on an error: a shutdown that waited for it
- * goes now, and a writer that waited is told. */
+ * goes now, and a writer that waited is told. An empty queue keeps its
+ * poll until the next writable event finds it still empty (writable_cb):
+ * a writer that streams refills it before then, and each stop and start of
+ * a poll costs epoll_ctl calls. */
 static void queue_done(rill_uvstream_t *u) {
-  if (u->queued == 0 && u->oq->polling) {
+  if (u->werr && u->oq->polling) {
     uv_poll_stop(&u->oq->poll);
     u->oq->polling = 0;
   }
@@ -350,6 +353,11 @@ static void writable_cb(uv_poll_t *p, int status, int events) {
   rill_uvstream_t *u = p->data;
   (void)events;
   if (status < 0) u->oq->polling = 0; /* libuv stopped the poll */
+  if (u->queued == 0) { /* nothing was queued since it emptied */
+    if (u->oq->polling) uv_poll_stop(p);
+    u->oq->polling = 0;
+    return;
+  }
   size_t before = u->queued;
   int r = send_queued(u);
   if (r == 0 && status < 0 && u->queued == before && before > 0) r = status;
