@@ -29,8 +29,9 @@ int rill__opt_proxy(lua_State *L, int t, rill_cidr_t *from);
 int rill__push_listener(lua_State *L, rill_listener_t *l);
 void rill__listener_forget_ud(rill_listener_t *l);
 
-/* Creates w's Lua state: libraries, rill.core preloaded, module path (extra
- * first, then RILL_LUA_PATH, then rill's own). */
+/* Creates w's Lua state (lua_modules.c): libraries, rill.core preloaded,
+ * rill's modules from the bytecode librill carries (or from RILL_LUA_DIR),
+ * package.path with extra first, then RILL_LUA_PATH. */
 int rill__lua_setup(rill_worker_t *w, const char *extra_path);
 /* The runtime around a worker (rill.c): watch a directory for *.lua changes
  * (worker 0 only), reload every worker, end the run with a status. */

@@ -74,69 +74,6 @@ struct rill_s {
 
 /* ---- Lua states ---- */
 
-static int readable(const char *path) {
-  return access(path, R_OK) == 0;
-}
-
-/* Finds lua/rill/init.lua: beside the library (an install), beside the
- * executable (a build tree or an install), else the configured directory. */
-static void lua_dir(char *out, size_t len) {
-  char base[4096], probe[4400];
-  const char *cands[] = {"%s/../share/rill/lua", "%s/../lua", "%s/lua"};
-  Dl_info info;
-  if (dladdr((void *)rill_new, &info) && info.dli_fname) {
-    snprintf(base, sizeof(base), "%s", info.dli_fname);
-    char *slash = strrchr(base, '/');
-    if (slash) {
-      *slash = 0;
-      for (size_t i = 0; i < 2; i++) {
-        snprintf(out, len, cands[i], base);
-        snprintf(probe, sizeof(probe), "%s/rill/init.lua", out);
-        if (readable(probe)) return;
-      }
-    }
-  }
-  size_t n = sizeof(base);
-  if (uv_exepath(base, &n) == 0) {
-    char *slash = strrchr(base, '/');
-    if (slash) *slash = 0;
-    for (size_t i = 0; i < sizeof(cands) / sizeof(*cands); i++) {
-      snprintf(out, len, cands[i], base);
-      snprintf(probe, sizeof(probe), "%s/rill/init.lua", out);
-      if (readable(probe)) return;
-    }
-  }
-  snprintf(out, len, "%s", RILL_LUA_INSTALL_DIR);
-}
-
-int rill__lua_setup(rill_worker_t *w, const char *extra_path) {
-  lua_State *L = luaL_newstate();
-  if (L == NULL) return UV_ENOMEM;
-  w->L = L;
-  if (rill__sched_init(w) != 0) {
-    lua_close(L);
-    w->L = NULL;
-    return UV_ENOMEM;
-  }
-  luaL_openlibs(L);
-  char dir[4096];
-  lua_dir(dir, sizeof(dir));
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  lua_pushlightuserdata(L, w);
-  lua_pushcclosure(L, rill__open_core, 1);
-  lua_setfield(L, -2, "rill.core");
-  lua_pop(L, 1);
-  const char *env = getenv("RILL_LUA_PATH");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s%s%s%s%s/?.lua;%s/?/init.lua;%s", extra_path ? extra_path : "",
-                  extra_path ? ";" : "", env ? env : "", env ? ";" : "", dir, dir,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
-  return 0;
-}
-
 /* What the embedder registered: require("rill.host") and preloads. */
 static void add_host(rill_t *r, lua_State *L) {
   lua_getglobal(L, "package");
