@@ -66,8 +66,8 @@ struct rill_uvstream_s {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h;
-  struct aux_s *aux; /* for shutting down and closing, made when needed */
-  struct outq_s *oq; /* the queue and its writability watch, made when needed */
+  struct aux_s *aux;    /* for shutting down and closing, made when needed */
+  struct outq_s *oq;    /* the queue and its writability watch, made when needed */
   struct proxied_s *px; /* addresses from a PROXY header, or NULL */
   char *buf;
   uint32_t cap, r, w; /* unread bytes are buf[r..w); cap <= BUF_MAX */
@@ -113,7 +113,7 @@ typedef struct wreq_s {
  * the poll watches; it is closed in the poll's close callback, once. */
 struct outq_s {
   uv_poll_t poll;
-  int dup;             /* the socket's descriptor, duplicated, or -1 */
+  int dup;              /* the socket's descriptor, duplicated, or -1 */
   unsigned polling : 1; /* the poll is started */
   wreq_t *head, **tail; /* FIFO */
 };

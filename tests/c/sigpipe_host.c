@@ -54,7 +54,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sigpipe_host: %s\n", rill_strerror(err));
     return 1;
   }
-  printf("ports %d %d pid %d\n", rill_port(r, 0), argc == 4 ? rill_port(r, 1) : 0, (int)getpid());
+  printf("ports %d %d pid %d\n", rill_port(r, 0), argc == 4 ? rill_port(r, 1) : 0,
+         (int)getpid());
   fflush(stdout);
   uv_signal_init(&loop, &term);
   uv_signal_start(&term, on_term, SIGTERM);

@@ -19,7 +19,8 @@ static void gone_reader(int fd, int is_socket) {
   uv_buf_t b[2] = {uv_buf_init(data, 60), uv_buf_init(data + 60, 40)};
   ssize_t n = rill__writev_nosigpipe(fd, b, 2, MSG_DONTWAIT, &notsock);
   CHECK(n == UV_EPIPE, "a write to a gone reader: %zd", n);
-  CHECK(notsock == !is_socket, "notsock %d for %s", notsock, is_socket ? "a socket" : "a pipe");
+  CHECK(notsock == !is_socket, "notsock %d for %s", notsock,
+        is_socket ? "a socket" : "a pipe");
   n = rill__writev_nosigpipe(fd, b, 2, 0, &notsock); /* again: still alive */
   CHECK(n == UV_EPIPE, "a second write: %zd", n);
   rill__write_all_nosigpipe(fd, data, sizeof(data));
@@ -37,16 +38,19 @@ int main(void) {
   CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
   unsigned char notsock = 0;
   uv_buf_t b[2] = {uv_buf_init("hello, ", 7), uv_buf_init("world", 5)};
-  CHECK(rill__writev_nosigpipe(sv[0], b, 2, MSG_DONTWAIT, &notsock) == 12, "writev to a socket");
+  CHECK(rill__writev_nosigpipe(sv[0], b, 2, MSG_DONTWAIT, &notsock) == 12,
+        "writev to a socket");
   char got[16] = {0};
-  CHECK(read(sv[1], got, sizeof(got)) == 12 && strcmp(got, "hello, world") == 0, "read %s", got);
+  CHECK(read(sv[1], got, sizeof(got)) == 12 && strcmp(got, "hello, world") == 0,
+        "read %s", got);
   close(sv[1]);
   gone_reader(sv[0], 1);
   close(sv[0]);
 
   int p[2];
   CHECK(pipe(p) == 0, "pipe");
-  CHECK(rill__writev_nosigpipe(p[1], b, 2, 0, &notsock) == 12 && notsock == 1, "writev to a pipe");
+  CHECK(rill__writev_nosigpipe(p[1], b, 2, 0, &notsock) == 12 && notsock == 1,
+        "writev to a pipe");
   close(p[0]);
   notsock = 0;
   gone_reader(p[1], 0);
