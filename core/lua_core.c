@@ -3,6 +3,7 @@
  * top of it. Every function here has the worker as its first upvalue. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -430,6 +431,58 @@ int rill__opt_port(lua_State *L, int t, int def) {
   return (int)v;
 }
 
+void rill__opt_listen_at(lua_State *L, int t, int def, rill_listen_at_t *at, char *name,
+                         size_t namelen) {
+  memset(at, 0, sizeof(*at));
+  at->fd = -1;
+  lua_getfield(L, t, "unix");
+  lua_getfield(L, t, "fd");
+  int has_unix = !lua_isnil(L, -2), has_fd = !lua_isnil(L, -1);
+  lua_pop(L, 2);
+  lua_getfield(L, t, "host");
+  lua_getfield(L, t, "port");
+  int has_host = !lua_isnil(L, -2) || !lua_isnil(L, -1);
+  lua_pop(L, 2);
+  if (has_unix + has_fd + (has_host ? 1 : 0) > 1)
+    luaL_error(L, "%s: give one of host/port, unix and fd", caller_name(L));
+  if (has_unix) {
+    lua_getfield(L, t, "unix");
+    if (lua_type(L, -1) != LUA_TSTRING || lua_objlen(L, -1) == 0)
+      luaL_error(L, "%s: option unix must be a socket file's path", caller_name(L));
+    at->unix_path = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    /* unix_mode: permission bits, a number (tonumber("660", 8)) or octal digits */
+    lua_getfield(L, t, "unix_mode");
+    if (!lua_isnil(L, -1)) {
+      const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      char *end = NULL;
+      long v = m                                ? strtol(m, &end, 8)
+               : lua_type(L, -1) == LUA_TNUMBER ? (long)lua_tonumber(L, -1)
+                                                : -1;
+      if ((m && (*m == 0 || *end != 0)) || v <= 0 || v > 07777 ||
+          (!m && (lua_Number)v != lua_tonumber(L, -1)))
+        luaL_error(L, "%s: option unix_mode must be permission bits (\"660\" or 432)",
+                   caller_name(L));
+      at->unix_mode = (unsigned)v;
+    }
+    lua_pop(L, 1);
+    snprintf(name, namelen, "unix:%s", at->unix_path);
+    return;
+  }
+  if (has_fd) {
+    lua_Number v = rill__opt_number(L, t, "fd", -1);
+    if (!(v >= 0 && v < 2147483647) || v != (lua_Number)(int)v)
+      luaL_error(L, "%s: option fd must be a descriptor (an integer >= 0)",
+                 caller_name(L));
+    at->fd = (int)v;
+    snprintf(name, namelen, "fd %d", at->fd);
+    return;
+  }
+  at->host = opt_string(L, t, "host", "127.0.0.1");
+  at->port = rill__opt_port(L, t, def);
+  snprintf(name, namelen, "%s:%d", at->host, at->port);
+}
+
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def) {
   lua_getfield(L, t, k);
   if (lua_isnil(L, -1)) {
@@ -495,8 +548,9 @@ int rill__push_listener(lua_State *L, rill_listener_t *l) {
 static int l_listen(lua_State *L) {
   rill_worker_t *w = rill__upworker(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  const char *host = opt_string(L, 1, "host", "127.0.0.1");
-  int port = rill__opt_port(L, 1, 0);
+  rill_listen_at_t at;
+  char where[160];
+  rill__opt_listen_at(L, 1, 0, &at, where, sizeof(where));
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)rill__opt_number(L, 1, "max_connections", 16384);
   unsigned per_addr = (unsigned)rill__opt_number(L, 1, "max_connections_per_address", 0);
@@ -532,13 +586,14 @@ static int l_listen(lua_State *L) {
   ll->timeout_ms = timeout_ms;
   ll->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rill_listener_t *l;
-  int r = rill__listen(w, host, port, backlog, maxc, raw_accept, ll, &l);
+  int r = rill__listen_at(w, &at, backlog, maxc, raw_accept, ll, &l);
   if (r) {
     luaL_unref(L, LUA_REGISTRYINDEX, ll->handler_ref);
     rill__tls_conf_unref(tls);
     free(ll);
     lua_pushnil(L);
-    lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
+    lua_pushfstring(L, "listen %s: %s", where,
+                    at.fd >= 0 && r == UV_EINVAL ? "not a listening socket" : rill__errmsg(r));
     return 2;
   }
   l->on_free = raw_listener_free;
@@ -575,7 +630,7 @@ static int listener_close(lua_State *L) {
 static int listener_addr(lua_State *L) {
   llistener_ud *ud = check_listener(L);
   if (ud->l == NULL) return luaL_error(L, "listener is closed");
-  char host[64];
+  char host[128];
   int port = rill__listener_addr(ud->l, host, sizeof(host));
   lua_pushstring(L, host);
   lua_pushinteger(L, port);
@@ -601,6 +656,29 @@ static int listener_set_handler(lua_State *L) {
   if (ud->l == NULL) return luaL_error(L, "listener is closed");
   lua_pushvalue(L, 2);
   ud->l->set_handler(ud->l, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 0;
+}
+
+/* listener:_adopt(fd) → true | nil, err: serves fd, a connection the host
+ * accepted (rill_serve_fd), as if this listener had; fd is taken (closed on
+ * error too). */
+static int listener_adopt(lua_State *L) {
+  llistener_ud *ud = check_listener(L);
+  int fd = (int)luaL_checkinteger(L, 2);
+  int r = ud->l ? rill__listener_adopt(ud->l, fd) : (close(fd), RILL_ECLOSED);
+  if (r) {
+    lua_pushnil(L);
+    lua_pushstring(L, rill__errmsg(r));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core._close_fd(fd): closes a descriptor handed to Lua (rill_serve_fd's, when
+ * its listener is gone). */
+static int l_close_fd(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
   return 0;
 }
 
@@ -913,6 +991,7 @@ static const luaL_Reg core_funcs[] = {
     {"sleep", l_sleep},   {"spawn", l_spawn},
     {"wait", l_wait},     {"timer", l_timer},
     {"listen", l_listen}, {"connect", l_connect},
+    {"_close_fd", l_close_fd},
     {"log", l_log},       {"set_log_level", l_set_log_level},
     {"log_write", l_log_write}, {"log_capture", l_log_capture},
     {"on_shutdown", l_on_shutdown}, {"stopping", l_stopping},
@@ -957,6 +1036,7 @@ int rill__open_core(lua_State *L) {
                                         {"address", listener_addr},
                                         {"connections", listener_connections},
                                         {"set_handler", listener_set_handler},
+                                        {"_adopt", listener_adopt},
                                         {NULL, NULL}};
   rill__new_class(L, THREAD_MT, thread_m, thread_gc);
   rill__new_class(L, TIMER_MT, timer_m, timer_gc);

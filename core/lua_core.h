@@ -19,6 +19,12 @@ void rill__new_class(lua_State *L, const char *name, const luaL_Reg *methods, lu
 lua_Number rill__opt_number(lua_State *L, int t, const char *k, lua_Number def);
 /* t.port, def when nil; raises unless it is an integer 0-65535. */
 int rill__opt_port(lua_State *L, int t, int def);
+/* Where a listener's options at t say to listen: host= and port= (port
+ * default def), or unix= (a socket file's path), or fd= (a listening
+ * descriptor); more than one raises. name gets "host:port", "unix:PATH" or
+ * "fd N" for messages. Strings stay anchored by the options table. */
+void rill__opt_listen_at(lua_State *L, int t, int def, rill_listen_at_t *at, char *name,
+                         size_t namelen);
 /* The options proxy_protocol (boolean) and proxy_from (a list of "addr" or
  * "addr/bits") of the table at t, into from[RILL_PROXY_FROM_MAX]. Returns
  * -1 when proxy_protocol is off, else the number of sources (0: the
@@ -53,6 +59,10 @@ struct rill_tls_conf_s;
 struct rill_tls_conf_s *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx,
                                         int server, const char *const *default_alpn,
                                         char *err, size_t errlen);
+/* Pushes {subject =, issuer =, dns =, email =, sha256 =, verified = true}
+ * (rill_tls_peer_t) for the verified client certificate of a server TLS
+ * stream and returns 1; 0 (nothing pushed) when there is none. */
+int rill__ltls_push_client(lua_State *L, rill_stream_t *s);
 void rill__open_process(lua_State *L, rill_worker_t *w);
 void rill__open_fs(lua_State *L, rill_worker_t *w);
 void rill__open_shared(lua_State *L, rill_worker_t *w);

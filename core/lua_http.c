@@ -219,10 +219,9 @@ static int l_http_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   /* Every option is read before anything is made: a bad one raises, and
    * leaves nothing behind. */
-  lua_getfield(L, 1, "host");
-  const char *host = luaL_optstring(L, -1, "127.0.0.1");
-  lua_pop(L, 1);
-  int port = rill__opt_port(L, 1, 8080);
+  rill_listen_at_t at;
+  char where[160];
+  rill__opt_listen_at(L, 1, 8080, &at, where, sizeof(where));
   int backlog = (int)rill__opt_number(L, 1, "backlog", 511);
   unsigned maxc = (unsigned)opt_size(L, "max_connections", 16384);
   unsigned per_addr = (unsigned)opt_size(L, "max_connections_per_address", 0);
@@ -286,7 +285,7 @@ static int l_http_listen(lua_State *L) {
   lua_pop(L, 1);
 
   rill_listener_t *l;
-  int r = rill__listen(w, host, port, backlog, maxc, on_accept, lh, &l);
+  int r = rill__listen_at(w, &at, backlog, maxc, on_accept, lh, &l);
   if (r == 0 && ((per_addr && (r = rill__listener_limit_per_addr(l, per_addr)) != 0) ||
                  (nfrom >= 0 && (r = rill__listener_proxy(l, from, (size_t)nfrom,
                                                           lim.header_timeout_ms)) != 0)))
@@ -294,7 +293,8 @@ static int l_http_listen(lua_State *L) {
   if (r) {
     on_free(&lh->srv);
     lua_pushnil(L);
-    lua_pushfstring(L, "listen %s:%d: %s", host, port, rill__errmsg(r));
+    lua_pushfstring(L, "listen %s: %s", where,
+                    at.fd >= 0 && r == UV_EINVAL ? "not a listening socket" : rill__errmsg(r));
     return 2;
   }
   l->on_free = listener_free;
@@ -443,6 +443,25 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
+/* conn:tls_client(gen) → {subject =, dns =, email =, verified = true} or
+ * nothing: the client certificate the handshake verified. */
+static int l_tls_client(lua_State *L) {
+  rill_http_conn_t *c = check(L);
+  return c->t && rill__ltls_push_client(L, c->t) ? 1 : 0;
+}
+
+/* Whether s runs over a unix socket (a socket stream, under TLS or not,
+ * that has no IP address). */
+static int is_unix(rill_stream_t *s) {
+  rill_stream_t *lower = rill__tls_lower(s);
+  if (lower) s = lower;
+  char host[64];
+  /* its own peer has no address; behind a PROXY header, the balancer has none */
+  return strcmp(s->vt->name, "socket") == 0 &&
+         (rill__stream_addr(s, RILL_ADDR_PEER, host, sizeof(host)) == UV_ENOTSUP ||
+          rill__stream_addr(s, RILL_ADDR_PROXY, host, sizeof(host)) == UV_ENOTSUP);
+}
+
 /* conn:peer(gen) → host, port: asked of the socket once per connection (it
  * does not change between requests), and kept only by connections whose
  * requests asked */
@@ -453,6 +472,10 @@ static int l_peer(lua_State *L) {
     char host[48];
     int port =
         c->t ? rill__stream_addr(c->t, RILL_ADDR_PROXY, host, sizeof(host)) : UV_ENOTCONN;
+    if (port == UV_ENOTSUP && is_unix(c->t)) {
+      snprintf(host, sizeof(host), "unix");
+      port = 0;
+    }
     if (port < 0) return 0;
     lua_pushstring(L, host);
     lua_pushinteger(L, port);
@@ -461,6 +484,10 @@ static int l_peer(lua_State *L) {
   if (c->peer_host == NULL) {
     char host[48];
     int port = c->t ? rill__stream_addr(c->t, 1, host, sizeof(host)) : UV_ENOTCONN;
+    if (port == UV_ENOTSUP && is_unix(c->t)) {
+      snprintf(host, sizeof(host), "unix"); /* a unix socket's peer has no address */
+      port = 0;
+    }
     if (port < 0) return 0;
     if ((c->peer_host = strdup(host)) == NULL) return luaL_error(L, "out of memory");
     c->peer_port = port;
@@ -983,6 +1010,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
       {"reqline", l_reqline}, {"closed", l_closed}, {"headers", l_headers},   {"raw_headers", l_raw_headers},
       {"body", l_body},       {"trailers", l_trailers}, {"peer", l_peer},
+      {"tls_client", l_tls_client},
       {"respond", l_respond}, {"write", l_write},       {"finish", l_finish}, {"flush", l_flush},
       {"upgrade", l_upgrade}, {"scheme", l_scheme},     {"_wait_drained", l_wait_drained},
       {"_result", l_result},

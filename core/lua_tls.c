@@ -93,6 +93,18 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
     const char *keys = lua_tostring(L, -1);
     int r = keys ? rill__tls_conf_ticket_keys(c, keys, err, errlen) : 0;
     lua_pop(L, 1);
+    /* Client certificates: client_ca = FILE, verify_client = "required"
+     * (the default with client_ca) or "optional". */
+    lua_getfield(L, idx, "client_ca");
+    lua_getfield(L, idx, "verify_client");
+    const char *ca = lua_tostring(L, -2), *mode = lua_tostring(L, -1);
+    int m = mode == NULL ? (ca ? RILL_TLS_VERIFY_REQUIRED : RILL_TLS_VERIFY_NONE)
+            : strcmp(mode, "required") == 0 ? RILL_TLS_VERIFY_REQUIRED
+            : strcmp(mode, "optional") == 0 ? RILL_TLS_VERIFY_OPTIONAL
+            : strcmp(mode, "none") == 0     ? RILL_TLS_VERIFY_NONE
+                                            : -1;
+    if (r == 0 && (ca || mode)) r = rill__tls_conf_verify_client(c, ca, m, err, errlen);
+    lua_pop(L, 2);
     if (r != 0) {
       rill__tls_conf_unref(c);
       return NULL;
@@ -111,6 +123,22 @@ rill_tls_conf_t *rill__ltls_conf(lua_State *L, rill_worker_t *w, int idx, int se
   if (rill__tls_client_conf(w, ca, verify, use_alpn, timeout, &c, err, errlen) != 0)
     return NULL;
   return c;
+}
+
+int rill__ltls_push_client(lua_State *L, rill_stream_t *s) {
+  rill_tls_peer_t peer, *p = &peer;
+  if (!rill__tls_client_cert(s, p)) return 0;
+  const char *const keys[] = {"subject", "issuer", "dns", "email", "sha256"};
+  const char *const vals[] = {p->subject, p->issuer, p->dns, p->email, p->sha256};
+  lua_createtable(L, 0, 6);
+  for (int i = 0; i < 5; i++) {
+    if (vals[i][0] == 0) continue;
+    lua_pushstring(L, vals[i]);
+    lua_setfield(L, -2, keys[i]);
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "verified");
+  return 1;
 }
 
 /* ---- sock:starttls(opts) ---- */
@@ -228,7 +256,7 @@ static int l_alpn(lua_State *L) {
   return 1;
 }
 
-/* sock:tls_info() → {version=, cipher=, alpn=, server_name=} or nil */
+/* sock:tls_info() → {version=, cipher=, alpn=, server_name=, client=} or nil */
 static int l_tls_info(lua_State *L) {
   rill_stream_t *s = rill__lstream_check(L, 1);
   if (!rill__tls_is(s)) return 0;
@@ -250,6 +278,7 @@ static int l_tls_info(lua_State *L) {
     lua_pushstring(L, v);
     lua_setfield(L, -2, "server_name");
   }
+  if (rill__ltls_push_client(L, s)) lua_setfield(L, -2, "client");
   return 1;
 }
 

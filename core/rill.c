@@ -10,13 +10,16 @@
  * states; other threads reach a worker only through its command async. */
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -33,10 +36,26 @@ typedef struct {
   lua_CFunction fn;
 } named_fn_t;
 
+/* A listen call: where (host:port, a unix path, or the host's fd) and the
+ * listener's options, for rill.app.start (push_config). */
 typedef struct {
-  char *host, *cert, *key;
-  int port;
+  char *host, *unix_path;
+  int port, fd;         /* fd -1: none */
+  char **certs, **keys; /* ncerts pairs; the first is the default */
+  int ncerts;
+  char *client_ca, *ticket_keys;
+  int verify_client;           /* RILL_VERIFY_* */
+  long long handshake_timeout; /* ms; 0: the default */
+  int proxy_protocol, backlog, unix_mode;
+  char **proxy_from;
+  int nproxy_from;
 } listen_spec_t;
+
+/* A connection handed over by rill_serve_fd, waiting for its worker. */
+typedef struct adopt_s {
+  struct adopt_s *next;
+  int worker, listener, fd;
+} adopt_t;
 
 struct rill_s {
   rill_options_t o;
@@ -56,6 +75,8 @@ struct rill_s {
   listen_spec_t *listens;
   int nlistens;
   int *ports; /* per listen spec: the port bound */
+  adopt_t *adopts, *adopts_tail; /* rill_serve_fd's, under lock */
+  unsigned adopt_next;           /* the worker the next one goes to */
   char *app_path, *app_code, *app_name;
   int *slots; /* per listen call of a worker, in order: the port bound */
   void (*on_stop)(rill_t *r, void *ud); /* rill_on_stop */
@@ -144,11 +165,54 @@ static void run_lua(rill_worker_t *w, const char *code) {
   rill__task_start(t, 0);
 }
 
+/* Takes the connections rill_serve_fd queued for worker id (-1: for any)
+ * off the queue; returns them in order. */
+static adopt_t *adopts_take(rill_t *r, int id) {
+  adopt_t *out = NULL, **tail = &out, *prev = NULL;
+  uv_mutex_lock(&r->lock);
+  for (adopt_t *a = r->adopts, *next; a; a = next) {
+    next = a->next;
+    if (id >= 0 && a->worker != id) {
+      prev = a;
+      continue;
+    }
+    if (prev)
+      prev->next = next;
+    else
+      r->adopts = next;
+    if (r->adopts_tail == a) r->adopts_tail = prev;
+    a->next = NULL;
+    *tail = a;
+    tail = &a->next;
+  }
+  uv_mutex_unlock(&r->lock);
+  return out;
+}
+
+/* On a worker: each connection queued for it goes to its listener in this
+ * worker's Lua state (rill.app._adopt), which owns the fd from then on. */
+static void adopt_all(rill_worker_t *w) {
+  /* One chunk for up to 64 of them: a busy host hands over many per wake. */
+  char code[64 * 32 + 64];
+  adopt_t *a = adopts_take(w->rt, w->id);
+  while (a) {
+    size_t n = (size_t)snprintf(code, sizeof(code), "local a = require('rill.app')._adopt\n");
+    for (int k = 0; a && k < 64; k++) {
+      adopt_t *next = a->next;
+      n += (size_t)snprintf(code + n, sizeof(code) - n, "a(%d, %d)\n", a->listener + 1, a->fd);
+      free(a);
+      a = next;
+    }
+    run_lua(w, code);
+  }
+}
+
 static void on_command(rill_worker_t *w, int cmds) {
   if (cmds & RILL_CMD_FORCE) {
     rill__worker_stop_now(w);
     return;
   }
+  if (cmds & RILL_CMD_ADOPT) adopt_all(w);
   if (cmds & RILL_CMD_STOP) rill__worker_stop(w, w->rt ? grace_ms(w->rt) : 30000);
   if ((cmds & RILL_CMD_RELOAD) && !w->graceful) {
     RILL_COUNT(w->m->reloads, 1);
@@ -186,6 +250,73 @@ static void boot_done(rill_task_t *t, int status) {
   }
 }
 
+/* Pushes one listen's entry of cfg.listens: {host =, port =} | {unix =} |
+ * {fd =}, tls = {{cert =, key =}..., client_ca =, verify_client =,
+ * handshake_timeout =, ticket_keys =}, proxy_protocol =, proxy_from =,
+ * backlog = (rill.app.start). */
+static void push_listen(lua_State *L, const listen_spec_t *ls) {
+  lua_createtable(L, 0, 6);
+  if (ls->unix_path) {
+    lua_pushstring(L, ls->unix_path);
+    lua_setfield(L, -2, "unix");
+    if (ls->unix_mode) {
+      lua_pushinteger(L, ls->unix_mode);
+      lua_setfield(L, -2, "unix_mode");
+    }
+  } else if (ls->fd >= 0) {
+    lua_pushinteger(L, ls->fd);
+    lua_setfield(L, -2, "fd");
+  } else {
+    lua_pushstring(L, ls->host);
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, ls->port);
+    lua_setfield(L, -2, "port");
+  }
+  if (ls->ncerts > 0 || ls->client_ca || ls->verify_client || ls->ticket_keys) {
+    lua_createtable(L, ls->ncerts, 4);
+    for (int i = 0; i < ls->ncerts; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, ls->certs[i]);
+      lua_setfield(L, -2, "cert");
+      lua_pushstring(L, ls->keys[i]);
+      lua_setfield(L, -2, "key");
+      lua_rawseti(L, -2, i + 1);
+    }
+    if (ls->client_ca) {
+      lua_pushstring(L, ls->client_ca);
+      lua_setfield(L, -2, "client_ca");
+    }
+    if (ls->verify_client) {
+      lua_pushstring(L,
+                     ls->verify_client == RILL_VERIFY_OPTIONAL ? "optional" : "required");
+      lua_setfield(L, -2, "verify_client");
+    }
+    if (ls->handshake_timeout > 0) {
+      lua_pushnumber(L, (lua_Number)ls->handshake_timeout);
+      lua_setfield(L, -2, "handshake_timeout");
+    }
+    if (ls->ticket_keys) {
+      lua_pushstring(L, ls->ticket_keys);
+      lua_setfield(L, -2, "ticket_keys");
+    }
+    lua_setfield(L, -2, "tls");
+  }
+  if (ls->proxy_protocol) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "proxy_protocol");
+    lua_createtable(L, ls->nproxy_from, 0);
+    for (int i = 0; i < ls->nproxy_from; i++) {
+      lua_pushstring(L, ls->proxy_from[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "proxy_from");
+  }
+  if (ls->backlog > 0) {
+    lua_pushinteger(L, ls->backlog);
+    lua_setfield(L, -2, "backlog");
+  }
+}
+
 /* Pushes rill.app.start's configuration. */
 static void push_config(rill_t *r, lua_State *L) {
   lua_createtable(L, 0, 6);
@@ -203,20 +334,7 @@ static void push_config(rill_t *r, lua_State *L) {
   lua_setfield(L, -2, "watch");
   lua_createtable(L, r->nlistens, 0);
   for (int i = 0; i < r->nlistens; i++) {
-    listen_spec_t *ls = &r->listens[i];
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, ls->host);
-    lua_setfield(L, -2, "host");
-    lua_pushinteger(L, ls->port);
-    lua_setfield(L, -2, "port");
-    if (ls->cert) {
-      lua_createtable(L, 0, 2);
-      lua_pushstring(L, ls->cert);
-      lua_setfield(L, -2, "cert");
-      lua_pushstring(L, ls->key);
-      lua_setfield(L, -2, "key");
-      lua_setfield(L, -2, "tls");
-    }
+    push_listen(L, &r->listens[i]);
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "listens");
@@ -527,18 +645,259 @@ int rill_preload(rill_t *r, const char *name, lua_CFunction open) {
   return add_fn(&r->pres, &r->npres, name, open);
 }
 
-int rill_listen(rill_t *r, const char *host, int port, const rill_listen_options_t *o) {
+/* ---- listeners (rill_listen*, rill_listener_*, rill_serve_fd) ---- */
+
+/* until part B lands: the reason a call failed, for rill_last_error */
+static void rill__set_error(rill_t *r, const char *fmt, ...) {
+  (void)r;
+  (void)fmt;
+}
+
+static int add_str(char ***list, int *n, const char *v) {
+  char **l = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
+  if (l == NULL) return UV_ENOMEM;
+  *list = l;
+  if ((l[*n] = strdup(v)) == NULL) return UV_ENOMEM;
+  (*n)++;
+  return 0;
+}
+
+static void listen_spec_free(listen_spec_t *ls) {
+  free(ls->host);
+  free(ls->unix_path);
+  for (int i = 0; i < ls->ncerts; i++) {
+    free(ls->certs[i]);
+    free(ls->keys[i]);
+  }
+  free(ls->certs);
+  free(ls->keys);
+  free(ls->client_ca);
+  free(ls->ticket_keys);
+  for (int i = 0; i < ls->nproxy_from; i++)
+    free(ls->proxy_from[i]);
+  free(ls->proxy_from);
+}
+
+/* Adds a cert/key pair to ls; 0, UV_EINVAL (a file that cannot be read) or
+ * UV_ENOMEM. */
+static int spec_add_cert(rill_t *r, listen_spec_t *ls, const char *cert,
+                         const char *key) {
+  if (cert == NULL || key == NULL) {
+    rill__set_error(r, "a certificate needs its key, and a key its certificate");
+    return UV_EINVAL;
+  }
+  const char *bad = access(cert, R_OK) != 0 ? cert : access(key, R_OK) != 0 ? key : NULL;
+  if (bad) {
+    rill__set_error(r, "cannot read %s", bad);
+    return UV_EINVAL;
+  }
+  int nkeys = ls->ncerts, e = add_str(&ls->certs, &ls->ncerts, cert);
+  if (e == 0 && (e = add_str(&ls->keys, &nkeys, key)) != 0) free(ls->certs[--ls->ncerts]);
+  return e;
+}
+
+/* Adds a listen spec (its where set by the caller through *out), with o's
+ * certificate. */
+static int add_listen(rill_t *r, const rill_listen_options_t *o, listen_spec_t **out) {
   if (r->started) return RILL_ESTATE;
-  if (port < 0 || port > 65535) return UV_EINVAL;
-  if (o && (o->tls_cert == NULL) != (o->tls_key == NULL)) return UV_EINVAL;
   listen_spec_t *l = realloc(r->listens, sizeof(*l) * (size_t)(r->nlistens + 1));
   if (l == NULL) return UV_ENOMEM;
   r->listens = l;
-  l[r->nlistens].host = strdup(host ? host : "127.0.0.1");
-  l[r->nlistens].port = port;
-  l[r->nlistens].cert = o ? strdup_or_null(o->tls_cert) : NULL;
-  l[r->nlistens].key = o ? strdup_or_null(o->tls_key) : NULL;
+  listen_spec_t *ls = &l[r->nlistens];
+  memset(ls, 0, sizeof(*ls));
+  ls->fd = -1;
+  if (o && (o->tls_cert || o->tls_key)) {
+    int e = spec_add_cert(r, ls, o->tls_cert, o->tls_key);
+    if (e) {
+      listen_spec_free(ls);
+      return e;
+    }
+  }
   r->nlistens++;
+  *out = ls;
+  return 0;
+}
+
+int rill_listen(rill_t *r, const char *host, int port, const rill_listen_options_t *o) {
+  if (r->started) return RILL_ESTATE;
+  if (port < 0 || port > 65535) {
+    rill__set_error(r, "rill_listen: port %d is not 0-65535", port);
+    return UV_EINVAL;
+  }
+  listen_spec_t *ls;
+  int e = add_listen(r, o, &ls);
+  if (e) return e;
+  ls->port = port;
+  if ((ls->host = strdup(host ? host : "127.0.0.1")) == NULL) return UV_ENOMEM;
+  return 0;
+}
+
+int rill_listen_unix(rill_t *r, const char *path, const rill_listen_options_t *o) {
+  if (r->started) return RILL_ESTATE;
+  if (path == NULL || path[0] == 0 || strlen(path) >= 108) {
+    rill__set_error(r, "rill_listen_unix: a socket path is 1 to 107 bytes");
+    return UV_EINVAL;
+  }
+  listen_spec_t *ls;
+  int e = add_listen(r, o, &ls);
+  if (e) return e;
+  if ((ls->unix_path = strdup(path)) == NULL) return UV_ENOMEM;
+  return 0;
+}
+
+int rill_listen_fd(rill_t *r, int fd, const rill_listen_options_t *o) {
+  if (r->started) return RILL_ESTATE;
+  int on = 0;
+  socklen_t len = sizeof(on);
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on) {
+    rill__set_error(r, "rill_listen_fd: %d is not a listening socket", fd);
+    return UV_EINVAL;
+  }
+  listen_spec_t *ls;
+  int e = add_listen(r, o, &ls);
+  if (e) return e;
+  ls->fd = fd;
+  return 0;
+}
+
+static listen_spec_t *listener_spec(rill_t *r, int listener, const char *fn) {
+  if (listener >= 0 && listener < r->nlistens) return &r->listens[listener];
+  rill__set_error(r, "%s: no listener %d (%d made)", fn, listener, r->nlistens);
+  return NULL;
+}
+
+int rill_listener_add_cert(rill_t *r, int listener, const char *cert_file,
+                           const char *key_file) {
+  if (r->started) return RILL_ESTATE;
+  listen_spec_t *ls = listener_spec(r, listener, "rill_listener_add_cert");
+  if (ls == NULL) return UV_EINVAL;
+  return spec_add_cert(r, ls, cert_file, key_file);
+}
+
+int rill_listener_set_int(rill_t *r, int listener, int opt, long long value) {
+  if (r->started) return RILL_ESTATE;
+  listen_spec_t *ls = listener_spec(r, listener, "rill_listener_set_int");
+  if (ls == NULL) return UV_EINVAL;
+  const char *bad = NULL;
+  switch (opt) {
+  case RILL_LISTEN_VERIFY_CLIENT:
+    if (value < RILL_VERIFY_NONE || value > RILL_VERIFY_REQUIRED)
+      bad = "RILL_LISTEN_VERIFY_CLIENT is RILL_VERIFY_NONE, _OPTIONAL or _REQUIRED";
+    else
+      ls->verify_client = (int)value;
+    break;
+  case RILL_LISTEN_HANDSHAKE_TIMEOUT:
+    if (value < 1 || value > 4000000000LL)
+      bad = "RILL_LISTEN_HANDSHAKE_TIMEOUT is 1 to 4e9 milliseconds";
+    else
+      ls->handshake_timeout = value;
+    break;
+  case RILL_LISTEN_PROXY_PROTOCOL:
+    if (value != 0 && value != 1)
+      bad = "RILL_LISTEN_PROXY_PROTOCOL is 0 or 1";
+    else
+      ls->proxy_protocol = (int)value;
+    break;
+  case RILL_LISTEN_BACKLOG:
+    if (value < 1 || value > 65535)
+      bad = "RILL_LISTEN_BACKLOG is 1 to 65535";
+    else
+      ls->backlog = (int)value;
+    break;
+  case RILL_LISTEN_UNIX_MODE:
+    if (value < 1 || value > 07777 || ls->unix_path == NULL)
+      bad = "RILL_LISTEN_UNIX_MODE is permission bits (1 to 07777) of a rill_listen_unix "
+            "listener";
+    else
+      ls->unix_mode = (int)value;
+    break;
+  default:
+    bad = "not a listener option taking a number";
+  }
+  if (bad) {
+    rill__set_error(r, "rill_listener_set_int: %s (option %d)", bad, opt);
+    return UV_EINVAL;
+  }
+  return 0;
+}
+
+int rill_listener_set_str(rill_t *r, int listener, int opt, const char *value) {
+  if (r->started) return RILL_ESTATE;
+  listen_spec_t *ls = listener_spec(r, listener, "rill_listener_set_str");
+  if (ls == NULL) return UV_EINVAL;
+  if (value == NULL) {
+    rill__set_error(r, "rill_listener_set_str: NULL value (option %d)", opt);
+    return UV_EINVAL;
+  }
+  char **field = NULL;
+  switch (opt) {
+  case RILL_LISTEN_CLIENT_CA:
+    field = &ls->client_ca;
+    break;
+  case RILL_LISTEN_TLS_TICKET_KEYS:
+    field = &ls->ticket_keys;
+    break;
+  case RILL_LISTEN_PROXY_FROM: {
+    rill_cidr_t c;
+    if (rill__cidr_parse(value, &c) != 0) {
+      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: bad address %s (ADDR or ADDR/BITS)",
+                      value);
+      return UV_EINVAL;
+    }
+    if (ls->nproxy_from >= RILL_PROXY_FROM_MAX) {
+      rill__set_error(r, "RILL_LISTEN_PROXY_FROM: at most %d sources",
+                      RILL_PROXY_FROM_MAX);
+      return UV_EINVAL;
+    }
+    return add_str(&ls->proxy_from, &ls->nproxy_from, value);
+  }
+  default:
+    rill__set_error(
+        r, "rill_listener_set_str: option %d is not a listener option taking a string",
+        opt);
+    return UV_EINVAL;
+  }
+  if (access(value, R_OK) != 0) {
+    rill__set_error(r, "cannot read %s", value);
+    return UV_EINVAL;
+  }
+  char *v = strdup(value);
+  if (v == NULL) return UV_ENOMEM;
+  free(*field);
+  *field = v;
+  return 0;
+}
+
+int rill_serve_fd(rill_t *r, int listener, int fd) {
+  if (fd < 0) return UV_EINVAL;
+  int err = 0;
+  adopt_t *a = NULL;
+  if (!r->started || r->stop_requested || r->workers[0] == NULL)
+    err = RILL_ESTATE;
+  else if (listener < 0 || listener >= r->nlistens)
+    err = UV_EINVAL;
+  else if ((a = malloc(sizeof(*a))) == NULL)
+    err = UV_ENOMEM;
+  if (err) {
+    close(fd);
+    return err;
+  }
+  a->next = NULL;
+  a->listener = listener;
+  a->fd = fd;
+  uv_mutex_lock(&r->lock);
+  /* round robin over the workers that started */
+  int id = (int)(r->adopt_next++ % (unsigned)r->nworkers);
+  while (r->workers[id] == NULL)
+    id = (id + 1) % r->nworkers;
+  a->worker = id;
+  if (r->adopts_tail)
+    r->adopts_tail->next = a;
+  else
+    r->adopts = a;
+  r->adopts_tail = a;
+  uv_mutex_unlock(&r->lock);
+  rill__worker_command(r->workers[id], RILL_CMD_ADOPT);
   return 0;
 }
 
@@ -687,10 +1046,12 @@ void rill_free(rill_t *r) {
     free(r->fns[i].name);
   for (int i = 0; i < r->npres; i++)
     free(r->pres[i].name);
-  for (int i = 0; i < r->nlistens; i++) {
-    free(r->listens[i].host);
-    free(r->listens[i].cert);
-    free(r->listens[i].key);
+  for (int i = 0; i < r->nlistens; i++)
+    listen_spec_free(&r->listens[i]);
+  for (adopt_t *a = adopts_take(r, -1), *next; a; a = next) {
+    next = a->next;
+    close(a->fd); /* never reached worker 0 */
+    free(a);
   }
   free(r->fns);
   free(r->pres);
@@ -760,6 +1121,36 @@ static void *signal_thread(void *arg) {
   return NULL;
 }
 
+/* systemd socket activation (sd_listen_fds(3)): when LISTEN_PID is this
+ * process, the LISTEN_FDS descriptors from 3 on are listening sockets to
+ * serve. Returns argv with `--listen fd:N` added for each (the default
+ * address is then not used), or NULL when not activated. The variables are
+ * removed and the descriptors marked close-on-exec, so that the app's
+ * children do not take them for their own. */
+static char **socket_activation(int argc, char **argv, int *nargc) {
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  if (pid == NULL || fds == NULL) return NULL;
+  long n = strtol(fds, NULL, 10);
+  int ours = strtol(pid, NULL, 10) == (long)getpid();
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  if (!ours || n < 1 || n > 1024) return NULL;
+  char **a = calloc((size_t)(argc + 2 * n + 1), sizeof(char *));
+  if (a == NULL) return NULL;
+  memcpy(a, argv, sizeof(char *) * (size_t)argc);
+  int k = argc;
+  for (int fd = 3; fd < 3 + n; fd++) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    char buf[32];
+    snprintf(buf, sizeof(buf), "fd:%d", fd);
+    a[k++] = "--listen";
+    a[k++] = strdup(buf);
+  }
+  *nargc = k;
+  return a;
+}
+
 int rill_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   sigemptyset(&cli_signals);
@@ -791,6 +1182,8 @@ int rill_main(int argc, char **argv) {
       o.pin = 1;
   }
   if (o.workers < 1) o.workers = 1;
+  char **act = serve ? socket_activation(argc, argv, &argc) : NULL;
+  if (act) argv = act;
   rill_t *r;
   if (rill_new(&r, &o) != 0) {
     fprintf(stderr, "rill: out of memory\n");
@@ -803,5 +1196,10 @@ int rill_main(int argc, char **argv) {
   if (pthread_create(&sigs, NULL, signal_thread, r) == 0) pthread_detach(sigs);
   int code = rill_run(r);
   rill_free(r);
+  if (act) {
+    for (int i = argc - 1; i >= 0 && strncmp(act[i], "fd:", 3) == 0; i -= 2)
+      free(act[i]);
+    free(act);
+  }
   return code;
 }

@@ -1,10 +1,14 @@
-/* TCP listeners and outgoing connections. See tcp.h. */
+/* Listeners and outgoing TCP connections. See tcp.h. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "tcp.h"
+#include "unix_sock.h"
 
 static void listener_unref(rill_listener_t *l);
 static void listener_accept(rill_listener_t *l);
@@ -214,10 +218,12 @@ static void proxy_done(void *data, rill_uvstream_t *u, int status) {
   l->on_accept(l, u);
 }
 
-static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_tcp_t *h) {
+static void proxy_accept(rill_listener_t *l, rill_uvstream_t *u, uv_stream_t *h) {
   uint8_t ip[16];
   rill_stream_t *s = rill__uvstream_stream(u);
-  if (peer_ip(h, ip) != 0 || !rill__cidr_match(l->proxy_from, l->nproxy_from, ip)) {
+  /* Over a unix socket the file's permissions say who may connect. */
+  if (l->kind == UV_TCP && (peer_ip((uv_tcp_t *)h, ip) != 0 ||
+                            !rill__cidr_match(l->proxy_from, l->nproxy_from, ip))) {
     rill__log(l->w, RILL_LOG_DEBUG,
               "PROXY protocol: a connection from a source not allowed");
     s->vt->abort(s);
@@ -262,20 +268,16 @@ int rill__listener_proxy(rill_listener_t *l, const rill_cidr_t *from, size_t n,
   return 0;
 }
 
-static void listener_accept(rill_listener_t *l) {
-  rill_uvstream_t *u = rill__uvstream_new(l->w, UV_TCP);
-  if (u == NULL) return;
-  uv_tcp_t *h = (uv_tcp_t *)rill__uvstream_handle(u);
-  if (uv_accept((uv_stream_t *)&l->h, (uv_stream_t *)h) != 0) {
-    rill__uvstream_discard(u);
-    return;
-  }
-  uv_tcp_nodelay(h, 1);
+/* A connection accepted (or adopted): counted, then to the PROXY header or
+ * on_accept. */
+static void listener_take(rill_listener_t *l, rill_uvstream_t *u) {
+  uv_stream_t *h = rill__uvstream_handle(u);
+  if (h->type == UV_TCP) uv_tcp_nodelay((uv_tcp_t *)h, 1);
   addr_ref_t *ref = NULL;
-  if (l->max_per_addr && l->addrs) {
+  if (l->max_per_addr && l->addrs && h->type == UV_TCP) {
     ref = malloc(sizeof(*ref));
     unsigned n = 0;
-    if (ref && peer_ip(h, ref->ip) == 0) n = addr_add(l->addrs, ref->ip);
+    if (ref && peer_ip((uv_tcp_t *)h, ref->ip) == 0) n = addr_add(l->addrs, ref->ip);
     if (n == 0 || n > l->max_per_addr) {
       if (n) addr_remove(l->addrs, ref->ip);
       free(ref);
@@ -299,6 +301,51 @@ static void listener_accept(rill_listener_t *l) {
     return;
   }
   l->on_accept(l, u);
+}
+
+static void listener_accept(rill_listener_t *l) {
+  rill_uvstream_t *u = rill__uvstream_new(l->w, l->kind);
+  if (u == NULL) return;
+  if (uv_accept(&l->h.stream, rill__uvstream_handle(u)) != 0) {
+    rill__uvstream_discard(u);
+    return;
+  }
+  listener_take(l, u);
+}
+
+/* The kind of handle for a socket: UV_NAMED_PIPE (unix), UV_TCP, or an
+ * error (not a socket, or neither). */
+static int socket_kind(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    return uv_translate_sys_error(errno);
+  if (ss.ss_family == AF_UNIX) return UV_NAMED_PIPE;
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) return UV_TCP;
+  return UV_EAFNOSUPPORT;
+}
+
+int rill__listener_adopt(rill_listener_t *l, int fd) {
+  int kind = socket_kind(fd);
+  if (kind < 0 || l->closing) {
+    close(fd);
+    return kind < 0 ? kind : RILL_ECLOSED;
+  }
+  rill_uvstream_t *u = rill__uvstream_new(l->w, kind);
+  if (u == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  uv_stream_t *h = rill__uvstream_handle(u);
+  int r =
+      kind == UV_TCP ? uv_tcp_open((uv_tcp_t *)h, fd) : uv_pipe_open((uv_pipe_t *)h, fd);
+  if (r) {
+    rill__uvstream_discard(u);
+    close(fd);
+    return r;
+  }
+  listener_take(l, u);
+  return 0;
 }
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -348,38 +395,92 @@ static int resolve(uv_loop_t *loop, const char *host, int port,
   return 0;
 }
 
-int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
-                 unsigned max_conns, rill_accept_cb cb, void *data,
-                 rill_listener_t **out) {
-  int reuse = 0, slot = -1;
-  if (w->port_for) port = w->port_for(w, host, port, &reuse, &slot);
+/* ---- listen ---- */
+
+/* Opens l's handle on a socket of its own: bound to host:port, a unix
+ * socket, or a dup of the host's descriptor. */
+static int listener_open(rill_listener_t *l, const rill_listen_at_t *at, int *slot) {
+  rill_worker_t *w = l->w;
+  int fd;
+  if (at->host == NULL) {
+    if (at->unix_path) {
+      fd = rill__unix_open(at->unix_path, at->unix_mode, &l->unix_sock);
+      l->kind = UV_NAMED_PIPE;
+    } else {
+      int on = 0;
+      socklen_t len = sizeof(on);
+      l->kind = socket_kind(at->fd);
+      if (l->kind < 0) return l->kind;
+      if (getsockopt(at->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on)
+        return UV_EINVAL; /* not a listening socket */
+      fd = fcntl(at->fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) return uv_translate_sys_error(errno);
+    }
+    if (fd < 0) return fd;
+    int r = l->kind == UV_TCP ? uv_tcp_init(w->loop, &l->h.tcp)
+                              : uv_pipe_init(w->loop, &l->h.pipe, 0);
+    if (r)
+      l->h.handle.type = UV_UNKNOWN_HANDLE; /* not on the loop: nothing to close */
+    else
+      r = l->kind == UV_TCP ? uv_tcp_open(&l->h.tcp, fd) : uv_pipe_open(&l->h.pipe, fd);
+    if (r) close(fd);
+    return r;
+  }
+  int reuse = 0, port = at->port;
+  if (w->port_for) port = w->port_for(w, at->host, port, &reuse, slot);
   struct sockaddr_storage ss;
-  int r = resolve(w->loop, host, port, &ss);
+  int r = resolve(w->loop, at->host, port, &ss);
   if (r) return r;
+  l->kind = UV_TCP;
+  if ((r = uv_tcp_init_ex(w->loop, &l->h.tcp, ss.ss_family)) != 0) {
+    l->h.handle.type = UV_UNKNOWN_HANDLE; /* not on the loop: nothing to close */
+    return r;
+  }
+  if (reuse) {
+    /* Each worker has a socket of its own on the port; the kernel spreads
+     * the connections over them. */
+    uv_os_fd_t sfd;
+    int on = 1;
+    if (uv_fileno(&l->h.handle, &sfd) == 0)
+      setsockopt(sfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+  }
+  return uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, 0);
+}
+
+static void failed_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+int rill__listen_at(rill_worker_t *w, const rill_listen_at_t *at, int backlog,
+                    unsigned max_conns, rill_accept_cb cb, void *data,
+                    rill_listener_t **out) {
   rill_listener_t *l = calloc(1, sizeof(*l));
   if (l == NULL) return UV_ENOMEM;
   l->w = w;
+  int slot = -1;
+  int r = listener_open(l, at, &slot);
+  if (r) {
+    if (l->unix_sock) rill__unix_release(l->unix_sock);
+    if (l->h.handle.type == UV_UNKNOWN_HANDLE) {
+      free(l); /* no handle was made */
+    } else {
+      l->h.handle.data = l;
+      uv_close(&l->h.handle, failed_closed);
+    }
+    return r;
+  }
   l->on_accept = cb;
   l->data = data;
   l->max_conns = max_conns ? max_conns : 1u << 30;
   l->refs = 2; /* the socket's handle and the resume timer */
   uv_timer_init(w->loop, &l->resume);
   l->resume.data = l;
-  uv_tcp_init_ex(w->loop, &l->h, ss.ss_family);
-  l->h.data = l;
-  if (reuse) {
-    /* Each worker has a socket of its own on the port; the kernel spreads
-     * the connections over them. */
-    uv_os_fd_t fd;
-    int on = 1;
-    if (uv_fileno((uv_handle_t *)&l->h, &fd) == 0)
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
-  }
-  r = uv_tcp_bind(&l->h, (struct sockaddr *)&ss, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)&l->h, backlog > 0 ? backlog : 511, connection_cb);
+  l->h.handle.data = l;
+  r = uv_listen(&l->h.stream, backlog > 0 ? backlog : 511, connection_cb);
   if (r) {
-    uv_close((uv_handle_t *)&l->h, listener_closed);
+    if (l->unix_sock) rill__unix_release(l->unix_sock);
+    l->unix_sock = NULL;
+    uv_close(&l->h.handle, listener_closed);
     uv_close((uv_handle_t *)&l->resume, resume_closed);
     return r;
   }
@@ -387,15 +488,31 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
   l->obj.kind = RILL_OBJ_LISTENER;
   l->obj.shutdown = listener_destroy; /* a graceful stop closes it too */
   char name[64];
-  if (w->port_bound) w->port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
+  if (w->port_bound && slot >= 0)
+    w->port_bound(w, slot, rill__listener_addr(l, name, sizeof(name)));
   *out = l;
   return 0;
 }
 
+int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
+                 unsigned max_conns, rill_accept_cb cb, void *data,
+                 rill_listener_t **out) {
+  rill_listen_at_t at = {.host = host, .port = port, .fd = -1};
+  return rill__listen_at(w, &at, backlog, max_conns, cb, data, out);
+}
+
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen) {
+  if (l->kind == UV_NAMED_PIPE) {
+    size_t n = hostlen;
+    if (uv_pipe_getsockname(&l->h.pipe, host, &n) != 0) {
+      if (hostlen) host[0] = 0;
+      return 0;
+    }
+    return 0;
+  }
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  if (uv_tcp_getsockname(&l->h, (struct sockaddr *)&ss, &len) != 0) return -1;
+  if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len) != 0) return -1;
   return rill__sockaddr_str((struct sockaddr *)&ss, host, hostlen);
 }
 
@@ -403,7 +520,9 @@ void rill__listener_close(rill_listener_t *l) {
   if (l->closing) return;
   l->closing = 1;
   rill__obj_unlink(&l->obj);
-  uv_close((uv_handle_t *)&l->h, listener_closed);
+  if (l->unix_sock) rill__unix_release(l->unix_sock);
+  l->unix_sock = NULL;
+  uv_close(&l->h.handle, listener_closed);
   uv_close((uv_handle_t *)&l->resume, resume_closed);
 }
 

@@ -1,4 +1,5 @@
-/* TCP listeners and outgoing connections. No Lua here. */
+/* Listeners (TCP, unix sockets, descriptors a host made) and outgoing TCP
+ * connections. No Lua here. */
 #ifndef RILL_TCP_H
 #define RILL_TCP_H
 
@@ -12,7 +13,14 @@ typedef void (*rill_accept_cb)(rill_listener_t *l, rill_uvstream_t *conn);
 
 struct rill_listener_s {
   rill_obj_t obj;
-  uv_tcp_t h;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  int kind;                      /* UV_TCP or UV_NAMED_PIPE (a unix socket) */
+  struct rill_unix_sock_s *unix_sock; /* its unix socket file (unix_sock.h), or NULL */
   uv_timer_t resume; /* accepts again, on the loop's next turn, once a place is free */
   rill_worker_t *w;
   rill_accept_cb on_accept;
@@ -47,7 +55,34 @@ int rill__listen(rill_worker_t *w, const char *host, int port, int backlog,
                  unsigned max_conns, rill_accept_cb cb, void *data,
                  rill_listener_t **out);
 
-/* The bound port and address ("127.0.0.1"). */
+/* Where to listen: host:port, else a unix socket file, else a descriptor. */
+typedef struct {
+  const char *host; /* with port; NULL: unix_path or fd */
+  int port;
+  /* A unix socket file: made (a stale one, where nothing listens, is
+   * replaced; any other file is left alone: UV_EADDRINUSE or UV_EEXIST) and
+   * removed when the last listener on it in this process closes. Listeners
+   * on the same path in one process share the socket (each worker accepts
+   * from it). */
+  const char *unix_path;
+  unsigned unix_mode; /* the file's permission bits (0660); 0: as the umask leaves them */
+  /* >= 0: a listening socket (TCP or unix) of the host's: each listener
+   * listens on a dup of it; fd itself is never closed here. */
+  int fd;
+} rill_listen_at_t;
+
+/* Listens where at says. Returns 0 and *out, or a negative error. */
+int rill__listen_at(rill_worker_t *w, const rill_listen_at_t *at, int backlog,
+                    unsigned max_conns, rill_accept_cb cb, void *data,
+                    rill_listener_t **out);
+
+/* Serves fd, a connection accepted by someone else (TCP or unix), as if l
+ * had accepted it: its limits, PROXY protocol and on_accept. Takes fd: it
+ * is closed on error too. Returns 0 or an error. */
+int rill__listener_adopt(rill_listener_t *l, int fd);
+
+/* The bound port and address ("127.0.0.1"); for a unix socket the path and
+ * port 0. */
 int rill__listener_addr(rill_listener_t *l, char *host, size_t hostlen);
 /* Stops listening; the memory goes when the last connection has ended. */
 void rill__listener_close(rill_listener_t *l);

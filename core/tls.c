@@ -8,6 +8,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
@@ -192,6 +193,8 @@ struct rill_tls_conf_s {
   int verify;
   char *ca_path;
   char *cert_path;
+  /* A server's client-certificate check: RILL_TLS_VERIFY_* */
+  int verify_client;
   /* A server's ticket keys: the process's (every worker's configuration
    * for every listener shares them), or a key file's (rill__tls_conf_ticket_keys). */
   rill_ticket_ctx_t ticket;
@@ -376,6 +379,32 @@ int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
   return 0;
 }
 
+int rill__tls_conf_verify_client(rill_tls_conf_t *c, const char *ca_file, int mode,
+                                 char *err, size_t errlen) {
+  if (!c->server || mode < RILL_TLS_VERIFY_NONE || mode > RILL_TLS_VERIFY_REQUIRED) {
+    snprintf(err, errlen, "verify_client must be \"optional\" or \"required\"");
+    return UV_EINVAL;
+  }
+  if (mode == RILL_TLS_VERIFY_NONE) return 0;
+  if (ca_file == NULL) {
+    snprintf(err, errlen, "verify_client needs client_ca (a CA file)");
+    return UV_EINVAL;
+  }
+  mbedtls_x509_crt *ca = ca_chain(c->w->tls, ca_file, err, errlen);
+  if (ca == NULL) return UV_EINVAL;
+  mbedtls_ssl_conf_ca_chain(&c->conf, ca, NULL);
+  mbedtls_ssl_conf_authmode(&c->conf, mode == RILL_TLS_VERIFY_REQUIRED
+                                          ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                          : MBEDTLS_SSL_VERIFY_OPTIONAL);
+  /* A session resumed skips the certificate request: tickets sealed with
+   * keys the whole process shares could carry a session made where no
+   * certificate (or another CA's) was asked for. No tickets here. */
+  mbedtls_ssl_conf_session_tickets_cb(&c->conf, NULL, NULL, NULL);
+  mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+  c->verify_client = mode;
+  return 0;
+}
+
 int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
                           const char *const *alpn, unsigned handshake_timeout_ms,
                           rill_tls_conf_t **out, char *err, size_t errlen) {
@@ -551,6 +580,19 @@ static int hs_step(tls_t *t) {
   if (t->err) return t->err;
   if (t->state == S_OPEN) return 0;
   int r = mbedtls_ssl_handshake(&t->ssl);
+  if (r == 0 && t->conf->verify_client) {
+    /* optional: a certificate given must verify; required: mbedTLS has
+     * checked it (and here it cannot be missing, resumed or not) */
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
+    if ((peer || t->conf->verify_client == RILL_TLS_VERIFY_REQUIRED) &&
+        mbedtls_ssl_get_verify_result(&t->ssl) != 0) {
+      mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                     MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
+      rill__log(t->base.w, RILL_LOG_DEBUG,
+                "TLS: a client certificate that does not verify");
+      return tls_fail(t, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED, RILL_EPROTO);
+    }
+  }
   if (r == 0) {
     t->state = S_OPEN;
     timer_stop(t);
@@ -939,6 +981,37 @@ const char *rill__tls_cipher(rill_stream_t *s) {
   return rill__tls_is(s) && T(s)->state == S_OPEN
              ? mbedtls_ssl_get_ciphersuite(&T(s)->ssl)
              : NULL;
+}
+
+int rill__tls_client_cert(rill_stream_t *s, rill_tls_peer_t *out) {
+  if (!rill__tls_is(s) || T(s)->state != S_OPEN || !T(s)->conf->server ||
+      !T(s)->conf->verify_client)
+    return 0;
+  const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&T(s)->ssl);
+  if (crt == NULL || mbedtls_ssl_get_verify_result(&T(s)->ssl) != 0) return 0;
+  if (mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &crt->subject) < 0)
+    out->subject[0] = 0;
+  if (mbedtls_x509_dn_gets(out->issuer, sizeof(out->issuer), &crt->issuer) < 0)
+    out->issuer[0] = 0;
+  out->dns[0] = out->email[0] = 0;
+  for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san && san->buf.p;
+       san = san->next) {
+    int tag = san->buf.tag & ~MBEDTLS_ASN1_CONTEXT_SPECIFIC;
+    char *dst = tag == MBEDTLS_X509_SAN_DNS_NAME      ? out->dns
+                : tag == MBEDTLS_X509_SAN_RFC822_NAME ? out->email
+                                                      : NULL;
+    size_t len = dst == out->dns ? sizeof(out->dns) : sizeof(out->email);
+    if (dst == NULL || dst[0] || san->buf.len >= len || memchr(san->buf.p, 0, san->buf.len))
+      continue; /* the first of each kind, whole */
+    memcpy(dst, san->buf.p, san->buf.len);
+    dst[san->buf.len] = 0;
+  }
+  unsigned char sum[32];
+  out->sha256[0] = 0;
+  if (mbedtls_sha256_ret(crt->raw.p, crt->raw.len, sum, 0) == 0)
+    for (int i = 0; i < 32; i++)
+      snprintf(out->sha256 + 2 * i, 3, "%02x", sum[i]);
+  return 1;
 }
 
 const char *rill__tls_sni(rill_stream_t *s) {

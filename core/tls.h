@@ -32,6 +32,20 @@ int rill__tls_server_conf(rill_worker_t *w, const rill_tls_pair_t *pairs, size_t
 int rill__tls_conf_ticket_keys(rill_tls_conf_t *c, const char *path, char *err,
                                size_t errlen);
 
+/* Makes a server configuration ask clients for a certificate signed by a CA
+ * of ca_file (parsed once per worker): RILL_TLS_VERIFY_REQUIRED fails the
+ * handshake without a valid one, RILL_TLS_VERIFY_OPTIONAL fails it only
+ * when a certificate given does not verify. Such a configuration issues and
+ * takes no session tickets (a resumed session skips the check). Returns 0 or
+ * UV_EINVAL with a message in err. */
+enum {
+  RILL_TLS_VERIFY_NONE = 0,
+  RILL_TLS_VERIFY_OPTIONAL = 1,
+  RILL_TLS_VERIFY_REQUIRED = 2
+};
+int rill__tls_conf_verify_client(rill_tls_conf_t *c, const char *ca_file, int mode,
+                                 char *err, size_t errlen);
+
 /* A client configuration: verify the peer against ca_file (NULL: the system
  * bundle) unless verify is 0. */
 int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
@@ -65,5 +79,17 @@ const char *rill__tls_alpn(rill_stream_t *s);
 const char *rill__tls_version(rill_stream_t *s);
 const char *rill__tls_cipher(rill_stream_t *s);
 const char *rill__tls_sni(rill_stream_t *s);
+/* A verified client certificate: its subject and issuer ("CN=..., O=..."),
+ * its first subjectAltName DNS name and e-mail address ("" when none), and
+ * the SHA-256 of its DER encoding in lower-case hex (as `openssl x509
+ * -fingerprint -sha256` gives it, without colons). */
+typedef struct {
+  char subject[512], issuer[512];
+  char dns[256], email[256];
+  char sha256[65];
+} rill_tls_peer_t;
+/* A server stream that checks client certificates, after the handshake: 1
+ * and *out, or 0 when the client gave none. */
+int rill__tls_client_cert(rill_stream_t *s, rill_tls_peer_t *out);
 
 #endif

@@ -681,7 +681,7 @@ static void uvs_abort(rill_stream_t *s) {
 
 static int uvs_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
   rill_uvstream_t *u = U(s);
-  if (u->h.handle.type != UV_TCP) return UV_ENOTSUP;
+  /* A PROXY header's addresses come first: a unix socket may carry one. */
   if (peer == RILL_ADDR_PROXY) {
     if (u->px == NULL) return UV_ENOENT;
     peer = RILL_ADDR_PEER;
@@ -689,6 +689,7 @@ static int uvs_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
     return rill__sockaddr_str((struct sockaddr *)(peer ? &u->px->src : &u->px->dst), host,
                               hostlen);
   }
+  if (u->h.handle.type != UV_TCP) return UV_ENOTSUP;
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   int r = peer ? uv_tcp_getpeername(&u->h.tcp, (struct sockaddr *)&ss, &len)

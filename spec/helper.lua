@@ -170,7 +170,8 @@ end
 helper.sanitized = os.getenv("RILL_SANITIZED") == "1"
 
 -- Test certificates, made once per run with openssl: a CA and leaves for
--- a.test (and *.a.test), b.test and other.test signed by it. Returns the
+-- a.test (and *.a.test), b.test, other.test and client.test (a client
+-- certificate, with e-mail client@test) signed by it. Returns the
 -- directory; files are NAME.crt / NAME.key, the CA is ca.crt.
 local cert_dir
 function helper.certs()
@@ -192,6 +193,7 @@ leaf() {
 leaf a.test "DNS:a.test,DNS:*.a.test"
 leaf b.test "DNS:b.test"
 leaf other.test "DNS:other.test"
+leaf client.test "DNS:client.test,email:client@test"
 ]]
   local code, _, err = helper.run({"sh", "-c", script, "sh", dir})
   assert(code == 0, "making test certificates: " .. err)

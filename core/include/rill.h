@@ -134,6 +134,64 @@ typedef struct {
   const char *tls_key;
 } rill_listen_options_t;
 RILL_API int rill_listen(rill_t *r, const char *host, int port, const rill_listen_options_t *o);
+/* ---- more listeners, before rill_start ----
+ * Each listen call (rill_listen, rill_listen_unix, rill_listen_fd) adds a
+ * listener; `listener` below is its index in that order (as rill_port
+ * counts). Every worker listens on each. The functions return 0, UV_EINVAL
+ * (rill_last_error says why), or RILL_ESTATE once the runtime has started. */
+
+/* A unix socket file at path (HTTP, or HTTPS with o's certificate). A stale
+ * socket file that nothing listens on is replaced; any other file there
+ * fails rill_start. The workers share the socket; the file is removed when
+ * the runtime stops. Handlers see req.remote_addr "unix" (port 0). */
+RILL_API int rill_listen_unix(rill_t *r, const char *path,
+                              const rill_listen_options_t *o);
+/* fd: a socket (TCP or unix) the host made, bound and listening. Each
+ * worker listens on a dup of it: rill never closes the host's fd (the host
+ * may close it after rill_start; the socket stays open until rill stops).
+ * O_NONBLOCK is set on the shared open file. */
+RILL_API int rill_listen_fd(rill_t *r, int fd, const rill_listen_options_t *o);
+
+/* Another certificate for an HTTPS listener, chosen by SNI against its
+ * names (CN and subjectAltName DNS, wildcards too); the first pair (o's
+ * tls_cert, or the first added) is the default. Also makes a plain
+ * listener HTTPS. PEM files, read at rill_start. */
+RILL_API int rill_listener_add_cert(rill_t *r, int listener, const char *cert_file,
+                                    const char *key_file);
+
+/* Listener options (100..199), with rill_listener_set_int / _str. Numbers: */
+/* RILL_VERIFY_* below (RILL_VERIFY_NONE); needs RILL_LISTEN_CLIENT_CA */
+#define RILL_LISTEN_VERIFY_CLIENT 100
+/* the TLS handshake's deadline, milliseconds (10000) */
+#define RILL_LISTEN_HANDSHAKE_TIMEOUT 101
+/* 0/1: each connection begins with a PROXY protocol header, v1 or v2 (0) */
+#define RILL_LISTEN_PROXY_PROTOCOL 102
+/* listen(2) backlog, 1..65535 (511) */
+#define RILL_LISTEN_BACKLOG 103
+/* a rill_listen_unix socket file's permission bits, e.g. 0660 (the umask's) */
+#define RILL_LISTEN_UNIX_MODE 104
+/* Strings: */
+/* a PEM file of the CAs client certificates must chain to; alone it means
+ * RILL_VERIFY_REQUIRED */
+#define RILL_LISTEN_CLIENT_CA 110
+/* a file of 80-byte TLS session ticket keys, the first sealing */
+#define RILL_LISTEN_TLS_TICKET_KEYS 111
+/* adds one source "ADDR[/BITS]" allowed to send the PROXY header (default:
+ * 127.0.0.0/8 and ::1) */
+#define RILL_LISTEN_PROXY_FROM 112
+#define RILL_VERIFY_NONE 0     /* no client certificate asked for (default) */
+#define RILL_VERIFY_OPTIONAL 1 /* asked for; a certificate given must verify */
+#define RILL_VERIFY_REQUIRED 2 /* no handshake without a valid certificate */
+RILL_API int rill_listener_set_int(rill_t *r, int listener, int opt, long long value);
+RILL_API int rill_listener_set_str(rill_t *r, int listener, int opt, const char *value);
+
+/* After rill_start, from any thread: serves fd, a connection the host
+ * accepted (TCP or unix), as if `listener` had accepted it (its TLS, limits
+ * and handler), on the workers in turn (round robin). rill owns fd from
+ * this call on and closes it when done, on error too (a bad index:
+ * UV_EINVAL; before rill_start or once stopping: RILL_ESTATE; a listener
+ * closed meanwhile: closed later). */
+RILL_API int rill_serve_fd(rill_t *r, int listener, int fd);
 /* The app: a Lua file or chunk that returns a handler function(req, res) or a
  * router. name names a chunk in error messages. */
 RILL_API int rill_load_file(rill_t *r, const char *path);
@@ -165,7 +223,8 @@ RILL_API int rill_stop(rill_t *r);
  * loop thread with rill_new_on_loop), when a stop has finished: requests in
  * flight are done or the grace period is over. */
 RILL_API int rill_on_stop(rill_t *r, void (*cb)(rill_t *r, void *ud), void *ud);
-/* The port a listener got (after rill_start), by the order of rill_listen. */
+/* The port a listener got (after rill_start), by the order of the listen
+ * calls; 0 for a unix socket. */
 RILL_API int rill_port(rill_t *r, int index);
 RILL_API void rill_free(rill_t *r);
 

@@ -49,8 +49,9 @@ local function unavailable(req, res)
   res:send("the app failed to load: the server's log says why\n")
 end
 
--- Starts serving: cfg = {path = | code = name =, listens = {{host =, port =,
--- tls =}}, limits = {...}, watch = bool}. Returns true and the ports bound,
+-- Starts serving: cfg = {path = | code = name =, listens = {{host =, port = |
+-- unix = unix_mode = | fd =, tls =, proxy_protocol =, proxy_from =, backlog =}}, limits =
+-- {...}, watch = bool}; a listen's own options win over limits. Returns true and the ports bound,
 -- or nil and an error. A watched app file whose first load fails is served
 -- as 503 until an edit loads (as nodemon and air wait for a fix).
 function M.start(cfg)
@@ -71,20 +72,42 @@ function M.start(cfg)
   for i, l in ipairs(cfg.listens or {}) do
     local o = {}
     for k, v in pairs(cfg.limits or {}) do o[k] = v end
-    o.host, o.port, o.tls, o.handler = l.host, l.port, l.tls, handler
+    o.host, o.port, o.unix, o.fd, o.tls, o.handler = l.host, l.port, l.unix, l.fd, l.tls,
+      handler
+    if l.proxy_protocol ~= nil then o.proxy_protocol = l.proxy_protocol end
+    if l.proxy_from ~= nil then o.proxy_from = l.proxy_from end
+    if l.backlog ~= nil then o.backlog = l.backlog end
+    if l.unix_mode ~= nil then o.unix_mode = l.unix_mode end
     local listener, err = http.listen(o)
     if not listener then return nil, err end
     current.listeners[#current.listeners + 1] = listener
     local host, port = listener:address()
     ports[i] = port
-    rill.log("info", ("serving %s on %s://%s:%d"):format(cfg.path or cfg.name or "app",
-      l.tls and "https" or "http", host, port))
+    local scheme, name = l.tls and "https" or "http", cfg.path or cfg.name or "app"
+    if l.unix or port == 0 then
+      rill.log("info", ("serving %s on %s over unix:%s"):format(name, scheme, host))
+    else
+      rill.log("info", ("serving %s on %s://%s:%d%s"):format(name, scheme, host, port,
+        l.fd and " (fd " .. l.fd .. ")" or ""))
+    end
   end
   if cfg.watch and dir then
     local ok, err = core.watch(dir)
     if not ok then rill.log("warn", "cannot watch " .. dir .. ": " .. tostring(err)) end
   end
   return true, ports
+end
+
+-- Serves fd, a connection the host accepted (rill_serve_fd), as the i-th
+-- listener of this worker would. Returns true, or nil and an error (fd is
+-- closed either way).
+function M._adopt(i, fd)
+  local l = current and current.listeners[i]
+  if not l then
+    core._close_fd(fd)
+    return nil, "no listener " .. tostring(i)
+  end
+  return l:_adopt(fd)
 end
 
 -- Loads the app again; see the top. Returns true, or nil and the error.

@@ -5,13 +5,20 @@ local http = require "rill.http"
 local M = {}
 
 local usage = [[
-usage: rill serve APP.lua [--listen HOST:PORT]... [--tls-cert F --tls-key F]... [options]
+usage: rill serve APP.lua [--listen HOST:PORT|unix:PATH|fd:N]... [--tls-cert F --tls-key F]... [options]
        rill run SCRIPT.lua [ARGS...]
        rill test [PATH...]
        rill version
 
 serve options (sizes in bytes, times in seconds):
-  --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable
+  --listen HOST:PORT        address to serve (default 127.0.0.1:8080); repeatable.
+                            unix:PATH: a unix socket file (a stale one is
+                            replaced, removed at exit); fd:N: a listening
+                            descriptor the server inherited. Started by
+                            systemd (socket activation: LISTEN_PID and
+                            LISTEN_FDS), its sockets are served as fd:3...
+  --unix-mode MODE          unix:PATH sockets' permissions, octal (660);
+                            default: as the umask leaves them
   --listen-tls HOST:PORT    an HTTPS address; repeatable (with --listen-tls, the
                             --listen addresses stay plain; without, certificates
                             make every --listen address HTTPS)
@@ -51,6 +58,11 @@ serve options (sizes in bytes, times in seconds):
                             it names; a connection without one is closed
   --proxy-from ADDR[/BITS]  a source allowed to send the header; repeatable
                             (default: 127.0.0.0/8 and ::1 only)
+  --tls-client-ca FILE      ask HTTPS clients for a certificate signed by a CA
+                            in FILE (PEM): req.tls_client names it
+  --tls-verify-client MODE  required (the default with --tls-client-ca: no
+                            handshake without a valid certificate) or
+                            optional (a certificate given must verify)
   --tls-ticket-keys FILE    TLS session ticket keys shared by instances: one
                             or more 80-byte keys (openssl rand 80), the first
                             encrypts; read again on reload (SIGHUP). Without
@@ -84,7 +96,7 @@ function M.load_app(path)
 end
 
 local function serve(args)
-  local app_path, watch, ticket_keys
+  local app_path, watch, ticket_keys, client_ca, verify_client, unix_mode
   local listens, tls_listens, certs, keys, opts = {}, {}, {}, {}, {}
   local i = 1
   while i <= #args do
@@ -126,6 +138,22 @@ local function serve(args)
       opts.proxy_from = opts.proxy_from or {}
       opts.proxy_from[#opts.proxy_from + 1] = v
       i = i + 2
+    elseif a == "--unix-mode" then
+      if not (v and v:match("^[0-7]+$") and tonumber(v, 8) > 0 and tonumber(v, 8) <= 4095) then
+        return die("--unix-mode needs octal permission bits (660)")
+      end
+      unix_mode = v
+      i = i + 2
+    elseif a == "--tls-client-ca" then
+      if not v then return die("--tls-client-ca needs a file") end
+      client_ca = v
+      i = i + 2
+    elseif a == "--tls-verify-client" then
+      if v ~= "optional" and v ~= "required" then
+        return die("--tls-verify-client: optional or required")
+      end
+      verify_client = v
+      i = i + 2
     elseif a == "--tls-ticket-keys" then
       if not v then return die("--tls-ticket-keys needs a file") end
       ticket_keys = v
@@ -155,13 +183,28 @@ local function serve(args)
     return die("--proxy-from needs --proxy-protocol")
   end
   if ticket_keys and #certs == 0 then return die("--tls-ticket-keys needs --tls-cert") end
+  if (client_ca or verify_client) and #certs == 0 then
+    return die("--tls-client-ca and --tls-verify-client need --tls-cert")
+  end
+  if verify_client and not client_ca then return die("--tls-verify-client needs --tls-client-ca") end
   if #certs > 0 then
-    tls = {handshake_timeout = opts.handshake_timeout, ticket_keys = ticket_keys}
+    tls = {handshake_timeout = opts.handshake_timeout, ticket_keys = ticket_keys,
+      client_ca = client_ca, verify_client = verify_client}
     for n = 1, #certs do tls[n] = {cert = certs[n], key = keys[n]} end
   end
   local cfg = {path = app_path, listens = {}, limits = opts, watch = watch}
   if #listens == 0 and #tls_listens == 0 then listens[1] = "127.0.0.1:8080" end
   local function add(addr, t)
+    local path = addr:match("^unix:(.+)$")
+    if path then
+      cfg.listens[#cfg.listens + 1] = {unix = path, unix_mode = unix_mode, tls = t}
+      return true
+    end
+    local fd = tonumber(addr:match("^fd:(%d+)$"))
+    if fd then
+      cfg.listens[#cfg.listens + 1] = {fd = fd, tls = t}
+      return true
+    end
     local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
     port = tonumber(port)
     if not host or host == "" or port > 65535 then return false end
@@ -170,12 +213,13 @@ local function serve(args)
   end
   for _, a in ipairs(listens) do
     if not add(a, #tls_listens == 0 and tls or nil) then
-      return die("bad --listen address " .. a .. " (HOST:PORT, PORT 0-65535)")
+      return die("bad --listen address " .. a .. " (HOST:PORT, PORT 0-65535, unix:PATH or fd:N)")
     end
   end
   for _, a in ipairs(tls_listens) do
     if not add(a, tls) then
-      return die("bad --listen-tls address " .. a .. " (HOST:PORT, PORT 0-65535)")
+      return die("bad --listen-tls address " .. a ..
+        " (HOST:PORT, PORT 0-65535, unix:PATH or fd:N)")
     end
   end
   -- A bad flag value that only the listener can judge (a --proxy-from

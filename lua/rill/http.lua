@@ -195,6 +195,15 @@ function getters.scheme(req)
   return s
 end
 
+-- req.tls_client: the client certificate a listener with tls.client_ca
+-- verified ({subject =, issuer =, dns =, email =, sha256 =, verified = true}),
+-- or false.
+function getters.tls_client(req)
+  local t = req._c:tls_client(req._g) or false
+  rawset(req, "tls_client", t)
+  return t
+end
+
 -- req.closed: whether the client went away while the request was handled
 -- (asked of the connection each time: it can change while the handler runs).
 function getters.closed(req) return req._c:closed(req._g) end
@@ -267,7 +276,7 @@ end
 -- called before the connection is handed over (an upgrade), so that a
 -- WebSocket or tunnel handler can still read them.
 local kept_fields = {"method", "target", "version", "path", "query_string", "headers",
-  "raw_headers", "remote_addr", "remote_port", "proxy_addr", "proxy_port", "scheme"}
+  "raw_headers", "remote_addr", "remote_port", "proxy_addr", "proxy_port", "scheme", "tls_client"}
 function http.keep_fields(req)
   for i = 1, #kept_fields do local _ = req[kept_fields[i]] end
 end
