@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "nosigpipe.h"
 #include "worker.h"
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
@@ -389,8 +391,9 @@ void rill__log_write(rill_worker_t *w, const char *text, size_t len) {
     return;
   }
   if (!capture_here(w)) {
-    /* One write per call, so that lines of several workers do not mix. */
-    fwrite(text, 1, len, stderr);
+    /* One write per call, so that lines of several workers do not mix;
+     * never SIGPIPE, if stderr is a pipe whose reader has gone. */
+    rill__write_all_nosigpipe(STDERR_FILENO, text, len);
     return;
   }
   if (w->capture_len + len > RILL_LOG_CAPTURE_MAX) {
