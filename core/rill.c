@@ -507,27 +507,16 @@ static void pin(rill_t *r, int id) {
   }
 }
 
-/* A write to a socket whose peer has gone must not raise SIGPIPE in the
- * host's process (the write fails with EPIPE instead). rill's own threads
- * keep it blocked; the thread in rill_run() blocks it while it runs the
- * loop, and takes any that came before it restores the host's mask. Only
- * these threads' masks change: the process's disposition is the host's. */
-static void sigpipe_block(sigset_t *old) {
+/* No write of rill's raises SIGPIPE (core/nosigpipe.c: MSG_NOSIGNAL on
+ * sockets, the signal blocked for that one call otherwise). rill's own
+ * threads keep it blocked besides, so that Lua code writing to a pipe
+ * (io.write to a closed stdout) cannot kill the host from them; the host's
+ * threads and the process's disposition are never touched. */
+static void sigpipe_block(void) {
   sigset_t pipe;
   sigemptyset(&pipe);
   sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, old);
-}
-
-static void sigpipe_restore(const sigset_t *old) {
-  if (sigismember(old, SIGPIPE)) return; /* it was blocked before: nothing to do */
-  sigset_t pipe;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  struct timespec zero = {0, 0};
-  while (sigtimedwait(&pipe, NULL, &zero) == SIGPIPE) {
-  }
-  pthread_sigmask(SIG_SETMASK, old, NULL);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 }
 
 static void worker_thread(void *arg) {
@@ -535,7 +524,7 @@ static void worker_thread(void *arg) {
   rill_t *r = ta->r;
   int id = ta->id;
   free(ta);
-  sigpipe_block(NULL);
+  sigpipe_block();
   pin(r, id);
   int err = boot(r, id, NULL);
   if (err && r->boot_error == 0) r->boot_error = err;
@@ -1157,10 +1146,7 @@ int rill_run_once(rill_t *r) {
     int err = rill_start(r);
     if (err) return err;
   }
-  sigset_t old;
-  sigpipe_block(&old);
   int more = uv_run(r->workers[0]->loop, UV_RUN_NOWAIT) != 0;
-  sigpipe_restore(&old);
   /* Once the stop has finished there is nothing more to do: rill_free. */
   return more && !r->workers[0]->stop_done;
 }
@@ -1181,10 +1167,7 @@ int rill_run(rill_t *r) {
     }
   }
   if (r->host_loop) return RILL_ESTATE; /* the host runs its loop */
-  sigset_t old;
-  sigpipe_block(&old);
   uv_run(r->workers[0]->loop, UV_RUN_DEFAULT);
-  sigpipe_restore(&old);
   /* Worker 0 is done: so are the others. */
   for (int i = 1; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_STOP);

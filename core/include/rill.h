@@ -81,12 +81,11 @@ typedef struct {
  * cannot work (workers or grace below 0, an unknown log_level) give
  * UV_EINVAL and no runtime.
  *
- * Signals: a write to a client that has gone never raises SIGPIPE in the
- * host. rill's worker threads keep SIGPIPE blocked, and rill_run() and
- * rill_run_once() block it on the calling thread while they run the loop,
- * then restore the host's mask (a SIGPIPE raised meanwhile is taken, not
- * delivered). A host that runs the loop itself (rill_new_on_loop) owns its
- * thread's mask: block or ignore SIGPIPE there, as for any libuv program. */
+ * Signals: no write of rill's raises SIGPIPE, on any thread: sockets are
+ * written with MSG_NOSIGNAL, anything else with SIGPIPE blocked for that one
+ * call (a write to a peer that has gone fails with EPIPE). The process's
+ * disposition and the host's threads' masks are never touched; rill's own
+ * worker threads keep SIGPIPE blocked. */
 RILL_API int rill_new(rill_t **out, const rill_options_t *opts);
 /* Creates a runtime of one worker on the host's loop: the host runs the loop
  * (uv_run) and calls rill_start() first; rill_run_once() is then not needed. */
