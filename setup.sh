@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
       node-llhttp lua-busted lua-cjson zlib1g-dev media-types"
 TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql redis-server wrk
-           strace redis-tools clang libclang-rt-14-dev haproxy"
+           strace redis-tools clang libclang-rt-14-dev haproxy valgrind"
 
 install_deps() {
   missing=""
