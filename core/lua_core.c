@@ -58,10 +58,15 @@ typedef struct {
   int self_ref;        /* keeps the userdata alive while the thread runs */
   int res_ref;         /* {n = count, ...}: the results, once done */
   int done, ok;
+  rill_worker_t *unhandled; /* it raised and nobody has taken the error yet */
 } lthread_ud;
 
 /* Pushes ok and the results of a finished thread onto L. */
 static int thread_push_results(lua_State *L, lthread_ud *th) {
+  if (th->unhandled) { /* the error is someone's now */
+    th->unhandled->unhandled--;
+    th->unhandled = NULL;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, th->res_ref);
   lua_getfield(L, -1, "n");
   int n = (int)lua_tointeger(L, -1);
@@ -89,6 +94,10 @@ static void thread_done(rill_task_t *t, int status) {
   th->ok = status == 0;
   th->t = NULL;
   rill_wait_t *wt = th->waits.head;
+  if (status != 0 && wt == NULL) {
+    th->unhandled = t->w;
+    t->w->unhandled++;
+  }
   if (wt) rill__wait_done(wt, thread_push_results(rill__wait_task(wt)->co, th));
   luaL_unref(co, LUA_REGISTRYINDEX, th->self_ref);
   th->self_ref = LUA_NOREF;
@@ -142,6 +151,20 @@ static int thread_gc(lua_State *L) {
   if (th->res_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, th->res_ref);
   th->res_ref = LUA_NOREF;
   return 0;
+}
+
+/* core.on_signal(sig, on) → the signal's number: worker 0 of `rill run`
+ * takes sig itself (on) or leaves it to its default; raises elsewhere. */
+static int l_on_signal(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  int sig = rill__signal_number(L, 1, 0);
+  int r = rill__runtime_on_signal(w, sig, lua_toboolean(L, 2));
+  if (r == UV_ENOTSUP)
+    return luaL_error(L, "rill.on_signal: only a `rill run` script takes signals itself");
+  if (r != 0) return luaL_error(L, "rill.on_signal: INT, TERM, HUP, USR1 or USR2, not %s",
+                                lua_tostring(L, 1));
+  lua_pushinteger(L, sig);
+  return 1;
 }
 
 /* th:cancel() → true, or false for a thread that has ended. */
@@ -1082,6 +1105,7 @@ static const luaL_Reg core_funcs[] = {
     {"watch", l_watch},   {"reload", l_reload},
     {"stats", l_stats},   {"active_handles", l_collect_handles},
     {"hmac_sha256", l_hmac_sha256}, {"waitq", l_waitq},
+    {"on_signal", l_on_signal},
     {NULL, NULL},
 };
 

@@ -47,6 +47,10 @@ int rill__runtime_reload(rill_worker_t *w);
  * out[0..max); returns how many. Safe from any worker at any time. */
 int rill__runtime_metrics(rill_worker_t *w, rill_metrics_t *out, int max);
 void rill__runtime_exit(rill_worker_t *w, int code);
+/* `rill run`: whether worker 0's script takes signal sig itself (on) or
+ * leaves it to its default; UV_ENOTSUP outside `rill run`'s worker 0,
+ * UV_EINVAL for a signal a script may not take. */
+int rill__runtime_on_signal(rill_worker_t *w, int sig, int on);
 
 void rill__open_http(lua_State *L, rill_worker_t *w);
 void rill__open_tls(lua_State *L, rill_worker_t *w);

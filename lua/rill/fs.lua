@@ -120,8 +120,10 @@ F.chunks = core.stream_methods.chunks
 function F:write(...)
   for i = 1, select("#", ...) do
     local data = select(i, ...)
-    if type(data) ~= "string" then
-      error("file:write: argument " .. i .. " must be a string, got " .. type(data), 2)
+    if type(data) == "number" then
+      data = tostring(data)
+    elseif type(data) ~= "string" then
+      error("file:write: argument " .. i .. " must be a string or a number, got " .. type(data), 2)
     end
     local off = 1
     while off <= #data do
