@@ -1403,13 +1403,15 @@ static void *signal_thread(void *arg) {
     rill_worker_t *w0 = r->workers[0];
     if (r->run_mode) {
       /* A script's handler (rill.on_signal) runs on worker 0; without one,
-       * the script ends as the signal's default would end it (130 for
-       * Ctrl-C), its threads stopped at once. */
+       * SIGTERM stops it gracefully (status 0), and the others end it as
+       * their default would (130 for Ctrl-C), its threads stopped at once. */
       if (__atomic_load_n(&r->sig_wanted, __ATOMIC_SEQ_CST) & (1u << sig)) {
         __atomic_fetch_or(&r->sig_pending, 1u << sig, __ATOMIC_SEQ_CST);
         rill__worker_command(w0, RILL_CMD_SIGNAL);
         continue;
       }
+      /* SIGTERM stops a script that serves gracefully, as `rill serve`. */
+      if (sig == SIGTERM) goto stop;
       if (stops++ > 0) _exit(128 + sig);
       r->exit_code = 128 + sig;
       r->stop_requested = 1;
@@ -1422,6 +1424,7 @@ static void *signal_thread(void *arg) {
       rill_reload(r);
       continue;
     }
+  stop:;
     const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
     if (stops++ == 0) {
       rill__log(w0, RILL_LOG_INFO, "%s: stopping", name);

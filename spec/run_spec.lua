@@ -22,8 +22,9 @@ local function start(code)
 end
 
 describe("rill run", function()
-  it("exits 130 on SIGINT and 143 on SIGTERM when the script takes neither", function()
-    for sig, want in pairs{INT = 130, TERM = 143} do
+  it("exits 130 on SIGINT and 129 on SIGHUP when the script takes neither, " ..
+    "and stops gracefully on SIGTERM", function()
+    for sig, want in pairs{INT = 130, HUP = 129, TERM = 0} do
       local p = start([[
         local rill = require "rill"
         rill.stdout:write("ready\n")
