@@ -131,6 +131,10 @@ struct rill_s {
   int nslots;
   /* the command line: each worker runs rill.cli.main(argv...) */
   int cli, argc;
+  /* `rill run`: the signals a script takes itself (rill.on_signal), as bits
+   * by number, and those arrived for worker 0 to run its handlers for */
+  int run_mode;
+  unsigned sig_wanted, sig_pending;
   char **argv;
   /* on worker 0's loop */
   uv_signal_t sigs[NSIGS];
@@ -264,6 +268,16 @@ static void on_command(rill_worker_t *w, int cmds) {
     return;
   }
   if (cmds & RILL_CMD_ADOPT) adopt_all(w);
+  if ((cmds & RILL_CMD_SIGNAL) && w->rt) {
+    rill_t *r = w->rt;
+    unsigned bits = __atomic_exchange_n(&r->sig_pending, 0, __ATOMIC_SEQ_CST);
+    for (int sig = 1; sig < 32; sig++) {
+      if (!(bits & (1u << sig))) continue;
+      char code[64];
+      snprintf(code, sizeof(code), "require('rill')._signal(%d)", sig);
+      run_lua(w, code);
+    }
+  }
   if (cmds & RILL_CMD_STOP) rill__worker_stop(w, w->rt ? grace_ms(w->rt) : 30000);
   if ((cmds & RILL_CMD_RELOAD) && !w->graceful) {
     RILL_COUNT(w->m->reloads, 1);
@@ -446,6 +460,8 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
                      : level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
   w->log_cb = r->log_cb;
   w->log_ud = r->log_ud;
+  /* A script's log lines on a terminal: for people, without time or worker. */
+  w->log_plain = r->run_mode && isatty(STDERR_FILENO);
   w->on_command = on_command;
   w->on_stopped = worker_stopped;
   /* Signals are watched before the bootstrap logs its ports: whoever reads
@@ -627,6 +643,18 @@ int rill__runtime_watch(rill_worker_t *w, const char *dir) {
   uv_unref((uv_handle_t *)&r->watch);
   uv_unref((uv_handle_t *)&r->debounce);
   r->watching = 1;
+  return 0;
+}
+
+int rill__runtime_on_signal(rill_worker_t *w, int sig, int on) {
+  rill_t *r = w->rt;
+  if (r == NULL || !r->run_mode || w->id != 0) return UV_ENOTSUP;
+  if (sig != SIGINT && sig != SIGTERM && sig != SIGHUP && sig != SIGUSR1 && sig != SIGUSR2)
+    return UV_EINVAL;
+  if (on)
+    __atomic_fetch_or(&r->sig_wanted, 1u << sig, __ATOMIC_SEQ_CST);
+  else
+    __atomic_fetch_and(&r->sig_wanted, ~(1u << sig), __ATOMIC_SEQ_CST);
   return 0;
 }
 
@@ -1168,6 +1196,8 @@ int rill_run(rill_t *r) {
   }
   if (r->host_loop) return RILL_ESTATE; /* the host runs its loop */
   uv_run(r->workers[0]->loop, UV_RUN_DEFAULT);
+  /* A script whose thread raised, with nobody taking the error, failed. */
+  if (r->run_mode && r->exit_code == 0 && r->workers[0]->unhandled > 0) r->exit_code = 1;
   /* Worker 0 is done: so are the others. */
   for (int i = 1; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_STOP);
@@ -1371,11 +1401,30 @@ static void *signal_thread(void *arg) {
     int sig;
     if (sigwait(&cli_signals, &sig) != 0) continue;
     rill_worker_t *w0 = r->workers[0];
+    if (r->run_mode) {
+      /* A script's handler (rill.on_signal) runs on worker 0; without one,
+       * SIGTERM stops it gracefully (status 0), and the others end it as
+       * their default would (130 for Ctrl-C), its threads stopped at once. */
+      if (__atomic_load_n(&r->sig_wanted, __ATOMIC_SEQ_CST) & (1u << sig)) {
+        __atomic_fetch_or(&r->sig_pending, 1u << sig, __ATOMIC_SEQ_CST);
+        rill__worker_command(w0, RILL_CMD_SIGNAL);
+        continue;
+      }
+      /* SIGTERM stops a script that serves gracefully, as `rill serve`. */
+      if (sig == SIGTERM) goto stop;
+      if (stops++ > 0) _exit(128 + sig);
+      r->exit_code = 128 + sig;
+      r->stop_requested = 1;
+      for (int i = 0; i < r->nworkers; i++)
+        if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_FORCE);
+      continue;
+    }
     if (sig == SIGHUP) {
       rill__log(w0, RILL_LOG_INFO, "SIGHUP: reloading");
       rill_reload(r);
       continue;
     }
+  stop:;
     const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
     if (stops++ == 0) {
       rill__log(w0, RILL_LOG_INFO, "%s: stopping", name);
@@ -1443,6 +1492,13 @@ int rill_main(int argc, char **argv) {
   /* The options the runtime needs before any Lua runs; rill.cli parses the
    * rest (and checks these too). */
   int serve = argc > 1 && strcmp(argv[1], "serve") == 0;
+  int run = argc > 1 && strcmp(argv[1], "run") == 0;
+  if (run) {
+    /* a script may take these too (rill.on_signal) */
+    sigaddset(&cli_signals, SIGUSR1);
+    sigaddset(&cli_signals, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &cli_signals, NULL);
+  }
   if (serve) o.workers = cores();
   for (int i = 2; serve && i < argc; i++) {
     if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc)
@@ -1463,6 +1519,7 @@ int rill_main(int argc, char **argv) {
     return 1;
   }
   r->cli = 1;
+  r->run_mode = run;
   r->argc = argc;
   r->argv = argv;
   pthread_t sigs;

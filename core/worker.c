@@ -331,6 +331,17 @@ static void log_v(rill_worker_t *w, int worker, int level, const char *fmt, va_l
     w->log_cb(w->log_ud, level, worker, msg);
     return;
   }
+  if (w != NULL && w->log_plain) {
+    char line[4200];
+    int n = snprintf(line, sizeof(line), "rill: %s: %s\n", level_names[level], msg);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof(line)) { /* cut: still one line */
+      n = sizeof(line) - 1;
+      line[n - 1] = '\n';
+    }
+    rill__log_write(w, line, (size_t)n);
+    return;
+  }
   char when[32];
   struct timespec ts;
   struct tm tm;
@@ -435,6 +446,8 @@ const char *rill__errmsg(int err) {
   switch (err) {
   case UV_ETIMEDOUT:
     return "timeout";
+  case UV_ECANCELED:
+    return "canceled";
   case RILL_ECLOSED:
   case UV_EOF:
     return "closed";

@@ -83,7 +83,8 @@ typedef struct {
 #define RILL_GAUGE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 
 /* Log levels: RILL_LOG_ERROR .. RILL_LOG_DEBUG, public in rill.h. */
-enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4, RILL_CMD_ADOPT = 8 };
+enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4, RILL_CMD_ADOPT = 8,
+       RILL_CMD_SIGNAL = 16 };
 
 struct lua_State;
 struct rill_sched_s;
@@ -93,6 +94,8 @@ struct rill_worker_s {
   int own_loop;
   int id;
   int log_level;
+  int log_plain; /* lines without time and worker (`rill run` on a terminal) */
+  int unhandled; /* rill.spawn threads that raised and whose error nobody took */
   /* The host's log callback (rill_on_log), or NULL: lines go to stderr. */
   rill_log_cb log_cb;
   void *log_ud;
