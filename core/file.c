@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,7 +20,7 @@
 
 #define POLL_MS 2 /* the longest a pool thread waits for a full socket */
 
-enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE, K_OPENSTAT };
+enum { K_STAT, K_OPEN, K_READ, K_REALPATH, K_READDIR, K_SENDFILE, K_OPENSTAT, K_WRITE, K_PATH };
 
 rill_file_t *rill__file_new(rill_worker_t *w, int fd) {
   rill_file_t *f = malloc(sizeof(*f));
@@ -103,7 +104,8 @@ void rill__fs_close(rill_worker_t *w, int fd) {
 
 void rill__fsop_free(rill_fsop_t *op) {
   if (op == NULL) return;
-  if (op->kind != K_SENDFILE && op->kind != K_OPENSTAT) uv_fs_req_cleanup(&op->req);
+  if (op->kind != K_SENDFILE && op->kind != K_OPENSTAT && op->kind != K_WRITE)
+    uv_fs_req_cleanup(&op->req);
   free(op->path);
   rill__fs_buf_free(op->w, op->buf, op->len);
   rill__fs_close(op->w, op->close_fd);
@@ -195,13 +197,119 @@ static void work_after(uv_work_t *wk, int status) {
   op_done(op);
 }
 
-int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
-                  rill_fsop_t **out) {
-  rill_fsop_t *op = op_new(w, stat ? K_OPENSTAT : K_OPEN, cb, data);
+/* In a pool thread: writes all of op->buf, at op->off (or the descriptor's
+ * position for -1), through short writes and a descriptor that is not
+ * blocking (a pipe shared with another process). A pipe whose reader has
+ * gone fails with EPIPE and never raises SIGPIPE (pipe_block). */
+/* In a pool thread, around a write that may raise SIGPIPE (sendfile(2) and
+ * write(2) have no MSG_NOSIGNAL): SIGPIPE is blocked, and one the write
+ * raised (EPIPE) is taken off the thread before the mask is restored, so
+ * that a peer that left never kills a host that did not ignore SIGPIPE. */
+static void pipe_block(sigset_t *old) {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, old);
+}
+
+static void pipe_restore(const sigset_t *old, int err) {
+  if (err == UV_EPIPE) {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void write_work(uv_work_t *wk) {
+  rill_fsop_t *op = wk->data;
+  sigset_t old;
+  pipe_block(&old);
+  size_t done = 0;
+  int err = 0;
+  while (done < op->len) {
+    ssize_t n = op->off < 0 ? write(op->file->fd, op->buf + done, op->len - done)
+                            : pwrite(op->file->fd, op->buf + done, op->len - done,
+                                     (off_t)(op->off + (int64_t)done));
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd pfd = {.fd = op->file->fd, .events = POLLOUT};
+      poll(&pfd, 1, 1000);
+      continue;
+    }
+    err = n < 0 ? -errno : UV_EIO;
+    break;
+  }
+  pipe_restore(&old, err);
+  op->result = done > 0 ? (int)(done > INT32_MAX ? INT32_MAX : done) : err;
+}
+
+static void work_after(uv_work_t *wk, int status);
+
+int rill__fs_open_flags(rill_worker_t *w, const char *path, int flags, int mode, rill_fsop_cb cb,
+                        void *data, rill_fsop_t **out) {
+  rill_fsop_t *op = op_new(w, K_OPEN, cb, data);
   *out = NULL;
   if (op == NULL) return UV_ENOMEM;
-  if (!stat)
-    return started(op, uv_fs_open(w->loop, &op->req, path, O_RDONLY | O_CLOEXEC, 0, fs_cb), out);
+  return started(op, uv_fs_open(w->loop, &op->req, path, flags | O_CLOEXEC, mode, fs_cb), out);
+}
+
+int rill__fs_write(rill_worker_t *w, rill_file_t *f, const char *data_, size_t len, int64_t offset,
+                   rill_fsop_cb cb, void *data, rill_fsop_t **out) {
+  *out = NULL;
+  if (len == 0 || len > UINT_MAX) return UV_EINVAL;
+  rill_fsop_t *op = op_new(w, K_WRITE, cb, data);
+  if (op == NULL) return UV_ENOMEM;
+  op->len = len;
+  op->buf = len <= RILL_BUF_SIZE ? rill__buf_get(w) : malloc(len);
+  if (op->buf == NULL) {
+    free(op);
+    return UV_ENOMEM;
+  }
+  /* A copy: the caller may walk away while the pool writes. */
+  memcpy(op->buf, data_, len);
+  op->file = rill__file_ref(f);
+  op->off = offset;
+  return started(op, uv_queue_work(w->loop, &op->work, write_work, work_after), out);
+}
+
+int rill__fs_path_op(rill_worker_t *w, int what, const char *path, const char *path2, int mode,
+                     rill_fsop_cb cb, void *data, rill_fsop_t **out) {
+  rill_fsop_t *op = op_new(w, K_PATH, cb, data);
+  *out = NULL;
+  if (op == NULL) return UV_ENOMEM;
+  int r;
+  switch (what) {
+  case RILL_FS_MKDIR:
+    r = uv_fs_mkdir(w->loop, &op->req, path, mode, fs_cb);
+    break;
+  case RILL_FS_RENAME:
+    r = uv_fs_rename(w->loop, &op->req, path, path2, fs_cb);
+    break;
+  case RILL_FS_UNLINK:
+    r = uv_fs_unlink(w->loop, &op->req, path, fs_cb);
+    break;
+  case RILL_FS_RMDIR:
+    r = uv_fs_rmdir(w->loop, &op->req, path, fs_cb);
+    break;
+  default:
+    r = UV_EINVAL;
+  }
+  return started(op, r, out);
+}
+
+int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
+                  rill_fsop_t **out) {
+  if (!stat) return rill__fs_open_flags(w, path, O_RDONLY, 0, cb, data, out);
+  rill_fsop_t *op = op_new(w, K_OPENSTAT, cb, data);
+  *out = NULL;
+  if (op == NULL) return UV_ENOMEM;
   if ((op->path = strdup(path)) == NULL) return started(op, UV_ENOMEM, out);
   return started(op, uv_queue_work(w->loop, &op->work, openstat_work, work_after), out);
 }
@@ -275,10 +383,8 @@ int rill__fs_next(rill_fsop_t *op, const char **name, int *type) {
  * ignore SIGPIPE. */
 static void sendfile_work(uv_work_t *wk) {
   rill_fsop_t *op = wk->data;
-  sigset_t pipe, old;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, &old);
+  sigset_t old;
+  pipe_block(&old);
   off_t off = (off_t)op->off;
   size_t sent = 0;
   int err = 0, again = 0;
@@ -304,11 +410,7 @@ static void sendfile_work(uv_work_t *wk) {
     again = 1;
     break;
   }
-  if (err == UV_EPIPE) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pipe_restore(&old, err);
   op->sent = sent;
   /* bytes sent; or the error; or EAGAIN (the socket took nothing); or 0:
    * the file ended before the range did */

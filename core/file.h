@@ -80,12 +80,25 @@ int rill__fs_fstat(rill_worker_t *w, rill_file_t *f, rill_fsop_cb cb, void *data
  * op->st is the open file's too (fstat in the same pool trip). */
 int rill__fs_open(rill_worker_t *w, const char *path, int stat, rill_fsop_cb cb, void *data,
                   rill_fsop_t **out);
+/* Opens with open(2)'s flags (O_CLOEXEC added) and mode (for a file it
+ * creates, less the umask); op->result is the descriptor. */
+int rill__fs_open_flags(rill_worker_t *w, const char *path, int flags, int mode, rill_fsop_cb cb,
+                        void *data, rill_fsop_t **out);
+/* Writes a copy of len bytes at offset (-1: at the descriptor's position,
+ * the end for O_APPEND); op->result is the byte count written. */
+int rill__fs_write(rill_worker_t *w, rill_file_t *f, const char *bytes, size_t len, int64_t offset,
+                   rill_fsop_cb cb, void *data, rill_fsop_t **out);
+/* mkdir (with mode), rename (path to path2), unlink, rmdir; op->result 0. */
+enum { RILL_FS_MKDIR, RILL_FS_RENAME, RILL_FS_UNLINK, RILL_FS_RMDIR };
+int rill__fs_path_op(rill_worker_t *w, int what, const char *path, const char *path2, int mode,
+                     rill_fsop_cb cb, void *data, rill_fsop_t **out);
 /* Reads up to len bytes at offset on the calling thread, only from the page
  * cache (preadv2 with RWF_NOWAIT: it never waits for the disk). Returns
  * the byte count (0 at the end), RILL_EAGAIN when some of it is not cached
  * (read in the pool instead), or an error. */
 ssize_t rill__fs_read_now(rill_file_t *f, char *buf, size_t len, int64_t offset);
-/* Reads up to len bytes at offset into a buffer of the operation's
+/* Reads up to len bytes at offset (-1: at the descriptor's position, for
+ * pipes and terminals) into a buffer of the operation's
  * (rill__fsop_take_buf takes it over); op->result is the byte count, 0 at
  * the end. */
 int rill__fs_read(rill_worker_t *w, rill_file_t *f, size_t len, int64_t offset, rill_fsop_cb cb,

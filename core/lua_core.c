@@ -35,7 +35,11 @@ static int l_time(lua_State *L) {
 }
 
 static int sleep_done(rill_wait_t *wt, int status) {
-  return 0;
+  if (status != UV_ECANCELED) return 0;
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
+  return 2;
 }
 
 static int l_sleep(lua_State *L) {
@@ -54,10 +58,15 @@ typedef struct {
   int self_ref;        /* keeps the userdata alive while the thread runs */
   int res_ref;         /* {n = count, ...}: the results, once done */
   int done, ok;
+  rill_worker_t *unhandled; /* it raised and nobody has taken the error yet */
 } lthread_ud;
 
 /* Pushes ok and the results of a finished thread onto L. */
 static int thread_push_results(lua_State *L, lthread_ud *th) {
+  if (th->unhandled) { /* the error is someone's now */
+    th->unhandled->unhandled--;
+    th->unhandled = NULL;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, th->res_ref);
   lua_getfield(L, -1, "n");
   int n = (int)lua_tointeger(L, -1);
@@ -85,9 +94,16 @@ static void thread_done(rill_task_t *t, int status) {
   th->ok = status == 0;
   th->t = NULL;
   rill_wait_t *wt = th->waits.head;
+  if (status != 0 && wt == NULL) {
+    th->unhandled = t->w;
+    t->w->unhandled++;
+  }
   if (wt) rill__wait_done(wt, thread_push_results(rill__wait_task(wt)->co, th));
   luaL_unref(co, LUA_REGISTRYINDEX, th->self_ref);
   th->self_ref = LUA_NOREF;
+  /* What a cancelled thread opened and let go of (its sockets, files,
+   * processes) is closed now, not at some later collection. */
+  if (t->canceled) lua_gc(co, LUA_GCCOLLECT, 0);
 }
 
 static int l_spawn(lua_State *L) {
@@ -135,6 +151,94 @@ static int thread_gc(lua_State *L) {
   if (th->res_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, th->res_ref);
   th->res_ref = LUA_NOREF;
   return 0;
+}
+
+/* core.on_signal(sig, on) → the signal's number: worker 0 of `rill run`
+ * takes sig itself (on) or leaves it to its default; raises elsewhere. */
+static int l_on_signal(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  int sig = rill__signal_number(L, 1, 0);
+  int r = rill__runtime_on_signal(w, sig, lua_toboolean(L, 2));
+  if (r == UV_ENOTSUP)
+    return luaL_error(L, "rill.on_signal: only a `rill run` script takes signals itself");
+  if (r != 0) return luaL_error(L, "rill.on_signal: INT, TERM, HUP, USR1 or USR2, not %s",
+                                lua_tostring(L, 1));
+  lua_pushinteger(L, sig);
+  return 1;
+}
+
+/* th:cancel() → true, or false for a thread that has ended. */
+static int thread_cancel(lua_State *L) {
+  lthread_ud *th = luaL_checkudata(L, 1, THREAD_MT);
+  if (th->done || th->t == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  rill__task_cancel(th->t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- wait queues: core.waitq(), what rill.semaphore and rill.queue wait on ---- */
+
+#define WAITQ_MT "rill.waitq"
+
+typedef struct {
+  rill_waitq_t waits;
+  rill_worker_t *w;
+} lwaitq_ud;
+
+static int waitq_cancel(rill_wait_t *wt, int status) {
+  lua_State *co = rill__wait_task(wt)->co;
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
+  return 2;
+}
+
+/* q:wait([ms]) → true once signalled; nil, "timeout" | "canceled" | "closed" */
+static int waitq_wait(lua_State *L) {
+  lwaitq_ud *q = luaL_checkudata(L, 1, WAITQ_MT);
+  lua_Number ms = luaL_optnumber(L, 2, -1);
+  rill_task_t *t = rill__task_check(q->w, L);
+  return rill__task_wait(L, t, &q->waits, 0, q, ms < 0 ? -1 : ms > 2e9 ? 2000000000 : (int)ms,
+                         waitq_cancel);
+}
+
+/* q:signal() → whether a waiter was woken (the first, in order of waiting) */
+static int waitq_signal(lua_State *L) {
+  lwaitq_ud *q = luaL_checkudata(L, 1, WAITQ_MT);
+  rill_wait_t *wt = q->waits.tail;
+  if (wt) {
+    lua_pushboolean(rill__wait_task(wt)->co, 1);
+    rill__wait_done(wt, 1);
+  }
+  lua_pushboolean(L, wt != NULL);
+  return 1;
+}
+
+/* q:waiting() → how many tasks wait */
+static int waitq_waiting(lua_State *L) {
+  lwaitq_ud *q = luaL_checkudata(L, 1, WAITQ_MT);
+  int n = 0;
+  for (rill_wait_t *wt = q->waits.head; wt; wt = wt->next)
+    n++;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int waitq_gc(lua_State *L) {
+  lwaitq_ud *q = luaL_checkudata(L, 1, WAITQ_MT);
+  rill__waitq_cancel_all(&q->waits, RILL_ECLOSED);
+  return 0;
+}
+
+static int l_waitq(lua_State *L) {
+  lwaitq_ud *q = lua_newuserdata(L, sizeof(*q));
+  memset(q, 0, sizeof(*q));
+  q->w = rill__upworker(L);
+  luaL_getmetatable(L, WAITQ_MT);
+  lua_setmetatable(L, -2);
+  return 1;
 }
 
 static int thread_status(lua_State *L) {
@@ -1000,7 +1104,8 @@ static const luaL_Reg core_funcs[] = {
     {"exit", l_exit},     {"worker_id", l_worker_id},
     {"watch", l_watch},   {"reload", l_reload},
     {"stats", l_stats},   {"active_handles", l_collect_handles},
-    {"hmac_sha256", l_hmac_sha256},
+    {"hmac_sha256", l_hmac_sha256}, {"waitq", l_waitq},
+    {"on_signal", l_on_signal},
     {NULL, NULL},
 };
 
@@ -1028,7 +1133,12 @@ void rill__register(lua_State *L, rill_worker_t *w, const luaL_Reg *funcs) {
 
 int rill__open_core(lua_State *L) {
   rill_worker_t *w = lua_touserdata(L, lua_upvalueindex(1));
-  static const luaL_Reg thread_m[] = {{"status", thread_status}, {NULL, NULL}};
+  static const luaL_Reg thread_m[] = {
+      {"status", thread_status}, {"cancel", thread_cancel}, {NULL, NULL}};
+  static const luaL_Reg waitq_m[] = {{"wait", waitq_wait},
+                                     {"signal", waitq_signal},
+                                     {"waiting", waitq_waiting},
+                                     {NULL, NULL}};
   static const luaL_Reg timer_m[] = {
       {"cancel", timer_cancel}, {"unref", timer_unref}, {NULL, NULL}};
   static const luaL_Reg listener_m[] = {{"close", listener_close},
@@ -1040,6 +1150,7 @@ int rill__open_core(lua_State *L) {
                                         {NULL, NULL}};
   rill__new_class(L, THREAD_MT, thread_m, thread_gc);
   rill__new_class(L, TIMER_MT, timer_m, timer_gc);
+  rill__new_class(L, WAITQ_MT, waitq_m, waitq_gc);
   rill__new_class(L, LISTENER_MT, listener_m, listener_gc);
   rill__lstream_open(L);
 

@@ -47,6 +47,10 @@ int rill__runtime_reload(rill_worker_t *w);
  * out[0..max); returns how many. Safe from any worker at any time. */
 int rill__runtime_metrics(rill_worker_t *w, rill_metrics_t *out, int max);
 void rill__runtime_exit(rill_worker_t *w, int code);
+/* `rill run`: whether worker 0's script takes signal sig itself (on) or
+ * leaves it to its default; UV_ENOTSUP outside `rill run`'s worker 0,
+ * UV_EINVAL for a signal a script may not take. */
+int rill__runtime_on_signal(rill_worker_t *w, int sig, int on);
 
 void rill__open_http(lua_State *L, rill_worker_t *w);
 void rill__open_tls(lua_State *L, rill_worker_t *w);
@@ -76,5 +80,9 @@ rill_file_t *rill__lfile_check(lua_State *L, int idx);
 /* lua_host.c: lets rill_suspend() and rill_loop() find w from any of its
  * Lua states' threads (a registry entry). */
 void rill__host_bind(lua_State *L, rill_worker_t *w);
+
+/* The signal at idx: a number, or a name with or without "SIG" ("TERM",
+ * "SIGKILL"); def when absent. Raises for another. */
+int rill__signal_number(lua_State *L, int idx, int def);
 
 #endif

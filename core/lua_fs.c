@@ -9,8 +9,11 @@
  * A file object ("rill.file") holds a rill_file_t reference; the descriptor
  * is closed when the object is closed or collected and no operation (a read
  * in the pool, a response sending it) still uses it. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -25,12 +28,13 @@
 
 typedef struct {
   rill_file_t *f; /* NULL once closed */
-  int64_t pos;    /* where a read without an offset starts */
+  int64_t pos;    /* where a read or write without an offset starts; -1: at the
+                   * descriptor's own position (pipes, terminals, appending) */
   int has_st;     /* opened with cache: st is its stat as of the open */
   rill_stat_t st;
 } lfile_ud;
 
-enum { C_STAT, C_LSTAT, C_REALPATH, C_READDIR, C_OPEN, C_READ, C_FSTAT };
+enum { C_STAT, C_LSTAT, C_REALPATH, C_READDIR, C_OPEN, C_READ, C_FSTAT, C_WRITE, C_PATH };
 
 /* A call in progress: the task waits in its queue until the operation
  * calls back, or the wait ends first (a deadline, an interrupt, the
@@ -41,6 +45,7 @@ typedef struct {
   int what;        /* C_* */
   lfile_ud *file;  /* C_READ: the object read (alive: on the task's stack) */
   int cache;       /* C_OPEN: keep the outcome in the open-file cache */
+  int seq;         /* C_OPEN: the file reads and writes at its own position */
   char path[];     /* for error messages */
 } lcall_t;
 
@@ -73,10 +78,10 @@ static void push_stat(lua_State *L, const rill_stat_t *st) {
   lua_setfield(L, -2, "mode");
 }
 
-static void push_file(lua_State *L, rill_file_t *f, const rill_stat_t *st) {
+static void push_file(lua_State *L, rill_file_t *f, const rill_stat_t *st, int seq) {
   lfile_ud *ud = lua_newuserdata(L, sizeof(*ud));
   ud->f = f;
-  ud->pos = 0;
+  ud->pos = seq ? -1 : 0;
   ud->has_st = st != NULL;
   if (st) ud->st = *st;
   luaL_getmetatable(L, FILE_MT);
@@ -135,7 +140,7 @@ static void call_done(rill_fsop_t *op) {
         n = 3;
       } else {
         if (c->cache) rill__fcache_put(op->w, c->path, f, 0, &op->st);
-        push_file(co, f, c->cache ? &op->st : NULL);
+        push_file(co, f, c->cache ? &op->st : NULL, c->seq);
       }
       break;
     }
@@ -144,8 +149,15 @@ static void call_done(rill_fsop_t *op) {
         lua_pushnil(co); /* the end */
       } else {
         lua_pushlstring(co, op->buf, (size_t)r);
-        if (c->file) c->file->pos += r;
+        if (c->file && c->file->pos >= 0) c->file->pos += r;
       }
+      break;
+    case C_WRITE:
+      lua_pushinteger(co, r);
+      if (c->file && c->file->pos >= 0) c->file->pos += r;
+      break;
+    case C_PATH:
+      lua_pushboolean(co, 1);
       break;
     }
   }
@@ -173,17 +185,45 @@ static int call_wait(lua_State *L, rill_task_t *t, lcall_t *c, int r) {
   return rill__task_wait(L, t, &c->waits, c->what, c, -1, call_cancel);
 }
 
+/* open(2)'s flags for a mode as fopen(3) spells it ("r", "w", "a", "r+",
+ * "w+", "a+", and "x" after w for a file that must not exist); -1 for
+ * another. */
+static int mode_flags(const char *m) {
+  int plus = strchr(m, '+') != NULL, x = strchr(m, 'x') != NULL;
+  int rw = plus ? O_RDWR : 0;
+  for (const char *p = m + 1; *p; p++)
+    if (*p != '+' && *p != 'x' && *p != 'b') return -1;
+  switch (m[0]) {
+  case 'r':
+    return x ? -1 : plus ? O_RDWR : O_RDONLY;
+  case 'w':
+    return (rw ? rw : O_WRONLY) | O_CREAT | O_TRUNC | (x ? O_EXCL : 0);
+  case 'a':
+    return x ? -1 : (rw ? rw : O_WRONLY) | O_CREAT | O_APPEND;
+  }
+  return -1;
+}
+
 static int path_call(lua_State *L, int what) {
   rill_worker_t *w = rill__upworker(L);
   const char *path = luaL_checkstring(L, 1);
   rill_task_t *t = rill__task_check(w, L);
-  /* fs.open(path, {cache = ms}): options read before anything is made */
+  /* fs.open(path [, mode] [, {cache = ms}]): options read before anything
+   * is made */
   lua_Number ms = -1;
-  if (what == C_OPEN && !lua_isnoneornil(L, 2)) {
-    luaL_argcheck(L, lua_istable(L, 2), 2, "must be a table");
-    ms = rill__opt_number(L, 2, "cache", -1);
+  int flags = O_RDONLY, oi = 2;
+  if (what == C_OPEN && lua_type(L, 2) == LUA_TSTRING) {
+    flags = mode_flags(lua_tostring(L, 2));
+    luaL_argcheck(L, flags >= 0, 2, "a mode: r, w, a, r+, w+, a+ (wx, w+x: must not exist)");
+    oi = 3;
+  }
+  if (what == C_OPEN && !lua_isnoneornil(L, oi)) {
+    luaL_argcheck(L, lua_istable(L, oi), oi, "must be a table");
+    ms = rill__opt_number(L, oi, "cache", -1);
+    luaL_argcheck(L, ms < 0 || flags == O_RDONLY, oi, "cache is for files opened to read");
   }
   lcall_t *c = call_new(L, what, path);
+  c->seq = (flags & O_APPEND) != 0;
   int r;
   switch (what) {
   case C_STAT:
@@ -208,12 +248,15 @@ static int path_call(lua_State *L, int what) {
           push_error(L, err, path);
           return 3;
         }
-        push_file(L, f, &st);
+        push_file(L, f, &st, 0);
         return 1;
       }
       c->cache = 1;
     }
-    r = rill__fs_open(w, path, c->cache, call_done, c, &c->op);
+    if (flags == O_RDONLY)
+      r = rill__fs_open(w, path, c->cache, call_done, c, &c->op);
+    else
+      r = rill__fs_open_flags(w, path, flags, 0666, call_done, c, &c->op);
     break;
   }
   }
@@ -228,6 +271,42 @@ static int l_lstat(lua_State *L) { return path_call(L, C_LSTAT); }
 static int l_realpath(lua_State *L) { return path_call(L, C_REALPATH); }
 /* fs.readdir(path) → {{name=, type=}, ...} | nil, message, code */
 static int l_readdir(lua_State *L) { return path_call(L, C_READDIR); }
+/* fs.mkdir(path [, mode]) / fs.rename(from, to) / fs.unlink(path) /
+ * fs.rmdir(path) → true | nil, message, code */
+static int path_op(lua_State *L, int op) {
+  rill_worker_t *w = rill__upworker(L);
+  const char *path = luaL_checkstring(L, 1);
+  const char *path2 = op == RILL_FS_RENAME ? luaL_checkstring(L, 2) : NULL;
+  int mode = op == RILL_FS_MKDIR ? (int)luaL_optinteger(L, 2, 0777) : 0;
+  rill_task_t *t = rill__task_check(w, L);
+  lcall_t *c = call_new(L, C_PATH, path);
+  return call_wait(L, t, c, rill__fs_path_op(w, op, path, path2, mode, call_done, c, &c->op));
+}
+static int l_mkdir(lua_State *L) { return path_op(L, RILL_FS_MKDIR); }
+static int l_rename(lua_State *L) { return path_op(L, RILL_FS_RENAME); }
+static int l_unlink(lua_State *L) { return path_op(L, RILL_FS_UNLINK); }
+static int l_rmdir(lua_State *L) { return path_op(L, RILL_FS_RMDIR); }
+
+/* core.fs_stdio(fd) → a file reading or writing a duplicate of fd (0, 1 or
+ * 2) at its own position, never closing fd itself. */
+static int l_stdio(lua_State *L) {
+  rill_worker_t *w = rill__upworker(L);
+  int fd = (int)luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "0, 1 or 2");
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0) {
+    push_error(L, -errno, NULL);
+    return 3;
+  }
+  rill_file_t *f = rill__file_new(w, d);
+  if (f == NULL) {
+    close(d);
+    return luaL_error(L, "out of memory");
+  }
+  push_file(L, f, NULL, 1);
+  return 1;
+}
+
 /* fs.open(path [, {cache = ms}]) → file (read-only) | nil, message, code.
  * With cache: an open (or its failure) of at most ms ago is reused, and the
  * file's stat as of then comes with it. */
@@ -259,6 +338,32 @@ static int f_read(lua_State *L) {
   lcall_t *c = call_new(L, C_READ, NULL);
   if (!has_off) c->file = ud;
   int r = rill__fs_read(w, ud->f, len, has_off ? (int64_t)off : ud->pos, call_done, c, &c->op);
+  return call_wait(L, t, c, r);
+}
+
+/* file:_write(data [, offset]) → the byte count written (all of data for a
+ * file; maybe less for a pipe) | nil, message, code. Without offset it
+ * writes on from where the last read or write ended (or at the end, for a
+ * file opened to append). */
+static int f_write(lua_State *L) {
+  lfile_ud *ud = check_ud(L);
+  rill_worker_t *w = rill__upworker(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int has_off = !lua_isnoneornil(L, 3);
+  lua_Number off = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, off >= 0 && off < 9e18, 3, "must be a byte offset (0 or more)");
+  luaL_argcheck(L, len <= READ_MAX, 2, "at most 16 MiB per call");
+  if (ud->f == NULL) luaL_error(L, "file:write: the file is closed");
+  if (len == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  rill_task_t *t = rill__task_check(w, L);
+  lcall_t *c = call_new(L, C_WRITE, NULL);
+  if (!has_off) c->file = ud;
+  int r = rill__fs_write(w, ud->f, data, len, has_off ? (int64_t)off : ud->pos, call_done, c,
+                         &c->op);
   return call_wait(L, t, c, r);
 }
 
@@ -333,10 +438,13 @@ static int f_tostring(lua_State *L) {
 void rill__open_fs(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"fs_stat", l_stat},       {"fs_lstat", l_lstat},
                                    {"fs_realpath", l_realpath}, {"fs_readdir", l_readdir},
-                                   {"fs_open", l_open},       {NULL, NULL}};
+                                   {"fs_open", l_open},       {"fs_mkdir", l_mkdir},
+                                   {"fs_rename", l_rename},   {"fs_unlink", l_unlink},
+                                   {"fs_rmdir", l_rmdir},     {"fs_stdio", l_stdio},
+                                   {NULL, NULL}};
   static const luaL_Reg methods[] = {
-      {"read", f_read}, {"stat", f_stat}, {"close", f_close}, {"_read_now", f_read_now},
-      {NULL, NULL}};
+      {"read", f_read}, {"_write", f_write}, {"stat", f_stat}, {"close", f_close},
+      {"_read_now", f_read_now}, {NULL, NULL}};
   rill__register(L, w, funcs);
   /* The methods and __gc need the worker as their upvalue. */
   luaL_newmetatable(L, FILE_MT);

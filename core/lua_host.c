@@ -242,3 +242,14 @@ uv_loop_t *rill_loop(lua_State *L) {
   rill_worker_t *w = worker_of(L);
   return w ? w->loop : NULL;
 }
+
+rill_t *rill_runtime(lua_State *L) {
+  rill_worker_t *w = worker_of(L);
+  return w ? (rill_t *)w->rt : NULL;
+}
+
+void *rill_context(lua_State *L) {
+  /* rill.c's add_host gives each registered function its ctx as its first
+   * upvalue (NULL for rill_register). */
+  return lua_touserdata(L, lua_upvalueindex(1));
+}

@@ -1097,7 +1097,24 @@ static int l_body_stream(lua_State *L) {
   rill_body_t *b = rill__body_new(t->w, t, mode, length, max);
   if (b == NULL) return luaL_error(L, "out of memory");
   lstream_ud *sud = luaL_checkudata(L, 1, RILL_STREAM_MT);
-  rill__lstream_push(L, &b->base, 1, sud->timeout_ms);
+  rill__lstream_push(L, &b->base, 1, sud->timeout_ms)->deadline = sud->deadline;
+  return 1;
+}
+
+/* core.inflate(stream, format, max) → a stream of stream's bytes inflated
+ * ("gzip" or "deflate"), failing with "too large" past max bytes (0: no
+ * limit). It sits above stream's face, which stays the owner of stream:
+ * close both. The new face's waits carry stream's timeout and deadline. */
+static int l_inflate_stream(lua_State *L) {
+  rill_stream_t *below = rill__lstream_check(L, 1);
+  int format = luaL_checkoption(L, 2, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Number max = luaL_checknumber(L, 3);
+  luaL_argcheck(L, max >= 0, 3, "a byte count");
+  rill_inflate_stream_t *s =
+      rill__inflate_stream_new(below->w, below, format, max >= 1.8e19 ? 0 : (uint64_t)max);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  lstream_ud *bud = rill__lstream_ud(L, 1);
+  rill__lstream_push(L, &s->base, 1, bud->timeout_ms)->deadline = bud->deadline;
   return 1;
 }
 
@@ -1125,6 +1142,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
                                    {"http_parse_response", l_parse_response},
                                    {"http_read_response", l_read_response},
                                    {"http_body", l_body_stream},
+                                   {"inflate", l_inflate_stream},
                                    {"http_trailers", l_body_trailers},
                                    {NULL, NULL}};
   static const luaL_Reg methods[] = {

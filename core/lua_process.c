@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -215,9 +216,32 @@ static int proc_wait(lua_State *L) {
   return rill__task_wait(L, t, &p->waits, 0, p, ms < 0 ? -1 : (int)ms, wait_cancel);
 }
 
+/* The signals a script names: "TERM", "SIGTERM" or 15. */
+static const struct {
+  const char *name;
+  int sig;
+} signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+               {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},
+               {"TERM", SIGTERM}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"STOP", SIGSTOP},
+               {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}};
+
+int rill__signal_number(lua_State *L, int idx, int def) {
+  if (lua_isnoneornil(L, idx)) return def;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    int sig = (int)lua_tointeger(L, idx);
+    luaL_argcheck(L, sig >= 0 && sig < 65, idx, "a signal number");
+    return sig;
+  }
+  const char *name = luaL_checkstring(L, idx);
+  if (strncmp(name, "SIG", 3) == 0) name += 3;
+  for (size_t i = 0; i < sizeof(signals) / sizeof(*signals); i++)
+    if (strcasecmp(name, signals[i].name) == 0) return signals[i].sig;
+  return luaL_argerror(L, idx, "a signal: a number or a name such as \"TERM\" or \"SIGKILL\"");
+}
+
 static int proc_kill(lua_State *L) {
   lproc_t *p = check_proc(L);
-  int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+  int sig = rill__signal_number(L, 2, SIGTERM);
   if (p->exited) {
     lua_pushboolean(L, 0);
     return 1;

@@ -48,7 +48,7 @@ static void defer_check_cb(uv_check_t *h) {
     turn->on_turn = 0;
     if (turn->turn_armed && turn->state == RILL_TASK_WAITING) {
       turn->turn_armed = 0;
-      rill__wait_cancel(&turn->wait, UV_ETIMEDOUT);
+      rill__wait_cancel(&turn->wait, turn->canceled ? UV_ECANCELED : UV_ETIMEDOUT);
     }
     turn = next;
   }
@@ -147,7 +147,13 @@ rill_task_t *rill__task_new(rill_worker_t *w, const char *kind) {
   t->yield_cb = NULL;
   t->kind = kind;
   t->busy = 0;
+  t->canceled = 0;
   return t;
+}
+
+void rill__task_cancel(rill_task_t *t) {
+  t->canceled = 1;
+  if (t->state == RILL_TASK_WAITING && !t->w->stopping) rill__wait_cancel(&t->wait, UV_ECANCELED);
 }
 
 void rill__task_start(rill_task_t *t, int nargs) {
@@ -176,7 +182,7 @@ rill_task_t *rill__task_check(rill_worker_t *w, lua_State *L) {
 static void task_timeout_cb(uv_timer_t *h) {
   rill_task_t *t = h->data;
   if (t->state != RILL_TASK_WAITING || t->w->stopping) return;
-  rill__wait_cancel(&t->wait, UV_ETIMEDOUT);
+  rill__wait_cancel(&t->wait, t->canceled ? UV_ECANCELED : UV_ETIMEDOUT);
 }
 
 /* A wait ended (wait.c): the task runs again, in this turn. */
@@ -203,6 +209,12 @@ int rill__task_wait(lua_State *L, rill_task_t *t, rill_waitq_t *q, int kind, voi
   t->wait.obj = obj;
   t->wait.cancel = cancel;
   rill__wait_start(&t->wait, q);
+  if (t->canceled) {
+    /* Ends "canceled" on the next turn; the timer keeps the loop running
+     * until then (the turn's handles do not). */
+    uv_timer_start(&t->timer, task_timeout_cb, 1, 0);
+    timeout_ms = 0;
+  }
   if (timeout_ms == 0) {
     /* Not a 0 ms timer: libuv runs one started from a timer callback in the
      * same pass, so a loop of such waits would never let I/O in. */

@@ -36,7 +36,13 @@ struct rill_task_s {
   rill_task_t *next;
   rill_task_t *turn_next; /* in the list of waits that end next turn */
   unsigned on_turn : 1, turn_armed : 1;
+  unsigned canceled : 1; /* th:cancel(): each wait from now on ends "canceled" */
 };
+
+/* Cancels t: the wait it is in now, and every wait it starts later, ends
+ * with UV_ECANCELED (Lua sees nil, "canceled"). A task never runs past a
+ * point it did not choose: it is only its waits that fail. */
+void rill__task_cancel(rill_task_t *t);
 
 /* ---- calls from compiled Lua (the FFI) ----
  * The hot methods (stream reads and writes, websocket receives and sends)

@@ -298,7 +298,7 @@ static int read_start(lua_State *L, lstream_ud *ud) {
     rop_reset(ud);
     return n;
   }
-  return rill__task_wait(L, t, &ud->waits, W_READ, ud, ud->timeout_ms, read_cancel);
+  return rill__task_wait(L, t, &ud->waits, W_READ, ud, rill__lstream_wait_ms(ud), read_cancel);
 }
 
 static lstream_ud *check_reader(lua_State *L) {
@@ -380,7 +380,7 @@ static int l_write(lua_State *L) {
   }
   int r = s->vt->write(s, bufs, (unsigned)nargs);
   if (r == RILL_EAGAIN)
-    return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, ud->timeout_ms, write_cancel);
+    return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, rill__lstream_wait_ms(ud), write_cancel);
   return rill__lstream_write_result(L, s, r);
 }
 
@@ -396,7 +396,7 @@ static int l_wait_drained(lua_State *L) {
   rill_task_t *t = rill__task_check(ud->s->w, L);
   if (rill__waitq_find(&ud->waits, W_WRITE))
     return luaL_error(L, "stream already has a writer waiting");
-  return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, ud->timeout_ms, write_cancel);
+  return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, rill__lstream_wait_ms(ud), write_cancel);
 }
 
 /* ---- the fast paths (lua_sched.h: calls from compiled Lua) ---- */
@@ -505,6 +505,33 @@ static int l_settimeout(lua_State *L) {
   if (ud->s == NULL) return luaL_error(L, "attempt to use a closed stream");
   lua_Number ms = luaL_optnumber(L, 2, -1);
   ud->timeout_ms = ms < 0 ? -1 : ms > 2e9 ? 2000000000 : (int)ms;
+  lua_settop(L, 1);
+  return 1;
+}
+
+int rill__lstream_wait_ms(const lstream_ud *ud) {
+  if (ud->deadline == 0) return ud->timeout_ms;
+  uv_loop_t *loop = ud->w->loop;
+  uv_update_time(loop);
+  uint64_t now = uv_now(loop);
+  int left = ud->deadline <= now ? 0 : ud->deadline - now > 2000000000 ? 2000000000
+                                                                       : (int)(ud->deadline - now);
+  return ud->timeout_ms < 0 || left < ud->timeout_ms ? left : ud->timeout_ms;
+}
+
+/* s:setdeadline([ms]): no wait of s lasts past ms from now (each wait
+ * still stops at the timeout too); nil or a negative ms: no deadline. */
+static int l_setdeadline(lua_State *L) {
+  lstream_ud *ud = toud(L, 1);
+  if (ud->s == NULL) return luaL_error(L, "attempt to use a closed stream");
+  lua_Number ms = luaL_optnumber(L, 2, -1);
+  if (ms < 0) {
+    ud->deadline = 0;
+  } else {
+    uv_update_time(ud->w->loop);
+    ud->deadline = uv_now(ud->w->loop) + (uint64_t)(ms > 4e12 ? 4e12 : ms);
+    if (ud->deadline == 0) ud->deadline = 1;
+  }
   lua_settop(L, 1);
   return 1;
 }
@@ -656,6 +683,7 @@ static const luaL_Reg methods[] = {
     {"shutdown", l_shutdown},
     {"close", l_close},
     {"settimeout", l_settimeout},
+    {"setdeadline", l_setdeadline},
     {"_probe", l_probe},
     {"peername", l_peername},
     {"proxyname", l_proxyname},

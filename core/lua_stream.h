@@ -28,6 +28,7 @@ typedef struct {
   rill_stream_t *s; /* NULL once closed or gone */
   int owns;         /* collecting the userdata closes the stream */
   int timeout_ms;   /* -1: none */
+  uint64_t deadline; /* the loop's time (ms) no wait may pass; 0: none */
   rill_waitq_t waits;
   /* the read in progress */
   int rop;
@@ -60,6 +61,9 @@ lstream_ud *rill__lstream_push(lua_State *L, rill_stream_t *s, int owns, int tim
  * bound or has waits. */
 int rill__lstream_reuse(lstream_ud *ud, rill_stream_t *s, int timeout_ms);
 rill_stream_t *rill__lstream_check(lua_State *L, int idx);
+/* The timeout of ud's next wait (ms, -1: none): its timeout_ms, cut to what
+ * is left before its deadline. */
+int rill__lstream_wait_ms(const lstream_ud *ud);
 /* The userdata at idx (raises if it is not a stream face). */
 lstream_ud *rill__lstream_ud(lua_State *L, int idx);
 /* Starts a parsed read on the userdata at idx, with the parser state kept in

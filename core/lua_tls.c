@@ -235,7 +235,7 @@ static int l_starttls(lua_State *L) {
   if (r == RILL_EAGAIN) {
     st->wt = &t->wait;
     rill__stream_bind(ts, &st->b, &starttls_ops);
-    return rill__task_wait(L, t, &ud->waits, W_HANDSHAKE, st, ud->timeout_ms,
+    return rill__task_wait(L, t, &ud->waits, W_HANDSHAKE, st, rill__lstream_wait_ms(ud),
                            starttls_cancel);
   }
   free(st);

@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,7 +35,36 @@
 typedef struct {
   char *name;
   lua_CFunction fn;
+  void *ctx; /* rill_register_ctx: its first upvalue */
 } named_fn_t;
+
+/* The HTTP limits (RILL_OPT_MAX_CONNECTIONS ..): cfg.limits's keys, the
+ * values a setter takes, and whether -1 and 0 mean "no limit" (which Lua
+ * hears as 0). */
+typedef struct {
+  int opt;
+  const char *key;
+  long long min, max;
+  int unlimited;
+} limit_t;
+
+#define MAX_INT 2147483647LL
+static const limit_t limits[] = {
+    {RILL_OPT_MAX_CONNECTIONS, "max_connections", 1, MAX_INT, 0},
+    {RILL_OPT_MAX_CONNECTIONS_PER_ADDRESS, "max_connections_per_address", 1, MAX_INT, 1},
+    {RILL_OPT_MAX_HEADER_BYTES, "max_header_bytes", 64, MAX_INT, 0},
+    {RILL_OPT_MAX_HEADERS, "max_headers", 1, 65535, 0},
+    {RILL_OPT_MAX_BODY_BYTES, "max_body_bytes", 1, 1LL << 53, 1},
+    {RILL_OPT_MIN_BODY_RATE, "min_body_rate", 1, MAX_INT, 1},
+    {RILL_OPT_BODY_RATE_GRACE, "body_rate_grace", 1, MAX_INT, 0},
+    {RILL_OPT_HEADER_TIMEOUT, "header_timeout", 1, MAX_INT, 0},
+    {RILL_OPT_BODY_TIMEOUT, "body_timeout", 1, MAX_INT, 0},
+    {RILL_OPT_KEEPALIVE_TIMEOUT, "keepalive_timeout", 1, MAX_INT, 0},
+    {RILL_OPT_SEND_TIMEOUT, "send_timeout", 1, MAX_INT, 0},
+};
+#define NLIMITS (sizeof(limits) / sizeof(*limits))
+#define NSIGS 3
+static const int signums[NSIGS] = {SIGTERM, SIGINT, SIGHUP};
 
 /* A listen call: where (host:port, a unix path, or the host's fd) and the
  * listener's options, for rill.app.start (push_config). */
@@ -60,6 +90,23 @@ typedef struct adopt_s {
 struct rill_s {
   rill_options_t o;
   char *lua_path, *log_level;
+  /* options set with rill_set_int / rill_set_str */
+  long long limit[NLIMITS];
+  unsigned char limit_set[NLIMITS];
+  int signals;        /* RILL_OPT_SIGNALS */
+  int level;          /* RILL_OPT_LOG_LEVEL, or -1 */
+  long long grace;    /* RILL_OPT_GRACE (ms), or -1 */
+  rill_log_cb log_cb; /* rill_on_log */
+  void *log_ud;
+  char last_error[1024]; /* rill_last_error */
+  /* rill_on_worker; per worker, whether start ran (1) and stop ran (2) */
+  void (*worker_start)(rill_t *r, int worker, lua_State *L, void *ud);
+  void (*worker_stop)(rill_t *r, int worker, void *ud);
+  void *worker_ud;
+  int *hooked;
+  uv_thread_t thread0; /* worker 0's thread: the one that called rill_start */
+  /* the signals' dispositions before rill watched them (RILL_OPT_SIGNALS) */
+  struct sigaction old_sigs[NSIGS];
   uv_loop_t *host_loop;
   int nworkers;
   rill_worker_t **workers;
@@ -84,9 +131,13 @@ struct rill_s {
   int nslots;
   /* the command line: each worker runs rill.cli.main(argv...) */
   int cli, argc;
+  /* `rill run`: the signals a script takes itself (rill.on_signal), as bits
+   * by number, and those arrived for worker 0 to run its handlers for */
+  int run_mode;
+  unsigned sig_wanted, sig_pending;
   char **argv;
   /* on worker 0's loop */
-  uv_signal_t sigs[3];
+  uv_signal_t sigs[NSIGS];
   int nsigs;
   uv_fs_event_t watch;
   uv_timer_t debounce;
@@ -107,7 +158,10 @@ static void add_host(rill_t *r, lua_State *L) {
   lua_getfield(L, -1, "loaded");
   lua_createtable(L, 0, r->nfns);
   for (int i = 0; i < r->nfns; i++) {
-    lua_pushcfunction(L, r->fns[i].fn);
+    /* Each with its ctx (NULL for rill_register) as its first upvalue,
+     * which rill_context reads. */
+    lua_pushlightuserdata(L, r->fns[i].ctx);
+    lua_pushcclosure(L, r->fns[i].fn, 1);
     lua_setfield(L, -2, r->fns[i].name);
   }
   lua_setfield(L, -2, "rill.host");
@@ -150,6 +204,7 @@ static void port_bound(rill_worker_t *w, int slot, int port) {
 /* ---- workers ---- */
 
 static unsigned grace_ms(rill_t *r) {
+  if (r->grace >= 0) return (unsigned)r->grace;
   double g = r->o.grace > 0 ? r->o.grace : 30;
   return (unsigned)(g * 1000);
 }
@@ -213,6 +268,16 @@ static void on_command(rill_worker_t *w, int cmds) {
     return;
   }
   if (cmds & RILL_CMD_ADOPT) adopt_all(w);
+  if ((cmds & RILL_CMD_SIGNAL) && w->rt) {
+    rill_t *r = w->rt;
+    unsigned bits = __atomic_exchange_n(&r->sig_pending, 0, __ATOMIC_SEQ_CST);
+    for (int sig = 1; sig < 32; sig++) {
+      if (!(bits & (1u << sig))) continue;
+      char code[64];
+      snprintf(code, sizeof(code), "require('rill')._signal(%d)", sig);
+      run_lua(w, code);
+    }
+  }
   if (cmds & RILL_CMD_STOP) rill__worker_stop(w, w->rt ? grace_ms(w->rt) : 30000);
   if ((cmds & RILL_CMD_RELOAD) && !w->graceful) {
     RILL_COUNT(w->m->reloads, 1);
@@ -236,9 +301,13 @@ static void boot_done(rill_task_t *t, int status) {
     return;
   }
   if (status != 0 || !lua_toboolean(t->co, 1)) {
-    if (status == 0 && lua_isstring(t->co, 2))
-      rill__log(w, RILL_LOG_ERROR, "%s", lua_tostring(t->co, 2));
+    const char *msg = lua_tostring(t->co, status != 0 ? -1 : 2);
+    if (status == 0 && msg) rill__log(w, RILL_LOG_ERROR, "%s", msg);
+    /* The first worker to fail says why (they all load the same app). */
+    uv_mutex_lock(&r->lock);
+    if (r->boot_error == 0) rill__set_error(r, "%s", msg ? msg : "the app did not load");
     r->boot_error = RILL_ELOAD;
+    uv_mutex_unlock(&r->lock);
     return;
   }
   if (w->id == 0 && lua_istable(t->co, 2)) {
@@ -338,6 +407,16 @@ static void push_config(rill_t *r, lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "listens");
+  /* The HTTP limits set with rill_set_int, under rill serve's keys and
+   * units (ms, bytes; 0: no limit); those not set keep http.listen's
+   * defaults. */
+  lua_createtable(L, 0, NLIMITS);
+  for (size_t i = 0; i < NLIMITS; i++) {
+    if (!r->limit_set[i]) continue;
+    lua_pushnumber(L, (lua_Number)r->limit[i]);
+    lua_setfield(L, -2, limits[i].key);
+  }
+  lua_setfield(L, -2, "limits");
 }
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -355,7 +434,16 @@ static int level_of(const char *name) {
 }
 
 static void control_start(rill_t *r);
-static void worker0_stopped(rill_worker_t *w);
+static void control_stop(rill_t *r);
+static void worker_stopped(rill_worker_t *w);
+
+/* Runs worker id's stop hook, on its thread, once, if its start hook ran
+ * (rill_on_worker). */
+static void worker_stop_hook(rill_t *r, int id) {
+  if (r->hooked == NULL || r->hooked[id] != 1) return;
+  r->hooked[id] = 2;
+  if (r->worker_stop) r->worker_stop(r, id, r->worker_ud);
+}
 
 /* Creates worker id and runs its bootstrap; 0 or an error. */
 static int boot(rill_t *r, int id, uv_loop_t *loop) {
@@ -367,15 +455,25 @@ static int boot(rill_t *r, int id, uv_loop_t *loop) {
   w->m = &r->metrics[id];
   w->port_for = port_for;
   w->port_bound = port_bound;
-  w->log_level = level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
+  w->log_level = r->level >= 0
+                     ? r->level
+                     : level_of(r->log_level ? r->log_level : getenv("RILL_LOG"));
+  w->log_cb = r->log_cb;
+  w->log_ud = r->log_ud;
+  /* A script's log lines on a terminal: for people, without time or worker. */
+  w->log_plain = r->run_mode && isatty(STDERR_FILENO);
   w->on_command = on_command;
-  if (id == 0) w->on_stopped = worker0_stopped;
+  w->on_stopped = worker_stopped;
   /* Signals are watched before the bootstrap logs its ports: whoever reads
    * them may send SIGTERM at once (it is handled when the loop first runs). */
-  if (id == 0 && !r->host_loop && !r->cli) control_start(r);
+  if (id == 0 && r->signals && !r->cli) control_start(r);
   if (rill__lua_setup(w, r->lua_path) != 0) return UV_ENOMEM;
   rill__host_bind(w->L, w);
   add_host(r, w->L);
+  if (r->worker_start || r->worker_stop) {
+    r->hooked[id] = 1;
+    if (r->worker_start) r->worker_start(r, id, w->L, r->worker_ud);
+  }
   rill_task_t *t = rill__task_new(w, "main");
   if (t == NULL) return UV_ENOMEM;
   int nargs;
@@ -425,27 +523,16 @@ static void pin(rill_t *r, int id) {
   }
 }
 
-/* A write to a socket whose peer has gone must not raise SIGPIPE in the
- * host's process (the write fails with EPIPE instead). rill's own threads
- * keep it blocked; the thread in rill_run() blocks it while it runs the
- * loop, and takes any that came before it restores the host's mask. Only
- * these threads' masks change: the process's disposition is the host's. */
-static void sigpipe_block(sigset_t *old) {
+/* No write of rill's raises SIGPIPE (core/nosigpipe.c: MSG_NOSIGNAL on
+ * sockets, the signal blocked for that one call otherwise). rill's own
+ * threads keep it blocked besides, so that Lua code writing to a pipe
+ * (io.write to a closed stdout) cannot kill the host from them; the host's
+ * threads and the process's disposition are never touched. */
+static void sigpipe_block(void) {
   sigset_t pipe;
   sigemptyset(&pipe);
   sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, old);
-}
-
-static void sigpipe_restore(const sigset_t *old) {
-  if (sigismember(old, SIGPIPE)) return; /* it was blocked before: nothing to do */
-  sigset_t pipe;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  struct timespec zero = {0, 0};
-  while (sigtimedwait(&pipe, NULL, &zero) == SIGPIPE) {
-  }
-  pthread_sigmask(SIG_SETMASK, old, NULL);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 }
 
 static void worker_thread(void *arg) {
@@ -453,12 +540,15 @@ static void worker_thread(void *arg) {
   rill_t *r = ta->r;
   int id = ta->id;
   free(ta);
-  sigpipe_block(NULL);
+  sigpipe_block();
   pin(r, id);
   int err = boot(r, id, NULL);
   if (err && r->boot_error == 0) r->boot_error = err;
   uv_sem_post(&r->ready);
   if (err == 0) uv_run(r->workers[id]->loop, UV_RUN_DEFAULT);
+  /* The loop ended without a stop (rill.exit on another worker): the
+   * worker's stop hook still runs on its thread. */
+  if (r->workers[id]) worker_stop_hook(r, id);
 }
 
 /* ---- signals and watching, on worker 0's loop ---- */
@@ -483,22 +573,39 @@ static void signal_cb(uv_signal_t *h, int signum) {
 
 static void handle_closed(uv_handle_t *h) {}
 
+/* RILL_OPT_SIGNALS: watches SIGTERM, SIGINT and SIGHUP on worker 0's loop,
+ * keeping the dispositions they had, for restore_signals. */
 static void control_start(rill_t *r) {
   uv_loop_t *loop = r->workers[0]->loop;
-  static const int signums[] = {SIGTERM, SIGINT, SIGHUP};
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < NSIGS; i++) {
+    sigaction(signums[i], NULL, &r->old_sigs[i]);
     uv_signal_init(loop, &r->sigs[i]);
     r->sigs[i].data = r;
     uv_signal_start(&r->sigs[i], signal_cb, signums[i]);
     uv_unref((uv_handle_t *)&r->sigs[i]);
   }
-  r->nsigs = 3;
+  r->nsigs = NSIGS;
+}
+
+/* After rill's signal handles are closed: libuv set a signal nobody else
+ * watches to SIG_DFL; it gets back the disposition it had before
+ * rill_start. A signal the host watches through libuv too is left to it. */
+static void restore_signals(rill_t *r) {
+  for (int i = 0; i < NSIGS; i++) {
+    struct sigaction now;
+    if (sigaction(signums[i], NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
+        now.sa_handler == SIG_DFL)
+      sigaction(signums[i], &r->old_sigs[i], NULL);
+  }
 }
 
 static void control_stop(rill_t *r) {
+  int had = r->nsigs;
   for (int i = 0; i < r->nsigs; i++)
     uv_close((uv_handle_t *)&r->sigs[i], handle_closed);
   r->nsigs = 0;
+  /* uv_close stops a signal handle at once (it need not wait for the loop). */
+  if (had) restore_signals(r);
   if (r->watching) {
     uv_close((uv_handle_t *)&r->watch, handle_closed);
     uv_close((uv_handle_t *)&r->debounce, handle_closed);
@@ -536,6 +643,18 @@ int rill__runtime_watch(rill_worker_t *w, const char *dir) {
   uv_unref((uv_handle_t *)&r->watch);
   uv_unref((uv_handle_t *)&r->debounce);
   r->watching = 1;
+  return 0;
+}
+
+int rill__runtime_on_signal(rill_worker_t *w, int sig, int on) {
+  rill_t *r = w->rt;
+  if (r == NULL || !r->run_mode || w->id != 0) return UV_ENOTSUP;
+  if (sig != SIGINT && sig != SIGTERM && sig != SIGHUP && sig != SIGUSR1 && sig != SIGUSR2)
+    return UV_EINVAL;
+  if (on)
+    __atomic_fetch_or(&r->sig_wanted, 1u << sig, __ATOMIC_SEQ_CST);
+  else
+    __atomic_fetch_and(&r->sig_wanted, ~(1u << sig), __ATOMIC_SEQ_CST);
   return 0;
 }
 
@@ -601,13 +720,20 @@ static int create(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) {
   r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
   r->threads = calloc((size_t)r->nworkers, sizeof(*r->threads));
   r->metrics = calloc((size_t)r->nworkers, sizeof(*r->metrics));
-  if (r->workers == NULL || r->threads == NULL || r->metrics == NULL) {
+  r->hooked = calloc((size_t)r->nworkers, sizeof(*r->hooked));
+  if (r->workers == NULL || r->threads == NULL || r->metrics == NULL ||
+      r->hooked == NULL) {
     free(r->workers);
     free(r->threads);
     free(r->metrics);
+    free(r->hooked);
+    free(r->lua_path);
+    free(r->log_level);
     free(r);
     return UV_ENOMEM;
   }
+  r->level = -1;
+  r->grace = -1;
   uv_mutex_init(&r->lock);
   uv_sem_init(&r->ready, 0);
   *out = r;
@@ -623,35 +749,128 @@ int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_t *opts) 
   return create(out, loop, opts);
 }
 
-static int add_fn(named_fn_t **list, int *n, const char *name, lua_CFunction fn) {
+static int add_fn(named_fn_t **list, int *n, const char *name, lua_CFunction fn,
+                  void *ctx) {
   named_fn_t *l = realloc(*list, sizeof(**list) * (size_t)(*n + 1));
   if (l == NULL) return UV_ENOMEM;
-  l[*n].name = strdup(name);
-  l[*n].fn = fn;
   *list = l;
+  l[*n].name = strdup(name);
+  if (l[*n].name == NULL) return UV_ENOMEM;
+  l[*n].fn = fn;
+  l[*n].ctx = ctx;
   (*n)++;
   return 0;
 }
 
-int rill_register(rill_t *r, const char *name, lua_CFunction fn) {
+int rill_register_ctx(rill_t *r, const char *name, lua_CFunction fn, void *ctx) {
   if (r->started) return RILL_ESTATE;
-  if (name == NULL || fn == NULL) return UV_EINVAL;
-  return add_fn(&r->fns, &r->nfns, name, fn);
+  if (name == NULL || fn == NULL) {
+    rill__set_error(r, "rill_register: %s is NULL", name ? "fn" : "name");
+    return UV_EINVAL;
+  }
+  return add_fn(&r->fns, &r->nfns, name, fn, ctx);
+}
+
+int rill_register(rill_t *r, const char *name, lua_CFunction fn) {
+  return rill_register_ctx(r, name, fn, NULL);
 }
 
 int rill_preload(rill_t *r, const char *name, lua_CFunction open) {
   if (r->started) return RILL_ESTATE;
   if (name == NULL || open == NULL) return UV_EINVAL;
-  return add_fn(&r->pres, &r->npres, name, open);
+  return add_fn(&r->pres, &r->npres, name, open, NULL);
+}
+
+/* ---- options, errors and the log ---- */
+
+void rill__set_error(rill_t *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->last_error, sizeof(r->last_error), fmt, ap);
+  va_end(ap);
+}
+
+const char *rill_last_error(rill_t *r) {
+  return r ? r->last_error : "";
+}
+
+int rill_set_int(rill_t *r, int opt, long long v) {
+  if (r->started) {
+    rill__set_error(r, "rill_set_int: option %d: the runtime has started", opt);
+    return RILL_ESTATE;
+  }
+  switch (opt) {
+  case RILL_OPT_SIGNALS:
+    if (v != 0 && v != 1) break;
+    r->signals = (int)v;
+    return 0;
+  case RILL_OPT_LOG_LEVEL:
+    if (v < RILL_LOG_ERROR || v > RILL_LOG_DEBUG) break;
+    r->level = (int)v;
+    return 0;
+  case RILL_OPT_GRACE:
+    if (v < 1 || v > MAX_INT) break;
+    r->grace = v;
+    return 0;
+  default:
+    for (size_t i = 0; i < NLIMITS; i++) {
+      const limit_t *l = &limits[i];
+      if (l->opt != opt) continue;
+      if (l->unlimited && (v == -1 || v == 0)) {
+        r->limit[i] = 0; /* Lua's "no limit" */
+      } else if (v < l->min || v > l->max) {
+        rill__set_error(r, "rill_set_int: %s must be %s%lld .. %lld, not %lld", l->key,
+                        l->unlimited ? "-1 (no limit) or " : "", l->min, l->max, v);
+        return UV_EINVAL;
+      } else {
+        r->limit[i] = v;
+      }
+      r->limit_set[i] = 1;
+      return 0;
+    }
+    rill__set_error(r, "rill_set_int: unknown option %d", opt);
+    return UV_EINVAL;
+  }
+  rill__set_error(r, "rill_set_int: option %d cannot be %lld", opt, v);
+  return UV_EINVAL;
+}
+
+int rill_set_str(rill_t *r, int opt, const char *v) {
+  if (r->started) {
+    rill__set_error(r, "rill_set_str: option %d: the runtime has started", opt);
+    return RILL_ESTATE;
+  }
+  if (opt == RILL_OPT_LOG_LEVEL) {
+    if (v == NULL || !level_known(v)) {
+      rill__set_error(r,
+                      "rill_set_str: the log level must be error, warn, info or debug");
+      return UV_EINVAL;
+    }
+    r->level = level_of(v);
+    return 0;
+  }
+  if (opt == RILL_OPT_SIGNALS || opt == RILL_OPT_GRACE) {
+    rill__set_error(r, "rill_set_str: option %d takes a number: rill_set_int", opt);
+    return UV_EINVAL;
+  }
+  for (size_t i = 0; i < NLIMITS; i++) {
+    if (limits[i].opt == opt) {
+      rill__set_error(r, "rill_set_str: %s takes a number: rill_set_int", limits[i].key);
+      return UV_EINVAL;
+    }
+  }
+  rill__set_error(r, "rill_set_str: unknown option %d", opt);
+  return UV_EINVAL;
+}
+
+int rill_on_log(rill_t *r, rill_log_cb cb, void *ud) {
+  if (r->started) return RILL_ESTATE;
+  r->log_cb = cb;
+  r->log_ud = ud;
+  return 0;
 }
 
 /* ---- listeners (rill_listen*, rill_listener_*, rill_serve_fd) ---- */
-
-/* until part B lands: the reason a call failed, for rill_last_error */
-static void rill__set_error(rill_t *r, const char *fmt, ...) {
-  (void)r;
-  (void)fmt;
-}
 
 static int add_str(char ***list, int *n, const char *v) {
   char **l = realloc(*list, sizeof(char *) * (size_t)(*n + 1));
@@ -919,8 +1138,12 @@ int rill_load_string(rill_t *r, const char *code, const char *name) {
 
 int rill_start(rill_t *r) {
   if (r->started) return 0;
-  if (!r->cli && r->app_path == NULL && r->app_code == NULL) return RILL_ELOAD;
+  if (!r->cli && r->app_path == NULL && r->app_code == NULL) {
+    rill__set_error(r, "rill_start: no app (rill_load_file or rill_load_string)");
+    return RILL_ELOAD;
+  }
   r->started = 1;
+  r->thread0 = uv_thread_self();
   if (sched_getaffinity(0, sizeof(r->cpus), &r->cpus) != 0) CPU_ZERO(&r->cpus);
   r->ports = calloc((size_t)(r->nlistens + 1), sizeof(int));
   /* Worker 0 first, on this thread: its listeners fix the ports the others
@@ -951,10 +1174,7 @@ int rill_run_once(rill_t *r) {
     int err = rill_start(r);
     if (err) return err;
   }
-  sigset_t old;
-  sigpipe_block(&old);
   int more = uv_run(r->workers[0]->loop, UV_RUN_NOWAIT) != 0;
-  sigpipe_restore(&old);
   /* Once the stop has finished there is nothing more to do: rill_free. */
   return more && !r->workers[0]->stop_done;
 }
@@ -970,15 +1190,14 @@ int rill_run(rill_t *r) {
   if (!r->started) {
     int err = rill_start(r);
     if (err) {
-      rill__log(r->workers[0], RILL_LOG_ERROR, "rill: %s", rill_strerror(err));
+      rill__log_host(r->workers[0], RILL_LOG_ERROR, "rill: %s", rill_strerror(err));
       return 1;
     }
   }
   if (r->host_loop) return RILL_ESTATE; /* the host runs its loop */
-  sigset_t old;
-  sigpipe_block(&old);
   uv_run(r->workers[0]->loop, UV_RUN_DEFAULT);
-  sigpipe_restore(&old);
+  /* A script whose thread raised, with nobody taking the error, failed. */
+  if (r->run_mode && r->exit_code == 0 && r->workers[0]->unhandled > 0) r->exit_code = 1;
   /* Worker 0 is done: so are the others. */
   for (int i = 1; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_STOP);
@@ -986,30 +1205,111 @@ int rill_run(rill_t *r) {
   return r->exit_code;
 }
 
+/* rill_reload on worker 0's thread, outside Lua: worker 0 reloads now. */
+typedef struct {
+  int done, ok;
+  char err[1000];
+} reload_t;
+
+static void reload_done(rill_task_t *t, int status) {
+  reload_t *rl = t->done_data;
+  rl->done = 1;
+  rl->ok = status == 0 && lua_toboolean(t->co, 1);
+  if (!rl->ok) {
+    const char *msg = lua_tostring(t->co, status != 0 ? -1 : 2);
+    snprintf(rl->err, sizeof(rl->err), "%s", msg ? msg : "the app did not load");
+  }
+}
+
+/* Reloads worker 0 at once if the caller is its thread and no Lua runs on
+ * it: 1 if that reload ended (rl says how), 0 if it was not possible or is
+ * still waiting (the workers then reload on their own). */
+static int reload_here(rill_t *r, reload_t *rl) {
+  rill_worker_t *w = r->workers[0];
+  uv_thread_t self = uv_thread_self();
+  if (r->cli || w == NULL || w->graceful || w->stopping ||
+      !uv_thread_equal(&self, &r->thread0) || rill__task_current(w) != NULL)
+    return 0;
+  rill_task_t *t = rill__task_new(w, "reload");
+  if (t == NULL) return 0;
+  luaL_loadstring(t->co, "return require('rill.app').reload()");
+  t->done = reload_done;
+  t->done_data = rl;
+  RILL_COUNT(w->m->reloads, 1);
+  rill__task_start(t, 0);
+  if (rl->done) return 1;
+  t->done = NULL; /* still running (it waits, or Lua runs already): on its own */
+  return 0;
+}
+
 int rill_reload(rill_t *r) {
-  if (!r->started) return RILL_ESTATE;
+  if (!r->started) {
+    rill__set_error(r, "rill_reload: the runtime has not started");
+    return RILL_ESTATE;
+  }
   /* A file that does not compile is refused here, so the host hears of it;
-   * the workers keep the code they run. (An error the app raises while it
-   * loads is found by each worker, which logs it and keeps its old code.) */
+   * the workers keep the code they run. */
   if (r->app_path) {
     lua_State *L = luaL_newstate();
     if (L == NULL) return UV_ENOMEM;
     int bad = luaL_loadfile(L, r->app_path) != 0;
-    if (bad)
-      rill__log(r->workers[0], RILL_LOG_ERROR, "reload refused: %s", lua_tostring(L, -1));
+    if (bad) {
+      const char *msg = lua_tostring(L, -1);
+      rill__log_host(r->workers[0], RILL_LOG_ERROR, "reload refused: %s", msg);
+      rill__set_error(r, "%s", msg ? msg : r->app_path);
+    }
     lua_close(L);
     if (bad) return RILL_ELOAD;
   }
   reload_ticket_keys(r->workers[0]);
-  for (int i = 0; i < r->nworkers; i++)
+  /* An app that raises while it loads is found by worker 0 at once when
+   * it can (then no worker reloads); else each worker finds it, logs it
+   * and keeps its old code. */
+  reload_t rl = {0, 0, {0}};
+  int here = reload_here(r, &rl);
+  if (here && !rl.ok) {
+    rill__set_error(r, "%s", rl.err);
+    return RILL_ELOAD;
+  }
+  for (int i = here ? 1 : 0; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_RELOAD);
   return 0;
 }
 
-/* Worker 0's stop has finished: the host hears it. */
-static void worker0_stopped(rill_worker_t *w) {
+int rill_backend_fd(rill_t *r) {
+  if (r->host_loop) return UV_EINVAL;
+  if (!r->started || r->workers[0] == NULL) return RILL_ESTATE;
+  return uv_backend_fd(r->workers[0]->loop);
+}
+
+int rill_backend_timeout(rill_t *r) {
+  if (r->host_loop) return UV_EINVAL;
+  if (!r->started || r->workers[0] == NULL) return RILL_ESTATE;
+  /* Once the stop is done: call rill_run_once now, which says so. */
+  if (r->workers[0]->stop_done) return 0;
+  return uv_backend_timeout(r->workers[0]->loop);
+}
+
+/* A worker's stop has finished (on its thread): its stop hook runs; for
+ * worker 0, rill's signal handles go (so that the host's loop is left with
+ * nothing of rill's) and the host hears of it. */
+static void worker_stopped(rill_worker_t *w) {
   rill_t *r = w->rt;
-  if (r && r->on_stop) r->on_stop(r, r->on_stop_ud);
+  if (r == NULL) return;
+  worker_stop_hook(r, w->id);
+  if (w->id != 0) return;
+  control_stop(r);
+  if (r->on_stop) r->on_stop(r, r->on_stop_ud);
+}
+
+int rill_on_worker(rill_t *r,
+                   void (*start)(rill_t *r, int worker, lua_State *L, void *ud),
+                   void (*stop)(rill_t *r, int worker, void *ud), void *ud) {
+  if (r->started) return RILL_ESTATE;
+  r->worker_start = start;
+  r->worker_stop = stop;
+  r->worker_ud = ud;
+  return 0;
 }
 
 int rill_on_stop(rill_t *r, void (*cb)(rill_t *r, void *ud), void *ud) {
@@ -1039,6 +1339,8 @@ void rill_free(rill_t *r) {
       if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_FORCE);
     join_threads(r);
   }
+  /* Worker 0 is this thread's: its stop hook runs here if no stop ran it. */
+  if (r->started && r->workers[0]) worker_stop_hook(r, 0);
   control_stop(r);
   for (int i = 0; i < r->nworkers; i++)
     if (r->workers[i]) rill__worker_free(r->workers[i]);
@@ -1064,6 +1366,7 @@ void rill_free(rill_t *r) {
   free(r->lua_path);
   free(r->log_level);
   free(r->metrics);
+  free(r->hooked);
   free(r->workers);
   free(r->threads);
   uv_sem_destroy(&r->ready);
@@ -1098,11 +1401,30 @@ static void *signal_thread(void *arg) {
     int sig;
     if (sigwait(&cli_signals, &sig) != 0) continue;
     rill_worker_t *w0 = r->workers[0];
+    if (r->run_mode) {
+      /* A script's handler (rill.on_signal) runs on worker 0; without one,
+       * SIGTERM stops it gracefully (status 0), and the others end it as
+       * their default would (130 for Ctrl-C), its threads stopped at once. */
+      if (__atomic_load_n(&r->sig_wanted, __ATOMIC_SEQ_CST) & (1u << sig)) {
+        __atomic_fetch_or(&r->sig_pending, 1u << sig, __ATOMIC_SEQ_CST);
+        rill__worker_command(w0, RILL_CMD_SIGNAL);
+        continue;
+      }
+      /* SIGTERM stops a script that serves gracefully, as `rill serve`. */
+      if (sig == SIGTERM) goto stop;
+      if (stops++ > 0) _exit(128 + sig);
+      r->exit_code = 128 + sig;
+      r->stop_requested = 1;
+      for (int i = 0; i < r->nworkers; i++)
+        if (r->workers[i]) rill__worker_command(r->workers[i], RILL_CMD_FORCE);
+      continue;
+    }
     if (sig == SIGHUP) {
       rill__log(w0, RILL_LOG_INFO, "SIGHUP: reloading");
       rill_reload(r);
       continue;
     }
+  stop:;
     const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
     if (stops++ == 0) {
       rill__log(w0, RILL_LOG_INFO, "%s: stopping", name);
@@ -1170,6 +1492,13 @@ int rill_main(int argc, char **argv) {
   /* The options the runtime needs before any Lua runs; rill.cli parses the
    * rest (and checks these too). */
   int serve = argc > 1 && strcmp(argv[1], "serve") == 0;
+  int run = argc > 1 && strcmp(argv[1], "run") == 0;
+  if (run) {
+    /* a script may take these too (rill.on_signal) */
+    sigaddset(&cli_signals, SIGUSR1);
+    sigaddset(&cli_signals, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &cli_signals, NULL);
+  }
   if (serve) o.workers = cores();
   for (int i = 2; serve && i < argc; i++) {
     if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc)
@@ -1190,6 +1519,7 @@ int rill_main(int argc, char **argv) {
     return 1;
   }
   r->cli = 1;
+  r->run_mode = run;
   r->argc = argc;
   r->argv = argv;
   pthread_t sigs;

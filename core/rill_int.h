@@ -28,4 +28,9 @@ typedef struct rill_stream_s rill_stream_t;
 /* Error codes as the messages Lua sees: "timeout", "closed", "ENAME: text". */
 const char *rill__errmsg(int err);
 
+/* Sets what rill_last_error(r) returns (rill.c): the reason a call of the
+ * host's on r failed. */
+void rill__set_error(rill_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif /* RILL_INT_H */

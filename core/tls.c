@@ -1,7 +1,9 @@
 /* TLS streams over rill streams, with mbedTLS 2.28. See tls.h. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -126,7 +128,9 @@ static mbedtls_x509_crt *ca_chain(tls_worker_t *tw, const char *path, char *err,
     return NULL;
   }
   mbedtls_x509_crt_init(&c->crt);
-  int r = mbedtls_x509_crt_parse_file(&c->crt, path);
+  struct stat st;
+  int r = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? mbedtls_x509_crt_parse_path(&c->crt, path)
+                                                      : mbedtls_x509_crt_parse_file(&c->crt, path);
   if (r < 0 || c->crt.version == 0) {
     char msg[128];
     mbedtls_strerror(r, msg, sizeof(msg));
@@ -414,7 +418,11 @@ int rill__tls_client_conf(rill_worker_t *w, const char *ca_file, int verify,
     return UV_ENOMEM;
   }
   if (verify) {
-    if (ca_file == NULL) ca_file = SYSTEM_CA;
+    /* The system's store, unless the environment names another, as
+     * OpenSSL's clients read it (a file wins over a directory). */
+    if (ca_file == NULL) ca_file = getenv("SSL_CERT_FILE");
+    if (ca_file == NULL || *ca_file == 0) ca_file = getenv("SSL_CERT_DIR");
+    if (ca_file == NULL || *ca_file == 0) ca_file = SYSTEM_CA;
     mbedtls_x509_crt *ca = ca_chain(w->tls, ca_file, err, errlen);
     if (ca != NULL && (c->ca_path = strdup(ca_file)) == NULL)
       snprintf(err, errlen, "out of memory");
@@ -484,7 +492,8 @@ typedef struct {
   uv_timer_t timer; /* the handshake's deadline */
   int state;
   int err;
-  char errmsg[200];
+  char errmsg[448];
+  char name_msg[256]; /* a verifying client: why the name did not match */
   char *session_key; /* clients: where to keep the session */
   char sni[256];
   char *stage; /* plaintext gathered to become a record, RECORD bytes */
@@ -547,6 +556,80 @@ static void timer_stop(tls_t *t) {
   t->timer_on = 0;
 }
 
+/* ---- the peer's name ---- */
+
+/* Whether the certificate has an iPAddress name equal to the literal
+ * address name (mbedTLS 2.28 matches DNS names only). */
+static int ip_matches(const mbedtls_x509_crt *crt, const char *name) {
+  unsigned char ip[16];
+  size_t len;
+  if (inet_pton(AF_INET, name, ip) == 1)
+    len = 4;
+  else if (inet_pton(AF_INET6, name, ip) == 1)
+    len = 16;
+  else
+    return 0;
+  for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san && san->buf.p;
+       san = san->next)
+    if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS) &&
+        san->buf.len == len && memcmp(san->buf.p, ip, len) == 0)
+      return 1;
+  return 0;
+}
+
+/* Appends the names the certificate is for to out: its DNS and IP
+ * subject alternative names, else its Common Name. */
+static void cert_names(const mbedtls_x509_crt *crt, char *out, size_t len) {
+  size_t n = 0;
+  int any = 0;
+  out[0] = 0;
+  for (const mbedtls_x509_sequence *san = &crt->subject_alt_names; san && san->buf.p;
+       san = san->next) {
+    char one[INET6_ADDRSTRLEN + 8];
+    if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_DNS_NAME)) {
+      snprintf(one, sizeof(one), "%.*s", (int)(san->buf.len < 60 ? san->buf.len : 60),
+               (const char *)san->buf.p);
+    } else if (san->buf.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_X509_SAN_IP_ADDRESS) &&
+               (san->buf.len == 4 || san->buf.len == 16)) {
+      inet_ntop(san->buf.len == 4 ? AF_INET : AF_INET6, san->buf.p, one, sizeof(one));
+    } else {
+      continue;
+    }
+    int k = snprintf(out + n, len - n, "%s%s", any ? ", " : "", one);
+    if (k < 0 || (size_t)k >= len - n) return;
+    n += (size_t)k;
+    any = 1;
+  }
+  if (any) {
+    snprintf(out + n, len - n, " (its subject alternative names)");
+    return;
+  }
+  for (const mbedtls_x509_name *cn = &crt->subject; cn; cn = cn->next)
+    if (cn->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &cn->oid) == 0) {
+      snprintf(out, len, "%.*s (its Common Name; it has no subject alternative names)",
+               (int)(cn->val.len < 60 ? cn->val.len : 60), (const char *)cn->val.p);
+      return;
+    }
+  snprintf(out, len, "no name");
+}
+
+/* A verifying client's check of the server's certificate, after mbedTLS's
+ * own: an address is matched against iPAddress names, and a name that does
+ * not match is said with the names the certificate has. */
+static int verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+  tls_t *t = p;
+  const char *name = t->ssl.hostname;
+  if (depth != 0 || name == NULL || !(*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)) return 0;
+  if (ip_matches(crt, name)) {
+    *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+  }
+  char names[150];
+  cert_names(crt, names, sizeof(names));
+  snprintf(t->name_msg, sizeof(t->name_msg), "the certificate is for %s, not %.60s", names, name);
+  return 0;
+}
+
 /* Records a failure, with a message for Lua. */
 static int tls_fail(tls_t *t, int mbed, int err) {
   if (t->err) return t->err;
@@ -554,11 +637,24 @@ static int tls_fail(tls_t *t, int mbed, int err) {
   if (mbed == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
     char info[160];
     uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    if ((flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && t->name_msg[0] &&
+        !(flags & ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH)) {
+      snprintf(t->errmsg, sizeof(t->errmsg), "certificate verify failed: %s", t->name_msg);
+      timer_stop(t);
+      return err;
+    }
+    /* The name's failure, said with names, after the first other one. */
+    const char *also = "";
+    if ((flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && t->name_msg[0]) {
+      flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
+      also = t->name_msg;
+    }
     int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
     if (n > 0 && info[n - 1] == '\n') info[n - 1] = 0;
     char *nl = strchr(info, '\n');
     if (nl) *nl = 0;
-    snprintf(t->errmsg, sizeof(t->errmsg), "certificate verify failed: %s", info);
+    snprintf(t->errmsg, sizeof(t->errmsg), "certificate verify failed: %s%s%s", info,
+             *also ? "; and " : "", also);
   } else if (mbed) {
     char m[160];
     mbedtls_strerror(mbed, m, sizeof(m));
@@ -932,6 +1028,7 @@ rill_stream_t *rill__tls_new(rill_tls_conf_t *conf, rill_stream_t *lower,
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   if (!conf->server && server_name) {
     mbedtls_ssl_set_hostname(&t->ssl, server_name);
+    if (conf->verify) mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
     t->session_key = session_key(conf, lower, server_name);
     session_t *saved = t->session_key ? session_find(conf->w->tls, t->session_key) : NULL;
     /* Belt and braces: a verifying client resumes only what was verified. */

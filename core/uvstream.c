@@ -11,23 +11,45 @@
  * worker's pool, back to it once sent) and the stream joins the worker's
  * flush list, so the writes a task makes while it runs leave together, in
  * one syscall, when it stops (see worker.h). A write that would pass one
- * buffer sends what is gathered and itself at once, in one writev, by
- * reference. Sending is optimistic: uv_try_write() first, and what the
- * kernel did not take becomes a queued uv_write() (the output buffer
- * itself, or a copy). A writer is told to wait (RILL_EAGAIN) while more
+ * buffer sends what is gathered and itself at once, in one sendmsg, by
+ * reference. Sending is optimistic: sent at once, and what the kernel did
+ * not take is queued (the output buffer itself, or a copy) and sent when
+ * the socket is writable. A writer is told to wait (RILL_EAGAIN) while more
  * than RILL_WRITE_HIGH bytes are queued.
+ *
+ * No write raises SIGPIPE. rill is a guest in its host's process, and a
+ * host may keep SIGPIPE at its default (death) on the thread that runs the
+ * loop, so the write path is ours rather than libuv's (whose writev(2)
+ * raises it when the peer has gone): every write is a sendmsg(2) with
+ * MSG_NOSIGNAL (sockets: TCP, unix, and libuv's process pipes, which are
+ * socketpairs), or, on a descriptor that is not a socket (a pipe(2)), a
+ * writev(2) with SIGPIPE blocked on this thread for that call only (see
+ * nosigpipe.h). Nothing changes the process's disposition. Writability of
+ * a socket with a queue is watched by a uv_poll on a duplicate of its
+ * descriptor (libuv keeps one watcher per descriptor, and the socket's own
+ * reads through it), made the first time a write is queued and closed with
+ * the stream. A shutdown (our FIN) waits until the queue is sent: libuv's
+ * uv_shutdown only waits for libuv's own queue, which is now always empty.
  *
  * Closing goes through one sequence of phases, each entered once:
  *   OPEN → FLUSH (close(): queued bytes go out, then our FIN)
  *        → LINGER (what the peer still sends is read and dropped until it
  *                  closes too, so that a response is not lost to a reset)
- *        → FINAL (uv_close on the handle and the linger timer: each handle is
- *                 closed exactly once, here; the memory goes when both are).
+ *        → FINAL (uv_close on the handle, the linger timer and the
+ *                 writability poll: each handle is closed exactly once, here;
+ *                 the memory goes when all are).
  * abort() and a worker's teardown go to FINAL from any phase. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "nosigpipe.h"
 #include "uvstream.h"
+
+#define SEND_IOV 64 /* the most queued writes one sendmsg takes */
 
 #define LINGER_MS 5000         /* the longest a close waits to flush and linger */
 #define LINGER_BYTES (1 << 20) /* the most a close reads and drops */
@@ -44,20 +66,22 @@ struct rill_uvstream_s {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h;
-  struct aux_s *aux; /* for shutting down and closing, made when needed */
+  struct aux_s *aux;    /* for shutting down and closing, made when needed */
+  struct outq_s *oq;    /* the queue and its writability watch, made when needed */
   struct proxied_s *px; /* addresses from a PROXY header, or NULL */
   char *buf;
   uint32_t cap, r, w; /* unread bytes are buf[r..w); cap <= BUF_MAX */
   uint32_t olen;      /* gathered writes: obuf[0..olen) */
   char *obuf;         /* RILL_BUF_SIZE bytes, while it holds any */
   rill_flush_t fl;
-  size_t queued; /* bytes in uv_write requests not yet done */
+  size_t queued; /* bytes in the queue (oq) not yet sent */
   int rerr;      /* sticky: RILL_EOF or a read error */
   int werr;      /* sticky write error */
   uint8_t phase;
   uint8_t closes; /* handles whose close callback is still to come */
   unsigned want : 1, reading : 1, shut_sent : 1, shut_done : 1, drain_wait : 1,
-      timer_init : 1, released : 1, empty_wait : 1;
+      timer_init : 1, released : 1, empty_wait : 1, shut_wait : 1;
+  unsigned char notsock; /* the descriptor is not a socket (nosigpipe.h) */
   void (*on_release)(void *), (*on_free)(void *);
   void *owner_arg;
 };
@@ -75,13 +99,24 @@ struct proxied_s {
   struct sockaddr_storage src, dst;
 };
 
-typedef struct {
-  uv_write_t req;
-  rill_uvstream_t *u;
-  size_t len;
-  char *pooled; /* an output buffer handed over, back to the pool when done */
+/* Bytes the kernel did not take, waiting for the socket to be writable:
+ * p[0..left) is still to send. */
+typedef struct wreq_s {
+  struct wreq_s *next;
+  char *p;
+  size_t left;
+  char *pooled; /* an output buffer handed over, back to the pool when sent */
   char data[];
 } wreq_t;
+
+/* What only a stream whose writes had to wait needs. The duplicate is what
+ * the poll watches; it is closed in the poll's close callback, once. */
+struct outq_s {
+  uv_poll_t poll;
+  int dup;              /* the socket's descriptor, duplicated, or -1 */
+  unsigned polling : 1; /* the poll is started */
+  wreq_t *head, **tail; /* FIFO */
+};
 
 #define U(s) rill__container_of((s), rill_uvstream_t, base)
 
@@ -197,13 +232,79 @@ static int uvs_fill(rill_stream_t *s) {
   return 0;
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  wreq_t *wr = (wreq_t *)req;
-  rill_uvstream_t *u = wr->u;
-  u->queued -= wr->len;
+/* ---- sending: no write raises SIGPIPE ---- */
+
+/* Sends as much of bufs as the kernel takes now, in one call, never
+ * raising SIGPIPE. Returns the bytes sent (0 when the socket is full) or an
+ * error (UV_EPIPE, UV_ECONNRESET, ...). */
+static ssize_t sock_send(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs) {
+  uv_os_fd_t fd;
+  int r = uv_fileno(&u->h.handle, &fd);
+  if (r) return r;
+  return rill__writev_nosigpipe(fd, bufs, nbufs, MSG_DONTWAIT, &u->notsock);
+}
+
+static void free_wreq(rill_uvstream_t *u, wreq_t *wr) {
   rill__buf_put(u->base.w, wr->pooled);
   free(wr);
-  if (status < 0 && status != UV_ECANCELED && u->werr == 0) u->werr = status;
+}
+
+/* Drops what is queued (the stream failed or is closing). */
+static void drop_queue(rill_uvstream_t *u) {
+  struct outq_s *q = u->oq;
+  if (q == NULL) return;
+  while (q->head) {
+    wreq_t *wr = q->head;
+    q->head = wr->next;
+    free_wreq(u, wr);
+  }
+  q->tail = &q->head;
+  u->queued = 0;
+}
+
+static void writable_cb(uv_poll_t *p, int status, int events);
+
+/* Watches for the socket to be writable: a poll on a duplicate of its
+ * descriptor, made the first time. Returns 0 or an error. */
+static int watch_writable(rill_uvstream_t *u) {
+  struct outq_s *q = u->oq;
+  if (q->polling) return 0;
+  if (q->dup < 0) {
+    uv_os_fd_t fd;
+    int r = uv_fileno(&u->h.handle, &fd);
+    if (r) return r;
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (d < 0) return -errno;
+    r = uv_poll_init_socket(u->base.w->loop, &q->poll, d);
+    if (r) {
+      close(d);
+      return r;
+    }
+    q->dup = d;
+    q->poll.data = u;
+  }
+  int r = uv_poll_start(&q->poll, UV_WRITABLE, writable_cb);
+  if (r == 0) q->polling = 1;
+  return r;
+}
+
+static void shut_now(rill_uvstream_t *u);
+
+/* The queue was sent, or dropped on an error: a shutdown that waited for it
+ * goes now, and a writer that waited is told. An empty queue keeps its
+ * poll until the next writable event finds it still empty (writable_cb):
+ * a writer that streams refills it before then, and each stop and start of
+ * a poll costs epoll_ctl calls. */
+static void queue_done(rill_uvstream_t *u) {
+  if (u->werr && u->oq->polling) {
+    uv_poll_stop(&u->oq->poll);
+    u->oq->polling = 0;
+  }
+  if (u->werr && u->phase == P_FLUSH) {
+    final_close(u); /* closing, and the peer has gone: no FIN, no lingering */
+    return;
+  }
+  if (u->queued == 0 && u->shut_wait) shut_now(u);
   if (u->drain_wait && u->phase == P_OPEN && (u->queued <= RILL_WRITE_LOW || u->werr)) {
     u->drain_wait = 0;
     u->empty_wait = u->empty_wait && u->queued > 0 && !u->werr;
@@ -214,28 +315,80 @@ static void write_cb(uv_write_t *req, int status) {
   }
 }
 
-/* The output buffer goes back to the pool; what was in it is dropped. */
-static void drop_out(rill_uvstream_t *u) {
-  rill__flush_remove(u->base.w, &u->fl);
-  rill__buf_put(u->base.w, u->obuf);
-  u->obuf = NULL;
-  u->olen = 0;
+/* Sends what is queued, SEND_IOV writes per call, until it is all sent or
+ * the socket is full. Returns 0 or the write error. */
+static int send_queued(rill_uvstream_t *u) {
+  struct outq_s *q = u->oq;
+  while (q->head) {
+    uv_buf_t v[SEND_IOV];
+    unsigned n = 0;
+    size_t want = 0;
+    for (wreq_t *wr = q->head; wr && n < SEND_IOV; wr = wr->next) {
+      v[n++] = uv_buf_init(wr->p, (unsigned)wr->left);
+      want += wr->left;
+    }
+    ssize_t sent = sock_send(u, v, n);
+    if (sent < 0) return (int)sent;
+    u->queued -= (size_t)sent;
+    size_t left = (size_t)sent;
+    while (q->head && left >= q->head->left) {
+      wreq_t *wr = q->head;
+      left -= wr->left;
+      q->head = wr->next;
+      free_wreq(u, wr);
+    }
+    if (q->head == NULL) q->tail = &q->head;
+    if (left) {
+      q->head->p += left;
+      q->head->left -= left;
+    }
+    if ((size_t)sent < want) break; /* full */
+  }
+  return 0;
 }
 
-/* Queues what the kernel did not take of bufs (skipping done bytes) as one
- * uv_write: the output buffer itself when that is all it is, else a copy. */
+/* The socket is writable (or failed: status < 0, which the send itself
+ * names, EPIPE or ECONNRESET). */
+static void writable_cb(uv_poll_t *p, int status, int events) {
+  rill_uvstream_t *u = p->data;
+  (void)events;
+  if (status < 0) u->oq->polling = 0; /* libuv stopped the poll */
+  if (u->queued == 0) { /* nothing was queued since it emptied */
+    if (u->oq->polling) uv_poll_stop(p);
+    u->oq->polling = 0;
+    return;
+  }
+  size_t before = u->queued;
+  int r = send_queued(u);
+  if (r == 0 && status < 0 && u->queued == before && before > 0) r = status;
+  if (r) {
+    if (u->werr == 0) u->werr = r;
+    drop_queue(u);
+  } else if (u->queued > 0 && !u->oq->polling && (r = watch_writable(u)) != 0) {
+    if (u->werr == 0) u->werr = r;
+    drop_queue(u);
+  }
+  queue_done(u);
+}
+
+/* Queues what the kernel did not take of bufs (skipping done bytes): the
+ * output buffer itself when that is all it is, else a copy. */
 static int queue_rest(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs, size_t done,
                       size_t rest) {
+  if (u->oq == NULL) {
+    if ((u->oq = calloc(1, sizeof(*u->oq))) == NULL) return UV_ENOMEM;
+    u->oq->dup = -1;
+    u->oq->tail = &u->oq->head;
+  }
   int own = nbufs == 1 && bufs[0].base == u->obuf;
   wreq_t *wr = malloc(sizeof(*wr) + (own ? 0 : rest));
   if (wr == NULL) return UV_ENOMEM;
-  wr->u = u;
-  wr->len = rest;
+  wr->next = NULL;
+  wr->left = rest;
   wr->pooled = NULL;
-  uv_buf_t b;
   if (own) {
     wr->pooled = u->obuf;
-    b = uv_buf_init(u->obuf + done, (unsigned)rest);
+    wr->p = u->obuf + done;
   } else {
     char *p = wr->data;
     size_t skip = done;
@@ -249,27 +402,35 @@ static int queue_rest(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs, 
       p += len - skip;
       skip = 0;
     }
-    b = uv_buf_init(wr->data, (unsigned)rest);
+    wr->p = wr->data;
   }
-  int r = uv_write(&wr->req, &u->h.stream, &b, 1, write_cb);
+  int r = watch_writable(u);
   if (r) {
     free(wr);
     return r;
   }
   if (own) u->obuf = NULL;
+  *u->oq->tail = wr;
+  u->oq->tail = &wr->next;
   u->queued += rest;
   return 0;
+}
+
+/* The output buffer goes back to the pool; what was in it is dropped. */
+static void drop_out(rill_uvstream_t *u) {
+  rill__flush_remove(u->base.w, &u->fl);
+  rill__buf_put(u->base.w, u->obuf);
+  u->obuf = NULL;
+  u->olen = 0;
 }
 
 /* Sends bufs (total bytes) now: tried at once unless writes are queued. */
 static int send_bufs(rill_uvstream_t *u, const uv_buf_t *bufs, unsigned nbufs, size_t total) {
   size_t done = 0;
   if (u->queued == 0) {
-    int r = uv_try_write(&u->h.stream, bufs, nbufs);
-    if (r >= 0)
-      done = (size_t)r;
-    else if (r != UV_EAGAIN && r != UV_ENOSYS)
-      return r;
+    ssize_t n = sock_send(u, bufs, nbufs);
+    if (n < 0) return (int)n;
+    done = (size_t)n;
     if (done == total) return 0;
   }
   return queue_rest(u, bufs, nbufs, done, total - done);
@@ -315,7 +476,7 @@ static int uvs_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
     rill__flush_add(s->w, &u->fl);
     return pressure(u);
   }
-  /* Past one buffer: what is gathered and these go now, in one writev. */
+  /* Past one buffer: what is gathered and these go now, in one sendmsg. */
   uv_buf_t stackv[16], *v = stackv;
   if (nbufs + 1 > 16 && (v = malloc((nbufs + 1) * sizeof(*v))) == NULL) return UV_ENOMEM;
   unsigned n = 0;
@@ -355,6 +516,7 @@ static int uvs_sendfile_fd(rill_stream_t *s) {
 static void handle_closed(uv_handle_t *h) {
   rill_uvstream_t *u = h->data;
   if (--u->closes > 0) return;
+  free(u->oq);
   free(u->aux);
   free(u->px);
   release_buf(u);
@@ -369,6 +531,26 @@ static void release(rill_uvstream_t *u) {
   if (u->on_release) u->on_release(u->owner_arg);
 }
 
+/* The poll is closed: so is the duplicate it watched, here, once. */
+static void poll_closed(uv_handle_t *h) {
+  rill_uvstream_t *u = h->data;
+  close(u->oq->dup);
+  u->oq->dup = -1;
+  handle_closed(h);
+}
+
+/* Drops what is queued and closes the writability watch, counting it in
+ * closes. Called once, on the way to FINAL. */
+static void close_queue(rill_uvstream_t *u) {
+  if (u->oq == NULL) return;
+  drop_queue(u);
+  u->oq->polling = 0;
+  if (u->oq->dup >= 0) {
+    u->closes++;
+    uv_close((uv_handle_t *)&u->oq->poll, poll_closed);
+  }
+}
+
 /* The one place the handles are closed. */
 static void final_close(rill_uvstream_t *u) {
   release(u);
@@ -377,6 +559,7 @@ static void final_close(rill_uvstream_t *u) {
   drop_out(u);
   rill__obj_unlink(&u->obj);
   u->closes = 1;
+  close_queue(u);
   if (u->timer_init) {
     u->closes++;
     uv_close((uv_handle_t *)&u->aux->linger, handle_closed);
@@ -417,16 +600,36 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
     linger_start(u);
 }
 
+/* The queue is empty: our FIN goes (uv_shutdown), and shutdown_cb follows,
+ * also when it cannot go. */
+static void shut_now(rill_uvstream_t *u) {
+  u->shut_wait = 0;
+  u->aux->sreq.data = u;
+  int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
+  if (r) shutdown_cb(&u->aux->sreq, r);
+}
+
+/* Ends the write side once what is queued has been sent. Returns 0, or an
+ * error when the shutdown cannot start (nothing was queued). */
+static int start_shutdown(rill_uvstream_t *u) {
+  if (u->queued > 0) {
+    u->shut_sent = 1;
+    u->shut_wait = 1; /* queue_done calls shut_now */
+    return 0;
+  }
+  u->aux->sreq.data = u;
+  int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
+  if (r == 0) u->shut_sent = 1;
+  return r;
+}
+
 static int uvs_shutdown(rill_stream_t *s) {
   rill_uvstream_t *u = U(s);
   if (u->shut_sent) return 0;
   if (u->phase != P_OPEN) return RILL_ECLOSED;
   if (aux(u) == NULL) return UV_ENOMEM;
   flush_out(u); /* a write error shows in the shutdown's own */
-  u->aux->sreq.data = u;
-  int r = uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb);
-  if (r == 0) u->shut_sent = 1;
-  return r;
+  return start_shutdown(u);
 }
 
 static void uvs_close(rill_stream_t *s) {
@@ -448,12 +651,7 @@ static void uvs_close(rill_stream_t *s) {
   u->timer_init = 1;
   uv_timer_start(&u->aux->linger, linger_timeout, LINGER_MS, 0);
   if (!u->shut_sent) {
-    u->aux->sreq.data = u;
-    if (uv_shutdown(&u->aux->sreq, &u->h.stream, shutdown_cb) != 0) {
-      final_close(u);
-      return;
-    }
-    u->shut_sent = 1;
+    if (start_shutdown(u) != 0) final_close(u);
   } else if (u->shut_done) {
     linger_start(u);
   }
@@ -472,7 +670,10 @@ static void uvs_abort(rill_stream_t *s) {
     drop_out(u);
     rill__obj_unlink(&u->obj);
     u->closes = 1;
-    if (uv_tcp_close_reset(&u->h.tcp, handle_closed) == 0) return;
+    if (uv_tcp_close_reset(&u->h.tcp, handle_closed) == 0) {
+      close_queue(u);
+      return;
+    }
     u->phase = P_OPEN; /* the reset was refused: close plainly */
   }
   final_close(u);

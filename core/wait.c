@@ -10,7 +10,10 @@ static void unlink_wait(rill_wait_t *wt) {
     wt->prev->next = wt->next;
   else
     q->head = wt->next;
-  if (wt->next) wt->next->prev = wt->prev;
+  if (wt->next)
+    wt->next->prev = wt->prev;
+  else
+    q->tail = wt->prev;
   wt->prev = wt->next = NULL;
   wt->q = NULL;
 }
@@ -23,7 +26,10 @@ void rill__wait_start(rill_wait_t *wt, rill_waitq_t *q) {
   wt->next = NULL;
   if (q == NULL) return;
   wt->next = q->head;
-  if (q->head) q->head->prev = wt;
+  if (q->head)
+    q->head->prev = wt;
+  else
+    q->tail = wt;
   q->head = wt;
 }
 

@@ -15,7 +15,8 @@
 typedef struct rill_wait_s rill_wait_t;
 
 typedef struct {
-  rill_wait_t *head;
+  rill_wait_t *head; /* the newest wait */
+  rill_wait_t *tail; /* the oldest */
 } rill_waitq_t;
 
 struct rill_wait_s {

@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "nosigpipe.h"
 #include "worker.h"
 
 void rill__obj_link(rill_worker_t *w, rill_obj_t *o, void (*destroy)(rill_obj_t *)) {
@@ -321,28 +323,71 @@ int rill__random(rill_worker_t *w, void *buf, size_t n) {
 
 static const char *level_names[] = {"error", "warn", "info", "debug"};
 
-void rill__log(rill_worker_t *w, int level, const char *fmt, ...) {
+static void log_v(rill_worker_t *w, int worker, int level, const char *fmt, va_list ap) {
   if (w != NULL && level > w->log_level) return;
+  char msg[4096];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  if (w != NULL && w->log_cb) {
+    w->log_cb(w->log_ud, level, worker, msg);
+    return;
+  }
+  if (w != NULL && w->log_plain) {
+    char line[4200];
+    int n = snprintf(line, sizeof(line), "rill: %s: %s\n", level_names[level], msg);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof(line)) { /* cut: still one line */
+      n = sizeof(line) - 1;
+      line[n - 1] = '\n';
+    }
+    rill__log_write(w, line, (size_t)n);
+    return;
+  }
   char when[32];
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-  char msg[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
   char line[4200];
-  int n = snprintf(line, sizeof(line), "%s.%03ldZ [%s] [w%d] %s\n", when, ts.tv_nsec / 1000000,
-                   level_names[level], w ? w->id : 0, msg);
+  int n =
+      snprintf(line, sizeof(line), "%s.%03ldZ [%s] [w%d] %s\n", when,
+               ts.tv_nsec / 1000000, level_names[level], worker < 0 ? 0 : worker, msg);
   if (n < 0) return;
   if ((size_t)n >= sizeof(line)) { /* cut: still one line */
     n = sizeof(line) - 1;
     line[n - 1] = '\n';
   }
   rill__log_write(w, line, (size_t)n);
+}
+
+void rill__log(rill_worker_t *w, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_v(w, w ? w->id : 0, level, fmt, ap);
+  va_end(ap);
+}
+
+void rill__log_host(rill_worker_t *w, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_v(w, -1, level, fmt, ap);
+  va_end(ap);
+}
+
+/* Hands text, whole lines, to w's log callback one line at a time. */
+static void log_lines_cb(rill_worker_t *w, const char *text, size_t len) {
+  char line[4096];
+  while (len > 0) {
+    const char *nl = memchr(text, '\n', len);
+    size_t n = nl ? (size_t)(nl - text) : len;
+    size_t k = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+    memcpy(line, text, k);
+    line[k] = 0;
+    w->log_cb(w->log_ud, RILL_LOG_INFO, w->id, line);
+    if (!nl) break;
+    text += n + 1;
+    len -= n + 1;
+  }
 }
 
 static int capture_here(rill_worker_t *w) {
@@ -352,9 +397,14 @@ static int capture_here(rill_worker_t *w) {
 }
 
 void rill__log_write(rill_worker_t *w, const char *text, size_t len) {
+  if (w != NULL && w->log_cb) {
+    log_lines_cb(w, text, len);
+    return;
+  }
   if (!capture_here(w)) {
-    /* One write per call, so that lines of several workers do not mix. */
-    fwrite(text, 1, len, stderr);
+    /* One write per call, so that lines of several workers do not mix;
+     * never SIGPIPE, if stderr is a pipe whose reader has gone. */
+    rill__write_all_nosigpipe(STDERR_FILENO, text, len);
     return;
   }
   if (w->capture_len + len > RILL_LOG_CAPTURE_MAX) {
@@ -396,6 +446,8 @@ const char *rill__errmsg(int err) {
   switch (err) {
   case UV_ETIMEDOUT:
     return "timeout";
+  case UV_ECANCELED:
+    return "canceled";
   case RILL_ECLOSED:
   case UV_EOF:
     return "closed";
@@ -415,6 +467,10 @@ const char *rill__errmsg(int err) {
     /* The _r forms: the plain ones allocate a message for an unknown code. */
     char name[32], text[80];
     uv_err_name_r(err, name, sizeof(name));
+    if (strncmp(name, "Unknown", 7) == 0) { /* neither rill's nor libuv's */
+      snprintf(buf, sizeof(buf), "unknown error %d", err);
+      return buf;
+    }
     uv_strerror_r(err, text, sizeof(text));
     snprintf(buf, sizeof(buf), "%s: %s", name, text);
     return buf;

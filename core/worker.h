@@ -82,8 +82,9 @@ typedef struct {
 #define RILL_COUNT(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
 #define RILL_GAUGE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 
-enum { RILL_LOG_ERROR, RILL_LOG_WARN, RILL_LOG_INFO, RILL_LOG_DEBUG };
-enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4, RILL_CMD_ADOPT = 8 };
+/* Log levels: RILL_LOG_ERROR .. RILL_LOG_DEBUG, public in rill.h. */
+enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4, RILL_CMD_ADOPT = 8,
+       RILL_CMD_SIGNAL = 16 };
 
 struct lua_State;
 struct rill_sched_s;
@@ -93,6 +94,11 @@ struct rill_worker_s {
   int own_loop;
   int id;
   int log_level;
+  int log_plain; /* lines without time and worker (`rill run` on a terminal) */
+  int unhandled; /* rill.spawn threads that raised and whose error nobody took */
+  /* The host's log callback (rill_on_log), or NULL: lines go to stderr. */
+  rill_log_cb log_cb;
+  void *log_ud;
   int stopping; /* tearing down: no more Lua, no more resumes */
   int exit_code;
 
@@ -195,10 +201,19 @@ const char *rill__date_line(rill_worker_t *w, size_t *len);
  * an error. */
 int rill__random(rill_worker_t *w, void *buf, size_t n);
 
+/* Logs a line at level, if w's log_level lets it through (w NULL: always):
+ * to w's log callback when it has one (worker w->id), else kept by the
+ * capture or written to stderr with a timestamp, level and worker. */
 void rill__log(rill_worker_t *w, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Writes whole log lines (len bytes ending in "\n"): kept by the capture
- * when it is on and the caller is its thread, else to stderr in one write. */
+/* The same, for a line not from a worker but through w's log settings: the
+ * callback hears worker -1. */
+void rill__log_host(rill_worker_t *w, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes whole log lines (len bytes ending in "\n"): to the log callback
+ * (one call per line, at RILL_LOG_INFO, without the newline) when w has one;
+ * else kept by the capture when it is on and the caller is its thread, else
+ * to stderr in one write. */
 void rill__log_write(rill_worker_t *w, const char *text, size_t len);
 
 /* The log capture, for `rill test` (which shows the log of a failing test

@@ -151,12 +151,16 @@ describe("http client redirects", function()
     assert.equal("two auth=nil cookie=nil keep=nil host=127.0.0.1:" .. two:port(), body)
   end)
 
-  it("takes follow_redirects = true as 10, as Go does", function()
+  it("takes redirects = true as 10, as Go does, and fails past them", function()
     assert.same({200, "one auth=nil cookie=nil keep=nil host=127.0.0.1:" .. one:port()},
-      {get(base1 .. "/here", {follow_redirects = true})})
-    assert.same({302, ""}, {get(base1 .. "/loop", {follow_redirects = true})})
+      {get(base1 .. "/here", {redirects = true})})
+    assert.same({nil, "too many redirects (10): last to /loop"},
+      {get(base1 .. "/loop", {redirects = true})})
     assert.equal(11, loops.one)
-    assert.same({302, ""}, {get(base1 .. "/here", {follow_redirects = false})})
+    assert.same({302, ""}, {get(base1 .. "/here", {redirects = false})})
+    -- follow_redirects is the older name of the same option
+    assert.same({nil, "too many redirects (2): last to /loop"},
+      {get(base1 .. "/loop", {follow_redirects = 2})})
   end)
 end)
 
@@ -349,7 +353,7 @@ describe("request bodies of the wrong type", function()
     end)
     assert.is_false(ok)
     assert.matches("client_spec%.lua:%d+: rill%.http%.request: body must be a string, a " ..
-      "function or a stream %(with read_some%), got table %(rill%.json%.encode it%?%)", err)
+      "function or a stream %(with read_some%), got table %(or give json =%)", err)
     ok, err = pcall(function() rill.http.request{url = "http://127.0.0.1:1/", body = true} end)
     assert.is_false(ok)
     assert.matches("got boolean", err)

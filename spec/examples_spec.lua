@@ -364,4 +364,50 @@ describe("examples", function()
     assert.matches("rill_bad_app.lua:3:", err)
     os.remove("/tmp/rill_bad_app.lua")
   end)
+
+  it("fetch.lua fetches with bounded concurrency, retries a 503, reports each URL", function()
+    local active, most, hits = 0, 0, {}
+    local l = helper.listen(function(req, res)
+      hits[req.path] = (hits[req.path] or 0) + 1
+      active = active + 1
+      most = math.max(most, active)
+      rill.sleep(20)
+      active = active - 1
+      if req.path == "/flaky" and hits[req.path] < 2 then return res:status(503):send("later") end
+      if req.path == "/missing" then return res:status(404):send("no") end
+      res:send("body of " .. req.path)
+    end)
+    finally(function() l:close() end)
+    local base = ("http://127.0.0.1:%d"):format(l:port())
+    local input = {}
+    for n = 1, 6 do input[#input + 1] = base .. "/p" .. n end
+    input[#input + 1] = base .. "/flaky"
+    input[#input + 1] = base .. "/missing"
+    -- the server runs in this process: the script runs in a child
+    local p = assert(rill.exec{helper.bin, "run", "examples/fetch.lua", "-n", "2",
+      stdin = "pipe", stdout = "pipe", stderr = "pipe"})
+    p.stdin:write(table.concat(input, "\n") .. "\n")
+    p.stdin:close()
+    local out = p.stdout:read_all()
+    local code = p:wait()
+    assert.equal(0, code, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(8, #lines)
+    assert.matches("^200 11 %d+ms " .. base:gsub("%p", "%%%0") .. "/p1$", lines[1])
+    assert.matches("^200 14 %d+ms .*/flaky$", lines[7])
+    assert.matches("^404 2 %d+ms .*/missing$", lines[8])
+    assert.equal(2, hits["/flaky"])
+    assert.equal(2, most)
+  end)
+
+  it("tail.lua reads stdin line by line while its timer ticks", function()
+    local code, out, err = helper.run({"sh", "-c",
+      "(echo error one; echo fine; sleep 2.5; echo error two) | " .. helper.bin ..
+      " run examples/tail.lua error"})
+    assert.equal(0, code, err)
+    assert.equal("error one\nerror two\n3 lines, 25 bytes, 2 matching\n", out)
+    -- the tick at one second saw the first two lines, before the third came
+    assert.matches("2 lines, 15 bytes, 1 matching so far", err)
+  end)
 end)

@@ -385,6 +385,45 @@ describe("embedding", function()
       host.stdout:read_all(4096))
   end)
 
+  it("serves from a host that polls rill's backend descriptor itself, keeps the host's " ..
+    "SIGTERM handler and hands it rill's log lines (examples/embed/poll_host.c)", function()
+    local exe = helper.bin:match("^(.*)/[^/]+$") .. "/embed_poll_host"
+    local host = assert(rill.exec{exe, "0", stdout = "pipe", stderr = "pipe"})
+    host.stdout:settimeout(10000)
+    local line = assert(host.stdout:read_until("\n"))
+    local port = tonumber(line:match("127%.0%.0%.1:(%d+)"))
+    assert.is_truthy(port, line)
+    assert.equal("hello, visit 1\n", get(port, "/"))
+    assert.equal("hello, visit 2\n", get(port, "/"))
+    -- a limit set with rill_set_int (max_body_bytes 1024)
+    local code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
+      ("x"):rep(1000), ("http://127.0.0.1:%d/"):format(port))
+    assert.equal(0, code)
+    assert.equal("200", out)
+    code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
+      ("x"):rep(2000), ("http://127.0.0.1:%d/"):format(port))
+    assert.equal("413", out)
+    code, out = helper.curl("-o", "/dev/null", "-w", "%{http_code}",
+      ("http://127.0.0.1:%d/boom"):format(port))
+    assert.equal("500", out)
+    -- streamed answers cut short: rill writes to gone clients, and the host
+    -- (whose SIGPIPE is at SIG_DFL) lives on
+    for _ = 1, 5 do
+      helper.run({"sh", "-c", ("curl -s http://127.0.0.1:%d/stream | head -c 10 >/dev/null"):format(port)})
+    end
+    assert.equal("hello, visit 3\n", get(port, "/"))
+    -- the host's own SIGTERM handler stops rill (rill installed none)
+    host:kill(15)
+    assert.equal(0, host:wait(10000))
+    local rest = line .. "\n" .. host.stdout:read_all(65536)
+    -- rill's lines came through the host's callback: the listener, and the
+    -- handler's error with worker 0
+    assert.matches("log: info w0 serving poll_host%-app on http://127%.0%.0%.1:" .. port, rest)
+    assert.matches("log: error w0 [^\n]*kaboom", rest)
+    assert.matches("poll_host: stopped after 3 visits, own SIGTERM handler: yes\n$", rest)
+    assert.equal("", host.stderr:read_all(65536))
+  end)
+
   it("installs librill and rill.pc; examples/embed/host.c builds with pkg-config alone " ..
     "and serves its C function's value", function()
     local build = helper.bin:match("^(.*)/[^/]+$")

@@ -30,6 +30,7 @@ FIGURES = {
     "compress": ["mbs", "cpu_ms"],
     "redis": ["single_cps", "pipe_cps"],
     "postgres": ["add_qcpu", "lookup_qcpu"],
+    "client": ["cpu_us"],
 }
 
 

@@ -9,7 +9,7 @@
  *   rill_register(r, "answer", my_lua_cfunction);   -- require("rill.host").answer
  *   rill_listen(r, "127.0.0.1", 8080, NULL);
  *   rill_load_file(r, "app.lua");
- *   rill_run(r);                                     -- until rill_stop() or a signal
+ *   rill_run(r);                                     -- until rill_stop()
  *   rill_free(r);
  */
 #ifndef RILL_H
@@ -36,6 +36,15 @@ typedef int (*rill_lua_cfunction)(struct lua_State *L);
 #define RILL_VERSION_MINOR 1
 #define RILL_VERSION_PATCH 0
 
+/* ABI policy. librill.so's SOVERSION is RILL_VERSION_MAJOR. Within one
+ * SOVERSION there are only additions: new functions, new option numbers
+ * (RILL_OPT_*, RILL_LISTEN_*), new error codes. The structs below
+ * (rill_options_t, rill_listen_options_t) never change: every option added
+ * since is a number set through rill_set_int / rill_set_str /
+ * rill_listener_set_int / rill_listener_set_str, so that a host built
+ * against an older rill.h keeps working with a newer librill. A removal, or
+ * a change to what a function, constant or struct means, bumps SOVERSION. */
+
 /* Errors of rill's own, below libuv's range. */
 #define RILL_EOF UV_EOF             /* end of stream */
 #define RILL_EAGAIN UV_EAGAIN       /* would block: wait and try again */
@@ -47,7 +56,11 @@ typedef int (*rill_lua_cfunction)(struct lua_State *L);
 #define RILL_ELOAD (-30005)         /* the app did not load (see the log) */
 #define RILL_ESTATE (-30006)        /* not now: the runtime is running, or not */
 
-/* Returns a static message for err: "timeout", "closed", or "ENAME: text". */
+/* Returns a message for err: "timeout", "closed", "the app did not load",
+ * or "ENAME: text" for libuv's codes (and "unknown error N" for a code
+ * neither knows). Never allocates: rill's own messages are static
+ * strings; the others are formatted into a buffer of the calling thread,
+ * valid until its next call. Any thread. */
 RILL_API const char *rill_strerror(int err);
 
 /* Returns the version as "MAJOR.MINOR.PATCH". */
@@ -68,20 +81,129 @@ typedef struct {
  * cannot work (workers or grace below 0, an unknown log_level) give
  * UV_EINVAL and no runtime.
  *
- * Signals: a write to a client that has gone never raises SIGPIPE in the
- * host. rill's worker threads keep SIGPIPE blocked, and rill_run() and
- * rill_run_once() block it on the calling thread while they run the loop,
- * then restore the host's mask (a SIGPIPE raised meanwhile is taken, not
- * delivered). A host that runs the loop itself (rill_new_on_loop) owns its
- * thread's mask: block or ignore SIGPIPE there, as for any libuv program. */
+ * Signals: no write of rill's raises SIGPIPE, on any thread: sockets are
+ * written with MSG_NOSIGNAL, anything else with SIGPIPE blocked for that one
+ * call (a write to a peer that has gone fails with EPIPE). The process's
+ * disposition and the host's threads' masks are never touched; rill's own
+ * worker threads keep SIGPIPE blocked. */
 RILL_API int rill_new(rill_t **out, const rill_options_t *opts);
 /* Creates a runtime of one worker on the host's loop: the host runs the loop
  * (uv_run) and calls rill_start() first; rill_run_once() is then not needed. */
 RILL_API int rill_new_on_loop(rill_t **out, uv_loop_t *loop, const rill_options_t *opts);
 
+/* ---- options that can grow ----
+ * Set before rill_start, from the thread that made the runtime. Each
+ * returns 0; UV_EINVAL for an unknown option, the wrong type (an int
+ * option given to rill_set_str, or the reverse) or a value out of range,
+ * with the reason in rill_last_error(r); RILL_ESTATE once rill_start has
+ * been called. Durations are in milliseconds, sizes in bytes.
+ *
+ * The HTTP limits apply to every listener of the runtime; an option not
+ * set keeps the default given here (the same as `rill serve`'s, whose
+ * flag is named beside each, in seconds where the constant is in ms). */
+enum {
+  /* int, 0 (default) or 1: 1 makes rill watch SIGTERM and SIGINT (a
+   * graceful stop; a second one stops at once) and SIGHUP (a reload),
+   * through libuv on worker 0's loop, from rill_start until the stop has
+   * finished (or rill_free), then puts back the dispositions those signals
+   * had before (a signal the host also watches through libuv stays with
+   * it). With 0, rill installs no signal handler: the host's stay as they
+   * are. */
+  RILL_OPT_SIGNALS = 1,
+  /* int RILL_LOG_ERROR .. RILL_LOG_DEBUG, or a string "error", "warn",
+   * "info", "debug": the lines logged (default: rill_options_t.log_level,
+   * else the RILL_LOG environment variable, else info). */
+  RILL_OPT_LOG_LEVEL = 2,
+  /* ms a stop waits for requests in flight (default 30000; as
+   * rill_options_t.grace, in seconds, which it replaces); 1 .. 2^31-1. */
+  RILL_OPT_GRACE = 3,
+
+  /* HTTP limits, int (long long). Beside each: its default, the values
+   * it takes, and rill serve's flag. */
+  /* per worker; at the limit the connection idle longest is closed
+   * (16384; 1 .. 2^31-1; --max-connections) */
+  RILL_OPT_MAX_CONNECTIONS = 10,
+  /* per worker, from one client address (no limit; -1 or 0: no limit, or
+   * 1 .. 2^31-1; --max-connections-per-address) */
+  RILL_OPT_MAX_CONNECTIONS_PER_ADDRESS = 11,
+  /* bytes of request line and fields, 431 past it (16384; 64 .. 2^31-1;
+   * --max-header-bytes) */
+  RILL_OPT_MAX_HEADER_BYTES = 12,
+  /* header fields (100; 1 .. 65535; --max-headers) */
+  RILL_OPT_MAX_HEADERS = 13,
+  /* bytes of a request body, 413 past it (1 GiB; -1 or 0: no limit, or
+   * 1 .. 2^53; --max-body-bytes) */
+  RILL_OPT_MAX_BODY_BYTES = 14,
+  /* bytes/s a body must keep up once RILL_OPT_BODY_RATE_GRACE of waiting
+   * is spent (500; -1 or 0: off, or 1 .. 2^31-1; --min-body-rate) */
+  RILL_OPT_MIN_BODY_RATE = 15,
+  /* ms of waiting for body bytes before the rate counts (20000;
+   * --body-rate-grace) */
+  RILL_OPT_BODY_RATE_GRACE = 16,
+  /* ms to receive a request head (30000; --header-timeout) */
+  RILL_OPT_HEADER_TIMEOUT = 17,
+  /* ms of each wait for body bytes, 408 past it (60000; --body-timeout) */
+  RILL_OPT_BODY_TIMEOUT = 18,
+  /* ms an idle connection is kept between requests (60000;
+   * --keepalive-timeout) */
+  RILL_OPT_KEEPALIVE_TIMEOUT = 19,
+  /* ms each response write may wait, then the connection is reset
+   * (60000; --send-timeout) */
+  RILL_OPT_SEND_TIMEOUT = 20,
+  /* Every duration above: 1 .. 2^31-1 ms. */
+};
+RILL_API int rill_set_int(rill_t *r, int opt, long long value);
+RILL_API int rill_set_str(rill_t *r, int opt, const char *value);
+
+/* The message of the last call on r that failed (rill_start, rill_reload,
+ * the setters, the listen calls), e.g. "app.lua:3: attempt to call a nil
+ * value"; "" if none has (and for r NULL). Valid until the next call on r.
+ * Call it from the thread that made the runtime. */
+RILL_API const char *rill_last_error(rill_t *r);
+
+/* ---- diagnostics ----
+ * Log levels: a line is logged when its level is at most the runtime's. */
+#define RILL_LOG_ERROR 0
+#define RILL_LOG_WARN 1
+#define RILL_LOG_INFO 2
+#define RILL_LOG_DEBUG 3
+typedef void (*rill_log_cb)(void *ud, int level, int worker, const char *msg);
+/* Before rill_start: every line rill logs goes to cb instead of stderr:
+ * rill's own, Lua's rill.log, a handler's error with its traceback, the
+ * access logger's lines (at RILL_LOG_INFO). cb(ud, level, worker, msg)
+ * runs on the thread that logs: the worker's (worker 0 .. workers - 1), or,
+ * for a line not from a worker (a reload or a start refused on the host's
+ * thread), the caller's with worker -1. msg has no timestamp and no
+ * newline (it may hold several lines: a traceback) and is valid during the
+ * call only. Several workers may call cb at once. cb NULL: stderr again. */
+RILL_API int rill_on_log(rill_t *r, rill_log_cb cb, void *ud);
+
 /* Before the runtime starts: what each worker's Lua state gets. */
 /* A function callable from Lua as require("rill.host")[name]. */
 RILL_API int rill_register(rill_t *r, const char *name, rill_lua_cfunction fn);
+/* The same, with a pointer of the host's that the function gets back with
+ * rill_context(L). ctx is shared by every worker (fn runs on each worker's
+ * thread): what it points to must be safe for that, and live until
+ * rill_free. */
+RILL_API int rill_register_ctx(rill_t *r, const char *name, rill_lua_cfunction fn,
+                               void *ctx);
+/* Inside a function registered with rill_register_ctx (called from Lua, in
+ * the function itself, not in one it calls through Lua): its ctx. NULL in a
+ * function registered with rill_register. It is the C function's first
+ * upvalue: meaningless anywhere else. */
+RILL_API void *rill_context(struct lua_State *L);
+/* Before rill_start: hooks run on each worker's own thread (worker 0's is
+ * the thread that calls rill_start; with rill_new_on_loop, the host's).
+ * start(r, worker, L, ud) runs once per worker after its Lua state is made
+ * (rill.host and the preloads in it) and before the app loads: a host may
+ * set up per-thread state, or add globals to L. stop(r, worker, ud) runs
+ * once per worker whose start ran, after its last request (its stop has
+ * finished, or rill_free ends it) and before its loop and Lua state close.
+ * Either may be NULL. */
+RILL_API int rill_on_worker(rill_t *r,
+                            void (*start)(rill_t *r, int worker, struct lua_State *L,
+                                          void *ud),
+                            void (*stop)(rill_t *r, int worker, void *ud), void *ud);
 /* A module for require(name), opened by open. */
 RILL_API int rill_preload(rill_t *r, const char *name, rill_lua_cfunction open);
 /* ---- host calls that wait ----
@@ -127,6 +249,10 @@ RILL_API int rill_resume(rill_waiter_t *w, int (*push)(struct lua_State *L, void
  * state rill did not make. */
 RILL_API uv_loop_t *rill_loop(struct lua_State *L);
 RILL_API int rill_worker_index(struct lua_State *L);
+/* From a rill Lua state: the runtime it belongs to (NULL for a state rill
+ * did not make). Call only the functions documented as safe from any
+ * thread on it (rill_stop), or rill_reload from worker 0's thread. */
+RILL_API rill_t *rill_runtime(struct lua_State *L);
 
 /* An HTTP listener (port 0: any free one, the same for every worker). */
 typedef struct {
@@ -198,17 +324,40 @@ RILL_API int rill_load_file(rill_t *r, const char *path);
 RILL_API int rill_load_string(rill_t *r, const char *code, const char *name);
 
 /* Starts the workers and loads the app into each. Returns RILL_ELOAD if it
- * did not load (the log says why). rill_run() calls it if needed. */
+ * did not load (rill_last_error says why: the file, line and message).
+ * rill_run() calls it if needed. */
 RILL_API int rill_start(rill_t *r);
-/* Runs until the runtime stops (rill_stop(), SIGTERM or SIGINT); returns the
+/* Runs until the runtime stops (rill_stop(), or with RILL_OPT_SIGNALS a
+ * SIGTERM or SIGINT); returns the
  * exit status. */
 RILL_API int rill_run(rill_t *r);
 /* One non-blocking turn of the first worker's loop (for a host that has its
  * own loop to drive). Returns 1 while there is more to do, 0 when done. */
 RILL_API int rill_run_once(rill_t *r);
+/* For a host that is not built on libuv, with a runtime made by rill_new:
+ * after rill_start, the descriptor to poll (readable: call rill_run_once)
+ * and how long the host may wait at most before calling rill_run_once
+ * anyway (ms; -1: no limit; 0: call it now). Worker 0's loop, as
+ * uv_backend_fd / uv_backend_timeout; the other workers run on their own
+ * threads. Ask for the timeout again after each rill_run_once. RILL_ESTATE
+ * before rill_start, UV_EINVAL for a runtime on the host's loop. From the
+ * thread that runs rill_run_once.
+ *
+ *   rill_start(r);
+ *   struct pollfd p = {.fd = rill_backend_fd(r), .events = POLLIN};
+ *   do poll(&p, 1, rill_backend_timeout(r)); while (rill_run_once(r));
+ */
+RILL_API int rill_backend_fd(rill_t *r);
+RILL_API int rill_backend_timeout(rill_t *r);
 /* Loads the app again in every worker; requests in flight finish on the old
- * code. A failed reload keeps the old handler. An app file that does not
- * compile is refused at once: RILL_ELOAD, with the reason in the log. */
+ * code. A failed reload keeps the old handler everywhere. Called from
+ * worker 0's thread (the host's thread that runs rill_run, rill_run_once or
+ * the host's loop), outside a Lua call, the reload is tried on worker 0 at
+ * once: an app that does not compile or raises while it loads gives
+ * RILL_ELOAD, with rill_last_error naming the file and line, and no worker
+ * reloads. From any other thread (or from Lua) the workers reload on their
+ * own: then only an app file that does not compile is refused (RILL_ELOAD),
+ * and other failures are logged. */
 RILL_API int rill_reload(rill_t *r);
 /* Stops gracefully: no new connections, requests in flight finish within the
  * grace period, WebSockets are closed with 1001. Safe from any thread.

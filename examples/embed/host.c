@@ -30,14 +30,17 @@ static const char app[] = "local host = require 'rill.host'\n"
 
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8080;
-  rill_t *r;
+  rill_t *r = NULL;
   int err = rill_new(&r, NULL);
+  /* rill installs no signal handler unless asked: here SIGTERM and SIGINT
+   * stop it, SIGHUP reloads. */
+  if (err == 0) err = rill_set_int(r, RILL_OPT_SIGNALS, 1);
   if (err == 0) err = rill_register(r, "answer", answer);
   if (err == 0) err = rill_listen(r, "127.0.0.1", port, NULL);
   if (err == 0) err = rill_load_string(r, app, "host-app");
   if (err == 0) err = rill_start(r);
   if (err) {
-    fprintf(stderr, "host: %s\n", rill_strerror(err));
+    fprintf(stderr, "host: %s: %s\n", rill_strerror(err), rill_last_error(r));
     return 1;
   }
   printf("host: listening on 127.0.0.1:%d\n", rill_port(r, 0));

@@ -234,6 +234,10 @@ end
 
 local function run(args)
   local path = args[1]
+  if path == "--help" or path == "-h" then
+    io.stdout:write(usage)
+    return 0
+  end
   if not path then return die("run needs a script\n" .. usage) end
   local chunk, err = loadfile(path)
   if not chunk then

@@ -125,17 +125,22 @@ end
 
 -- ---- URLs ----
 
--- Splits "http://host:port/path?q" → scheme, host, port, target, authority.
+-- Splits "http://user:pass@host:port/path?q" → scheme, host, port, target,
+-- authority ("host:port" as given), userinfo ("user:pass" or nil).
 function client.parse_url(url)
-  local scheme, rest = tostring(url):match("^(https?)://(.*)$")
+  local scheme, rest = tostring(url):match("^([hH][tT][tT][pP][sS]?)://(.*)$")
   if not scheme then return nil end
+  scheme = lower(scheme)
   local authority, target = rest:match("^([^/?#]*)([^#]*)")
+  local info, hostport = authority:match("^(.*)@([^@]*)$")
+  if info then authority = hostport end
   if target == "" then target = "/" end
   if target:sub(1, 1) == "?" then target = "/" .. target end
   local host, port = authority:match("^%[(.+)%]:?(%d*)$")
   if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
-  if host == "" then return nil end
-  return scheme, host, tonumber(port) or (scheme == "https" and 443 or 80), target, authority
+  if host == nil or host == "" then return nil end
+  return scheme, host, tonumber(port) or (scheme == "https" and 443 or 80), target, authority,
+    info
 end
 
 -- ---- responses ----
@@ -146,16 +151,55 @@ local Body = {}
 Body.__index = Body
 Body.__name = "rill.http.client.body"
 
+-- ---- connections per host ----
+
+-- At most this many requests to one origin (one pool key) are in flight at
+-- once; more wait for one to end (client.max_per_host, read on every
+-- request; 0: no limit).
+client.max_per_host = 256
+
+local permits = {} -- pool key → {n = free, q = waitq}
+
+-- Takes a permit for key, waiting up to ms (nil: as long as it takes).
+-- Returns the permit's record, or nil, err.
+local function take_permit(key, ms)
+  local max = client.max_per_host
+  if not max or max <= 0 then return false end
+  local p = permits[key]
+  if not p then
+    p = {n = max, max = max, q = core.waitq()}
+    permits[key] = p
+  end
+  if p.n > 0 and p.q:waiting() == 0 then
+    p.n = p.n - 1
+    return p
+  end
+  if ms and ms <= 0 then return nil, "timeout" end
+  local ok, err = p.q:wait(ms)
+  if not ok then return nil, err end
+  return p -- handed over by give_permit
+end
+
+local function give_permit(key, p)
+  if not p then return end
+  if p.q:signal() then return end
+  p.n = p.n + 1
+  if p.n >= p.max and permits[key] == p then permits[key] = nil end
+end
+
 local function body_done(self, err)
   if self.finished then return end
   self.finished = true
+  give_permit(self.key, self.permit)
   local sock = self.sock
   self.sock = nil
   if not sock then return end
   local sent_all = self.sent_all -- true, or a function while a body is being sent
+  if self.raw then self.raw:close() end
   if err or not self.reusable or not (sent_all == true or sent_all()) then
     sock:close()
   else
+    sock:setdeadline()
     conns:put(self.key, sock)
   end
 end
@@ -190,7 +234,7 @@ end
 
 -- Trailers of a chunked body, once it has been read to the end.
 function Body:trailers()
-  return core.http_trailers(self.stream)
+  return core.http_trailers(self.raw or self.stream)
 end
 
 -- ---- requests ----
@@ -268,7 +312,7 @@ end
 
 -- One request/response exchange on sock. Returns res, or nil, err, retry
 -- (retry: the connection failed before any response byte: another may work).
-local function exchange(sock, o, key, reused)
+local function exchange(sock, o, key, reused, permit)
   local method = o.method
   local lines = {method .. " " .. o.target .. " HTTP/1.1", "Host: " .. o.host_header}
   local user = o.header_list
@@ -333,6 +377,8 @@ local function exchange(sock, o, key, reused)
     if not status then
       if reason and find(reason, "^bad response") then return nil, reason end
       if sender then rill.wait(sender, 0) end
+      -- (the end of the stream before any byte: nil alone)
+      reason = reason or "closed before a response"
       return nil, send_err or reason, reused and reason ~= "timeout"
     end
   until status >= 200 or status == 101
@@ -340,11 +386,22 @@ local function exchange(sock, o, key, reused)
   local res = {status = status, reason = reason, version = minor == 1 and "1.1" or "1.0",
     headers = setmetatable(headers, http.Headers), raw_headers = raw}
   if status == 101 then
-    res.stream = sock -- the connection is the caller's now
+    res.stream = sock -- the connection is the caller's now, not counted
+    give_permit(key, permit)
     return res
   end
   local stream = core.http_body(sock, mode, clen)
-  res.body = setmetatable({stream = stream, sock = sock, key = key,
+  local raw
+  local coding = o.decode and mode ~= "none" and headers["content-encoding"]
+  coding = type(coding) == "string" and lower(coding):match("^%s*(%S-)%s*$")
+  if coding == "gzip" or coding == "x-gzip" or coding == "deflate" then
+    -- Decoded as it is read, as Go's client does when it asked for it: the
+    -- headers no longer describe the bytes the body gives.
+    raw, stream = stream, core.inflate(stream, coding == "deflate" and "deflate" or "gzip", 0)
+    headers["content-encoding"], headers["content-length"] = nil, nil
+    res.decoded = coding
+  end
+  res.body = setmetatable({stream = stream, raw = raw, sock = sock, key = key, permit = permit,
     reusable = keepalive and not o.close, finished = false,
     sent_all = not streamed or function() return sent_all end}, Body)
   if mode == "none" then body_done(res.body) end
@@ -377,10 +434,10 @@ end
 -- redirect to another (as curl and Go do).
 local CREDENTIALS = {authorization = true, ["proxy-authorization"] = true, cookie = true}
 
-local function without_credentials(headers)
-  local list, out = flatten(headers), {}
+local function without_credentials(list)
+  local out = {}
   for i = 1, #list, 2 do
-    if not CREDENTIALS[lower(tostring(list[i]))] then
+    if not CREDENTIALS[lower(list[i])] then
       out[#out + 1] = list[i]
       out[#out + 1] = list[i + 1]
     end
@@ -388,8 +445,11 @@ local function without_credentials(headers)
   return out
 end
 
--- follow_redirects = true follows up to this many, as Go's http.Client does.
+-- redirects = true follows up to this many, as Go's http.Client does.
 client.MAX_REDIRECTS = 10
+
+-- The User-Agent sent when the request names none.
+client.USER_AGENT = "rill/" .. rill.version
 
 -- Whether v is a stream (anything with read_some): a request body.
 local function has_read_some(v)
@@ -397,98 +457,368 @@ local function has_read_some(v)
   return ok and f ~= nil
 end
 
--- client.request{url=, method=, headers=, body=, timeout=, connect_timeout=,
---   tls=, address=, host=, follow_redirects=, close=} → res | nil, err.
--- res.status, res.reason, res.headers (lower-case keys), res.body (a stream).
--- timeout (ms, default 60 s) bounds each wait for the server; connect_timeout
--- (default 10 s) the connection; tls = rill.connect's TLS options for https
--- (verified by default); address = connect here instead of the URL's host;
--- host = the Host header instead of the URL's; follow_redirects = how many to
--- follow (default 0; true: client.MAX_REDIRECTS). A redirect to another
--- origin (scheme, host or port) drops Authorization, Proxy-Authorization and
--- Cookie headers and the address, host and tls.server_name overrides. A
--- pooled connection is only reused by a request to the same scheme, host,
--- port and address with the same TLS options. A method, target or header
--- that cannot go into a request head as it is gives nil, "bad ..." with
--- nothing sent.
-function client.request(opts)
+-- Every option client.request takes (names starting with "_" are the
+-- reverse proxy's and the test client's).
+local OPTIONS = {url = true, method = true, headers = true, body = true, json = true,
+  form = true, query = true, auth = true, timeout = true, read_timeout = true,
+  connect_timeout = true, tls = true, address = true, host = true, redirects = true,
+  follow_redirects = true, close = true, jar = true, decompress = true, proxy = true,
+  max_redirect_body = true, _base = true, _target = true, _flat = true, _checked = true,
+  _raw = true, _deadline = true, _hops = true}
+
+local function b64(s)
+  return core.base64_encode(s)
+end
+
+local function unescape(s)
+  return (gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- The options' mistakes, found before anything is sent: raises at the
+-- caller's line (level).
+local function check_options(opts, level)
+  if type(opts) ~= "table" then
+    error("rill.http.request: options must be a table, got " .. type(opts), level)
+  end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error("rill.http.request: unknown option " .. tostring(k), level)
+    end
+  end
   local body, bt = opts.body, type(opts.body)
   if body ~= nil and bt ~= "string" and bt ~= "function" and not has_read_some(body) then
     error(("rill.http.request: body must be a string, a function or a stream (with " ..
-      "read_some), got %s%s"):format(bt, bt == "table" and " (rill.json.encode it?)" or ""), 2)
+      "read_some), got %s%s"):format(bt, bt == "table" and " (or give json =)" or ""), level)
   end
-  local redirects = opts.follow_redirects
+  local n = (body ~= nil and 1 or 0) + (opts.json ~= nil and 1 or 0) +
+    (opts.form ~= nil and 1 or 0)
+  if n > 1 then error("rill.http.request: give one of body, json and form", level) end
+  if opts.form ~= nil and type(opts.form) ~= "table" then
+    error("rill.http.request: form must be a table, got " .. type(opts.form), level)
+  end
+  if opts.query ~= nil and type(opts.query) ~= "table" then
+    error("rill.http.request: query must be a table, got " .. type(opts.query), level)
+  end
+  local auth = opts.auth
+  if auth ~= nil and not (type(auth) == "table" and type(auth.user or auth[1]) == "string") then
+    error("rill.http.request: auth must be {user = , password = }", level)
+  end
+  for _, k in ipairs{"timeout", "read_timeout", "connect_timeout"} do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v < 0) then
+      error("rill.http.request: " .. k .. " must be milliseconds (a number >= 0), got " ..
+        tostring(v), level)
+    end
+  end
+  local r = opts.redirects
+  if r == nil then r = opts.follow_redirects end
+  if r ~= nil and type(r) ~= "boolean" and (type(r) ~= "number" or r < 0) then
+    error("rill.http.request: redirects must be a count or a boolean, got " .. tostring(r), level)
+  end
+  if opts.proxy ~= nil and opts.proxy ~= false and type(opts.proxy) ~= "string" then
+    error("rill.http.request: proxy must be a URL or false, got " .. type(opts.proxy), level)
+  end
+  if opts.jar ~= nil and not (type(opts.jar) == "table" and opts.jar.header) then
+    error("rill.http.request: jar must be a rill.http.cookie_jar()", level)
+  end
+end
+
+-- ---- proxies ----
+
+-- Whether host is one NO_PROXY names: "*", a name (also matching its
+-- subdomains), ".name" (subdomains only), or an address.
+local function no_proxy(host)
+  local list = os.getenv("no_proxy") or os.getenv("NO_PROXY")
+  if not list or list == "" then return false end
+  host = lower(host)
+  for entry in list:gmatch("[^,%s]+") do
+    entry = lower(entry):gsub(":%d+$", "")
+    if entry == "*" then return true end
+    if entry:sub(1, 1) == "." then
+      if host:sub(-#entry) == entry then return true end
+    elseif host == entry or host:sub(-(#entry + 1)) == "." .. entry then
+      return true
+    end
+  end
+  return false
+end
+
+-- The proxy URL for a request to scheme://host, or nil: opts.proxy (false:
+-- none), else http_proxy / HTTP_PROXY for http and https_proxy /
+-- HTTPS_PROXY for https, unless NO_PROXY names the host.
+local function proxy_for(opts, scheme, host)
+  if opts.proxy == false or opts._raw then return nil end
+  if opts.proxy then return opts.proxy end
+  local url
+  if scheme == "https" then
+    url = os.getenv("https_proxy") or os.getenv("HTTPS_PROXY")
+  else
+    url = os.getenv("http_proxy")
+    -- A CGI program gets the client's "Proxy:" header as HTTP_PROXY.
+    if not url and not os.getenv("REQUEST_METHOD") then url = os.getenv("HTTP_PROXY") end
+  end
+  if not url or url == "" or no_proxy(host) then return nil end
+  if not url:find("^%a[%w+.-]*://") then url = "http://" .. url end
+  return url
+end
+
+-- "user:pass" → user, password (percent-decoded); nil for nil.
+local function userinfo(info)
+  if not info then return nil end
+  local user, pass = info:match("^([^:]*):(.*)$")
+  return unescape(user or info), pass and unescape(pass) or ""
+end
+
+-- ---- requests ----
+
+-- Connects for a request: straight to the origin, or through a proxy (an
+-- absolute-form request for http; a CONNECT tunnel, then TLS, for https).
+-- Returns sock, or nil, err.
+local function dial(p, connect_ms)
+  if not p.proxy then
+    local sock, err = rill.connect(p.address or p.host, p.port,
+      {timeout = connect_ms, tls = p.tls})
+    if not sock then return nil, "connect: " .. tostring(err) end
+    return sock
+  end
+  local px = p.proxy
+  local sock, err = rill.connect(px.host, px.port, {timeout = connect_ms, tls = px.tls})
+  if not sock then return nil, "proxy: connect: " .. tostring(err) end
+  if not p.tls then return sock end
+  local to = p.address or p.host -- the tunnel's end; TLS inside still checks p.host
+  local target = (find(to, ":", 1, true) and "[" .. to .. "]" or to) .. ":" .. p.port
+  local lines = {"CONNECT " .. target .. " HTTP/1.1", "Host: " .. target}
+  if px.auth then lines[#lines + 1] = "Proxy-Authorization: " .. px.auth end
+  sock:settimeout(connect_ms)
+  local ok, werr = sock:write(concat(lines, "\r\n") .. "\r\n\r\n")
+  if not ok then
+    sock:close()
+    return nil, "proxy: " .. tostring(werr)
+  end
+  local status, reason = core.http_read_response(sock, "CONNECT", client.MAX_HEAD)
+  if status ~= 200 then
+    sock:close()
+    if not status then return nil, "proxy: " .. tostring(reason or "closed") end
+    return nil, ("proxy: CONNECT %s refused: %d %s"):format(target, status, reason or "")
+  end
+  ok, err = sock:starttls(p.tls)
+  if not ok then
+    sock:close()
+    return nil, "connect: " .. tostring(err)
+  end
+  return sock
+end
+
+local function lower_names(list)
+  local set = {}
+  for i = 1, #list, 2 do set[lower(list[i])] = true end
+  return set
+end
+
+-- client.request(opts) → res | nil, err. The options are in lua/README.md
+-- ("HTTP client"). A method, target or header that cannot go into a request
+-- head as it is gives nil, "bad ..." with nothing sent; a bad option raises.
+function client.request(opts)
+  -- (rill.http.request and the redirects below are tail calls: the
+  -- caller's line is 3 levels up from check_options)
+  check_options(opts, 3)
+  local now = rill.now()
+  local deadline = opts._deadline or (opts.timeout and now + opts.timeout)
+  local redirects = opts.redirects
+  if redirects == nil then redirects = opts.follow_redirects end
   if redirects == true then
     redirects = client.MAX_REDIRECTS
   elseif not redirects then
     redirects = 0
-  elseif type(redirects) ~= "number" then
-    error("follow_redirects must be a number or a boolean", 2)
   end
-  local scheme, host, port, target, authority
+  local scheme, host, port, target, authority, info
   local base = opts._base -- the reverse proxy's upstream, parsed once per route
   if base then
     scheme, host, port, authority = base.scheme, base.host, base.port, base.authority
     target = base.path .. opts._target
   else
-    scheme, host, port, target, authority = client.parse_url(opts.url)
+    scheme, host, port, target, authority, info = client.parse_url(opts.url)
     if not scheme or find(authority, "[%z\1-\32\127]") then
       return nil, "bad URL: " .. http.quote(opts.url)
     end
   end
+  local url_user, url_pass = userinfo(info)
+  if opts.query then
+    local q = http.encode_query(opts.query)
+    if q ~= "" then target = target .. (find(target, "?", 1, true) and "&" or "?") .. q end
+  end
   local method = opts.method or "GET"
   if type(method) == "string" then method = method:upper() end
+  local list = opts.headers
+  if not opts._flat then
+    list = flatten(list)
+  elseif not opts._raw then
+    list = {unpack(list)} -- defaults are added below: the caller's list stays as it is
+  end
+  local body = opts.body
+  if opts.json ~= nil or opts.form ~= nil then
+    local names = lower_names(list)
+    if opts.json ~= nil then
+      body = require("rill.json").encode(opts.json)
+      if not names["content-type"] then list[#list + 1] = "Content-Type" list[#list + 1] = "application/json" end
+    else
+      body = http.encode_query(opts.form)
+      if not names["content-type"] then
+        list[#list + 1] = "Content-Type"
+        list[#list + 1] = "application/x-www-form-urlencoded"
+      end
+    end
+    if method == "GET" and not opts.method then method = "POST" end
+  end
+  local decoding = false
+  if not opts._raw then
+    local names = lower_names(list)
+    local user = opts.auth and (opts.auth.user or opts.auth[1]) or url_user
+    if user and not names.authorization then
+      local pass = opts.auth and (opts.auth.password or opts.auth[2]) or url_pass or ""
+      list[#list + 1] = "Authorization"
+      list[#list + 1] = "Basic " .. b64(user .. ":" .. pass)
+    end
+    if not names["user-agent"] then
+      list[#list + 1] = "User-Agent"
+      list[#list + 1] = client.USER_AGENT
+    end
+    -- Decoded here only when we asked for it: a caller's own Accept-Encoding
+    -- gets the body as the server sent it.
+    if opts.decompress ~= false and not names["accept-encoding"] and method ~= "HEAD" then
+      list[#list + 1] = "Accept-Encoding"
+      list[#list + 1] = "gzip, deflate"
+      decoding = true
+    end
+    if opts.jar and not names.cookie then
+      local c = opts.jar:header(scheme .. "://" .. authority .. target)
+      if c then
+        list[#list + 1] = "Cookie"
+        list[#list + 1] = c
+      end
+    end
+  end
+  local proxy_url = proxy_for(opts, scheme, host)
+  local px
+  if proxy_url then
+    local pscheme, phost, pport, _, pa, pinfo = client.parse_url(proxy_url)
+    if not pscheme then return nil, "bad proxy URL: " .. http.quote(proxy_url) end
+    local puser, ppass = userinfo(pinfo)
+    px = {host = phost, port = pport,
+      tls = pscheme == "https" and tls_options("https", phost, {}) or nil,
+      auth = puser and "Basic " .. b64(puser .. ":" .. ppass) or nil,
+      url = pscheme .. "://" .. pa}
+  end
   local o = {method = method, target = target, host_header = opts.host or authority,
-    header_list = opts._flat and opts.headers or flatten(opts.headers), body = opts.body, close = opts.close}
+    header_list = list, body = body, close = opts.close, decode = decoding}
+  if px and scheme == "http" then
+    -- the absolute form, to the proxy; the proxy's credentials with it
+    o.target = "http://" .. authority .. target
+    if px.auth then
+      list[#list + 1] = "Proxy-Authorization"
+      list[#list + 1] = px.auth
+    end
+  end
   -- (_flat: the reverse proxy's list is flat strings made for this request,
-  -- taken as it is.)
-  -- The reverse proxy passes on a request our server parsed (so checked)
-  -- with fields it made itself: _checked skips checking it again.
+  -- taken as it is.) The reverse proxy passes on a request our server parsed
+  -- (so checked) with fields it made itself: _checked skips checking it again.
   if not opts._checked then
     local bad = check_head(o)
     if bad then return nil, bad end
   end
   local tls = tls_options(scheme, host, opts)
   local key = pool_key_of(scheme, host, port, opts.address, tls)
-  local timeout = opts.timeout or 60000
+  if px then key = key .. " proxy=" .. esc(px.url) end
+  local read_ms = opts.read_timeout or 60000
+  -- (the reverse proxy's requests are not limited: the clients it serves are)
+  local permit
+  if not opts._raw then
+    local perr
+    permit, perr = take_permit(key, deadline and deadline - rill.now())
+    if not permit and perr then
+      return nil, perr == "timeout" and "timeout (waiting for one of the " ..
+        client.max_per_host .. " connections to " .. authority .. ")" or perr
+    end
+  end
   local res, err
   for attempt = 1, 2 do
     local sock = not opts.close and conns:get(key)
     local reused = sock ~= nil
-    if not sock then
-      sock, err = rill.connect(opts.address or host, port,
-        {timeout = opts.connect_timeout or 10000, tls = tls})
-      if not sock then return nil, "connect: " .. tostring(err) end
+    local left = deadline and deadline - rill.now()
+    if left and left <= 0 then
+      if sock then sock:close() end
+      give_permit(key, permit)
+      return nil, "timeout"
     end
-    sock:settimeout(timeout)
+    if not sock then
+      local connect_ms = opts.connect_timeout or 10000
+      if left and left < connect_ms then connect_ms = left end
+      sock, err = dial({host = host, port = port, address = opts.address, tls = tls, proxy = px},
+        connect_ms)
+      if not sock then
+        give_permit(key, permit)
+        return nil, err
+      end
+    end
+    sock:settimeout(read_ms)
+    sock:setdeadline(left)
     local retry
-    res, err, retry = exchange(sock, o, key, reused)
+    res, err, retry = exchange(sock, o, key, reused, permit)
     if res then break end
     sock:close()
     -- A pooled connection the server had closed: try a fresh one, if the
     -- request can be sent again.
     if not (retry and attempt == 1 and (o.body == nil or type(o.body) == "string")) then
+      give_permit(key, permit)
       return nil, err
     end
   end
+  res.url = scheme .. "://" .. authority .. target
+  if opts.jar then
+    local sc = res.headers["set-cookie"]
+    if sc then opts.jar:store(res.url, sc) end
+  end
   local location = res.headers.location
-  if redirects > 0 and location and (res.status == 301 or res.status == 302 or
-    res.status == 303 or res.status == 307 or res.status == 308) then
-    res.body:read_all(1024 * 1024)
+  if location and (res.status == 301 or res.status == 302 or res.status == 303 or
+    res.status == 307 or res.status == 308) and redirects ~= 0 then
+    if type(location) == "table" then location = location[1] end
+    local hops = (opts._hops or 0) + 1
+    if hops > redirects then
+      res.body:close()
+      return nil, ("too many redirects (%d): last to %s"):format(redirects, location)
+    end
+    if res.body then res.body:read_all(opts.max_redirect_body or 1024 * 1024) end
     local next_url = location
-    if not next_url:match("^https?://") then
-      next_url = scheme .. "://" .. authority .. (location:sub(1, 1) == "/" and "" or "/") .. location
+    if not next_url:match("^[hH][tT][tT][pP][sS]?://") then
+      if next_url:sub(1, 2) == "//" then
+        next_url = scheme .. ":" .. next_url
+      elseif next_url:sub(1, 1) == "/" then
+        next_url = scheme .. "://" .. authority .. next_url
+      else
+        local dir = target:match("^([^?]*/)") or "/"
+        next_url = scheme .. "://" .. authority .. dir .. next_url
+      end
     end
     local again = {}
     for k, v in pairs(opts) do again[k] = v end
-    again.url = next_url
-    again.follow_redirects = redirects - 1
-    if res.status == 303 or ((res.status == 301 or res.status == 302) and o.method == "POST") then
-      again.method, again.body = "GET", nil
+    again.url, again._hops, again._deadline = next_url, hops, deadline
+    again.redirects, again.follow_redirects = redirects, nil
+    again.query = nil -- it is in the location's target, if the server kept it
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+      again.method, again.body, again.json, again.form = method == "HEAD" and "HEAD" or "GET",
+        nil, nil, nil
+    elseif type(o.body) ~= "string" and o.body ~= nil then
+      return res -- a streamed body cannot be sent again: this answer is the caller's
+    else
+      again.body, again.json, again.form = o.body, nil, nil
+      again.method = method
     end
     local nscheme, nhost, nport = client.parse_url(next_url)
-    if nscheme ~= scheme or lower(nhost or "") ~= lower(host) or nport ~= port then
-      again.headers = without_credentials(opts.headers)
+    if not nscheme then return nil, "bad redirect location: " .. http.quote(location) end
+    if nscheme ~= scheme or lower(nhost) ~= lower(host) or nport ~= port then
+      again.headers = without_credentials(opts._flat and opts.headers or flatten(opts.headers))
+      again._flat = true
+      again.auth = nil
       again.address, again.host = nil, nil
       if type(opts.tls) == "table" and opts.tls.server_name then
         again.tls = {}

@@ -11,8 +11,8 @@ local hooks = require "rill.hooks"
 local byte, char, concat, find, format, gsub, lower, sub, tonumber, tostring, type =
   string.byte, string.char, table.concat, string.find, string.format, string.gsub,
   string.lower, string.sub, tonumber, tostring, type
-local rawget, rawset, remove, setmetatable, select = rawget, rawset, table.remove,
-  setmetatable, select
+local rawget, rawset, remove, setmetatable, select, sort = rawget, rawset, table.remove,
+  setmetatable, select, table.sort
 
 local http = {}
 
@@ -60,6 +60,37 @@ function http.parse_query(qs)
     add_value(t, k, v)
   end
   return t
+end
+
+local function pct(c)
+  return format("%%%02X", byte(c))
+end
+
+-- http.escape(s) → s percent-encoded but for RFC 3986's unreserved bytes.
+function http.escape(s)
+  return (gsub(tostring(s), "[^A-Za-z0-9%-._~]", pct))
+end
+
+-- http.encode_query{a = 1, b = {"x", "y"}, c = true} → "a=1&b=x&b=y&c":
+-- keys sorted, a list repeating its key, true the key alone, false nothing.
+function http.encode_query(q)
+  local keys = {}
+  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if v == nil then v = q[tonumber(k)] end
+    local list = type(v) == "table" and v or {v}
+    for _, x in ipairs(list) do
+      if x == true then
+        parts[#parts + 1] = http.escape(k)
+      elseif x ~= false then
+        parts[#parts + 1] = http.escape(k) .. "=" .. http.escape(x)
+      end
+    end
+  end
+  return concat(parts, "&")
 end
 
 -- What a client may put in a request head (RFC 9110): a method or a header
@@ -783,6 +814,11 @@ end
 -- rill.http.request{url=, method=, headers=, body=, ...}: see rill.client.
 function http.request(opts)
   return require("rill.client").request(opts)
+end
+
+-- rill.http.cookie_jar() → a client's cookie jar: see rill.cookiejar.
+function http.cookie_jar()
+  return require("rill.cookiejar").new()
 end
 
 -- rill.http.abort(status [, message [, headers]]): raises an error object

@@ -55,6 +55,44 @@ function rill.on_shutdown(fn)
 end
 rill.stopping = core.stopping
 
+-- rill.on_signal(name, fn): in a `rill run` script, fn(name) runs (in a
+-- thread of its own, handlers in the order registered) each time signal
+-- name ("INT", "TERM", "HUP", "USR1", "USR2", with or without "SIG")
+-- arrives, instead of its default (ending the script: 130 for INT).
+-- Returns a function that removes fn; with no handler left, the default
+-- is back.
+local signal_handlers = {}
+function rill.on_signal(name, fn)
+  if type(fn) ~= "function" then
+    error("rill.on_signal: fn must be a function, got " .. type(fn), 2)
+  end
+  local sig = core.on_signal(name, true)
+  local list = signal_handlers[sig]
+  if not list then
+    list = {name = (tostring(name):upper():gsub("^SIG", ""))}
+    signal_handlers[sig] = list
+  end
+  list[#list + 1] = fn
+  return function()
+    for i = #list, 1, -1 do
+      if list[i] == fn then table.remove(list, i) end
+    end
+    if #list == 0 then core.on_signal(sig, false) end
+  end
+end
+
+-- Called on worker 0 when a signal a script took arrives (core/rill.c).
+function rill._signal(sig)
+  local list = signal_handlers[sig]
+  if not list then return end
+  for _, fn in ipairs({unpack(list)}) do
+    core.spawn(function()
+      local ok, err = xpcall(fn, debug.traceback, list.name)
+      if not ok then core.log("error", "error in a signal handler: " .. tostring(err)) end
+    end)
+  end
+end
+
 -- rill.log(level, ...): "error", "warn", "info" or "debug"; the rest joined
 -- with spaces.
 function rill.log(level, ...)
@@ -191,6 +229,18 @@ lazy.metrics = "rill.metrics" -- every worker's counters: rill.metrics.collect()
 lazy.pg = "rill.pg" -- the Postgres client
 lazy.pool = "rill.pool" -- idle connections kept for reuse, by key
 
+-- rill.semaphore(n), rill.queue([max]), rill.wait_any(threads [, ms]): see
+-- rill.sync. (Tail calls: their errors point at the caller's line.)
+function rill.semaphore(n)
+  return require("rill.sync").semaphore(n)
+end
+function rill.queue(max)
+  return require("rill.sync").queue(max)
+end
+function rill.wait_any(threads, ms)
+  return require("rill.sync").wait_any(threads, ms)
+end
+
 -- rill.pipe(a, b [, opts]): copies both ways between two streams until both
 -- end, with backpressure; see rill.proxy.pipe.
 function rill.pipe(a, b, opts)
@@ -199,6 +249,11 @@ end
 
 return setmetatable(rill, {
   __index = function(t, k)
+    if k == "stdin" or k == "stdout" or k == "stderr" then
+      local f = require("rill.fs")._stdio(k)
+      rawset(t, k, f)
+      return f
+    end
     local name = lazy[k]
     if not name then return nil end
     local m = require(name)

@@ -191,7 +191,7 @@ function proxy.pass(req, res, upstream, opts)
   -- opts.headers added some.
   local ures, err = client.request{url = url, _base = base, _target = target, _flat = true,
     method = req.method, headers = headers,
-    body = body, timeout = opts.timeout or proxy.TIMEOUT,
+    body = body, read_timeout = opts.timeout or proxy.TIMEOUT, _raw = true,
     connect_timeout = opts.connect_timeout or proxy.CONNECT_TIMEOUT, tls = opts.tls,
     host = opts.preserve_host and h.host or nil, _checked = opts.headers == nil}
   if not ures then

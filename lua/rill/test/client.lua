@@ -40,60 +40,12 @@ end
 
 -- ---- queries and cookies ----
 
-local function pct(c)
-  return format("%%%02X", byte(c))
-end
-
--- Percent-encodes all but RFC 3986 unreserved characters.
-local function encode(v)
-  return (gsub(tostring(v), "[^A-Za-z0-9%-._~]", pct))
-end
-
--- {a = 1, b = {"x", "y"}, c = true} → "a=1&b=x&b=y&c" (keys sorted).
-local function encode_query(q)
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if v == nil then v = q[tonumber(k)] end
-    local list = type(v) == "table" and v or {v}
-    for _, x in ipairs(list) do
-      if x == true then
-        parts[#parts + 1] = encode(k)
-      elseif x ~= false then
-        parts[#parts + 1] = encode(k) .. "=" .. encode(x)
-      end
-    end
-  end
-  return concat(parts, "&")
-end
+-- {a = 1, b = {"x", "y"}, c = true} → "a=1&b=x&b=y&c" (rill.http.encode_query).
+local encode_query = http.encode_query
 M.encode_query = encode_query
 
-local MONTHS = {jan = 1, feb = 2, mar = 3, apr = 4, may = 5, jun = 6, jul = 7, aug = 8,
-  sep = 9, oct = 10, nov = 11, dec = 12}
-
--- Days since 1970-01-01 of a civil date (proleptic Gregorian).
-local function days(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 -- An HTTP-date ("Thu, 01 Jan 1970 00:00:00 GMT") → seconds, or nil.
-local function http_date(s)
-  local d, mon, y, h, mi, sec = s:match("(%d+)[ %-](%a%a%a)[ %-](%d+) (%d+):(%d+):(%d+)")
-  local m = mon and MONTHS[lower(mon)]
-  if not m then return nil end
-  y = tonumber(y)
-  if y < 100 then y = y + (y < 70 and 2000 or 1900) end
-  return days(y, m, tonumber(d)) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-end
+local http_date = require("rill.cookiejar").parse_date
 
 -- Keeps (or drops) the cookie of one Set-Cookie value in jar.
 local function store(jar, line)
@@ -181,7 +133,7 @@ local function request(self, method, path, o, level)
     end
   end
   local res, err = client.request{url = self.url .. target, method = method, headers = list,
-    body = body, timeout = o.timeout or self.timeout}
+    body = body, read_timeout = o.timeout or self.timeout, decompress = false}
   if not res then return nil, err end
   local text = ""
   if res.body then
