@@ -12,9 +12,9 @@ cd "$(dirname "$0")"
 
 # Build and runtime dependencies, then what the tests drive the server with.
 PKGS="build-essential cmake pkg-config libluajit2-5.1-dev libuv1-dev libmbedtls-dev
-      node-llhttp lua-busted lua-cjson zlib1g-dev media-types"
+      node-llhttp lua-busted lua-cjson zlib1g-dev media-types libnghttp2-dev"
 TEST_PKGS="curl openssl ca-certificates python3 python3-websockets postgresql redis-server wrk
-           strace redis-tools clang libclang-rt-14-dev haproxy valgrind"
+           strace redis-tools clang libclang-rt-14-dev haproxy nghttp2-client python3-h2 valgrind"
 
 install_deps() {
   missing=""

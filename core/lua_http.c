@@ -22,6 +22,7 @@
 #include "inflate_stream.h"
 #include "lua_core.h"
 #include "lua_ffi.h"
+#include "lua_h2.h"
 #include "lua_stream.h"
 #include "lua_sched.h"
 #include "tcp.h"
@@ -50,6 +51,8 @@ typedef struct {
   int nspare;
   int gone_ref; /* gone(conn, gen): runs a request's on_close callbacks */
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
+  int http2;             /* h2 by ALPN over TLS, h2c with prior knowledge in clear */
+  rill_h2_server_t h2;   /* its HTTP/2 connections (each holds a reference on srv) */
 } lhttp_t;
 
 /* ---- the server ---- */
@@ -175,11 +178,116 @@ static void on_free(rill_http_server_t *srv) {
   free(lh);
 }
 
+/* ---- HTTP/2 ---- */
+
+static void h2_on_request(rill_h2_stream_t *st) {
+  lhttp_t *lh = st->c->srv->data;
+  rill__lh2_start(st, lh->dispatch_ref, lh->handler_ref, lh->srv.limits.send_timeout_ms);
+}
+
+static void h2_on_close(rill_h2_conn_t *c) {
+  lhttp_t *lh = c->srv->data;
+  if (--lh->srv.refs == 0) on_free(&lh->srv);
+}
+
+/* Which protocol a new connection speaks, found from its first bytes: the
+ * ALPN protocol over TLS (its handshake is done once bytes come), the
+ * client preface ("PRI * HTTP/2.0", which no HTTP/1.1 request starts with)
+ * in clear. */
+typedef struct {
+  rill_binding_t b;
+  lhttp_t *lh;
+  rill_stream_t *s;
+  uv_timer_t timer; /* header_timeout: a client that sends nothing goes */
+} sniff_t;
+
+static void sniff_free_cb(uv_handle_t *h) {
+  free(rill__container_of((uv_timer_t *)h, sniff_t, timer));
+}
+
+static void sniff_free(sniff_t *sn) {
+  rill__stream_unbind(&sn->b);
+  uv_close((uv_handle_t *)&sn->timer, sniff_free_cb);
+}
+
+static void sniff_timeout(uv_timer_t *h) {
+  sniff_t *sn = rill__container_of(h, sniff_t, timer);
+  rill_stream_t *s = sn->s;
+  sniff_free(sn);
+  s->vt->close(s);
+}
+
+static void sniff_done(sniff_t *sn, int h2) {
+  lhttp_t *lh = sn->lh;
+  rill_stream_t *s = sn->s;
+  sniff_free(sn);
+  if (h2) {
+    lh->srv.refs++;
+    if (rill__h2_conn_new(&lh->h2, s) == NULL) {
+      lh->srv.refs--;
+      s->vt->abort(s);
+      return;
+    }
+    /* The connection reads from the burst's end; until then the socket must
+     * still want bytes: libuv may read once more after this callback, and a
+     * full buffer nobody wants more of fails with ENOBUFS (uvstream.c). */
+    rill__stream_fill(s);
+  } else if (rill__http_conn_new(&lh->srv, s) == NULL) {
+    s->vt->abort(s);
+  }
+}
+
+static void sniff(sniff_t *sn) {
+  const char *p;
+  size_t n;
+  int r = sn->s->vt->peek(sn->s, &p, &n);
+  if (r < 0) {
+    sniff_done(sn, 0); /* the HTTP/1.1 connection sees the end and closes */
+    return;
+  }
+  if (rill__tls_is(sn->s)) {
+    if (n > 0) {
+      const char *alpn = rill__tls_alpn(sn->s);
+      sniff_done(sn, alpn && strcmp(alpn, "h2") == 0);
+      return;
+    }
+  } else if (n >= 3 || (n > 0 && memcmp(p, "PRI", n) != 0)) {
+    sniff_done(sn, n >= 3 && memcmp(p, "PRI", 3) == 0);
+    return;
+  }
+  if (rill__stream_fill(sn->s) < 0) sniff_done(sn, 0);
+}
+
+static void sniff_readable(rill_binding_t *b, int status) {
+  sniff(rill__container_of(b, sniff_t, b));
+}
+
+static void sniff_gone(rill_binding_t *b) {
+  sniff_t *sn = rill__container_of(b, sniff_t, b);
+  uv_close((uv_handle_t *)&sn->timer, sniff_free_cb);
+}
+
+static const rill_binding_ops_t sniff_ops = {.readable = sniff_readable, .gone = sniff_gone};
+
 static void on_accept(rill_listener_t *l, rill_uvstream_t *u) {
   lhttp_t *lh = l->data;
   rill_stream_t *s = rill__uvstream_stream(u);
   /* Over TLS the connection's first read drives the handshake. */
   if (lh->tls && (s = rill__tls_new(lh->tls, s, NULL)) == NULL) return;
+  if (lh->http2) {
+    sniff_t *sn = calloc(1, sizeof(*sn));
+    if (sn == NULL) {
+      s->vt->abort(s);
+      return;
+    }
+    sn->lh = lh;
+    sn->s = s;
+    uv_timer_init(lh->srv.w->loop, &sn->timer);
+    uv_timer_start(&sn->timer, sniff_timeout, lh->srv.limits.header_timeout_ms, 0);
+    rill__stream_bind(s, &sn->b, &sniff_ops);
+    sniff(sn);
+    return;
+  }
   if (rill__http_conn_new(&lh->srv, s) == NULL) s->vt->abort(s);
 }
 
@@ -270,11 +378,23 @@ static int l_http_listen(lua_State *L) {
     lua_pop(L, 1);
     lh->gone_ref = LUA_NOREF;
   }
+  lua_getfield(L, 1, "http2");
+  lh->http2 = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (lh->http2) {
+    lh->h2.w = w;
+    rill__h2_limits_default(&lh->h2.limits, &lim);
+    lh->h2.on_request = h2_on_request;
+    lh->h2.on_drained = rill__lh2_drained;
+    lh->h2.on_close = h2_on_close;
+    lh->h2.data = lh;
+  }
   lua_getfield(L, 1, "tls");
   if (lua_toboolean(L, -1)) {
     static const char *const http_alpn[] = {"http/1.1", NULL};
+    static const char *const h2_alpn[] = {"h2", "http/1.1", NULL};
     char err[256];
-    lh->tls = rill__ltls_conf(L, w, -1, 1, http_alpn, err, sizeof(err));
+    lh->tls = rill__ltls_conf(L, w, -1, 1, lh->http2 ? h2_alpn : http_alpn, err, sizeof(err));
     if (lh->tls == NULL) {
       on_free(&lh->srv);
       lua_pushnil(L);
@@ -1038,6 +1158,7 @@ void rill__open_http(lua_State *L, rill_worker_t *w) {
       {NULL, NULL},
   };
   rill__register(L, w, funcs);
+  rill__open_h2(L, w);
   rill__new_class(L, CONN_MT, methods, NULL);
   luaL_getmetatable(L, CONN_MT);
   lua_pushcfunction(L, conn_tostring);

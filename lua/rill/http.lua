@@ -145,7 +145,7 @@ local function reqline(req)
   local m, target, minor = c:reqline(g)
   rawset(req, "method", m)
   rawset(req, "target", target)
-  rawset(req, "version", minor == 1 and "1.1" or "1.0")
+  rawset(req, "version", minor == 1 and "1.1" or minor == 20 and "2" or "1.0")
 end
 
 function getters.method(req) reqline(req) return req.method end
@@ -797,7 +797,8 @@ end
 --   max_connections_per_address=, max_header_bytes=, max_headers=,
 --   max_body_bytes=, drain_bytes=, min_body_rate= (bytes/s),
 --   header_timeout=, body_timeout=, body_rate_grace=, keepalive_timeout=,
---   send_timeout= (milliseconds)}
+--   send_timeout= (milliseconds), http2= (true: HTTP/2 too: "h2" by ALPN over
+--   TLS, h2c with prior knowledge in clear; HTTP/1.1 goes on as before)}
 -- → listener (listener:port(), listener:close()) or nil, err.
 function http.listen(opts)
   local h = http.handler(opts.handler)

@@ -1,0 +1,230 @@
+/* A server-side HTTP/2 connection over any rill stream (TCP for h2c with
+ * prior knowledge, or TLS that chose "h2" by ALPN), with nghttp2 for the
+ * framing and HPACK. No Lua: the layer above starts a handler per request
+ * stream in on_request and reports its end with
+ * rill__h2_stream_handler_done().
+ *
+ * rill owns the I/O. Input goes from the transport's buffer straight into
+ * nghttp2_session_mem_recv (no copy); output is taken with
+ * nghttp2_session_send, whose frames are gathered into one write per burst
+ * (the connection joins the worker's flush list, as a transport does), DATA
+ * by reference to the stream's queue (NGHTTP2_DATA_FLAG_NO_COPY).
+ *
+ * Flow control is backpressure: the connection's window is granted as DATA
+ * arrives (a stream's bytes are bounded by its own window), a stream's only
+ * as its reader consumes them, so a handler that does not read stalls its
+ * own stream alone. A response write waits (RILL_EAGAIN, then on_drained)
+ * while the stream's queue is above a high-water mark, which it stays at
+ * while the peer's window is closed.
+ *
+ * Ownership: the connection owns the transport and every stream object; a
+ * stream object lives until nghttp2 closed the stream and the handler (if
+ * one started) ended; the connection's memory lives until its last stream
+ * object went. */
+#ifndef RILL_H2_CONN_H
+#define RILL_H2_CONN_H
+
+#include "http_conn.h"
+#include "stream.h"
+
+typedef struct {
+  unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
+  size_t max_header_bytes;    /* a request's header list (name + value + 32 each); 431 */
+  unsigned max_headers;       /* fields in a request; 431 past it */
+  uint32_t header_table_size; /* SETTINGS_HEADER_TABLE_SIZE (our HPACK decoder) */
+  uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's unread bytes */
+  size_t max_continuations;   /* CONTINUATION frames after a HEADERS frame */
+  unsigned reset_budget; /* streams the peer may reset before their response ends ... */
+  unsigned reset_window_ms;   /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
+  unsigned idle_timeout_ms;   /* no stream open: GOAWAY and close */
+  unsigned header_timeout_ms; /* a request head begun and not ended; the preface */
+  size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
+  uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
+                              0: no limit */
+} rill_h2_limits_t;
+
+/* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
+void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http);
+
+typedef struct rill_h2_server_s rill_h2_server_t;
+typedef struct rill_h2_conn_s rill_h2_conn_t;
+typedef struct rill_h2_stream_s rill_h2_stream_t;
+
+struct rill_h2_server_s {
+  rill_worker_t *w;
+  rill_h2_limits_t limits;
+  /* A request head arrived on st: start a handler. */
+  void (*on_request)(rill_h2_stream_t *st);
+  /* A response write that returned RILL_EAGAIN may go on (0), or the stream
+   * can take no more (< 0: reset by the peer, the connection closed). */
+  void (*on_drained)(rill_h2_stream_t *st, int status);
+  /* Optional: the connection is going (its streams are told through their
+   * body and on_drained). */
+  void (*on_close)(rill_h2_conn_t *c);
+  void *data;
+};
+
+/* The request head, valid while the stream object lives. Names are lower
+ * case (HTTP/2 requires it); the pseudo-headers are taken out. */
+typedef struct {
+  const char *method, *path, *scheme, *authority; /* NUL-terminated; authority may be
+                                                     Host's value, or "" */
+  size_t method_len, path_len, scheme_len, authority_len;
+  const rill_hdr_t *hdrs; /* the regular fields, in order */
+  size_t nhdrs;
+  int64_t content_length; /* -1: none given */
+  unsigned is_head : 1;
+} rill_h2_head_t;
+
+enum { RILL_H2_RESP_NONE, RILL_H2_RESP_STREAMING, RILL_H2_RESP_DONE };
+
+struct rill_h2_stream_s {
+  rill_stream_t body; /* the request body: peek / consume / fill; close() is a no-op */
+  rill_h2_conn_t *c;  /* never NULL; c->session is NULL once the connection closed */
+  int32_t id;
+  rill_h2_head_t head;
+  void *data; /* the layer above's */
+  /* Optional, set by the layer above: the worker's teardown ended the
+   * handler's task unreported, and the stream goes now. */
+  void (*abandon)(rill_h2_stream_t *st);
+
+  /* request head being received */
+  char *arena; /* names and values, NUL-terminated each */
+  size_t alen, acap;
+  size_t *hoff; /* per field: name offset, name len, value offset, value len */
+  size_t nh, hcap;
+  size_t hbytes;
+  int bad_head; /* 431 (too large) or 400 */
+
+  /* request body: bytes received and not consumed */
+  char *in;
+  size_t in_r, in_len, in_cap;
+  int in_eof, in_err, in_want;
+  uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
+  uint64_t
+      max_body; /* this request's body limit, lower than the server's; 0: the server's */
+
+  /* response */
+  int resp;
+  int status;
+  struct h2_chunk_s *q_head, *q_tail; /* queued DATA payload */
+  size_t queued;
+  int q_eof;      /* nothing more will be queued */
+  char *trailers; /* packed trailer fields to send at the end, or NULL */
+  size_t ntrailers;
+  int data_deferred;          /* the data provider said DEFERRED: resume on write */
+  int write_waiting;          /* a write returned RILL_EAGAIN: tell on_drained */
+  int nobody;                 /* HEAD, 204, 304: no DATA */
+  int end_sent;               /* our END_STREAM went */
+  int zformat, zlevel;        /* compression asked (rill__h2_compress) */
+  struct rill_deflate_s *zip; /* the compressor while the body streams */
+
+  /* life */
+  int closed; /* nghttp2 closed the stream (or the connection went) */
+  int reset_by_peer;
+  uint32_t close_error;
+  int handler_running;
+  int dispatched;
+  int pend; /* events to deliver after nghttp2 returns: P_* bits (h2_conn.c) */
+  rill_h2_stream_t *pend_next;
+  rill_h2_stream_t *prev, *next; /* in the connection's list */
+};
+
+struct rill_h2_conn_s {
+  rill_obj_t obj;
+  rill_h2_server_t *srv;
+  rill_worker_t *w;
+  rill_stream_t *t; /* the transport, owned; NULL once gone */
+  rill_binding_t tb;
+  struct nghttp2_session *session; /* NULL once closed */
+  rill_flush_t fl;                 /* listed while frames may be waiting to be sent */
+  uv_timer_t *timer;               /* idle and header timeouts */
+  int timer_kind;
+  rill_h2_stream_t *streams; /* every stream object */
+  unsigned nstreams;         /* of them, open in nghttp2 */
+  rill_h2_stream_t *pend_head, *pend_tail;
+  int in_recv, in_send, processing;
+  int t_waiting; /* the transport said RILL_EAGAIN: send nothing until drained */
+  int reading;   /* a fill() is pending on the transport */
+  int stopping;  /* a graceful stop: GOAWAY sent, finishing in-flight streams */
+  int closing, tearing;
+  int unlinked; /* off the worker's object list */
+  int werr;
+  int refs; /* 1 while open, plus one per stream object */
+  /* gathered output: segments in order, copied bytes or references */
+  char *out;
+  size_t olen, ocap;
+  struct h2_seg_s *segs;
+  unsigned nsegs, segcap;
+  struct h2_chunk_s *sent; /* queue chunks referenced by segs, freed after the write */
+  /* rapid reset */
+  uint64_t reset_window_start;
+  unsigned resets;
+  /* figures, for tests and metrics */
+  uint64_t writes, frames_in, heads; /* writes made, frames and request heads received */
+  uint32_t goaway_error;
+  int goaway_sent;
+  void *data;
+};
+
+/* Takes over t (binds to it, owns it), sends the server's SETTINGS and
+ * reads the client's preface. Returns NULL on allocation failure (t is then
+ * still the caller's). */
+rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t);
+/* Sends what the session has ready now rather than at the burst's end. */
+void rill__h2_conn_flush(rill_h2_conn_t *c);
+/* A graceful stop: GOAWAY with the last stream id taken; streams in flight
+ * finish; then the connection closes. */
+void rill__h2_conn_shutdown(rill_h2_conn_t *c);
+/* Closes now: GOAWAY with error_code (if the session can still send), every
+ * stream is told, the transport closes. */
+void rill__h2_conn_close(rill_h2_conn_t *c, uint32_t error_code);
+
+/* ---- a stream's response (h2_stream.c) ----
+ * status and h are used only while the head is unsent; names are sent in
+ * lower case; connection-specific fields (Connection, Keep-Alive,
+ * Transfer-Encoding, Upgrade, Proxy-Connection) are dropped. Each returns 0,
+ * RILL_EAGAIN (taken, but the stream's queue is above its high-water mark:
+ * wait for on_drained), RILL_HTTP_NOBODY (data a bodiless response cannot
+ * carry: dropped), UV_EBUSY (the response ended), UV_EINVAL (a bad field),
+ * RILL_ECLOSED (the stream was reset or the connection closed) or UV_ENOMEM. */
+int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                     const char *body, size_t len);
+int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                   const char *data, size_t len);
+/* Ends the response, with trailer fields (nt may be 0). */
+int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                    const rill_hdr_t *trailers, size_t nt);
+/* Compresses the response about to start (format RILL_Z_GZIP or
+ * RILL_Z_DEFLATE, level 1-9): its body goes through a compressor, each
+ * write flushed (Z_SYNC_FLUSH) so that it arrives whole, Z_FINISH at the
+ * end; no content-length is sent. The layer above sets Content-Encoding.
+ * Returns 0, UV_EBUSY (started) or UV_EINVAL. */
+int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
+/* Resets the stream (RST_STREAM error_code); the body's reader is told. */
+void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
+/* The handler of st ended; ok is 0 if it raised: with no response a 500
+ * goes, a response begun is reset; an unfinished one is finished. */
+void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok);
+
+/* ---- for h2_stream.c and h2_conn.c ---- */
+enum { RILL_H2_P_REQUEST = 1, RILL_H2_P_READABLE = 2, RILL_H2_P_DRAINED = 4 };
+void rill__h2_pend(rill_h2_stream_t *st, int what);
+void rill__h2_want_send(rill_h2_conn_t *c);
+void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id);
+void rill__h2_stream_free(rill_h2_stream_t *st);
+/* Takes a torn-down connection off the worker's list once no handler runs. */
+void rill__h2_conn_maybe_unlink(rill_h2_conn_t *c);
+/* Frees the stream object if nghttp2 and the handler are both done with it. */
+void rill__h2_stream_maybe_free(rill_h2_stream_t *st);
+/* Request bytes arrived (copied into the stream's buffer). */
+int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n);
+/* Queued response chunks. */
+typedef struct h2_chunk_s {
+  struct h2_chunk_s *next;
+  size_t off, len;
+  char data[];
+} h2_chunk_t;
+void rill__h2_chunks_free(h2_chunk_t *ch);
+
+#endif /* RILL_H2_CONN_H */

@@ -1,0 +1,436 @@
+/* An HTTP/2 request stream: its body as a rill stream, its response as a
+ * head, queued DATA, trailers and an end. See h2_conn.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "deflate.h"
+#include "h2_conn.h"
+
+#define ST(s) rill__container_of((s), rill_h2_stream_t, body)
+
+static int usable(const rill_h2_stream_t *st) {
+  return !st->closed && st->c->session != NULL && !st->c->closing;
+}
+
+/* ---- the request body ---- */
+
+int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n) {
+  if (st->in_r > 0) { /* keep the unread bytes at the front */
+    memmove(st->in, st->in + st->in_r, st->in_len - st->in_r);
+    st->in_len -= st->in_r;
+    st->in_r = 0;
+  }
+  if (st->in_len + n > st->in_cap) {
+    size_t cap = st->in_cap ? st->in_cap : 4096;
+    while (cap < st->in_len + n)
+      cap *= 2;
+    char *b = realloc(st->in, cap);
+    if (b == NULL) return UV_ENOMEM;
+    st->in = b;
+    st->in_cap = cap;
+  }
+  memcpy(st->in + st->in_len, p, n);
+  st->in_len += n;
+  return 0;
+}
+
+static int body_peek(rill_stream_t *s, const char **p, size_t *n) {
+  rill_h2_stream_t *st = ST(s);
+  if (st->in_err == RILL_EBODY) { /* past the limit: what came is not given */
+    *p = "";
+    *n = 0;
+    return st->in_err;
+  }
+  *n = st->in_len - st->in_r;
+  *p = *n > 0 ? st->in + st->in_r : "";
+  if (*n > 0) return 0;
+  if (st->in_err) return st->in_err;
+  return st->in_eof ? RILL_EOF : 0;
+}
+
+/* Taking bytes opens the stream's window by as much: WINDOW_UPDATE goes
+ * with the next burst. */
+static void body_consume(rill_stream_t *s, size_t n) {
+  rill_h2_stream_t *st = ST(s);
+  assert(n <= st->in_len - st->in_r);
+  st->in_r += n;
+  st->in_read += n;
+  if (st->in_r == st->in_len) st->in_r = st->in_len = 0;
+  if (n > 0 && usable(st)) {
+    nghttp2_session_consume_stream(st->c->session, st->id, n);
+    rill__h2_want_send(st->c);
+  }
+}
+
+static int body_fill(rill_stream_t *s) {
+  rill_h2_stream_t *st = ST(s);
+  if (st->in_err) return st->in_err;
+  if (st->in_eof) return RILL_EOF;
+  st->in_want = 1;
+  return 0;
+}
+
+static void body_close(rill_stream_t *s) {}
+
+static int body_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
+  rill_h2_stream_t *st = ST(s);
+  return st->c->t ? rill__stream_addr(st->c->t, peer, host, hostlen) : RILL_ECLOSED;
+}
+
+static const rill_stream_vt body_vt = {
+    .name = "h2 body",
+    .peek = body_peek,
+    .consume = body_consume,
+    .fill = body_fill,
+    .close = body_close,
+    .addr = body_addr,
+};
+
+void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id) {
+  rill__stream_init(&st->body, &body_vt, c->w);
+  st->c = c;
+  st->id = id;
+  st->next = c->streams;
+  if (c->streams) c->streams->prev = st;
+  c->streams = st;
+  c->refs++;
+}
+
+void rill__h2_chunks_free(h2_chunk_t *ch) {
+  while (ch) {
+    h2_chunk_t *next = ch->next;
+    free(ch);
+    ch = next;
+  }
+}
+
+void rill__h2_stream_free(rill_h2_stream_t *st) {
+  rill_h2_conn_t *c = st->c;
+  rill__stream_gone(&st->body);
+  if (st->prev)
+    st->prev->next = st->next;
+  else
+    c->streams = st->next;
+  if (st->next) st->next->prev = st->prev;
+  rill__h2_chunks_free(st->q_head);
+  free(st->arena);
+  free(st->hoff);
+  free((void *)st->head.hdrs);
+  free(st->in);
+  free(st->trailers);
+  if (st->zip) {
+    rill__deflate_end(st->zip);
+    free(st->zip);
+  }
+  free(st);
+  if (c->session == NULL && c->tearing) rill__h2_conn_maybe_unlink(c);
+  if (--c->refs == 0) { /* the connection went before its last stream */
+    free(c->out);
+    free(c->segs);
+    rill__h2_chunks_free(c->sent);
+    free(c);
+  }
+}
+
+void rill__h2_stream_maybe_free(rill_h2_stream_t *st) {
+  if (st->closed && !st->handler_running && st->pend == 0) rill__h2_stream_free(st);
+}
+
+/* ---- the response ---- */
+
+static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *source, void *user);
+
+/* Packs fields for nghttp2 (names in lower case): an array of nghttp2_nv
+ * followed by their bytes, in one allocation. status > 0 adds :status, and
+ * with_date the Date; clen >= 0 adds content-length unless one is given. */
+static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                int with_date, int64_t clen, nghttp2_nv **out, size_t *nout) {
+  size_t bytes = 64, n = 3;
+  for (size_t i = 0; i < nh; i++) {
+    if (h[i].nlen == 0) return UV_EINVAL;
+    for (size_t j = 0; j < h[i].nlen; j++)
+      if (!rill__http_tchar((unsigned char)h[i].name[j])) return UV_EINVAL;
+    for (size_t j = 0; j < h[i].vlen; j++) {
+      unsigned char ch = (unsigned char)h[i].value[j];
+      if (ch == '\r' || ch == '\n' || ch == 0) return UV_EINVAL;
+    }
+    bytes += h[i].nlen + h[i].vlen;
+    n++;
+  }
+  size_t dl = 0;
+  const char *date = with_date ? rill__date_line(st->c->w, &dl) : NULL;
+  bytes += dl;
+  nghttp2_nv *nv = malloc(n * sizeof(*nv) + bytes);
+  if (nv == NULL) return UV_ENOMEM;
+  char *b = (char *)(nv + n);
+  size_t k = 0;
+  if (status > 0) {
+    int len = snprintf(b, 8, "%d", status);
+    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)b, 7, (size_t)len,
+                           NGHTTP2_NV_FLAG_NONE};
+    b += len + 1;
+  }
+  int has_len = 0, has_date = 0;
+  for (size_t i = 0; i < nh; i++) {
+    const rill_hdr_t *x = &h[i];
+    if (rill__http_name_is(x->name, x->nlen, "connection") ||
+        rill__http_name_is(x->name, x->nlen, "keep-alive") ||
+        rill__http_name_is(x->name, x->nlen, "transfer-encoding") ||
+        rill__http_name_is(x->name, x->nlen, "upgrade") ||
+        rill__http_name_is(x->name, x->nlen, "proxy-connection"))
+      continue;
+    if (rill__http_name_is(x->name, x->nlen, "content-length")) has_len = 1;
+    if (rill__http_name_is(x->name, x->nlen, "date")) has_date = 1;
+    char *nm = b;
+    for (size_t j = 0; j < x->nlen; j++) {
+      char ch = x->name[j];
+      nm[j] = ch >= 'A' && ch <= 'Z' ? (char)(ch | 0x20) : ch;
+    }
+    b += x->nlen;
+    memcpy(b, x->value, x->vlen);
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)nm, (uint8_t *)b, x->nlen, x->vlen, NGHTTP2_NV_FLAG_NONE};
+    b += x->vlen;
+  }
+  if (date && !has_date && dl > 8) { /* "Date: <value>\r\n" */
+    memcpy(b, date + 6, dl - 8);
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)"date", (uint8_t *)b, 4, dl - 8, NGHTTP2_NV_FLAG_NONE};
+    b += dl - 8;
+  }
+  if (clen >= 0 && !has_len) {
+    int len = snprintf(b, 24, "%lld", (long long)clen);
+    nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)b, 14, (size_t)len,
+                           NGHTTP2_NV_FLAG_NONE};
+  }
+  *out = nv;
+  *nout = k;
+  return 0;
+}
+
+static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                       int64_t clen, int with_body) {
+  if (status < 200 || status > 999) return UV_EINVAL;
+  nghttp2_nv *nv;
+  size_t n;
+  int r = pack(st, status, h, nh, 1, clen, &nv, &n);
+  if (r) return r;
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+  r = nghttp2_submit_response(st->c->session, st->id, nv, n, with_body ? &prd : NULL);
+  free(nv);
+  if (r) return r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : RILL_ECLOSED;
+  st->status = status;
+  RILL_COUNT(st->c->w->m->responses[status < 600 ? status / 100 : 0],
+             1); /* rill.metrics */
+  st->nobody = st->head.is_head || status == 204 || status == 304;
+  rill__h2_want_send(st->c);
+  return 0;
+}
+
+static int enqueue(rill_h2_stream_t *st, const char *p, size_t len) {
+  h2_chunk_t *ch = malloc(sizeof(*ch) + len);
+  if (ch == NULL) return UV_ENOMEM;
+  ch->next = NULL;
+  ch->off = 0;
+  ch->len = len;
+  memcpy(ch->data, p, len);
+  if (st->q_tail)
+    st->q_tail->next = ch;
+  else
+    st->q_head = ch;
+  st->q_tail = ch;
+  st->queued += len;
+  return 0;
+}
+
+/* The data provider may go on: more bytes, or the end. */
+static void resume(rill_h2_stream_t *st) {
+  if (st->data_deferred) {
+    st->data_deferred = 0;
+    nghttp2_session_resume_data(st->c->session, st->id);
+  }
+  rill__h2_want_send(st->c);
+}
+
+/* The data provider: the head of the queue by reference (NO_COPY: the
+ * connection's send_data_cb takes the bytes), the end with the last of it,
+ * trailers if any; DEFERRED while the queue is empty and not ended. */
+static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *source, void *user) {
+  rill_h2_stream_t *st = source->ptr;
+  h2_chunk_t *ch = st->q_head;
+  if (ch == NULL && !st->q_eof) {
+    st->data_deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  size_t n = 0;
+  if (ch) {
+    n = ch->len - ch->off;
+    if (n > len) n = len;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  }
+  if (st->q_eof && n == st->queued) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (st->trailers) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      if (nghttp2_submit_trailer(s, id, (nghttp2_nv *)st->trailers, st->ntrailers) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+  }
+  return (ssize_t)n;
+}
+
+int rill__h2_compress(rill_h2_stream_t *st, int format, int level) {
+  if (st->resp != RILL_H2_RESP_NONE) return UV_EBUSY;
+  if ((format != RILL_Z_GZIP && format != RILL_Z_DEFLATE) || level < 1 || level > 9)
+    return UV_EINVAL;
+  st->zformat = format;
+  st->zlevel = level;
+  return 0;
+}
+
+static int zip_emit(void *arg, const char *p, size_t n) {
+  return enqueue(arg, p, n);
+}
+
+/* len bytes through the compressor (started for a body of total bytes, 0:
+ * unknown), flushed as flush says, its output queued. */
+static int zip_put(rill_h2_stream_t *st, const char *p, size_t len, int flush,
+                   uint64_t total) {
+  if (st->zip == NULL) {
+    int mem, wbits = rill__deflate_wbits(total, &mem);
+    if ((st->zip = malloc(sizeof(*st->zip))) == NULL) return UV_ENOMEM;
+    int r = rill__deflate_init(st->zip, st->zformat, st->zlevel, wbits, mem);
+    if (r) {
+      free(st->zip);
+      st->zip = NULL;
+      return r;
+    }
+  }
+  return rill__deflate_put(st->zip, p, len, flush, zip_emit, st);
+}
+
+/* A body past its limit is answered 413 whatever the handler meant to send
+ * (as HTTP/1.1's). Returns whether it was. */
+static int body_too_large(rill_h2_stream_t *st) {
+  if (st->in_err != RILL_EBODY || st->resp != RILL_H2_RESP_NONE) return 0;
+  if (submit_head(st, 413, NULL, 0, 0, 0) == 0) st->resp = RILL_H2_RESP_DONE;
+  return 1;
+}
+
+int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                   const char *data, size_t len) {
+  if (st->resp == RILL_H2_RESP_DONE) return UV_EBUSY;
+  if (!usable(st)) return RILL_ECLOSED;
+  if (body_too_large(st)) return RILL_ECLOSED;
+  if (st->resp == RILL_H2_RESP_NONE) {
+    int r = submit_head(st, status, h, nh, -1, 1);
+    if (r) return r;
+    st->resp = RILL_H2_RESP_STREAMING;
+  }
+  if (st->nobody) return len > 0 ? RILL_HTTP_NOBODY : 0;
+  if (len == 0) return 0;
+  int r = st->zformat ? zip_put(st, data, len, Z_SYNC_FLUSH, 0) : enqueue(st, data, len);
+  if (r) return r;
+  resume(st);
+  if (st->queued > st->c->srv->limits.write_high) {
+    st->write_waiting = 1;
+    return RILL_EAGAIN;
+  }
+  return 0;
+}
+
+int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                    const rill_hdr_t *trailers, size_t nt) {
+  if (st->resp == RILL_H2_RESP_DONE) return 0;
+  if (!usable(st)) return RILL_ECLOSED;
+  if (st->resp == RILL_H2_RESP_NONE) {
+    if (nt == 0) return rill__h2_respond(st, status, h, nh, "", 0);
+    int r = submit_head(st, status, h, nh, -1, 1);
+    if (r) return r;
+    st->resp = RILL_H2_RESP_STREAMING;
+  }
+  if (nt > 0) {
+    nghttp2_nv *nv;
+    int r = pack(st, 0, trailers, nt, 0, -1, &nv, &st->ntrailers);
+    if (r) return r;
+    st->trailers = (char *)nv;
+  }
+  if (st->zformat && !st->nobody) {
+    int r = zip_put(st, NULL, 0, Z_FINISH, 0);
+    if (r) {
+      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+      return r;
+    }
+  }
+  st->q_eof = 1;
+  st->resp = RILL_H2_RESP_DONE;
+  resume(st);
+  return 0;
+}
+
+int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
+                     const char *body, size_t len) {
+  if (st->resp != RILL_H2_RESP_NONE) return UV_EBUSY;
+  if (!usable(st)) return RILL_ECLOSED;
+  if (body_too_large(st)) return 0;
+  int nobody = st->head.is_head || status == 204 || status == 304;
+  if (st->zformat && !nobody && len > 0) {
+    /* The whole body through the compressor, as a streamed one. */
+    int r = submit_head(st, status, h, nh, -1, 1);
+    if (r) return r;
+    st->resp = RILL_H2_RESP_STREAMING;
+    if ((r = zip_put(st, body, len, Z_FINISH, len)) != 0) {
+      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+      return r;
+    }
+    st->q_eof = 1;
+    st->resp = RILL_H2_RESP_DONE;
+    resume(st);
+    return 0;
+  }
+  int r = submit_head(st, status, h, nh, nobody ? -1 : (int64_t)len, len > 0 && !nobody);
+  if (r) return r;
+  st->resp = RILL_H2_RESP_DONE;
+  st->q_eof = 1;
+  if (len > 0 && !nobody && (r = enqueue(st, body, len)) != 0) {
+    rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+    return r;
+  }
+  return 0;
+}
+
+void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
+  if (!usable(st)) return;
+  nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id, error_code);
+  if (st->in_err == 0 && !st->in_eof) st->in_err = RILL_ECLOSED;
+  st->resp = RILL_H2_RESP_DONE;
+  rill__h2_want_send(st->c);
+}
+
+void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
+  assert(st->handler_running);
+  st->handler_running = 0;
+  if (usable(st)) {
+    if (st->resp == RILL_H2_RESP_NONE)
+      rill__h2_respond(st,
+                       st->in_err == RILL_EBODY ? 413
+                       : ok                     ? 200
+                                                : 500,
+                       NULL, 0, "", 0);
+    else if (st->resp == RILL_H2_RESP_STREAMING && ok)
+      rill__h2_finish(st, 200, NULL, 0, NULL, 0);
+    else if (st->resp == RILL_H2_RESP_STREAMING)
+      rill__h2_reset(st,
+                     NGHTTP2_INTERNAL_ERROR); /* cut short: not to be taken as whole */
+    /* Our end went while the handler ran and the request is still open:
+     * the peer need not send the rest (else frame_send_cb does this). */
+    if (usable(st) && st->end_sent && !st->in_eof)
+      nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                NGHTTP2_NO_ERROR);
+  }
+  rill__h2_stream_maybe_free(st);
+}

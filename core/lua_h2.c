@@ -1,0 +1,405 @@
+/* The Lua face of an HTTP/2 request stream (h2_conn.h): a userdata with the
+ * methods of lua_http.c's connection face, so that lua/rill/http.lua's
+ * request and response objects (and the router, middleware and proxy above
+ * them) work unchanged. One userdata per request stream; gen is the stream
+ * id. Not here yet: sendfile (answers "unsupported": the bytes are
+ * written), upgrades (nil), request trailers (nil), on_close callbacks for
+ * a client that resets the stream. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "deflate.h"
+#include "h2_conn.h"
+#include "inflate_stream.h"
+#include "lua_core.h"
+#include "lua_h2.h"
+#include "lua_sched.h"
+#include "lua_stream.h"
+#include "tls.h"
+
+#define H2_MT "rill.http.h2"
+
+typedef struct {
+  rill_h2_stream_t *st; /* NULL once the request is over */
+  rill_waitq_t waits;
+  uint64_t started;
+  unsigned send_timeout_ms;
+  int cut;
+} lh2_ud;
+
+enum { W_WRITE };
+
+static void task_done(rill_task_t *t, int status) {
+  lh2_ud *ud = t->done_data;
+  rill_h2_stream_t *st = ud->st;
+  ud->st = NULL;
+  rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  st->data = NULL;
+  if (ud->cut) rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+  rill__h2_stream_handler_done(st, status == 0);
+}
+
+/* The worker's teardown ended the task unreported: the stream goes. */
+static void abandon(rill_h2_stream_t *st) {
+  lh2_ud *ud = st->data;
+  st->data = NULL;
+  if (ud) ud->st = NULL;
+}
+
+void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
+                     unsigned send_timeout_ms) {
+  rill_worker_t *w = st->c->w;
+  rill_task_t *t = rill__task_new(w, "request handler");
+  if (t == NULL) {
+    rill__h2_stream_handler_done(st, 0);
+    return;
+  }
+  lua_State *co = t->co;
+  w->requests++;
+  RILL_COUNT(w->m->requests, 1);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, dispatch_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, handler_ref);
+  lh2_ud *ud = lua_newuserdata(co, sizeof(*ud));
+  memset(ud, 0, sizeof(*ud));
+  ud->st = st;
+  ud->started = uv_now(w->loop);
+  ud->send_timeout_ms = send_timeout_ms;
+  luaL_getmetatable(co, H2_MT);
+  lua_setmetatable(co, -2);
+  st->data = ud;
+  st->abandon = abandon;
+  lua_pushinteger(co, st->id);
+  t->done = task_done;
+  t->done_data = ud;
+  t->busy = 1;
+  rill__task_start(t, 3);
+}
+
+void rill__lh2_drained(rill_h2_stream_t *st, int status) {
+  lh2_ud *ud = st->data;
+  if (ud && ud->waits.head) rill__task_drained(ud->waits.head, status);
+}
+
+static rill_h2_stream_t *check(lua_State *L) {
+  lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
+  lua_Integer gen = luaL_checkinteger(L, 2);
+  if (ud->st == NULL || ud->st->id != gen) luaL_error(L, "the request is over");
+  return ud->st;
+}
+
+/* conn:reqline(gen) → method, target, 20 (http.lua's version "2") */
+static int l_reqline(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lua_pushlstring(L, st->head.method, st->head.method_len);
+  lua_pushlstring(L, st->head.path, st->head.path_len);
+  lua_pushinteger(L, 20);
+  return 3;
+}
+
+static int l_closed(lua_State *L) {
+  lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
+  lua_pushboolean(L, ud->st == NULL || ud->st->closed ||
+                         ud->st->id != luaL_checkinteger(L, 2));
+  return 1;
+}
+
+/* The fields as lua_http.c gives them: lower-case names (HTTP/2's are),
+ * repeated fields' values in an array; Host from :authority. */
+static int l_headers(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  const rill_h2_head_t *h = &st->head;
+  lua_createtable(L, 0, (int)h->nhdrs + 1);
+  int has_host = 0;
+  for (size_t i = 0; i < h->nhdrs; i++) {
+    const rill_hdr_t *x = &h->hdrs[i];
+    if (x->nlen == 4 && memcmp(x->name, "host", 4) == 0) has_host = 1;
+    lua_pushlstring(L, x->name, x->nlen);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    int type = lua_type(L, -1);
+    if (type == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, x->value, x->vlen);
+      lua_rawset(L, -3);
+    } else if (type == LUA_TSTRING) {
+      lua_createtable(L, 2, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, x->value, x->vlen);
+      lua_rawseti(L, -2, 2);
+      lua_rawset(L, -3);
+    } else {
+      lua_pushlstring(L, x->value, x->vlen);
+      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+      lua_pop(L, 2);
+    }
+  }
+  if (!has_host && h->authority_len > 0) {
+    lua_pushlstring(L, h->authority, h->authority_len);
+    lua_setfield(L, -2, "host");
+  }
+  return 1;
+}
+
+static int l_raw_headers(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  const rill_h2_head_t *h = &st->head;
+  lua_createtable(L, (int)h->nhdrs * 2, 0);
+  for (size_t i = 0; i < h->nhdrs; i++) {
+    lua_pushlstring(L, h->hdrs[i].name, h->hdrs[i].nlen);
+    lua_rawseti(L, -2, (int)i * 2 + 1);
+    lua_pushlstring(L, h->hdrs[i].value, h->hdrs[i].vlen);
+    lua_rawseti(L, -2, (int)i * 2 + 2);
+  }
+  return 1;
+}
+
+static int l_body(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  if (st->body.top) return luaL_error(L, "the body stream was taken already");
+  rill__lstream_push(L, &st->body, 0, -1);
+  return 1;
+}
+
+static int l_none(lua_State *L) {
+  check(L);
+  return 0;
+}
+
+static int l_peer(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  char host[48];
+  int port =
+      rill__stream_addr(&st->body, lua_toboolean(L, 3) ? RILL_ADDR_PROXY : RILL_ADDR_PEER,
+                        host, sizeof(host));
+  if (port < 0) return 0;
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int l_scheme(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lua_pushstring(L, st->c->t && rill__tls_is(st->c->t) ? "https" : "http");
+  return 1;
+}
+
+static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
+                       rill_hdr_t **out) {
+  *out = small;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = lua_objlen(L, idx) / 2;
+  rill_hdr_t *h = small;
+  if (n > nsmall) h = lua_newuserdata(L, n * sizeof(*h));
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (int)(2 * i + 1));
+    lua_rawgeti(L, idx, (int)(2 * i + 2));
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "header names and values must be strings");
+    h[i].name = lua_tolstring(L, -2, &h[i].nlen);
+    h[i].value = lua_tolstring(L, -1, &h[i].vlen);
+    lua_pop(L, 2);
+  }
+  *out = h;
+  return n;
+}
+
+static int write_cancel(rill_wait_t *wt, int status) {
+  lh2_ud *ud = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  if (ud->st && status == UV_ETIMEDOUT) ud->cut = 1; /* not the whole answer */
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
+  return 2;
+}
+
+static int result(lua_State *L, rill_h2_stream_t *st, int r) {
+  lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
+  switch (r) {
+  case 0:
+  case RILL_HTTP_NOBODY:
+    lua_pushboolean(L, 1);
+    return 1;
+  case RILL_EAGAIN: {
+    rill_task_t *t = rill__task_check(st->c->w, L);
+    if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
+    return rill__task_wait(L, t, &ud->waits, W_WRITE, ud, (int)ud->send_timeout_ms,
+                           write_cancel);
+  }
+  case UV_EINVAL:
+    return luaL_error(L, "invalid status, header name or header value");
+  case UV_EBUSY:
+    return luaL_error(L, "the response has already %s",
+                      st->resp == RILL_H2_RESP_DONE ? "ended" : "started");
+  default:
+    lua_pushnil(L);
+    lua_pushstring(L, rill__errmsg(r));
+    return 2;
+  }
+}
+
+static int l_respond(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 5, "", &len);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, st, rill__h2_respond(st, status, h, nh, body, len));
+}
+
+static int l_write(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t len;
+  const char *data = luaL_checklstring(L, 5, &len);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, st, rill__h2_write(st, status, h, nh, data, len));
+}
+
+static int l_finish(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int status = (int)luaL_checkinteger(L, 3);
+  rill_hdr_t small[16], *h;
+  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  return result(L, st, rill__h2_finish(st, status, h, nh, NULL, 0));
+}
+
+static int l_flush(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int r = 0;
+  if (st->resp == RILL_H2_RESP_NONE) {
+    int status = (int)luaL_checkinteger(L, 3);
+    rill_hdr_t small[16], *h;
+    size_t nh = get_hdrs(L, 4, small, 16, &h);
+    r = rill__h2_write(st, status, h, nh, "", 0);
+  }
+  if (r == 0) rill__h2_conn_flush(st->c);
+  return result(L, st, r);
+}
+
+static int l_wait_drained(lua_State *L) {
+  return result(L, check(L), RILL_EAGAIN);
+}
+
+static int l_result(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  return result(L, st, (int)luaL_checkinteger(L, 3));
+}
+
+static int l_response(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lua_pushstring(L, st->resp == RILL_H2_RESP_NONE   ? "none"
+                    : st->resp == RILL_H2_RESP_DONE ? "ended"
+                                                    : "started");
+  return 1;
+}
+
+static int l_cut(lua_State *L) {
+  check(L);
+  ((lh2_ud *)lua_touserdata(L, 1))->cut = 1;
+  return 0;
+}
+
+static int l_abort(lua_State *L) {
+  rill__h2_reset(check(L), NGHTTP2_INTERNAL_ERROR);
+  return 0;
+}
+
+/* conn:_body_max(gen, bytes): lowers this request's body limit (never
+ * raises it): "too large" past it, and a 413. */
+static int l_body_max(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lua_Number n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "must be at least 1");
+  uint64_t max = st->c->session ? st->c->srv->limits.max_body_bytes : 0;
+  uint64_t cur = st->max_body ? st->max_body : max;
+  if (n < 1.8e19 && (cur == 0 || (uint64_t)n < cur)) st->max_body = (uint64_t)n;
+  if (st->max_body && st->in_total > st->max_body && st->in_err == 0)
+    st->in_err = RILL_EBODY;
+  return 0;
+}
+
+static int l_started(lua_State *L) {
+  lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
+  lua_pushnumber(L, (lua_Number)ud->started);
+  return 1;
+}
+
+static int l_sendfile(lua_State *L) {
+  check(L);
+  lua_pushnil(L);
+  lua_pushliteral(L, "unsupported");
+  return 2;
+}
+
+static const char *const z_formats[] = {"gzip", "deflate", NULL};
+
+/* conn:_compress(gen, format, level): the response's body is compressed. */
+static int l_compress(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int format =
+      luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Integer level = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, level >= 1 && level <= 9, 4, "a level 1-9");
+  if (rill__h2_compress(st, format, (int)level) != 0)
+    return luaL_error(L, "the response has already started");
+  return 0;
+}
+
+/* conn:_inflate(gen, format, max) → the request body inflated, "too large"
+ * past max bytes (0: no limit). */
+static int l_inflate(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  int format =
+      luaL_checkoption(L, 3, NULL, z_formats) == 0 ? RILL_Z_GZIP : RILL_Z_DEFLATE;
+  lua_Number max = luaL_checknumber(L, 4);
+  luaL_argcheck(L, max >= 0, 4, "a byte count");
+  if (st->body.top) return luaL_error(L, "the body stream was taken already");
+  rill_inflate_stream_t *s = rill__inflate_stream_new(st->c->w, &st->body, format,
+                                                      max >= 1.8e19 ? 0 : (uint64_t)max);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  rill__lstream_push(L, &s->base, 1, -1);
+  return 1;
+}
+
+static int l_upgrade(lua_State *L) {
+  check(L);
+  return 0; /* no upgrade over HTTP/2 (Extended CONNECT is to come) */
+}
+
+static int h2_tostring(lua_State *L) {
+  lh2_ud *ud = luaL_checkudata(L, 1, H2_MT);
+  lua_pushfstring(L, "rill.http.h2: %p%s", (void *)ud, ud->st ? "" : " (over)");
+  return 1;
+}
+
+void rill__open_h2(lua_State *L, rill_worker_t *w) {
+  static const luaL_Reg methods[] = {
+      {"reqline", l_reqline},    {"closed", l_closed},
+      {"headers", l_headers},    {"raw_headers", l_raw_headers},
+      {"body", l_body},          {"trailers", l_none},
+      {"peer", l_peer},          {"respond", l_respond},
+      {"write", l_write},        {"finish", l_finish},
+      {"flush", l_flush},        {"upgrade", l_upgrade},
+      {"scheme", l_scheme},      {"_wait_drained", l_wait_drained},
+      {"_result", l_result},     {"_response", l_response},
+      {"_cut", l_cut},           {"_abort", l_abort},
+      {"_body_max", l_body_max}, {"_started", l_started},
+      {"_sendfile", l_sendfile}, {"_compress", l_compress},
+      {"_inflate", l_inflate},   {NULL, NULL},
+  };
+  (void)w;
+  rill__new_class(L, H2_MT, methods, NULL);
+  luaL_getmetatable(L, H2_MT);
+  lua_pushcfunction(L, h2_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,17 @@
+/* The Lua face of HTTP/2 request streams (lua_h2.c), for lua_http.c. */
+#ifndef RILL_LUA_H2_H
+#define RILL_LUA_H2_H
+
+#include <lua.h>
+
+#include "h2_conn.h"
+
+/* Starts a handler task for st: dispatch(handler, face, stream id). */
+void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
+                     unsigned send_timeout_ms);
+/* The h2 server's on_drained: ends a response write's wait. */
+void rill__lh2_drained(rill_h2_stream_t *st, int status);
+/* Registers the face's class. */
+void rill__open_h2(lua_State *L, rill_worker_t *w);
+
+#endif

@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""Writes tests/fuzz/corpus/fuzz_h2/: client connections made with Python's
+h2 (Debian's python3-h2), each under a few settings bytes (fuzz_h2.c)."""
+import os
+
+import h2.config
+import h2.connection
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus', 'fuzz_h2')
+
+
+def conn():
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    return c
+
+
+def hdrs(path, method='GET', extra=()):
+    return [(':method', method), (':path', path), (':scheme', 'http'),
+            (':authority', 'example.org')] + list(extra)
+
+
+def seeds():
+    c = conn()
+    c.send_headers(1, hdrs('/z'), end_stream=True)
+    c.send_headers(3, hdrs('/zd'), end_stream=True)
+    yield 'zip', c.data_to_send()
+    c = conn()
+    c.send_headers(1, hdrs('/h'), end_stream=True)
+    c.send_headers(3, hdrs('/t'), end_stream=True)
+    c.send_headers(5, hdrs('/b'), end_stream=True)
+    yield 'get_three', c.data_to_send()
+    c = conn()
+    c.send_headers(1, hdrs('/e', 'POST', [('content-length', '10')]))
+    c.send_data(1, b'0123456789', end_stream=True)
+    c.send_headers(3, hdrs('/h'), end_stream=True)
+    yield 'post_echo', c.data_to_send()
+    c = conn()
+    for i in range(1, 40, 2):
+        c.send_headers(i, hdrs('/w'), end_stream=True)
+        c.reset_stream(i)
+    yield 'rapid_reset', c.data_to_send()
+    c = conn()
+    c.send_headers(1, hdrs('/e', 'POST'))
+    c.send_data(1, b'x' * 16000)
+    c.ping(b'12345678')
+    c.increment_flow_control_window(100000)
+    c.send_headers(3, hdrs('/r'), end_stream=True)
+    c.send_headers(5, hdrs('/x'), end_stream=True)
+    c.end_stream(1)
+    yield 'mixed', c.data_to_send()
+    c = conn()
+    c.send_headers(1, hdrs('/h', extra=[('x-big', 'a' * 1000)]), end_stream=True)
+    c.close_connection()
+    yield 'big_head_goaway', c.data_to_send()
+
+
+os.makedirs(OUT, exist_ok=True)
+for name, data in seeds():
+    # h2 writes the preface itself: bit 0 clear.
+    for cfg in (0, 2, 4, 8, 32, 34):
+        with open(os.path.join(OUT, '%s_%02x' % (name, cfg)), 'wb') as f:
+            f.write(bytes([cfg]) + data)
