@@ -56,6 +56,20 @@ static rill_fsop_t *op_new(rill_worker_t *w, int kind, rill_fsop_cb cb, void *da
   return op;
 }
 
+/* An operation with a buffer of len bytes (pooled when it fits one). */
+static rill_fsop_t *op_with_buf(rill_worker_t *w, int kind, size_t len, rill_fsop_cb cb,
+                                void *data) {
+  rill_fsop_t *op = op_new(w, kind, cb, data);
+  if (op == NULL) return NULL;
+  op->len = len;
+  op->buf = len <= RILL_BUF_SIZE ? rill__buf_get(w) : malloc(len);
+  if (op->buf == NULL) {
+    free(op);
+    return NULL;
+  }
+  return op;
+}
+
 static void stat_copy(rill_stat_t *out, const uv_stat_t *s) {
   unsigned fmt = (unsigned)s->st_mode & S_IFMT;
   out->type = fmt == S_IFREG ? RILL_FT_FILE
@@ -264,14 +278,8 @@ int rill__fs_write(rill_worker_t *w, rill_file_t *f, const char *data_, size_t l
                    rill_fsop_cb cb, void *data, rill_fsop_t **out) {
   *out = NULL;
   if (len == 0 || len > UINT_MAX) return UV_EINVAL;
-  rill_fsop_t *op = op_new(w, K_WRITE, cb, data);
+  rill_fsop_t *op = op_with_buf(w, K_WRITE, len, cb, data);
   if (op == NULL) return UV_ENOMEM;
-  op->len = len;
-  op->buf = len <= RILL_BUF_SIZE ? rill__buf_get(w) : malloc(len);
-  if (op->buf == NULL) {
-    free(op);
-    return UV_ENOMEM;
-  }
   /* A copy: the caller may walk away while the pool writes. */
   memcpy(op->buf, data_, len);
   op->file = rill__file_ref(f);
@@ -334,14 +342,8 @@ int rill__fs_read(rill_worker_t *w, rill_file_t *f, size_t len, int64_t offset, 
                   void *data, rill_fsop_t **out) {
   *out = NULL;
   if (len == 0 || len > UINT_MAX) return UV_EINVAL;
-  rill_fsop_t *op = op_new(w, K_READ, cb, data);
+  rill_fsop_t *op = op_with_buf(w, K_READ, len, cb, data);
   if (op == NULL) return UV_ENOMEM;
-  op->len = len;
-  op->buf = len <= RILL_BUF_SIZE ? rill__buf_get(w) : malloc(len);
-  if (op->buf == NULL) {
-    free(op);
-    return UV_ENOMEM;
-  }
   op->file = rill__file_ref(f);
   uv_buf_t b = uv_buf_init(op->buf, (unsigned)len);
   return started(op, uv_fs_read(w->loop, &op->req, f->fd, &b, 1, offset, fs_cb), out);

@@ -189,27 +189,6 @@ static int l_scheme(lua_State *L) {
   return 1;
 }
 
-static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
-                       rill_hdr_t **out) {
-  *out = small;
-  if (lua_isnoneornil(L, idx)) return 0;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  size_t n = lua_objlen(L, idx) / 2;
-  rill_hdr_t *h = small;
-  if (n > nsmall) h = lua_newuserdata(L, n * sizeof(*h));
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, (int)(2 * i + 1));
-    lua_rawgeti(L, idx, (int)(2 * i + 2));
-    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "header names and values must be strings");
-    h[i].name = lua_tolstring(L, -2, &h[i].nlen);
-    h[i].value = lua_tolstring(L, -1, &h[i].vlen);
-    lua_pop(L, 2);
-  }
-  *out = h;
-  return n;
-}
-
 static int write_cancel(rill_wait_t *wt, int status) {
   lh2_ud *ud = wt->obj;
   lua_State *co = rill__wait_task(wt)->co;
@@ -250,7 +229,7 @@ static int l_respond(lua_State *L) {
   size_t len = 0;
   const char *body = luaL_optlstring(L, 5, "", &len);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, st, rill__h2_respond(st, status, h, nh, body, len));
 }
 
@@ -260,7 +239,7 @@ static int l_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 5, &len);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, st, rill__h2_write(st, status, h, nh, data, len));
 }
 
@@ -268,7 +247,7 @@ static int l_finish(lua_State *L) {
   rill_h2_stream_t *st = check(L);
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, st, rill__h2_finish(st, status, h, nh, NULL, 0));
 }
 
@@ -278,7 +257,7 @@ static int l_flush(lua_State *L) {
   if (st->resp == RILL_H2_RESP_NONE) {
     int status = (int)luaL_checkinteger(L, 3);
     rill_hdr_t small[16], *h;
-    size_t nh = get_hdrs(L, 4, small, 16, &h);
+    size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
     r = rill__h2_write(st, status, h, nh, "", 0);
   }
   if (r == 0) rill__h2_conn_flush(st->c);

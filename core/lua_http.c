@@ -619,8 +619,8 @@ static int l_peer(lua_State *L) {
 
 /* Reads {name, value, ...} at idx into h (small, or a userdata pushed on the
  * stack when larger). The strings stay referenced by the table. */
-static size_t get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
-                       rill_hdr_t **out) {
+size_t rill__lhttp_get_hdrs(lua_State *L, int idx, rill_hdr_t *small, size_t nsmall,
+                            rill_hdr_t **out) {
   *out = small;
   if (lua_isnoneornil(L, idx)) return 0;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -702,7 +702,7 @@ static int l_respond(lua_State *L) {
   size_t len = 0;
   const char *body = luaL_optlstring(L, 5, "", &len);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, c, t, rill__http_respond(c, status, h, nh, body, len));
 }
 
@@ -714,7 +714,7 @@ static int l_write(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 5, &len);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, c, t, rill__http_write(c, status, h, nh, data, len));
 }
 
@@ -782,7 +782,7 @@ static int l_flush(lua_State *L) {
   if (!rill__http_started(c)) {
     int status = (int)luaL_checkinteger(L, 3);
     rill_hdr_t small[16], *h;
-    size_t nh = get_hdrs(L, 4, small, 16, &h);
+    size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
     r = rill__http_write(c, status, h, nh, "", 0);
   }
   if (r == 0) {
@@ -799,7 +799,7 @@ static int l_finish(lua_State *L) {
   rill_task_t *t = rill__task_check(c->w, L);
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, c, t, rill__http_finish(c, status, h, nh));
 }
 
@@ -841,7 +841,7 @@ static int l_sendfile(lua_State *L) {
   rill_task_t *t = rill__task_check(c->w, L);
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 4, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   rill_file_t *f = rill__lfile_check(L, 5);
   lua_Number off = luaL_checknumber(L, 6), len = luaL_checknumber(L, 7);
   luaL_argcheck(L, off >= 0 && off < 9e18, 6, "must be a byte offset");
@@ -955,7 +955,7 @@ static int l_inflate(lua_State *L) {
 static int l_upgrade(lua_State *L) {
   rill_http_conn_t *c = check(L);
   rill_hdr_t small[16], *h;
-  size_t nh = get_hdrs(L, 3, small, 16, &h);
+  size_t nh = rill__lhttp_get_hdrs(L, 3, small, 16, &h);
   int status = (int)luaL_optinteger(L, 4, 101);
   if (status != 101 && !(status == 200 && c->head->method == HTTP_CONNECT))
     return luaL_argerror(L, 4, "101, or 200 for a CONNECT");
