@@ -161,7 +161,16 @@ static int begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, void
   rill__h2_stream_init(st, c, frame->hd.stream_id);
   nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
   c->nstreams++; /* nghttp2 opened it (it refuses those past the limit unopened) */
+  st->head_pending = 1;
+  c->heads_pending++;
   return 0;
+}
+
+/* st's request head ended, or st closed before it did. */
+static void head_done(rill_h2_conn_t *c, rill_h2_stream_t *st) {
+  if (!st->head_pending) return;
+  st->head_pending = 0;
+  c->heads_pending--;
 }
 
 static int is_name(const uint8_t *p, size_t n, const char *lit) {
@@ -295,6 +304,7 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
   case NGHTTP2_HEADERS:
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       c->heads++;
+      head_done(c, st);
       if (head_finish(st)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       uint64_t max = c->srv->limits.max_body_bytes;
       if (!st->bad_head && max && st->head.content_length > 0 &&
@@ -377,6 +387,7 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   st->closed = 1;
   st->close_error = error_code;
   c->nstreams--;
+  head_done(c, st);
   if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
   /* Unsent response bytes will never go: free them after the write that
    * may still reference the first one. */
@@ -436,6 +447,7 @@ static void process(rill_h2_conn_t *c) {
   if (c->processing) return;
   c->processing = 1;
   c->refs++;
+  rill__worker_hold(c->w); /* the handlers started here run together, after */
   rill_h2_stream_t *st;
   while ((st = c->pend_head) != NULL) {
     c->pend_head = st->pend_next;
@@ -463,6 +475,7 @@ static void process(rill_h2_conn_t *c) {
       rill__h2_stream_maybe_free(st);
   }
   c->processing = 0;
+  rill__worker_release(c->w);
   conn_unref(c);
 }
 
@@ -602,12 +615,10 @@ static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
   int kind = TK_NONE;
   if (c->session && !c->closing) {
-    if (c->frames_in == 0)
+    if (c->frames_in == 0 || c->heads_pending > 0)
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
-    for (rill_h2_stream_t *st = c->streams; st && kind != TK_HEADER; st = st->next)
-      if (!st->closed && st->head.hdrs == NULL) kind = TK_HEADER;
   }
   if (kind == c->timer_kind) return;
   c->timer_kind = kind;
@@ -653,6 +664,7 @@ static void teardown(rill_h2_conn_t *c) {
     if (!st->closed) {
       st->closed = 1;
       c->nstreams--;
+      head_done(c, st);
       if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
     }
     if (st->q_head) {

@@ -125,7 +125,8 @@ struct rill_h2_stream_s {
   uint32_t close_error;
   int handler_running;
   int dispatched;
-  int pend; /* events to deliver after nghttp2 returns: P_* bits (h2_conn.c) */
+  int head_pending; /* its request head begun and not ended */
+  int pend;         /* events to deliver after nghttp2 returns: P_* bits (h2_conn.c) */
   rill_h2_stream_t *pend_next;
   rill_h2_stream_t *prev, *next; /* in the connection's list */
 };
@@ -142,6 +143,7 @@ struct rill_h2_conn_s {
   int timer_kind;
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
+  unsigned heads_pending;    /* of them, with head_pending */
   rill_h2_stream_t *pend_head, *pend_tail;
   int in_recv, in_send, processing;
   int t_waiting; /* the transport said RILL_EAGAIN: send nothing until drained */

@@ -60,7 +60,6 @@ static void defer_start(rill_sched_t *sc) {
   uv_check_start(&sc->defer_check, defer_check_cb);
 }
 
-
 static void handle_closed(uv_handle_t *h) {}
 
 static void sched_close(rill_service_t *svc, rill_worker_t *w) {
@@ -78,7 +77,13 @@ static void sched_free(rill_service_t *svc, rill_worker_t *w) {
     w->L = NULL;
   }
   w->sched = NULL;
+  w->release = NULL;
   free(sc);
+}
+
+/* The worker's last hold went (rill__worker_release): run what waited. */
+static void release(rill_worker_t *w) {
+  drain(SC(w));
 }
 
 int rill__sched_init(rill_worker_t *w) {
@@ -93,6 +98,7 @@ int rill__sched_init(rill_worker_t *w) {
   sc->svc.close = sched_close;
   sc->svc.free = sched_free;
   w->sched = sc;
+  w->release = release;
   rill__worker_add_service(w, &sc->svc);
   return 0;
 }
@@ -153,7 +159,8 @@ rill_task_t *rill__task_new(rill_worker_t *w, const char *kind) {
 
 void rill__task_cancel(rill_task_t *t) {
   t->canceled = 1;
-  if (t->state == RILL_TASK_WAITING && !t->w->stopping) rill__wait_cancel(&t->wait, UV_ECANCELED);
+  if (t->state == RILL_TASK_WAITING && !t->w->stopping)
+    rill__wait_cancel(&t->wait, UV_ECANCELED);
 }
 
 void rill__task_start(rill_task_t *t, int nargs) {
@@ -342,7 +349,7 @@ static void run_deferred(rill_sched_t *sc) {
 }
 
 static void drain(rill_sched_t *sc) {
-  if (sc->draining) return;
+  if (sc->draining || sc->w->hold) return;
   sc->draining = 1;
   run_deferred(sc);
   while (sc->ready_head) {

@@ -1,6 +1,7 @@
 /* A worker: one uv loop, the objects that live on it, a pool of input
  * buffers, the formatted Date header and the services of the layers above.
  * One thread runs one worker. See worker.h. */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,15 @@ void rill__worker_flush(rill_worker_t *w) {
     f->flush(f);
     i = RILL_FLUSH_LEVELS - 1;
   }
+}
+
+void rill__worker_hold(rill_worker_t *w) {
+  w->hold++;
+}
+
+void rill__worker_release(rill_worker_t *w) {
+  assert(w->hold > 0);
+  if (--w->hold == 0 && w->release) w->release(w);
 }
 
 /* The end of a loop turn (prepare: after timers; check: after I/O) sends

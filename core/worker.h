@@ -83,8 +83,13 @@ typedef struct {
 #define RILL_GAUGE(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 
 /* Log levels: RILL_LOG_ERROR .. RILL_LOG_DEBUG, public in rill.h. */
-enum { RILL_CMD_STOP = 1, RILL_CMD_RELOAD = 2, RILL_CMD_FORCE = 4, RILL_CMD_ADOPT = 8,
-       RILL_CMD_SIGNAL = 16 };
+enum {
+  RILL_CMD_STOP = 1,
+  RILL_CMD_RELOAD = 2,
+  RILL_CMD_FORCE = 4,
+  RILL_CMD_ADOPT = 8,
+  RILL_CMD_SIGNAL = 16
+};
 
 struct lua_State;
 struct rill_sched_s;
@@ -105,8 +110,8 @@ struct rill_worker_s {
   /* The Lua layer's state and scheduler (lua_core.c, sched.c): opaque here. */
   struct lua_State *L;
   struct rill_sched_s *sched;
-  void *tls; /* TLS state (tls.c), freed as a service */
-  void *fcache; /* the open-file cache (file_cache.c), made when first used */
+  void *tls;      /* TLS state (tls.c), freed as a service */
+  void *fcache;   /* the open-file cache (file_cache.c), made when first used */
   void *host_hub; /* resumes from host threads (lua_host.c), made when first used */
 
   /* The runtime around the worker (rill.c), or NULL: a port 0 is the port the
@@ -140,18 +145,22 @@ struct rill_worker_s {
   void (*on_command)(rill_worker_t *w, int cmds);
   /* a graceful stop in progress */
   int graceful;
-  int stop_done;  /* the stop has finished: nothing in flight, or the grace is over */
-  int closed;     /* rill__worker_close has run: every object and handle is closing */
+  int stop_done; /* the stop has finished: nothing in flight, or the grace is over */
+  int closed;    /* rill__worker_close has run: every object and handle is closing */
   void (*on_stopped)(rill_worker_t *w); /* called once, when the stop finishes */
   uv_timer_t grace_timer, stop_check;
   int busy; /* things besides connections that a graceful stop waits for */
+  /* rill__worker_hold: while held, tasks made ready wait; the last release
+   * runs them (release: the scheduler's, NULL without one). */
+  int hold;
+  void (*release)(rill_worker_t *w);
   uint64_t requests; /* HTTP requests dispatched */
   rill_metrics_t *m; /* its counters: the runtime's slot for it, or own_m */
   rill_metrics_t own_m;
   rill_flush_t *flush_head[RILL_FLUSH_LEVELS]; /* holding gathered writes, by level */
   uv_prepare_t flush_prepare;
   uv_check_t flush_check;
-  int listen_seq;    /* listeners made so far (rill.c pairs them across workers) */
+  int listen_seq; /* listeners made so far (rill.c pairs them across workers) */
   /* The log capture (rill__log_capture): lines logged on the capturing
    * thread are kept here instead of going to stderr. */
   int capturing;
@@ -190,6 +199,14 @@ void rill__flush_add(rill_worker_t *w, rill_flush_t *f);
 void rill__flush_remove(rill_worker_t *w, rill_flush_t *f);
 /* Flushes every listed transport, emptying the list. */
 void rill__worker_flush(rill_worker_t *w);
+
+/* Batching: a layer that delivers many requests from one read (HTTP/2's
+ * streams) holds the worker while it does, so that their handlers run
+ * together after it and their answers leave in one write rather than one
+ * write each. Holds nest; the last release runs the tasks made ready
+ * meanwhile, then flushes. */
+void rill__worker_hold(rill_worker_t *w);
+void rill__worker_release(rill_worker_t *w);
 
 char *rill__buf_get(rill_worker_t *w);
 void rill__buf_put(rill_worker_t *w, char *buf);
