@@ -144,10 +144,13 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
                          uint32_t *flags, nghttp2_data_source *source, void *user);
 
 /* Packs fields for nghttp2 (names in lower case): an array of nghttp2_nv
- * followed by their bytes, in one allocation. status > 0 adds :status, and
- * with_date the Date; clen >= 0 adds content-length unless one is given. */
+ * followed by their bytes, in buf if they fit in buflen bytes, else in one
+ * allocation (*out != buf: the caller frees it). status > 0 adds :status,
+ * and with_date the Date; clen >= 0 adds content-length unless one is
+ * given. */
 static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
-                int with_date, int64_t clen, nghttp2_nv **out, size_t *nout) {
+                int with_date, int64_t clen, void *buf, size_t buflen, nghttp2_nv **out,
+                size_t *nout) {
   size_t bytes = 64, n = 3;
   for (size_t i = 0; i < nh; i++) {
     if (h[i].nlen == 0) return UV_EINVAL;
@@ -163,14 +166,15 @@ static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh
   size_t dl = 0;
   const char *date = with_date ? rill__date_line(st->c->w, &dl) : NULL;
   bytes += dl;
-  nghttp2_nv *nv = malloc(n * sizeof(*nv) + bytes);
+  nghttp2_nv *nv =
+      n * sizeof(*nv) + bytes <= buflen ? buf : malloc(n * sizeof(*nv) + bytes);
   if (nv == NULL) return UV_ENOMEM;
   char *b = (char *)(nv + n);
   size_t k = 0;
   if (status > 0) {
-    int len = snprintf(b, 8, "%d", status);
-    nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)b, 7, (size_t)len,
-                           NGHTTP2_NV_FLAG_NONE};
+    size_t len = rill__http_u64(b, (uint64_t)status);
+    nv[k++] =
+        (nghttp2_nv){(uint8_t *)":status", (uint8_t *)b, 7, len, NGHTTP2_NV_FLAG_NONE};
     b += len + 1;
   }
   int has_len = 0, has_date = 0;
@@ -202,8 +206,8 @@ static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh
     b += dl - 8;
   }
   if (clen >= 0 && !has_len) {
-    int len = snprintf(b, 24, "%lld", (long long)clen);
-    nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)b, 14, (size_t)len,
+    size_t len = rill__http_u64(b, (uint64_t)clen);
+    nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)b, 14, len,
                            NGHTTP2_NV_FLAG_NONE};
   }
   *out = nv;
@@ -216,11 +220,12 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   if (status < 200 || status > 999) return UV_EINVAL;
   nghttp2_nv *nv;
   size_t n;
-  int r = pack(st, status, h, nh, 1, clen, &nv, &n);
+  uint64_t buf[128]; /* a head of a few fields needs no allocation */
+  int r = pack(st, status, h, nh, 1, clen, buf, sizeof(buf), &nv, &n);
   if (r) return r;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
   r = nghttp2_submit_response(st->c->session, st->id, nv, n, with_body ? &prd : NULL);
-  free(nv);
+  if ((void *)nv != buf) free(nv);
   if (r) return r == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : RILL_ECLOSED;
   st->status = status;
   RILL_COUNT(st->c->w->m->responses[status < 600 ? status / 100 : 0],
@@ -355,7 +360,7 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
   }
   if (nt > 0) {
     nghttp2_nv *nv;
-    int r = pack(st, 0, trailers, nt, 0, -1, &nv, &st->ntrailers);
+    int r = pack(st, 0, trailers, nt, 0, -1, NULL, 0, &nv, &st->ntrailers);
     if (r) return r;
     st->trailers = (char *)nv;
   }

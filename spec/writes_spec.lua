@@ -365,6 +365,29 @@ rill.log("info", "port " .. l:port())
     assert.is_true(writes <= 1200000 / 16384 + 5, writes .. " write syscalls")
   end)
 
+  it("send the answers to the streams of one HTTP/2 read together", function()
+    if helper.run({"sh", "-c", "command -v h2load"}) ~= 0 then
+      return pending("h2load (nghttp2-client) is not installed")
+    end
+    local port, stop, log = traced([[
+local rill = require "rill"
+local l = rill.http.listen{host = "127.0.0.1", port = 0, http2 = true,
+  handler = function(req, res) res:send("hello " .. req.path) end}
+rill.log("info", "port " .. l:port())
+]])
+    -- 2,000 requests, 100 in flight on one connection: h2load sends them
+    -- 100 at a time, so each read brings up to 100 requests.
+    local code, out = helper.run({"h2load", "-c1", "-m100", "-n2000",
+      "http://127.0.0.1:" .. port .. "/x"})
+    stop()
+    local writes = count_writes(log)
+    os.remove(log)
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("2000 succeeded", 1, true), out)
+    -- One write per request was what each handler's own flush made.
+    assert.is_true(writes <= 100, writes .. " write syscalls")
+  end)
+
   it("send 100,000 small WSS messages in one syscall per 16 KiB", function()
     local dir = helper.certs()
     local port, stop, log = traced(([[

@@ -82,6 +82,32 @@ def wrk(run, srv, path, pipeline=1, duration=None, shared=None, threads=1, cpu=N
         "cpu_us": server_cpu * 1e6 / r["requests"], "client_cpu": client_cpu})
 
 
+def h2load(run, srv, conns, streams, duration=None, path="/"):
+    """h2load -c<conns> -m<streams> over HTTP/2 (h2 by ALPN on https, h2c
+    with prior knowledge on http) for duration seconds (the run's by
+    default). Returns requests/s, the mean time per request in ms and the
+    server's CPU µs per request."""
+    argv = ["h2load", f"-c{conns}", f"-m{streams}", f"-D{duration or run.duration}",
+            srv.url(path)]
+    cpu_before = srv.cpu_seconds()
+    out, client_cpu, _ = _run(argv)
+    server_cpu = srv.cpu_seconds() - cpu_before
+    m = re.search(r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed", out, re.M)
+    fin = re.search(r"^finished in ([\d.]+)s, ([\d.]+) req/s", out, re.M)
+    lat = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", out, re.M)
+    if m is None or fin is None or lat is None:
+        raise BenchError(f"h2load printed no result: {out[-500:]}")
+    if srv.scheme == "https" and "Application protocol: h2" not in out:
+        raise BenchError(f"h2load did not get h2 by ALPN: {out[-500:]}")
+    done, ok, failed = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    if ok == 0 or failed > done // 100:
+        raise BenchError(f"h2load: {ok} succeeded, {failed} failed: {out[-500:]}")
+    mean = float(lat.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[lat.group(2)]
+    return {"rps": float(fin.group(2)), "mean_ms": mean,
+            "cpu_us": server_cpu * 1e6 / ok, "client_cpu": client_cpu}
+
+
 def warm_up(run, srv, path, headers=()):
     """A short wrk run whose figures are dropped: JIT compilers (LuaJIT, V8)
     and lazily built state are warm before the measurement."""

@@ -157,7 +157,7 @@ class Node(Server):
         self.args = [str(a) for a in args]
 
     def argv(self, port, run, workdir):
-        return ["node", str(self.path), str(port), *self.args]
+        return ["node", str(self.path), str(port), *(run.fill(a, PORT=port) for a in self.args)]
 
 
 class Bun(Server):
