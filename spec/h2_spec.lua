@@ -418,4 +418,29 @@ describe("rill serve --http2", function()
     assert.equal(0, code3)
     assert.equal("1.1 200", out3)
   end)
+
+  it("RILL_LISTEN_HTTP2: a C host's listener speaks h2c too", function()
+    local bin = (helper.bin:match("^(.*)/[^/]*$") or ".") .. "/listen_host"
+    local p = assert(rill.exec{bin, "--tcp", "--http2", "--tcp", stdout = "null",
+      stderr = "pipe"})
+    p.stderr:settimeout(10000)
+    local where = {}
+    while true do
+      local line = p.stderr:read_until("\n")
+      if not line then break end
+      local i, at = line:match("^listener (%d+) (%S+)")
+      if i then where[tonumber(i)] = at end
+      if line == "ready" then break end
+    end
+    local reader = rill.spawn(function() while p.stderr:read_until("\n", 1e6) do end end)
+    local code, out = helper.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w",
+      "%{http_version}", "http://" .. tostring(where[0]) .. "/")
+    local code2 = helper.curl("--http2-prior-knowledge", "http://" .. tostring(where[1]) .. "/")
+    p:kill(15)
+    assert.equal(0, (p:wait(10000)))
+    rill.wait(reader, 2000)
+    assert.equal(0, code)
+    assert.equal("2", out)
+    assert.are_not.equal(0, code2) -- a listener without the option speaks HTTP/1.1 only
+  end)
 end)
