@@ -417,7 +417,9 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   st->close_error = error_code;
   c->nstreams--;
   if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
-  if (st->handler_running && !st->end_sent) rill__h2_pend(st, RILL_H2_P_GONE);
+  /* The client reset it before our end left (not our own reset). */
+  if (st->handler_running && !st->end_sent && st->reset_by_peer)
+    rill__h2_pend(st, RILL_H2_P_GONE);
   /* Unsent response bytes will never go: free them after the write that
    * may still reference the first one. */
   if (st->q_head) {

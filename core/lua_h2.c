@@ -111,7 +111,7 @@ void rill__lh2_drained(rill_h2_stream_t *st, int status) {
 
 void rill__lh2_gone(rill_h2_stream_t *st) {
   lh2_ud *ud = st->data;
-  if (ud == NULL) return;
+  if (ud == NULL || st->c->w->stopping) return; /* a teardown: no more Lua */
   rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
   if (ud->ref == LUA_NOREF || ud->gone_ref == LUA_NOREF) return;
   rill_task_t *t = rill__task_new(st->c->w, "on_close callbacks");
