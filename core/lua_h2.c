@@ -277,6 +277,11 @@ static int l_write(lua_State *L) {
 
 static int l_finish(lua_State *L) {
   rill_h2_stream_t *st = check(L);
+  if (((lh2_ud *)lua_touserdata(L, 1))->cut) { /* not whole: never ended as if it were */
+    rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
   size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);

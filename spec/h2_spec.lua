@@ -302,6 +302,20 @@ return function(req, res) res:send("h1") end
     assert.equal("goaway 11\n", out)
   end)
 
+  it("resets the stream when a file ends before its range (never a short body as whole)",
+    function()
+    local got
+    local sl, sport = helper.listen(function(req, res)
+      res:header("Content-Length", 300000)
+      got = {res:write_file(file, 0, 300000)}
+    end, {http2 = true})
+    local code = helper.curl("--http2-prior-knowledge", "-o", "/dev/null", url(sport, "/"))
+    sl:close()
+    assert.are_not.equal(0, code)
+    assert.is_nil(got[1])
+    assert.truthy(tostring(got[2]):find("file ended early", 1, true), tostring(got[2]))
+  end)
+
   it("serves rill.static: whole files, ranges (206) and HEAD", function()
     local dir = os.tmpname()
     os.remove(dir)
