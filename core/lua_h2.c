@@ -145,6 +145,31 @@ static int l_closed(lua_State *L) {
   return 1;
 }
 
+/* Adds a field to the table on top: a repeated field's values in an array. */
+static void add_field(lua_State *L, const char *name, size_t nlen, const char *value,
+                      size_t vlen) {
+  lua_pushlstring(L, name, nlen);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);
+  int type = lua_type(L, -1);
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushlstring(L, value, vlen);
+    lua_rawset(L, -3);
+  } else if (type == LUA_TSTRING) {
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, value, vlen);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, -3);
+  } else {
+    lua_pushlstring(L, value, vlen);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pop(L, 2);
+  }
+}
+
 /* The fields as lua_http.c gives them: lower-case names (HTTP/2's are),
  * repeated fields' values in an array; Host from :authority. */
 static int l_headers(lua_State *L) {
@@ -155,26 +180,7 @@ static int l_headers(lua_State *L) {
   for (size_t i = 0; i < h->nhdrs; i++) {
     const rill_hdr_t *x = &h->hdrs[i];
     if (x->nlen == 4 && memcmp(x->name, "host", 4) == 0) has_host = 1;
-    lua_pushlstring(L, x->name, x->nlen);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    int type = lua_type(L, -1);
-    if (type == LUA_TNIL) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawset(L, -3);
-    } else if (type == LUA_TSTRING) {
-      lua_createtable(L, 2, 0);
-      lua_insert(L, -2);
-      lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawseti(L, -2, 2);
-      lua_rawset(L, -3);
-    } else {
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-      lua_pop(L, 2);
-    }
+    add_field(L, x->name, x->nlen, x->value, x->vlen);
   }
   if (!has_host && h->authority_len > 0) {
     lua_pushlstring(L, h->authority, h->authority_len);
@@ -471,26 +477,7 @@ static int l_trailers(lua_State *L) {
     size_t nl = strlen(p);
     const char *v = p + nl + 1;
     size_t vl = strlen(v);
-    lua_pushlstring(L, p, nl);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    int type = lua_type(L, -1);
-    if (type == LUA_TNIL) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, v, vl);
-      lua_rawset(L, -3);
-    } else if (type == LUA_TSTRING) {
-      lua_createtable(L, 2, 0);
-      lua_insert(L, -2);
-      lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, v, vl);
-      lua_rawseti(L, -2, 2);
-      lua_rawset(L, -3);
-    } else {
-      lua_pushlstring(L, v, vl);
-      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-      lua_pop(L, 2);
-    }
+    add_field(L, p, nl, v, vl);
     p = v + vl + 1;
   }
   return 1;
