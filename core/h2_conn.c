@@ -7,6 +7,7 @@
  * nghttp2 call is on the stack (after()). */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -132,7 +133,8 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
   if (length > 0) {
     h2_chunk_t *ch = st->q_head;
     assert(ch && ch->len - ch->off >= length);
-    if (seg_add(c, ch->data + ch->off, NULL, length)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (seg_add(c, rill__h2_chunk_bytes(ch) + ch->off, NULL, length))
+      return NGHTTP2_ERR_CALLBACK_FAILURE;
     ch->off += length;
     st->queued -= length;
     if (ch->off == ch->len) {
@@ -194,16 +196,50 @@ static int arena_put(rill_h2_stream_t *st, const uint8_t *p, size_t n, size_t *o
   return 0;
 }
 
+/* A trailer field (a HEADERS frame after the body; nghttp2 has checked
+ * it): kept for the reader, counted with the head against the same limits.
+ * Past them the body's reader is told "too large" (and the answer is 413,
+ * if none began). */
+static int trailer_put(rill_h2_stream_t *st, const uint8_t *name, size_t namelen,
+                       const uint8_t *value, size_t valuelen) {
+  const rill_h2_limits_t *l = &st->c->srv->limits;
+  if (!st->dispatched || st->in_err) return 0;
+  st->hbytes += namelen + valuelen + 32;
+  if (st->hbytes > l->max_header_bytes || st->nh + st->ntr >= l->max_headers) {
+    st->in_err = RILL_EBODY;
+    rill__h2_pend(st, RILL_H2_P_READABLE);
+    return 0;
+  }
+  size_t need = st->trlen + namelen + valuelen + 2;
+  if (need > st->trcap) {
+    size_t cap = st->trcap ? st->trcap : 256;
+    while (cap < need)
+      cap *= 2;
+    char *b = realloc(st->tr, cap);
+    if (b == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->tr = b;
+    st->trcap = cap;
+  }
+  memcpy(st->tr + st->trlen, name, namelen);
+  st->tr[st->trlen + namelen] = 0;
+  memcpy(st->tr + st->trlen + namelen + 1, value, valuelen);
+  st->tr[need - 1] = 0;
+  st->trlen = need;
+  st->ntr++;
+  return 0;
+}
+
 /* A field of a request head: kept in the stream's arena, within the limits
  * (past them the rest is decoded, as HPACK needs, and dropped: 431). */
 static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user) {
   rill_h2_conn_t *c = user;
-  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-    return 0; /* trailers of a request body: not kept */
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-  if (st == NULL || st->bad_head) return 0;
+  if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && st)
+    return trailer_put(st, name, namelen, value, valuelen);
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st == NULL || st->bad_head) return 0;
   st->hbytes += namelen + valuelen + 32;
   if (st->hbytes > c->srv->limits.max_header_bytes ||
       st->nh >= c->srv->limits.max_headers) {
@@ -264,6 +300,9 @@ static int head_finish(rill_h2_stream_t *st) {
       for (size_t j = 0; j < e[3] && j < 19; j++)
         x = x * 10 + (v[j] - '0'); /* nghttp2 checked the digits */
       h->content_length = x;
+    } else if (is_name(un, e[1], "expect") && e[3] == 12 &&
+               strncasecmp(v, "100-continue", 12) == 0) {
+      st->expect_continue = 1;
     }
     hd[n++] = (rill_hdr_t){nm, e[1], v, e[3]};
   }
@@ -389,6 +428,9 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   c->nstreams--;
   head_done(c, st);
   if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
+  /* The client reset it before our end left (not our own reset). */
+  if (st->handler_running && !st->end_sent && st->reset_by_peer)
+    rill__h2_pend(st, RILL_H2_P_GONE);
   /* Unsent response bytes will never go: free them after the write that
    * may still reference the first one. */
   if (st->q_head) {
@@ -466,6 +508,8 @@ static void process(rill_h2_conn_t *c) {
       st->write_waiting = 0;
       if (c->srv->on_drained) c->srv->on_drained(st, st->closed ? RILL_ECLOSED : 0);
     }
+    if ((what & RILL_H2_P_GONE) && st->handler_running && c->srv->on_gone)
+      c->srv->on_gone(st);
     /* What the callbacks marked meanwhile goes round again. */
     int again = st->pend & ~P_BUSY;
     st->pend = 0;
@@ -666,6 +710,7 @@ static void teardown(rill_h2_conn_t *c) {
       c->nstreams--;
       head_done(c, st);
       if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
+      if (st->handler_running && !st->end_sent) rill__h2_pend(st, RILL_H2_P_GONE);
     }
     if (st->q_head) {
       st->q_tail->next = c->sent;

@@ -61,6 +61,9 @@ struct rill_h2_server_s {
   /* Optional: the connection is going (its streams are told through their
    * body and on_drained). */
   void (*on_close)(rill_h2_conn_t *c);
+  /* Optional: the client reset st, or the connection went, before the
+   * response's end left, while st's handler runs (once per stream). */
+  void (*on_gone)(rill_h2_stream_t *st);
   void *data;
 };
 
@@ -94,7 +97,12 @@ struct rill_h2_stream_s {
   size_t *hoff; /* per field: name offset, name len, value offset, value len */
   size_t nh, hcap;
   size_t hbytes;
-  int bad_head; /* 431 (too large) or 400 */
+  int bad_head;                       /* 431 (too large) or 400 */
+  int expect_continue, continue_sent; /* Expect: 100-continue; its 100 went */
+  /* request trailers (a HEADERS frame after the body): "name\0value\0" each */
+  char *tr;
+  size_t trlen, trcap;
+  unsigned ntr;
 
   /* request body: bytes received and not consumed */
   char *in;
@@ -194,6 +202,12 @@ int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size
                      const char *body, size_t len);
 int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                    const char *data, size_t len);
+/* Queues buf (a worker's pooled buffer, rill__buf_get; taken over in every
+ * case) holding len body bytes, by reference, on a response that streams
+ * (rill__h2_write started it) and is not compressed: a file's bytes read
+ * in the pool go out as DATA without a copy. Returns as rill__h2_write;
+ * UV_EINVAL for a response not in that state. */
+int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len);
 /* Ends the response, with trailer fields (nt may be 0). */
 int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                     const rill_hdr_t *trailers, size_t nt);
@@ -210,7 +224,12 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok);
 
 /* ---- for h2_stream.c and h2_conn.c ---- */
-enum { RILL_H2_P_REQUEST = 1, RILL_H2_P_READABLE = 2, RILL_H2_P_DRAINED = 4 };
+enum {
+  RILL_H2_P_REQUEST = 1,
+  RILL_H2_P_READABLE = 2,
+  RILL_H2_P_DRAINED = 4,
+  RILL_H2_P_GONE = 8
+};
 void rill__h2_pend(rill_h2_stream_t *st, int what);
 void rill__h2_want_send(rill_h2_conn_t *c);
 void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id);
@@ -221,12 +240,18 @@ void rill__h2_conn_maybe_unlink(rill_h2_conn_t *c);
 void rill__h2_stream_maybe_free(rill_h2_stream_t *st);
 /* Request bytes arrived (copied into the stream's buffer). */
 int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n);
-/* Queued response chunks. */
+/* Queued response chunks: bytes copied into data, or a pooled buffer
+ * referenced (ext, given back to w's pool when the chunk is freed). */
 typedef struct h2_chunk_s {
   struct h2_chunk_s *next;
   size_t off, len;
+  char *ext;
+  rill_worker_t *w;
   char data[];
 } h2_chunk_t;
+static inline const char *rill__h2_chunk_bytes(const h2_chunk_t *ch) {
+  return ch->ext ? ch->ext : ch->data;
+}
 void rill__h2_chunks_free(h2_chunk_t *ch);
 
 #endif /* RILL_H2_CONN_H */

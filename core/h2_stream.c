@@ -64,10 +64,24 @@ static void body_consume(rill_stream_t *s, size_t n) {
   }
 }
 
+/* Expect: 100-continue is answered when the reader first waits for the
+ * body (as HTTP/1.1's), with a non-final HEADERS frame, unless the
+ * response has begun. */
+static void send_continue(rill_h2_stream_t *st) {
+  st->continue_sent = 1;
+  if (st->resp != RILL_H2_RESP_NONE || !usable(st)) return;
+  static const nghttp2_nv nv[] = {
+      {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE}};
+  if (nghttp2_submit_headers(st->c->session, NGHTTP2_FLAG_NONE, st->id, NULL, nv, 1,
+                             NULL) >= 0)
+    rill__h2_want_send(st->c);
+}
+
 static int body_fill(rill_stream_t *s) {
   rill_h2_stream_t *st = ST(s);
   if (st->in_err) return st->in_err;
   if (st->in_eof) return RILL_EOF;
+  if (st->expect_continue && !st->continue_sent) send_continue(st);
   st->in_want = 1;
   return 0;
 }
@@ -101,6 +115,7 @@ void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id) {
 void rill__h2_chunks_free(h2_chunk_t *ch) {
   while (ch) {
     h2_chunk_t *next = ch->next;
+    if (ch->ext) rill__buf_put(ch->w, ch->ext);
     free(ch);
     ch = next;
   }
@@ -119,6 +134,7 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   free(st->hoff);
   free((void *)st->head.hdrs);
   free(st->in);
+  free(st->tr);
   free(st->trailers);
   if (st->zip) {
     rill__deflate_end(st->zip);
@@ -241,6 +257,7 @@ static int enqueue(rill_h2_stream_t *st, const char *p, size_t len) {
   ch->next = NULL;
   ch->off = 0;
   ch->len = len;
+  ch->ext = NULL;
   memcpy(ch->data, p, len);
   if (st->q_tail)
     st->q_tail->next = ch;
@@ -340,6 +357,33 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
   if (len == 0) return 0;
   int r = st->zformat ? zip_put(st, data, len, Z_SYNC_FLUSH, 0) : enqueue(st, data, len);
   if (r) return r;
+  resume(st);
+  if (st->queued > st->c->srv->limits.write_high) {
+    st->write_waiting = 1;
+    return RILL_EAGAIN;
+  }
+  return 0;
+}
+
+int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len) {
+  rill_worker_t *w = st->c->w;
+  int r = st->resp == RILL_H2_RESP_DONE                                     ? UV_EBUSY
+          : !usable(st)                                                     ? RILL_ECLOSED
+          : st->resp != RILL_H2_RESP_STREAMING || st->nobody || st->zformat ? UV_EINVAL
+          : len == 0 || len > RILL_BUF_SIZE                                 ? UV_EINVAL
+                                                                            : 0;
+  h2_chunk_t *ch = r ? NULL : malloc(sizeof(*ch));
+  if (ch == NULL) {
+    rill__buf_put(w, buf);
+    return r ? r : UV_ENOMEM;
+  }
+  *ch = (h2_chunk_t){.len = len, .ext = buf, .w = w};
+  if (st->q_tail)
+    st->q_tail->next = ch;
+  else
+    st->q_head = ch;
+  st->q_tail = ch;
+  st->queued += len;
   resume(st);
   if (st->queued > st->c->srv->limits.write_high) {
     st->write_waiting = 1;

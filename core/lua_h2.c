@@ -2,9 +2,9 @@
  * methods of lua_http.c's connection face, so that lua/rill/http.lua's
  * request and response objects (and the router, middleware and proxy above
  * them) work unchanged. One userdata per request stream; gen is the stream
- * id. Not here yet: sendfile (answers "unsupported": the bytes are
- * written), upgrades (nil), request trailers (nil), on_close callbacks for
- * a client that resets the stream. */
+ * id. A file (conn:_sendfile) is read in the pool into pooled buffers
+ * queued by reference as DATA, one buffer a call, never through a Lua
+ * string. Not here yet: upgrades (nil). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +14,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "deflate.h"
+#include "file.h"
 #include "h2_conn.h"
 #include "inflate_stream.h"
 #include "lua_core.h"
@@ -30,15 +31,21 @@ typedef struct {
   uint64_t started;
   unsigned send_timeout_ms;
   int cut;
+  int ref, gone_ref; /* the face in the registry, for gone(face, id); or LUA_NOREF */
+  rill_fsop_t *op;   /* a file read in the pool (conn:_sendfile) */
+  size_t file_n;     /* its bytes, reported once the queue has drained */
 } lh2_ud;
 
-enum { W_WRITE };
+enum { W_WRITE, W_FILE };
 
 static void task_done(rill_task_t *t, int status) {
   lh2_ud *ud = t->done_data;
   rill_h2_stream_t *st = ud->st;
   ud->st = NULL;
   rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  if (ud->ref != LUA_NOREF && st->c->w->L && !st->c->w->stopping)
+    luaL_unref(st->c->w->L, LUA_REGISTRYINDEX, ud->ref);
+  ud->ref = LUA_NOREF;
   st->data = NULL;
   if (ud->cut) rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
   rill__h2_stream_handler_done(st, status == 0);
@@ -48,11 +55,15 @@ static void task_done(rill_task_t *t, int status) {
 static void abandon(rill_h2_stream_t *st) {
   lh2_ud *ud = st->data;
   st->data = NULL;
-  if (ud) ud->st = NULL;
+  if (ud) {
+    ud->st = NULL;
+    if (ud->op) rill__fsop_abandon(ud->op);
+    ud->op = NULL;
+  }
 }
 
 void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
-                     unsigned send_timeout_ms) {
+                     int gone_ref, unsigned send_timeout_ms) {
   rill_worker_t *w = st->c->w;
   rill_task_t *t = rill__task_new(w, "request handler");
   if (t == NULL) {
@@ -69,8 +80,14 @@ void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
   ud->st = st;
   ud->started = uv_now(w->loop);
   ud->send_timeout_ms = send_timeout_ms;
+  ud->gone_ref = gone_ref;
   luaL_getmetatable(co, H2_MT);
   lua_setmetatable(co, -2);
+  ud->ref = LUA_NOREF;
+  if (gone_ref != LUA_NOREF) {
+    lua_pushvalue(co, -1);
+    ud->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  }
   st->data = ud;
   st->abandon = abandon;
   lua_pushinteger(co, st->id);
@@ -82,7 +99,27 @@ void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
 
 void rill__lh2_drained(rill_h2_stream_t *st, int status) {
   lh2_ud *ud = st->data;
-  if (ud && ud->waits.head) rill__task_drained(ud->waits.head, status);
+  rill_wait_t *wt = ud ? ud->waits.head : NULL;
+  if (wt && wt->kind == W_FILE && status == 0) {
+    if (ud->op) return; /* a drain left over from an earlier write */
+    lua_pushnumber(rill__wait_task(wt)->co, (lua_Number)ud->file_n);
+    rill__wait_done(wt, 1);
+    return;
+  }
+  rill__task_drained(wt, status);
+}
+
+void rill__lh2_gone(rill_h2_stream_t *st) {
+  lh2_ud *ud = st->data;
+  if (ud == NULL || st->c->w->stopping) return; /* a teardown: no more Lua */
+  rill__waitq_cancel_all(&ud->waits, RILL_ECLOSED);
+  if (ud->ref == LUA_NOREF || ud->gone_ref == LUA_NOREF) return;
+  rill_task_t *t = rill__task_new(st->c->w, "on_close callbacks");
+  if (t == NULL) return;
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, ud->gone_ref);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, ud->ref);
+  lua_pushinteger(t->co, st->id);
+  rill__task_start(t, 2);
 }
 
 static rill_h2_stream_t *check(lua_State *L) {
@@ -108,6 +145,31 @@ static int l_closed(lua_State *L) {
   return 1;
 }
 
+/* Adds a field to the table on top: a repeated field's values in an array. */
+static void add_field(lua_State *L, const char *name, size_t nlen, const char *value,
+                      size_t vlen) {
+  lua_pushlstring(L, name, nlen);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);
+  int type = lua_type(L, -1);
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushlstring(L, value, vlen);
+    lua_rawset(L, -3);
+  } else if (type == LUA_TSTRING) {
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, value, vlen);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, -3);
+  } else {
+    lua_pushlstring(L, value, vlen);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pop(L, 2);
+  }
+}
+
 /* The fields as lua_http.c gives them: lower-case names (HTTP/2's are),
  * repeated fields' values in an array; Host from :authority. */
 static int l_headers(lua_State *L) {
@@ -118,26 +180,7 @@ static int l_headers(lua_State *L) {
   for (size_t i = 0; i < h->nhdrs; i++) {
     const rill_hdr_t *x = &h->hdrs[i];
     if (x->nlen == 4 && memcmp(x->name, "host", 4) == 0) has_host = 1;
-    lua_pushlstring(L, x->name, x->nlen);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    int type = lua_type(L, -1);
-    if (type == LUA_TNIL) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawset(L, -3);
-    } else if (type == LUA_TSTRING) {
-      lua_createtable(L, 2, 0);
-      lua_insert(L, -2);
-      lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawseti(L, -2, 2);
-      lua_rawset(L, -3);
-    } else {
-      lua_pushlstring(L, x->value, x->vlen);
-      lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-      lua_pop(L, 2);
-    }
+    add_field(L, x->name, x->nlen, x->value, x->vlen);
   }
   if (!has_host && h->authority_len > 0) {
     lua_pushlstring(L, h->authority, h->authority_len);
@@ -164,11 +207,6 @@ static int l_body(lua_State *L) {
   if (st->body.top) return luaL_error(L, "the body stream was taken already");
   rill__lstream_push(L, &st->body, 0, -1);
   return 1;
-}
-
-static int l_none(lua_State *L) {
-  check(L);
-  return 0;
 }
 
 static int l_peer(lua_State *L) {
@@ -245,6 +283,11 @@ static int l_write(lua_State *L) {
 
 static int l_finish(lua_State *L) {
   rill_h2_stream_t *st = check(L);
+  if (((lh2_ud *)lua_touserdata(L, 1))->cut) { /* not whole: never ended as if it were */
+    rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   int status = (int)luaL_checkinteger(L, 3);
   rill_hdr_t small[16], *h;
   size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
@@ -312,11 +355,132 @@ static int l_started(lua_State *L) {
   return 1;
 }
 
-static int l_sendfile(lua_State *L) {
-  check(L);
-  lua_pushnil(L);
-  lua_pushliteral(L, "unsupported");
+static const char file_short[] = "file ended early (truncated while it was sent?)";
+
+static int file_cancel(rill_wait_t *wt, int status) {
+  lh2_ud *ud = wt->obj;
+  lua_State *co = rill__wait_task(wt)->co;
+  if (ud->op) rill__fsop_abandon(ud->op); /* it frees itself and its buffer */
+  ud->op = NULL;
+  if (ud->st && status == UV_ETIMEDOUT) ud->cut = 1; /* not the whole answer */
+  lua_pushnil(co);
+  lua_pushstring(co, rill__errmsg(status));
   return 2;
+}
+
+/* n bytes of the file in buf (taken over) go to the stream's queue: 0 when
+ * the caller may report them now, RILL_EAGAIN when they are to be
+ * reported once the queue drains (ud->file_n), or an error. */
+static int file_queue(lh2_ud *ud, char *buf, size_t n) {
+  int r = rill__h2_write_buf(ud->st, buf, n);
+  if (r == RILL_EAGAIN) ud->file_n = n;
+  return r;
+}
+
+static void file_read_cb(rill_fsop_t *op) {
+  lh2_ud *ud = op->data;
+  int res = op->result;
+  char *buf = res > 0 ? rill__fsop_take_buf(op) : NULL;
+  ud->op = NULL;
+  rill__fsop_free(op);
+  rill_wait_t *wt = rill__waitq_find(&ud->waits, W_FILE);
+  assert(wt && ud->st); /* else the wait's end abandoned op */
+  if (res <= 0) {
+    if (res < 0) {
+      rill__wait_cancel(wt, res);
+      return;
+    }
+    ud->cut = 1;
+    lua_State *co = rill__wait_task(wt)->co;
+    lua_pushnil(co);
+    lua_pushstring(co, file_short);
+    rill__wait_done(wt, 2);
+    return;
+  }
+  int r = file_queue(ud, buf, (size_t)res);
+  if (r == RILL_EAGAIN) return; /* rill__lh2_drained ends the wait */
+  if (r) {
+    rill__wait_cancel(wt, r);
+    return;
+  }
+  lua_pushnumber(rill__wait_task(wt)->co, res);
+  rill__wait_done(wt, 1);
+}
+
+/* conn:_sendfile(gen, status, headers, file, offset, length) → bytes sent
+ * (1..length: call again for the rest) | nil, err | nil, "unsupported"
+ * (a compressed body: nothing done; the bytes go by writes). Up to a
+ * pooled buffer of the range is read (from the page cache at once if it
+ * can, else in the pool) and queued by reference; the call waits while the
+ * stream's queue is above its high-water mark (send_timeout each wait). */
+static int l_sendfile(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  lh2_ud *ud = lua_touserdata(L, 1);
+  rill_worker_t *w = st->c->w;
+  rill_task_t *t = rill__task_check(w, L);
+  int status = (int)luaL_checkinteger(L, 3);
+  rill_hdr_t small[16], *h;
+  size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
+  rill_file_t *f = rill__lfile_check(L, 5);
+  lua_Number off = luaL_checknumber(L, 6), len = luaL_checknumber(L, 7);
+  luaL_argcheck(L, off >= 0 && off < 9e18, 6, "must be a byte offset");
+  luaL_argcheck(L, len >= 1 && len < 9e18, 7, "must be a positive length");
+  if (ud->waits.head) return luaL_error(L, "the response already has a writer waiting");
+  if (st->zformat) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unsupported");
+    return 2;
+  }
+  int r = rill__h2_write(st, status, h, nh, "", 0); /* the head, if it has not gone */
+  if (r == 0 && st->nobody) r = RILL_HTTP_NOBODY;
+  if (r == RILL_HTTP_NOBODY) {
+    lua_pushnumber(L, len);
+    return 1;
+  }
+  if (r) return result(L, st, r);
+  size_t n = len < RILL_BUF_SIZE ? (size_t)len : RILL_BUF_SIZE;
+  char *buf = rill__buf_get(w);
+  if (buf == NULL) return result(L, st, UV_ENOMEM);
+  ssize_t got = rill__fs_read_now(f, buf, n, (int64_t)off);
+  if (got != RILL_EAGAIN) { /* from the page cache: no trip to the pool */
+    if (got <= 0) {
+      rill__buf_put(w, buf);
+      if (got < 0) return result(L, st, (int)got);
+      ud->cut = 1;
+      lua_pushnil(L);
+      lua_pushstring(L, file_short);
+      return 2;
+    }
+    r = file_queue(ud, buf, (size_t)got);
+    if (r == RILL_EAGAIN)
+      return rill__task_wait(L, t, &ud->waits, W_FILE, ud, (int)ud->send_timeout_ms,
+                             file_cancel);
+    if (r) return result(L, st, r);
+    lua_pushnumber(L, (lua_Number)got);
+    return 1;
+  }
+  rill__buf_put(w, buf);
+  r = rill__fs_read(w, f, n, (int64_t)off, file_read_cb, ud, &ud->op);
+  if (r) return result(L, st, r);
+  return rill__task_wait(L, t, &ud->waits, W_FILE, ud, (int)ud->send_timeout_ms,
+                         file_cancel);
+}
+
+/* conn:trailers(gen) → the request's trailer fields (a table as
+ * conn:headers gives), or nil before the body has ended */
+static int l_trailers(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  if (!st->in_eof) return 0;
+  lua_createtable(L, 0, (int)st->ntr);
+  const char *p = st->tr;
+  for (unsigned i = 0; i < st->ntr; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    size_t vl = strlen(v);
+    add_field(L, p, nl, v, vl);
+    p = v + vl + 1;
+  }
+  return 1;
 }
 
 static const char *const z_formats[] = {"gzip", "deflate", NULL};
@@ -364,7 +528,7 @@ void rill__open_h2(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
       {"reqline", l_reqline},    {"closed", l_closed},
       {"headers", l_headers},    {"raw_headers", l_raw_headers},
-      {"body", l_body},          {"trailers", l_none},
+      {"body", l_body},          {"trailers", l_trailers},
       {"peer", l_peer},          {"respond", l_respond},
       {"write", l_write},        {"finish", l_finish},
       {"flush", l_flush},        {"upgrade", l_upgrade},

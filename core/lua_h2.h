@@ -6,9 +6,13 @@
 
 #include "h2_conn.h"
 
-/* Starts a handler task for st: dispatch(handler, face, stream id). */
+/* Starts a handler task for st: dispatch(handler, face, stream id).
+ * gone_ref (or LUA_NOREF): gone(face, stream id), run in a task of its own
+ * when the client resets the stream or leaves while the handler runs. */
 void rill__lh2_start(rill_h2_stream_t *st, int dispatch_ref, int handler_ref,
-                     unsigned send_timeout_ms);
+                     int gone_ref, unsigned send_timeout_ms);
+/* The h2 server's on_gone: what waits is told, and gone runs. */
+void rill__lh2_gone(rill_h2_stream_t *st);
 /* The h2 server's on_drained: ends a response write's wait. */
 void rill__lh2_drained(rill_h2_stream_t *st, int status);
 /* Reads {name, value, ...} at idx into small, or into a userdata pushed on

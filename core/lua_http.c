@@ -182,7 +182,8 @@ static void on_free(rill_http_server_t *srv) {
 
 static void h2_on_request(rill_h2_stream_t *st) {
   lhttp_t *lh = st->c->srv->data;
-  rill__lh2_start(st, lh->dispatch_ref, lh->handler_ref, lh->srv.limits.send_timeout_ms);
+  rill__lh2_start(st, lh->dispatch_ref, lh->handler_ref, lh->gone_ref,
+                  lh->srv.limits.send_timeout_ms);
 }
 
 static void h2_on_close(rill_h2_conn_t *c) {
@@ -386,6 +387,7 @@ static int l_http_listen(lua_State *L) {
     rill__h2_limits_default(&lh->h2.limits, &lim);
     lh->h2.on_request = h2_on_request;
     lh->h2.on_drained = rill__lh2_drained;
+    lh->h2.on_gone = rill__lh2_gone;
     lh->h2.on_close = h2_on_close;
     lh->h2.data = lh;
   }

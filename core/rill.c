@@ -76,7 +76,7 @@ typedef struct {
   char *client_ca, *ticket_keys;
   int verify_client;           /* RILL_VERIFY_* */
   long long handshake_timeout; /* ms; 0: the default */
-  int proxy_protocol, backlog, unix_mode;
+  int proxy_protocol, backlog, unix_mode, http2;
   char **proxy_from;
   int nproxy_from;
 } listen_spec_t;
@@ -383,6 +383,10 @@ static void push_listen(lua_State *L, const listen_spec_t *ls) {
   if (ls->backlog > 0) {
     lua_pushinteger(L, ls->backlog);
     lua_setfield(L, -2, "backlog");
+  }
+  if (ls->http2) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "http2");
   }
 }
 
@@ -1029,6 +1033,12 @@ int rill_listener_set_int(rill_t *r, int listener, int opt, long long value) {
             "listener";
     else
       ls->unix_mode = (int)value;
+    break;
+  case RILL_LISTEN_HTTP2:
+    if (value != 0 && value != 1)
+      bad = "RILL_LISTEN_HTTP2 is 0 or 1";
+    else
+      ls->http2 = (int)value;
     break;
   default:
     bad = "not a listener option taking a number";

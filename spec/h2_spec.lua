@@ -29,7 +29,7 @@ describe("http2", function()
         end
         res:send("got " .. #body)
       elseif req.path == "/file" then
-        assert(res:write_file(file)) -- no sendfile over HTTP/2: by reads
+        assert(res:write_file(file)) -- pooled reads queued as DATA (conn:_sendfile)
       elseif req.path == "/stream" then
         for i = 1, 100 do res:write(("%05d\n"):format(i)) end
       else
@@ -69,7 +69,7 @@ describe("http2", function()
     assert.equal("00100\n", out:sub(-6))
   end)
 
-  it("sends a file (res:write_file) by reads", function()
+  it("sends a file (res:write_file)", function()
     local code, out = helper.curl("--http2-prior-knowledge", url(port, "/file"))
     assert.equal(0, code)
     assert.equal(200000, #out)
@@ -231,6 +231,66 @@ return function(req, res) res:send("h1") end
     assert.truthy(out:find("posted 65535\n", 1, true), out)
   end)
 
+  it("gives request trailers (HEADERS after the body) as req.trailers, within the limits",
+    function()
+    local handler = function(req, res)
+      local body, err = req.body:read_all(1000)
+      if not body then return res:status(500):send("read_all: " .. tostring(err)) end
+      local t = req.trailers
+      res:send(("%s|%s|%s|%s"):format(body, t["x-checksum"],
+        table.concat(t["x-many"], ","), t["X-Checksum"]))
+    end
+    local rl, rport = helper.listen(handler, {http2 = true})
+    -- 4 pseudo-header fields, then 3 trailer fields: past 6 fields in all
+    local ql, qport = helper.listen(handler, {http2 = true, max_headers = 6})
+    local out = frames("trailers", rport)
+    local out2 = out and frames("trailers", qport)
+    rl:close()
+    ql:close()
+    if not out then pending("python3-h2 is not installed") return end
+    assert.equal("200 hello body|abc123|one,two|abc123\n", out)
+    assert.equal("413 \n", out2)
+  end)
+
+  it("runs req:on_close when the client resets the stream or leaves", function()
+    local events = {}
+    local rl, rport = helper.listen(function(req, res)
+      if req.path ~= "/hang" then return res:send("after") end
+      req:on_close(function() events[#events + 1] = "on_close" end)
+      res:flush() -- the head goes: the client knows the handler runs
+      for _ = 1, 500 do
+        if req.closed then break end
+        rill.sleep(10)
+      end
+      local ok, err = res:write("late")
+      events[#events + 1] = "write " .. tostring(ok) .. " " .. tostring(err)
+    end, {http2 = true})
+    local out = frames("rst", rport)
+    if not out then
+      rl:close()
+      pending("python3-h2 is not installed")
+      return
+    end
+    assert.equal("200 after\n", out)
+    assert.is_true(helper.eventually(function() return #events == 2 end))
+    assert.same({"on_close", "write nil closed"}, events)
+    events = {}
+    assert.equal("dropped\n", frames("drop", rport))
+    assert.is_true(helper.eventually(function() return #events == 2 end))
+    rl:close()
+    assert.same({"on_close", "write nil closed"}, events)
+  end)
+
+  it("answers expect: 100-continue when the handler reads the body", function()
+    local rl, rport = helper.listen(function(req, res)
+      res:send("got " .. #assert(req.body:read_all(1e6)))
+    end, {http2 = true})
+    local out = frames("continue", rport)
+    rl:close()
+    if not out then pending("python3-h2 is not installed") return end
+    assert.equal("100 200 got 5000\n", out)
+  end)
+
   it("closes with ENHANCE_YOUR_CALM past the rapid reset budget", function()
     local rl, rport = helper.listen(function(req, res)
       rill.sleep(1000)
@@ -240,5 +300,161 @@ return function(req, res) res:send("h1") end
     rl:close()
     if not out then pending("python3-h2 is not installed") return end
     assert.equal("goaway 11\n", out)
+  end)
+
+  it("resets the stream when a file ends before its range (never a short body as whole)",
+    function()
+    local got
+    local sl, sport = helper.listen(function(req, res)
+      res:header("Content-Length", 300000)
+      got = {res:write_file(file, 0, 300000)}
+    end, {http2 = true})
+    local code = helper.curl("--http2-prior-knowledge", "-o", "/dev/null", url(sport, "/"))
+    sl:close()
+    assert.are_not.equal(0, code)
+    assert.is_nil(got[1])
+    assert.truthy(tostring(got[2]):find("file ended early", 1, true), tostring(got[2]))
+  end)
+
+  it("serves rill.static: whole files, ranges (206) and HEAD", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(helper.run({"mkdir", dir}) == 0)
+    assert(helper.run({"cp", file, dir .. "/f.txt"}) == 0)
+    local sl, sport = helper.listen(rill.static(dir), {http2 = true})
+    local status, h, body = helper.fetch("--http2-prior-knowledge", url(sport, "/f.txt"))
+    local status2, h2, body2 = helper.fetch("--http2-prior-knowledge", "-r", "100000-150008",
+      url(sport, "/f.txt"))
+    local status3, h3, body3 = helper.fetch("--http2-prior-knowledge", "-I",
+      url(sport, "/f.txt"))
+    sl:close()
+    helper.run({"rm", "-r", dir})
+    assert.equal(200, status)
+    assert.equal("200000", h["content-length"])
+    local f = assert(io.open(file, "rb"))
+    local want = f:read("*a")
+    f:close()
+    assert.is_true(body == want)
+    assert.equal(206, status2)
+    assert.equal("bytes 100000-150008/200000", h2["content-range"])
+    assert.is_true(body2 == want:sub(100001, 150009))
+    assert.equal(200, status3)
+    assert.equal("200000", h3["content-length"])
+    assert.equal("", body3)
+  end)
+
+  it("proxies (app:proxy) to an HTTP/1.1 upstream, streaming both ways", function()
+    local ul, uport = helper.listen(function(req, res)
+      if req.path:find("/echo$") then
+        local n = 0
+        while true do
+          local chunk = req.body:read_some(65536)
+          if not chunk then break end
+          n = n + #chunk
+        end
+        return res:send(req.version .. " got " .. n)
+      end
+      for i = 1, 2000 do res:write(("%09d\n"):format(i)) end
+    end)
+    local app = rill.router()
+    app:proxy("/up", "http://127.0.0.1:" .. uport)
+    local pl, pport = helper.listen(app, {http2 = true})
+    local tmp = os.tmpname()
+    local f = assert(io.open(tmp, "wb"))
+    f:write(string.rep("p", 3000000))
+    f:close()
+    local code, out = helper.curl("--http2-prior-knowledge", "--data-binary", "@" .. tmp,
+      url(pport, "/up/echo"))
+    os.remove(tmp)
+    local code2, out2 = helper.curl("--http2-prior-knowledge", url(pport, "/up/stream"))
+    pl:close()
+    ul:close()
+    assert.equal(0, code)
+    assert.equal("1.1 got 3000000", out)
+    assert.equal(0, code2)
+    assert.equal(20000, #out2)
+    assert.equal("000002000\n", out2:sub(-10))
+  end)
+end)
+
+describe("rill serve --http2", function()
+  local dir, app
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(helper.run({"mkdir", dir}) == 0)
+    -- 120 MiB of random bytes
+    assert(helper.run({"sh", "-c", "head -c 125829120 /dev/urandom > " .. dir .. "/big.bin"}) == 0)
+    app = dir .. "/app.lua"
+    local f = assert(io.open(app, "w"))
+    f:write("local rill = require 'rill'\nreturn rill.static(" .. ("%q"):format(dir) .. ")\n")
+    f:close()
+  end)
+  teardown(function()
+    helper.run({"rm", "-r", dir})
+  end)
+
+  it("sends a 120 MiB file over h2c byte for byte, in bounded memory", function()
+    local srv = helper.serve(app, {"--http2", "--workers", "1"})
+    local before = helper.rss(srv.pid)
+    local out = dir .. "/got.bin"
+    local code, _, err = helper.curl("--http2-prior-knowledge", "-o", out, "-w",
+      "%{http_version}", helper.url(srv.port, "/big.bin"))
+    local _, peak = helper.rss(srv.pid)
+    assert.equal(0, srv.stop())
+    assert.equal(0, code, err)
+    assert.equal(0, (helper.run({"cmp", dir .. "/big.bin", out})))
+    os.remove(out)
+    if not helper.sanitized then
+      assert.truthy(peak - before < 32 * 1024 * 1024,
+        ("RSS grew by %d bytes"):format(peak - before))
+    end
+  end)
+
+  it("answers curl --http2-prior-knowledge, and curl --http2 over TLS", function()
+    local certs = helper.certs()
+    local srv = helper.serve(app, {"--http2", "--workers", "1"})
+    local tls = helper.serve(app, {"--http2", "--workers", "1", "--tls-cert",
+      certs .. "/a.test.crt", "--tls-key", certs .. "/a.test.key"})
+    local code, out = helper.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w",
+      "%{http_version} %{http_code}", helper.url(srv.port, "/app.lua"))
+    local code2, out2 = helper.curl("--http2", "--cacert", certs .. "/ca.crt", "--resolve",
+      "a.test:" .. tls.port .. ":127.0.0.1", "-o", "/dev/null", "-w",
+      "%{http_version} %{http_code}", "https://a.test:" .. tls.port .. "/app.lua")
+    local code3, out3 = helper.curl("--http1.1", "-o", "/dev/null", "-w",
+      "%{http_version} %{http_code}", helper.url(srv.port, "/app.lua"))
+    assert.equal(0, srv.stop())
+    assert.equal(0, tls.stop())
+    assert.equal(0, code)
+    assert.equal("2 200", out)
+    assert.equal(0, code2)
+    assert.equal("2 200", out2)
+    assert.equal(0, code3)
+    assert.equal("1.1 200", out3)
+  end)
+
+  it("RILL_LISTEN_HTTP2: a C host's listener speaks h2c too", function()
+    local bin = (helper.bin:match("^(.*)/[^/]*$") or ".") .. "/listen_host"
+    local p = assert(rill.exec{bin, "--tcp", "--http2", "--tcp", stdout = "null",
+      stderr = "pipe"})
+    p.stderr:settimeout(10000)
+    local where = {}
+    while true do
+      local line = p.stderr:read_until("\n")
+      if not line then break end
+      local i, at = line:match("^listener (%d+) (%S+)")
+      if i then where[tonumber(i)] = at end
+      if line == "ready" then break end
+    end
+    local reader = rill.spawn(function() while p.stderr:read_until("\n", 1e6) do end end)
+    local code, out = helper.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w",
+      "%{http_version}", "http://" .. tostring(where[0]) .. "/")
+    local code2 = helper.curl("--http2-prior-knowledge", "http://" .. tostring(where[1]) .. "/")
+    p:kill(15)
+    assert.equal(0, (p:wait(10000)))
+    rill.wait(reader, 2000)
+    assert.equal(0, code)
+    assert.equal("2", out)
+    assert.are_not.equal(0, code2) -- a listener without the option speaks HTTP/1.1 only
   end)
 end)

@@ -296,6 +296,9 @@ RILL_API int rill_listener_add_cert(rill_t *r, int listener, const char *cert_fi
 #define RILL_LISTEN_BACKLOG 103
 /* a rill_listen_unix socket file's permission bits, e.g. 0660 (the umask's) */
 #define RILL_LISTEN_UNIX_MODE 104
+/* 0/1: HTTP/2 too: "h2" by ALPN over TLS, h2c with prior knowledge in
+ * clear; HTTP/1.1 goes on as before (0) */
+#define RILL_LISTEN_HTTP2 105
 /* Strings: */
 /* a PEM file of the CAs client certificates must chain to; alone it means
  * RILL_VERIFY_REQUIRED */

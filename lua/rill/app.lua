@@ -78,6 +78,7 @@ function M.start(cfg)
     if l.proxy_from ~= nil then o.proxy_from = l.proxy_from end
     if l.backlog ~= nil then o.backlog = l.backlog end
     if l.unix_mode ~= nil then o.unix_mode = l.unix_mode end
+    if l.http2 ~= nil then o.http2 = l.http2 end
     local listener, err = http.listen(o)
     if not listener then return nil, err end
     current.listeners[#current.listeners + 1] = listener

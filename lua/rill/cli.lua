@@ -26,6 +26,9 @@ serve options (sizes in bytes, times in seconds):
   --tls-key FILE            with --tls-key; the first pair is the default, the
                             others are chosen by SNI
   --handshake-timeout S     TLS handshake (default 10)
+  --http2                   HTTP/2 too, on every listener: "h2" by ALPN over
+                            TLS, h2c with prior knowledge in clear; HTTP/1.1
+                            goes on as before
   --workers N               worker threads (default: one per CPU this process
                             may run on, from its affinity mask)
   --pin                     pin worker i to the i-th CPU of that mask
@@ -132,6 +135,9 @@ local function serve(args)
       i = i + 1
     elseif a == "--proxy-protocol" then
       opts.proxy_protocol = true
+      i = i + 1
+    elseif a == "--http2" then
+      opts.http2 = true
       i = i + 1
     elseif a == "--proxy-from" then
       if not v then return die("--proxy-from needs an address (ADDR or ADDR/BITS)") end

@@ -10,7 +10,7 @@
  * in a thread of its own; each connection goes to rill_serve_fd for the
  * listener made before it). OPTION, for the last listener: --cert CRT KEY
  * (rill_listener_add_cert), --client-ca FILE, --verify N, --proxy-protocol,
- * --unix-mode OCTAL.
+ * --unix-mode OCTAL, --http2.
  *
  * Prints "listener I 127.0.0.1:PORT" (or "listener I unix:PATH") to stderr
  * for each, then "ready"; stops on SIGTERM or SIGINT. */
@@ -142,6 +142,8 @@ int main(int argc, char **argv) {
       e = rill_listener_set_int(r, n, RILL_LISTEN_UNIX_MODE, strtol(argv[++i], NULL, 8));
     } else if (strcmp(a, "--proxy-protocol") == 0) {
       e = rill_listener_set_int(r, n, RILL_LISTEN_PROXY_PROTOCOL, 1);
+    } else if (strcmp(a, "--http2") == 0) {
+      e = rill_listener_set_int(r, n, RILL_LISTEN_HTTP2, 1);
     } else {
       die(a, UV_EINVAL, r);
     }
