@@ -102,7 +102,7 @@ def h2load(run, srv, conns, streams, duration=None, path="/"):
         raise BenchError(f"h2load did not get h2 by ALPN: {out[-500:]}")
     done, ok, failed = int(m.group(2)), int(m.group(3)), int(m.group(4))
     if ok == 0 or failed > done // 100:
-        raise BenchError(f"h2load: {ok} succeeded, {failed} failed: {out[-500:]}")
+        raise BenchError(f"h2load: {ok} succeeded, {failed} failed: {out[:600]}")
     mean = float(lat.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[lat.group(2)]
     return {"rps": float(fin.group(2)), "mean_ms": mean,
             "cpu_us": server_cpu * 1e6 / ok, "client_cpu": client_cpu}

@@ -152,8 +152,8 @@ class Node(Server):
     """`node SCRIPT PORT`; the script listens on 127.0.0.1:PORT. Packages
     from npm (bench/run installs them) are found in bench/node_modules."""
 
-    def __init__(self, script, label="node", note=None, args=(), cpus=None):
-        super().__init__(script, label, note, cpus=cpus)
+    def __init__(self, script, label="node", note=None, args=(), cpus=None, tls=False):
+        super().__init__(script, label, note, tls=tls, cpus=cpus)
         self.args = [str(a) for a in args]
 
     def argv(self, port, run, workdir):

@@ -24,6 +24,7 @@ FIGURES = {
     "static": ["cpu_us", "mbs", "rss"],
     "idle": ["bytes"],
     "tls": ["cpu_us", "full_us", "resumed_us"],
+    "h2": ["one_us", "many_us"],
     "websocket": ["us64", "us65536", "zrtcpu64", "zrtcpu65536", "idle_bytes"],
     "proxy": ["cpu_us", "up_mbs", "down_mbs", "rss"],
     "workers": ["rps", "cpu_us"],

@@ -15,7 +15,7 @@ SERVERS = [
     Nginx("nginx.conf", tls=True,
           note="`listen ... ssl http2`, `ssl_protocols TLSv1.2; ssl_ciphers "
                "ECDHE-ECDSA-CHACHA20-POLY1305;`, `return 200`"),
-    Node("node.js", args=["@CERT@", "@KEY@"],
+    Node("node.js", args=["@CERT@", "@KEY@"], tls=True,
          note="node:http2 createSecureServer, TLS 1.2 with the same suite"),
 ]
 SHAPES = [("one", 1, 100, "1 connection × 100 streams"),
