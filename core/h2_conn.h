@@ -70,6 +70,9 @@ typedef struct {
   const char *method, *path, *scheme, *authority; /* NUL-terminated; authority may be
                                                      Host's value, or "" */
   size_t method_len, path_len, scheme_len, authority_len;
+  /* An Extended CONNECT's :protocol (RFC 8441: "websocket"), or "" */
+  const char *protocol;
+  size_t protocol_len;
   const rill_hdr_t *hdrs; /* the regular fields, in order */
   size_t nhdrs;
   int64_t content_length; /* -1: none given */
@@ -112,11 +115,12 @@ struct rill_h2_stream_s {
   int q_eof;      /* nothing more will be queued */
   char *trailers; /* packed trailer fields to send at the end, or NULL */
   size_t ntrailers;
-  int data_deferred;          /* the data provider said DEFERRED: resume on write */
-  int write_waiting;          /* a write returned RILL_EAGAIN: tell on_drained */
-  int nobody;                 /* HEAD, 204, 304: no DATA */
-  int end_sent;               /* our END_STREAM went */
-  int zformat, zlevel;        /* compression asked (rill__h2_compress) */
+  int data_deferred;   /* the data provider said DEFERRED: resume on write */
+  int write_waiting;   /* a write returned RILL_EAGAIN: tell on_drained */
+  int nobody;          /* HEAD, 204, 304: no DATA */
+  int end_sent;        /* our END_STREAM went */
+  int zformat, zlevel; /* compression asked (rill__h2_compress) */
+  int tunnel;          /* RILL_H2_TUNNEL_*: body is a duplex stream (rill__h2_tunnel) */
   struct rill_deflate_s *zip; /* the compressor while the body streams */
 
   /* life */
@@ -201,6 +205,19 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
  * end; no content-length is sent. The layer above sets Content-Encoding.
  * Returns 0, UV_EBUSY (started) or UV_EINVAL. */
 int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
+/* Answers an Extended CONNECT (RFC 8441; head.protocol set) with status
+ * (2xx) and h, and turns the body into a duplex byte stream, returned:
+ * reads are the request's DATA (WINDOW_UPDATE as they are consumed, no
+ * body limit), writes queue DATA (RILL_EAGAIN above the high-water mark,
+ * then the body's drained()), shutdown() sends END_STREAM, close() ends the
+ * stream (END_STREAM after what is queued; RST_STREAM NO_ERROR if the peer's
+ * side is still open), abort() resets it (CANCEL). Whoever holds the stream
+ * owns it: the stream object lives, past its handler's end, until it is
+ * closed. NULL (nothing sent) without :protocol, once the response or the
+ * body's reading began, or on a closed stream. */
+rill_stream_t *rill__h2_tunnel(rill_h2_stream_t *st, int status, const rill_hdr_t *h,
+                               size_t nh);
+enum { RILL_H2_TUNNEL_NONE, RILL_H2_TUNNEL_OPEN, RILL_H2_TUNNEL_CLOSED };
 /* Resets the stream (RST_STREAM error_code); the body's reader is told. */
 void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 /* The handler of st ended; ok is 0 if it raised: with no response a 500
