@@ -55,6 +55,15 @@ local function echo_app(seen)
     local msg, err = ws:receive()
     seen.idle = {msg = msg, err = err}
   end, {idle_timeout = 200})
+  app:get("/detached", function(req)
+    local ws = assert(req:upgrade_websocket())
+    rill.spawn(function()
+      rill.sleep(100) -- the handler has ended
+      local msg = assert(ws:receive())
+      assert(ws:send("late " .. msg:read_all(100)))
+      seen.detached = ws:close(1000)
+    end)
+  end)
   app:get("/hello", function(req, res) res:send("hello " .. req.version) end)
   return app
 end
@@ -142,6 +151,28 @@ op, p, _ = c.message(s); print('close', op, int.from_bytes(p[:2], 'big'))
     assert.is_true(helper.eventually(function() return seen.idle ~= nil end))
     assert.is_nil(seen.idle.msg)
     assert.equal("timeout", seen.idle.err)
+  end)
+
+  it("negotiates permessage-deflate", function()
+    local out = ws_py("deflate", port)
+    if not out then pending("python3-h2 is not installed") return end
+    assert.truthy(out:find("extensions permessage-deflate\n", 1, true), out)
+    assert.truthy(out:find("echo 1 compressed True True True", 1, true), out)
+  end)
+
+  it("a websocket outlives the handler that upgraded it", function()
+    if not find_python() then pending("python3-h2 is not installed") return end
+    local py = [[
+import sys; sys.path.insert(0, 'spec/h2'); import ws
+c = ws.Client(int(sys.argv[1])); s = c.open('/detached'); print('status', c.answered(s))
+c.send(s, ws.frame(1, b'x')); print('got', c.message(s)[1].decode())
+c.send(s, ws.frame(8, b'\x03\xe8')); op, p, _ = c.message(s); print('close', op)
+st = c.streams[s]; c.until(lambda: st['ended'], 'the end'); print('ended')
+]]
+    local code, out, err = helper.run({python, "-c", py, tostring(port)}, {timeout = 30000})
+    assert.equal(0, code, err)
+    assert.equal("status 200\ngot late x\nclose 8\nended\n", out)
+    assert.is_true(helper.eventually(function() return seen.detached ~= nil end))
   end)
 
   it("refuses a plain CONNECT, another :protocol, a GET and a missing version", function()

@@ -14,6 +14,8 @@ ws.py CASE PORT; prints what the spec checks, one fact a line.
   stall    a binary message of 16 MiB to /echo from a client that does not
            read the echo: "sent N" once nothing moved for a second
   gone     a websocket to /echo, a message, then the connection drops
+  deflate  permessage-deflate offered: the answer's extension, then a
+           message echoed compressed
   stop     a websocket to /echo left open (the spec stops the server):
            prints the server's close frame and GOAWAY's code
   refused  a plain CONNECT, a :protocol other than websocket, a GET to a
@@ -26,6 +28,7 @@ import os
 import socket
 import struct
 import sys
+import zlib
 
 import h2.config
 import h2.connection
@@ -55,6 +58,7 @@ class Frames:
 
     def __init__(self):
         self.buf = b''
+        self.rsv1 = 0  # frames that came with RSV1 (compressed)
 
     def feed(self, data):
         self.buf += data
@@ -77,6 +81,7 @@ class Frames:
                 raise Exception('a server frame was masked')
             if len(b) < at + n:
                 return out
+            self.rsv1 += (b[0] >> 6) & 1
             out.append((fin, op, b[at:at + n]))
             self.buf = b[at + n:]
 
@@ -352,6 +357,21 @@ def gone(port):
     c.send(sid, frame(1, b'one'))
     print('echo', c.message(sid)[1].decode())
     c.s.close()
+
+
+def deflate(port):
+    c = Client(port)
+    sid = c.open('/echo', extra=[('sec-websocket-extensions',
+                                  'permessage-deflate; client_max_window_bits')])
+    print('status', c.answered(sid))
+    print('extensions', c.streams[sid]['headers'].get('sec-websocket-extensions'))
+    text = b'over and over ' * 100
+    c.send(sid, frame(1, text))  # uncompressed: RSV1 clear is allowed
+    op, p, _ = c.message(sid)
+    rsv1 = c.streams[sid]['parser'].rsv1
+    z = zlib.decompressobj(-15)
+    print('echo', op, 'compressed', rsv1 > 0, len(p) < len(text),
+          z.decompress(p + b'\x00\x00\xff\xff') == text)
 
 
 def stop(port):
