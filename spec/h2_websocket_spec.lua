@@ -97,6 +97,18 @@ describe("websockets over HTTP/2 (RFC 8441)", function()
     assert.is_true(helper.eventually(function() return seen.ended == "closed" end))
   end)
 
+  it("serves Node's http2 client", function()
+    if helper.run({"sh", "-c", "command -v node"}) ~= 0 then
+      pending("node is not installed")
+      return
+    end
+    local code, out, err = helper.run({"node", "spec/h2/ws_node.js", tostring(port)},
+      {timeout = 30000})
+    assert.equal(0, code, err)
+    assert.equal("enableConnectProtocol true\nstatus 200\ntext hello node\nclose 1000\nclosed 0\n",
+      out)
+  end)
+
   it("multiplexes two websockets and a GET on one connection", function()
     local out = ws_py("mux", port)
     if not out then pending("python3-h2 is not installed") return end
