@@ -32,6 +32,7 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
+  l->tunnel_linger_ms = 5000;
 }
 
 static void conn_read(rill_h2_conn_t *c);

@@ -41,6 +41,8 @@ typedef struct {
   size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
   uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
                               0: no limit */
+  unsigned tunnel_linger_ms; /* a closed tunnel's unsent bytes wait this long for the
+                                peer's window; then RST_STREAM */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -121,6 +123,7 @@ struct rill_h2_stream_s {
   int end_sent;        /* our END_STREAM went */
   int zformat, zlevel; /* compression asked (rill__h2_compress) */
   int tunnel;          /* RILL_H2_TUNNEL_*: body is a duplex stream (rill__h2_tunnel) */
+  uv_timer_t *linger;  /* a closed tunnel's bytes still queued: tunnel_linger_ms */
   struct rill_deflate_s *zip; /* the compressor while the body streams */
 
   /* life */

@@ -106,6 +106,10 @@ void rill__h2_chunks_free(h2_chunk_t *ch) {
   }
 }
 
+static void linger_closed(uv_handle_t *h) {
+  free(h);
+}
+
 void rill__h2_stream_free(rill_h2_stream_t *st) {
   rill_h2_conn_t *c = st->c;
   rill__stream_gone(&st->body);
@@ -120,6 +124,10 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   free((void *)st->head.hdrs);
   free(st->in);
   free(st->trailers);
+  if (st->linger) {
+    uv_timer_stop(st->linger);
+    uv_close((uv_handle_t *)st->linger, linger_closed);
+  }
   if (st->zip) {
     rill__deflate_end(st->zip);
     free(st->zip);
@@ -455,8 +463,18 @@ static int tunnel_shutdown(rill_stream_t *s) {
   return 0;
 }
 
+/* A closed tunnel's bytes did not leave in time (the peer keeps its window
+ * shut): the stream is reset, as a socket's close stops lingering. */
+static void linger_cb(uv_timer_t *t) {
+  rill_h2_stream_t *st = t->data;
+  rill__log(st->c->w, RILL_LOG_DEBUG,
+            "h2: stream %d: %zu bytes of a closed tunnel unsent", st->id, st->queued);
+  rill__h2_reset(st, NGHTTP2_CANCEL);
+}
+
 /* The owner lets go: the bindings are told, the stream ends (reset when
- * aborted); the object goes once nghttp2 closed the stream. */
+ * aborted, or when what is queued does not leave within tunnel_linger_ms);
+ * the object goes once nghttp2 closed the stream. */
 static void tunnel_end(rill_stream_t *s, int abort) {
   rill_h2_stream_t *st = ST(s);
   if (st->tunnel != RILL_H2_TUNNEL_OPEN) return;
@@ -474,6 +492,12 @@ static void tunnel_end(rill_stream_t *s, int abort) {
       if (st->end_sent && !st->in_eof)
         nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                   NGHTTP2_NO_ERROR);
+      /* What is queued waits for the peer's window: not for ever. */
+      if (st->queued > 0 && (st->linger = malloc(sizeof(*st->linger))) != NULL) {
+        uv_timer_init(st->c->w->loop, st->linger);
+        st->linger->data = st;
+        uv_timer_start(st->linger, linger_cb, st->c->srv->limits.tunnel_linger_ms, 0);
+      }
     }
   }
   rill__h2_stream_maybe_free(st);

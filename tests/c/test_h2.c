@@ -875,6 +875,41 @@ static void test_tunnel(void) {
   teardown(&cl, m);
 }
 
+/* A tunnel closed with bytes queued behind a window the peer keeps shut:
+ * reset (CANCEL) after tunnel_linger_ms, not held for ever. */
+static void test_tunnel_linger(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.tunnel_linger_ms = 50;
+  setup(&cl, &m, 0); /* the client grants no window */
+  pump(&cl);
+  nghttp2_nv proto = {(uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0};
+  cstream_t *ws = request(&cl, "CONNECT", "/tunnel", 0, &proto, 1);
+  pump(&cl);
+  CHECK(nreqs == 1, "requests: %d", nreqs);
+  rill_stream_t *t = rill__h2_tunnel(reqs[0]->st, 200, NULL, 0);
+  CHECK(t != NULL, "tunnel");
+  finish(reqs[0]);
+  static char block[100000];
+  uv_buf_t b = uv_buf_init(block, sizeof(block));
+  int r = t->vt->write(t, &b, 1);
+  CHECK(r == RILL_EAGAIN || r == 0, "write: %d", r);
+  pump(&cl);
+  CHECK(ws->status == 200 && ws->got == 65535 && !ws->closed, "window's worth: %zu",
+        ws->got);
+  t->vt->close(t);
+  pump(&cl);
+  CHECK(!ws->closed, "lingering");
+  for (int i = 0; i < 200 && !ws->closed; i++) {
+    uv_run(W->loop, UV_RUN_ONCE);
+    pump(&cl);
+  }
+  CHECK(ws->closed && ws->error == NGHTTP2_CANCEL, "reset after lingering: %d %u",
+        ws->closed, ws->error);
+  srv.limits.tunnel_linger_ms = 5000;
+  teardown(&cl, m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
   if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
@@ -901,6 +936,7 @@ int main(void) {
   test_window_overflow();
   test_header_timeout();
   test_tunnel();
+  test_tunnel_linger();
   rill__worker_free(W);
   CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);
