@@ -187,6 +187,31 @@ st = c.streams[s]; c.until(lambda: st['ended'], 'the end'); print('ended')
     assert.is_true(helper.eventually(function() return seen.detached ~= nil end))
   end)
 
+  it("app:proxy joins a websocket over HTTP/2 to one over HTTP/1.1 upstream", function()
+    local useen = {}
+    local ul, uport = helper.listen(echo_app(useen)) -- HTTP/1.1 only
+    local app = rill.router()
+    app:proxy("/up", "http://127.0.0.1:" .. uport, {strip_prefix = "/up"})
+    local pl, pport = helper.listen(app, {http2 = true})
+    local py = [[
+import sys; sys.path.insert(0, 'spec/h2'); import ws
+c = ws.Client(int(sys.argv[1])); s = c.open('/up/echo'); print('status', c.answered(s))
+c.send(s, ws.frame(1, b'through')); print('got', c.message(s)[1].decode())
+c.send(s, ws.frame(8, b'\x03\xe8')); op, p, _ = c.message(s); print('close', op)
+]]
+    local code, out, err
+    if find_python() then
+      code, out, err = helper.run({python, "-c", py, tostring(pport)}, {timeout = 30000})
+    end
+    pl:close()
+    ul:close()
+    if not find_python() then pending("python3-h2 is not installed") return end
+    assert.equal(0, code, err)
+    assert.equal("status 200\ngot through\nclose 8\n", out)
+    assert.equal("1.1", useen.req.version) -- the upstream's websocket is HTTP/1.1's
+    assert.equal("GET", useen.req.method)
+  end)
+
   it("refuses a plain CONNECT, another :protocol, a GET and a missing version", function()
     local out = ws_py("refused", port)
     if not out then pending("python3-h2 is not installed") return end
