@@ -117,14 +117,16 @@ struct rill_h2_stream_s {
   int q_eof;      /* nothing more will be queued */
   char *trailers; /* packed trailer fields to send at the end, or NULL */
   size_t ntrailers;
-  int data_deferred;   /* the data provider said DEFERRED: resume on write */
-  int write_waiting;   /* a write returned RILL_EAGAIN: tell on_drained */
-  int nobody;          /* HEAD, 204, 304: no DATA */
-  int end_sent;        /* our END_STREAM went */
-  int zformat, zlevel; /* compression asked (rill__h2_compress) */
-  int tunnel;          /* RILL_H2_TUNNEL_*: body is a duplex stream (rill__h2_tunnel) */
-  uv_timer_t *linger;  /* a closed tunnel's bytes still queued: tunnel_linger_ms */
+  int data_deferred;          /* the data provider said DEFERRED: resume on write */
+  int write_waiting;          /* a write returned RILL_EAGAIN: tell on_drained */
+  int nobody;                 /* HEAD, 204, 304: no DATA */
+  int end_sent;               /* our END_STREAM went */
+  int zformat, zlevel;        /* compression asked (rill__h2_compress) */
   struct rill_deflate_s *zip; /* the compressor while the body streams */
+
+  /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
+  int tunnel;         /* RILL_H2_TUNNEL_*: the body is a duplex stream */
+  uv_timer_t *linger; /* closed with bytes still queued: tunnel_linger_ms */
 
   /* life */
   int closed; /* nghttp2 closed the stream (or the connection went) */

@@ -3,7 +3,7 @@
  * request and response objects (and the router, middleware and proxy above
  * them) work unchanged. One userdata per request stream; gen is the stream
  * id. Not here yet: sendfile (answers "unsupported": the bytes are
- * written), upgrades (nil), request trailers (nil), on_close callbacks for
+ * written), request trailers (nil), on_close callbacks for
  * a client that resets the stream. */
 #include <stdlib.h>
 #include <string.h>
