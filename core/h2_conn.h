@@ -18,8 +18,9 @@
  * while the peer's window is closed.
  *
  * Ownership: the connection owns the transport and every stream object; a
- * stream object lives until nghttp2 closed the stream and the handler (if
- * one started) ended; the connection's memory lives until its last stream
+ * stream object lives until nghttp2 closed the stream, the handler (if
+ * one started) ended and its tunnel (an Extended CONNECT's, if one was
+ * made) was closed; the connection's memory lives until its last stream
  * object went. */
 #ifndef RILL_H2_CONN_H
 #define RILL_H2_CONN_H
