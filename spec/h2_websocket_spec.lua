@@ -109,6 +109,22 @@ describe("websockets over HTTP/2 (RFC 8441)", function()
       out)
   end)
 
+  it("serves Node's http2 client over TLS (h2 by ALPN)", function()
+    if helper.run({"sh", "-c", "command -v node"}) ~= 0 then
+      pending("node is not installed")
+      return
+    end
+    local dir = helper.certs()
+    local tl, tport = helper.listen(echo_app({}),
+      {http2 = true, tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}})
+    local code, out, err = helper.run({"node", "spec/h2/ws_node.js", tostring(tport),
+      dir .. "/ca.crt"}, {timeout = 30000})
+    tl:close()
+    assert.equal(0, code, err)
+    assert.equal("enableConnectProtocol true\nstatus 200\ntext hello node\nclose 1000\nclosed 0\n",
+      out)
+  end)
+
   it("multiplexes two websockets and a GET on one connection", function()
     local out = ws_py("mux", port)
     if not out then pending("python3-h2 is not installed") return end

@@ -1,5 +1,6 @@
 // A websocket over HTTP/2 (RFC 8441) with Node's http2 client, for
-// spec/h2_websocket_spec.lua: node ws_node.js PORT. Waits for the server's
+// spec/h2_websocket_spec.lua: node ws_node.js PORT [CA_FILE]. With CA_FILE,
+// over TLS to a.test (h2 by ALPN). Waits for the server's
 // SETTINGS_ENABLE_CONNECT_PROTOCOL, echoes a message on /echo, closes.
 const http2 = require('http2');
 const crypto = require('crypto');
@@ -11,7 +12,12 @@ function frame(op, payload) { // masked, under 126 bytes
   return Buffer.concat([Buffer.from([0x80 | op, 0x80 | body.length]), mask, body]);
 }
 
-const client = http2.connect('http://127.0.0.1:' + process.argv[2]);
+const fs = require('fs');
+const ca = process.argv[3];
+const client = ca
+  ? http2.connect('https://127.0.0.1:' + process.argv[2],
+    {ca: fs.readFileSync(ca), servername: 'a.test'})
+  : http2.connect('http://127.0.0.1:' + process.argv[2]);
 client.setTimeout(10000, () => { console.log('timeout'); process.exit(1); });
 client.on('remoteSettings', (s) => {
   console.log('enableConnectProtocol', s.enableConnectProtocol);
