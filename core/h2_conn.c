@@ -33,6 +33,7 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
+  l->tunnel_linger_ms = 5000;
 }
 
 static void conn_read(rill_h2_conn_t *c);
@@ -271,7 +272,7 @@ static int head_finish(rill_h2_stream_t *st) {
   const char *host = NULL;
   size_t host_len = 0;
   h->content_length = -1;
-  h->method = h->path = h->scheme = h->authority = "";
+  h->method = h->path = h->scheme = h->authority = h->protocol = "";
   for (size_t i = 0; i < st->nh; i++) {
     const size_t *e = &st->hoff[i * 4];
     const char *nm = st->arena + e[0], *v = st->arena + e[2];
@@ -289,6 +290,9 @@ static int head_finish(rill_h2_stream_t *st) {
       } else if (is_name(un, e[1], ":authority")) {
         h->authority = v;
         h->authority_len = e[3];
+      } else if (is_name(un, e[1], ":protocol")) {
+        h->protocol = v; /* nghttp2 let it through on a CONNECT only */
+        h->protocol_len = e[3];
       }
       continue;
     }
@@ -389,6 +393,7 @@ static int data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t id,
   if (st == NULL) return 0;
   st->in_total += len;
   uint64_t max = st->max_body ? st->max_body : st->c->srv->limits.max_body_bytes;
+  if (st->tunnel) max = 0; /* a byte stream (a websocket): its own limits apply */
   if (max && st->in_total > max && st->in_err == 0) {
     /* The reader is told "too large"; its handler's answer becomes a 413. */
     st->in_err = RILL_EBODY;
@@ -410,7 +415,8 @@ static int frame_send_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
       (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (st) st->end_sent = 1;
-    if (st && !st->in_eof && !st->handler_running)
+    if (st && !st->in_eof &&
+        (st->tunnel ? st->tunnel == RILL_H2_TUNNEL_CLOSED : !st->handler_running))
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                 NGHTTP2_NO_ERROR);
   }
@@ -506,7 +512,10 @@ static void process(rill_h2_conn_t *c) {
     }
     if ((what & RILL_H2_P_DRAINED) && st->write_waiting) {
       st->write_waiting = 0;
-      if (c->srv->on_drained) c->srv->on_drained(st, st->closed ? RILL_ECLOSED : 0);
+      if (st->tunnel) /* its writer is bound to the stream */
+        rill__stream_drained(&st->body, st->closed ? RILL_ECLOSED : 0);
+      else if (c->srv->on_drained)
+        c->srv->on_drained(st, st->closed ? RILL_ECLOSED : 0);
     }
     if ((what & RILL_H2_P_GONE) && st->handler_running && c->srv->on_gone)
       c->srv->on_gone(st);
@@ -853,6 +862,7 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)l->max_header_bytes},
       {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, l->header_table_size},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* RFC 8441: websockets */
   };
   nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
   uv_timer_init(srv->w->loop, c->timer);

@@ -18,8 +18,9 @@
  * while the peer's window is closed.
  *
  * Ownership: the connection owns the transport and every stream object; a
- * stream object lives until nghttp2 closed the stream and the handler (if
- * one started) ended; the connection's memory lives until its last stream
+ * stream object lives until nghttp2 closed the stream, the handler (if
+ * one started) ended and its tunnel (an Extended CONNECT's, if one was
+ * made) was closed; the connection's memory lives until its last stream
  * object went. */
 #ifndef RILL_H2_CONN_H
 #define RILL_H2_CONN_H
@@ -41,6 +42,8 @@ typedef struct {
   size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
   uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
                               0: no limit */
+  unsigned tunnel_linger_ms; /* a closed tunnel's unsent bytes wait this long for the
+                                peer's window; then RST_STREAM */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -73,6 +76,9 @@ typedef struct {
   const char *method, *path, *scheme, *authority; /* NUL-terminated; authority may be
                                                      Host's value, or "" */
   size_t method_len, path_len, scheme_len, authority_len;
+  /* An Extended CONNECT's :protocol (RFC 8441: "websocket"), or "" */
+  const char *protocol;
+  size_t protocol_len;
   const rill_hdr_t *hdrs; /* the regular fields, in order */
   size_t nhdrs;
   int64_t content_length; /* -1: none given */
@@ -126,6 +132,10 @@ struct rill_h2_stream_s {
   int end_sent;               /* our END_STREAM went */
   int zformat, zlevel;        /* compression asked (rill__h2_compress) */
   struct rill_deflate_s *zip; /* the compressor while the body streams */
+
+  /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
+  int tunnel;         /* RILL_H2_TUNNEL_*: the body is a duplex stream */
+  uv_timer_t *linger; /* closed with bytes still queued: tunnel_linger_ms */
 
   /* life */
   int closed; /* nghttp2 closed the stream (or the connection went) */
@@ -217,6 +227,19 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
  * end; no content-length is sent. The layer above sets Content-Encoding.
  * Returns 0, UV_EBUSY (started) or UV_EINVAL. */
 int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
+/* Answers an Extended CONNECT (RFC 8441; head.protocol set) with status
+ * (2xx) and h, and turns the body into a duplex byte stream, returned:
+ * reads are the request's DATA (WINDOW_UPDATE as they are consumed, no
+ * body limit), writes queue DATA (RILL_EAGAIN above the high-water mark,
+ * then the body's drained()), shutdown() sends END_STREAM, close() ends the
+ * stream (END_STREAM after what is queued; RST_STREAM NO_ERROR if the peer's
+ * side is still open), abort() resets it (CANCEL). Whoever holds the stream
+ * owns it: the stream object lives, past its handler's end, until it is
+ * closed. NULL (nothing sent) without :protocol, once the response or the
+ * body's reading began, or on a closed stream. */
+rill_stream_t *rill__h2_tunnel(rill_h2_stream_t *st, int status, const rill_hdr_t *h,
+                               size_t nh);
+enum { RILL_H2_TUNNEL_NONE, RILL_H2_TUNNEL_OPEN, RILL_H2_TUNNEL_CLOSED };
 /* Resets the stream (RST_STREAM error_code); the body's reader is told. */
 void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 /* The handler of st ended; ok is 0 if it raised: with no response a 500

@@ -121,6 +121,10 @@ void rill__h2_chunks_free(h2_chunk_t *ch) {
   }
 }
 
+static void linger_closed(uv_handle_t *h) {
+  free(h);
+}
+
 void rill__h2_stream_free(rill_h2_stream_t *st) {
   rill_h2_conn_t *c = st->c;
   rill__stream_gone(&st->body);
@@ -136,6 +140,10 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   free(st->in);
   free(st->tr);
   free(st->trailers);
+  if (st->linger) {
+    uv_timer_stop(st->linger);
+    uv_close((uv_handle_t *)st->linger, linger_closed);
+  }
   if (st->zip) {
     rill__deflate_end(st->zip);
     free(st->zip);
@@ -151,7 +159,9 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
 }
 
 void rill__h2_stream_maybe_free(rill_h2_stream_t *st) {
-  if (st->closed && !st->handler_running && st->pend == 0) rill__h2_stream_free(st);
+  if (st->closed && !st->handler_running && st->tunnel != RILL_H2_TUNNEL_OPEN &&
+      st->pend == 0)
+    rill__h2_stream_free(st);
 }
 
 /* ---- the response ---- */
@@ -452,6 +462,130 @@ int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size
   return 0;
 }
 
+/* ---- a tunnel: the body as a duplex stream (Extended CONNECT) ---- */
+
+static int tunnel_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) {
+  rill_h2_stream_t *st = ST(s);
+  if (!usable(st)) return RILL_ECLOSED;
+  if (st->resp == RILL_H2_RESP_DONE) return UV_EPIPE; /* after shutdown() */
+  size_t len = 0;
+  for (unsigned i = 0; i < nbufs; i++)
+    len += bufs[i].len;
+  if (len == 0) return 0;
+  /* One chunk for the write (a frame's header and payload together). */
+  h2_chunk_t *ch = malloc(sizeof(*ch) + len);
+  if (ch == NULL) return UV_ENOMEM;
+  ch->next = NULL;
+  ch->off = 0;
+  ch->len = len;
+  for (size_t i = 0, at = 0; i < nbufs; at += bufs[i].len, i++)
+    memcpy(ch->data + at, bufs[i].base, bufs[i].len);
+  if (st->q_tail)
+    st->q_tail->next = ch;
+  else
+    st->q_head = ch;
+  st->q_tail = ch;
+  st->queued += len;
+  resume(st);
+  if (st->queued > st->c->srv->limits.write_high) {
+    st->write_waiting = 1;
+    return RILL_EAGAIN;
+  }
+  return 0;
+}
+
+static int tunnel_flush(rill_stream_t *s) {
+  rill_h2_stream_t *st = ST(s);
+  if (usable(st)) rill__h2_conn_flush(st->c);
+  return 0;
+}
+
+/* END_STREAM after what is queued; the peer may go on sending. */
+static int tunnel_shutdown(rill_stream_t *s) {
+  rill_h2_stream_t *st = ST(s);
+  if (!usable(st)) return RILL_ECLOSED;
+  if (st->resp != RILL_H2_RESP_DONE) {
+    st->q_eof = 1;
+    st->resp = RILL_H2_RESP_DONE;
+    resume(st);
+  }
+  return 0;
+}
+
+/* A closed tunnel's bytes did not leave in time (the peer keeps its window
+ * shut): the stream is reset, as a socket's close stops lingering. */
+static void linger_cb(uv_timer_t *t) {
+  rill_h2_stream_t *st = t->data;
+  rill__log(st->c->w, RILL_LOG_DEBUG,
+            "h2: stream %d: %zu bytes of a closed tunnel unsent", st->id, st->queued);
+  rill__h2_reset(st, NGHTTP2_CANCEL);
+}
+
+/* The owner lets go: the bindings are told, the stream ends (reset when
+ * aborted, or when what is queued does not leave within tunnel_linger_ms);
+ * the object goes once nghttp2 closed the stream. */
+static void tunnel_end(rill_stream_t *s, int abort) {
+  rill_h2_stream_t *st = ST(s);
+  if (st->tunnel != RILL_H2_TUNNEL_OPEN) return;
+  st->tunnel = RILL_H2_TUNNEL_CLOSED;
+  st->write_waiting = 0;
+  rill__stream_gone(&st->body);
+  if (usable(st)) {
+    if (abort) {
+      rill__h2_reset(st, NGHTTP2_CANCEL);
+    } else {
+      if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED; /* nobody reads */
+      tunnel_shutdown(s);
+      /* The peer's side still open once our end went: frame_send_cb resets
+       * it (NO_ERROR), or here if it went already. */
+      if (st->end_sent && !st->in_eof)
+        nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_NO_ERROR);
+      /* What is queued waits for the peer's window: not for ever. */
+      if (st->queued > 0 && (st->linger = malloc(sizeof(*st->linger))) != NULL) {
+        uv_timer_init(st->c->w->loop, st->linger);
+        st->linger->data = st;
+        uv_timer_start(st->linger, linger_cb, st->c->srv->limits.tunnel_linger_ms, 0);
+      }
+    }
+  }
+  rill__h2_stream_maybe_free(st);
+}
+
+static void tunnel_close(rill_stream_t *s) {
+  tunnel_end(s, 0);
+}
+
+static void tunnel_abort(rill_stream_t *s) {
+  tunnel_end(s, 1);
+}
+
+static const rill_stream_vt tunnel_vt = {
+    .name = "h2 tunnel",
+    .peek = body_peek,
+    .consume = body_consume,
+    .fill = body_fill,
+    .write = tunnel_write,
+    .flush = tunnel_flush,
+    .shutdown = tunnel_shutdown,
+    .close = tunnel_close,
+    .abort = tunnel_abort,
+    .addr = body_addr,
+};
+
+rill_stream_t *rill__h2_tunnel(rill_h2_stream_t *st, int status, const rill_hdr_t *h,
+                               size_t nh) {
+  if (st->head.protocol_len == 0 || st->resp != RILL_H2_RESP_NONE ||
+      st->body.top != NULL || st->in_read > 0 || st->in_err || st->tunnel || !usable(st))
+    return NULL;
+  if (status < 200 || status > 299) return NULL;
+  if (submit_head(st, status, h, nh, -1, 1)) return NULL;
+  st->resp = RILL_H2_RESP_STREAMING;
+  st->tunnel = RILL_H2_TUNNEL_OPEN;
+  st->body.vt = &tunnel_vt;
+  return &st->body;
+}
+
 void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
   if (!usable(st)) return;
   nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id, error_code);
@@ -463,6 +597,7 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
 void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   assert(st->handler_running);
   st->handler_running = 0;
+  if (st->tunnel == RILL_H2_TUNNEL_OPEN) return; /* its stream's owner ends it */
   if (usable(st)) {
     if (st->resp == RILL_H2_RESP_NONE)
       rill__h2_respond(st,

@@ -4,7 +4,8 @@
  * them) work unchanged. One userdata per request stream; gen is the stream
  * id. A file (conn:_sendfile) is read in the pool into pooled buffers
  * queued by reference as DATA, one buffer a call, never through a Lua
- * string. Not here yet: upgrades (nil). */
+ * string. An Extended CONNECT (RFC 8441) becomes a tunnel (conn:upgrade)
+ * that a websocket frames on. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,13 +130,16 @@ static rill_h2_stream_t *check(lua_State *L) {
   return ud->st;
 }
 
-/* conn:reqline(gen) → method, target, 20 (http.lua's version "2") */
+/* conn:reqline(gen) → method, target, 20 (http.lua's version "2")
+ * [, an Extended CONNECT's :protocol] */
 static int l_reqline(lua_State *L) {
   rill_h2_stream_t *st = check(L);
   lua_pushlstring(L, st->head.method, st->head.method_len);
   lua_pushlstring(L, st->head.path, st->head.path_len);
   lua_pushinteger(L, 20);
-  return 3;
+  if (st->head.protocol_len == 0) return 3;
+  lua_pushlstring(L, st->head.protocol, st->head.protocol_len);
+  return 4;
 }
 
 static int l_closed(lua_State *L) {
@@ -225,6 +229,12 @@ static int l_scheme(lua_State *L) {
   rill_h2_stream_t *st = check(L);
   lua_pushstring(L, st->c->t && rill__tls_is(st->c->t) ? "https" : "http");
   return 1;
+}
+
+/* conn:tls_client(gen): the verified client certificate (lua_http.c's). */
+static int l_tls_client(lua_State *L) {
+  rill_h2_stream_t *st = check(L);
+  return st->c->t && rill__ltls_push_client(L, st->c->t) ? 1 : 0;
 }
 
 static int write_cancel(rill_wait_t *wt, int status) {
@@ -513,9 +523,22 @@ static int l_inflate(lua_State *L) {
   return 1;
 }
 
+/* conn:upgrade(gen, headers [, status]) → the stream of an Extended
+ * CONNECT (RFC 8441), after a head of status (2xx, 200 by default) and
+ * headers: reads are the request's DATA, writes send DATA, close ends the
+ * stream. nil for any other request (a plain CONNECT included), or once
+ * the response or the body's reading began. The handler may end before
+ * the stream: whoever holds it owns it. */
 static int l_upgrade(lua_State *L) {
-  check(L);
-  return 0; /* no upgrade over HTTP/2 (Extended CONNECT is to come) */
+  rill_h2_stream_t *st = check(L);
+  rill_hdr_t small[16], *h;
+  size_t nh = rill__lhttp_get_hdrs(L, 3, small, 16, &h);
+  int status = (int)luaL_optinteger(L, 4, 200);
+  luaL_argcheck(L, status >= 200 && status <= 299, 4, "a 2xx status");
+  rill_stream_t *t = rill__h2_tunnel(st, status, h, nh);
+  if (t == NULL) return 0;
+  rill__lstream_push(L, t, 1, -1);
+  return 1;
 }
 
 static int h2_tostring(lua_State *L) {
@@ -526,18 +549,31 @@ static int h2_tostring(lua_State *L) {
 
 void rill__open_h2(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg methods[] = {
-      {"reqline", l_reqline},    {"closed", l_closed},
-      {"headers", l_headers},    {"raw_headers", l_raw_headers},
-      {"body", l_body},          {"trailers", l_trailers},
-      {"peer", l_peer},          {"respond", l_respond},
-      {"write", l_write},        {"finish", l_finish},
-      {"flush", l_flush},        {"upgrade", l_upgrade},
-      {"scheme", l_scheme},      {"_wait_drained", l_wait_drained},
-      {"_result", l_result},     {"_response", l_response},
-      {"_cut", l_cut},           {"_abort", l_abort},
-      {"_body_max", l_body_max}, {"_started", l_started},
-      {"_sendfile", l_sendfile}, {"_compress", l_compress},
-      {"_inflate", l_inflate},   {NULL, NULL},
+      {"reqline", l_reqline},
+      {"closed", l_closed},
+      {"headers", l_headers},
+      {"raw_headers", l_raw_headers},
+      {"body", l_body},
+      {"trailers", l_trailers},
+      {"peer", l_peer},
+      {"respond", l_respond},
+      {"write", l_write},
+      {"finish", l_finish},
+      {"flush", l_flush},
+      {"upgrade", l_upgrade},
+      {"scheme", l_scheme},
+      {"_wait_drained", l_wait_drained},
+      {"_result", l_result},
+      {"_response", l_response},
+      {"_cut", l_cut},
+      {"_abort", l_abort},
+      {"_body_max", l_body_max},
+      {"_started", l_started},
+      {"_sendfile", l_sendfile},
+      {"_compress", l_compress},
+      {"_inflate", l_inflate},
+      {"tls_client", l_tls_client},
+      {NULL, NULL},
   };
   (void)w;
   rill__new_class(L, H2_MT, methods, NULL);

@@ -142,13 +142,20 @@ local function reqline(req)
       return
     end
   end
-  local m, target, minor = c:reqline(g)
+  local m, target, minor, protocol = c:reqline(g)
   rawset(req, "method", m)
   rawset(req, "target", target)
   rawset(req, "version", minor == 1 and "1.1" or minor == 20 and "2" or "1.0")
+  rawset(req, "protocol", protocol)
 end
 
 function getters.method(req) reqline(req) return req.method end
+-- req.protocol: an HTTP/2 Extended CONNECT's :protocol (RFC 8441), such as
+-- "websocket"; nil for other requests.
+function getters.protocol(req)
+  if rawget(req, "method") == nil then reqline(req) end
+  return rawget(req, "protocol")
+end
 function getters.target(req) reqline(req) return req.target end
 function getters.version(req) reqline(req) return req.version end
 

@@ -122,6 +122,7 @@ end
 -- A WebSocket upgrade (others, h2c among them, are not passed on: the
 -- request goes as a plain one, its Upgrade header being hop-by-hop).
 local function is_upgrade(req)
+  if req.protocol == "websocket" then return true end -- HTTP/2's (RFC 8441)
   local h = req.headers
   return h.upgrade ~= nil and connection_tokens(h.connection).upgrade and
     connection_tokens(h.upgrade).websocket
@@ -140,7 +141,7 @@ end
 -- WebSocket upgrades are joined to a WebSocket to the upstream.
 function proxy.pass(req, res, upstream, opts)
   opts = opts or {}
-  if req.method == "CONNECT" then
+  if req.method == "CONNECT" and req.protocol ~= "websocket" then
     res:status(405):header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH")
     return res:send("a reverse proxy does not tunnel\n")
   end

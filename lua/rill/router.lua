@@ -324,7 +324,9 @@ local function final(app, node, req, res)
   end
   local h = node.handlers
   local m = req.method
-  local fn = h[m] or (m == "HEAD" and h.GET) or h["*"]
+  -- (an HTTP/2 Extended CONNECT, RFC 8441, is HTTP/2's GET + Upgrade)
+  local fn = h[m] or (m == "HEAD" and h.GET) or (m == "CONNECT" and req.protocol and h.GET)
+    or h["*"]
   if not fn then
     res:status(405):header("Allow", allow(node))
     local hook = app._method_not_allowed

@@ -248,7 +248,9 @@ local function tokens(value)
 end
 
 -- Upgrades req to a WebSocket, or answers 400/403/426 and returns nil, why.
--- opts: protocols = {...} (server's preference order), origin = function(origin,
+-- Over HTTP/2 the request is an Extended CONNECT (RFC 8441: :protocol
+-- websocket), answered 200 with no Sec-WebSocket-Accept; the frames then
+-- travel in the stream's DATA. opts: protocols = {...} (server's preference order), origin = function(origin,
 -- req) → bool or a list of allowed origins, headers = {name = value},
 -- max_frame, max_message (bytes), idle_timeout, close_timeout (milliseconds),
 -- deflate = false | {...} (permessage-deflate, rill.ws_deflate; on by default).
@@ -263,22 +265,36 @@ function M.upgrade(req, res, opts)
     res:send(why .. "\n")
     return nil, why
   end
-  if h.upgrade == nil then
-    return refuse(426, "this resource speaks WebSocket",
-      {Upgrade = "websocket", Connection = "Upgrade", ["Sec-WebSocket-Version"] = "13"})
+  local accept
+  if req.version == "2" then
+    if req.method ~= "CONNECT" then
+      return refuse(426, "this resource speaks WebSocket (over HTTP/2: an Extended CONNECT)",
+        {["Sec-WebSocket-Version"] = "13"})
+    end
+    if req.protocol ~= "websocket" then
+      return refuse(400, "a WebSocket over HTTP/2 is a CONNECT with :protocol websocket")
+    end
+    if h["sec-websocket-version"] ~= "13" then
+      return refuse(426, "unsupported WebSocket version", {["Sec-WebSocket-Version"] = "13"})
+    end
+  else
+    if h.upgrade == nil then
+      return refuse(426, "this resource speaks WebSocket",
+        {Upgrade = "websocket", Connection = "Upgrade", ["Sec-WebSocket-Version"] = "13"})
+    end
+    if req.method ~= "GET" or req.version ~= "1.1" then
+      return refuse(400, "a WebSocket upgrade is a GET over HTTP/1.1")
+    end
+    if not has_token(h.upgrade, "websocket") or not has_token(h.connection, "upgrade") then
+      return refuse(400, "bad Upgrade or Connection header")
+    end
+    if h["sec-websocket-version"] ~= "13" then
+      return refuse(426, "unsupported WebSocket version", {["Sec-WebSocket-Version"] = "13"})
+    end
+    local key = h["sec-websocket-key"]
+    accept = type(key) == "string" and core.ws_accept(key)
+    if not accept then return refuse(400, "bad Sec-WebSocket-Key") end
   end
-  if req.method ~= "GET" or req.version ~= "1.1" then
-    return refuse(400, "a WebSocket upgrade is a GET over HTTP/1.1")
-  end
-  if not has_token(h.upgrade, "websocket") or not has_token(h.connection, "upgrade") then
-    return refuse(400, "bad Upgrade or Connection header")
-  end
-  if h["sec-websocket-version"] ~= "13" then
-    return refuse(426, "unsupported WebSocket version", {["Sec-WebSocket-Version"] = "13"})
-  end
-  local key = h["sec-websocket-key"]
-  local accept = type(key) == "string" and core.ws_accept(key)
-  if not accept then return refuse(400, "bad Sec-WebSocket-Key") end
   local origin = h.origin
   if opts.origin then
     local ok
@@ -302,7 +318,8 @@ function M.upgrade(req, res, opts)
       end
     end
   end
-  local hdrs = {"Upgrade", "websocket", "Connection", "Upgrade", "Sec-WebSocket-Accept", accept}
+  local hdrs = accept and {"Upgrade", "websocket", "Connection", "Upgrade",
+    "Sec-WebSocket-Accept", accept} or {}
   if chosen then
     hdrs[#hdrs + 1] = "Sec-WebSocket-Protocol"
     hdrs[#hdrs + 1] = chosen
@@ -317,9 +334,10 @@ function M.upgrade(req, res, opts)
     hdrs[#hdrs + 1] = tostring(v)
   end
   http.keep_fields(req) -- the connection is the websocket's from here
-  local s = req._c:upgrade(req._g, hdrs)
+  local status = accept and 101 or 200
+  local s = req._c:upgrade(req._g, hdrs, status)
   if not s then return refuse(400, "a WebSocket upgrade must not have a body") end
-  res.headers_sent, res.finished, res._status = true, true, 101
+  res.headers_sent, res.finished, res._status = true, true, status
   local max = opts.max_message or M.DEFAULT_MAX_MESSAGE
   local ws = core.ws_new(s, {server = true, max_frame = opts.max_frame or max, max_message = max,
     close_timeout = opts.close_timeout, timeout = opts.idle_timeout or M.DEFAULT_IDLE_TIMEOUT,

@@ -743,6 +743,173 @@ static void test_header_timeout(void) {
   raw_teardown(m);
 }
 
+/* ---- Extended CONNECT (RFC 8441): the head's :protocol, and the stream as
+ * a duplex byte stream (rill__h2_tunnel) that outlives its handler ---- */
+
+typedef struct {
+  rill_binding_t b;
+  rill_stream_t *t;
+  size_t got, to_write, written;
+  int eof, drained, eagain, closed;
+} tun_t;
+
+static void tun_write(tun_t *u) {
+  static char block[16384];
+  while (u->written < u->to_write) {
+    size_t n = u->to_write - u->written < sizeof(block) ? u->to_write - u->written
+                                                        : sizeof(block);
+    uv_buf_t b = uv_buf_init(block, (unsigned)n);
+    int r = u->t->vt->write(u->t, &b, 1);
+    if (r < 0 && r != RILL_EAGAIN) return;
+    u->written += n;
+    if (r == RILL_EAGAIN) {
+      u->eagain++;
+      return;
+    }
+  }
+  if (u->eof && !u->closed) { /* both ways done: the owner closes */
+    u->closed = 1;
+    rill__stream_unbind(&u->b);
+    u->t->vt->close(u->t);
+  }
+}
+
+static void tun_read(tun_t *u) {
+  for (;;) {
+    const char *p;
+    size_t n;
+    int r = u->t->vt->peek(u->t, &p, &n);
+    if (r == RILL_EOF) {
+      u->eof = 1;
+      tun_write(u);
+      return;
+    }
+    if (r < 0 || n == 0) break;
+    u->t->vt->consume(u->t, n);
+    u->got += n;
+  }
+  u->t->vt->fill(u->t);
+}
+
+static void tun_readable(rill_binding_t *b, int status) {
+  tun_read(rill__container_of(b, tun_t, b));
+}
+
+static void tun_drained(rill_binding_t *b, int status) {
+  tun_t *u = rill__container_of(b, tun_t, b);
+  u->drained++;
+  if (status == 0) tun_write(u);
+}
+
+static const rill_binding_ops_t tun_ops = {.readable = tun_readable,
+                                           .drained = tun_drained};
+
+static void test_tunnel(void) {
+  client_t cl;
+  memstream_t *m;
+  setup(&cl, &m, 1);
+  pump(&cl); /* the SETTINGS: ENABLE_CONNECT_PROTOCOL */
+  CHECK(nghttp2_session_get_remote_settings(
+            cl.s, NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1,
+        "ENABLE_CONNECT_PROTOCOL advertised");
+  nghttp2_nv proto = {(uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0};
+  cstream_t *ws = request(&cl, "CONNECT", "/tunnel", 200000, &proto, 1);
+  cstream_t *get = request(&cl, "GET", "/hang", 0, NULL, 0);
+  pump(&cl);
+  CHECK(nreqs == 2, "requests: %d", nreqs);
+  hreq_t *h = reqs[0], *g = reqs[1];
+  const rill_h2_head_t *hd = &h->st->head;
+  CHECK(strcmp(hd->method, "CONNECT") == 0 && strcmp(hd->path, "/tunnel") == 0 &&
+            strcmp(hd->protocol, "websocket") == 0 && hd->protocol_len == 9 &&
+            strcmp(hd->scheme, "http") == 0,
+        "head: %s %s %s", hd->method, hd->path, hd->protocol);
+  CHECK(g->st->head.protocol_len == 0 && strcmp(g->st->head.protocol, "") == 0,
+        "no :protocol on a GET");
+  CHECK(rill__h2_tunnel(g->st, 200, NULL, 0) == NULL, "a GET is no tunnel");
+  CHECK(rill__h2_tunnel(h->st, 101, NULL, 0) == NULL, "a 2xx only");
+  rill_hdr_t x = {"sec-websocket-protocol", 22, "chat", 4};
+  rill_stream_t *t = rill__h2_tunnel(h->st, 200, &x, 1);
+  CHECK(t != NULL && rill__h2_tunnel(h->st, 200, NULL, 0) == NULL, "one tunnel");
+  finish(h); /* the handler ends; the tunnel's owner goes on */
+  tun_t u = {.t = t, .to_write = 300000};
+  rill__stream_bind(t, &u.b, &tun_ops);
+  tun_write(&u);
+  tun_read(&u);
+  pump(&cl);
+  rill__h2_respond(g->st, 200, NULL, 0, "ok", 2);
+  finish(g);
+  pump(&cl);
+  CHECK(u.got == 200000 && u.eof, "read %zu of the client's bytes", u.got);
+  CHECK(u.eagain > 0 && u.drained > 0, "writes waited on the window: %d %d", u.eagain,
+        u.drained);
+  CHECK(ws->status == 200 && ws->got == 300000, "client got %d, %zu bytes", ws->status,
+        ws->got);
+  CHECK(ws->closed && ws->error == NGHTTP2_NO_ERROR && u.closed, "ended: %d %u",
+        ws->closed, ws->error);
+  CHECK(get->status == 200 && get->closed, "the GET beside it");
+
+  /* A plain CONNECT (no :protocol) is no tunnel; an aborted tunnel resets. */
+  nghttp2_nv plain[] = {
+      {(uint8_t *)":method", (uint8_t *)"CONNECT", 7, 7, 0},
+      {(uint8_t *)":authority", (uint8_t *)"example.org:443", 10, 15, 0},
+  };
+  cstream_t *pc = &cl.st[cl.n++];
+  pc->id = nghttp2_submit_request(cl.s, NULL, plain, 2, NULL, pc);
+  cstream_t *ab = request(&cl, "CONNECT", "/tunnel", 0, &proto, 1);
+  pump(&cl);
+  CHECK(nreqs == 4, "requests: %d", nreqs);
+  CHECK(reqs[2]->st->head.protocol_len == 0 &&
+            rill__h2_tunnel(reqs[2]->st, 200, NULL, 0) == NULL,
+        "a plain CONNECT is no tunnel");
+  rill__h2_respond(reqs[2]->st, 405, NULL, 0, "", 0);
+  finish(reqs[2]);
+  t = rill__h2_tunnel(reqs[3]->st, 200, NULL, 0);
+  CHECK(t != NULL, "tunnel");
+  pump(&cl); /* the 200 goes */
+  t->vt->abort(t);
+  finish(reqs[3]);
+  pump(&cl);
+  CHECK(pc->status == 405, "plain CONNECT: %d", pc->status);
+  CHECK(ab->status == 200 && ab->closed && ab->error == NGHTTP2_CANCEL, "abort: %d %u",
+        ab->status, ab->error);
+  teardown(&cl, m);
+}
+
+/* A tunnel closed with bytes queued behind a window the peer keeps shut:
+ * reset (CANCEL) after tunnel_linger_ms, not held for ever. */
+static void test_tunnel_linger(void) {
+  client_t cl;
+  memstream_t *m;
+  srv.limits.tunnel_linger_ms = 50;
+  setup(&cl, &m, 0); /* the client grants no window */
+  pump(&cl);
+  nghttp2_nv proto = {(uint8_t *)":protocol", (uint8_t *)"websocket", 9, 9, 0};
+  cstream_t *ws = request(&cl, "CONNECT", "/tunnel", 0, &proto, 1);
+  pump(&cl);
+  CHECK(nreqs == 1, "requests: %d", nreqs);
+  rill_stream_t *t = rill__h2_tunnel(reqs[0]->st, 200, NULL, 0);
+  CHECK(t != NULL, "tunnel");
+  finish(reqs[0]);
+  static char block[100000];
+  uv_buf_t b = uv_buf_init(block, sizeof(block));
+  int r = t->vt->write(t, &b, 1);
+  CHECK(r == RILL_EAGAIN || r == 0, "write: %d", r);
+  pump(&cl);
+  CHECK(ws->status == 200 && ws->got == 65535 && !ws->closed, "window's worth: %zu",
+        ws->got);
+  t->vt->close(t);
+  pump(&cl);
+  CHECK(!ws->closed, "lingering");
+  for (int i = 0; i < 200 && !ws->closed; i++) {
+    uv_run(W->loop, UV_RUN_ONCE);
+    pump(&cl);
+  }
+  CHECK(ws->closed && ws->error == NGHTTP2_CANCEL, "reset after lingering: %d %u",
+        ws->closed, ws->error);
+  srv.limits.tunnel_linger_ms = 5000;
+  teardown(&cl, m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
   if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
@@ -768,6 +935,8 @@ int main(void) {
   test_ping_flood();
   test_window_overflow();
   test_header_timeout();
+  test_tunnel();
+  test_tunnel_linger();
   rill__worker_free(W);
   CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);
