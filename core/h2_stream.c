@@ -261,20 +261,28 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   return 0;
 }
 
-static int enqueue(rill_h2_stream_t *st, const char *p, size_t len) {
+/* A chunk of len bytes of its own (data), or NULL. */
+static h2_chunk_t *chunk_new(size_t len) {
   h2_chunk_t *ch = malloc(sizeof(*ch) + len);
-  if (ch == NULL) return UV_ENOMEM;
-  ch->next = NULL;
-  ch->off = 0;
-  ch->len = len;
-  ch->ext = NULL;
-  memcpy(ch->data, p, len);
+  if (ch) *ch = (h2_chunk_t){.len = len};
+  return ch;
+}
+
+/* Puts ch at the end of the stream's queue. */
+static void queue(rill_h2_stream_t *st, h2_chunk_t *ch) {
   if (st->q_tail)
     st->q_tail->next = ch;
   else
     st->q_head = ch;
   st->q_tail = ch;
-  st->queued += len;
+  st->queued += ch->len;
+}
+
+static int enqueue(rill_h2_stream_t *st, const char *p, size_t len) {
+  h2_chunk_t *ch = chunk_new(len);
+  if (ch == NULL) return UV_ENOMEM;
+  memcpy(ch->data, p, len);
+  queue(st, ch);
   return 0;
 }
 
@@ -388,12 +396,7 @@ int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len) {
     return r ? r : UV_ENOMEM;
   }
   *ch = (h2_chunk_t){.len = len, .ext = buf, .w = w};
-  if (st->q_tail)
-    st->q_tail->next = ch;
-  else
-    st->q_head = ch;
-  st->q_tail = ch;
-  st->queued += len;
+  queue(st, ch);
   resume(st);
   if (st->queued > st->c->srv->limits.write_high) {
     st->write_waiting = 1;
@@ -473,19 +476,11 @@ static int tunnel_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) 
     len += bufs[i].len;
   if (len == 0) return 0;
   /* One chunk for the write (a frame's header and payload together). */
-  h2_chunk_t *ch = malloc(sizeof(*ch) + len);
+  h2_chunk_t *ch = chunk_new(len);
   if (ch == NULL) return UV_ENOMEM;
-  ch->next = NULL;
-  ch->off = 0;
-  ch->len = len;
   for (size_t i = 0, at = 0; i < nbufs; at += bufs[i].len, i++)
     memcpy(ch->data + at, bufs[i].base, bufs[i].len);
-  if (st->q_tail)
-    st->q_tail->next = ch;
-  else
-    st->q_head = ch;
-  st->q_tail = ch;
-  st->queued += len;
+  queue(st, ch);
   resume(st);
   if (st->queued > st->c->srv->limits.write_high) {
     st->write_waiting = 1;
