@@ -207,7 +207,10 @@ void rill__h2_conn_close(rill_h2_conn_t *c, uint32_t error_code);
  * RILL_EAGAIN (taken, but the stream's queue is above its high-water mark:
  * wait for on_drained), RILL_HTTP_NOBODY (data a bodiless response cannot
  * carry: dropped), UV_EBUSY (the response ended), UV_EINVAL (a bad field),
- * RILL_ECLOSED (the stream was reset or the connection closed) or UV_ENOMEM. */
+ * RILL_EPROTO (a 2xx to an Extended CONNECT: only rill__h2_tunnel sends
+ * one), RILL_ECLOSED (the stream was reset or the connection closed) or
+ * UV_ENOMEM. A handler that ends without answering an Extended CONNECT gets
+ * 501 sent. */
 int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                      const char *body, size_t len);
 int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,

@@ -244,6 +244,9 @@ static int pack(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh
 static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                        int64_t clen, int with_body) {
   if (status < 200 || status > 999) return UV_EINVAL;
+  /* A 2xx to an Extended CONNECT says its tunnel is open (RFC 8441 5):
+   * only rill__h2_tunnel may send one. */
+  if (st->head.protocol_len > 0 && !st->tunnel && status < 300) return RILL_EPROTO;
   nghttp2_nv *nv;
   size_t n;
   uint64_t buf[128]; /* a head of a few fields needs no allocation */
@@ -574,9 +577,12 @@ rill_stream_t *rill__h2_tunnel(rill_h2_stream_t *st, int status, const rill_hdr_
       st->body.top != NULL || st->in_read > 0 || st->in_err || st->tunnel || !usable(st))
     return NULL;
   if (status < 200 || status > 299) return NULL;
-  if (submit_head(st, status, h, nh, -1, 1)) return NULL;
-  st->resp = RILL_H2_RESP_STREAMING;
   st->tunnel = RILL_H2_TUNNEL_OPEN;
+  if (submit_head(st, status, h, nh, -1, 1)) {
+    st->tunnel = 0;
+    return NULL;
+  }
+  st->resp = RILL_H2_RESP_STREAMING;
   st->body.vt = &tunnel_vt;
   return &st->body;
 }
@@ -594,11 +600,12 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   st->handler_running = 0;
   if (st->tunnel == RILL_H2_TUNNEL_OPEN) return; /* its stream's owner ends it */
   if (usable(st)) {
-    if (st->resp == RILL_H2_RESP_NONE)
+    if (st->resp == RILL_H2_RESP_NONE) /* (no tunnel: 501 to an Extended CONNECT) */
       rill__h2_respond(st,
-                       st->in_err == RILL_EBODY ? 413
-                       : ok                     ? 200
-                                                : 500,
+                       st->in_err == RILL_EBODY    ? 413
+                       : !ok                       ? 500
+                       : st->head.protocol_len > 0 ? 501
+                                                   : 200,
                        NULL, 0, "", 0);
     else if (st->resp == RILL_H2_RESP_STREAMING && ok)
       rill__h2_finish(st, 200, NULL, 0, NULL, 0);

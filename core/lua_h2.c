@@ -261,6 +261,12 @@ static int result(lua_State *L, rill_h2_stream_t *st, int r) {
   }
   case UV_EINVAL:
     return luaL_error(L, "invalid status, header name or header value");
+  case RILL_EPROTO:
+    return luaL_error(L,
+                      "a 2xx answer to an HTTP/2 Extended CONNECT (:protocol %s) says "
+                      "its tunnel is open: accept it with req:upgrade_websocket (or "
+                      "rill.websocket.upgrade), or answer 4xx",
+                      st->head.protocol);
   case UV_EBUSY:
     return luaL_error(L, "the response has already %s",
                       st->resp == RILL_H2_RESP_DONE ? "ended" : "started");
@@ -299,6 +305,11 @@ static int l_finish(lua_State *L) {
     return 1;
   }
   int status = (int)luaL_checkinteger(L, 3);
+  if (st->head.protocol_len > 0 && !st->tunnel && st->resp == RILL_H2_RESP_NONE &&
+      status < 300) { /* an Extended CONNECT not taken, nothing said: 501 at the end */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   rill_hdr_t small[16], *h;
   size_t nh = rill__lhttp_get_hdrs(L, 4, small, 16, &h);
   return result(L, st, rill__h2_finish(st, status, h, nh, NULL, 0));

@@ -65,6 +65,7 @@ local function echo_app(seen)
     end)
   end)
   app:get("/hello", function(req, res) res:send("hello " .. req.version) end)
+  app:get("/silent", function(req, res) end)
   return app
 end
 
@@ -236,6 +237,16 @@ c.send(s, ws.frame(8, b'\x03\xe8')); op, p, _ = c.message(s); print('close', op)
     assert.truthy(out:find("get 426\n", 1, true), out)
     assert.truthy(out:find("ok 200\n", 1, true), out)
     assert.truthy(out:find("no version 426\n", 1, true), out)
+  end)
+
+  it("never answers an Extended CONNECT 2xx without a tunnel", function()
+    -- A 200 would tell the client its websocket is open: a plain GET route
+    -- that sends one raises (500), one that sends nothing gets 501.
+    local out = ws_py("untunneled", port)
+    if not out then pending("python3-h2 is not installed") return end
+    assert.truthy(out:find("plain route 500\n", 1, true), out)
+    assert.truthy(out:find("silent route 501\n", 1, true), out)
+    assert.truthy(out:find("get 200 hello 2\n", 1, true), out)
   end)
 
   it("a listener without http2 answers the HTTP/2 preface with 400", function()

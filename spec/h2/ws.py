@@ -410,6 +410,16 @@ def refused(port):
     print('no version', c2.answered(sid))
 
 
+def untunneled(port):
+    c = Client(port)
+    print('plain route', c.answered(c.open('/hello')))
+    print('silent route', c.answered(c.open('/silent')))
+    s = c.open('/hello', method='GET', protocol=None, end=True)
+    c.answered(s)
+    c.until(lambda: c.streams[s]['ended'], 'the body')
+    print('get', c.streams[s]['status'], c.streams[s]['data'].decode())
+
+
 def h1(port):
     s = socket.create_connection(('127.0.0.1', port))
     s.settimeout(10)
