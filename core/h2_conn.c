@@ -558,6 +558,7 @@ static void conn_send(rill_h2_conn_t *c) {
   rill__flush_remove(c->w, &c->fl);
   if (c->session == NULL || c->in_recv || c->in_send || c->t_waiting) return;
   c->refs++;
+  rill__h2_zip_flush(c); /* what the burst wrote through compressors */
   c->in_send = 1;
   int rv = nghttp2_session_send(c->session);
   c->in_send = 0;

@@ -132,6 +132,7 @@ struct rill_h2_stream_s {
   int end_sent;               /* our END_STREAM went */
   int zformat, zlevel;        /* compression asked (rill__h2_compress) */
   struct rill_deflate_s *zip; /* the compressor while the body streams */
+  int zip_dirty;              /* bytes went in since its last sync flush */
 
   /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
   int tunnel;         /* RILL_H2_TUNNEL_*: the body is a duplex stream */
@@ -162,6 +163,7 @@ struct rill_h2_conn_s {
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
   unsigned heads_pending;    /* of them, with head_pending */
+  unsigned zip_dirty;        /* of them, with zip_dirty set (at most) */
   rill_h2_stream_t *pend_head, *pend_tail;
   int in_recv, in_send, processing;
   int t_waiting; /* the transport said RILL_EAGAIN: send nothing until drained */
@@ -225,9 +227,10 @@ int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len);
 int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
                     const rill_hdr_t *trailers, size_t nt);
 /* Compresses the response about to start (format RILL_Z_GZIP or
- * RILL_Z_DEFLATE, level 1-9): its body goes through a compressor, each
- * write flushed (Z_SYNC_FLUSH) so that it arrives whole, Z_FINISH at the
- * end; no content-length is sent. The layer above sets Content-Encoding.
+ * RILL_Z_DEFLATE, level 1-9): its body goes through a compressor, flushed
+ * (Z_SYNC_FLUSH) once per burst, before the connection sends, so that what
+ * was written arrives whole (as HTTP/1.1's), Z_FINISH at the end; no
+ * content-length is sent. The layer above sets Content-Encoding.
  * Returns 0, UV_EBUSY (started) or UV_EINVAL. */
 int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
 /* Answers an Extended CONNECT (RFC 8441; head.protocol set) with status
@@ -243,6 +246,9 @@ int rill__h2_compress(rill_h2_stream_t *st, int format, int level);
 rill_stream_t *rill__h2_tunnel(rill_h2_stream_t *st, int status, const rill_hdr_t *h,
                                size_t nh);
 enum { RILL_H2_TUNNEL_NONE, RILL_H2_TUNNEL_OPEN, RILL_H2_TUNNEL_CLOSED };
+/* Flushes the compressors written to since their last flush (the
+ * connection calls it before it sends). */
+void rill__h2_zip_flush(rill_h2_conn_t *c);
 /* Resets the stream (RST_STREAM error_code); the body's reader is told. */
 void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 /* The handler of st ended; ok is 0 if it raised: with no response a 500

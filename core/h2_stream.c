@@ -376,7 +376,16 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
   }
   if (st->nobody) return len > 0 ? RILL_HTTP_NOBODY : 0;
   if (len == 0) return 0;
-  int r = st->zformat ? zip_put(st, data, len, Z_SYNC_FLUSH, 0) : enqueue(st, data, len);
+  int r;
+  if (st->zformat) { /* flushed with the burst (rill__h2_zip_flush) */
+    r = zip_put(st, data, len, Z_NO_FLUSH, 0);
+    if (r == 0 && !st->zip_dirty) {
+      st->zip_dirty = 1;
+      st->c->zip_dirty++;
+    }
+  } else {
+    r = enqueue(st, data, len);
+  }
   if (r) return r;
   resume(st);
   if (st->queued > st->c->srv->limits.write_high) {
@@ -384,6 +393,20 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
     return RILL_EAGAIN;
   }
   return 0;
+}
+
+void rill__h2_zip_flush(rill_h2_conn_t *c) {
+  if (c->zip_dirty == 0) return;
+  c->zip_dirty = 0;
+  for (rill_h2_stream_t *st = c->streams; st; st = st->next) {
+    if (!st->zip_dirty) continue;
+    st->zip_dirty = 0;
+    if (st->zip == NULL || !usable(st) || st->resp != RILL_H2_RESP_STREAMING) continue;
+    if (zip_put(st, NULL, 0, Z_SYNC_FLUSH, 0) == 0)
+      resume(st);
+    else
+      rill__h2_reset(st, NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len) {

@@ -85,9 +85,18 @@ describe("http2", function()
       res:header("Content-Type", "text/plain")
       for i = 1, 50 do res:write(("line %d of a compressible body\n"):format(i)) end
     end)
+    app:get("/many", function(req, res)
+      res:header("Content-Type", "text/plain")
+      for i = 1, 2000 do res:write(("line %d\n"):format(i)) end
+    end)
     local zl, zport = helper.listen(app, {http2 = true})
     local code, out = helper.curl("--http2-prior-knowledge", "--compressed", "-D", "-",
       url(zport, "/text"))
+    -- 2,000 writes in one burst are flushed through the compressor once,
+    -- not once each (each flush costs the wire at least 5 bytes)
+    local mcode, size = helper.curl("--http2-prior-knowledge", "-H", "Accept-Encoding: gzip",
+      "-o", "/dev/null", "-w", "%{size_download}", url(zport, "/many"))
+    local _, plain = helper.curl("--http2-prior-knowledge", "--compressed", url(zport, "/many"))
     local gz = os.tmpname()
     helper.run({"sh", "-c", "printf '%0500d' 0 | gzip > " .. gz})
     local code2, out2 = helper.curl("--http2-prior-knowledge", "-H", "Content-Encoding: gzip",
@@ -99,6 +108,9 @@ describe("http2", function()
     assert.truthy(out:find("line 50 of a compressible body\n", 1, true), out)
     assert.equal(0, code2)
     assert.equal("up 500", out2)
+    assert.equal(0, mcode)
+    assert.truthy(plain:find("^line 1\n.*\nline 2000\n$"), plain:sub(-100))
+    assert.is_true(tonumber(size) < 5000, size .. " bytes")
   end)
 
   it("answers 413 past rill.middleware.body_limit", function()
