@@ -51,7 +51,7 @@ typedef struct {
   int nspare;
   int gone_ref; /* gone(conn, gen): runs a request's on_close callbacks */
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
-  int http2;             /* h2 by ALPN over TLS, h2c with prior knowledge in clear */
+  int http2; /* h2 by ALPN over TLS; h2c in clear, by prior knowledge or Upgrade */
   rill_h2_server_t h2;   /* its HTTP/2 connections (each holds a reference on srv) */
 } lhttp_t;
 
