@@ -955,6 +955,9 @@ static int upgrade_stream(rill_h2_conn_t *c, const uint8_t *settings, size_t sle
     rill__log(c->w, RILL_LOG_DEBUG, "h2: upgrade: %s", nghttp2_strerror(rv));
     return rv == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : UV_EINVAL;
   }
+  /* nghttp2 took the payload as a SETTINGS frame received: the client's
+   * preface is still to come, under the header timeout. */
+  c->frames_in = 0;
   rill_h2_stream_t *st = calloc(1, sizeof(*st));
   if (st == NULL) return UV_ENOMEM;
   rill__h2_stream_init(st, c, 1);

@@ -102,6 +102,21 @@ describe("h2c by the HTTP/1.1 Upgrade", function()
         "stream 3 200 GET /two over 2 got 0\n", out)
     end)
 
+  it("closes an upgraded connection whose client sends no preface within header_timeout",
+    function()
+      -- (keepalive_timeout far away: the wait for the preface is not an idle one)
+      local ql, qport = helper.listen(handler, {http2 = true, header_timeout = 100,
+        keepalive_timeout = 600000})
+      local s = helper.connect(qport) -- reads time out after 10 s
+      assert(s:write("GET /np HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n" ..
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n"))
+      local out, why = helper.read_to_end(s)
+      ql:close()
+      assert.equal("closed", why)
+      assert.truthy(out:find("^HTTP/1.1 101 Switching Protocols\r\n"), out)
+      assert.truthy(out:find("GET /np over 2 got 0", 1, true), out) -- stream 1 answered
+    end)
+
   it("answers a request with a body over HTTP/1.1 (no upgrade)", function()
     local code, out, err = helper.curl("--http2", "-i", "-w", "\n%{http_version}",
       "--data-binary", "hello", url(port, "/post"))
