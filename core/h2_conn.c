@@ -986,9 +986,10 @@ rill_h2_conn_t *rill__h2_conn_new_upgraded(rill_h2_server_t *srv, rill_stream_t 
   rill_h2_conn_t *c = rill__h2_conn_new(srv, t);
   if (c == NULL) return NULL;
   /* Our SETTINGS were submitted first: they lead the output. */
-  if (upgrade_stream(c, settings, slen, head) != 0 && !c->closing) {
+  int r = upgrade_stream(c, settings, slen, head);
+  if (r != 0 && !c->closing) {
     /* Closed from the flush, as the caller must get c first. */
-    c->goaway_error = NGHTTP2_INTERNAL_ERROR;
+    c->goaway_error = r == UV_EINVAL ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_INTERNAL_ERROR;
     c->closing = 1;
   }
   return c;
