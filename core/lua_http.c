@@ -224,8 +224,9 @@ static int h2c_upgrade(rill_http_conn_t *c) {
   lhttp_t *lh = c->srv->data;
   const rill_http_head_t *hd = c->head;
   const char *base = c->hbuf;
+  /* (in a graceful stop the answer closes the connection: no new one) */
   if (hd->major != 1 || hd->minor != 1 || (hd->flags & RILL_HTTP_CHUNKED) ||
-      ((hd->flags & RILL_HTTP_LENGTH) && hd->content_length > 0))
+      ((hd->flags & RILL_HTTP_LENGTH) && hd->content_length > 0) || c->w->graceful)
     return 0;
   int conn_upgrade = 0, conn_settings = 0, up_h2c = 0, nsettings = 0;
   const char *settings = NULL;
