@@ -905,7 +905,8 @@ int rill__h2_upgrade_settings(const char *v, size_t n, uint8_t *out, size_t cap)
     }
   }
   if (acc & ((1u << bits) - 1)) return UV_EINVAL; /* non-zero bits left over */
-  if (len % 6 != 0) return UV_EINVAL;
+  /* nghttp2 takes 32 entries at most in a SETTINGS (its max_settings). */
+  if (len % 6 != 0 || len / 6 > 32) return UV_EINVAL;
   /* The values nghttp2 would refuse (nghttp2_session_upgrade2). */
   for (size_t i = 0; i < len; i += 6) {
     uint16_t id = (uint16_t)(out[i] << 8 | out[i + 1]);

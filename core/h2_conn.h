@@ -256,8 +256,8 @@ void rill__h2_chunks_free(h2_chunk_t *ch);
 
 /* ---- the HTTP/1.1 Upgrade to h2c (RFC 7540 3.2) ----
  * Decodes an HTTP2-Settings value (base64url, padded or not) into out (cap
- * bytes) and checks it as nghttp2 will: whole 6-byte entries, known
- * settings within their ranges. Returns the payload's length, or UV_EINVAL
+ * bytes) and checks it as nghttp2 will: whole 6-byte entries, 32 at
+ * most, known settings within their ranges. Returns the payload's length, or UV_EINVAL
  * (not base64url, a bad length or value, more than cap bytes). */
 int rill__h2_upgrade_settings(const char *v, size_t n, uint8_t *out, size_t cap);
 /* As rill__h2_conn_new, on a transport whose 101 Switching Protocols went:

@@ -251,7 +251,7 @@ static int h2c_upgrade(rill_http_conn_t *c) {
     }
   }
   if (!conn_upgrade || !conn_settings || !up_h2c || nsettings != 1) return 0;
-  uint8_t payload[768]; /* 128 settings: more than any client sends */
+  uint8_t payload[32 * 6]; /* the 32 settings nghttp2 takes */
   int plen = rill__h2_upgrade_settings(settings, settings_len, payload, sizeof(payload));
   if (plen < 0) {
     rill__log(c->w, RILL_LOG_DEBUG, "http: a bad HTTP2-Settings: no upgrade to h2c");

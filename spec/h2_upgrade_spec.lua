@@ -135,6 +135,7 @@ describe("h2c by the HTTP/1.1 Upgrade", function()
       {"a bad value (ENABLE_PUSH 2)", "AAIAAAAC"},
       {"a stray last character", "AAMAAABkA"},
       {"two of them", "AAMAAABk", "AAMAAABk"},
+      {"33 settings (nghttp2 takes 32)", string.rep("AAMAAABk", 33)},
     }
     for i, case in ipairs(cases) do
       local code, out, err = curl_upgrade({unpack(case, 2)}, url(port, "/bad" .. i))

@@ -762,6 +762,14 @@ static void test_upgrade(void) {
   CHECK(rill__h2_upgrade_settings("AAUAAAAA", 8, p, sizeof(p)) == UV_EINVAL,
         "MAX_FRAME 0");
   CHECK(rill__h2_upgrade_settings("AAMAAABk", 8, p, 5) == UV_EINVAL, "past cap");
+  char many[33 * 8 + 1] = "";
+  uint8_t big[33 * 6];
+  for (int i = 0; i < 33; i++)
+    strcat(many, "AAMAAABk");
+  CHECK(rill__h2_upgrade_settings(many, 32 * 8, big, sizeof(big)) == 32 * 6,
+        "32 settings");
+  CHECK(rill__h2_upgrade_settings(many, 33 * 8, big, sizeof(big)) == UV_EINVAL,
+        "33 settings (nghttp2 takes 32)");
 
   client_t cl;
   nreqs = 0;
