@@ -884,3 +884,125 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
   rill__h2_want_send(c);
   return c;
 }
+
+/* ---- the HTTP/1.1 Upgrade to h2c (RFC 7540 3.2) ---- */
+
+static int b64url_value(unsigned char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '-') return 62;
+  if (ch == '_') return 63;
+  return -1;
+}
+
+int rill__h2_upgrade_settings(const char *v, size_t n, uint8_t *out, size_t cap) {
+  /* The padding is optional in base64url (RFC 7540 3.2.1 drops it). */
+  while (n > 0 && v[n - 1] == '=')
+    n--;
+  if (n % 4 == 1) return UV_EINVAL;
+  size_t len = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int x = b64url_value((unsigned char)v[i]);
+    if (x < 0) return UV_EINVAL;
+    acc = (acc << 6) | (uint32_t)x;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (len == cap) return UV_EINVAL;
+      out[len++] = (uint8_t)(acc >> bits);
+    }
+  }
+  if (acc & ((1u << bits) - 1)) return UV_EINVAL; /* non-zero bits left over */
+  /* nghttp2 takes 32 entries at most in a SETTINGS (its max_settings). */
+  if (len % 6 != 0 || len / 6 > 32) return UV_EINVAL;
+  /* The values nghttp2 would refuse (nghttp2_session_upgrade2). */
+  for (size_t i = 0; i < len; i += 6) {
+    uint16_t id = (uint16_t)(out[i] << 8 | out[i + 1]);
+    uint32_t val = (uint32_t)out[i + 2] << 24 | (uint32_t)out[i + 3] << 16 |
+                   (uint32_t)out[i + 4] << 8 | out[i + 5];
+    if ((id == NGHTTP2_SETTINGS_ENABLE_PUSH && val > 1) ||
+        (id == NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE && val > NGHTTP2_MAX_WINDOW_SIZE) ||
+        (id == NGHTTP2_SETTINGS_MAX_FRAME_SIZE &&
+         (val < (1 << 14) || val > ((1 << 24) - 1))) ||
+        (id == NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL && val > 1))
+      return UV_EINVAL;
+  }
+  return (int)len;
+}
+
+/* A field of an upgraded request's head, into the stream's arena as
+ * header_cb keeps one (the name in lower case). */
+static int field_put(rill_h2_stream_t *st, const char *name, size_t nlen,
+                     const char *value, size_t vlen) {
+  if (st->nh == st->hcap) {
+    size_t cap = st->hcap ? st->hcap * 2 : 16;
+    size_t *h = realloc(st->hoff, cap * 4 * sizeof(size_t));
+    if (h == NULL) return UV_ENOMEM;
+    st->hoff = h;
+    st->hcap = cap;
+  }
+  size_t *e = &st->hoff[st->nh * 4];
+  if (arena_put(st, (const uint8_t *)name, nlen, &e[0]) ||
+      arena_put(st, (const uint8_t *)value, vlen, &e[2]))
+    return UV_ENOMEM;
+  for (size_t i = 0; i < nlen; i++) {
+    char *ch = &st->arena[e[0] + i];
+    if (*ch >= 'A' && *ch <= 'Z') *ch = (char)(*ch + ('a' - 'A'));
+  }
+  e[1] = nlen;
+  e[3] = vlen;
+  st->nh++;
+  return 0;
+}
+
+/* Opens stream 1 as the upgraded request, half-closed (remote), and marks
+ * it for its handler as a HEADERS frame with END_STREAM would. */
+static int upgrade_stream(rill_h2_conn_t *c, const uint8_t *settings, size_t slen,
+                          const rill_h2_head_t *h) {
+  int rv = nghttp2_session_upgrade2(c->session, settings, slen, h->is_head, NULL);
+  if (rv) {
+    rill__log(c->w, RILL_LOG_DEBUG, "h2: upgrade: %s", nghttp2_strerror(rv));
+    return rv == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : UV_EINVAL;
+  }
+  /* nghttp2 took the payload as a SETTINGS frame received: the client's
+   * preface is still to come, under the header timeout. */
+  c->frames_in = 0;
+  rill_h2_stream_t *st = calloc(1, sizeof(*st));
+  if (st == NULL) return UV_ENOMEM;
+  rill__h2_stream_init(st, c, 1);
+  nghttp2_session_set_stream_user_data(c->session, 1, st);
+  c->nstreams++;
+  c->heads++;
+  int r = field_put(st, ":method", 7, h->method, h->method_len);
+  if (r == 0) r = field_put(st, ":path", 5, h->path, h->path_len);
+  if (r == 0) r = field_put(st, ":scheme", 7, h->scheme, h->scheme_len);
+  if (r == 0) r = field_put(st, ":authority", 10, h->authority, h->authority_len);
+  for (size_t i = 0; r == 0 && i < h->nhdrs; i++)
+    r = field_put(st, h->hdrs[i].name, h->hdrs[i].nlen, h->hdrs[i].value,
+                  h->hdrs[i].vlen);
+  if (r == 0) r = head_finish(st);
+  if (r) return r; /* the stream object goes with the connection */
+  st->in_eof = 1;
+  st->dispatched = 1;
+  st->handler_running = 1;
+  rill__h2_pend(st, RILL_H2_P_REQUEST | RILL_H2_P_READABLE);
+  return 0;
+}
+
+rill_h2_conn_t *rill__h2_conn_new_upgraded(rill_h2_server_t *srv, rill_stream_t *t,
+                                           const uint8_t *settings, size_t slen,
+                                           const rill_h2_head_t *head) {
+  rill_h2_conn_t *c = rill__h2_conn_new(srv, t);
+  if (c == NULL) return NULL;
+  /* Our SETTINGS were submitted first: they lead the output. */
+  int r = upgrade_stream(c, settings, slen, head);
+  if (r != 0 && !c->closing) {
+    /* Closed from the flush, as the caller must get c first. */
+    c->goaway_error = r == UV_EINVAL ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_INTERNAL_ERROR;
+    c->closing = 1;
+  }
+  return c;
+}

@@ -286,4 +286,22 @@ static inline const char *rill__h2_chunk_bytes(const h2_chunk_t *ch) {
 }
 void rill__h2_chunks_free(h2_chunk_t *ch);
 
+/* ---- the HTTP/1.1 Upgrade to h2c (RFC 7540 3.2) ----
+ * Decodes an HTTP2-Settings value (base64url, padded or not) into out (cap
+ * bytes) and checks it as nghttp2 will: whole 6-byte entries, 32 at
+ * most, known settings within their ranges. Returns the payload's length, or UV_EINVAL
+ * (not base64url, a bad length or value, more than cap bytes). */
+int rill__h2_upgrade_settings(const char *v, size_t n, uint8_t *out, size_t cap);
+/* As rill__h2_conn_new, on a transport whose 101 Switching Protocols went:
+ * our SETTINGS go first, then stream 1 is the upgraded request (settings:
+ * the decoded HTTP2-Settings payload), half-closed (remote), its handler
+ * started as any request's. head gives method, path, scheme, authority and
+ * the fields (connection-specific ones and Host taken out by the caller;
+ * names in any case), copied; is_head is passed to nghttp2. Returns NULL on
+ * allocation failure (t is then still the caller's); a stream 1 that cannot
+ * start closes the connection from its first flush. */
+rill_h2_conn_t *rill__h2_conn_new_upgraded(rill_h2_server_t *srv, rill_stream_t *t,
+                                           const uint8_t *settings, size_t slen,
+                                           const rill_h2_head_t *head);
+
 #endif /* RILL_H2_CONN_H */

@@ -51,7 +51,7 @@ typedef struct {
   int nspare;
   int gone_ref; /* gone(conn, gen): runs a request's on_close callbacks */
   rill_tls_conf_t *tls; /* NULL for plain HTTP */
-  int http2;             /* h2 by ALPN over TLS, h2c with prior knowledge in clear */
+  int http2; /* h2 by ALPN over TLS; h2c in clear, by prior knowledge or Upgrade */
   rill_h2_server_t h2;   /* its HTTP/2 connections (each holds a reference on srv) */
 } lhttp_t;
 
@@ -65,8 +65,13 @@ static void http_task_yield(rill_task_t *t) {
   rill__http_conn_flush(t->done_data);
 }
 
+static int h2c_upgrade(rill_http_conn_t *c);
+
 static void on_request(rill_http_conn_t *c) {
   lhttp_t *lh = c->srv->data;
+  if (lh->http2 && lh->tls == NULL && (c->head->flags & RILL_HTTP_UPGRADE) &&
+      h2c_upgrade(c))
+    return;
   rill_task_t *t = rill__task_new(c->w, "request handler");
   if (t == NULL) {
     rill__http_conn_handler_done(c, 0);
@@ -189,6 +194,127 @@ static void h2_on_request(rill_h2_stream_t *st) {
 static void h2_on_close(rill_h2_conn_t *c) {
   lhttp_t *lh = c->srv->data;
   if (--lh->srv.refs == 0) on_free(&lh->srv);
+}
+
+/* Whether the comma-separated list v[0..n) holds token (lower case). */
+static int has_token(const char *v, size_t n, const char *token) {
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    size_t b = i;
+    while (i < n && v[i] != ',')
+      i++;
+    size_t e = i;
+    while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+      e--;
+    if (e > b && rill__http_name_is(v + b, e - b, token)) return 1;
+  }
+  return 0;
+}
+
+/* The HTTP/1.1 Upgrade to h2c (RFC 7540 3.2) of a request on a cleartext
+ * http2 listener: with Connection: Upgrade, HTTP2-Settings, Upgrade: h2c,
+ * exactly one HTTP2-Settings that decodes to a valid SETTINGS payload, and
+ * no body, the answer is 101 and the connection goes on as HTTP/2, the
+ * request its stream 1. Returns 1 if it took the request over; 0 to serve
+ * it over HTTP/1.1 (anything missing or bad: the Upgrade is ignored, as RFC
+ * 9110 7.8 lets a server do). */
+static int h2c_upgrade(rill_http_conn_t *c) {
+  lhttp_t *lh = c->srv->data;
+  const rill_http_head_t *hd = c->head;
+  const char *base = c->hbuf;
+  /* (in a graceful stop the answer closes the connection: no new one) */
+  if (hd->major != 1 || hd->minor != 1 || (hd->flags & RILL_HTTP_CHUNKED) ||
+      ((hd->flags & RILL_HTTP_LENGTH) && hd->content_length > 0) || c->w->graceful)
+    return 0;
+  int conn_upgrade = 0, conn_settings = 0, up_h2c = 0, nsettings = 0;
+  const char *settings = NULL;
+  size_t settings_len = 0;
+  const char *host = "";
+  size_t host_len = 0;
+  for (unsigned i = 0; i < hd->nfields; i++) {
+    const rill_http_field_t *f = &hd->fields[i];
+    const char *nm = base + f->name_off, *v = base + f->value_off;
+    if (rill__http_name_is(nm, f->name_len, "connection")) {
+      conn_upgrade |= has_token(v, f->value_len, "upgrade");
+      conn_settings |= has_token(v, f->value_len, "http2-settings");
+    } else if (rill__http_name_is(nm, f->name_len, "upgrade")) {
+      up_h2c |= has_token(v, f->value_len, "h2c");
+    } else if (rill__http_name_is(nm, f->name_len, "http2-settings")) {
+      nsettings++;
+      settings = v;
+      settings_len = f->value_len;
+    } else if (rill__http_name_is(nm, f->name_len, "host")) {
+      host = v;
+      host_len = f->value_len;
+    }
+  }
+  if (!conn_upgrade || !conn_settings || !up_h2c || nsettings != 1) return 0;
+  uint8_t payload[32 * 6]; /* the 32 settings nghttp2 takes */
+  int plen = rill__h2_upgrade_settings(settings, settings_len, payload, sizeof(payload));
+  if (plen < 0) {
+    rill__log(c->w, RILL_LOG_DEBUG, "http: a bad HTTP2-Settings: no upgrade to h2c");
+    return 0;
+  }
+
+  /* Stream 1's head: the fields but the connection's own and Host (its
+   * value is the authority); pointing into the request's head, which stays
+   * until rill__h2_conn_new_upgraded has copied it. */
+  rill_hdr_t *fields = malloc((hd->nfields ? hd->nfields : 1) * sizeof(*fields));
+  if (fields == NULL) return 0;
+  static const char *const dropped[] = {
+      "connection",       "upgrade", "http2-settings",
+      "keep-alive",       "host",    "transfer-encoding",
+      "proxy-connection", "te",      NULL};
+  size_t n = 0;
+  for (unsigned i = 0; i < hd->nfields; i++) {
+    const rill_http_field_t *f = &hd->fields[i];
+    const char *nm = base + f->name_off;
+    int drop = 0;
+    for (const char *const *d = dropped; *d && !drop; d++)
+      drop = rill__http_name_is(nm, f->name_len, *d);
+    if (!drop)
+      fields[n++] = (rill_hdr_t){nm, f->name_len, base + f->value_off, f->value_len};
+  }
+  const char *method = llhttp_method_name((llhttp_method_t)hd->method);
+  rill_h2_head_t head = {
+      .method = method,
+      .method_len = strlen(method),
+      .path = base + hd->url_off,
+      .path_len = hd->url_len,
+      .scheme = "http",
+      .scheme_len = 4,
+      .authority = host,
+      .authority_len = host_len,
+      .hdrs = fields,
+      .nhdrs = n,
+      .content_length = -1,
+      .is_head = hd->method == HTTP_HEAD,
+  };
+
+  static const rill_hdr_t h101[] = {{"Connection", 10, "Upgrade", 7},
+                                    {"Upgrade", 7, "h2c", 3}};
+  rill_stream_t *t = rill__http_conn_upgrade(c, 101, h101, 2);
+  if (t == NULL) {
+    free(fields);
+    return 0;
+  }
+  lh->srv.refs++;
+  rill_h2_conn_t *h2 =
+      rill__h2_conn_new_upgraded(&lh->h2, t, payload, (size_t)plen, &head);
+  free(fields);
+  if (h2 == NULL) {
+    lh->srv.refs--;
+    t->vt->abort(t);
+  } else {
+    /* Bytes the client sent after the head (its preface, maybe) stay in
+     * t's buffer: the connection reads them first. Until it reads, the
+     * socket must still want bytes, as after sniff_done. */
+    rill__stream_fill(t);
+  }
+  rill__http_conn_release(c); /* the transport is the h2 connection's */
+  return 1;
 }
 
 /* Which protocol a new connection speaks, found from its first bytes: the

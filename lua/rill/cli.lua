@@ -27,8 +27,9 @@ serve options (sizes in bytes, times in seconds):
                             others are chosen by SNI
   --handshake-timeout S     TLS handshake (default 10)
   --http2                   HTTP/2 too, on every listener: "h2" by ALPN over
-                            TLS, h2c with prior knowledge in clear; HTTP/1.1
-                            goes on as before
+                            TLS, h2c in clear (prior knowledge, or Upgrade:
+                            h2c on a request without a body); HTTP/1.1 goes
+                            on as before
   --workers N               worker threads (default: one per CPU this process
                             may run on, from its affinity mask)
   --pin                     pin worker i to the i-th CPU of that mask

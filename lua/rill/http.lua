@@ -805,7 +805,8 @@ end
 --   max_body_bytes=, drain_bytes=, min_body_rate= (bytes/s),
 --   header_timeout=, body_timeout=, body_rate_grace=, keepalive_timeout=,
 --   send_timeout= (milliseconds), http2= (true: HTTP/2 too: "h2" by ALPN over
---   TLS, h2c with prior knowledge in clear; HTTP/1.1 goes on as before)}
+--   TLS, h2c in clear by prior knowledge or Upgrade: h2c; HTTP/1.1 goes on
+--   as before)}
 -- → listener (listener:port(), listener:close()) or nil, err.
 function http.listen(opts)
   local h = http.handler(opts.handler)

@@ -910,6 +910,101 @@ static void test_tunnel_linger(void) {
   teardown(&cl, m);
 }
 
+/* The HTTP/1.1 Upgrade (RFC 7540 3.2): HTTP2-Settings decoded and checked;
+ * a connection started with stream 1 as the upgraded request (our SETTINGS
+ * first), then more streams on it; a bad payload closes it. */
+static void test_upgrade(void) {
+  uint8_t p[64];
+  CHECK(rill__h2_upgrade_settings("AAMAAABk", 8, p, sizeof(p)) == 6 && p[1] == 3 &&
+            p[5] == 100,
+        "AAMAAABk");
+  CHECK(rill__h2_upgrade_settings("AAMAAABk==", 10, p, sizeof(p)) == 6, "padded");
+  CHECK(rill__h2_upgrade_settings("", 0, p, sizeof(p)) == 0, "empty");
+  CHECK(rill__h2_upgrade_settings("AAMA+/8A", 8, p, sizeof(p)) == UV_EINVAL, "base64");
+  CHECK(rill__h2_upgrade_settings("AAMAAAA", 7, p, sizeof(p)) == UV_EINVAL, "5 bytes");
+  CHECK(rill__h2_upgrade_settings("AAMAAABkA", 9, p, sizeof(p)) == UV_EINVAL,
+        "a stray char");
+  CHECK(rill__h2_upgrade_settings("AAIAAAAC", 8, p, sizeof(p)) == UV_EINVAL,
+        "ENABLE_PUSH 2");
+  CHECK(rill__h2_upgrade_settings("AAUAAAAA", 8, p, sizeof(p)) == UV_EINVAL,
+        "MAX_FRAME 0");
+  CHECK(rill__h2_upgrade_settings("AAMAAABk", 8, p, 5) == UV_EINVAL, "past cap");
+  char many[33 * 8 + 1] = "";
+  uint8_t big[33 * 6];
+  for (int i = 0; i < 33; i++)
+    strcat(many, "AAMAAABk");
+  CHECK(rill__h2_upgrade_settings(many, 32 * 8, big, sizeof(big)) == 32 * 6,
+        "32 settings");
+  CHECK(rill__h2_upgrade_settings(many, 33 * 8, big, sizeof(big)) == UV_EINVAL,
+        "33 settings (nghttp2 takes 32)");
+
+  client_t cl;
+  nreqs = 0;
+  conn_closed = 0;
+  memstream_t *m = memstream_new(W);
+  client_init(&cl, m, 1);
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+  uint8_t payload[16];
+  ssize_t plen = nghttp2_pack_settings_payload(payload, sizeof(payload), iv, 1);
+  cstream_t *s1 = &cl.st[cl.n++];
+  s1->id = 1;
+  CHECK(nghttp2_session_upgrade2(cl.s, payload, (size_t)plen, 0, s1) == 0,
+        "client upgrade");
+  rill_hdr_t f[] = {{"X-Mixed-Case", 12, "v", 1}, {"accept", 6, "*/*", 3}};
+  rill_h2_head_t head = {.method = "GET",
+                         .method_len = 3,
+                         .path = "/hang",
+                         .path_len = 5,
+                         .scheme = "http",
+                         .scheme_len = 4,
+                         .authority = "example.org",
+                         .authority_len = 11,
+                         .hdrs = f,
+                         .nhdrs = 2,
+                         .content_length = -1};
+  rill_h2_conn_t *c =
+      rill__h2_conn_new_upgraded(&srv, &m->base, payload, (size_t)plen, &head);
+  CHECK(c != NULL, "upgraded conn");
+  rill__worker_flush(W);
+  uv_run(W->loop, UV_RUN_NOWAIT);
+  CHECK(m->out_len >= 9 && m->out[3] == NGHTTP2_SETTINGS, "our SETTINGS first: %zu",
+        m->out_len);
+  pump(&cl);
+  CHECK(nreqs == 1 && strcmp(reqs[0]->path, "/hang") == 0, "stream 1 dispatched: %d",
+        nreqs);
+  if (nreqs == 1) {
+    /* (the handler has not answered: the stream object lives) */
+    rill_h2_stream_t *st = reqs[0]->st;
+    const rill_h2_head_t *h = &st->head;
+    CHECK(st->id == 1 && h->authority_len == 11 && h->nhdrs == 2 &&
+              strcmp(h->hdrs[0].name, "x-mixed-case") == 0 &&
+              strcmp(h->scheme, "http") == 0 && st->in_eof,
+          "stream 1's head");
+    rill__h2_respond(st, 200, NULL, 0, "hello", 5);
+    finish(reqs[0]);
+    pump(&cl);
+  }
+  CHECK(s1->status == 200 && s1->closed && strcmp(s1->body, "hello") == 0,
+        "stream 1: %d %s", s1->status, s1->body);
+  cstream_t *e = request(&cl, "POST", "/echo", 1000, NULL, 0);
+  pump(&cl);
+  CHECK(e->id == 3 && e->status == 200 && strcmp(e->body, "1000") == 0, "stream 3: %d %s",
+        e->status, e->body);
+  teardown(&cl, m);
+
+  /* A payload nghttp2 refuses: the connection goes (PROTOCOL_ERROR). */
+  m = memstream_new(W);
+  client_init(&cl, m, 1);
+  conn_closed = 0;
+  c = rill__h2_conn_new_upgraded(&srv, &m->base, payload, 5, &head);
+  CHECK(c != NULL, "conn");
+  pump(&cl);
+  CHECK(conn_closed && nreqs == 0 && cl.goaway_error == NGHTTP2_PROTOCOL_ERROR,
+        "bad payload: closed %d, requests %d, goaway %u", conn_closed, nreqs,
+        cl.goaway_error);
+  teardown(&cl, m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
   if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
@@ -937,6 +1032,7 @@ int main(void) {
   test_header_timeout();
   test_tunnel();
   test_tunnel_linger();
+  test_upgrade();
   rill__worker_free(W);
   CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);

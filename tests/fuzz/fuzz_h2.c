@@ -19,6 +19,9 @@
  *              records are not compared: sanitizers and invariants only.
  *              Without it, readers read once the input has ended, and 'b'
  *              answers at once.
+ *   bit 6      upgraded (rill__h2_conn_new_upgraded, as after an HTTP/1.1
+ *              Upgrade: h2c): stream 1 is a GET of /e, half-closed
+ *              (remote), before the client's preface
  * Handlers by the path's second byte: 'h' answers "hello", 'e' reads the
  * body and answers its length, 'b' streams a body (see bit 5), 't' answers with trailers,
  * 'r' resets its stream, 'x' raises (a 500, or a reset once started); anything else hangs
@@ -222,7 +225,25 @@ static void run(fz_rec_t *out, const uint8_t *data, size_t n, uint8_t cfg, int s
   srv.on_close = on_close;
   memstream_t *m = memstream_new(W);
   if (cfg & 8) m->out_limit = 200;
-  rill_h2_conn_t *c = rill__h2_conn_new(&srv, &m->base);
+  rill_h2_conn_t *c;
+  if (cfg & 64) {
+    static const uint8_t settings[] = {0, 3, 0, 0, 0, 100}; /* MAX_CONCURRENT_STREAMS */
+    rill_hdr_t f = {"Accept", 6, "*/*", 3};
+    rill_h2_head_t h = {.method = "GET",
+                        .method_len = 3,
+                        .path = "/e",
+                        .path_len = 2,
+                        .scheme = "http",
+                        .scheme_len = 4,
+                        .authority = "a",
+                        .authority_len = 1,
+                        .hdrs = &f,
+                        .nhdrs = 1,
+                        .content_length = -1};
+    c = rill__h2_conn_new_upgraded(&srv, &m->base, settings, sizeof(settings), &h);
+  } else {
+    c = rill__h2_conn_new(&srv, &m->base);
+  }
   FZ_ASSERT(T, c != NULL, "a connection");
   settle(m);
   if (cfg & 1) {
@@ -266,10 +287,29 @@ static void run(fz_rec_t *out, const uint8_t *data, size_t n, uint8_t cfg, int s
   uv_run(W->loop, UV_RUN_NOWAIT);
 }
 
+/* The input as an HTTP2-Settings value: a payload the decoder takes is one
+ * nghttp2 takes (the upgrade is decided on it before the 101 goes). */
+static void upgrade_settings(const uint8_t *data, size_t size) {
+  uint8_t p[40 * 6];
+  int n = rill__h2_upgrade_settings((const char *)data, size, p, sizeof(p));
+  if (n < 0) return;
+  FZ_ASSERT(T, n % 6 == 0 && n <= 32 * 6, "a payload of %d bytes", n);
+  nghttp2_session_callbacks *cbs;
+  nghttp2_session *s;
+  if (nghttp2_session_callbacks_new(&cbs)) abort();
+  if (nghttp2_session_server_new(&s, cbs, NULL)) abort();
+  int rv = nghttp2_session_upgrade2(s, p, (size_t)n, 0, NULL);
+  FZ_ASSERT(T, rv == 0, "nghttp2 refused a payload the decoder took: %s",
+            nghttp2_strerror(rv));
+  nghttp2_session_del(s);
+  nghttp2_session_callbacks_del(cbs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (W == NULL) {
     W = rill__worker_new(NULL);
     if (getenv("FZ_LOG")) W->log_level = RILL_LOG_DEBUG;
   }
+  upgrade_settings(data, size);
   return fz_whole_and_split(T, run, data, size);
 }

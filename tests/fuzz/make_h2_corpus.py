@@ -55,9 +55,27 @@ def seeds():
     yield 'big_head_goaway', c.data_to_send()
 
 
+def upgraded():
+    """After an HTTP/1.1 Upgrade: h2c (bit 6): stream 1 is the server's."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_upgrade_connection()
+    c.send_headers(3, hdrs('/h'), end_stream=True)
+    c.send_headers(5, hdrs('/e', 'POST', [('content-length', '3')]))
+    c.send_data(5, b'abc', end_stream=True)
+    return c.data_to_send()
+
+
 os.makedirs(OUT, exist_ok=True)
 for name, data in seeds():
     # h2 writes the preface itself: bit 0 clear.
     for cfg in (0, 2, 4, 8, 32, 34):
         with open(os.path.join(OUT, '%s_%02x' % (name, cfg)), 'wb') as f:
             f.write(bytes([cfg]) + data)
+for cfg in (0x40, 0x42, 0x60):
+    with open(os.path.join(OUT, 'upgraded_%02x' % cfg), 'wb') as f:
+        f.write(bytes([cfg]) + upgraded())
+# The whole input is also tried as an HTTP2-Settings value: base64url of
+# MAX_CONCURRENT_STREAMS 100 and INITIAL_WINDOW_SIZE 65535 ('A', the
+# settings byte, is 0x41: preface in front, upgraded).
+with open(os.path.join(OUT, 'settings_b64'), 'wb') as f:
+    f.write(b'AAMAAABkAAQAAP__')
