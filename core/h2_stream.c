@@ -264,6 +264,19 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   return 0;
 }
 
+static void resume(rill_h2_stream_t *st);
+
+/* After queueing: the data provider goes on; RILL_EAGAIN above the
+ * high-water mark (on_drained tells when it may go on). */
+static int queued(rill_h2_stream_t *st) {
+  resume(st);
+  if (st->queued > st->c->srv->limits.write_high) {
+    st->write_waiting = 1;
+    return RILL_EAGAIN;
+  }
+  return 0;
+}
+
 /* A chunk of len bytes of its own (data), or NULL. */
 static h2_chunk_t *chunk_new(size_t len) {
   h2_chunk_t *ch = malloc(sizeof(*ch) + len);
@@ -387,12 +400,7 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
     r = enqueue(st, data, len);
   }
   if (r) return r;
-  resume(st);
-  if (st->queued > st->c->srv->limits.write_high) {
-    st->write_waiting = 1;
-    return RILL_EAGAIN;
-  }
-  return 0;
+  return queued(st);
 }
 
 void rill__h2_zip_flush(rill_h2_conn_t *c) {
@@ -423,12 +431,7 @@ int rill__h2_write_buf(rill_h2_stream_t *st, char *buf, size_t len) {
   }
   *ch = (h2_chunk_t){.len = len, .ext = buf, .w = w};
   queue(st, ch);
-  resume(st);
-  if (st->queued > st->c->srv->limits.write_high) {
-    st->write_waiting = 1;
-    return RILL_EAGAIN;
-  }
-  return 0;
+  return queued(st);
 }
 
 int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t nh,
@@ -507,12 +510,7 @@ static int tunnel_write(rill_stream_t *s, const uv_buf_t *bufs, unsigned nbufs) 
   for (size_t i = 0, at = 0; i < nbufs; at += bufs[i].len, i++)
     memcpy(ch->data + at, bufs[i].base, bufs[i].len);
   queue(st, ch);
-  resume(st);
-  if (st->queued > st->c->srv->limits.write_high) {
-    st->write_waiting = 1;
-    return RILL_EAGAIN;
-  }
-  return 0;
+  return queued(st);
 }
 
 static int tunnel_flush(rill_stream_t *s) {
