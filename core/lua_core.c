@@ -1174,7 +1174,8 @@ int rill__open_core(lua_State *L) {
       sizeof(rill_ffi_api_t),  rill__ffi_stream_peek, rill__ffi_stream_consume,
       rill__ffi_stream_write,  rill__ffi_ws_next,     rill__ffi_ws_send,
       rill__ffi_ws_streaming,  rill__ffi_ws_msg_length, rill__ffi_http_write,
-      rill__ffi_http_reqline,  rill__ffi_http_respond};
+      rill__ffi_http_reqline,  rill__ffi_http_respond,  rill__ffi_h2_write,
+      rill__ffi_h2_reqline,    rill__ffi_h2_respond};
   lua_pushlightuserdata(L, (void *)&api);
   lua_setfield(L, -2, "ffi_api");
   lua_pushliteral(L, RILL_FFI_CDEF);

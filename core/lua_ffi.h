@@ -22,7 +22,12 @@
   int (*http_reqline)(void *conn, unsigned gen, const char **method, const char **target, \
                       int *target_len);                                                \
   int (*http_respond)(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh, \
-                      const char *body, size_t len);
+                      const char *body, size_t len);                                     \
+  int (*h2_write)(void *conn, unsigned gen, const char *p, size_t n);                  \
+  int (*h2_reqline)(void *conn, unsigned gen, const char **method, const char **target, \
+                    int *target_len);                                                  \
+  int (*h2_respond)(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh, \
+                    const char *body, size_t len);
 
 /* A header line for http_respond: rill_hdr_t's layout (http_conn.h). */
 #define RILL_FFI_HDR_FIELDS const char *name; size_t nlen; const char *value; size_t vlen;
@@ -56,5 +61,11 @@ int rill__ffi_http_reqline(void *conn, unsigned gen, const char **method, const 
                            int *target_len);
 int rill__ffi_http_respond(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh,
                            const char *body, size_t len);
+/* lua_h2.c: the same three for an HTTP/2 request stream (gen: its id) */
+int rill__ffi_h2_write(void *conn, unsigned gen, const char *p, size_t n);
+int rill__ffi_h2_reqline(void *conn, unsigned gen, const char **method, const char **target,
+                         int *target_len);
+int rill__ffi_h2_respond(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h, int nh,
+                         const char *body, size_t len);
 
 #endif

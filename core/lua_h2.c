@@ -19,6 +19,7 @@
 #include "h2_conn.h"
 #include "inflate_stream.h"
 #include "lua_core.h"
+#include "lua_ffi.h"
 #include "lua_h2.h"
 #include "lua_sched.h"
 #include "lua_stream.h"
@@ -275,6 +276,52 @@ static int result(lua_State *L, rill_h2_stream_t *st, int r) {
     lua_pushstring(L, rill__errmsg(r));
     return 2;
   }
+}
+
+/* ---- the fast paths (rill.ffi), as lua_http.c's: each answers at once ----
+ * The stream of conn whose id is gen, or NULL (over, or another's). */
+static rill_h2_stream_t *ffi_stream(void *conn, unsigned gen) {
+  rill_h2_stream_t *st = ((lh2_ud *)conn)->st;
+  return st && (unsigned)st->id == gen ? st : NULL;
+}
+
+/* conn:reqline: the HTTP/2 "version" 20, or -1 for the slow path (over, or
+ * an Extended CONNECT, whose :protocol the slow path gives). */
+int rill__ffi_h2_reqline(void *conn, unsigned gen, const char **method,
+                         const char **target, int *target_len) {
+  rill_h2_stream_t *st = ffi_stream(conn, gen);
+  if (st == NULL || st->head.protocol_len > 0) return -1;
+  *method = st->head.method;
+  *target = st->head.path;
+  *target_len = (int)st->head.path_len;
+  return 20;
+}
+
+/* conn:write once the head went: 0 (taken), 1 (taken, wait for the drain)
+ * or 2 (the slow path; nothing taken). */
+int rill__ffi_h2_write(void *conn, unsigned gen, const char *p, size_t n) {
+  rill_h2_stream_t *st = ffi_stream(conn, gen);
+  if (st == NULL || st->resp != RILL_H2_RESP_STREAMING || ((lh2_ud *)conn)->waits.head ||
+      n == 0 || !rill__ffi_enter(st->c->w))
+    return 2;
+  rill_worker_t *w = st->c->w;
+  int r = rill__h2_write(st, 0, NULL, 0, p, n);
+  rill__ffi_leave(w);
+  return r == 0 || r == RILL_HTTP_NOBODY ? 0 : r == RILL_EAGAIN ? 1 : 2;
+}
+
+/* conn:respond: 0 (done), 2 (the slow path; nothing done), or another
+ * status for conn:_result(). */
+int rill__ffi_h2_respond(void *conn, unsigned gen, int status, const rill_ffi_hdr_t *h,
+                         int nh, const char *body, size_t len) {
+  rill_h2_stream_t *st = ffi_stream(conn, gen);
+  if (st == NULL || st->resp != RILL_H2_RESP_NONE || ((lh2_ud *)conn)->waits.head ||
+      nh < 0 || !rill__ffi_enter(st->c->w))
+    return 2;
+  rill_worker_t *w = st->c->w;
+  int r = rill__h2_respond(st, status, (const rill_hdr_t *)h, (size_t)nh, body, len);
+  rill__ffi_leave(w);
+  return r; /* 0, RILL_HTTP_NOBODY or a negative error: never 2 */
 }
 
 static int l_respond(lua_State *L) {

@@ -18,6 +18,7 @@ local http = {}
 
 local api = require("rill.ffi").api -- the fast paths
 local CONN_MT = debug.getregistry()["rill.http.conn"]
+local H2_MT = debug.getregistry()["rill.http.h2"] -- an HTTP/2 request stream
 local getmetatable = getmetatable
 
 -- ---- helpers ----
@@ -133,12 +134,13 @@ local fptr, fptr2, fint, ffi_string = fast.ptr, fast.ptr2, fast.int, fast.string
 
 local function reqline(req)
   local c, g = req._c, req._g
-  if getmetatable(c) == CONN_MT then -- the fast path (rill.ffi)
-    local minor = api.http_reqline(c, g, fptr, fptr2, fint)
+  local mt = getmetatable(c)
+  if mt == CONN_MT or mt == H2_MT then -- the fast path (rill.ffi)
+    local minor = (mt == CONN_MT and api.http_reqline or api.h2_reqline)(c, g, fptr, fptr2, fint)
     if minor >= 0 then
       rawset(req, "method", ffi_string(fptr[0]))
       rawset(req, "target", ffi_string(fptr2[0], fint[0]))
-      rawset(req, "version", minor == 1 and "1.1" or "1.0")
+      rawset(req, "version", minor == 1 and "1.1" or minor == 20 and "2" or "1.0")
       return
     end
   end
@@ -457,9 +459,10 @@ function Response:write(data, ...)
   end
   if self.finished then error("res:write: the response has ended", 2) end
   local c = self._c
-  if self.headers_sent and type(data) == "string" and getmetatable(c) == CONN_MT then
+  local mt = getmetatable(c)
+  if self.headers_sent and type(data) == "string" and (mt == CONN_MT or mt == H2_MT) then
     -- the head went: the fast path (rill.ffi) takes the piece, if it can
-    local r = api.http_write(c, self._g, data, #data)
+    local r = (mt == CONN_MT and api.http_write or api.h2_write)(c, self._g, data, #data)
     if r == 0 then
       self._sent = self._sent + #data
       return true
@@ -508,7 +511,8 @@ function Response:send(body)
   self.finished = true
   local c, g, status, h = self._c, self._g, self._status, self._h
   local n = #h
-  if getmetatable(c) == CONN_MT and type(status) == "number" and n <= 2 * MAX_FAST_HEADERS then
+  local mt = getmetatable(c)
+  if (mt == CONN_MT or mt == H2_MT) and type(status) == "number" and n <= 2 * MAX_FAST_HEADERS then
     -- the fast path (rill.ffi): the header lines point into h's strings
     local ok = true
     for i = 1, n, 2 do
@@ -521,7 +525,8 @@ function Response:send(body)
       f.name, f.nlen, f.value, f.vlen = name, #name, value, #value
     end
     if ok then
-      local r = api.http_respond(c, g, status, fast_headers, n / 2, body, #body)
+      local r = (mt == CONN_MT and api.http_respond or api.h2_respond)(c, g, status,
+        fast_headers, n / 2, body, #body)
       if r == 0 then
         self._sent = #body
         return true
