@@ -12,7 +12,7 @@
 
 #include "h2_conn.h"
 
-enum { TK_NONE, TK_IDLE, TK_HEADER };
+enum { TK_NONE, TK_IDLE, TK_HEADER, TK_SEND };
 
 typedef struct h2_seg_s {
   const char *p; /* referenced bytes, or NULL: out + off */
@@ -30,6 +30,8 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->reset_window_ms = 10000;
   l->idle_timeout_ms = http ? http->keepalive_timeout_ms : 60000;
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
+  l->body_timeout_ms = http ? http->body_timeout_ms : 60000;
+  l->send_timeout_ms = http ? http->send_timeout_ms : 60000;
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
 }
@@ -135,6 +137,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
     if (seg_add(c, ch->data + ch->off, NULL, length)) return NGHTTP2_ERR_CALLBACK_FAILURE;
     ch->off += length;
     st->queued -= length;
+    c->sent_progress = 1;
     if (ch->off == ch->len) {
       st->q_head = ch->next;
       if (st->q_head == NULL) st->q_tail = NULL;
@@ -448,6 +451,7 @@ static void process(rill_h2_conn_t *c) {
       st->handler_running = 0; /* reset before it could start */
     if ((what & RILL_H2_P_READABLE) && st->in_want) {
       st->in_want = 0;
+      if (st->in_timer) uv_timer_stop(st->in_timer);
       rill__stream_readable(&st->body, st->in_r < st->in_len ? 0 : st->in_err);
     }
     if ((what & RILL_H2_P_DRAINED) && st->write_waiting) {
@@ -591,32 +595,49 @@ static const rill_binding_ops_t t_ops = {
 static void timer_cb(uv_timer_t *h) {
   rill_h2_conn_t *c = h->data;
   rill__log(c->w, RILL_LOG_DEBUG, "h2: closing a connection: %s timeout",
-            c->timer_kind == TK_IDLE ? "idle" : "header");
+            c->timer_kind == TK_IDLE   ? "idle"
+            : c->timer_kind == TK_SEND ? "send"
+                                       : "header");
   c->timer_kind = TK_NONE;
   rill__h2_conn_close(c, NGHTTP2_NO_ERROR);
 }
 
 /* Idle: no stream open. Header: the preface, or a request head begun and
- * not ended (nghttp2 is inside a header block). */
+ * not ended (nghttp2 is inside a header block). Send: streams are open but
+ * no handler runs: only answers wait, for a peer that does not take them
+ * (a closed window): restarted whenever DATA leaves. */
 static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
-  int kind = TK_NONE;
+  int kind = TK_NONE, busy = 0;
   if (c->session && !c->closing) {
     if (c->frames_in == 0)
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
-    for (rill_h2_stream_t *st = c->streams; st && kind != TK_HEADER; st = st->next)
-      if (!st->closed && st->head.hdrs == NULL) kind = TK_HEADER;
+    for (rill_h2_stream_t *st = c->streams; st && kind != TK_HEADER; st = st->next) {
+      if (st->closed) continue;
+      if (st->head.hdrs == NULL)
+        kind = TK_HEADER;
+      else if (st->handler_running)
+        busy = 1;
+    }
+    if (kind == TK_NONE && !busy && c->nstreams > 0) kind = TK_SEND;
   }
-  if (kind == c->timer_kind) return;
+  int progress = c->sent_progress;
+  c->sent_progress = 0;
+  if (kind == c->timer_kind && !(kind == TK_SEND && progress)) return;
   c->timer_kind = kind;
   if (kind == TK_NONE) {
     uv_timer_stop(c->timer);
     return;
   }
-  unsigned ms =
-      kind == TK_IDLE ? c->srv->limits.idle_timeout_ms : c->srv->limits.header_timeout_ms;
+  unsigned ms = kind == TK_IDLE   ? c->srv->limits.idle_timeout_ms
+                : kind == TK_SEND ? c->srv->limits.send_timeout_ms
+                                  : c->srv->limits.header_timeout_ms;
+  if (kind == TK_SEND && ms == 0) {
+    uv_timer_stop(c->timer);
+    return;
+  }
   uv_timer_start(c->timer, timer_cb, ms, 0);
 }
 

@@ -38,9 +38,12 @@ typedef struct {
   unsigned reset_window_ms;   /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
   unsigned idle_timeout_ms;   /* no stream open: GOAWAY and close */
   unsigned header_timeout_ms; /* a request head begun and not ended; the preface */
-  size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
-  uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
-                              0: no limit */
+  unsigned body_timeout_ms;   /* a body reader's wait for bytes: "timeout", then 408 */
+  unsigned send_timeout_ms; /* every handler ended, answers waiting for the peer's window:
+                               the connection goes if nothing leaves for this long */
+  size_t write_high;        /* a stream's queued response bytes: RILL_EAGAIN above */
+  uint64_t max_body_bytes;  /* a request body; 413 (or "too large" to the reader) past it;
+                               0: no limit */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -100,6 +103,7 @@ struct rill_h2_stream_s {
   char *in;
   size_t in_r, in_len, in_cap;
   int in_eof, in_err, in_want;
+  uv_timer_t *in_timer;       /* body_timeout while the reader waits; NULL until then */
   uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
   uint64_t
       max_body; /* this request's body limit, lower than the server's; 0: the server's */
@@ -140,6 +144,7 @@ struct rill_h2_conn_s {
   rill_flush_t fl;                 /* listed while frames may be waiting to be sent */
   uv_timer_t *timer;               /* idle and header timeouts */
   int timer_kind;
+  int sent_progress; /* DATA left since the last timer_update (restarts the send timer) */
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
   rill_h2_stream_t *pend_head, *pend_tail;

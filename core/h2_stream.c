@@ -64,11 +64,40 @@ static void body_consume(rill_stream_t *s, size_t n) {
   }
 }
 
+/* The peer sent no body bytes for body_timeout while the reader waited:
+ * the reader is told "timeout" (as on HTTP/1.1), later bytes are dropped,
+ * and a handler that gives no answer of its own ends with a 408. */
+static void body_timeout_cb(uv_timer_t *h) {
+  rill_h2_stream_t *st = h->data;
+  if (!st->in_want) return;
+  st->in_want = 0;
+  if (st->in_err == 0 && !st->in_eof) {
+    rill__log(st->c->w, RILL_LOG_DEBUG, "h2: stream %d: request body timeout",
+              (int)st->id);
+    st->in_err = UV_ETIMEDOUT;
+  }
+  rill__stream_readable(&st->body, st->in_err);
+}
+
+static void in_timer_close_cb(uv_handle_t *h) {
+  free(h);
+}
+
 static int body_fill(rill_stream_t *s) {
   rill_h2_stream_t *st = ST(s);
   if (st->in_err) return st->in_err;
   if (st->in_eof) return RILL_EOF;
   st->in_want = 1;
+  unsigned ms = usable(st) ? st->c->srv->limits.body_timeout_ms : 0;
+  if (ms > 0) {
+    if (st->in_timer == NULL) {
+      st->in_timer = malloc(sizeof(*st->in_timer));
+      if (st->in_timer == NULL) return 0; /* no deadline: the stream still ends */
+      uv_timer_init(st->c->w->loop, st->in_timer);
+      st->in_timer->data = st;
+    }
+    uv_timer_start(st->in_timer, body_timeout_cb, ms, 0);
+  }
   return 0;
 }
 
@@ -120,6 +149,7 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   free((void *)st->head.hdrs);
   free(st->in);
   free(st->trailers);
+  if (st->in_timer) uv_close((uv_handle_t *)st->in_timer, in_timer_close_cb);
   if (st->zip) {
     rill__deflate_end(st->zip);
     free(st->zip);
@@ -348,6 +378,10 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
   if (st->resp == RILL_H2_RESP_DONE) return 0;
   if (!usable(st)) return RILL_ECLOSED;
   if (st->resp == RILL_H2_RESP_NONE) {
+    /* Nothing sent and the body broke (too large, too slow): as on
+     * HTTP/1.1, the answer says so. */
+    if (st->in_err == RILL_EBODY || st->in_err == UV_ETIMEDOUT)
+      return rill__h2_respond(st, st->in_err == RILL_EBODY ? 413 : 408, NULL, 0, "", 0);
     if (nt == 0) return rill__h2_respond(st, status, h, nh, "", 0);
     int r = submit_head(st, status, h, nh, -1, 1);
     if (r) return r;
@@ -417,9 +451,10 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   if (usable(st)) {
     if (st->resp == RILL_H2_RESP_NONE)
       rill__h2_respond(st,
-                       st->in_err == RILL_EBODY ? 413
-                       : ok                     ? 200
-                                                : 500,
+                       st->in_err == RILL_EBODY     ? 413
+                       : st->in_err == UV_ETIMEDOUT ? 408
+                       : ok                         ? 200
+                                                    : 500,
                        NULL, 0, "", 0);
     else if (st->resp == RILL_H2_RESP_STREAMING && ok)
       rill__h2_finish(st, 200, NULL, 0, NULL, 0);
@@ -431,6 +466,9 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
     if (usable(st) && st->end_sent && !st->in_eof)
       nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                 NGHTTP2_NO_ERROR);
+    /* Through conn_send: the connection's timer sees that this handler
+     * ended (the send timeout may start). */
+    rill__h2_want_send(st->c);
   }
   rill__h2_stream_maybe_free(st);
 }
