@@ -1,0 +1,335 @@
+"""Attacks on rill's HTTP/2 server, one per case, for spec/h2_limits_spec.lua:
+attack.py CASE PORT prints "key value" lines that the spec checks, and last
+"fresh STATUS": a GET on a new connection afterwards (the server lives).
+
+The server under attack answers /small at once, holds /hang (until the
+spec's own release), reads /echo whole (up to 1 MB) and answers "got N",
+and answers /big with 4 MiB in 64 KiB writes."""
+import struct
+import sys
+import time
+
+from raw import (Conn, frame, settings, req_fields, fresh_get, DATA, HEADERS,
+                 PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE,
+                 CONTINUATION, END_STREAM, END_HEADERS, PADDED, ACK)
+
+out = []
+
+
+def say(*a, **kw):
+    print(*a, flush=True, **kw)
+
+
+def streams(port, ack=0):
+    """Past SETTINGS_MAX_CONCURRENT_STREAMS: the next stream is refused, the
+    others are answered. ack: the client acknowledged our SETTINGS first."""
+    c = Conn(port, ack=bool(ack))
+    c.pump(lambda c: 3 in c.server_settings)
+    limit = c.server_settings.get(3)
+    say('limit', limit)
+    data = b''
+    for i in range(limit + 1):
+        data += c.headers(1 + 2 * i, req_fields('/hang'))
+    c.send(data)
+    last = 1 + 2 * limit
+    c.pump(lambda c: last in c.resets or c.closed, 10)
+    say('refused', c.resets.get(last))
+    say('goaway', c.goaway and c.goaway[1])
+    # released: the others are answered
+    ok = c.pump(lambda c: len(c.ended) >= limit, 20)
+    say('answered', sum(1 for s, v in c.statuses.items() if v == 200))
+    # a new stream once there is room
+    c.request(last + 2, '/small')
+    c.pump(lambda c: last + 2 in c.ended, 10)
+    say('after', c.statuses.get(last + 2))
+    c.close()
+
+
+def header_list(port):
+    """A request head past max_header_bytes: 431 on its stream, the
+    connection goes on."""
+    c = Conn(port)
+    c.request(1, '/small', extra=[('x-big', 'a' * 8000), ('x-big2', 'b' * 8000),
+                                  ('x-big3', 'c' * 8000)])
+    c.request(3, '/small')
+    c.pump(lambda c: 1 in c.ended and 3 in c.ended, 10)
+    say('big', c.statuses.get(1, c.resets.get(1)))
+    say('next', c.statuses.get(3))
+    # many small fields
+    c.request(5, '/small', extra=[('x-f%d' % i, 'v') for i in range(500)])
+    c.request(7, '/small')
+    c.pump(lambda c: 5 in c.ended and 7 in c.ended, 10)
+    say('many', c.statuses.get(5, c.resets.get(5)))
+    say('next', c.statuses.get(7))
+    say('goaway', c.goaway and c.goaway[1])
+    c.close()
+
+
+def hpack_table(port):
+    """Our decoder's table is the 4096 we advertised: a table size update past
+    it is a COMPRESSION_ERROR; a client advertising a huge table for our
+    encoder gets answers it can decode, within 4096."""
+    c = Conn(port, local_settings=[(1, 0xffffffff)])  # HEADER_TABLE_SIZE
+    c.pump(lambda c: c.settings_acks > 0)
+    say('advertised', c.server_settings.get(1))
+    # fill the table with indexed fields, many requests
+    sid = 1
+    for i in range(50):
+        c.request(sid, '/small', extra=[('x-fill-%d' % i, 'z' * 3000)])
+        sid += 2
+    c.pump(lambda c: len(c.ended) >= 50, 10)
+    say('filled', sum(1 for v in c.statuses.values() if v == 200))
+    say('goaway', c.goaway and c.goaway[1])
+    c.close()
+    # a dynamic table size update to 4096 is fine, past it is not
+    for size in (4096, 65536):
+        c = Conn(port)
+        c.pump(lambda c: c.settings_acks > 0)
+        upd = bytes([0x3f]) + _hpack_int(size - 31)
+        block = upd + c.enc.encode(req_fields('/small'))
+        c.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
+        code = c.wait_close(3) if size > 4096 else None
+        if size <= 4096:
+            c.pump(lambda c: 1 in c.ended, 10)
+            say('update%d' % size, c.statuses.get(1))
+        else:
+            say('update%d' % size, 'goaway', code)
+        c.close()
+
+
+def _hpack_int(v):
+    out = b''
+    while v >= 128:
+        out += bytes([(v & 0x7f) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def continuation(port):
+    """HEADERS without END_HEADERS and CONTINUATION frames that never end
+    (CVE-2024-27316): the connection is closed, early."""
+    c = Conn(port)
+    block = c.enc.encode(req_fields('/small'))
+    c.send(frame(HEADERS, END_STREAM, 1, block))
+    sent = 0
+    for i in range(10000):
+        if not c.send(frame(CONTINUATION, 0, 1, b'')):
+            break
+        sent += 1
+    code = c.wait_close(10)
+    say('goaway', code)
+    c.close()
+    # the same with fields in each frame (HPACK decoded as they come)
+    c = Conn(port)
+    c.send(frame(HEADERS, END_STREAM, 1, block))
+    for i in range(10000):
+        if not c.send(frame(CONTINUATION, 0, 1,
+                            c.enc.encode([('x-c%d' % (i % 50), 'v' * 1000)]))):
+            break
+    code = c.wait_close(10)
+    say('closed', c.closed)
+    c.close()
+
+
+def settings_flood(port):
+    """SETTINGS frames as fast as we can, never reading the ACKs."""
+    c = Conn(port, ack=False)
+    one = settings((4, 65535))
+    batch = one * 1000
+    n = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        if not c.send(batch):
+            break
+        n += 1
+    say('cut', 'yes' if c.closed else 'no')
+    say('goaway', c.wait_close(10))
+    c.close()
+
+
+def ping_flood(port):
+    """PING frames, never reading the ACKs."""
+    c = Conn(port, ack=True)
+    batch = frame(PING, 0, 0, b'12345678') * 1000
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        if not c.send(batch):
+            break
+    say('cut', 'yes' if c.closed else 'no')
+    say('goaway', c.wait_close(10))
+    c.close()
+
+
+def flood_burst(port):
+    """1500 PINGs (or SETTINGS) in one write, then reading: past nghttp2's
+    1000 unsent ACKs the server says ENHANCE_YOUR_CALM."""
+    for f in (frame(PING, 0, 0, b'12345678'), settings((4, 65535))):
+        c = Conn(port)
+        c.pump(lambda c: c.settings_acks > 0)
+        c.send(f * 1500)
+        say('goaway', c.wait_close(10))
+        c.close()
+
+
+def ping_slow(port):
+    """PINGs a few at a time, never read: the server's unsent ACKs must not
+    pile up (its reads stop; idle timeout ends it)."""
+    c = Conn(port)
+    t0 = time.monotonic()
+    n = 0
+    c.s.settimeout(1)
+    while time.monotonic() - t0 < 20:
+        try:
+            c.s.sendall(frame(PING, 0, 0, b'12345678') * 100)
+            n += 100
+        except OSError:
+            break
+    say('sent', 'bounded' if n < 50000000 else n)
+    say('goaway', c.wait_close(15))
+    c.close()
+
+
+def window(port):
+    """WINDOW_UPDATE past 2^31-1: on the connection FLOW_CONTROL_ERROR
+    (GOAWAY); on a stream RST_STREAM FLOW_CONTROL_ERROR."""
+    c = Conn(port)
+    c.request(1, '/hang')
+    c.send(frame(WINDOW_UPDATE, 0, 1, struct.pack('>I', 0x7fffffff)))
+    c.pump(lambda c: 1 in c.resets or c.closed, 5)
+    say('stream', c.resets.get(1), 'goaway', c.goaway and c.goaway[1])
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.ended or c.closed, 5)
+    say('next', c.statuses.get(3))
+    c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack('>I', 0x7fffffff)))
+    say('conn', c.wait_close(5))
+    c.close()
+    # a zero increment: PROTOCOL_ERROR
+    c = Conn(port)
+    c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack('>I', 0)))
+    say('zero', c.wait_close(5))
+    c.close()
+
+
+def idle(port):
+    """No stream open: GOAWAY NO_ERROR, then closed, after the idle timeout."""
+    c = Conn(port)
+    c.request(1, '/small')
+    c.pump(lambda c: 1 in c.ended, 5)
+    t0 = time.monotonic()
+    code = c.wait_close(20)
+    say('goaway', code, 'closed', c.closed)
+    say('took', round(time.monotonic() - t0, 1))
+    c.close()
+
+
+def head_timeout(port):
+    """A HEADERS frame without END_HEADERS, never continued: closed after
+    the header timeout."""
+    c = Conn(port)
+    c.request(1, '/small')
+    c.pump(lambda c: 1 in c.ended, 5)
+    c.send(frame(HEADERS, END_STREAM, 3, c.enc.encode(req_fields('/small'))))
+    code = c.wait_close(20)
+    say('goaway', code, 'closed', c.closed)
+    c.close()
+
+
+def body_stall(port):
+    """A request body that stops coming: the handler's read ends (body
+    timeout) and the stream gets an answer; the connection lives."""
+    c = Conn(port)
+    c.request(1, '/echo', 'POST', end_stream=False)
+    c.send(frame(DATA, 0, 1, b'x' * 100))
+    c.pump(lambda c: 1 in c.ended or 1 in c.resets or c.closed, 20)
+    say('status', c.statuses.get(1), 'reset', c.resets.get(1))
+    say('body', c.bodies.get(1, b'').decode())
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.ended or c.closed, 5)
+    say('next', c.statuses.get(3))
+    c.close()
+
+
+def zero_window(port):
+    """A client that grants no window for our response: the handler's write
+    ends at send_timeout, and the stream and its queue go."""
+    c = Conn(port, local_settings=[(4, 0)])  # INITIAL_WINDOW_SIZE 0
+    c.request(1, '/big')
+    c.pump(lambda c: 1 in c.resets or 1 in c.ended or c.closed, 20)
+    say('reset', c.resets.get(1), 'status', c.statuses.get(1))
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.statuses or c.closed, 5)
+    say('next', c.statuses.get(3))
+    c.close()
+
+
+def upload(port, size=1 << 30, smalls=20):
+    """size bytes up on one stream (to /sink, which reads them all) while
+    small GETs go on the same connection, one after each size/smalls bytes:
+    each must be answered before the upload ends. DATA frames honour the
+    server's windows; one 16 KiB payload is reused."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    swin0 = c.server_settings.get(4, 65535)
+    c.request(1, '/sink', 'POST', end_stream=False)
+    chunk = b'u' * 16384
+    fr = frame(DATA, 0, 1, chunk)
+    sent = 0
+    every = size // smalls
+    next_small, sid = every, 3
+    asked = {}
+    t0 = time.monotonic()
+    while sent < size:
+        cwin = 65535 + c.window_updates.get(0, 0) - sent
+        swin = swin0 + c.window_updates.get(1, 0) - sent
+        n = min(cwin, swin, size - sent) // 16384
+        if n > 0:
+            batch = fr * n
+            if sent + n * 16384 >= next_small and sid < 3 + 2 * smalls:
+                batch += c.headers(sid, req_fields('/small'))
+                asked[sid] = sent
+                sid += 2
+                next_small += every
+            if not c.send(batch):
+                break
+            sent += n * 16384
+        elif size - sent < 16384 and min(cwin, swin) >= size - sent:
+            c.send(frame(DATA, 0, 1, b'u' * (size - sent)))
+            sent = size
+        if sent < size:
+            before = sum(c.window_updates.values())
+            c.pump(lambda c: sum(c.window_updates.values()) != before or c.closed, 10)
+            if c.closed:
+                break
+    # the upload's end is not sent yet: answers now came during it
+    c.pump(lambda c: all(s in c.ended for s in asked) or c.closed, 10)
+    small_before = sum(1 for s in asked if s in c.ended and c.statuses.get(s) == 200)
+    c.send(frame(DATA, END_STREAM, 1, b''))
+    c.pump(lambda c: 1 in c.ended or c.closed, 30)
+    say('asked', len(asked))
+    say('small before the end', small_before)
+    say('upload', c.statuses.get(1), c.bodies.get(1, b'').decode())
+    say('seconds', round(time.monotonic() - t0, 1), file=sys.stderr)
+    c.close()
+
+
+def zero_tail(port):
+    """The handler answered and ended, but the client grants no window for
+    the body: the connection must not be held forever."""
+    c = Conn(port, local_settings=[(4, 0)])
+    c.request(1, '/small')
+    c.pump(lambda c: 1 in c.statuses or c.closed, 5)
+    say('status', c.statuses.get(1))
+    t0 = time.monotonic()
+    code = c.wait_close(10)
+    say('closed', c.closed, 'goaway', code, 'reset', c.resets.get(1))
+    say('seconds', round(time.monotonic() - t0, 1), file=sys.stderr)
+    c.close()
+
+
+CASES = {k: v for k, v in globals().items() if callable(v) and not k.startswith('_')
+         and k not in ('say', 'frame', 'settings', 'req_fields', 'fresh_get', 'Conn')}
+
+if __name__ == '__main__':
+    port = int(sys.argv[2])
+    CASES[sys.argv[1]](port, *(int(a) for a in sys.argv[3:]))
+    say('fresh', fresh_get(port))
