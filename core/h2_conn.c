@@ -380,6 +380,13 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   st->closed = 1;
   st->close_error = error_code;
   c->nstreams--;
+  /* Reset by nghttp2 for the peer's error (a window past 2^31-1, DATA past
+   * content-length) while its handler runs: as costly as the peer's own
+   * RST_STREAM, and not held by the concurrency limit either
+   * (CVE-2025-8671). The handler's own resets end its response first. */
+  if (error_code != NGHTTP2_NO_ERROR && !st->reset_by_peer && st->handler_running &&
+      st->resp != RILL_H2_RESP_DONE)
+    count_reset(c);
   if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
   /* Unsent response bytes will never go: free them after the write that
    * may still reference the first one. */

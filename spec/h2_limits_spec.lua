@@ -33,8 +33,11 @@ local function attack(case, port, ...)
   return r, out
 end
 
+local bad_seen = 0
+
 local function handler(req, res)
   local path = req.path
+  if path:sub(1, 4) == "/bad" then bad_seen = bad_seen + 1 end
   if path == "/hang" then -- many of these are in flight at once
     rill.sleep(300)
     return res:send("late")
@@ -190,6 +193,74 @@ describe("http2 limits", function()
     if not r then pending("python3-h2 is not installed") return end
     assert.equal("200", r.status, out)
     assert.equal("True goaway 0 reset None", r.closed, out)
+    check_fresh(r)
+  end)
+
+  it("resets malformed requests (pseudo-headers, connection fields, TE, content-length)",
+    function()
+      local before = bad_seen
+      local r, out = attack("malformed", port)
+      if not r then pending("python3-h2 is not installed") return end
+      local n = 0
+      for name, v in pairs(r) do
+        if name ~= "fresh" then
+          n = n + 1
+          -- RST_STREAM PROTOCOL_ERROR, no answer; the next stream is served
+          assert.equal("status=None reset=1 next=200 goaway=None", v, name .. ": " .. out)
+        end
+      end
+      assert.equal(21, n, out)
+      assert.equal(before, bad_seen) -- no malformed head reached a handler
+      check_fresh(r)
+    end)
+
+  it("answers frames that break the connection's rules with GOAWAY and the RFC's code", function()
+    local r, out = attack("frames_bad", port)
+    if not r then pending("python3-h2 is not installed") return end
+    local want = {
+      ["even-stream"] = 1, ["data-idle"] = 1, ["rst-idle"] = 1, ["self-dependency"] = 1,
+      ["pad-too-long"] = 1, ["headers-pad-too-long"] = 1, ["frame-too-big"] = 6,
+      ["window-update-len"] = 6, ["settings-len"] = 6, ["settings-push"] = 1,
+      ["settings-window"] = 3, ["settings-frame-size"] = 1, ["push-promise"] = 1,
+      ["ping-len"] = 6, ["ping-stream"] = 1, ["continuation-alone"] = 1,
+      ["hpack-garbage"] = 9,
+    }
+    for name, code in pairs(want) do
+      assert.equal(("goaway=%d closed=True"):format(code), r[name], name .. ": " .. out)
+    end
+    check_fresh(r)
+  end)
+
+  it("ignores DATA that was in flight when it answered early and reset the stream", function()
+    local r, out = attack("early_answer", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("200 reset 0", r.status, out) -- RST_STREAM NO_ERROR after the answer
+    assert.equal("200 goaway None", r.next, out)
+    check_fresh(r)
+  end)
+
+  it("closes with STREAM_CLOSED on DATA for a stream both sides ended", function()
+    local r, out = attack("closed_stream_data", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("None goaway 5", r.reset, out)
+    check_fresh(r)
+  end)
+
+  it("counts streams it resets for the peer's errors against the budget (MadeYouReset)",
+    function()
+      -- a WINDOW_UPDATE past 2^31-1 on each new stream: nghttp2 resets it
+      -- (FLOW_CONTROL_ERROR), its handler already started (CVE-2025-8671)
+      local r, out = attack("made_you_reset", port, 5000)
+      if not r then pending("python3-h2 is not installed") return end
+      assert.equal("budget", r.resets, out)
+      assert.equal("11", r.goaway, out) -- ENHANCE_YOUR_CALM
+      check_fresh(r)
+    end)
+
+  it("serves 20 connections each with its streams at the limit", function()
+    local r, out = attack("many_conns", port, 20)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("2560 of 2560", r.answered, out)
     check_fresh(r)
   end)
 

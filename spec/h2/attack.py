@@ -326,6 +326,180 @@ def zero_tail(port):
     c.close()
 
 
+def _base(path='/bad'):
+    return [(':method', 'GET'), (':scheme', 'http'), (':authority', 'localhost'),
+            (':path', path)]
+
+
+# name -> (fields, end_stream, then): malformed requests; each must get a
+# stream error (RST_STREAM PROTOCOL_ERROR) or a 400, and never reach a
+# handler; the next stream on the connection is answered.
+_MALFORMED = {
+    'dup-path': (_base() + [(':path', '/bad2')], True, b''),
+    'no-method': ([(':scheme', 'http'), (':path', '/bad')], True, b''),
+    'no-path': ([(':method', 'GET'), (':scheme', 'http')], True, b''),
+    'empty-path': (_base('') , True, b''),
+    'upper-name': (_base() + [('X-Upper', 'v')], True, b''),
+    'connection': (_base() + [('connection', 'keep-alive')], True, b''),
+    'keep-alive': (_base() + [('keep-alive', '5')], True, b''),
+    'te-gzip': (_base() + [('te', 'gzip')], True, b''),
+    'transfer-encoding': (_base() + [('transfer-encoding', 'chunked')], True, b''),
+    'upgrade': (_base() + [('upgrade', 'websocket')], True, b''),
+    'pseudo-after': ([(':method', 'GET'), ('x-a', 'b'), (':path', '/bad'),
+                      (':scheme', 'http')], True, b''),
+    'unknown-pseudo': (_base() + [(':foo', 'bar')], True, b''),
+    'status-in-request': (_base() + [(':status', '200')], True, b''),
+    'crlf-value': (_base() + [('x-a', 'b\r\nx-b: c')], True, b''),
+    'nul-value': (_base() + [('x-a', 'b\x00c')], True, b''),
+    'space-name': (_base() + [('x a', 'b')], True, b''),
+    'cl-short': (_base('/echo') + [('content-length', '10')], False, b'01234'),
+    'cl-long': (_base('/echo') + [('content-length', '5')], False, b'0123456789'),
+    'cl-two': (_base('/echo') + [('content-length', '5'), ('content-length', '6')], False,
+               b'01234'),
+    'cl-bad': (_base() + [('content-length', '5x')], False, b'01234'),
+    'connect-no-authority': ([(':method', 'CONNECT')], True, b''),
+}
+
+
+def malformed(port):
+    for name, (fields, end, body) in _MALFORMED.items():
+        c = Conn(port)
+        c.s.sendall(c.headers(1, fields, end_stream=end))
+        if body:
+            c.send(frame(DATA, END_STREAM, 1, body))
+        c.request(3, '/small')
+        c.pump(lambda c: (1 in c.ended or 1 in c.resets) and 3 in c.ended or c.closed, 5)
+        say(name, 'status=%s reset=%s next=%s goaway=%s' % (
+            c.statuses.get(1), c.resets.get(1), c.statuses.get(3),
+            c.goaway and c.goaway[1]))
+        c.close()
+
+
+def _conn_case(port, data, first=None):
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    if first:
+        c.send(first)
+        c.pump(lambda c: 1 in c.ended or c.closed, 5)
+    c.send(data)
+    return c.wait_close(5), c
+
+
+def frames_bad(port):
+    """Frames that break the connection's rules: GOAWAY with the code the
+    RFC names; the server lives."""
+    enc = Conn.__new__(Conn)
+    cases = [
+        ('even-stream', lambda c: c.headers(2, req_fields('/bad'))),
+        ('data-idle', lambda c: frame(DATA, END_STREAM, 5, b'x')),
+        ('rst-idle', lambda c: frame(RST_STREAM, 0, 5, struct.pack('>I', 8))),
+        ('self-dependency', lambda c: frame(PRIORITY, 0, 5, struct.pack('>IB', 5, 16))),
+        ('pad-too-long', lambda c: frame(DATA, PADDED, 1, bytes([200]) + b'x' * 10)),
+        ('headers-pad-too-long', lambda c: frame(HEADERS, PADDED | END_HEADERS, 5,
+                                                  bytes([250]) + b'x')),
+        ('frame-too-big', lambda c: frame(DATA, 0, 1, b'x' * 20000)),
+        ('window-update-len', lambda c: frame(WINDOW_UPDATE, 0, 0, b'\0\0\1')),
+        ('settings-len', lambda c: frame(SETTINGS, 0, 0, b'\0\4\0')),
+        ('settings-push', lambda c: settings((2, 2))),
+        ('settings-window', lambda c: settings((4, 0x80000000))),
+        ('settings-frame-size', lambda c: settings((5, 100))),
+        ('push-promise', lambda c: frame(5, END_HEADERS, 1, struct.pack('>I', 2))),
+        ('ping-len', lambda c: frame(PING, 0, 0, b'1234')),
+        ('ping-stream', lambda c: frame(PING, 0, 1, b'12345678')),
+        ('continuation-alone', lambda c: frame(CONTINUATION, END_HEADERS, 7, b'')),
+        ('lower-stream-id', lambda c: c.headers(1, req_fields('/small'))),
+        ('hpack-garbage', lambda c: frame(HEADERS, END_HEADERS | END_STREAM, 5,
+                                          b'\xff\xff\xff\xff\xff\xff\x7f')),
+    ]
+    for name, mk in cases:
+        c = Conn(port)
+        c.pump(lambda c: c.settings_acks > 0)
+        if name in ('pad-too-long', 'frame-too-big'):
+            c.request(1, '/echo', 'POST', end_stream=False)
+        if name == 'lower-stream-id':
+            c.request(3, '/small')
+            c.pump(lambda c: 3 in c.ended or c.closed, 5)
+        c.send(mk(c))
+        code = c.wait_close(5)
+        say(name, 'goaway=%s closed=%s' % (code, c.closed))
+        c.close()
+
+
+def closed_stream_data(port):
+    """DATA on a stream we answered and closed: STREAM_CLOSED, the
+    connection goes on."""
+    c = Conn(port)
+    c.request(1, '/small')
+    c.pump(lambda c: 1 in c.ended, 5)
+    c.send(frame(DATA, 0, 1, b'late'))
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.ended or c.closed, 5)
+    say('reset', c.resets.get(1), 'goaway', c.goaway and c.goaway[1])
+    say('next', c.statuses.get(3))
+    c.close()
+
+
+def early_answer(port):
+    """A body still coming after the server answered without reading it and
+    reset the stream (NO_ERROR): the late DATA is ignored, the connection
+    goes on."""
+    c = Conn(port)
+    c.request(1, '/small', 'POST', end_stream=False)
+    c.send(frame(DATA, 0, 1, b'x' * 1000))
+    c.pump(lambda c: 1 in c.ended and 1 in c.resets or c.closed, 5)
+    say('status', c.statuses.get(1), 'reset', c.resets.get(1))
+    for i in range(3):
+        c.send(frame(DATA, 0, 1, b'x' * 1000))
+    c.send(frame(DATA, END_STREAM, 1, b'x'))
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.ended or c.closed, 5)
+    say('next', c.statuses.get(3), 'goaway', c.goaway and c.goaway[1])
+    c.close()
+
+
+def made_you_reset(port, n=2000):
+    """Streams the server itself must reset once their handlers started
+    (a WINDOW_UPDATE past 2^31-1 on each: FLOW_CONTROL_ERROR), so that the
+    concurrency limit never holds them (CVE-2025-8671, "MadeYouReset"):
+    they count against the reset budget: GOAWAY ENHANCE_YOUR_CALM."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    sid = 1
+    big = struct.pack('>I', 0x7fffffff)
+    sent = 0
+    while sent < n and not c.goaway and not c.closed:
+        data = b''
+        for i in range(50):  # fewer than the concurrency limit at a time
+            data += c.headers(sid, req_fields('/hang')) + frame(WINDOW_UPDATE, 0, sid, big)
+            sid += 2
+        sent += 50
+        c.send(data)
+        last = sid - 2
+        c.pump(lambda c: last in c.resets or c.closed, 5)
+    say('resets', 'budget' if sent < n else 'unbounded')
+    say('goaway', c.wait_close(5))
+    c.close()
+
+
+def many_conns(port, n=50):
+    """n connections, each with max streams open on /hang: every stream is
+    answered."""
+    conns = []
+    for i in range(n):
+        c = Conn(port)
+        conns.append(c)
+    for c in conns:
+        c.pump(lambda c: 3 in c.server_settings)
+        limit = c.server_settings[3]
+        c.send(b''.join(c.headers(1 + 2 * i, req_fields('/hang')) for i in range(limit)))
+    total = 0
+    for c in conns:
+        c.pump(lambda c: len(c.ended) >= limit or c.closed, 30)
+        total += sum(1 for v in c.statuses.values() if v == 200)
+        c.close()
+    say('answered', total, 'of', n * limit)
+
+
 CASES = {k: v for k, v in globals().items() if callable(v) and not k.startswith('_')
          and k not in ('say', 'frame', 'settings', 'req_fields', 'fresh_get', 'Conn')}
 
