@@ -32,6 +32,8 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
   l->body_timeout_ms = http ? http->body_timeout_ms : 60000;
   l->send_timeout_ms = http ? http->send_timeout_ms : 60000;
+  l->min_body_rate = http ? http->min_body_rate : 500;
+  l->body_rate_grace_ms = http ? http->body_rate_grace_ms : 20000;
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
 }
@@ -458,6 +460,7 @@ static void process(rill_h2_conn_t *c) {
       st->handler_running = 0; /* reset before it could start */
     if ((what & RILL_H2_P_READABLE) && st->in_want) {
       st->in_want = 0;
+      st->in_waited += uv_now(c->w->loop) - st->in_wait_since;
       if (st->in_timer) uv_timer_stop(st->in_timer);
       rill__stream_readable(&st->body, st->in_r < st->in_len ? 0 : st->in_err);
     }

@@ -35,10 +35,12 @@ typedef struct {
   uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's unread bytes */
   size_t max_continuations;   /* CONTINUATION frames after a HEADERS frame */
   unsigned reset_budget; /* streams the peer may reset before their response ends ... */
-  unsigned reset_window_ms;   /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
-  unsigned idle_timeout_ms;   /* no stream open: GOAWAY and close */
-  unsigned header_timeout_ms; /* a request head begun and not ended; the preface */
-  unsigned body_timeout_ms;   /* a body reader's wait for bytes: "timeout", then 408 */
+  unsigned reset_window_ms;    /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
+  unsigned idle_timeout_ms;    /* no stream open: GOAWAY and close */
+  unsigned header_timeout_ms;  /* a request head begun and not ended; the preface */
+  unsigned body_timeout_ms;    /* a body reader's wait for bytes: "timeout", then 408 */
+  uint64_t min_body_rate;      /* bytes/s a body's reader must get once past ... */
+  unsigned body_rate_grace_ms; /* ... this much waiting (as on HTTP/1.1); 0: no rate */
   unsigned send_timeout_ms; /* every handler ended, answers waiting for the peer's window:
                                the connection goes if nothing leaves for this long */
   size_t write_high;        /* a stream's queued response bytes: RILL_EAGAIN above */
@@ -103,8 +105,9 @@ struct rill_h2_stream_s {
   char *in;
   size_t in_r, in_len, in_cap;
   int in_eof, in_err, in_want;
-  uv_timer_t *in_timer;       /* body_timeout while the reader waits; NULL until then */
-  uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
+  uv_timer_t *in_timer; /* body_timeout while the reader waits; NULL until then */
+  uint64_t in_wait_since, in_waited; /* the reader's waits: this one's start, all (ms) */
+  uint64_t in_read, in_total;        /* bytes the reader took; bytes that came */
   uint64_t
       max_body; /* this request's body limit, lower than the server's; 0: the server's */
 

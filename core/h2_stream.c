@@ -64,13 +64,15 @@ static void body_consume(rill_stream_t *s, size_t n) {
   }
 }
 
-/* The peer sent no body bytes for body_timeout while the reader waited:
- * the reader is told "timeout" (as on HTTP/1.1), later bytes are dropped,
- * and a handler that gives no answer of its own ends with a 408. */
+/* The peer sent no body bytes for body_timeout while the reader waited, or
+ * sent them slower than min_body_rate: the reader is told "timeout" (as on
+ * HTTP/1.1), later bytes are dropped, and a handler that gives no answer of
+ * its own ends with a 408. */
 static void body_timeout_cb(uv_timer_t *h) {
   rill_h2_stream_t *st = h->data;
   if (!st->in_want) return;
   st->in_want = 0;
+  st->in_waited += uv_now(st->c->w->loop) - st->in_wait_since;
   if (st->in_err == 0 && !st->in_eof) {
     rill__log(st->c->w, RILL_LOG_DEBUG, "h2: stream %d: request body timeout",
               (int)st->id);
@@ -88,7 +90,18 @@ static int body_fill(rill_stream_t *s) {
   if (st->in_err) return st->in_err;
   if (st->in_eof) return RILL_EOF;
   st->in_want = 1;
-  unsigned ms = usable(st) ? st->c->srv->limits.body_timeout_ms : 0;
+  st->in_wait_since = uv_now(st->c->w->loop);
+  if (!usable(st)) return 0;
+  /* The wait's deadline: body_timeout, cut to what the rate leaves (past
+   * the grace, each byte brought buys 1000 / min_body_rate ms of waiting:
+   * HTTP/1.1's rule, rill__body_wait_limit). */
+  const rill_h2_limits_t *l = &st->c->srv->limits;
+  uint64_t ms = l->body_timeout_ms;
+  if (l->min_body_rate > 0) {
+    uint64_t allowed = l->body_rate_grace_ms + st->in_total * 1000 / l->min_body_rate;
+    uint64_t left = allowed > st->in_waited ? allowed - st->in_waited : 0;
+    if (ms == 0 || left < ms) ms = left ? left : 1;
+  }
   if (ms > 0) {
     if (st->in_timer == NULL) {
       st->in_timer = malloc(sizeof(*st->in_timer));

@@ -64,7 +64,8 @@ local function handler(req, res)
 end
 
 local opts = {http2 = true, keepalive_timeout = 500, header_timeout = 500,
-  body_timeout = 500, send_timeout = 500, max_body_bytes = 4 * 1024 * 1024 * 1024}
+  body_timeout = 500, send_timeout = 500, max_body_bytes = 4 * 1024 * 1024 * 1024,
+  min_body_rate = 1000, body_rate_grace = 300}
 
 describe("http2 limits", function()
   local l, port
@@ -175,6 +176,14 @@ describe("http2 limits", function()
     local r, out = attack("body_stall", port)
     if not r then pending("python3-h2 is not installed") return end
     assert.equal("408 reset 0", r.status, out) -- then RST_STREAM NO_ERROR: no more body
+    assert.equal("200", r.next, out)
+    check_fresh(r)
+  end)
+
+  it("ends a request body slower than min_body_rate past body_rate_grace with 408", function()
+    local r, out = attack("body_slow", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("408 early True", r.status, out)
     assert.equal("200", r.next, out)
     check_fresh(r)
   end)

@@ -249,6 +249,25 @@ def body_stall(port):
     c.close()
 
 
+def body_slow(port):
+    """A request body that trickles in (10 bytes each 100 ms) under the
+    server's min_body_rate: the reader's "timeout", a 408, well before the
+    body would end (10 s)."""
+    c = Conn(port)
+    c.request(1, '/echo', 'POST', end_stream=False)
+    t0 = time.monotonic()
+    for i in range(100):
+        c.send(frame(DATA, 0, 1, b'x' * 10))
+        c.pump(lambda c: 1 in c.ended or c.closed, 0.1)
+        if 1 in c.ended or c.closed:
+            break
+    say('status', c.statuses.get(1), 'early', time.monotonic() - t0 < 9)
+    c.request(3, '/small')
+    c.pump(lambda c: 3 in c.ended or c.closed, 5)
+    say('next', c.statuses.get(3))
+    c.close()
+
+
 def zero_window(port):
     """A client that grants no window for our response: the handler's write
     ends at send_timeout, and the stream and its queue go."""
