@@ -6,6 +6,10 @@
 local rill = require "rill"
 local helper = require "spec.helper"
 
+local function have(cmd)
+  return helper.run({"sh", "-c", "command -v " .. cmd}) == 0
+end
+
 local python
 local function find_python()
   if python == nil then
@@ -271,6 +275,55 @@ describe("http2 limits", function()
     if not r then pending("python3-h2 is not installed") return end
     assert.equal("2560 of 2560", r.answered, out)
     check_fresh(r)
+  end)
+
+  it("keeps memory bounded under a PRIORITY flood for idle streams", function()
+    local before = helper.rss("self")
+    local r, out = attack("priority_flood", port, 100000)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("200 goaway None", r.after, out)
+    check_fresh(r)
+    if not helper.sanitized then
+      assert.is_true(helper.rss("self") - before < 16 * 1048576)
+    end
+  end)
+
+  it("resets a stream whose DATA overruns its window with FLOW_CONTROL_ERROR", function()
+    local r, out = attack("over_window", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("3 goaway None", r.reset, out)
+    check_fresh(r)
+  end)
+
+  it("answers h2load: 20 connections x 128 streams held at once, all succeed", function()
+    if not have("h2load") then pending("h2load is not installed") return end
+    local code, out = helper.run({"h2load", "-n", "2560", "-c", "20", "-m", "128",
+      helper.url(port, "/hang")})
+    assert.equal(0, code, out)
+    assert.truthy(out:find("2560 succeeded, 0 failed, 0 errored, 0 timeout", 1, true), out)
+  end)
+
+  it("answers 413 past max_body_bytes, with or without content-length (nghttp)", function()
+    if not have("nghttp") then pending("nghttp is not installed") return end
+    local ml, mport = helper.listen(handler, {http2 = true, max_body_bytes = 1000})
+    local file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(string.rep("b", 200000))
+    f:close()
+    -- two clients, two uploads: both stopped at the limit
+    local code, out = helper.run({"nghttp", "-v", "-d", file, helper.url(mport, "/echo")})
+    local code2, out2 = helper.run({"h2load", "-n", "1", "-d", file, helper.url(mport, "/echo")})
+    local code3, out3 = helper.curl("--http2-prior-knowledge", helper.url(mport, "/small"))
+    ml:close()
+    os.remove(file)
+    assert.equal(0, code, out)
+    assert.truthy(out:find(":status: 413", 1, true), out)
+    if have("h2load") then
+      assert.equal(0, code2, out2)
+      assert.truthy(out2:find("status codes: 0 2xx, 0 3xx, 1 4xx", 1, true), out2)
+    end
+    assert.equal(0, code3)
+    assert.equal("small", out3)
   end)
 
   it("takes 1 GiB on one stream in bounded memory while small requests complete", function()

@@ -444,6 +444,39 @@ def frames_bad(port):
         c.close()
 
 
+def priority_flood(port, n=100000):
+    """PRIORITY frames for n idle streams (each a tree node nghttp2 keeps):
+    memory stays bounded, requests are answered meanwhile."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    batch = b''
+    for i in range(n):
+        sid = 3 + 2 * i
+        batch += frame(PRIORITY, 0, sid, struct.pack('>IB', sid - 2, 200))
+        if len(batch) > 1 << 16:
+            if not c.send(batch):
+                break
+            batch = b''
+    c.send(batch)
+    c.request(1 + 2 * (n + 2), '/small')
+    c.pump(lambda c: 1 + 2 * (n + 2) in c.ended or c.closed, 10)
+    say('after', c.statuses.get(1 + 2 * (n + 2)), 'goaway', c.goaway and c.goaway[1])
+    c.close()
+
+
+def over_window(port):
+    """DATA past the stream's window (the handler does not read): a flow
+    control error."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    c.request(1, '/hang', 'POST', end_stream=False)
+    data = b''.join(frame(DATA, 0, 1, b'x' * 16384) for _ in range(5))  # 80 KiB
+    c.send(data)
+    c.pump(lambda c: 1 in c.resets or c.closed, 5)
+    say('reset', c.resets.get(1), 'goaway', c.goaway and c.goaway[1])
+    c.close()
+
+
 def closed_stream_data(port):
     """DATA on a stream we answered and closed: STREAM_CLOSED, the
     connection goes on."""
