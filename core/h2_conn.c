@@ -7,6 +7,7 @@
  * nghttp2 call is on the stack (after()). */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -266,6 +267,11 @@ static int head_finish(rill_h2_stream_t *st) {
   if (h->authority_len == 0 && host) {
     h->authority = host;
     h->authority_len = host_len;
+  } else if (host && (host_len != h->authority_len ||
+                      strncasecmp(host, h->authority, host_len) != 0)) {
+    /* Host naming another server than :authority: malformed (RFC 9113
+     * 8.3.1), else a proxy in front routes by one and the app by the other. */
+    if (!st->bad_head) st->bad_head = 400;
   }
   h->hdrs = hd;
   h->nhdrs = n;
@@ -306,8 +312,10 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
           (uint64_t)st->head.content_length > max)
         st->bad_head = 413;
       if (st->bad_head) {
-        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: request %s too large", st->bad_head,
-                  st->bad_head == 413 ? "body" : "head");
+        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: %s", st->bad_head,
+                  st->bad_head == 413   ? "request body too large"
+                  : st->bad_head == 431 ? "request head too large"
+                                        : "Host differs from :authority");
         rill__h2_respond(st, st->bad_head, NULL, 0, "", 0);
       } else if (!c->stopping) {
         st->dispatched = 1;

@@ -209,20 +209,23 @@ describe("http2 limits", function()
     check_fresh(r)
   end)
 
-  it("resets malformed requests (pseudo-headers, connection fields, TE, content-length)",
+  it("resets malformed requests (pseudo-headers, connection fields, TE, content-length, Host)",
     function()
       local before = bad_seen
       local r, out = attack("malformed", port)
       if not r then pending("python3-h2 is not installed") return end
       local n = 0
       for name, v in pairs(r) do
-        if name ~= "fresh" then
+        if name == "host-differs" then -- RFC 9113 8.3.1
+          n = n + 1
+          assert.equal("status=400 reset=None next=200 goaway=None", v, name .. ": " .. out)
+        elseif name ~= "fresh" then
           n = n + 1
           -- RST_STREAM PROTOCOL_ERROR, no answer; the next stream is served
           assert.equal("status=None reset=1 next=200 goaway=None", v, name .. ": " .. out)
         end
       end
-      assert.equal(21, n, out)
+      assert.equal(22, n, out)
       assert.equal(before, bad_seen) -- no malformed head reached a handler
       check_fresh(r)
     end)

@@ -351,8 +351,9 @@ def _base(path='/bad'):
 
 
 # name -> (fields, end_stream, then): malformed requests; each must get a
-# stream error (RST_STREAM PROTOCOL_ERROR) or a 400, and never reach a
-# handler; the next stream on the connection is answered.
+# stream error (RST_STREAM PROTOCOL_ERROR) or a 400 (host-differs: Host
+# naming another server than :authority), and never reach a handler; the
+# next stream on the connection is answered.
 _MALFORMED = {
     'dup-path': (_base() + [(':path', '/bad2')], True, b''),
     'no-method': ([(':scheme', 'http'), (':path', '/bad')], True, b''),
@@ -377,6 +378,7 @@ _MALFORMED = {
                b'01234'),
     'cl-bad': (_base() + [('content-length', '5x')], False, b'01234'),
     'connect-no-authority': ([(':method', 'CONNECT')], True, b''),
+    'host-differs': (_base() + [('host', 'other.test')], True, b''),
 }
 
 
