@@ -44,7 +44,9 @@ class Conn:
         self.s.settimeout(timeout)
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
-        self.dec.max_allowed_table_size = 1 << 20
+        # our encoder keeps to 4096 whatever the client advertises: a bigger
+        # table size update would raise here
+        self.dec.max_allowed_table_size = 4096
         self.ack = ack
         self.buf = b''
         self.statuses, self.bodies, self.resets = {}, {}, {}
