@@ -329,6 +329,37 @@ describe("http2 limits", function()
     assert.equal("small", out3)
   end)
 
+  it("on SIGTERM sends GOAWAY, finishes the five streams in flight, serves no new one", function()
+    if not find_python() then pending("python3-h2 is not installed") return end
+    local app = os.tmpname() .. ".lua"
+    local f = assert(io.open(app, "w"))
+    f:write([[
+local rill = require "rill"
+local l = assert(rill.http.listen{host = "127.0.0.1", port = 0, http2 = true,
+  handler = function(req, res)
+    rill.log("info", "h2 request in " .. req.path)
+    if req.path:sub(1, 5) == "/slow" then rill.sleep(500) end
+    res:send("finished")
+  end})
+rill.log("info", "h2 port " .. l:port())
+return function(req, res) res:send("h1") end
+]])
+    f:close()
+    local srv = helper.serve(app, {"--workers", "1", "--grace", "5"})
+    local h2port = tonumber(srv.wait_log("h2 port (%d+)"))
+    local client = rill.spawn(function() return attack("graceful", h2port) end)
+    for i = 1, 5 do srv.wait_log("h2 request in (/slow" .. i .. ")") end
+    srv.proc:kill(15)
+    local ok, r, out = rill.wait(client, 30000)
+    local exit = srv.stop()
+    os.remove(app)
+    assert.is_true(ok)
+    assert.equal("0 last 9", r.goaway, out) -- NO_ERROR, the last stream taken
+    assert.equal("5", r.answered, out)
+    assert.equal("None closed True", r.late, out)
+    assert.equal(0, exit)
+  end)
+
   it("takes 1 GiB on one stream in bounded memory while small requests complete", function()
     if not find_python() then pending("python3-h2 is not installed") return end
     -- 1 GiB takes about 2 s here; 128 MiB under ASan

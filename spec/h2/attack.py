@@ -524,6 +524,24 @@ def many_conns(port, n=50):
     say('answered', total, 'of', n * limit)
 
 
+def graceful(port):
+    """Five streams in flight to /slowN when the server is told to stop
+    (the spec sends SIGTERM once the handlers log): GOAWAY NO_ERROR naming
+    the last stream taken, every stream answered, a stream opened after the
+    GOAWAY is not served, then the connection closes."""
+    c = Conn(port)
+    for i in range(5):
+        c.request(1 + 2 * i, '/slow%d' % (i + 1))
+    c.pump(lambda c: c.goaway is not None or c.closed, 20)
+    say('goaway', c.goaway and c.goaway[1], 'last', c.goaway and c.goaway[0])
+    c.request(11, '/small')
+    c.pump(lambda c: c.closed, 20)
+    say('answered', sum(1 for i in range(5) if c.statuses.get(1 + 2 * i) == 200
+                        and c.bodies.get(1 + 2 * i) == b'finished'))
+    say('late', c.statuses.get(11), 'closed', c.closed)
+    c.close()
+
+
 CASES = {k: v for k, v in list(globals().items()) if callable(v)
          and not k.startswith('_') and getattr(v, '__module__', None) == '__main__'
          and k != 'say'}
@@ -531,4 +549,5 @@ CASES = {k: v for k, v in list(globals().items()) if callable(v)
 if __name__ == '__main__':
     port = int(sys.argv[2])
     CASES[sys.argv[1]](port, *(int(a) for a in sys.argv[3:]))
-    say('fresh', fresh_get(port))
+    if sys.argv[1] != 'graceful':  # that server is gone
+        say('fresh', fresh_get(port))
