@@ -512,7 +512,13 @@ static void timer_update(rill_h2_conn_t *c);
 /* Runs the session's output into one write. */
 static void conn_send(rill_h2_conn_t *c) {
   rill__flush_remove(c->w, &c->fl);
-  if (c->session == NULL || c->in_recv || c->in_send || c->t_waiting) return;
+  if (c->session == NULL || c->in_recv || c->in_send) return;
+  if (c->t_waiting) {
+    /* The peer takes none of our bytes: the send timeout may be due (a
+     * handler ended meanwhile), though nothing can leave. */
+    timer_update(c);
+    return;
+  }
   c->refs++;
   c->in_send = 1;
   int rv = nghttp2_session_send(c->session);
@@ -617,6 +623,9 @@ static void timer_cb(uv_timer_t *h) {
             : c->timer_kind == TK_SEND ? "send"
                                        : "header");
   c->timer_kind = TK_NONE;
+  /* A peer that takes none of our bytes gets no GOAWAY either: what is
+   * queued for it is dropped, the connection reset. */
+  if (c->t_waiting && !c->werr) c->werr = UV_ETIMEDOUT;
   rill__h2_conn_close(c, NGHTTP2_NO_ERROR);
 }
 

@@ -203,6 +203,14 @@ describe("http2 limits", function()
     check_fresh(r)
   end)
 
+  it("resets a connection whose client never reads the socket once its handler ended",
+    function()
+      local r, out = attack("no_read_tcp", tport)
+      if not r then pending("python3-h2 is not installed") return end
+      assert.equal("no", r.held, out)
+      check_fresh(r)
+    end)
+
   it("closes a connection whose answers, handlers ended, wait on a closed window", function()
     local r, out = attack("zero_tail", tport)
     if not r then pending("python3-h2 is not installed") return end

@@ -6,6 +6,7 @@ The server under attack (spec/h2_limits_spec.lua's handler) answers /small
 at once, /hang after 300 ms, reads /echo whole (up to 1 MB) and answers
 "got N" (nothing on a failed read: 408 or 413), reads /sink to its end in
 pieces and answers "got N", and answers /big with 4 MiB in 64 KiB writes."""
+import socket
 import struct
 import sys
 import time
@@ -309,6 +310,23 @@ def upload(port, size=1 << 30, smalls=20):
     say('small before the end', small_before)
     say('upload', c.statuses.get(1), c.bodies.get(1, b'').decode())
     say('seconds', round(time.monotonic() - t0, 1), file=sys.stderr)
+    c.close()
+
+
+def no_read_tcp(port):
+    """A client that opens every window but never reads the socket: the
+    handler's write ends at send_timeout, then the connection, whose bytes
+    cannot leave, is reset rather than held."""
+    c = Conn(port, local_settings=[(4, 0x7fffffff)])
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack('>I', 0x7fff0000)))
+    c.request(1, '/big')
+    state = 1  # TCP_ESTABLISHED
+    end = time.monotonic() + 20
+    while state == 1 and time.monotonic() < end:
+        time.sleep(0.1)
+        state = c.s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+    say('held', 'no' if state != 1 else 'yes')
     c.close()
 
 

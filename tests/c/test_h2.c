@@ -806,6 +806,31 @@ static void test_made_you_reset(void) {
   raw_teardown(m);
 }
 
+/* The peer reads nothing at all (the transport says "wait"): once the
+ * handler ended, the send timeout resets the connection rather than wait
+ * for a drain that never comes. */
+static void test_send_timeout_blocked(void) {
+  srv.limits.send_timeout_ms = 5;
+  memstream_t *m = raw_setup();
+  m->out_limit = 1;
+  static const uint8_t head[] = {0x82, 0x04, 0x06, '/',  'h', 'e', 'l', 'l',
+                                 'o',  0x86, 0x01, 0x03, 'a', '.', 'b'};
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+            head, sizeof(head));
+  for (int i = 0; i < 16; i++) {
+    memstream_run();
+    rill__worker_flush(W);
+    uv_run(W->loop, UV_RUN_NOWAIT);
+  }
+  CHECK(nreqs == 1 && reqs[0]->done && !m->closed, "answered, nothing taken");
+  for (int i = 0; i < 100 && !m->closed; i++)
+    uv_run(W->loop, UV_RUN_ONCE);
+  CHECK(m->closed && m->aborted, "blocked: closed %d aborted %d", m->closed, m->aborted);
+  srv.limits.send_timeout_ms = 60000;
+  m->out_limit = 0;
+  raw_teardown(m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
   if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
@@ -834,6 +859,7 @@ int main(void) {
   test_body_timeout();
   test_send_timeout();
   test_made_you_reset();
+  test_send_timeout_blocked();
   rill__worker_free(W);
   CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);
