@@ -301,6 +301,20 @@ describe("http2 limits", function()
     end
   end)
 
+  it("answers streams made to depend on each other in a loop", function()
+    local r, out = attack("priority_loop", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("4 goaway None", r.answered, out)
+    check_fresh(r)
+  end)
+
+  it("grants padding back: a body in heavily padded DATA frames arrives whole", function()
+    local r, out = attack("padded_upload", port)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("200 True", r.upload, out)
+    check_fresh(r)
+  end)
+
   it("resets a stream whose DATA overruns its window with FLOW_CONTROL_ERROR", function()
     local r, out = attack("over_window", port)
     if not r then pending("python3-h2 is not installed") return end

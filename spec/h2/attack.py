@@ -330,6 +330,36 @@ def no_read_tcp(port):
     c.close()
 
 
+def padded_upload(port, size=4 << 20):
+    """A body in DATA frames carrying 255 bytes of padding each: padding
+    counts against the windows, so the server must grant it back, or the
+    upload stalls."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    swin0 = c.server_settings.get(4, 65535)
+    c.request(1, '/sink', 'POST', end_stream=False)
+    payload = 16384 - 256
+    fr = frame(DATA, PADDED, 1, bytes([255]) + b'p' * payload + bytes(255))
+    sent = used = 0
+    while sent < size:
+        cwin = 65535 + c.window_updates.get(0, 0) - used
+        swin = swin0 + c.window_updates.get(1, 0) - used
+        n = min(cwin, swin) // 16384
+        if n > 0:
+            n = min(n, (size - sent + payload - 1) // payload)
+            c.send(fr * n)
+            sent += n * payload
+            used += n * 16384
+            continue
+        before = sum(c.window_updates.values())
+        if not c.pump(lambda c: sum(c.window_updates.values()) != before or c.closed, 5):
+            break
+    c.send(frame(DATA, END_STREAM, 1, b''))
+    c.pump(lambda c: 1 in c.ended or c.closed, 10)
+    say('upload', c.statuses.get(1), c.bodies.get(1, b'').decode() == 'got %d' % sent)
+    c.close()
+
+
 def zero_tail(port):
     """The handler answered and ended, but the client grants no window for
     the body: the connection must not be held forever."""
@@ -451,6 +481,23 @@ def priority_flood(port, n=100000):
     c.request(1 + 2 * (n + 2), '/small')
     c.pump(lambda c: 1 + 2 * (n + 2) in c.ended or c.closed, 10)
     say('after', c.statuses.get(1 + 2 * (n + 2)), 'goaway', c.goaway and c.goaway[1])
+    c.close()
+
+
+def priority_loop(port):
+    """Streams made to depend on each other in a loop (RFC 7540 5.3.3: the
+    tree is reorganized), and requests on them: all answered."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)
+    x = b''
+    for a, b in ((3, 5), (5, 7), (7, 3), (1, 7)):
+        x += frame(PRIORITY, 0, a, struct.pack('>IB', b | 0x80000000, 15))
+    x += b''.join(c.headers(sid, req_fields('/small')) for sid in (1, 3, 5, 7))
+    x += frame(PRIORITY, 0, 9, struct.pack('>IB', 1, 0))
+    c.send(x)
+    c.pump(lambda c: len(c.ended) >= 4 or c.closed, 5)
+    say('answered', sum(1 for v in c.statuses.values() if v == 200),
+        'goaway', c.goaway and c.goaway[1])
     c.close()
 
 
