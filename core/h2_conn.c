@@ -160,6 +160,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
 
 static int begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   rill_h2_conn_t *c = user;
+  c->in_block = 1; /* until its frame_recv_cb: the header timeout runs */
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
   rill_h2_stream_t *st = calloc(1, sizeof(*st));
@@ -298,6 +299,7 @@ static void count_reset(rill_h2_conn_t *c) {
 static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   rill_h2_conn_t *c = user;
   c->frames_in++;
+  if (frame->hd.type == NGHTTP2_HEADERS) c->in_block = 0;
   rill_h2_stream_t *st =
       frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)
                           : NULL;
@@ -410,6 +412,15 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   return 0;
 }
 
+/* A frame nghttp2 found malformed (a stream error): if it was a request
+ * head, its header block is over all the same. */
+static int invalid_frame_cb(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                            void *user) {
+  rill_h2_conn_t *c = user;
+  if (frame->hd.type == NGHTTP2_HEADERS) c->in_block = 0;
+  return 0;
+}
+
 static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len,
                     void *user) {
   rill_h2_conn_t *c = user;
@@ -430,6 +441,7 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
   nghttp2_session_callbacks_set_error_callback2(cbs, error_cb);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, invalid_frame_cb);
   return cbs;
 }
 
@@ -629,15 +641,15 @@ static void timer_cb(uv_timer_t *h) {
   rill__h2_conn_close(c, NGHTTP2_NO_ERROR);
 }
 
-/* Idle: no stream open. Header: the preface, or a request head begun and
- * not ended (nghttp2 is inside a header block). Send: streams are open but
+/* Idle: no stream open. Header: the preface, or a header block (a request
+ * head, or trailers) begun and not ended. Send: streams are open but
  * no handler runs: only answers wait, for a peer that does not take them
  * (a closed window): restarted whenever DATA leaves. */
 static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
   int kind = TK_NONE, busy = 0;
   if (c->session && !c->closing) {
-    if (c->frames_in == 0)
+    if (c->frames_in == 0 || c->in_block)
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;

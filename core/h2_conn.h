@@ -148,6 +148,7 @@ struct rill_h2_conn_s {
   uv_timer_t *timer;               /* idle and header timeouts */
   int timer_kind;
   int sent_progress; /* DATA left since the last timer_update (restarts the send timer) */
+  int in_block;      /* nghttp2 is inside a header block (a head or trailers) */
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
   rill_h2_stream_t *pend_head, *pend_tail;

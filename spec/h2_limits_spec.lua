@@ -49,6 +49,9 @@ local function handler(req, res)
     local body = req.body:read_all(1e6)
     if not body then return end -- "timeout" or "too large": 408 / 413
     return res:send("got " .. #body)
+  elseif path == "/long" then -- longer than the short timeouts of tport
+    rill.sleep(2000)
+    return res:send("long")
   elseif path == "/sink" then
     local n, b = 0, req.body
     while true do
@@ -175,6 +178,14 @@ describe("http2 limits", function()
     local r, out = attack("head_timeout", tport)
     if not r then pending("python3-h2 is not installed") return end
     assert.equal("0 closed True", r.goaway, out)
+    check_fresh(r)
+  end)
+
+  it("closes a connection whose trailers never end after header_timeout", function()
+    local r, out = attack("trailer_timeout", tport)
+    if not r then pending("python3-h2 is not installed") return end
+    assert.equal("0 answered None", r.goaway, out)
+    assert.equal("200 reset 1", r.busy, out)
     check_fresh(r)
   end)
 

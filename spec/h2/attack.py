@@ -216,6 +216,29 @@ def head_timeout(port):
     c.close()
 
 
+def trailer_timeout(port):
+    """Trailers begun (HEADERS without END_HEADERS after the body) and never
+    ended, while the handler (/long) runs on: the connection, which can take
+    no other frame meanwhile, is closed after the header timeout, before the
+    handler could answer. Then a malformed head (a stream error mid-block)
+    leaves no header timer behind: a connection busy with /long is not
+    closed."""
+    c = Conn(port)
+    c.pump(lambda c: c.settings_acks > 0)  # our ACK must not cut the block
+    c.request(1, '/long', 'POST', end_stream=False)
+    c.send(frame(DATA, 0, 1, b'x'))
+    c.send(frame(HEADERS, END_STREAM, 1, c.enc.encode([('x-trailer', 'v')])))
+    code = c.wait_close(20)
+    say('goaway', code, 'answered', c.statuses.get(1))
+    c.close()
+    c = Conn(port)
+    c.request(1, '/small', extra=[('X-Upper', 'v')])  # malformed: RST_STREAM
+    c.request(3, '/long')
+    c.pump(lambda c: 3 in c.ended or c.closed, 20)
+    say('busy', c.statuses.get(3), 'reset', c.resets.get(1))
+    c.close()
+
+
 def body_stall(port):
     """A request body that stops coming: the handler's read ends (body
     timeout) and the stream gets an answer; the connection lives."""
