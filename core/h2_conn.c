@@ -198,11 +198,17 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user) {
   rill_h2_conn_t *c = user;
-  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-    return 0; /* trailers of a request body: not kept */
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-  if (st == NULL || st->bad_head) return 0;
+  if (st == NULL) return 0;
   st->hbytes += namelen + valuelen + 32;
+  /* Far past the limit, head and trailers together (an HPACK bomb: a big
+   * table entry named over and over, each copy checked by nghttp2): the
+   * stream is reset, and the rest of the block decoded without fields. */
+  if (st->hbytes > 4 * c->srv->limits.max_header_bytes)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st->bad_head)
+    return 0; /* trailers of a request body: not kept */
   if (st->hbytes > c->srv->limits.max_header_bytes ||
       st->nh >= c->srv->limits.max_headers) {
     st->bad_head = 431;

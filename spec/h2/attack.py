@@ -65,6 +65,36 @@ def header_list(port):
     c.close()
 
 
+def hpack_bomb(port):
+    """An HPACK bomb: a 4000-byte field put in the table, then named by its
+    one-byte index over and over, a HEADERS and 8 CONTINUATION frames full
+    (147 KB that decode to about 600 MB of fields): reset early, cheaply
+    (the server answers the next request on the connection at once), and
+    the same in trailers."""
+    for trailers in (False, True):
+        c = Conn(port)
+        c.pump(lambda c: c.settings_acks > 0)
+        if trailers:
+            c.request(1, '/echo', 'POST', end_stream=False)
+            c.send(frame(DATA, 0, 1, b'x'))
+            blk = b''
+        else:
+            blk = c.enc.encode(req_fields('/small'))
+        blk += c.enc.encode([('x-bomb', 'v' * 4000)])  # the newest entry: 62
+        ref = bytes([0x80 | 62])
+        t0 = time.monotonic()
+        x = frame(HEADERS, END_STREAM, 1, blk + ref * (16384 - len(blk)))
+        for i in range(8):
+            x += frame(CONTINUATION, END_HEADERS if i == 7 else 0, 1, ref * 16384)
+        c.send(x)
+        c.request(3, '/small')
+        c.pump(lambda c: 3 in c.ended or c.closed, 10)
+        say('trailers' if trailers else 'head', 'status', c.statuses.get(1),
+            'reset', c.resets.get(1), 'next', c.statuses.get(3))
+        say('seconds', round(time.monotonic() - t0, 3), file=sys.stderr)
+        c.close()
+
+
 def hpack_table(port):
     """Our decoder's table is the 4096 we advertised: a table size update past
     it is a COMPRESSION_ERROR; a client advertising a huge table for our
