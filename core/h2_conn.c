@@ -13,7 +13,7 @@
 
 #include "h2_conn.h"
 
-enum { TK_NONE, TK_IDLE, TK_HEADER };
+enum { TK_NONE, TK_IDLE, TK_HEADER, TK_SEND };
 
 typedef struct h2_seg_s {
   const char *p; /* referenced bytes, or NULL: out + off */
@@ -31,6 +31,10 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->reset_window_ms = 10000;
   l->idle_timeout_ms = http ? http->keepalive_timeout_ms : 60000;
   l->header_timeout_ms = http ? http->header_timeout_ms : 30000;
+  l->body_timeout_ms = http ? http->body_timeout_ms : 60000;
+  l->send_timeout_ms = http ? http->send_timeout_ms : 60000;
+  l->min_body_rate = http ? http->min_body_rate : 500;
+  l->body_rate_grace_ms = http ? http->body_rate_grace_ms : 20000;
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
   l->tunnel_linger_ms = 5000;
@@ -138,6 +142,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     ch->off += length;
     st->queued -= length;
+    c->sent_progress = 1;
     if (ch->off == ch->len) {
       st->q_head = ch->next;
       if (st->q_head == NULL) st->q_tail = NULL;
@@ -157,6 +162,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
 
 static int begin_headers_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   rill_h2_conn_t *c = user;
+  c->in_block = 1; /* until its frame_recv_cb: the header timeout runs */
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
   rill_h2_stream_t *st = calloc(1, sizeof(*st));
@@ -198,14 +204,14 @@ static int arena_put(rill_h2_stream_t *st, const uint8_t *p, size_t n, size_t *o
 }
 
 /* A trailer field (a HEADERS frame after the body; nghttp2 has checked
- * it): kept for the reader, counted with the head against the same limits.
+ * it; header_cb counted its bytes with the head's): kept for the reader,
+ * within the head's limits.
  * Past them the body's reader is told "too large" (and the answer is 413,
  * if none began). */
 static int trailer_put(rill_h2_stream_t *st, const uint8_t *name, size_t namelen,
                        const uint8_t *value, size_t valuelen) {
   const rill_h2_limits_t *l = &st->c->srv->limits;
   if (!st->dispatched || st->in_err) return 0;
-  st->hbytes += namelen + valuelen + 32;
   if (st->hbytes > l->max_header_bytes || st->nh + st->ntr >= l->max_headers) {
     st->in_err = RILL_EBODY;
     rill__h2_pend(st, RILL_H2_P_READABLE);
@@ -238,10 +244,16 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8
   rill_h2_conn_t *c = user;
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-  if (frame->headers.cat == NGHTTP2_HCAT_HEADERS && st)
-    return trailer_put(st, name, namelen, value, valuelen);
-  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st == NULL || st->bad_head) return 0;
+  if (st == NULL) return 0;
   st->hbytes += namelen + valuelen + 32;
+  /* Far past the limit, head and trailers together (an HPACK bomb: a big
+   * table entry named over and over, each copy checked by nghttp2): the
+   * stream is reset, and the rest of the block decoded without fields. */
+  if (st->hbytes > 4 * c->srv->limits.max_header_bytes)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  if (frame->headers.cat == NGHTTP2_HCAT_HEADERS)
+    return trailer_put(st, name, namelen, value, valuelen);
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st->bad_head) return 0;
   if (st->hbytes > c->srv->limits.max_header_bytes ||
       st->nh >= c->srv->limits.max_headers) {
     st->bad_head = 431;
@@ -313,6 +325,11 @@ static int head_finish(rill_h2_stream_t *st) {
   if (h->authority_len == 0 && host) {
     h->authority = host;
     h->authority_len = host_len;
+  } else if (host && (host_len != h->authority_len ||
+                      strncasecmp(host, h->authority, host_len) != 0)) {
+    /* Host naming another server than :authority: malformed (RFC 9113
+     * 8.3.1), else a proxy in front routes by one and the app by the other. */
+    if (!st->bad_head) st->bad_head = 400;
   }
   h->hdrs = hd;
   h->nhdrs = n;
@@ -339,6 +356,7 @@ static void count_reset(rill_h2_conn_t *c) {
 static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   rill_h2_conn_t *c = user;
   c->frames_in++;
+  if (frame->hd.type == NGHTTP2_HEADERS) c->in_block = 0;
   rill_h2_stream_t *st =
       frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)
                           : NULL;
@@ -354,8 +372,10 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *frame, void *u
           (uint64_t)st->head.content_length > max)
         st->bad_head = 413;
       if (st->bad_head) {
-        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: request %s too large", st->bad_head,
-                  st->bad_head == 413 ? "body" : "head");
+        rill__log(c->w, RILL_LOG_DEBUG, "h2: %d: %s", st->bad_head,
+                  st->bad_head == 413   ? "request body too large"
+                  : st->bad_head == 431 ? "request head too large"
+                                        : "Host differs from :authority");
         rill__h2_respond(st, st->bad_head, NULL, 0, "", 0);
       } else if (!c->stopping) {
         st->dispatched = 1;
@@ -433,6 +453,13 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
   st->close_error = error_code;
   c->nstreams--;
   head_done(c, st);
+  /* Reset by nghttp2 for the peer's error (a window past 2^31-1, DATA past
+   * content-length) while its handler runs: as costly as the peer's own
+   * RST_STREAM, and not held by the concurrency limit either
+   * (CVE-2025-8671). The handler's own resets end its response first. */
+  if (error_code != NGHTTP2_NO_ERROR && !st->reset_by_peer && st->handler_running &&
+      st->resp != RILL_H2_RESP_DONE)
+    count_reset(c);
   if (!st->in_eof && st->in_err == 0) st->in_err = RILL_ECLOSED;
   /* The client reset it before our end left (not our own reset). */
   if (st->handler_running && !st->end_sent && st->reset_by_peer)
@@ -446,6 +473,15 @@ static int stream_close_cb(nghttp2_session *s, int32_t id, uint32_t error_code,
     st->queued = 0;
   }
   rill__h2_pend(st, RILL_H2_P_READABLE | RILL_H2_P_DRAINED);
+  return 0;
+}
+
+/* A frame nghttp2 found malformed (a stream error): if it was a request
+ * head, its header block is over all the same. */
+static int invalid_frame_cb(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                            void *user) {
+  rill_h2_conn_t *c = user;
+  if (frame->hd.type == NGHTTP2_HEADERS) c->in_block = 0;
   return 0;
 }
 
@@ -469,6 +505,7 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
   nghttp2_session_callbacks_set_error_callback2(cbs, error_cb);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, invalid_frame_cb);
   return cbs;
 }
 
@@ -508,6 +545,8 @@ static void process(rill_h2_conn_t *c) {
       st->handler_running = 0; /* reset before it could start */
     if ((what & RILL_H2_P_READABLE) && st->in_want) {
       st->in_want = 0;
+      st->in_waited += uv_now(c->w->loop) - st->in_wait_since;
+      if (st->in_timer) uv_timer_stop(st->in_timer);
       rill__stream_readable(&st->body, st->in_r < st->in_len ? 0 : st->in_err);
     }
     if ((what & RILL_H2_P_DRAINED) && st->write_waiting) {
@@ -556,7 +595,13 @@ static void timer_update(rill_h2_conn_t *c);
 /* Runs the session's output into one write. */
 static void conn_send(rill_h2_conn_t *c) {
   rill__flush_remove(c->w, &c->fl);
-  if (c->session == NULL || c->in_recv || c->in_send || c->t_waiting) return;
+  if (c->session == NULL || c->in_recv || c->in_send) return;
+  if (c->t_waiting) {
+    /* The peer takes none of our bytes: the send timeout may be due (a
+     * handler ended meanwhile), though nothing can leave. */
+    timer_update(c);
+    return;
+  }
   c->refs++;
   rill__h2_zip_flush(c); /* what the burst wrote through compressors */
   c->in_send = 1;
@@ -658,30 +703,50 @@ static const rill_binding_ops_t t_ops = {
 static void timer_cb(uv_timer_t *h) {
   rill_h2_conn_t *c = h->data;
   rill__log(c->w, RILL_LOG_DEBUG, "h2: closing a connection: %s timeout",
-            c->timer_kind == TK_IDLE ? "idle" : "header");
+            c->timer_kind == TK_IDLE   ? "idle"
+            : c->timer_kind == TK_SEND ? "send"
+                                       : "header");
   c->timer_kind = TK_NONE;
+  /* A peer that takes none of our bytes gets no GOAWAY either: what is
+   * queued for it is dropped, the connection reset. */
+  if (c->t_waiting && !c->werr) c->werr = UV_ETIMEDOUT;
   rill__h2_conn_close(c, NGHTTP2_NO_ERROR);
 }
 
-/* Idle: no stream open. Header: the preface, or a request head begun and
- * not ended (nghttp2 is inside a header block). */
+/* Idle: no stream open. Header: the preface, or a header block (a request
+ * head, or trailers) begun and not ended. Send: streams are open but
+ * no handler runs: only answers wait, for a peer that does not take them
+ * (a closed window): restarted whenever DATA leaves. */
 static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
-  int kind = TK_NONE;
+  int kind = TK_NONE, busy = 0;
   if (c->session && !c->closing) {
-    if (c->frames_in == 0 || c->heads_pending > 0)
+    if (c->frames_in == 0 || c->in_block || c->heads_pending > 0)
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
+    if (kind == TK_NONE) { /* (the first stream found running, or a tunnel its
+                            * owner keeps open, ends the walk) */
+      for (rill_h2_stream_t *st = c->streams; st && !busy; st = st->next)
+        busy = !st->closed && (st->handler_running || st->tunnel == RILL_H2_TUNNEL_OPEN);
+      if (!busy) kind = TK_SEND;
+    }
   }
-  if (kind == c->timer_kind) return;
+  int progress = c->sent_progress;
+  c->sent_progress = 0;
+  if (kind == c->timer_kind && !(kind == TK_SEND && progress)) return;
   c->timer_kind = kind;
   if (kind == TK_NONE) {
     uv_timer_stop(c->timer);
     return;
   }
-  unsigned ms =
-      kind == TK_IDLE ? c->srv->limits.idle_timeout_ms : c->srv->limits.header_timeout_ms;
+  unsigned ms = kind == TK_IDLE   ? c->srv->limits.idle_timeout_ms
+                : kind == TK_SEND ? c->srv->limits.send_timeout_ms
+                                  : c->srv->limits.header_timeout_ms;
+  if (kind == TK_SEND && ms == 0) {
+    uv_timer_stop(c->timer);
+    return;
+  }
   uv_timer_start(c->timer, timer_cb, ms, 0);
 }
 

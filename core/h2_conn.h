@@ -36,12 +36,17 @@ typedef struct {
   uint32_t stream_window;     /* SETTINGS_INITIAL_WINDOW_SIZE: a stream's unread bytes */
   size_t max_continuations;   /* CONTINUATION frames after a HEADERS frame */
   unsigned reset_budget; /* streams the peer may reset before their response ends ... */
-  unsigned reset_window_ms;   /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
-  unsigned idle_timeout_ms;   /* no stream open: GOAWAY and close */
-  unsigned header_timeout_ms; /* a request head begun and not ended; the preface */
-  size_t write_high;          /* a stream's queued response bytes: RILL_EAGAIN above */
-  uint64_t max_body_bytes; /* a request body; 413 (or "too large" to the reader) past it;
-                              0: no limit */
+  unsigned reset_window_ms;    /* ... per this much time; then GOAWAY ENHANCE_YOUR_CALM */
+  unsigned idle_timeout_ms;    /* no stream open: GOAWAY and close */
+  unsigned header_timeout_ms;  /* a request head begun and not ended; the preface */
+  unsigned body_timeout_ms;    /* a body reader's wait for bytes: "timeout", then 408 */
+  uint64_t min_body_rate;      /* bytes/s a body's reader must get once past ... */
+  unsigned body_rate_grace_ms; /* ... this much waiting (as on HTTP/1.1); 0: no rate */
+  unsigned send_timeout_ms; /* every handler ended, answers waiting for the peer's window:
+                               the connection goes if nothing leaves for this long */
+  size_t write_high;        /* a stream's queued response bytes: RILL_EAGAIN above */
+  uint64_t max_body_bytes;  /* a request body; 413 (or "too large" to the reader) past it;
+                               0: no limit */
   unsigned tunnel_linger_ms; /* a closed tunnel's unsent bytes wait this long for the
                                 peer's window; then RST_STREAM */
 } rill_h2_limits_t;
@@ -114,7 +119,9 @@ struct rill_h2_stream_s {
   char *in;
   size_t in_r, in_len, in_cap;
   int in_eof, in_err, in_want;
-  uint64_t in_read, in_total; /* bytes the reader took; bytes that came */
+  uv_timer_t *in_timer; /* body_timeout while the reader waits; NULL until then */
+  uint64_t in_wait_since, in_waited; /* the reader's waits: this one's start, all (ms) */
+  uint64_t in_read, in_total;        /* bytes the reader took; bytes that came */
   uint64_t
       max_body; /* this request's body limit, lower than the server's; 0: the server's */
 
@@ -160,6 +167,8 @@ struct rill_h2_conn_s {
   rill_flush_t fl;                 /* listed while frames may be waiting to be sent */
   uv_timer_t *timer;               /* idle and header timeouts */
   int timer_kind;
+  int sent_progress; /* DATA left since the last timer_update (restarts the send timer) */
+  int in_block;      /* nghttp2 is inside a header block (a head or trailers) */
   rill_h2_stream_t *streams; /* every stream object */
   unsigned nstreams;         /* of them, open in nghttp2 */
   unsigned heads_pending;    /* of them, with head_pending */

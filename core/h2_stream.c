@@ -77,12 +77,54 @@ static void send_continue(rill_h2_stream_t *st) {
     rill__h2_want_send(st->c);
 }
 
+/* The peer sent no body bytes for body_timeout while the reader waited, or
+ * sent them slower than min_body_rate: the reader is told "timeout" (as on
+ * HTTP/1.1), later bytes are dropped, and a handler that gives no answer of
+ * its own ends with a 408. */
+static void body_timeout_cb(uv_timer_t *h) {
+  rill_h2_stream_t *st = h->data;
+  if (!st->in_want) return;
+  st->in_want = 0;
+  st->in_waited += uv_now(st->c->w->loop) - st->in_wait_since;
+  if (st->in_err == 0 && !st->in_eof) {
+    rill__log(st->c->w, RILL_LOG_DEBUG, "h2: stream %d: request body timeout",
+              (int)st->id);
+    st->in_err = UV_ETIMEDOUT;
+  }
+  rill__stream_readable(&st->body, st->in_err);
+}
+
+static void in_timer_close_cb(uv_handle_t *h) {
+  free(h);
+}
+
 static int body_fill(rill_stream_t *s) {
   rill_h2_stream_t *st = ST(s);
   if (st->in_err) return st->in_err;
   if (st->in_eof) return RILL_EOF;
   if (st->expect_continue && !st->continue_sent) send_continue(st);
   st->in_want = 1;
+  st->in_wait_since = uv_now(st->c->w->loop);
+  if (!usable(st)) return 0;
+  /* The wait's deadline: body_timeout, cut to what the rate leaves (past
+   * the grace, each byte brought buys 1000 / min_body_rate ms of waiting:
+   * HTTP/1.1's rule, rill__body_wait_limit). */
+  const rill_h2_limits_t *l = &st->c->srv->limits;
+  uint64_t ms = l->body_timeout_ms;
+  if (l->min_body_rate > 0) {
+    uint64_t allowed = l->body_rate_grace_ms + st->in_total * 1000 / l->min_body_rate;
+    uint64_t left = allowed > st->in_waited ? allowed - st->in_waited : 0;
+    if (ms == 0 || left < ms) ms = left ? left : 1;
+  }
+  if (ms > 0) {
+    if (st->in_timer == NULL) {
+      st->in_timer = malloc(sizeof(*st->in_timer));
+      if (st->in_timer == NULL) return 0; /* no deadline: the stream still ends */
+      uv_timer_init(st->c->w->loop, st->in_timer);
+      st->in_timer->data = st;
+    }
+    uv_timer_start(st->in_timer, body_timeout_cb, ms, 0);
+  }
   return 0;
 }
 
@@ -144,6 +186,7 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
     uv_timer_stop(st->linger);
     uv_close((uv_handle_t *)st->linger, linger_closed);
   }
+  if (st->in_timer) uv_close((uv_handle_t *)st->in_timer, in_timer_close_cb);
   if (st->zip) {
     rill__deflate_end(st->zip);
     free(st->zip);
@@ -439,6 +482,10 @@ int rill__h2_finish(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_
   if (st->resp == RILL_H2_RESP_DONE) return 0;
   if (!usable(st)) return RILL_ECLOSED;
   if (st->resp == RILL_H2_RESP_NONE) {
+    /* Nothing sent and the body broke (too large, too slow): as on
+     * HTTP/1.1, the answer says so. */
+    if (st->in_err == RILL_EBODY || st->in_err == UV_ETIMEDOUT)
+      return rill__h2_respond(st, st->in_err == RILL_EBODY ? 413 : 408, NULL, 0, "", 0);
     if (nt == 0) return rill__h2_respond(st, status, h, nh, "", 0);
     int r = submit_head(st, status, h, nh, -1, 1);
     if (r) return r;
@@ -623,10 +670,11 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   if (usable(st)) {
     if (st->resp == RILL_H2_RESP_NONE) /* (no tunnel: 501 to an Extended CONNECT) */
       rill__h2_respond(st,
-                       st->in_err == RILL_EBODY    ? 413
-                       : !ok                       ? 500
-                       : st->head.protocol_len > 0 ? 501
-                                                   : 200,
+                       st->in_err == RILL_EBODY     ? 413
+                       : st->in_err == UV_ETIMEDOUT ? 408
+                       : !ok                        ? 500
+                       : st->head.protocol_len > 0  ? 501
+                                                    : 200,
                        NULL, 0, "", 0);
     else if (st->resp == RILL_H2_RESP_STREAMING && ok)
       rill__h2_finish(st, 200, NULL, 0, NULL, 0);
@@ -638,6 +686,9 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
     if (usable(st) && st->end_sent && !st->in_eof)
       nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                 NGHTTP2_NO_ERROR);
+    /* Through conn_send: the connection's timer sees that this handler
+     * ended (the send timeout may start). */
+    rill__h2_want_send(st->c);
   }
   rill__h2_stream_maybe_free(st);
 }

@@ -1005,6 +1005,94 @@ static void test_upgrade(void) {
   teardown(&cl, m);
 }
 
+/* A request body that stops coming while its reader waits: the reader is
+ * told "timeout" after body_timeout_ms and, with no answer of its own, the
+ * request gets a 408; the connection goes on. */
+static void test_body_timeout(void) {
+  srv.limits.body_timeout_ms = 5;
+  memstream_t *m = raw_setup();
+  /* POST, :path /echo (literal, indexed name), :scheme http, :authority a.b */
+  static const uint8_t head[] = {0x83, 0x04, 0x05, '/',  'e', 'c', 'h',
+                                 'o',  0x86, 0x01, 0x03, 'a', '.', 'b'};
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, head, sizeof(head));
+  raw_frame(m, NGHTTP2_DATA, 0, 1, "abc", 3);
+  raw_settle(m);
+  CHECK(nreqs == 1 && !reqs[0]->done, "reading the body");
+  for (int i = 0; i < 100 && nreqs == 1 && !reqs[0]->done; i++)
+    uv_run(W->loop, UV_RUN_ONCE);
+  long g = raw_settle(m);
+  CHECK(nreqs == 1 && reqs[0]->done && reqs[0]->got == 3, "body timeout: got %zu",
+        nreqs ? reqs[0]->got : 0);
+  CHECK(memmem(m->out, m->out_len, "408", 3) != NULL, "a 408");
+  CHECK(g == -1 && !m->closed, "the connection lives: goaway %ld", g);
+  srv.limits.body_timeout_ms = 60000;
+  raw_teardown(m);
+}
+
+/* Every handler ended, an answer waits for a window the peer never opens:
+ * the connection goes after send_timeout_ms. */
+static void test_send_timeout(void) {
+  srv.limits.send_timeout_ms = 5;
+  memstream_t *m = raw_setup();
+  static const uint8_t win0[6] = {0, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0, 0, 0, 0};
+  raw_frame(m, NGHTTP2_SETTINGS, 0, 0, win0, 6);
+  /* GET /hello (literal path) */
+  static const uint8_t head[] = {0x82, 0x04, 0x06, '/',  'h', 'e', 'l', 'l',
+                                 'o',  0x86, 0x01, 0x03, 'a', '.', 'b'};
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+            head, sizeof(head));
+  raw_settle(m);
+  CHECK(nreqs == 1 && reqs[0]->done && !m->closed, "answered, waiting for the window");
+  for (int i = 0; i < 100 && !m->closed; i++)
+    uv_run(W->loop, UV_RUN_ONCE);
+  CHECK(m->closed, "send timeout");
+  srv.limits.send_timeout_ms = 60000;
+  raw_teardown(m);
+}
+
+/* Streams nghttp2 resets for the peer's errors while their handlers run
+ * count against the reset budget like the peer's own (CVE-2025-8671). */
+static void test_made_you_reset(void) {
+  srv.limits.reset_budget = 20;
+  memstream_t *m = raw_setup();
+  static const uint8_t head[] = {0x83, 0x84, 0x86, 0x01,
+                                 0x03, 'a',  '.',  'b'}; /* POST / */
+  static const uint8_t inc[4] = {0x7f, 0xff, 0xff, 0xff};
+  for (uint32_t id = 1; id < 2 * 30; id += 2) {
+    raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, id, head, sizeof(head));
+    raw_frame(m, NGHTTP2_WINDOW_UPDATE, 0, id, inc, 4);
+  }
+  long g = raw_settle(m);
+  CHECK(g == NGHTTP2_ENHANCE_YOUR_CALM && m->closed, "made you reset: goaway %ld", g);
+  srv.limits.reset_budget = 256;
+  raw_teardown(m);
+}
+
+/* The peer reads nothing at all (the transport says "wait"): once the
+ * handler ended, the send timeout resets the connection rather than wait
+ * for a drain that never comes. */
+static void test_send_timeout_blocked(void) {
+  srv.limits.send_timeout_ms = 5;
+  memstream_t *m = raw_setup();
+  m->out_limit = 1;
+  static const uint8_t head[] = {0x82, 0x04, 0x06, '/',  'h', 'e', 'l', 'l',
+                                 'o',  0x86, 0x01, 0x03, 'a', '.', 'b'};
+  raw_frame(m, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+            head, sizeof(head));
+  for (int i = 0; i < 16; i++) {
+    memstream_run();
+    rill__worker_flush(W);
+    uv_run(W->loop, UV_RUN_NOWAIT);
+  }
+  CHECK(nreqs == 1 && reqs[0]->done && !m->closed, "answered, nothing taken");
+  for (int i = 0; i < 100 && !m->closed; i++)
+    uv_run(W->loop, UV_RUN_ONCE);
+  CHECK(m->closed && m->aborted, "blocked: closed %d aborted %d", m->closed, m->aborted);
+  srv.limits.send_timeout_ms = 60000;
+  m->out_limit = 0;
+  raw_teardown(m);
+}
+
 int main(void) {
   W = rill__worker_new(NULL);
   if (getenv("H2_DEBUG")) W->log_level = RILL_LOG_DEBUG;
@@ -1033,6 +1121,10 @@ int main(void) {
   test_tunnel();
   test_tunnel_linger();
   test_upgrade();
+  test_body_timeout();
+  test_send_timeout();
+  test_made_you_reset();
+  test_send_timeout_blocked();
   rill__worker_free(W);
   CHECK(abandoned == 1, "abandoned at the worker's teardown: %d", abandoned);
   printf("h2: %d checks, %d failures\n", checks, failures);
