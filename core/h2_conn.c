@@ -397,8 +397,9 @@ static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len,
   return 0;
 }
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
+static nghttp2_session_callbacks *callbacks(int client) {
+  static nghttp2_session_callbacks *roles[2];
+  nghttp2_session_callbacks *cbs = roles[client];
   if (cbs) return cbs;
   if (nghttp2_session_callbacks_new(&cbs)) return NULL;
   nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
@@ -410,6 +411,8 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send_cb);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
   nghttp2_session_callbacks_set_error_callback2(cbs, error_cb);
+  if (client) rill__h2_client_callbacks(cbs); /* the head and frame callbacks */
+  roles[client] = cbs;
   return cbs;
 }
 
@@ -442,7 +445,13 @@ static void process(rill_h2_conn_t *c) {
     if (c->pend_head == NULL) c->pend_tail = NULL;
     int what = st->pend;
     st->pend = P_BUSY;
-    if ((what & RILL_H2_P_REQUEST) && !st->closed)
+    if (c->srv->client) {
+      /* The response head, or the end of a stream that had none. */
+      if (!st->head_told && (st->got_head || st->closed)) {
+        st->head_told = 1;
+        c->srv->on_request(st);
+      }
+    } else if ((what & RILL_H2_P_REQUEST) && !st->closed)
       c->srv->on_request(st);
     else if (what & RILL_H2_P_REQUEST)
       st->handler_running = 0; /* reset before it could start */
@@ -606,7 +615,9 @@ static void timer_update(rill_h2_conn_t *c) {
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
-    for (rill_h2_stream_t *st = c->streams; st && kind != TK_HEADER; st = st->next)
+    /* (a client's streams wait for responses under the requester's timeouts) */
+    for (rill_h2_stream_t *st = c->srv->client ? NULL : c->streams;
+         st && kind != TK_HEADER; st = st->next)
       if (!st->closed && st->head.hdrs == NULL) kind = TK_HEADER;
   }
   if (kind == c->timer_kind) return;
@@ -764,7 +775,7 @@ static void obj_destroy(rill_obj_t *o) {
 
 rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
   const rill_h2_limits_t *l = &srv->limits;
-  nghttp2_session_callbacks *cbs = callbacks();
+  nghttp2_session_callbacks *cbs = callbacks(srv->client != 0);
   rill_h2_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL || cbs == NULL) {
     free(c);
@@ -778,7 +789,8 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_continuations(opt, l->max_continuations);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  int rv = nghttp2_session_server_new2(&c->session, cbs, c, opt);
+  int rv = srv->client ? nghttp2_session_client_new2(&c->session, cbs, c, opt)
+                       : nghttp2_session_server_new2(&c->session, cbs, c, opt);
   nghttp2_option_del(opt);
   if (rv) {
     free(c);

@@ -230,6 +230,12 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   return 0;
 }
 
+int32_t rill__h2_submit_request(rill_h2_stream_t *st, const void *nv, size_t n,
+                                int with_body) {
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+  return nghttp2_submit_request(st->c->session, NULL, nv, n, with_body ? &prd : NULL, st);
+}
+
 static int enqueue(rill_h2_stream_t *st, const char *p, size_t len) {
   h2_chunk_t *ch = malloc(sizeof(*ch) + len);
   if (ch == NULL) return UV_ENOMEM;
