@@ -191,6 +191,23 @@ static int l_info(lua_State *L) {
   return 1;
 }
 
+/* conn:ref(on): whether the connection keeps the loop running (not while
+ * idle, as a pooled HTTP/1.1 connection does not) */
+static int l_ref(lua_State *L) {
+  lconn_t *lc = check_conn(L);
+  int on = lua_toboolean(L, 2);
+  if (lc->c && lc->c->t) {
+    rill__stream_ref(lc->c->t, on);
+    if (lc->c->timer) {
+      if (on)
+        uv_ref((uv_handle_t *)lc->c->timer);
+      else
+        uv_unref((uv_handle_t *)lc->c->timer);
+    }
+  }
+  return 0;
+}
+
 /* conn:close(): GOAWAY, then closes; requests in flight fail "closed" */
 static int l_conn_close(lua_State *L) {
   lconn_t *lc = check_conn(L);
@@ -369,6 +386,13 @@ static void req_done(lreq_t *r) {
   rill__h2_request_done(st);
 }
 
+/* req:reset(): RST_STREAM CANCEL (the request body's source failed) */
+static int l_reset(lua_State *L) {
+  lreq_t *r = check_req(L);
+  if (r->st) rill__h2_reset(r->st, NGHTTP2_CANCEL);
+  return 0;
+}
+
 /* req:done(): the caller is done with the request; an open stream is reset */
 static int l_done(lua_State *L) {
   req_done(check_req(L));
@@ -389,12 +413,16 @@ static int l_req_gc(lua_State *L) {
 
 void rill__open_h2_client(lua_State *L, rill_worker_t *w) {
   static const luaL_Reg funcs[] = {{"h2_client", l_h2_client}, {NULL, NULL}};
-  static const luaL_Reg conn_m[] = {{"request", l_request},  {"capacity", l_capacity},
-                                    {"usable", l_usable},    {"info", l_info},
-                                    {"close", l_conn_close}, {NULL, NULL}};
+  static const luaL_Reg conn_m[] = {{"request", l_request},
+                                    {"capacity", l_capacity},
+                                    {"usable", l_usable},
+                                    {"info", l_info},
+                                    {"close", l_conn_close},
+                                    {"ref", l_ref},
+                                    {NULL, NULL}};
   static const luaL_Reg req_m[] = {
       {"head", l_head}, {"body", l_body},   {"write", l_write}, {"finish", l_finish},
-      {"done", l_done}, {"ended", l_ended}, {NULL, NULL}};
+      {"done", l_done}, {"ended", l_ended}, {"reset", l_reset}, {NULL, NULL}};
   rill__register(L, w, funcs);
   rill__new_class(L, CONN_MT, conn_m, l_conn_gc);
   rill__new_class(L, REQ_MT, req_m, l_req_gc);
