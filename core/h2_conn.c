@@ -708,7 +708,9 @@ static void after(rill_h2_conn_t *c) {
   if (!c->closing) {
     int done =
         !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
-    if (c->stopping && c->nstreams == 0 && !nghttp2_session_want_write(c->session))
+    /* (a client whose server sent GOAWAY has no use for the connection) */
+    if ((c->stopping || c->goaway_received) && c->nstreams == 0 &&
+        !nghttp2_session_want_write(c->session))
       done = 1;
     if (!done) return;
     rill__log(c->w, RILL_LOG_DEBUG, "h2: nothing more to read or write: closing");

@@ -26,6 +26,7 @@ client.MAX_HEAD = 65536      -- bytes of response head
 client.pool = pool.new{size = 256, idle_timeout = 30000}
 local conns = client.pool
 local h2_release -- (below)
+local h2state = {} -- pool key → HTTP/2 state (below)
 
 -- Closes the idle connections the pool holds for key (rill.test.client,
 -- when it stops its server).
@@ -202,7 +203,6 @@ end
 -- requests then take the HTTP/1.1 pool, still offering h2 on each new
 -- connection); while one request dials, the others to the same origin wait
 -- for its outcome rather than open connections of their own.
-local h2state = {}
 
 -- The idle timeout (ms) of an HTTP/2 connection with no request in flight.
 client.h2_idle_timeout = 30000
