@@ -116,6 +116,7 @@ void rill__h2_request_done(rill_h2_stream_t *st) {
   assert(st->handler_running);
   st->handler_running = 0;
   st->data = NULL;
+  st->head_told = 1; /* nobody listens any more */
   rill_h2_conn_t *c = st->c;
   if (!st->closed && c->session && !c->closing) {
     /* A response not read to its end, or a request body not sent whole:

@@ -58,7 +58,7 @@ struct rill_h2_server_s {
   int client;
   /* A request head arrived on st: start a handler. Client role: st's
    * response head arrived, or st ended without one (st->got_head is 0);
-   * called once per stream. */
+   * called once per stream, never after rill__h2_request_done(). */
   void (*on_request)(rill_h2_stream_t *st);
   /* A response write that returned RILL_EAGAIN may go on (0), or the stream
    * can take no more (< 0: reset by the peer, the connection closed). */
