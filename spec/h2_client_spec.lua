@@ -184,8 +184,11 @@ describe("rill.http.request over HTTP/2", function()
     assert.equal(800 * 65536, n)
     collectgarbage()
     local rss1 = helper.rss("self")
-    -- 100 MiB went through; neither side held a body
-    assert.truthy(rss1 - rss0 < 30 * 1024 * 1024, ("RSS grew by %d bytes"):format(rss1 - rss0))
+    -- 100 MiB went through; neither side held a body (ASan keeps freed
+    -- memory in quarantine: not measured there)
+    if not helper.sanitized then
+      assert.truthy(rss1 - rss0 < 30 * 1024 * 1024, ("RSS grew by %d bytes"):format(rss1 - rss0))
+    end
   end)
 
   it("uses HTTP/1.1 when the server offers only http/1.1, or when http2 = false", function()
@@ -405,7 +408,9 @@ http {
     assert.equal(800 * 65536, n)
     collectgarbage()
     local rss1 = helper.rss("self")
-    assert.truthy(rss1 - rss0 < 30 * 1024 * 1024, ("RSS grew by %d bytes"):format(rss1 - rss0))
+    if not helper.sanitized then -- (ASan keeps freed memory in quarantine)
+      assert.truthy(rss1 - rss0 < 30 * 1024 * 1024, ("RSS grew by %d bytes"):format(rss1 - rss0))
+    end
   end)
 
   it("goes on over new connections after nginx's GOAWAY (keepalive_requests 3)", function()
