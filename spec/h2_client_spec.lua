@@ -291,6 +291,22 @@ describe("rill.http.request over HTTP/2", function()
     l2:close()
   end)
 
+  it("an idle HTTP/2 connection keeps no script running", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+local rill = require "rill"
+local res = assert(rill.http.request{url = "https://a.test:%d/who", address = "127.0.0.1",
+  tls = {ca = %q}})
+io.write(res.version, " ", res.body:read_all(100))
+]]):format(port, dir .. "/ca.crt"))
+    f:close()
+    local code, out, err, sig = helper.run({helper.bin, "run", script}, {timeout = 20000})
+    os.remove(script)
+    assert.equal(0, code, tostring(sig) .. " " .. err)
+    assert.truthy(out:find("^2 %d+ 2$"), out)
+  end)
+
   it("rejects a bad http2 option", function()
     assert.has_error(function() rill.http.request{url = "https://x/", http2 = "yes"} end,
       "rill.http.request: http2 must be true, false or \"prior-knowledge\", got yes")

@@ -27,13 +27,14 @@ client.pool = pool.new{size = 256, idle_timeout = 30000}
 local conns = client.pool
 local h2_release -- (below)
 local h2state = {} -- pool key → HTTP/2 state (below)
+local h2active = setmetatable({}, {__mode = "k"}) -- HTTP/2 connection → requests in flight
 
 -- Closes the idle connections the pool holds for key (rill.test.client,
 -- when it stops its server).
 function client.drop_idle(key)
   conns:drop(key)
   local s = h2state[key]
-  if s and s.conn and s.active == 0 then
+  if s and s.conn and (h2active[s.conn] or 0) == 0 then
     s.conn:close()
     s.conn = nil
   end
@@ -198,7 +199,7 @@ end
 --
 -- One connection per pool key carries every request to that origin at once
 -- (requests past the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the
--- connection's queue). h2state[key] = {conn =, dialing =, h1 =, active =,
+-- connection's queue). h2state[key] = {conn =, dialing =, h1 =,
 -- q = waitq}: h1 is set once the origin answered ALPN with http/1.1 (its
 -- requests then take the HTTP/1.1 pool, still offering h2 on each new
 -- connection); while one request dials, the others to the same origin wait
@@ -207,24 +208,33 @@ end
 -- The idle timeout (ms) of an HTTP/2 connection with no request in flight.
 client.h2_idle_timeout = 30000
 
--- A request on s's connection ended: an idle connection no longer keeps the
--- loop running.
-function h2_release(s)
-  s.active = s.active - 1
-  if s.active == 0 and s.conn then s.conn:ref(false) end
+-- A request on conn starts; one ends: a connection with none in flight
+-- keeps no script running (as a pooled HTTP/1.1 one).
+local function h2_hold(conn)
+  local n = (h2active[conn] or 0) + 1
+  h2active[conn] = n
+  if n == 1 then conn:ref(true) end
+end
+
+function h2_release(conn)
+  local n = h2active[conn] - 1
+  h2active[conn] = n
+  if n == 0 then conn:ref(false) end
 end
 
 local function h2_wake(s)
   while s.q:signal() do end
 end
 
--- The HTTP/2 connection for key to use now, waiting (up to ms) while
--- another request dials it; nil when this request dials (then call
--- h2_dialed) or goes over HTTP/1.1 (the origin did not choose h2).
-local function h2_conn(key, ms)
+-- The HTTP/2 state of key and the connection to use now, waiting (up to ms)
+-- while another request dials it. Without a connection: a dial token when
+-- this request dials (it has connect_ms; then h2_dialed), else nothing: it
+-- goes over HTTP/1.1 (the origin did not choose h2). A dial that did not
+-- report within its time (its thread was cancelled) is not waited for.
+local function h2_conn(key, ms, connect_ms)
   local s = h2state[key]
   if not s then
-    s = {q = core.waitq(), active = 0}
+    s = {q = core.waitq()}
     h2state[key] = s
   end
   while true do
@@ -233,29 +243,40 @@ local function h2_conn(key, ms)
       s.conn, conn = nil, nil
     end
     if conn then return s, conn end
-    if not s.dialing then
-      if not s.h1 then s.dialing = true end
-      return s
+    local now = rill.now()
+    local d = s.dialing
+    if d and now > d.due then
+      s.dialing, d = nil, nil
+    end
+    if not d then
+      if s.h1 then return s end
+      d = {due = now + connect_ms + 1000}
+      s.dialing = d
+      return s, nil, nil, d
     end
     if ms and ms <= 0 then return nil, nil, "timeout" end
-    local t0 = rill.now()
-    local ok, err = s.q:wait(ms)
-    if not ok then return nil, nil, err end
-    if ms then ms = ms - (rill.now() - t0) end
+    local wait = d.due - now + 1
+    if ms and ms < wait then wait = ms end
+    local ok, err = s.q:wait(wait)
+    if not ok and err ~= "timeout" then return nil, nil, err end
+    if ms then ms = ms - (rill.now() - now) end
   end
 end
 
--- The dial this request made for s ended with sock (nil: failed): h2 (by
--- ALPN, or prior knowledge) makes sock the origin's connection, returned.
-local function h2_dialed(s, sock, prior)
-  local was = s.dialing
-  s.dialing = false
+-- The dial this request made for s (with token, if it was the origin's
+-- first) ended with sock (nil: failed): h2 (by ALPN, or prior knowledge)
+-- makes sock the origin's connection, returned.
+local function h2_dialed(s, token, sock, prior)
+  local was = token ~= nil and s.dialing == token
+  if was then s.dialing = nil end
   local conn
   if sock and (prior or sock:alpn() == "h2") then
     conn = core.h2_client(sock, {idle_timeout = client.h2_idle_timeout})
-    if s.conn then s.conn:close() end -- (a dial that raced ours: the newer one serves)
-    s.conn, s.h1 = conn, false
     conn:ref(false)
+    -- (Two dials that raced, to an origin that had chosen http/1.1 before:
+    -- the first connection stays the origin's; the other serves its
+    -- request, then goes with it.)
+    if not (s.conn and s.conn:usable()) then s.conn, s.h1 = conn, false end
   elseif sock and was then
     s.h1 = true
   end
@@ -277,7 +298,7 @@ local function body_done(self, err)
   if req then
     self.h2req = nil
     req:done() -- resets a stream whose response is not whole
-    h2_release(self.h2state)
+    h2_release(self.h2conn)
     return
   end
   local sock = self.sock
@@ -324,7 +345,7 @@ end
 -- Trailers of a chunked body, once it has been read to the end (not kept
 -- over HTTP/2: nil).
 function Body:trailers()
-  if self.h2state then return nil end
+  if self.h2conn then return nil end
   return core.http_trailers(self.raw or self.stream)
 end
 
@@ -502,7 +523,7 @@ end
 -- One request on an HTTP/2 connection. Returns res, or nil, err, retry
 -- (retry: the server refused the stream unprocessed, or the connection was
 -- gone before the request went: another connection may take it).
-local function h2_exchange(s, conn, o, scheme, key, permit, read_ms, deadline)
+local function h2_exchange(conn, o, scheme, key, permit, read_ms, deadline)
   local user = o.header_list
   local list, length = {}, nil
   for i = 1, #user, 2 do
@@ -520,8 +541,7 @@ local function h2_exchange(s, conn, o, scheme, key, permit, read_ms, deadline)
   local req, err = conn:request(o.method, scheme, o.host_header, o.target, list,
     body ~= nil and body ~= "", length)
   if not req then return nil, err, true end
-  s.active = s.active + 1
-  if s.active == 1 then conn:ref(true) end
+  h2_hold(conn)
   local function wait_ms()
     local left = deadline and deadline - rill.now()
     if left and left < read_ms then return left > 0 and left or 0 end
@@ -571,7 +591,7 @@ local function h2_exchange(s, conn, o, scheme, key, permit, read_ms, deadline)
   if not status then
     if sender then rill.wait(sender, 0) end
     req:done()
-    h2_release(s)
+    h2_release(conn)
     return nil, send_err or headers, find(headers, "refused", 1, true) ~= nil
   end
   local res = {status = status, reason = core.http_reason(status), version = "2",
@@ -589,7 +609,7 @@ local function h2_exchange(s, conn, o, scheme, key, permit, read_ms, deadline)
     res.decoded = coding
   end
   res.body = setmetatable({stream = stream, raw = rawstream, key = key, permit = permit,
-    h2req = req, h2state = s, finished = false}, Body)
+    h2req = req, h2conn = conn, finished = false}, Body)
   if nobody then body_done(res.body) end
   return res
 end
@@ -955,9 +975,11 @@ function client.request(opts)
       give_permit(key, permit)
       return nil, "timeout"
     end
-    local s, conn, h2err
+    local connect_ms = opts.connect_timeout or 10000
+    if left and left < connect_ms then connect_ms = left end
+    local s, conn, h2err, token
     if h2mode then
-      s, conn, h2err = h2_conn(key, left)
+      s, conn, h2err, token = h2_conn(key, left, connect_ms)
       if h2err then
         give_permit(key, permit)
         return nil, h2err == "timeout" and "timeout (waiting for the connection to " ..
@@ -966,14 +988,14 @@ function client.request(opts)
     end
     local sock, reused
     if not conn then
-      sock = not (s and s.dialing) and not opts.close and conns:get(key)
+      sock = not token and not opts.close and conns:get(key)
       reused = sock ~= nil
       if not sock then
-        local connect_ms = opts.connect_timeout or 10000
+        left = deadline and deadline - rill.now()
         if left and left < connect_ms then connect_ms = left end
         sock, err = dial({host = host, port = port, address = opts.address, tls = dial_tls,
           proxy = px}, connect_ms)
-        if s then conn = h2_dialed(s, sock, h2mode == "prior") end
+        if s then conn = h2_dialed(s, token, sock, h2mode == "prior") end
         if not sock then
           give_permit(key, permit)
           return nil, err
@@ -982,7 +1004,7 @@ function client.request(opts)
     end
     local retry
     if conn then
-      res, err, retry = h2_exchange(s, conn, o, scheme, key, permit, read_ms, deadline)
+      res, err, retry = h2_exchange(conn, o, scheme, key, permit, read_ms, deadline)
       if res then break end
     else
       sock:settimeout(read_ms)
