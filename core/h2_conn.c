@@ -812,6 +812,10 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
   nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+  /* A client's streams are bounded by their own windows: the connection's
+   * (65535 bytes, a round trip each) need not hold them back. */
+  if (srv->client)
+    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, 1 << 24);
   uv_timer_init(srv->w->loop, c->timer);
   c->timer->data = c;
   c->srv = srv;

@@ -75,7 +75,8 @@ static void abandon(rill_h2_stream_t *st) {
 
 /* ---- the connection ---- */
 
-/* core.h2_client(sock[, {idle_timeout = ms, max_header_bytes = n}]) → conn:
+/* core.h2_client(sock[, {idle_timeout = ms, window = bytes, max_header_bytes = n}])
+ * → conn (window: a response's unread bytes, 256 KiB by default):
  * sock (TLS that chose "h2", or TCP for prior knowledge) is the
  * connection's from now on. */
 static int l_h2_client(lua_State *L) {
@@ -89,10 +90,18 @@ static int l_h2_client(lua_State *L) {
   lc->role.limits.max_body_bytes = 0; /* the caller's to limit, as it reads */
   lc->role.limits.max_header_bytes = 65536;
   lc->role.limits.max_concurrent_streams = 0; /* no pushes */
+  lc->role.limits.stream_window = 262144;     /* a response's unread bytes */
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "idle_timeout");
     if (lua_isnumber(L, -1))
       lc->role.limits.idle_timeout_ms = (unsigned)lua_tonumber(L, -1);
+    lua_getfield(L, 2, "window");
+    if (lua_isnumber(L, -1)) {
+      lua_Number n = lua_tonumber(L, -1);
+      luaL_argcheck(L, n >= 65535 && n <= 2147483647, 2, "window: 65535 to 2^31-1 bytes");
+      lc->role.limits.stream_window = (uint32_t)n;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 2, "max_header_bytes");
     if (lua_isnumber(L, -1))
       lc->role.limits.max_header_bytes = (size_t)lua_tonumber(L, -1);

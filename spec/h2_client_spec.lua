@@ -39,8 +39,10 @@ local function goaway(last, code)
 end
 
 -- A TLS server choosing "h2" by ALPN; on_headers(sock, conn_no, sid) is
--- called for each request head and may return "close".
-local function scripted(on_headers)
+-- called for each request head and may return "close"; opts.settings: the
+-- payload of its SETTINGS; opts.on_ping_ack(sock): a PING answered.
+local function scripted(on_headers, opts)
+  opts = opts or {}
   local dir = helper.certs()
   local srv = {accepted = 0}
   local l = assert(rill.listen{host = "127.0.0.1", port = 0,
@@ -50,7 +52,7 @@ local function scripted(on_headers)
       local n = srv.accepted
       sock:settimeout(10000)
       if sock:read(24) ~= PREFACE then return sock:close() end
-      sock:write(frame(4, 0, 0, ""))
+      sock:write(frame(4, 0, 0, opts.settings or ""))
       while true do
         local hd = sock:read(9)
         if not hd or #hd < 9 then break end
@@ -61,6 +63,7 @@ local function scripted(on_headers)
         if len > 0 and not sock:read(len) then break end
         if typ == 4 and band(flags, 1) == 0 then sock:write(frame(4, 1, 0, "")) end
         if typ == 1 and on_headers(sock, n, sid) == "close" then break end
+        if typ == 6 and band(flags, 1) == 1 and opts.on_ping_ack then opts.on_ping_ack(sock) end
       end
       sock:close()
     end})
@@ -261,6 +264,43 @@ describe("rill.http.request over HTTP/2", function()
     res = assert(req("/", nil, srv.port))
     assert.equal("ok 2", res.body:read_all(100))
     assert.equal(2, srv.accepted)
+    client.drop_idle(key(srv.port))
+    srv.close()
+  end)
+
+  it("keeps to the server's SETTINGS_MAX_CONCURRENT_STREAMS; the rest wait", function()
+    -- The server answers a request only once the client acknowledged a PING
+    -- sent after its head: a second request sent meanwhile would be two
+    -- streams open at once.
+    local open, max_open, pending = 0, 0, {}
+    local srv = scripted(function(sock, n, sid)
+      open = open + 1
+      if open > max_open then max_open = open end
+      pending[#pending + 1] = sid
+      sock:write(frame(6, 0, 0, "pingpong"))
+    end, {settings = char(0, 3) .. u32(1), on_ping_ack = function(sock)
+      local sid = table.remove(pending, 1)
+      if sid then
+        open = open - 1
+        sock:write(answer(sid, "ok " .. sid))
+      end
+    end})
+    assert.equal("ok 1", assert(req("/", nil, srv.port)).body:read_all(100)) -- SETTINGS in
+    local threads = {}
+    for i = 1, 5 do
+      threads[i] = rill.spawn(function()
+        local res, err = req("/", nil, srv.port)
+        if not res then return nil, err end
+        return res.body:read_all(100)
+      end)
+    end
+    for i = 1, 5 do
+      local ok, body, err = rill.wait(threads[i], 30000)
+      assert.truthy(ok and body, tostring(err))
+      assert.truthy(body:find("^ok %d+$"), body)
+    end
+    assert.equal(1, max_open)
+    assert.equal(1, srv.accepted)
     client.drop_idle(key(srv.port))
     srv.close()
   end)
