@@ -290,7 +290,8 @@ static int l_head(lua_State *L) {
       return 2;
     }
     rill_task_t *t = rill__task_check(r->w, L);
-    if (r->waits.head) return luaL_error(L, "the request already has a task waiting");
+    if (rill__waitq_find(&r->waits, W_HEAD))
+      return luaL_error(L, "the request already has a task waiting for its head");
     return rill__task_wait(L, t, &r->waits, W_HEAD, r, ms_arg(L, 2), head_cancel);
   }
   lua_pushinteger(L, st->status);

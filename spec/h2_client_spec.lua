@@ -113,6 +113,8 @@ describe("rill.http.request over HTTP/2", function()
         res:header("X-Many", "1")
         res:send(r.method .. " " .. tostring(r.headers["x-test"]) .. " " ..
           tostring(r.headers.host) .. " " .. r.body:read_all(1000))
+      elseif path == "/early" then
+        res:status(413):send("too big") -- the body unread
       elseif path == "/slow" then
         rill.sleep(3000)
         res:send("late")
@@ -192,6 +194,21 @@ describe("rill.http.request over HTTP/2", function()
     if not helper.sanitized then
       assert.truthy(rss1 - rss0 < 30 * 1024 * 1024, ("RSS grew by %d bytes"):format(rss1 - rss0))
     end
+  end)
+
+  it("takes an answer that comes while the request body is still going", function()
+    local piece, sent = string.rep("e", 65536), 0
+    local res, err = req("/early", {method = "POST", body = function()
+      if sent >= 50 * 1024 * 1024 then return nil end
+      sent = sent + #piece
+      return piece
+    end})
+    assert.truthy(res, err)
+    assert.equal(413, res.status)
+    assert.equal("too big", res.body:read_all(100))
+    assert.truthy(sent < 50 * 1024 * 1024) -- the upload stopped
+    res = assert(req("/who"))
+    assert.equal("2", res.version)
   end)
 
   it("uses HTTP/1.1 when the server offers only http/1.1, or when http2 = false", function()
