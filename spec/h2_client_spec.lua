@@ -209,6 +209,7 @@ describe("rill.http.request over HTTP/2", function()
     assert.truthy(sent < 50 * 1024 * 1024) -- the upload stopped
     res = assert(req("/who"))
     assert.equal("2", res.version)
+    assert.truthy(res.body:read_all(100))
   end)
 
   it("uses HTTP/1.1 when the server offers only http/1.1, or when http2 = false", function()
@@ -224,6 +225,7 @@ describe("rill.http.request over HTTP/2", function()
     res = assert(req("/", {http2 = false}))
     assert.equal("1.1", res.version)
     assert.equal("hello 1.1", res.body:read_all(100))
+    client.drop_idle(origin) -- (that HTTP/1.1 connection, not to be reused below)
   end)
 
   it("a reset stream fails that request only", function()
@@ -239,6 +241,7 @@ describe("rill.http.request over HTTP/2", function()
     assert.truthy(res.body:read_all(100):find(" 2$"))
     res = assert(req("/who")) -- the connection still serves
     assert.equal("2", res.version)
+    assert.truthy(res.body:read_all(100))
   end)
 
   it("read_timeout bounds the wait for a response, and the stream is reset", function()
@@ -249,10 +252,23 @@ describe("rill.http.request over HTTP/2", function()
     assert.truthy(rill.now() - t0 < 3000)
     res = assert(req("/who")) -- other requests go on
     assert.equal("2", res.version)
+    assert.truthy(res.body:read_all(100))
   end)
 
   it("offers h2 again on each new connection (an origin may add it)", function()
-    assert.equal("2", assert(req("/who")).version)
+    local tls = {cert = dir .. "/a.test.crt", key = dir .. "/a.test.key"}
+    local l1, p1 = helper.listen(function(r, res) res:send("v" .. r.version) end, {tls = tls})
+    local res = assert(req("/", nil, p1))
+    assert.equal("v1.1", res.body:read_all(100))
+    client.drop_idle(key(p1))
+    l1:close()
+    local l2 = helper.listen(function(r, res) res:send("v" .. r.version) end,
+      {port = p1, tls = tls, http2 = true})
+    res = assert(req("/", nil, p1))
+    assert.equal("2", res.version)
+    assert.equal("v2", res.body:read_all(100))
+    client.drop_idle(key(p1))
+    l2:close()
   end)
 
   it("a request refused by GOAWAY goes again on a new connection", function()
