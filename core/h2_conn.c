@@ -492,8 +492,9 @@ static int error_cb(nghttp2_session *s, int code, const char *msg, size_t len,
   return 0;
 }
 
-static nghttp2_session_callbacks *callbacks(void) {
-  static nghttp2_session_callbacks *cbs;
+static nghttp2_session_callbacks *callbacks(int client) {
+  static nghttp2_session_callbacks *roles[2];
+  nghttp2_session_callbacks *cbs = roles[client];
   if (cbs) return cbs;
   if (nghttp2_session_callbacks_new(&cbs)) return NULL;
   nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
@@ -506,6 +507,8 @@ static nghttp2_session_callbacks *callbacks(void) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close_cb);
   nghttp2_session_callbacks_set_error_callback2(cbs, error_cb);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, invalid_frame_cb);
+  if (client) rill__h2_client_callbacks(cbs); /* the head and frame callbacks */
+  roles[client] = cbs;
   return cbs;
 }
 
@@ -539,7 +542,13 @@ static void process(rill_h2_conn_t *c) {
     if (c->pend_head == NULL) c->pend_tail = NULL;
     int what = st->pend;
     st->pend = P_BUSY;
-    if ((what & RILL_H2_P_REQUEST) && !st->closed)
+    if (c->srv->client) {
+      /* The response head, or the end of a stream that had none. */
+      if (!st->head_told && (st->got_head || st->closed)) {
+        st->head_told = 1;
+        c->srv->on_request(st);
+      }
+    } else if ((what & RILL_H2_P_REQUEST) && !st->closed)
       c->srv->on_request(st);
     else if (what & RILL_H2_P_REQUEST)
       st->handler_running = 0; /* reset before it could start */
@@ -725,8 +734,10 @@ static void timer_update(rill_h2_conn_t *c) {
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
-    if (kind == TK_NONE) { /* (the first stream found running, or a tunnel its
-                            * owner keeps open, ends the walk) */
+    /* (a client's streams wait for answers under the requester's timeouts) */
+    if (kind == TK_NONE &&
+        !c->srv->client) { /* (the first stream found running, or a
+                            * tunnel its owner keeps open, ends the walk) */
       for (rill_h2_stream_t *st = c->streams; st && !busy; st = st->next)
         busy = !st->closed && (st->handler_running || st->tunnel == RILL_H2_TUNNEL_OPEN);
       if (!busy) kind = TK_SEND;
@@ -829,7 +840,9 @@ static void after(rill_h2_conn_t *c) {
   if (!c->closing) {
     int done =
         !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session);
-    if (c->stopping && c->nstreams == 0 && !nghttp2_session_want_write(c->session))
+    /* (a client whose server sent GOAWAY has no use for the connection) */
+    if ((c->stopping || c->goaway_received) && c->nstreams == 0 &&
+        !nghttp2_session_want_write(c->session))
       done = 1;
     if (!done) return;
     rill__log(c->w, RILL_LOG_DEBUG, "h2: nothing more to read or write: closing");
@@ -896,7 +909,7 @@ static void obj_destroy(rill_obj_t *o) {
 
 rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
   const rill_h2_limits_t *l = &srv->limits;
-  nghttp2_session_callbacks *cbs = callbacks();
+  nghttp2_session_callbacks *cbs = callbacks(srv->client != 0);
   rill_h2_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL || cbs == NULL) {
     free(c);
@@ -910,7 +923,8 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_continuations(opt, l->max_continuations);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  int rv = nghttp2_session_server_new2(&c->session, cbs, c, opt);
+  int rv = srv->client ? nghttp2_session_client_new2(&c->session, cbs, c, opt)
+                       : nghttp2_session_server_new2(&c->session, cbs, c, opt);
   nghttp2_option_del(opt);
   if (rv) {
     free(c);
@@ -931,6 +945,10 @@ rill_h2_conn_t *rill__h2_conn_new(rill_h2_server_t *srv, rill_stream_t *t) {
       {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* RFC 8441: websockets */
   };
   nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+  /* A client's streams are bounded by their own windows: the connection's
+   * (65535 bytes, a round trip each) need not hold them back. */
+  if (srv->client)
+    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, 1 << 24);
   uv_timer_init(srv->w->loop, c->timer);
   c->timer->data = c;
   c->srv = srv;

@@ -61,7 +61,12 @@ typedef struct rill_h2_stream_s rill_h2_stream_t;
 struct rill_h2_server_s {
   rill_worker_t *w;
   rill_h2_limits_t limits;
-  /* A request head arrived on st: start a handler. */
+  /* The client role (h2_client.c): connections made with this speak to a
+   * server, and streams are made by rill__h2_request(). */
+  int client;
+  /* A request head arrived on st: start a handler. Client role: st's
+   * response head arrived, or st ended without one (st->got_head is 0);
+   * called once per stream, never after rill__h2_request_done(). */
   void (*on_request)(rill_h2_stream_t *st);
   /* A response write that returned RILL_EAGAIN may go on (0), or the stream
    * can take no more (< 0: reset by the peer, the connection closed). */
@@ -114,6 +119,8 @@ struct rill_h2_stream_s {
   char *tr;
   size_t trlen, trcap;
   unsigned ntr;
+  int got_head;  /* client role: the final response head is in head, status */
+  int head_told; /* client role: on_request was called */
 
   /* request body: bytes received and not consumed */
   char *in;
@@ -195,6 +202,8 @@ struct rill_h2_conn_s {
   uint64_t writes, frames_in, heads; /* writes made, frames and request heads received */
   uint32_t goaway_error;
   int goaway_sent;
+  int goaway_received; /* client role: the server takes no new stream */
+  uint32_t goaway_received_error;
   void *data;
 };
 
@@ -263,6 +272,38 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code);
 /* The handler of st ended; ok is 0 if it raised: with no response a 500
  * goes, a response begun is reset; an unfinished one is finished. */
 void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok);
+
+/* ---- the client role (h2_client.c) ----
+ * A connection made by rill__h2_conn_new() with srv->client set sends the
+ * client preface and SETTINGS; requests are streams of it. */
+
+/* Submits a request: req's method, scheme, authority and path (authority may
+ * be ""), its fields (connection-specific ones, Host and TE dropped, names
+ * sent in lower case) and content_length (>= 0: a content-length field unless
+ * one is given). With with_body, the body is written with rill__h2_write()
+ * (status and fields ignored) and ended with rill__h2_finish(); else the
+ * request ends with its head. On success *out is the stream: its head and
+ * status become the response's (on_request tells when), its body stream the
+ * response body; it lives until rill__h2_request_done(). Returns 0,
+ * UV_EINVAL (a bad field), RILL_ECLOSED (the connection is closing, or the
+ * server sent GOAWAY) or UV_ENOMEM. Requests past the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS wait in nghttp2's queue. */
+int rill__h2_request(rill_h2_conn_t *c, const rill_h2_head_t *req, int with_body,
+                     rill_h2_stream_t **out);
+/* The requester is done with st: a stream still open is reset (CANCEL), and
+ * the stream object goes once nghttp2 is done with it. */
+void rill__h2_request_done(rill_h2_stream_t *st);
+/* How many more streams the server takes now (its
+ * SETTINGS_MAX_CONCURRENT_STREAMS less the streams open); 0 once the
+ * connection closes or the server sent GOAWAY. */
+unsigned rill__h2_capacity(rill_h2_conn_t *c);
+/* Client role callbacks, for h2_conn.c's session callbacks. */
+struct nghttp2_session_callbacks;
+void rill__h2_client_callbacks(struct nghttp2_session_callbacks *cbs);
+/* Submits a request head with st as its stream's data (h2_stream.c): the
+ * data provider takes st's queue. Returns the stream id or an nghttp2 error. */
+int32_t rill__h2_submit_request(rill_h2_stream_t *st, const void *nv, size_t n,
+                                int with_body);
 
 /* ---- for h2_stream.c and h2_conn.c ---- */
 enum {

@@ -135,12 +135,23 @@ static int body_addr(rill_stream_t *s, int peer, char *host, size_t hostlen) {
   return st->c->t ? rill__stream_addr(st->c->t, peer, host, hostlen) : RILL_ECLOSED;
 }
 
+/* Client role: a response cut short says how (a server's handler sees
+ * "closed" alone, as over HTTP/1.1). */
+static const char *body_strerror(rill_stream_t *s, int err) {
+  rill_h2_stream_t *st = ST(s);
+  if (err != RILL_ECLOSED || !st->c->srv->client) return NULL;
+  if (st->reset_by_peer) return "closed: the server reset the stream";
+  if (st->c->goaway_received) return "closed: the server ended the connection (GOAWAY)";
+  return "closed: the connection was closed";
+}
+
 static const rill_stream_vt body_vt = {
     .name = "h2 body",
     .peek = body_peek,
     .consume = body_consume,
     .fill = body_fill,
     .close = body_close,
+    .strerror = body_strerror,
     .addr = body_addr,
 };
 
@@ -305,6 +316,12 @@ static int submit_head(rill_h2_stream_t *st, int status, const rill_hdr_t *h, si
   st->nobody = st->head.is_head || status == 204 || status == 304;
   rill__h2_want_send(st->c);
   return 0;
+}
+
+int32_t rill__h2_submit_request(rill_h2_stream_t *st, const void *nv, size_t n,
+                                int with_body) {
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
+  return nghttp2_submit_request(st->c->session, NULL, nv, n, with_body ? &prd : NULL, st);
 }
 
 static void resume(rill_h2_stream_t *st);

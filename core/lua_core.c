@@ -1160,6 +1160,7 @@ int rill__open_core(lua_State *L) {
   rill__open_process(L, w);
   rill__open_tls(L, w);
   rill__open_ws(L, w);
+  rill__open_h2_client(L, w);
   rill__open_multipart(L, w);
   rill__open_fs(L, w);
   rill__open_shared(L, w);

@@ -55,6 +55,7 @@ int rill__runtime_on_signal(rill_worker_t *w, int sig, int on);
 void rill__open_http(lua_State *L, rill_worker_t *w);
 void rill__open_tls(lua_State *L, rill_worker_t *w);
 void rill__open_ws(lua_State *L, rill_worker_t *w);
+void rill__open_h2_client(lua_State *L, rill_worker_t *w);
 void rill__open_multipart(lua_State *L, rill_worker_t *w);
 
 struct rill_tls_conf_s;

@@ -25,11 +25,19 @@ client.MAX_HEAD = 65536      -- bytes of response head
 -- after 30000 ms idle (client.pool.size, client.pool.idle_timeout).
 client.pool = pool.new{size = 256, idle_timeout = 30000}
 local conns = client.pool
+local h2_release -- (below)
+local h2state = {} -- pool key → HTTP/2 state (below)
+local h2active = setmetatable({}, {__mode = "k"}) -- HTTP/2 connection → requests in flight
 
 -- Closes the idle connections the pool holds for key (rill.test.client,
 -- when it stops its server).
 function client.drop_idle(key)
   conns:drop(key)
+  local s = h2state[key]
+  if s and s.conn and (h2active[s.conn] or 0) == 0 then
+    s.conn:close()
+    s.conn = nil
+  end
 end
 
 -- How many idle connections the pool holds for key (for tests).
@@ -187,10 +195,112 @@ local function give_permit(key, p)
   if p.n >= p.max and permits[key] == p then permits[key] = nil end
 end
 
+-- ---- HTTP/2 connections ----
+--
+-- One connection per pool key carries every request to that origin at once
+-- (requests past the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the
+-- connection's queue). h2state[key] = {conn =, dialing =, h1 =,
+-- q = waitq}: h1 is set once the origin answered ALPN with http/1.1 (its
+-- requests then take the HTTP/1.1 pool, still offering h2 on each new
+-- connection); while one request dials, the others to the same origin wait
+-- for its outcome rather than open connections of their own.
+
+-- The idle timeout (ms) of an HTTP/2 connection with no request in flight.
+client.h2_idle_timeout = 30000
+
+-- A request on conn starts; one ends: a connection with none in flight
+-- keeps no script running (as a pooled HTTP/1.1 one).
+local function h2_hold(conn)
+  local n = (h2active[conn] or 0) + 1
+  h2active[conn] = n
+  if n == 1 then conn:ref(true) end
+end
+
+function h2_release(conn)
+  local n = h2active[conn] - 1
+  h2active[conn] = n
+  if n == 0 then conn:ref(false) end
+end
+
+local function h2_wake(s)
+  while s.q:signal() do end
+end
+
+-- The HTTP/2 state of key and the connection to use now, waiting (up to ms)
+-- while another request dials it. Without a connection: a dial token when
+-- this request dials (it has connect_ms; then h2_dialed), else nothing: it
+-- goes over HTTP/1.1 (the origin did not choose h2). A dial that did not
+-- report within its time (its thread was cancelled) is not waited for.
+local function h2_conn(key, ms, connect_ms)
+  local s = h2state[key]
+  if not s then
+    s = {q = core.waitq()}
+    h2state[key] = s
+  end
+  while true do
+    local conn = s.conn
+    if conn and not conn:usable() then
+      s.conn, conn = nil, nil
+    end
+    if conn then return s, conn end
+    local now = rill.now()
+    local d = s.dialing
+    if d and now > d.due then
+      s.dialing, d = nil, nil
+    end
+    if not d then
+      if s.h1 then return s end
+      d = {due = now + connect_ms + 1000}
+      s.dialing = d
+      return s, nil, nil, d
+    end
+    if ms and ms <= 0 then return nil, nil, "timeout" end
+    local wait = d.due - now + 1
+    if ms and ms < wait then wait = ms end
+    local ok, err = s.q:wait(wait)
+    if not ok and err ~= "timeout" then return nil, nil, err end
+    if ms then ms = ms - (rill.now() - now) end
+  end
+end
+
+-- The dial this request made for s (with token, if it was the origin's
+-- first) ended with sock (nil: failed): h2 (by ALPN, or prior knowledge)
+-- makes sock the origin's connection, returned.
+local function h2_dialed(s, token, sock, prior)
+  local was = token ~= nil and s.dialing == token
+  if was then s.dialing = nil end
+  local conn
+  if sock and (prior or sock:alpn() == "h2") then
+    conn = core.h2_client(sock, {idle_timeout = client.h2_idle_timeout})
+    conn:ref(false)
+    -- (Two dials that raced, to an origin that had chosen http/1.1 before:
+    -- the first connection stays the origin's; the other serves its
+    -- request, then goes with it.)
+    if not (s.conn and s.conn:usable()) then s.conn, s.h1 = conn, false end
+  elseif sock and was then
+    s.h1 = true
+  end
+  if was then h2_wake(s) end
+  return conn
+end
+
+-- For tests: the HTTP/2 connection of a pool key, or nil.
+function client.h2_conn(key)
+  local s = h2state[key]
+  return s and s.conn
+end
+
 local function body_done(self, err)
   if self.finished then return end
   self.finished = true
   give_permit(self.key, self.permit)
+  local req = self.h2req
+  if req then
+    self.h2req = nil
+    req:done() -- resets a stream whose response is not whole
+    h2_release(self.h2conn)
+    return
+  end
   local sock = self.sock
   self.sock = nil
   if not sock then return end
@@ -232,8 +342,10 @@ function Body:close()
   return true
 end
 
--- Trailers of a chunked body, once it has been read to the end.
+-- Trailers of a chunked body, once it has been read to the end (not kept
+-- over HTTP/2: nil).
 function Body:trailers()
+  if self.h2conn then return nil end
   return core.http_trailers(self.raw or self.stream)
 end
 
@@ -408,6 +520,100 @@ local function exchange(sock, o, key, reused, permit)
   return res
 end
 
+-- One request on an HTTP/2 connection. Returns res, or nil, err, retry
+-- (retry: the server refused the stream unprocessed, or the connection was
+-- gone before the request went: another connection may take it).
+local function h2_exchange(conn, o, scheme, key, permit, read_ms, deadline)
+  local user = o.header_list
+  local list, length = {}, nil
+  for i = 1, #user, 2 do
+    local name = lower(user[i])
+    if name == "content-length" then
+      length = tonumber(user[i + 1])
+    elseif not hop[name] and name ~= "host" then
+      list[#list + 1] = name
+      list[#list + 1] = user[i + 1]
+    end
+  end
+  local body = o.body
+  local streamed = body ~= nil and type(body) ~= "string"
+  if type(body) == "string" then length = #body end
+  local req, err = conn:request(o.method, scheme, o.host_header, o.target, list,
+    body ~= nil and body ~= "", length)
+  if not req then return nil, err, true end
+  h2_hold(conn)
+  local function wait_ms()
+    local left = deadline and deadline - rill.now()
+    if left and left < read_ms then return left > 0 and left or 0 end
+    return read_ms
+  end
+
+  -- The body goes out while the response is read (an upstream may answer
+  -- early, or stream back), with the window as backpressure.
+  local sender, send_err, source_failed
+  if body ~= nil and body ~= "" then
+    sender = rill.spawn(function()
+      local ok, werr = true, nil
+      if not streamed then
+        ok, werr = req:write(body, wait_ms())
+      else
+        local next_piece = type(body) == "function" and body or
+          function() return body:read_some(65536) end
+        local sent = 0
+        while ok do
+          local piece, perr = next_piece()
+          if not piece then
+            if perr then ok, werr, source_failed = nil, "request body: " .. tostring(perr), true end
+            break
+          end
+          sent = sent + #piece
+          if length and sent > length then
+            ok, werr = nil, "request body longer than its Content-Length"
+          elseif #piece > 0 then
+            ok, werr = req:write(piece, wait_ms())
+          end
+        end
+        if ok and length and sent ~= length then
+          ok, werr = nil, "request body shorter than its Content-Length"
+        end
+      end
+      if ok then ok, werr = req:finish() end
+      if not ok then
+        send_err = werr
+        -- The server would wait for bytes that will not come: the stream ends.
+        if not req:ended() then req:reset() end
+      end
+    end)
+  end
+
+  local status, headers, raw = req:head(wait_ms())
+  if status == true then status, headers, raw = req:head(wait_ms()) end
+  if not status then
+    if sender then rill.wait(sender, 0) end
+    req:done()
+    h2_release(conn)
+    return nil, send_err or headers, find(headers, "refused", 1, true) ~= nil
+  end
+  local res = {status = status, reason = core.http_reason(status), version = "2",
+    headers = setmetatable(headers, http.Headers), raw_headers = raw}
+  local stream = req:body()
+  stream:settimeout(read_ms)
+  if deadline then stream:setdeadline(deadline - rill.now()) end
+  local rawstream
+  local nobody = o.method == "HEAD" or status == 204 or status == 304
+  local coding = o.decode and not nobody and headers["content-encoding"]
+  coding = type(coding) == "string" and lower(coding):match("^%s*(%S-)%s*$")
+  if coding == "gzip" or coding == "x-gzip" or coding == "deflate" then
+    rawstream, stream = stream, core.inflate(stream, coding == "deflate" and "deflate" or "gzip", 0)
+    headers["content-encoding"], headers["content-length"] = nil, nil
+    res.decoded = coding
+  end
+  res.body = setmetatable({stream = stream, raw = rawstream, key = key, permit = permit,
+    h2req = req, h2conn = conn, finished = false}, Body)
+  if nobody then body_done(res.body) end
+  return res
+end
+
 -- Checks what will go into the request head, before anything is sent:
 -- returns nil, or why the request cannot be sent.
 local function check_head(o)
@@ -464,7 +670,7 @@ local OPTIONS = {url = true, method = true, headers = true, body = true, json = 
   connect_timeout = true, tls = true, address = true, host = true, redirects = true,
   follow_redirects = true, close = true, jar = true, decompress = true, proxy = true,
   max_redirect_body = true, _base = true, _target = true, _flat = true, _checked = true,
-  _raw = true, _deadline = true, _hops = true}
+  http2 = true, _raw = true, _deadline = true, _hops = true}
 
 local function b64(s)
   return core.base64_encode(s)
@@ -476,6 +682,8 @@ end
 
 -- The options' mistakes, found before anything is sent: raises at the
 -- caller's line (level).
+local H2_ALPN = {"h2", "http/1.1"}
+
 local function check_options(opts, level)
   if type(opts) ~= "table" then
     error("rill.http.request: options must be a table, got " .. type(opts), level)
@@ -517,6 +725,11 @@ local function check_options(opts, level)
   end
   if opts.proxy ~= nil and opts.proxy ~= false and type(opts.proxy) ~= "string" then
     error("rill.http.request: proxy must be a URL or false, got " .. type(opts.proxy), level)
+  end
+  local h2 = opts.http2
+  if h2 ~= nil and type(h2) ~= "boolean" and h2 ~= "prior-knowledge" then
+    error("rill.http.request: http2 must be true, false or \"prior-knowledge\", got " ..
+      tostring(h2), level)
   end
   if opts.jar ~= nil and not (type(opts.jar) == "table" and opts.jar.header) then
     error("rill.http.request: jar must be a rill.http.cookie_jar()", level)
@@ -740,32 +953,66 @@ function client.request(opts)
         client.max_per_host .. " connections to " .. authority .. ")" or perr
     end
   end
+  -- HTTP/2: offered by ALPN for https (unless http2 = false; not for the
+  -- reverse proxy's requests unless it asks), with prior knowledge for http
+  -- only if asked.
+  local h2mode = opts.http2
+  if h2mode == nil then h2mode = not opts._raw end
+  if h2mode == "prior-knowledge" then
+    h2mode = scheme == "http" and not px and "prior" or scheme == "https" and "alpn" or nil
+  elseif h2mode then
+    h2mode = scheme == "https" and "alpn" or nil
+  end
+  local dial_tls = tls
+  if h2mode == "alpn" and tls.alpn == nil then
+    dial_tls = {alpn = H2_ALPN}
+    for k, v in pairs(tls) do dial_tls[k] = v end
+  end
   local res, err
   for attempt = 1, 2 do
-    local sock = not opts.close and conns:get(key)
-    local reused = sock ~= nil
     local left = deadline and deadline - rill.now()
     if left and left <= 0 then
-      if sock then sock:close() end
       give_permit(key, permit)
       return nil, "timeout"
     end
-    if not sock then
-      local connect_ms = opts.connect_timeout or 10000
-      if left and left < connect_ms then connect_ms = left end
-      sock, err = dial({host = host, port = port, address = opts.address, tls = tls, proxy = px},
-        connect_ms)
-      if not sock then
+    local connect_ms = opts.connect_timeout or 10000
+    if left and left < connect_ms then connect_ms = left end
+    local s, conn, h2err, token
+    if h2mode then
+      s, conn, h2err, token = h2_conn(key, left, connect_ms)
+      if h2err then
         give_permit(key, permit)
-        return nil, err
+        return nil, h2err == "timeout" and "timeout (waiting for the connection to " ..
+          authority .. ")" or h2err
       end
     end
-    sock:settimeout(read_ms)
-    sock:setdeadline(left)
+    local sock, reused
+    if not conn then
+      sock = not token and not opts.close and conns:get(key)
+      reused = sock ~= nil
+      if not sock then
+        left = deadline and deadline - rill.now()
+        if left and left < connect_ms then connect_ms = left end
+        sock, err = dial({host = host, port = port, address = opts.address, tls = dial_tls,
+          proxy = px}, connect_ms)
+        if s then conn = h2_dialed(s, token, sock, h2mode == "prior") end
+        if not sock then
+          give_permit(key, permit)
+          return nil, err
+        end
+      end
+    end
     local retry
-    res, err, retry = exchange(sock, o, key, reused, permit)
-    if res then break end
-    sock:close()
+    if conn then
+      res, err, retry = h2_exchange(conn, o, scheme, key, permit, read_ms, deadline)
+      if res then break end
+    else
+      sock:settimeout(read_ms)
+      sock:setdeadline(left)
+      res, err, retry = exchange(sock, o, key, reused, permit)
+      if res then break end
+      sock:close()
+    end
     -- A pooled connection the server had closed: try a fresh one, if the
     -- request can be sent again.
     if not (retry and attempt == 1 and (o.body == nil or type(o.body) == "string")) then

@@ -20,7 +20,7 @@ if [ $# -gt 0 ]; then
   secs=$1
   shift
 fi
-all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn fuzz_multipart fuzz_inflate fuzz_proxy_proto fuzz_h2"
+all="fuzz_http_head fuzz_chunked fuzz_ws_frame fuzz_http_response fuzz_http_conn fuzz_ws_conn fuzz_multipart fuzz_inflate fuzz_proxy_proto fuzz_h2 fuzz_h2_client"
 targets=${*:-$all}
 build=${RILL_FUZZ_BUILD:-build-fuzz}
 
