@@ -211,7 +211,6 @@ describe("connections per host", function()
     local client = require "rill.client"
     local old = client.max_per_host
     client.max_per_host = 3
-    finally(function() client.max_per_host = old end)
     local active, most = 0, 0
     local l = helper.listen(function(req, res)
       active = active + 1
@@ -220,7 +219,11 @@ describe("connections per host", function()
       active = active - 1
       res:send("ok")
     end)
-    finally(function() l:close() end)
+    -- (one finally: busted keeps only the last one a test sets)
+    finally(function()
+      client.max_per_host = old
+      l:close()
+    end)
     local ths = {}
     for i = 1, 12 do
       ths[i] = rill.spawn(function()
