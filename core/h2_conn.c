@@ -34,6 +34,7 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->write_high = RILL_WRITE_HIGH;
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
   l->tunnel_linger_ms = 5000;
+  l->body_timeout_ms = http ? http->body_timeout_ms : 60000;
 }
 
 static void conn_read(rill_h2_conn_t *c);
@@ -508,6 +509,7 @@ static void process(rill_h2_conn_t *c) {
       st->handler_running = 0; /* reset before it could start */
     if ((what & RILL_H2_P_READABLE) && st->in_want) {
       st->in_want = 0;
+      if (st->body_timer) uv_timer_stop(st->body_timer);
       rill__stream_readable(&st->body, st->in_r < st->in_len ? 0 : st->in_err);
     }
     if ((what & RILL_H2_P_DRAINED) && st->write_waiting) {
@@ -530,6 +532,33 @@ static void process(rill_h2_conn_t *c) {
   c->processing = 0;
   rill__worker_release(c->w);
   conn_unref(c);
+}
+
+/* A body's reader waited body_timeout_ms for nothing: it is told
+ * "timeout", and the request gets 408 (as HTTP/1.1's body_timeout); what
+ * comes later is dropped. */
+static void body_timer_cb(uv_timer_t *t) {
+  rill_h2_stream_t *st = t->data;
+  rill_h2_conn_t *c = st->c;
+  if (!st->in_want || st->in_err || st->in_eof || c->session == NULL) return;
+  rill__log(c->w, RILL_LOG_DEBUG, "h2: stream %d: request body timeout", st->id);
+  st->in_err = UV_ETIMEDOUT;
+  rill__h2_pend(st, RILL_H2_P_READABLE);
+  c->refs++;
+  process(c);
+  rill__h2_want_send(c);
+  conn_unref(c);
+}
+
+void rill__h2_body_wait(rill_h2_stream_t *st) {
+  unsigned ms = st->c->srv->limits.body_timeout_ms;
+  if (ms == 0 || st->tunnel || st->c->session == NULL) return;
+  if (st->body_timer == NULL) {
+    if ((st->body_timer = malloc(sizeof(*st->body_timer))) == NULL) return;
+    uv_timer_init(st->c->w->loop, st->body_timer);
+    st->body_timer->data = st;
+  }
+  uv_timer_start(st->body_timer, body_timer_cb, ms, 0);
 }
 
 /* ---- I/O ---- */

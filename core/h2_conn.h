@@ -44,6 +44,8 @@ typedef struct {
                               0: no limit */
   unsigned tunnel_linger_ms; /* a closed tunnel's unsent bytes wait this long for the
                                 peer's window; then RST_STREAM */
+  unsigned body_timeout_ms;  /* a request body's reader waits this long for bytes; then
+                                "timeout" and 408 (0: no limit) */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -135,8 +137,9 @@ struct rill_h2_stream_s {
   int zip_dirty;              /* bytes went in since its last sync flush */
 
   /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
-  int tunnel;         /* RILL_H2_TUNNEL_*: the body is a duplex stream */
-  uv_timer_t *linger; /* closed with bytes still queued: tunnel_linger_ms */
+  int tunnel;             /* RILL_H2_TUNNEL_*: the body is a duplex stream */
+  uv_timer_t *linger;     /* closed with bytes still queued: tunnel_linger_ms */
+  uv_timer_t *body_timer; /* the body's reader waits: body_timeout_ms */
 
   /* life */
   int closed; /* nghttp2 closed the stream (or the connection went) */
@@ -264,6 +267,8 @@ enum {
 };
 void rill__h2_pend(rill_h2_stream_t *st, int what);
 void rill__h2_want_send(rill_h2_conn_t *c);
+/* st's body reader waits for bytes (not a tunnel's): body_timeout_ms. */
+void rill__h2_body_wait(rill_h2_stream_t *st);
 void rill__h2_stream_init(rill_h2_stream_t *st, rill_h2_conn_t *c, int32_t id);
 void rill__h2_stream_free(rill_h2_stream_t *st);
 /* Takes a torn-down connection off the worker's list once no handler runs. */

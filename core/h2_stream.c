@@ -83,6 +83,7 @@ static int body_fill(rill_stream_t *s) {
   if (st->in_eof) return RILL_EOF;
   if (st->expect_continue && !st->continue_sent) send_continue(st);
   st->in_want = 1;
+  rill__h2_body_wait(st);
   return 0;
 }
 
@@ -143,6 +144,10 @@ void rill__h2_stream_free(rill_h2_stream_t *st) {
   if (st->linger) {
     uv_timer_stop(st->linger);
     uv_close((uv_handle_t *)st->linger, linger_closed);
+  }
+  if (st->body_timer) {
+    uv_timer_stop(st->body_timer);
+    uv_close((uv_handle_t *)st->body_timer, linger_closed);
   }
   if (st->zip) {
     rill__deflate_end(st->zip);
@@ -356,11 +361,15 @@ static int zip_put(rill_h2_stream_t *st, const char *p, size_t len, int flush,
   return rill__deflate_put(st->zip, p, len, flush, zip_emit, st);
 }
 
-/* A body past its limit is answered 413 whatever the handler meant to send
- * (as HTTP/1.1's). Returns whether it was. */
+/* A body past its limit is answered 413, one whose reader timed out 408,
+ * whatever the handler meant to send (as HTTP/1.1's). Returns whether it
+ * was. */
 static int body_too_large(rill_h2_stream_t *st) {
-  if (st->in_err != RILL_EBODY || st->resp != RILL_H2_RESP_NONE) return 0;
-  if (submit_head(st, 413, NULL, 0, 0, 0) == 0) st->resp = RILL_H2_RESP_DONE;
+  if ((st->in_err != RILL_EBODY && st->in_err != UV_ETIMEDOUT) ||
+      st->resp != RILL_H2_RESP_NONE)
+    return 0;
+  if (submit_head(st, st->in_err == RILL_EBODY ? 413 : 408, NULL, 0, 0, 0) == 0)
+    st->resp = RILL_H2_RESP_DONE;
   return 1;
 }
 

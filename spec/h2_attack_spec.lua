@@ -286,6 +286,37 @@ describe("HTTP/2 under attack", function()
     end)
   end)
 
+  describe("request bodies", function()
+    local bl, bport
+    setup(function()
+      bl, bport = helper.listen(function(req, res)
+        count("started")
+        local b, err = req.body:read_all(1024)
+        count("read " .. tostring(b and #b or err))
+        count("ended")
+        res:send("got " .. tostring(b and #b))
+      end, {http2 = true, body_timeout = 500})
+    end)
+    teardown(function() bl:close() end)
+
+    it("a body that never comes: its reader gets \"timeout\" after body_timeout, " ..
+      "the answer is 408 (as over HTTP/1.1), the connection goes on", function()
+      local out = attack("body_wait", bport, "stall")
+      if not out then pending("python3-h2 is not installed") return end
+      assert.equal("408  ended\nthen 200 b'got 0'\n", out)
+      assert.equal(1, seen["read timeout"])
+      released()
+    end)
+
+    it("a body whose bytes each come within body_timeout is read whole", function()
+      local out = attack("body_wait", bport, "trickle")
+      if not out then pending("python3-h2 is not installed") return end
+      assert.equal("200 got 30 ended\nthen 200 b'got 0'\n", out)
+      assert.equal(1, seen["read 30"])
+      released()
+    end)
+  end)
+
   it("handlers started by one read run together: errors, spawns and " ..
     "handlers waiting for their body do not stall the others", function()
     local out = attack("burst", port, 25)

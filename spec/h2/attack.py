@@ -19,6 +19,7 @@ spec/h2_attack_spec.lua, with Python's h2 (python3-h2): attack.py CASE PORT
                         h1later | keepalive | twice | hugesettings |
                         badsettings | connect | options | expect | websocket |
                         halfclose
+  body_wait KIND        a POST to /block: stall (no body) | trickle
   burst N               one write opening N each of /err, /spawn, /small and
                         a POST to /block whose body comes later
 """
@@ -534,6 +535,40 @@ def file_truncate(port, path):
             c.increment_flow_control_window(1 << 24, sid)
             s.sendall(c.data_to_send())
     print('clen', clen.decode() if clen else None, 'got', got, how)
+
+
+
+def body_wait(port, kind):
+    """POSTs to /block: 'stall' sends no body (the server's body_timeout
+    answers); 'trickle' sends 30 bytes one at a time, 50 ms apart, each within it. Then
+    late bytes on the stalled stream and a GET on the same connection."""
+    s, c = raw_client(port)
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, hdrs('/block', 'POST'))
+    s.sendall(c.data_to_send())
+    if kind == 'trickle':
+        for i in range(30):
+            time.sleep(0.05)
+            c.send_data(sid, b't', end_stream=i == 29)
+            s.sendall(c.data_to_send())
+    status, data, how = None, b'', None
+    while how is None:
+        evs = pump(s, c)
+        if evs is None:
+            raise SystemExit('closed')
+        for e in evs:
+            if getattr(e, 'stream_id', None) != sid:
+                continue
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers)[b':status'].decode()
+            elif isinstance(e, h2.events.DataReceived):
+                data += e.data
+            elif isinstance(e, h2.events.StreamEnded):
+                how = 'ended'
+    print(status, data.decode(), how)
+    if kind == 'stall':
+        s.sendall(raw_frame(0, 1, sid, b'late'))
+    print('then', *get(s, c, '/small'))
 
 
 if __name__ == '__main__':
