@@ -35,6 +35,7 @@ void rill__h2_limits_default(rill_h2_limits_t *l, const rill_http_limits_t *http
   l->max_body_bytes = http ? http->max_body_bytes : (uint64_t)1 << 30;
   l->tunnel_linger_ms = 5000;
   l->body_timeout_ms = http ? http->body_timeout_ms : 60000;
+  l->send_timeout_ms = http ? http->send_timeout_ms : 60000;
 }
 
 static void conn_read(rill_h2_conn_t *c);
@@ -139,6 +140,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     ch->off += length;
     st->queued -= length;
+    if (st->linger && !st->tunnel) uv_timer_again(st->linger); /* bytes go: not stuck */
     if (ch->off == ch->len) {
       st->q_head = ch->next;
       if (st->q_head == NULL) st->q_tail = NULL;

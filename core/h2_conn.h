@@ -46,6 +46,8 @@ typedef struct {
                                 peer's window; then RST_STREAM */
   unsigned body_timeout_ms;  /* a request body's reader waits this long for bytes; then
                                 "timeout" and 408 (0: no limit) */
+  unsigned send_timeout_ms;  /* a response whose handler ended waits this long for the
+                                peer's window to let a byte more go; then RST_STREAM */
 } rill_h2_limits_t;
 
 /* Defaults; max_header_bytes and max_headers from the HTTP/1.1 limits. */
@@ -138,7 +140,8 @@ struct rill_h2_stream_s {
 
   /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
   int tunnel;             /* RILL_H2_TUNNEL_*: the body is a duplex stream */
-  uv_timer_t *linger;     /* closed with bytes still queued: tunnel_linger_ms */
+  uv_timer_t *linger;     /* bytes still queued once the tunnel closed (tunnel_linger_ms)
+                             or the handler ended (send_timeout_ms, again as bytes go) */
   uv_timer_t *body_timer; /* the body's reader waits: body_timeout_ms */
 
   /* life */

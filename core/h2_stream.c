@@ -627,6 +627,17 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
   rill__h2_want_send(st->c);
 }
 
+/* The response of an ended handler did not move for send_timeout_ms (the
+ * peer keeps its window shut): the stream is reset, its bytes dropped. */
+static void stuck_cb(uv_timer_t *t) {
+  rill_h2_stream_t *st = t->data;
+  uv_timer_stop(t);
+  rill__log(st->c->w, RILL_LOG_DEBUG,
+            "h2: stream %d: %zu bytes of a response unsent for send_timeout", st->id,
+            st->queued);
+  rill__h2_reset(st, NGHTTP2_CANCEL);
+}
+
 void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   assert(st->handler_running);
   st->handler_running = 0;
@@ -649,6 +660,15 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
     if (usable(st) && st->end_sent && !st->in_eof)
       nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                 NGHTTP2_NO_ERROR);
+    /* What is queued waits for the peer's window, as a write would: each
+     * byte within send_timeout_ms (send_data_cb restarts the timer). */
+    unsigned ms = st->c->srv->limits.send_timeout_ms;
+    if (usable(st) && st->queued > 0 && ms > 0 && st->linger == NULL &&
+        (st->linger = malloc(sizeof(*st->linger))) != NULL) {
+      uv_timer_init(st->c->w->loop, st->linger);
+      st->linger->data = st;
+      uv_timer_start(st->linger, stuck_cb, ms, ms);
+    }
   }
   rill__h2_stream_maybe_free(st);
 }

@@ -317,6 +317,45 @@ describe("HTTP/2 under attack", function()
     end)
   end)
 
+  describe("responses a client never takes", function()
+    local sl, sport
+    setup(function()
+      local app = rill.router()
+      app:get("/bigstr", function(req, res)
+        count("started")
+        res:send(string.rep("x", 8 * 1024 * 1024))
+        count("ended")
+      end)
+      app:get("/mid", function(req, res)
+        count("started")
+        res:send(string.rep("m", 20000))
+        count("ended")
+      end)
+      sl, sport = helper.listen(app, {http2 = true, send_timeout = 1000})
+    end)
+    teardown(function() sl:close() end)
+
+    it("a response queued whole whose handler ended: reset once send_timeout " ..
+      "passes with no byte taken (its memory goes)", function()
+      local out = attack("stuck", sport, "/bigstr", 10)
+      if not out then pending("python3-h2 is not installed") return end
+      local n = 0
+      for how in out:gmatch("%d+ (reset %d+) 0\n") do
+        assert.equal("reset 8", how) -- CANCEL
+        n = n + 1
+      end
+      assert.equal(10, n, out)
+      released()
+    end)
+
+    it("a slow client that keeps taking bytes is not cut", function()
+      local out = attack("stuck", sport, "/mid", 2, "slow")
+      if not out then pending("python3-h2 is not installed") return end
+      assert.equal("1 ended 20000\n3 ended 20000\n", out)
+      released()
+    end)
+  end)
+
   it("handlers started by one read run together: errors, spawns and " ..
     "handlers waiting for their body do not stall the others", function()
     local out = attack("burst", port, 25)

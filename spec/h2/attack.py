@@ -20,6 +20,8 @@ spec/h2_attack_spec.lua, with Python's h2 (python3-h2): attack.py CASE PORT
                         badsettings | connect | options | expect | websocket |
                         halfclose
   body_wait KIND        a POST to /block: stall (no body) | trickle
+  stuck PATH N [slow]   N GETs of PATH whose windows stay shut (slow: open
+                        by 1000 bytes every 100 ms)
   burst N               one write opening N each of /err, /spawn, /small and
                         a POST to /block whose body comes later
 """
@@ -569,6 +571,46 @@ def body_wait(port, kind):
     if kind == 'stall':
         s.sendall(raw_frame(0, 1, sid, b'late'))
     print('then', *get(s, c, '/small'))
+
+
+
+def stuck(port, path, n, slow=None):
+    """n GETs of path whose windows stay shut (or, with slow, open by 1000
+    bytes every 100 ms): prints each stream's end and the bytes that came."""
+    s, c = raw_client(port, window=0)
+    n = int(n)
+    sids = []
+    for _ in range(n):
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, hdrs(path), end_stream=True)
+        sids.append(sid)
+    s.sendall(c.data_to_send())
+    got = dict((sid, 0) for sid in sids)
+    ends = {}
+    s.settimeout(0.1)
+    while len(ends) < n:
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            data = None
+        if data == b'':
+            print('closed')
+            break
+        for e in c.receive_data(data or b''):
+            if isinstance(e, h2.events.DataReceived):
+                got[e.stream_id] += len(e.data)
+                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            elif isinstance(e, h2.events.StreamEnded):
+                ends[e.stream_id] = 'ended'
+            elif isinstance(e, h2.events.StreamReset):
+                ends[e.stream_id] = 'reset %d' % e.error_code
+        if slow and data is None:
+            for sid in sids:
+                if sid not in ends:
+                    c.increment_flow_control_window(1000, sid)
+        s.sendall(c.data_to_send())
+    for sid in sids:
+        print(sid, ends.get(sid), got[sid])
 
 
 if __name__ == '__main__':
