@@ -142,6 +142,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     ch->off += length;
     st->queued -= length;
+    if (st->linger && !st->tunnel) uv_timer_again(st->linger); /* bytes go: not stuck */
     c->sent_progress = 1;
     if (ch->off == ch->len) {
       st->q_head = ch->next;
@@ -723,9 +724,10 @@ static void timer_cb(uv_timer_t *h) {
 }
 
 /* Idle: no stream open. Header: the preface, or a header block (a request
- * head, or trailers) begun and not ended. Send: streams are open but
- * no handler runs: only answers wait, for a peer that does not take them
- * (a closed window): restarted whenever DATA leaves. */
+ * head, or trailers) begun and not ended. Send: streams are open, no
+ * handler runs, and the peer takes none of our bytes (the transport is
+ * full): restarted whenever DATA leaves. (A stream whose window the peer
+ * keeps shut is reset on its own, at send_timeout: stuck_cb.) */
 static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
   int kind = TK_NONE, busy = 0;
@@ -740,7 +742,7 @@ static void timer_update(rill_h2_conn_t *c) {
                             * tunnel its owner keeps open, ends the walk) */
       for (rill_h2_stream_t *st = c->streams; st && !busy; st = st->next)
         busy = !st->closed && (st->handler_running || st->tunnel == RILL_H2_TUNNEL_OPEN);
-      if (!busy) kind = TK_SEND;
+      if (!busy && c->t_waiting) kind = TK_SEND;
     }
   }
   int progress = c->sent_progress;

@@ -150,7 +150,8 @@ struct rill_h2_stream_s {
 
   /* an Extended CONNECT's tunnel (rill__h2_tunnel) */
   int tunnel;         /* RILL_H2_TUNNEL_*: the body is a duplex stream */
-  uv_timer_t *linger; /* closed with bytes still queued: tunnel_linger_ms */
+  uv_timer_t *linger; /* bytes still queued once the tunnel closed (tunnel_linger_ms)
+                         or the handler ended (send_timeout_ms, again as bytes go) */
 
   /* life */
   int closed; /* nghttp2 closed the stream (or the connection went) */

@@ -429,11 +429,15 @@ static int zip_put(rill_h2_stream_t *st, const char *p, size_t len, int flush,
   return rill__deflate_put(st->zip, p, len, flush, zip_emit, st);
 }
 
-/* A body past its limit is answered 413 whatever the handler meant to send
- * (as HTTP/1.1's). Returns whether it was. */
-static int body_too_large(rill_h2_stream_t *st) {
-  if (st->in_err != RILL_EBODY || st->resp != RILL_H2_RESP_NONE) return 0;
-  if (submit_head(st, 413, NULL, 0, 0, 0) == 0) st->resp = RILL_H2_RESP_DONE;
+/* A body its reader found past its limit, or too slow, is answered 413 or
+ * 408 whatever the handler meant to send (as HTTP/1.1's). Returns whether
+ * it was. */
+static int body_broken(rill_h2_stream_t *st) {
+  if ((st->in_err != RILL_EBODY && st->in_err != UV_ETIMEDOUT) ||
+      st->resp != RILL_H2_RESP_NONE)
+    return 0;
+  if (submit_head(st, st->in_err == RILL_EBODY ? 413 : 408, NULL, 0, 0, 0) == 0)
+    st->resp = RILL_H2_RESP_DONE;
   return 1;
 }
 
@@ -441,7 +445,7 @@ int rill__h2_write(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size_t
                    const char *data, size_t len) {
   if (st->resp == RILL_H2_RESP_DONE) return UV_EBUSY;
   if (!usable(st)) return RILL_ECLOSED;
-  if (body_too_large(st)) return RILL_ECLOSED;
+  if (body_broken(st)) return RILL_ECLOSED;
   if (st->resp == RILL_H2_RESP_NONE) {
     int r = submit_head(st, status, h, nh, -1, 1);
     if (r) return r;
@@ -531,7 +535,7 @@ int rill__h2_respond(rill_h2_stream_t *st, int status, const rill_hdr_t *h, size
                      const char *body, size_t len) {
   if (st->resp != RILL_H2_RESP_NONE) return UV_EBUSY;
   if (!usable(st)) return RILL_ECLOSED;
-  if (body_too_large(st)) return 0;
+  if (body_broken(st)) return 0;
   int nobody = st->head.is_head || status == 204 || status == 304;
   if (st->zformat && !nobody && len > 0) {
     /* The whole body through the compressor, as a streamed one. */
@@ -680,6 +684,18 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
   rill__h2_want_send(st->c);
 }
 
+/* The response of an ended handler did not move for send_timeout_ms (the
+ * peer keeps the stream's window shut): the stream is reset, its bytes
+ * dropped. */
+static void stuck_cb(uv_timer_t *t) {
+  rill_h2_stream_t *st = t->data;
+  uv_timer_stop(t);
+  rill__log(st->c->w, RILL_LOG_DEBUG,
+            "h2: stream %d: %zu bytes of a response unsent for send_timeout", st->id,
+            st->queued);
+  rill__h2_reset(st, NGHTTP2_CANCEL);
+}
+
 void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
   assert(st->handler_running);
   st->handler_running = 0;
@@ -703,6 +719,16 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
     if (usable(st) && st->end_sent && !st->in_eof)
       nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                 NGHTTP2_NO_ERROR);
+    /* What is queued waits for the stream's window, as a write would: each
+     * byte within send_timeout_ms (send_data_cb restarts the timer). The
+     * connection's send timer covers a peer that takes nothing at all. */
+    unsigned ms = st->c->srv->limits.send_timeout_ms;
+    if (usable(st) && st->queued > 0 && ms > 0 && st->linger == NULL &&
+        (st->linger = malloc(sizeof(*st->linger))) != NULL) {
+      uv_timer_init(st->c->w->loop, st->linger);
+      st->linger->data = st;
+      uv_timer_start(st->linger, stuck_cb, ms, ms);
+    }
     /* Through conn_send: the connection's timer sees that this handler
      * ended (the send timeout may start). */
     rill__h2_want_send(st->c);
