@@ -137,52 +137,16 @@ unsigned rill__h2_capacity(rill_h2_conn_t *c) {
 
 /* ---- the response head ---- */
 
-static int put(rill_h2_stream_t *st, const uint8_t *p, size_t n, size_t *off) {
-  if (st->alen + n + 1 > st->acap) {
-    size_t cap = st->acap ? st->acap : 512;
-    while (cap < st->alen + n + 1)
-      cap *= 2;
-    char *a = realloc(st->arena, cap);
-    if (a == NULL) return UV_ENOMEM;
-    st->arena = a;
-    st->acap = cap;
-  }
-  *off = st->alen;
-  memcpy(st->arena + st->alen, p, n);
-  st->arena[st->alen + n] = 0;
-  st->alen += n + 1;
-  return 0;
-}
-
 /* A field of a response head (1xx heads included; trailers are not kept),
  * within the limits: past them the stream is reset (bad_head). */
 static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user) {
-  rill_h2_conn_t *c = user;
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   rill_h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
   if (st == NULL || st->got_head || st->bad_head) return 0;
   st->hbytes += namelen + valuelen + 32;
-  if (st->hbytes > c->srv->limits.max_header_bytes ||
-      st->nh >= c->srv->limits.max_headers) {
-    st->bad_head = 431;
-    return 0;
-  }
-  if (st->nh == st->hcap) {
-    size_t cap = st->hcap ? st->hcap * 2 : 16;
-    size_t *h = realloc(st->hoff, cap * 4 * sizeof(size_t));
-    if (h == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    st->hoff = h;
-    st->hcap = cap;
-  }
-  size_t *e = &st->hoff[st->nh * 4];
-  if (put(st, name, namelen, &e[0]) || put(st, value, valuelen, &e[2]))
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  e[1] = namelen;
-  e[3] = valuelen;
-  st->nh++;
-  return 0;
+  return rill__h2_field_put(st, name, namelen, value, valuelen);
 }
 
 /* A head is whole: a 1xx is dropped (returns 1); the final one becomes

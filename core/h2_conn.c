@@ -255,8 +255,13 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *frame, const uint8
   if (frame->headers.cat == NGHTTP2_HCAT_HEADERS)
     return trailer_put(st, name, namelen, value, valuelen);
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || st->bad_head) return 0;
-  if (st->hbytes > c->srv->limits.max_header_bytes ||
-      st->nh >= c->srv->limits.max_headers) {
+  return rill__h2_field_put(st, name, namelen, value, valuelen);
+}
+
+int rill__h2_field_put(rill_h2_stream_t *st, const uint8_t *name, size_t namelen,
+                       const uint8_t *value, size_t valuelen) {
+  const rill_h2_limits_t *l = &st->c->srv->limits;
+  if (st->hbytes > l->max_header_bytes || st->nh >= l->max_headers) {
     st->bad_head = 431;
     return 0;
   }

@@ -321,6 +321,11 @@ void rill__h2_stream_free(rill_h2_stream_t *st);
 void rill__h2_conn_maybe_unlink(rill_h2_conn_t *c);
 /* Frees the stream object if nghttp2 and the handler are both done with it. */
 void rill__h2_stream_maybe_free(rill_h2_stream_t *st);
+/* A field of a head, kept in the stream's arena (st->hbytes counted by the
+ * caller): past max_header_bytes or max_headers it is dropped and
+ * st->bad_head is 431. Returns 0 or an nghttp2 callback failure. */
+int rill__h2_field_put(rill_h2_stream_t *st, const uint8_t *name, size_t namelen,
+                       const uint8_t *value, size_t valuelen);
 /* Request bytes arrived (copied into the stream's buffer). */
 int rill__h2_stream_in(rill_h2_stream_t *st, const uint8_t *p, size_t n);
 /* Queued response chunks: bytes copied into data, or a pooled buffer
