@@ -265,6 +265,18 @@ static void push_end(lua_State *L, rill_h2_stream_t *st) {
   }
 }
 
+/* nil and why a wait or a write failed with status: the stream's end, as
+ * push_end says it, for RILL_ECLOSED. Returns 2. */
+static int push_failure(lua_State *L, rill_h2_stream_t *st, int status) {
+  if (status == RILL_ECLOSED) {
+    push_end(L, st);
+    return 2;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, rill__errmsg(status));
+  return 2;
+}
+
 static int head_cancel(rill_wait_t *wt, int status) {
   lreq_t *r = wt->obj;
   lua_State *co = rill__wait_task(wt)->co;
@@ -272,13 +284,7 @@ static int head_cancel(rill_wait_t *wt, int status) {
     lua_pushboolean(co, 1);
     return 1;
   }
-  if (status == RILL_ECLOSED) {
-    push_end(co, r->st);
-    return 2;
-  }
-  lua_pushnil(co);
-  lua_pushstring(co, rill__errmsg(status));
-  return 2;
+  return push_failure(co, r->st, status);
 }
 
 /* req:head([ms]) → status, headers, raw {name, value, ...}; nil, err if the
@@ -343,14 +349,7 @@ static int l_body(lua_State *L) {
 
 static int write_cancel(rill_wait_t *wt, int status) {
   lreq_t *r = wt->obj;
-  lua_State *co = rill__wait_task(wt)->co;
-  if (status == RILL_ECLOSED) {
-    push_end(co, r->st);
-    return 2;
-  }
-  lua_pushnil(co);
-  lua_pushstring(co, rill__errmsg(status));
-  return 2;
+  return push_failure(rill__wait_task(wt)->co, r->st, status);
 }
 
 static int write_result(lua_State *L, lreq_t *r, int rv, int ms) {
@@ -364,13 +363,7 @@ static int write_result(lua_State *L, lreq_t *r, int rv, int ms) {
       return luaL_error(L, "the request body already has a writer waiting");
     return rill__task_wait(L, t, &r->waits, W_WRITE, r, ms, write_cancel);
   }
-  if (rv == RILL_ECLOSED) {
-    push_end(L, r->st);
-    return 2;
-  }
-  lua_pushnil(L);
-  lua_pushstring(L, rill__errmsg(rv));
-  return 2;
+  return push_failure(L, r->st, rv);
 }
 
 /* req:write(data[, ms]) → true; nil, err. Waits while the stream's queue is
