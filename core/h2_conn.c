@@ -729,10 +729,10 @@ static void timer_cb(uv_timer_t *h) {
 }
 
 /* Idle: no stream open. Header: the preface, or a header block (a request
- * head, or trailers) begun and not ended. Send: streams are open, no
- * handler runs, and the peer takes none of our bytes (the transport is
- * full): restarted whenever DATA leaves. (A stream whose window the peer
- * keeps shut is reset on its own, at send_timeout: stuck_cb.) */
+ * head, or trailers) begun and not ended. Send: no handler runs and
+ * the peer takes none of our bytes (the transport is full): restarted
+ * whenever DATA leaves. (A stream whose window the peer keeps shut is reset
+ * on its own, at send_timeout: stuck_cb in h2_stream.c.) */
 static void timer_update(rill_h2_conn_t *c) {
   if (c->timer == NULL) return;
   int kind = TK_NONE, busy = 0;
@@ -741,13 +741,16 @@ static void timer_update(rill_h2_conn_t *c) {
       kind = TK_HEADER;
     else if (c->nstreams == 0)
       kind = TK_IDLE;
-    /* (a client's streams wait for answers under the requester's timeouts) */
-    if (kind == TK_NONE &&
+    /* The peer takes none of our bytes (the transport is full) and no
+     * handler runs (a running one ends at its own write's send_timeout):
+     * send_timeout for the connection, whatever else it waits for. A
+     * client's connection waits under the requester's timeouts. */
+    if (c->t_waiting &&
         !c->srv->client) { /* (the first stream found running, or a
                             * tunnel its owner keeps open, ends the walk) */
       for (rill_h2_stream_t *st = c->streams; st && !busy; st = st->next)
         busy = !st->closed && (st->handler_running || st->tunnel == RILL_H2_TUNNEL_OPEN);
-      if (!busy && c->t_waiting) kind = TK_SEND;
+      if (!busy) kind = TK_SEND;
     }
   }
   int progress = c->sent_progress;
