@@ -684,6 +684,16 @@ void rill__h2_reset(rill_h2_stream_t *st, uint32_t error_code) {
   rill__h2_want_send(st->c);
 }
 
+/* The bytes the peer lets the stream send now: the smaller of its window
+ * and the connection's. */
+static size_t window(rill_h2_stream_t *st) {
+  nghttp2_session *s = st->c->session;
+  int32_t w = nghttp2_session_get_stream_remote_window_size(s, st->id);
+  int32_t cw = nghttp2_session_get_remote_window_size(s);
+  if (cw < w) w = cw;
+  return w > 0 ? (size_t)w : 0;
+}
+
 /* The response of an ended handler did not move for send_timeout_ms (the
  * peer keeps the stream's window shut): the stream is reset, its bytes
  * dropped. */
@@ -719,11 +729,13 @@ void rill__h2_stream_handler_done(rill_h2_stream_t *st, int ok) {
     if (usable(st) && st->end_sent && !st->in_eof)
       nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
                                 NGHTTP2_NO_ERROR);
-    /* What is queued waits for the stream's window, as a write would: each
-     * byte within send_timeout_ms (send_data_cb restarts the timer). The
-     * connection's send timer covers a peer that takes nothing at all. */
+    /* What is queued past the windows the peer gave waits for more window,
+     * as a write would: each byte within send_timeout_ms (send_data_cb
+     * restarts the timer). What the windows let go leaves with this burst
+     * (no timer for the common answer); the connection's send timer covers
+     * a peer that takes nothing at all. */
     unsigned ms = st->c->srv->limits.send_timeout_ms;
-    if (usable(st) && st->queued > 0 && ms > 0 && st->linger == NULL &&
+    if (usable(st) && st->queued > window(st) && ms > 0 && st->linger == NULL &&
         (st->linger = malloc(sizeof(*st->linger))) != NULL) {
       uv_timer_init(st->c->w->loop, st->linger);
       st->linger->data = st;
